@@ -1,0 +1,56 @@
+//! The `exec` interface: processes in a workload. A backend ([`ExecBackend`]) starts them
+//! (a local process here, a pod exec on Kubernetes); this module checks grants, resolves
+//! secret handles, wires stdio to wasi streams, and records every call.
+
+mod local;
+mod wit;
+
+pub use local::LocalExec;
+pub use wit::ProcessHandle;
+
+use crate::runtime::bindings::WitError;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What to start.
+pub struct SpawnSpec {
+    pub workload: String,
+    pub container: Option<String>,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Secret values for the environment; never logged.
+    pub secret_env: Vec<(String, Arc<String>)>,
+    pub stdin: bool,
+}
+
+/// How a process ended.
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The end of stderr, with some slack before the tail so a secret cut at the start can
+    /// still be recognised and redacted.
+    pub stderr: Vec<u8>,
+}
+
+pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+
+#[async_trait::async_trait]
+pub trait ExecBackend: Send + Sync {
+    async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError>;
+}
+
+/// A started process. Dropping it kills the process.
+#[async_trait::async_trait]
+pub trait RunningProcess: Send {
+    fn take_stdin(&mut self) -> Option<BoxWrite>;
+    fn take_stdout(&mut self) -> Option<BoxRead>;
+    async fn wait(&mut self) -> Result<ExitInfo, WitError>;
+    fn kill(&mut self);
+}
+
+/// Environment names a plugin may not set: they change what code a process loads.
+pub fn forbidden_env(name: &str) -> bool {
+    name.is_empty() || name.contains('=') || name.contains('\0') || name.starts_with("LD_") || name.starts_with("DYLD_")
+}

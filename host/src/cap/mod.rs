@@ -1,0 +1,217 @@
+//! Capabilities the host lends plugins. Each is one unit: its WIT interface (wit/), a
+//! backend trait with local (and later kubernetes) implementations, and the grant check.
+//!
+//! [`ActionContext`] is what every capability call sees: the grants, the subject, the
+//! backends, and the records the call leaves (audit trail, logs, progress, objects).
+//! A call is allowed only when the plugin's manifest declares it AND the Blueprint grants it.
+
+pub mod exec;
+pub mod location;
+mod others;
+pub mod streams;
+mod runtime_log;
+pub mod secrets;
+
+use crate::model::{AuditEntry, LogLine, ObjectRecord};
+use crate::redact::Redactor;
+use crate::runtime::bindings::{RemoteError, WitError};
+use crate::runtime::limits::{MAX_AUDIT, MAX_RECORDED_LOGS};
+use coffer_manifest::{Capabilities, LocationAccess};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Everything one action's capability calls share.
+pub struct ActionContext {
+    pub action: String,
+    pub blueprint: String,
+    pub plugin_name: String,
+    /// The local workload the action runs on.
+    pub workload: String,
+    pub declared: Capabilities,
+    pub granted: Capabilities,
+    pub exec: Arc<dyn exec::ExecBackend>,
+    /// Locations by logical name.
+    pub locations: BTreeMap<String, Arc<location::LocationBinding>>,
+    pub secrets: secrets::SecretValues,
+    pub redactor: Redactor,
+    pub started: Instant,
+    pub cancelled: AtomicBool,
+    pub progress: Progress,
+    pub records: Mutex<Records>,
+}
+
+/// Live progress, polled by the CLI's progress bar.
+#[derive(Default)]
+pub struct Progress {
+    /// Bytes moved by transfers (uncompressed).
+    pub bytes: Arc<AtomicU64>,
+    pub step: Mutex<Option<(String, u64, Option<u64>)>>,
+}
+
+impl Progress {
+    pub fn bytes_counter(&self) -> Arc<AtomicU64> {
+        self.bytes.clone()
+    }
+}
+
+/// What the action leaves on its ActionSet.
+#[derive(Default)]
+pub struct Records {
+    pub audit: Vec<AuditEntry>,
+    pub audit_dropped: u64,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u64,
+    pub checkpoint: Option<String>,
+    /// Objects written, in order of completion.
+    pub objects: Vec<ObjectRecord>,
+}
+
+impl ActionContext {
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Record one capability call on the audit trail (no secret values: callers pass
+    /// summaries, and the result text is redacted here).
+    pub fn audit<T>(&self, capability: &str, target: &str, args: &str, started: Instant, result: &Result<T, WitError>, bytes: u64) {
+        let result = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => self.redactor.redact(&error_text(e)),
+        };
+        let entry = AuditEntry {
+            at_ms: started.duration_since(self.started).as_millis() as u64,
+            capability: capability.to_string(),
+            target: target.to_string(),
+            args: self.redactor.redact(args),
+            result,
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes,
+        };
+        tracing::debug!(capability, target, result = %entry.result, duration_ms = entry.duration_ms, "capability call");
+        let mut r = self.records.lock().unwrap();
+        if r.audit.len() < MAX_AUDIT {
+            r.audit.push(entry);
+        } else {
+            r.audit_dropped += 1;
+        }
+    }
+
+    pub fn record_log(&self, line: LogLine) {
+        let mut r = self.records.lock().unwrap();
+        if r.logs.len() < MAX_RECORDED_LOGS {
+            r.logs.push(line);
+        } else {
+            r.logs_dropped += 1;
+        }
+    }
+
+    fn denied(&self, what: &str, declared: bool, grant_field: &str) -> WitError {
+        if !declared {
+            WitError::Denied(format!(
+                "{what}: not declared in plugin {}'s manifest (capabilities)",
+                self.plugin_name
+            ))
+        } else {
+            WitError::Denied(format!(
+                "{what}: not granted by Blueprint {} (add it to spec.grants.{grant_field})",
+                self.blueprint
+            ))
+        }
+    }
+
+    /// exec: argv must match a declared pattern and a granted pattern.
+    pub fn check_exec(&self, argv: &[String]) -> Result<(), WitError> {
+        let program = argv.first().map(String::as_str).unwrap_or("");
+        let what = format!("exec of `{program}` with {} argument(s)", argv.len().saturating_sub(1));
+        if argv.is_empty() || program.is_empty() {
+            return Err(WitError::InvalidArgument("exec: argv is empty".into()));
+        }
+        let declared = self.declared.exec_pattern_for(argv).is_some();
+        if !declared || self.granted.exec_pattern_for(argv).is_none() {
+            return Err(self.denied(&what, declared, "exec"));
+        }
+        Ok(())
+    }
+
+    pub fn check_location(&self, name: &str, access: LocationAccess) -> Result<Arc<location::LocationBinding>, WitError> {
+        let what = format!("location {} access to {name:?}", access.as_str());
+        let declared = self.declared.allows_location(access);
+        if !declared || !self.granted.allows_location(access) {
+            return Err(self.denied(&what, declared, "location"));
+        }
+        let binding = self.locations.get(name).ok_or_else(|| {
+            WitError::NotFound(format!(
+                "location {name:?} is not bound to this action (bound: {})",
+                self.locations.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        Ok(binding.clone())
+    }
+
+    pub fn check_secret(&self, name: &str) -> Result<(), WitError> {
+        let declared = self.declared.allows_secret(name);
+        if !declared || !self.granted.allows_secret(name) {
+            return Err(self.denied(&format!("secret {name:?}"), declared, "secrets"));
+        }
+        Ok(())
+    }
+
+    pub fn check_snapshot(&self) -> Result<(), WitError> {
+        let declared = self.declared.snapshot;
+        if !declared || !self.granted.snapshot {
+            return Err(self.denied("volume snapshots", declared, "snapshot"));
+        }
+        Ok(())
+    }
+
+    pub fn check_kube(&self, kind: &str, verb: &str) -> Result<(), WitError> {
+        let has = |c: &Capabilities| {
+            c.kube.iter().any(|g| {
+                (g.kind == kind || g.kind == "*") && g.verbs.iter().any(|v| v == verb || v == "*")
+            })
+        };
+        let declared = has(&self.declared);
+        if !declared || !has(&self.granted) {
+            return Err(self.denied(&format!("kube {verb} on {kind}"), declared, "kube"));
+        }
+        Ok(())
+    }
+
+    pub fn check_signed_http(&self, profile: &str) -> Result<(), WitError> {
+        let has = |c: &Capabilities| c.signed_http.iter().any(|p| p == profile);
+        let declared = has(&self.declared);
+        if !declared || !has(&self.granted) {
+            return Err(self.denied(&format!("signed-http profile {profile:?}"), declared, "signedHttp"));
+        }
+        Ok(())
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// One line for an error of the WIT `error` type.
+pub fn error_text(e: &WitError) -> String {
+    match e {
+        WitError::Denied(s) => format!("denied: {s}"),
+        WitError::NotFound(s) => format!("not found: {s}"),
+        WitError::InvalidArgument(s) => format!("invalid argument: {s}"),
+        WitError::Conflict(s) => format!("conflict: {s}"),
+        WitError::Timeout(s) => format!("timeout: {s}"),
+        WitError::Cancelled => "cancelled".to_string(),
+        WitError::Unavailable(s) => format!("unavailable: {s}"),
+        WitError::Limit(s) => format!("limit: {s}"),
+        WitError::Remote(RemoteError { system, code, message, .. }) => match code {
+            Some(c) if !message.contains(c.as_str()) => format!("{system} ({c}): {message}"),
+            _ => format!("{system}: {message}"),
+        },
+        WitError::Io(s) => format!("io: {s}"),
+        WitError::Internal(s) => format!("internal: {s}"),
+    }
+}
+
+/// `wasmtime::Result<Result<T, WitError>>`: a host function's result that does not trap.
+pub type HostResult<T> = wasmtime::Result<Result<T, WitError>>;

@@ -1,0 +1,58 @@
+//! The `runtime` interface: plugin logs, progress, checkpoints and cancellation.
+
+use crate::model::LogLine;
+use crate::runtime::HostState;
+use crate::runtime::bindings::coffer::blueprint::runtime::{Host, Level};
+use crate::runtime::limits::MAX_LOG_MESSAGE;
+
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Host for HostState {
+    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        let ctx = &self.ctx;
+        let message = ctx.redactor.redact(clip(&message, MAX_LOG_MESSAGE));
+        let fields: std::collections::BTreeMap<String, String> = fields
+            .iter()
+            .take(32)
+            .map(|(k, v)| (clip(k, 128).to_string(), ctx.redactor.redact(clip(v, MAX_LOG_MESSAGE))))
+            .collect();
+        let plugin = ctx.plugin_name.as_str();
+        let rendered = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message} {rendered}"),
+            Level::Debug => tracing::debug!(plugin, "{message} {rendered}"),
+            Level::Info => tracing::info!(plugin, "{message} {rendered}"),
+            Level::Warn => tracing::warn!(plugin, "{message} {rendered}"),
+            Level::Error => tracing::error!(plugin, "{message} {rendered}"),
+        }
+        let level = format!("{level:?}").to_lowercase();
+        ctx.record_log(LogLine { at_ms: ctx.elapsed_ms(), level, message, fields });
+        Ok(())
+    }
+
+    async fn progress(&mut self, step: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        *self.ctx.progress.step.lock().unwrap() = Some((clip(&step, 256).to_string(), done, total));
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, state: String) -> wasmtime::Result<()> {
+        // Bounded like a log message; a plugin that needs more should store an object.
+        let state = clip(&state, 64 << 10).to_string();
+        self.ctx.records.lock().unwrap().checkpoint = Some(self.ctx.redactor.redact(&state));
+        Ok(())
+    }
+
+    async fn cancelled(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.ctx.is_cancelled())
+    }
+}
+

@@ -1,0 +1,115 @@
+//! The `secrets` interface: opaque handles. A value is read from where the Workload says
+//! when the action starts, lives only in host memory, and is written by the host into a
+//! process's environment or a stream; it never enters the guest.
+
+use super::HostResult;
+use super::streams::{flush, stream_error_text, write_all};
+use crate::model::SecretRef;
+use crate::runtime::HostState;
+use crate::runtime::bindings::WitError;
+use crate::runtime::bindings::coffer::blueprint::secrets::{Host, HostSecret};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::DynOutputStream;
+
+/// A secret handle held by a plugin: a name, never the value.
+pub struct SecretHandle {
+    pub name: String,
+}
+
+/// The resolved secret values of one action.
+#[derive(Default)]
+pub struct SecretValues {
+    values: BTreeMap<String, Arc<String>>,
+    /// Where the secrets came from, for error messages (e.g. `Workload shop-db`).
+    pub owner: String,
+}
+
+impl SecretValues {
+    /// Read every secret a workload references. Errors name the secret and the source.
+    pub fn resolve(owner: &str, refs: &BTreeMap<String, SecretRef>) -> Result<SecretValues, String> {
+        let mut values = BTreeMap::new();
+        for (name, r) in refs {
+            let value = match (&r.file, &r.env) {
+                (Some(path), None) => std::fs::read_to_string(path).map_err(|e| {
+                    format!("{owner}: secret {name:?}: cannot read {}: {e}", path.display())
+                })?,
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    format!("{owner}: secret {name:?}: environment variable {var} is not set")
+                })?,
+                _ => {
+                    return Err(format!("{owner}: secret {name:?}: give exactly one of `file` or `env`"));
+                }
+            };
+            let value = value.strip_suffix('\n').unwrap_or(&value);
+            let value = value.strip_suffix('\r').unwrap_or(value).to_string();
+            values.insert(name.clone(), Arc::new(value));
+        }
+        Ok(SecretValues { values, owner: owner.to_string() })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<String>> {
+        self.values.get(name).cloned()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.values.values().map(|v| v.as_str())
+    }
+}
+
+impl HostState {
+    /// The value behind a handle the guest passed in.
+    pub fn secret_value(&self, handle: &Resource<SecretHandle>) -> wasmtime::Result<Result<Arc<String>, WitError>> {
+        let name = &self.table.get(handle)?.name;
+        Ok(self.ctx.secrets.get(name).ok_or_else(|| WitError::NotFound(format!("secret {name:?}"))))
+    }
+}
+
+impl Host for HostState {
+    async fn get(&mut self, name: String) -> HostResult<Resource<SecretHandle>> {
+        let started = Instant::now();
+        let res = match self.ctx.check_secret(&name) {
+            Err(e) => Err(e),
+            Ok(()) if self.ctx.secrets.get(&name).is_none() => Err(WitError::NotFound(format!(
+                "{} has no secret named {name:?} (spec.secrets)",
+                self.ctx.secrets.owner
+            ))),
+            Ok(()) => Ok(()),
+        };
+        self.ctx.audit("secrets.get", &name, "", started, &res, 0);
+        match res {
+            Ok(()) => Ok(Ok(self.table.push(SecretHandle { name })?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl HostSecret for HostState {
+    async fn name(&mut self, h: Resource<SecretHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&h)?.name.clone())
+    }
+
+    async fn write_to(&mut self, h: Resource<SecretHandle>, dst: Resource<DynOutputStream>) -> HostResult<()> {
+        let started = Instant::now();
+        let value = match self.secret_value(&h)? {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        let name = self.table.get(&h)?.name.clone();
+        let stream = self.table.get_mut(&dst)?;
+        let mut res = write_all(stream, bytes::Bytes::copy_from_slice(value.as_bytes())).await;
+        if res.is_ok() {
+            res = flush(stream).await;
+        }
+        let res = res.map_err(|e| WitError::Io(format!("writing secret {name:?}: {}", stream_error_text(&e))));
+        self.ctx.audit("secrets.write-to", &name, "", started, &res, 0);
+        Ok(res)
+    }
+
+    async fn drop(&mut self, h: Resource<SecretHandle>) -> wasmtime::Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}

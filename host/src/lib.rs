@@ -1,0 +1,31 @@
+//! coffer: a blueprint runtime for application-level data protection.
+//!
+//! App-specific backup / restore / delete logic ships as sandboxed WebAssembly components
+//! (plugins). This crate is the host: it loads plugins ([`plugin`]), lends them capabilities
+//! ([`cap`]) under the grants of a Blueprint, runs actions and records them ([`action`],
+//! [`catalog`]), and offers all of it as the `coffer` CLI ([`cli`]).
+
+pub mod action;
+pub mod cap;
+pub mod catalog;
+pub mod cli;
+pub mod home;
+pub mod model;
+pub mod plugin;
+pub mod redact;
+pub mod runtime;
+
+/// Plugins and blueprints shipped inside the binary.
+pub mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+    /// Blueprints shipped inside the binary (blueprints/*.yaml).
+    pub const BUILTIN_BLUEPRINTS: &[(&str, &str)] = &[(
+        "postgres-logical",
+        include_str!("../../blueprints/postgres-logical.yaml"),
+    )];
+
+    pub fn plugin(name: &str) -> Option<&'static [u8]> {
+        BUILTIN_PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    }
+}

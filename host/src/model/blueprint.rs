@@ -1,0 +1,51 @@
+use coffer_manifest::Capabilities;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which plugin a Blueprint runs, what it grants it, and its defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueprintSpec {
+    pub plugin: PluginRef,
+    /// What the operator lends the plugin; a call needs this AND the plugin's declaration.
+    #[serde(default)]
+    pub grants: Capabilities,
+    /// Actions this Blueprint allows; default: every action the plugin declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<String>>,
+    /// Default params, by action name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Where the plugin's wasm comes from. `sha256` pins it: a plugin whose digest differs is
+/// refused before it is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginRef {
+    /// A plugin built into coffer, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
+    /// A .wasm component file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// Sandbox limits. Unset fields take the defaults in `crate::runtime::limits`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Guest linear memory, e.g. `256Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Guest CPU time per action (time spent running wasm, not waiting on the host), e.g. `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Wall-clock deadline per action name, e.g. `{backup: 45m}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timeouts: BTreeMap<String, String>,
+}

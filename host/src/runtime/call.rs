@@ -1,0 +1,154 @@
+//! Calling into a plugin: a fresh Store per call with its limits, and the outcome sorted into
+//! what the user needs to know (the plugin failed, a limit was hit, it crashed, time ran out).
+
+use super::bindings::wit_plugin;
+use super::{EPOCH_TICK, EffectiveLimits, HostState, Prepared, limits};
+use crate::cap::ActionContext;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{Store, UpdateDeadline};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Limit(String),
+    #[error("the plugin crashed (trap): {0}")]
+    Trap(String),
+    #[error("{0}")]
+    Plugin(String),
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("the action ran past its deadline of {}; raise spec.limits.timeouts.{action} in the Blueprint if it needs longer", humantime::format_duration(*.timeout))]
+    Timeout { timeout: Duration, action: String },
+}
+
+const CPU_LIMIT_MSG: &str = "guest CPU limit reached";
+
+fn new_store(prepared: &Prepared, ctx: Arc<ActionContext>, lim: &EffectiveLimits) -> Store<HostState> {
+    let mut store = Store::new(&prepared.engine, HostState::new(ctx, lim.memory));
+    store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
+    store.set_max_component_handles(limits::MAX_HANDLES);
+    let budget = (lim.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(1);
+    // Fires only while guest code runs (the deadline is checked in wasm, not in host
+    // calls), so counting calls approximates guest CPU time. Yielding lets the wall-clock
+    // timeout and cancellation preempt a guest that never calls the host.
+    store.epoch_deadline_callback(move |mut cx| {
+        let st = cx.data_mut();
+        st.cpu_ticks += 1;
+        if st.cpu_ticks > budget {
+            return Err(wasmtime::Error::msg(CPU_LIMIT_MSG));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// Sort a trap into a limit (naming it and how to raise it) or a crash.
+fn classify(store: &Store<HostState>, err: wasmtime::Error, lim: &EffectiveLimits) -> CallError {
+    let st = store.data();
+    let bp = &st.ctx.blueprint;
+    let plugin = &st.ctx.plugin_name;
+    if let Some(asked) = st.limiter.hit {
+        return CallError::Limit(format!(
+            "plugin {plugin} exceeded its memory limit of {} MiB (it asked for {} MiB); raise spec.limits.memory in Blueprint {bp} if it needs more",
+            lim.memory >> 20,
+            asked.div_ceil(1 << 20)
+        ));
+    }
+    if st.cpu_ticks * (EPOCH_TICK.as_millis() as u64) > lim.cpu.as_millis() as u64 {
+        return CallError::Limit(format!(
+            "plugin {plugin} used more than its guest CPU limit of {}; raise spec.limits.cpu in Blueprint {bp} if it needs more",
+            humantime::format_duration(lim.cpu)
+        ));
+    }
+    let text = format!("{err:#}");
+    // The first lines say what happened; the wasm backtrace after them is for developers.
+    let short: Vec<&str> = text.lines().take(3).collect();
+    CallError::Trap(st.ctx.redactor.redact(&short.join(" | ")))
+}
+
+async fn with_deadline<T>(
+    fut: impl Future<Output = wasmtime::Result<T>>,
+    lim: &EffectiveLimits,
+    action: &str,
+) -> Result<wasmtime::Result<T>, CallError> {
+    tokio::time::timeout(lim.timeout, fut)
+        .await
+        .map_err(|_| CallError::Timeout { timeout: lim.timeout, action: action.to_string() })
+}
+
+/// Ask a plugin for its manifest.
+pub async fn call_describe(
+    prepared: &Prepared,
+    ctx: Arc<ActionContext>,
+    lim: &EffectiveLimits,
+) -> Result<wit_plugin::Manifest, CallError> {
+    let mut store = new_store(prepared, ctx, lim);
+    let res = with_deadline(
+        async {
+            let bp = prepared.pre.instantiate_async(&mut store).await?;
+            bp.coffer_blueprint_plugin().call_describe(&mut store).await
+        },
+        lim,
+        "describe",
+    )
+    .await?;
+    res.map_err(|e| classify(&store, e, lim))
+}
+
+/// Run the plugin's `validate`.
+pub async fn call_validate(
+    prepared: &Prepared,
+    ctx: Arc<ActionContext>,
+    lim: &EffectiveLimits,
+    req: &wit_plugin::ActionRequest,
+) -> Result<(), CallError> {
+    let mut store = new_store(prepared, ctx, lim);
+    let res = with_deadline(
+        async {
+            let bp = prepared.pre.instantiate_async(&mut store).await?;
+            bp.coffer_blueprint_plugin().call_validate(&mut store, req).await
+        },
+        lim,
+        &req.action,
+    )
+    .await?;
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(problems)) => {
+            let r = &store.data().ctx.redactor;
+            Err(CallError::Invalid(problems.iter().map(|p| r.redact(p)).collect()))
+        }
+        Err(e) => Err(classify(&store, e, lim)),
+    }
+}
+
+/// Run an action. The Store, and with it every process, stream and transfer the plugin
+/// opened, is dropped before this returns, whatever the outcome.
+pub async fn call_run(
+    prepared: &Prepared,
+    ctx: Arc<ActionContext>,
+    lim: &EffectiveLimits,
+    req: &wit_plugin::ActionRequest,
+) -> Result<wit_plugin::ActionOutput, CallError> {
+    let mut store = new_store(prepared, ctx, lim);
+    let res = with_deadline(
+        async {
+            let bp = prepared.pre.instantiate_async(&mut store).await?;
+            bp.coffer_blueprint_plugin().call_run(&mut store, req).await
+        },
+        lim,
+        &req.action,
+    )
+    .await?;
+    match res {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => {
+            let r = &store.data().ctx.redactor;
+            Err(CallError::Plugin(r.redact(&crate::cap::error_text(&e))))
+        }
+        Err(e) => Err(classify(&store, e, lim)),
+    }
+}

@@ -1,0 +1,84 @@
+//! Sandbox limits: defaults, the Blueprint's overrides, and the memory limiter.
+
+use crate::model::{Limits, parse_duration, parse_size};
+use std::time::Duration;
+
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+pub const DEFAULT_CPU: Duration = Duration::from_secs(300);
+/// K10's defaults for hooks, backup, restore and delete.
+pub fn default_timeout(action: &str) -> Duration {
+    let minutes = match action {
+        "backup" => 45,
+        "restore" => 600,
+        "delete" => 45,
+        _ => 20,
+    };
+    Duration::from_secs(minutes * 60)
+}
+/// Live handles (processes, streams, transfers, stores, secrets) per action.
+pub const MAX_HANDLES: usize = 1024;
+/// Bytes the host will lift from guest arguments in one call.
+pub const HOSTCALL_FUEL: usize = 16 << 20;
+/// Captured stdout of `exec.run` and bytes of `get-bytes`/`put-bytes`.
+pub const MAX_SMALL_PAYLOAD: u64 = 16 << 20;
+/// stderr tail kept per process.
+pub const STDERR_TAIL: usize = 8 << 10;
+/// Plugin log lines recorded on the ActionSet (the rest are counted, still sent to tracing).
+pub const MAX_RECORDED_LOGS: usize = 1000;
+pub const MAX_LOG_MESSAGE: usize = 4 << 10;
+pub const MAX_AUDIT: usize = 10_000;
+
+/// Limits in force for one action.
+#[derive(Debug, Clone)]
+pub struct EffectiveLimits {
+    pub memory: u64,
+    pub cpu: Duration,
+    pub timeout: Duration,
+}
+
+impl EffectiveLimits {
+    /// Defaults overridden by a Blueprint's `spec.limits`. Errors name the field.
+    pub fn resolve(limits: &Limits, action: &str) -> Result<EffectiveLimits, String> {
+        let memory = match &limits.memory {
+            Some(s) => parse_size(s).map_err(|e| format!("spec.limits.memory: {e}"))?,
+            None => DEFAULT_MEMORY,
+        };
+        let cpu = match &limits.cpu {
+            Some(s) => parse_duration(s).map_err(|e| format!("spec.limits.cpu: {e}"))?,
+            None => DEFAULT_CPU,
+        };
+        let timeout = match limits.timeouts.get(action) {
+            Some(s) => parse_duration(s).map_err(|e| format!("spec.limits.timeouts.{action}: {e}"))?,
+            None => default_timeout(action),
+        };
+        Ok(EffectiveLimits { memory, cpu, timeout })
+    }
+}
+
+/// Caps guest memory and remembers that it did, so the error can say which limit was hit.
+pub struct MemoryLimiter {
+    pub max: u64,
+    pub hit: Option<u64>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max {
+            self.hit = Some(desired as u64);
+            return Err(wasmtime::Error::msg("memory limit reached"));
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+    fn instances(&self) -> usize {
+        32
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        32
+    }
+}

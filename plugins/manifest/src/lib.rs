@@ -1,0 +1,275 @@
+//! The plugin manifest (what a plugin is and what it needs) and the capability model.
+//!
+//! One JSON document is the source of truth: a plugin embeds it in the `coffer:manifest`
+//! custom section (so the host reads it without running code) and returns the same document
+//! from `describe()`. A Blueprint grants a [`Capabilities`] of the same shape; the host allows
+//! a call only when the manifest declares it AND the Blueprint grants it.
+
+use serde::{Deserialize, Serialize};
+
+/// The custom section a plugin's manifest lives in.
+pub const MANIFEST_SECTION: &str = "coffer:manifest";
+/// The plugin ABI version (the WIT package version) this crate describes.
+pub const API_VERSION: &str = "0.1.0";
+/// Largest manifest the host accepts, in bytes.
+pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
+
+/// Action names with a meaning to the host (as in K10).
+pub const RESERVED_ACTIONS: &[&str] = &[
+    "backupPrehook",
+    "backup",
+    "backupPosthook",
+    "restore",
+    "restorePosthook",
+    "delete",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest {
+    pub api_version: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub actions: Vec<ActionSpec>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActionSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// A JSON schema for the action's params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_schema: Option<serde_json::Value>,
+}
+
+/// Location access levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationAccess {
+    Read,
+    Write,
+    Delete,
+}
+
+impl LocationAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocationAccess::Read => "read",
+            LocationAccess::Write => "write",
+            LocationAccess::Delete => "delete",
+        }
+    }
+}
+
+/// Kubernetes API access: a kind and the verbs allowed on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KindGrant {
+    #[serde(default)]
+    pub api_group: String,
+    pub kind: String,
+    pub verbs: Vec<String>,
+}
+
+/// A set of capabilities: declared by a plugin manifest, or granted by a Blueprint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Capabilities {
+    /// argv patterns, see [`argv_matches`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub location: Vec<LocationAccess>,
+    /// Secret names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub snapshot: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kube: Vec<KindGrant>,
+    /// signed-http signer profile names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_http: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Capabilities {
+    /// The first exec pattern that matches `argv`.
+    pub fn exec_pattern_for(&self, argv: &[String]) -> Option<&str> {
+        self.exec
+            .iter()
+            .find(|p| argv_matches(p, argv))
+            .map(String::as_str)
+    }
+    pub fn allows_location(&self, access: LocationAccess) -> bool {
+        self.location.contains(&access)
+    }
+    pub fn allows_secret(&self, name: &str) -> bool {
+        self.secrets.iter().any(|s| s == name)
+    }
+}
+
+impl Manifest {
+    /// Parse and check a manifest document. Errors name the field at fault.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
+                bytes.len()
+            ));
+        }
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest: {e}"))?;
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Structural checks that serde cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        if !is_dns_label(&self.name) {
+            return Err(format!(
+                "manifest name {:?} must be lowercase letters, digits and '-' (at most 63)",
+                self.name
+            ));
+        }
+        let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+        if major_minor(&self.api_version) != major_minor(API_VERSION) {
+            return Err(format!(
+                "plugin {} was built for plugin ABI {}, this host speaks {API_VERSION}; rebuild it against coffer-plugin-sdk {}",
+                self.name,
+                self.api_version,
+                major_minor(API_VERSION)
+            ));
+        }
+        if self.actions.is_empty() {
+            return Err(format!("plugin {} declares no actions", self.name));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.actions {
+            if a.name.is_empty() || !seen.insert(a.name.as_str()) {
+                return Err(format!(
+                    "plugin {} declares action {:?} twice or with an empty name",
+                    self.name, a.name
+                ));
+            }
+        }
+        for p in &self.capabilities.exec {
+            if p.split_whitespace().next().is_none() {
+                return Err(format!("plugin {} declares an empty exec pattern", self.name));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// True for a DNS-1123 label: what names of kinds and plugins must be.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `argv` matches an exec pattern.
+///
+/// A pattern is argv tokens split on whitespace. In a token, `*` matches any run of
+/// characters and `?` one character; a token that is exactly `**` matches any number of
+/// arguments (including none). There is no shell, so a matching argv can only run the named
+/// program with arguments the pattern allows.
+pub fn argv_matches(pattern: &str, argv: &[String]) -> bool {
+    let tokens: Vec<&str> = pattern.split_whitespace().collect();
+    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    match_tokens(&tokens, &args)
+}
+
+fn match_tokens(tokens: &[&str], args: &[&str]) -> bool {
+    match tokens.split_first() {
+        None => args.is_empty(),
+        Some((&"**", rest)) => (0..=args.len()).any(|skip| match_tokens(rest, &args[skip..])),
+        Some((tok, rest)) => match args.split_first() {
+            Some((arg, args_rest)) => wildcard(tok.as_bytes(), arg.as_bytes()) && match_tokens(rest, args_rest),
+            None => false,
+        },
+    }
+}
+
+fn wildcard(pat: &[u8], s: &[u8]) -> bool {
+    // Iterative glob with backtracking to the last '*': linear in practice, no recursion.
+    let (mut p, mut i) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while i < s.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
+            p += 1;
+            i += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some(p);
+            mark = i;
+            p += 1;
+        } else if let Some(sp) = star {
+            p = sp + 1;
+            mark += 1;
+            i = mark;
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn exec_patterns() {
+        assert!(argv_matches("pg_dump **", &argv("pg_dump")));
+        assert!(argv_matches("pg_dump **", &argv("pg_dump -Fc -d shop")));
+        assert!(!argv_matches("pg_dump **", &argv("pg_dumpall")));
+        assert!(!argv_matches("pg_dump **", &argv("sh -c pg_dump")));
+        assert!(argv_matches("pg_dumpall --globals-only **", &argv("pg_dumpall --globals-only -w")));
+        assert!(!argv_matches("pg_dumpall --globals-only **", &argv("pg_dumpall -w")));
+        assert!(argv_matches("psql -d * -c *", &argv("psql -d shop -c select")));
+        assert!(!argv_matches("psql -d * -c *", &argv("psql -d shop -c select extra")));
+        assert!(argv_matches("pg_* **", &argv("pg_restore -l")));
+        assert!(!argv_matches("pg_* **", &argv("rm -rf /")));
+        assert!(argv_matches("a ** b", &argv("a x y b")));
+        assert!(!argv_matches("a ** b", &argv("a x y")));
+    }
+
+    #[test]
+    fn manifest_errors_name_the_field() {
+        let err = Manifest::from_json(br#"{"apiVersion":"0.1.0","name":"x","version":"1","actions":[],"bogus":1}"#)
+            .unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+        let err = Manifest::from_json(br#"{"apiVersion":"0.2.0","name":"x","version":"1","actions":[{"name":"backup"}]}"#)
+            .unwrap_err();
+        assert!(err.contains("ABI"), "{err}");
+        let err = Manifest::from_json(br#"{"apiVersion":"0.1.0","name":"X y","version":"1","actions":[{"name":"backup"}]}"#)
+            .unwrap_err();
+        assert!(err.contains("lowercase"), "{err}");
+    }
+}

@@ -1,0 +1,123 @@
+//! A builder over `exec.spawn` / `exec.run`.
+
+use crate::exec::{self, Command, ExitStatus, Output, Process, Target};
+use crate::secrets::Secret;
+use crate::types::{Error, RemoteError};
+
+/// A command to run in the workload (no shell: argv as given).
+pub struct Cmd<'a> {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    secret_env: Vec<(String, &'a Secret)>,
+    target: Target,
+    stdin: bool,
+    timeout_ms: Option<u64>,
+}
+
+impl<'a> Cmd<'a> {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            secret_env: Vec::new(),
+            target: Target { workload: None, container: None },
+            stdin: false,
+            timeout_ms: None,
+        }
+    }
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.argv.push(a.into());
+        self
+    }
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Put a secret into the process environment; the plugin never sees its value.
+    pub fn secret_env(mut self, k: impl Into<String>, s: Option<&'a Secret>) -> Self {
+        if let Some(s) = s {
+            self.secret_env.push((k.into(), s));
+        }
+        self
+    }
+    pub fn container(mut self, c: impl Into<String>) -> Self {
+        self.target.container = Some(c.into());
+        self
+    }
+    pub fn workload(mut self, w: impl Into<String>) -> Self {
+        self.target.workload = Some(w.into());
+        self
+    }
+    /// Open a stdin stream (take it with `Process::take_stdin`).
+    pub fn stdin(mut self) -> Self {
+        self.stdin = true;
+        self
+    }
+    pub fn timeout_ms(mut self, ms: u64) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    fn command(&self) -> Command {
+        Command {
+            target: self.target.clone(),
+            argv: self.argv.clone(),
+            env: self.env.clone(),
+            stdin: self.stdin,
+            timeout_ms: self.timeout_ms,
+        }
+    }
+
+    fn secrets(&self) -> Vec<(String, &'a Secret)> {
+        self.secret_env.clone()
+    }
+
+    /// Start the process.
+    pub fn spawn(&self) -> Result<Process, Error> {
+        exec::spawn(&self.command(), &self.secrets())
+    }
+
+    /// Run to completion, capturing at most `max_stdout` bytes of stdout, and fail unless it
+    /// exits 0.
+    pub fn run(&self, stdin: Option<&[u8]>, max_stdout: u32) -> Result<Vec<u8>, Error> {
+        let Output { status, stdout } =
+            exec::run(&self.command(), &self.secrets(), stdin, max_stdout)?;
+        check_exit(&self.argv[0], &status)?;
+        Ok(stdout)
+    }
+}
+
+/// An error unless the process exited 0; the error carries the program name, the exit code
+/// and the tail of stderr.
+pub fn check_exit(program: &str, status: &ExitStatus) -> Result<(), Error> {
+    match (status.code, status.signal) {
+        (Some(0), _) => Ok(()),
+        (code, signal) => {
+            let how = match (code, signal) {
+                (Some(c), _) => format!("exited with code {c}"),
+                (None, Some(s)) => format!("was killed by signal {s}"),
+                (None, None) => "ended abnormally".to_string(),
+            };
+            let tail = status.stderr_tail.trim();
+            let message = if tail.is_empty() { how } else { format!("{how}: {tail}") };
+            Err(Error::Remote(RemoteError {
+                system: program.to_string(),
+                code: code.map(|c| c.to_string()),
+                message,
+                retryable: false,
+            }))
+        }
+    }
+}

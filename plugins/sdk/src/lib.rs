@@ -1,0 +1,168 @@
+//! The coffer plugin SDK: typed Rust over the `coffer:blueprint` WIT bindings.
+//!
+//! A plugin is a `cdylib` built with `cargo build --target wasm32-wasip2 --release`. It
+//! implements [`Plugin`] and calls [`export_plugin!`] with its `manifest.json`, which the
+//! macro embeds in the `coffer:manifest` custom section and returns from `describe()`.
+//!
+//! Bulk bytes never pass through the plugin: start a process with [`Cmd::spawn`], hand its
+//! stdout to [`location::Store::put`] and `wait()` on both. The host streams, compresses,
+//! hashes and counts.
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "blueprint",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_blueprint",
+        default_bindings_module: "coffer_plugin_sdk::bindings",
+        generate_all,
+    });
+}
+
+mod cmd;
+pub mod log;
+
+pub use bindings::coffer::blueprint::{exec, location, runtime, secrets, types};
+pub use bindings::exports::coffer::blueprint::plugin::{
+    ActionOutput, ActionRequest, ActionSpec, Artifact, Capability, KindGrant, Manifest,
+};
+pub use cmd::{Cmd, check_exit};
+pub use coffer_manifest;
+pub use serde_json;
+pub use types::{Error, RemoteError};
+
+/// What a plugin implements. `validate` runs before anything touches the workload.
+pub trait Plugin {
+    fn validate(req: &ActionRequest) -> Result<(), Vec<String>>;
+    fn run(req: ActionRequest) -> Result<ActionOutput, Error>;
+}
+
+/// Export `$plugin` as the component's `plugin` interface, with the manifest at
+/// `$manifest` (a path relative to the crate root) as its manifest.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty, $manifest:literal) => {
+        // Read by the host without running code. Custom sections are not in linear memory,
+        // so `describe()` uses the second copy below.
+        #[unsafe(link_section = "coffer:manifest")]
+        #[used]
+        static COFFER_MANIFEST_SECTION: [u8; include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/",
+            $manifest
+        ))
+        .len()] = *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $manifest));
+
+        const COFFER_MANIFEST: &[u8] =
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $manifest));
+
+        struct CofferExport;
+
+        impl $crate::bindings::exports::coffer::blueprint::plugin::Guest for CofferExport {
+            fn describe() -> $crate::Manifest {
+                $crate::describe(COFFER_MANIFEST)
+            }
+            fn validate(req: $crate::ActionRequest) -> Result<(), Vec<String>> {
+                <$plugin as $crate::Plugin>::validate(&req)
+            }
+            fn run(req: $crate::ActionRequest) -> Result<$crate::ActionOutput, $crate::Error> {
+                <$plugin as $crate::Plugin>::run(req)
+            }
+        }
+
+        $crate::bindings::export_blueprint!(CofferExport with_types_in $crate::bindings);
+    };
+}
+
+/// Convert the embedded manifest document into the WIT record. The document was checked at
+/// build time by the plugin's own tests and at load time by the host; a broken one here is a
+/// build defect, so it panics (the host reports the trap).
+#[doc(hidden)]
+pub fn describe(json: &[u8]) -> Manifest {
+    let m = coffer_manifest::Manifest::from_json(json).expect("embedded manifest.json is invalid");
+    let caps = &m.capabilities;
+    let mut capabilities: Vec<Capability> = Vec::new();
+    capabilities.extend(caps.exec.iter().cloned().map(Capability::Exec));
+    for a in &caps.location {
+        capabilities.push(match a {
+            coffer_manifest::LocationAccess::Read => Capability::LocationRead,
+            coffer_manifest::LocationAccess::Write => Capability::LocationWrite,
+            coffer_manifest::LocationAccess::Delete => Capability::LocationDelete,
+        });
+    }
+    capabilities.extend(caps.secrets.iter().cloned().map(Capability::Secret));
+    if caps.snapshot {
+        capabilities.push(Capability::Snapshot);
+    }
+    capabilities.extend(caps.kube.iter().map(|k| {
+        Capability::Kube(KindGrant {
+            api_group: k.api_group.clone(),
+            kind: k.kind.clone(),
+            verbs: k.verbs.clone(),
+        })
+    }));
+    capabilities.extend(caps.signed_http.iter().cloned().map(Capability::SignedHttp));
+    Manifest {
+        api_version: m.api_version,
+        name: m.name,
+        version: m.version,
+        description: m.description,
+        targets: m.targets,
+        actions: m
+            .actions
+            .into_iter()
+            .map(|a| ActionSpec {
+                name: a.name,
+                description: a.description,
+                params_schema: a.params_schema.map(|s| s.to_string()),
+            })
+            .collect(),
+        capabilities,
+    }
+}
+
+/// Parse an action's params into `T`. Errors name the field (serde's message), so they can be
+/// returned from `validate` as they are.
+pub fn params<T: serde::de::DeserializeOwned>(req: &ActionRequest) -> Result<T, Vec<String>> {
+    let text = if req.params.trim().is_empty() { "{}" } else { req.params.as_str() };
+    serde_json::from_str(text).map_err(|e| vec![format!("params of action {}: {e}", req.action)])
+}
+
+/// Shorthands for errors.
+pub fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(msg.into())
+}
+pub fn internal(msg: impl Into<String>) -> Error {
+    Error::Internal(msg.into())
+}
+
+/// Make an artifact record from a finished upload.
+pub fn artifact(name: &str, location: &str, info: &location::ObjectInfo) -> Artifact {
+    Artifact {
+        name: name.to_string(),
+        location: location.to_string(),
+        key: info.key.clone(),
+        size: info.size,
+        sha256: Some(info.sha256.clone()),
+        metadata: info.metadata.clone(),
+    }
+}
+
+/// A one-line text for an error (wit-bindgen's `Display` is its `Debug`).
+pub fn error_text(e: &Error) -> String {
+    {
+        match e {
+            Error::Denied(s) => format!("denied: {s}"),
+            Error::NotFound(s) => format!("not found: {s}"),
+            Error::InvalidArgument(s) => format!("invalid argument: {s}"),
+            Error::Conflict(s) => format!("conflict: {s}"),
+            Error::Timeout(s) => format!("timeout: {s}"),
+            Error::Cancelled => format!("cancelled"),
+            Error::Unavailable(s) => format!("unavailable: {s}"),
+            Error::Limit(s) => format!("limit: {s}"),
+            Error::Remote(r) => format!("{}: {}", r.system, r.message),
+            Error::Io(s) => format!("io: {s}"),
+            Error::Internal(s) => format!("internal: {s}"),
+        }
+    }
+}
