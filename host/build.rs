@@ -55,7 +55,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("could not run cargo to build the plugins");
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build the plugins");
     if !status.success() {
         panic!(
             "building the first-party plugins for {TARGET} failed (see the errors above); \
@@ -64,12 +66,20 @@ fn main() {
     }
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let mut code = String::from("/// First-party plugins built into this binary: (name, wasm bytes).\npub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// First-party plugins built into this binary: (name, wasm bytes).\npub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, stem) in PLUGINS {
-        let wasm = target_dir.join(TARGET).join("release").join(format!("{stem}.wasm"));
+        let wasm = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{stem}.wasm"));
         let copy = out.join(format!("{stem}.wasm"));
         std::fs::copy(&wasm, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
-        code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", copy.display().to_string()));
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            copy.display().to_string()
+        ));
     }
     code.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), code).unwrap();
@@ -103,6 +113,9 @@ fn ensure_wasm_target() {
 
 fn has_std(dir: &Path) -> bool {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
         .unwrap_or(false)
 }

@@ -19,9 +19,11 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn = Connection::open(path).with_context(|| format!("opening the catalog {}", path.display()))?;
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the catalog {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL").context("catalog: enabling WAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .context("catalog: enabling WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -42,7 +44,9 @@ impl Catalog {
         )
         .context("catalog: creating tables")?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(Catalog { conn: Mutex::new(conn) })
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// Create or replace.
@@ -71,7 +75,9 @@ impl Catalog {
         );
         match res {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 bail!("{kind} {name} already exists")
             }
             Err(e) => Err(e).with_context(|| format!("catalog: creating {kind} {name}")),
@@ -90,19 +96,28 @@ impl Catalog {
             )
             .optional()
             .with_context(|| format!("catalog: reading {kind} {name}"))?;
-        doc.map(|d| serde_json::from_str(&d).with_context(|| format!("catalog: {kind} {name} is unreadable")))
-            .transpose()
+        doc.map(|d| {
+            serde_json::from_str(&d)
+                .with_context(|| format!("catalog: {kind} {name} is unreadable"))
+        })
+        .transpose()
     }
 
     /// All of a kind, oldest first.
     pub fn list<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>> {
         let conn = self.conn.lock().unwrap();
-        let mut stmt = conn.prepare("SELECT name, doc FROM objects WHERE kind = ?1 ORDER BY created, name")?;
-        let rows = stmt.query_map(params![kind.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt =
+            conn.prepare("SELECT name, doc FROM objects WHERE kind = ?1 ORDER BY created, name")?;
+        let rows = stmt.query_map(params![kind.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (name, doc) = row?;
-            out.push(serde_json::from_str(&doc).with_context(|| format!("catalog: {kind} {name} is unreadable"))?);
+            out.push(
+                serde_json::from_str(&doc)
+                    .with_context(|| format!("catalog: {kind} {name} is unreadable"))?,
+            );
         }
         Ok(out)
     }
@@ -112,7 +127,10 @@ impl Catalog {
             .conn
             .lock()
             .unwrap()
-            .execute("DELETE FROM objects WHERE kind = ?1 AND name = ?2", params![kind.as_str(), name])
+            .execute(
+                "DELETE FROM objects WHERE kind = ?1 AND name = ?2",
+                params![kind.as_str(), name],
+            )
             .with_context(|| format!("catalog: deleting {kind} {name}"))?;
         Ok(n > 0)
     }
@@ -126,13 +144,27 @@ mod tests {
     fn round_trip_and_conflicts() {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c.db")).unwrap();
-        cat.insert(Kind::Profile, "a", &serde_json::json!({"x": 1})).unwrap();
-        assert!(cat.insert(Kind::Profile, "a", &serde_json::json!({})).unwrap_err().to_string().contains("already exists"));
-        cat.put(Kind::Profile, "a", &serde_json::json!({"x": 2})).unwrap();
+        cat.insert(Kind::Profile, "a", &serde_json::json!({"x": 1}))
+            .unwrap();
+        assert!(
+            cat.insert(Kind::Profile, "a", &serde_json::json!({}))
+                .unwrap_err()
+                .to_string()
+                .contains("already exists")
+        );
+        cat.put(Kind::Profile, "a", &serde_json::json!({"x": 2}))
+            .unwrap();
         let v: serde_json::Value = cat.get(Kind::Profile, "a").unwrap().unwrap();
         assert_eq!(v["x"], 2);
-        assert_eq!(cat.list::<serde_json::Value>(Kind::Profile).unwrap().len(), 1);
-        assert!(cat.get::<serde_json::Value>(Kind::Workload, "a").unwrap().is_none());
+        assert_eq!(
+            cat.list::<serde_json::Value>(Kind::Profile).unwrap().len(),
+            1
+        );
+        assert!(
+            cat.get::<serde_json::Value>(Kind::Workload, "a")
+                .unwrap()
+                .is_none()
+        );
         assert!(cat.delete(Kind::Profile, "a").unwrap());
         assert!(!cat.delete(Kind::Profile, "a").unwrap());
     }

@@ -13,7 +13,9 @@ impl Home {
         let root = explicit
             .or_else(|| std::env::var_os("COFFER_HOME").map(PathBuf::from))
             .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("coffer")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/coffer")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/coffer"))
+            })
             .context("no state directory: set COFFER_HOME")?;
         std::fs::create_dir_all(&root)
             .with_context(|| format!("creating the state directory {}", root.display()))?;

@@ -26,6 +26,9 @@ pub mod builtin {
     )];
 
     pub fn plugin(name: &str) -> Option<&'static [u8]> {
-        BUILTIN_PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+        BUILTIN_PLUGINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
     }
 }

@@ -20,7 +20,11 @@ pub struct PluginBytes {
 impl PluginBytes {
     pub fn new(label: String, bytes: Vec<u8>) -> PluginBytes {
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        PluginBytes { label, bytes: Arc::new(bytes), sha256 }
+        PluginBytes {
+            label,
+            bytes: Arc::new(bytes),
+            sha256,
+        }
     }
 
     /// Resolve a Blueprint's plugin reference and check its pinned digest.
@@ -35,11 +39,16 @@ impl PluginBytes {
             }
             (None, Some(path)) => {
                 let bytes = std::fs::read(path).with_context(|| {
-                    format!("Blueprint {blueprint}: spec.plugin.path: cannot read {}", path.display())
+                    format!(
+                        "Blueprint {blueprint}: spec.plugin.path: cannot read {}",
+                        path.display()
+                    )
                 })?;
                 PluginBytes::new(path.display().to_string(), bytes)
             }
-            _ => bail!("Blueprint {blueprint}: spec.plugin: give exactly one of `builtin` or `path`"),
+            _ => {
+                bail!("Blueprint {blueprint}: spec.plugin: give exactly one of `builtin` or `path`")
+            }
         };
         if let Some(want) = &r.sha256 {
             let want = want.trim_start_matches("sha256:").to_ascii_lowercase();
@@ -99,7 +108,8 @@ pub fn inspect(p: &PluginBytes) -> Result<Inspection> {
     let mut depth = 0usize;
     let mut is_component = false;
     for payload in Parser::new(0).parse_all(&p.bytes) {
-        let payload = payload.with_context(|| format!("plugin {}: not a valid wasm file", p.label))?;
+        let payload =
+            payload.with_context(|| format!("plugin {}: not a valid wasm file", p.label))?;
         match payload {
             Payload::Version { encoding, .. } if depth == 0 => {
                 is_component = matches!(encoding, wasmparser::Encoding::Component);
@@ -108,13 +118,17 @@ pub fn inspect(p: &PluginBytes) -> Result<Inspection> {
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let import = import.with_context(|| format!("plugin {}: bad import section", p.label))?;
+                    let import = import
+                        .with_context(|| format!("plugin {}: bad import section", p.label))?;
                     imports.push(import.name.name.to_string());
                 }
             }
             Payload::CustomSection(c) if c.name() == MANIFEST_SECTION => {
                 if manifest_bytes.is_some() {
-                    bail!("plugin {}: more than one {MANIFEST_SECTION} section", p.label);
+                    bail!(
+                        "plugin {}: more than one {MANIFEST_SECTION} section",
+                        p.label
+                    );
                 }
                 manifest_bytes = Some(c.data().to_vec());
             }
@@ -133,13 +147,18 @@ pub fn inspect(p: &PluginBytes) -> Result<Inspection> {
             p.label
         )
     })?;
-    let manifest = Manifest::from_json(&manifest_bytes).map_err(|e| anyhow!("plugin {}: {e}", p.label))?;
+    let manifest =
+        Manifest::from_json(&manifest_bytes).map_err(|e| anyhow!("plugin {}: {e}", p.label))?;
     let refused: Vec<&String> = imports.iter().filter(|i| !import_allowed(i)).collect();
     if !refused.is_empty() {
         bail!(
             "plugin {}: imports interfaces a plugin may not use: {} (no filesystem, sockets or http; use the coffer capabilities)",
             p.label,
-            refused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            refused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(Inspection { manifest, imports })
@@ -155,17 +174,42 @@ mod tests {
         let p = PluginBytes::new(format!("builtin:{name}"), bytes.to_vec());
         let i = inspect(&p).expect("builtin plugin is admitted");
         assert_eq!(i.manifest.name, name);
-        assert!(i.imports.iter().any(|i| i.starts_with("coffer:blueprint/exec@")), "{:?}", i.imports);
+        assert!(
+            i.imports
+                .iter()
+                .any(|i| i.starts_with("coffer:blueprint/exec@")),
+            "{:?}",
+            i.imports
+        );
     }
 
     #[test]
     fn refuses_non_components_and_bad_digests() {
         let p = PluginBytes::new("x".into(), b"\0asm\x01\0\0\0".to_vec());
-        assert!(inspect(&p).unwrap_err().to_string().contains("core wasm module"));
+        assert!(
+            inspect(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("core wasm module")
+        );
         let p = PluginBytes::new("x".into(), b"not wasm".to_vec());
-        assert!(inspect(&p).unwrap_err().to_string().contains("not a valid wasm"));
-        let r = PluginRef { builtin: Some("postgres-logical".into()), path: None, sha256: Some("00".repeat(32)) };
-        assert!(PluginBytes::resolve(&r, "bp").unwrap_err().to_string().contains("refusing"));
+        assert!(
+            inspect(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid wasm")
+        );
+        let r = PluginRef {
+            builtin: Some("postgres-logical".into()),
+            path: None,
+            sha256: Some("00".repeat(32)),
+        };
+        assert!(
+            PluginBytes::resolve(&r, "bp")
+                .unwrap_err()
+                .to_string()
+                .contains("refusing")
+        );
         assert!(!import_allowed("wasi:filesystem/preopens@0.2.0"));
         assert!(!import_allowed("wasi:sockets/tcp@0.2.0"));
     }

@@ -62,7 +62,10 @@ mod tests {
         let mut r = Redactor::new();
         r.add("hunter2\n");
         r.add("hunter2-long");
-        assert_eq!(r.redact("pw=hunter2-long and hunter2"), "pw=[REDACTED] and [REDACTED]");
+        assert_eq!(
+            r.redact("pw=hunter2-long and hunter2"),
+            "pw=[REDACTED] and [REDACTED]"
+        );
         let mut buf = b"xxxxhunter2 failed".to_vec();
         buf.drain(..2);
         assert_eq!(r.redact_tail(&buf, 100), "xx[REDACTED] failed");

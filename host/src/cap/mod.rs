@@ -8,9 +8,9 @@
 pub mod exec;
 pub mod location;
 mod others;
-pub mod streams;
 mod runtime_log;
 pub mod secrets;
+pub mod streams;
 
 use crate::model::{AuditEntry, LogLine, ObjectRecord};
 use crate::redact::Redactor;
@@ -75,7 +75,15 @@ impl ActionContext {
 
     /// Record one capability call on the audit trail (no secret values: callers pass
     /// summaries, and the result text is redacted here).
-    pub fn audit<T>(&self, capability: &str, target: &str, args: &str, started: Instant, result: &Result<T, WitError>, bytes: u64) {
+    pub fn audit<T>(
+        &self,
+        capability: &str,
+        target: &str,
+        args: &str,
+        started: Instant,
+        result: &Result<T, WitError>,
+        bytes: u64,
+    ) {
         let result = match result {
             Ok(_) => "ok".to_string(),
             Err(e) => self.redactor.redact(&error_text(e)),
@@ -124,7 +132,10 @@ impl ActionContext {
     /// exec: argv must match a declared pattern and a granted pattern.
     pub fn check_exec(&self, argv: &[String]) -> Result<(), WitError> {
         let program = argv.first().map(String::as_str).unwrap_or("");
-        let what = format!("exec of `{program}` with {} argument(s)", argv.len().saturating_sub(1));
+        let what = format!(
+            "exec of `{program}` with {} argument(s)",
+            argv.len().saturating_sub(1)
+        );
         if argv.is_empty() || program.is_empty() {
             return Err(WitError::InvalidArgument("exec: argv is empty".into()));
         }
@@ -135,7 +146,11 @@ impl ActionContext {
         Ok(())
     }
 
-    pub fn check_location(&self, name: &str, access: LocationAccess) -> Result<Arc<location::LocationBinding>, WitError> {
+    pub fn check_location(
+        &self,
+        name: &str,
+        access: LocationAccess,
+    ) -> Result<Arc<location::LocationBinding>, WitError> {
         let what = format!("location {} access to {name:?}", access.as_str());
         let declared = self.declared.allows_location(access);
         if !declared || !self.granted.allows_location(access) {
@@ -144,7 +159,11 @@ impl ActionContext {
         let binding = self.locations.get(name).ok_or_else(|| {
             WitError::NotFound(format!(
                 "location {name:?} is not bound to this action (bound: {})",
-                self.locations.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.locations
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         Ok(binding.clone())
@@ -183,7 +202,11 @@ impl ActionContext {
         let has = |c: &Capabilities| c.signed_http.iter().any(|p| p == profile);
         let declared = has(&self.declared);
         if !declared || !has(&self.granted) {
-            return Err(self.denied(&format!("signed-http profile {profile:?}"), declared, "signedHttp"));
+            return Err(self.denied(
+                &format!("signed-http profile {profile:?}"),
+                declared,
+                "signedHttp",
+            ));
         }
         Ok(())
     }
@@ -204,7 +227,12 @@ pub fn error_text(e: &WitError) -> String {
         WitError::Cancelled => "cancelled".to_string(),
         WitError::Unavailable(s) => format!("unavailable: {s}"),
         WitError::Limit(s) => format!("limit: {s}"),
-        WitError::Remote(RemoteError { system, code, message, .. }) => match code {
+        WitError::Remote(RemoteError {
+            system,
+            code,
+            message,
+            ..
+        }) => match code {
             Some(c) if !message.contains(c.as_str()) => format!("{system} ({c}): {message}"),
             _ => format!("{system}: {message}"),
         },

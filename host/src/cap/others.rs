@@ -23,15 +23,29 @@ impl HostState {
 }
 
 impl snapshot::Host for HostState {
-    async fn create(&mut self, source: snapshot::VolumeRef, _class: Option<String>, _labels: Vec<(String, String)>) -> HostResult<snapshot::SnapshotInfo> {
+    async fn create(
+        &mut self,
+        source: snapshot::VolumeRef,
+        _class: Option<String>,
+        _labels: Vec<(String, String)>,
+    ) -> HostResult<snapshot::SnapshotInfo> {
         let c = self.ctx.check_snapshot();
         self.not_here("snapshot.create", &source.name, c)
     }
-    async fn wait_ready(&mut self, snap: snapshot::SnapshotRef, _timeout_ms: u64) -> HostResult<snapshot::SnapshotInfo> {
+    async fn wait_ready(
+        &mut self,
+        snap: snapshot::SnapshotRef,
+        _timeout_ms: u64,
+    ) -> HostResult<snapshot::SnapshotInfo> {
         let c = self.ctx.check_snapshot();
         self.not_here("snapshot.wait-ready", &snap.name, c)
     }
-    async fn restore(&mut self, snap: snapshot::SnapshotRef, _target: snapshot::VolumeRef, _class: Option<String>) -> HostResult<()> {
+    async fn restore(
+        &mut self,
+        snap: snapshot::SnapshotRef,
+        _target: snapshot::VolumeRef,
+        _class: Option<String>,
+    ) -> HostResult<()> {
         let c = self.ctx.check_snapshot();
         self.not_here("snapshot.restore", &snap.name, c)
     }
@@ -46,7 +60,13 @@ impl kube::Host for HostState {
         let c = self.ctx.check_kube(&obj.kind, "get");
         self.not_here("kube.get", &obj.name, c)
     }
-    async fn list_objects(&mut self, _api: String, kind: String, _ns: Option<String>, _sel: Option<String>) -> HostResult<Vec<String>> {
+    async fn list_objects(
+        &mut self,
+        _api: String,
+        kind: String,
+        _ns: Option<String>,
+        _sel: Option<String>,
+    ) -> HostResult<Vec<String>> {
         let c = self.ctx.check_kube(&kind, "list");
         self.not_here("kube.list", &kind, c)
     }
@@ -62,7 +82,12 @@ impl kube::Host for HostState {
         let c = self.ctx.check_kube(&obj.kind, "delete");
         self.not_here("kube.delete", &obj.name, c)
     }
-    async fn wait_for(&mut self, obj: kube::ObjectRef, _cond: String, _timeout_ms: u64) -> HostResult<String> {
+    async fn wait_for(
+        &mut self,
+        obj: kube::ObjectRef,
+        _cond: String,
+        _timeout_ms: u64,
+    ) -> HostResult<String> {
         let c = self.ctx.check_kube(&obj.kind, "get");
         self.not_here("kube.wait-for", &obj.name, c)
     }
@@ -73,7 +98,11 @@ impl kube::Host for HostState {
 }
 
 impl signed_http::Host for HostState {
-    async fn send(&mut self, profile: String, req: signed_http::Request) -> HostResult<signed_http::Response> {
+    async fn send(
+        &mut self,
+        profile: String,
+        req: signed_http::Request,
+    ) -> HostResult<signed_http::Response> {
         let c = self.ctx.check_signed_http(&profile);
         let target = format!("{} {}", req.method, req.url);
         self.not_here("signed-http.send", &target, c)

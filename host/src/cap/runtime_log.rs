@@ -17,16 +17,30 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 impl Host for HostState {
-    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         let ctx = &self.ctx;
         let message = ctx.redactor.redact(clip(&message, MAX_LOG_MESSAGE));
         let fields: std::collections::BTreeMap<String, String> = fields
             .iter()
             .take(32)
-            .map(|(k, v)| (clip(k, 128).to_string(), ctx.redactor.redact(clip(v, MAX_LOG_MESSAGE))))
+            .map(|(k, v)| {
+                (
+                    clip(k, 128).to_string(),
+                    ctx.redactor.redact(clip(v, MAX_LOG_MESSAGE)),
+                )
+            })
             .collect();
         let plugin = ctx.plugin_name.as_str();
-        let rendered = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let rendered = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         match level {
             Level::Trace => tracing::trace!(plugin, "{message} {rendered}"),
             Level::Debug => tracing::debug!(plugin, "{message} {rendered}"),
@@ -34,12 +48,29 @@ impl Host for HostState {
             Level::Warn => tracing::warn!(plugin, "{message} {rendered}"),
             Level::Error => tracing::error!(plugin, "{message} {rendered}"),
         }
-        let level = format!("{level:?}").to_lowercase();
-        ctx.record_log(LogLine { at_ms: ctx.elapsed_ms(), level, message, fields });
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+        .to_string();
+        ctx.record_log(LogLine {
+            at_ms: ctx.elapsed_ms(),
+            level,
+            message,
+            fields,
+        });
         Ok(())
     }
 
-    async fn progress(&mut self, step: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+    async fn progress(
+        &mut self,
+        step: String,
+        done: u64,
+        total: Option<u64>,
+    ) -> wasmtime::Result<()> {
         *self.ctx.progress.step.lock().unwrap() = Some((clip(&step, 256).to_string(), done, total));
         Ok(())
     }
@@ -55,4 +86,3 @@ impl Host for HostState {
         Ok(self.ctx.is_cancelled())
     }
 }
-

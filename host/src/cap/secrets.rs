@@ -29,25 +29,36 @@ pub struct SecretValues {
 
 impl SecretValues {
     /// Read every secret a workload references. Errors name the secret and the source.
-    pub fn resolve(owner: &str, refs: &BTreeMap<String, SecretRef>) -> Result<SecretValues, String> {
+    pub fn resolve(
+        owner: &str,
+        refs: &BTreeMap<String, SecretRef>,
+    ) -> Result<SecretValues, String> {
         let mut values = BTreeMap::new();
         for (name, r) in refs {
             let value = match (&r.file, &r.env) {
                 (Some(path), None) => std::fs::read_to_string(path).map_err(|e| {
-                    format!("{owner}: secret {name:?}: cannot read {}: {e}", path.display())
+                    format!(
+                        "{owner}: secret {name:?}: cannot read {}: {e}",
+                        path.display()
+                    )
                 })?,
                 (None, Some(var)) => std::env::var(var).map_err(|_| {
                     format!("{owner}: secret {name:?}: environment variable {var} is not set")
                 })?,
                 _ => {
-                    return Err(format!("{owner}: secret {name:?}: give exactly one of `file` or `env`"));
+                    return Err(format!(
+                        "{owner}: secret {name:?}: give exactly one of `file` or `env`"
+                    ));
                 }
             };
             let value = value.strip_suffix('\n').unwrap_or(&value);
             let value = value.strip_suffix('\r').unwrap_or(value).to_string();
             values.insert(name.clone(), Arc::new(value));
         }
-        Ok(SecretValues { values, owner: owner.to_string() })
+        Ok(SecretValues {
+            values,
+            owner: owner.to_string(),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<String>> {
@@ -61,9 +72,16 @@ impl SecretValues {
 
 impl HostState {
     /// The value behind a handle the guest passed in.
-    pub fn secret_value(&self, handle: &Resource<SecretHandle>) -> wasmtime::Result<Result<Arc<String>, WitError>> {
+    pub fn secret_value(
+        &self,
+        handle: &Resource<SecretHandle>,
+    ) -> wasmtime::Result<Result<Arc<String>, WitError>> {
         let name = &self.table.get(handle)?.name;
-        Ok(self.ctx.secrets.get(name).ok_or_else(|| WitError::NotFound(format!("secret {name:?}"))))
+        Ok(self
+            .ctx
+            .secrets
+            .get(name)
+            .ok_or_else(|| WitError::NotFound(format!("secret {name:?}"))))
     }
 }
 
@@ -91,7 +109,11 @@ impl HostSecret for HostState {
         Ok(self.table.get(&h)?.name.clone())
     }
 
-    async fn write_to(&mut self, h: Resource<SecretHandle>, dst: Resource<DynOutputStream>) -> HostResult<()> {
+    async fn write_to(
+        &mut self,
+        h: Resource<SecretHandle>,
+        dst: Resource<DynOutputStream>,
+    ) -> HostResult<()> {
         let started = Instant::now();
         let value = match self.secret_value(&h)? {
             Ok(v) => v,
@@ -103,8 +125,14 @@ impl HostSecret for HostState {
         if res.is_ok() {
             res = flush(stream).await;
         }
-        let res = res.map_err(|e| WitError::Io(format!("writing secret {name:?}: {}", stream_error_text(&e))));
-        self.ctx.audit("secrets.write-to", &name, "", started, &res, 0);
+        let res = res.map_err(|e| {
+            WitError::Io(format!(
+                "writing secret {name:?}: {}",
+                stream_error_text(&e)
+            ))
+        });
+        self.ctx
+            .audit("secrets.write-to", &name, "", started, &res, 0);
         Ok(res)
     }
 

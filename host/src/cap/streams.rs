@@ -37,4 +37,3 @@ pub fn stream_error_text(e: &StreamError) -> String {
         StreamError::Trap(e) => format!("{e:#}"),
     }
 }
-

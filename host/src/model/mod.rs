@@ -71,7 +71,10 @@ impl<S, T: Default> Object<S, T> {
         Object {
             api_version: API_VERSION.into(),
             kind: kind.as_str().into(),
-            metadata: Meta { name: name.into(), ..Meta::default() },
+            metadata: Meta {
+                name: name.into(),
+                ..Meta::default()
+            },
             spec,
             status: T::default(),
         }
@@ -92,8 +95,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] =
-        [Kind::Blueprint, Kind::Profile, Kind::Workload, Kind::ActionSet, Kind::RestorePoint];
+    pub const ALL: [Kind; 5] = [
+        Kind::Blueprint,
+        Kind::Profile,
+        Kind::Workload,
+        Kind::ActionSet,
+        Kind::RestorePoint,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,7 +164,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 256Mi"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 256Mi"))?;
     let mult: u64 = match unit {
         "" => 1,
         "k" | "K" => 1000,
@@ -165,9 +175,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "Mi" => 1 << 20,
         "G" => 1_000_000_000,
         "Gi" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown size unit {unit:?} (use Ki, Mi, Gi)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown size unit {unit:?} (use Ki, Mi, Gi)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parse a duration like `45m`, `10h`, `30s`, `1h30m`.

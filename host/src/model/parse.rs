@@ -24,8 +24,8 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             what,
             message,
         };
-        let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(de)
-            .map_err(|e| err(String::new(), e.to_string()))?;
+        let value: serde_yaml_ng::Value =
+            serde::Deserialize::deserialize(de).map_err(|e| err(String::new(), e.to_string()))?;
         if value.is_null() {
             continue; // an empty document, e.g. a trailing `---`
         }
@@ -35,18 +35,35 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             .and_then(|m| m.get("name"))
             .and_then(|n| n.as_str())
             .unwrap_or("");
-        let what = if kind_str.is_empty() { String::new() } else { format!(" ({kind_str} {name})") };
-        let api = value.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+        let what = if kind_str.is_empty() {
+            String::new()
+        } else {
+            format!(" ({kind_str} {name})")
+        };
+        let api = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or("");
         if api != super::API_VERSION {
-            return Err(err(what, format!("apiVersion must be {:?}, found {api:?}", super::API_VERSION)));
+            return Err(err(
+                what,
+                format!("apiVersion must be {:?}, found {api:?}", super::API_VERSION),
+            ));
         }
-        let kind = Kind::parse(kind_str).filter(|k| k.as_str() == kind_str).ok_or_else(|| {
-            err(what.clone(), format!("kind {kind_str:?} is not one of Blueprint, Profile, Workload"))
-        })?;
+        let kind = Kind::parse(kind_str)
+            .filter(|k| k.as_str() == kind_str)
+            .ok_or_else(|| {
+                err(
+                    what.clone(),
+                    format!("kind {kind_str:?} is not one of Blueprint, Profile, Workload"),
+                )
+            })?;
         if !coffer_manifest::is_dns_label(name) {
             return Err(err(
                 what,
-                format!("metadata.name {name:?} must be lowercase letters, digits and '-' (at most 63)"),
+                format!(
+                    "metadata.name {name:?} must be lowercase letters, digits and '-' (at most 63)"
+                ),
             ));
         }
         let doc = match kind {
@@ -56,7 +73,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             Kind::ActionSet | Kind::RestorePoint => {
                 return Err(err(
                     what,
-                    format!("{kind} is recorded by coffer, not applied: use `coffer backup`, `restore` or `delete`"),
+                    format!(
+                        "{kind} is recorded by coffer, not applied: use `coffer backup`, `restore` or `delete`"
+                    ),
                 ));
             }
         };
@@ -70,7 +89,11 @@ fn typed<S: DeserializeOwned, T: DeserializeOwned + Default>(
 ) -> Result<Object<S, T>, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) }
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
     })
 }
 
@@ -88,7 +111,12 @@ mod tests {
         let e = parse_documents("w.yaml", y).unwrap_err().to_string();
         assert!(e.contains("blueprnt"), "{e}");
         let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n";
-        assert!(parse_documents("p", y).unwrap_err().to_string().contains("apiVersion"));
+        assert!(
+            parse_documents("p", y)
+                .unwrap_err()
+                .to_string()
+                .contains("apiVersion")
+        );
         let y = "a: [";
         assert!(parse_documents("p", y).is_err());
     }

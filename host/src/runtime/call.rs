@@ -24,7 +24,11 @@ pub enum CallError {
 
 const CPU_LIMIT_MSG: &str = "guest CPU limit reached";
 
-fn new_store(prepared: &Prepared, ctx: Arc<ActionContext>, lim: &EffectiveLimits) -> Store<HostState> {
+fn new_store(
+    prepared: &Prepared,
+    ctx: Arc<ActionContext>,
+    lim: &EffectiveLimits,
+) -> Store<HostState> {
     let mut store = Store::new(&prepared.engine, HostState::new(ctx, lim.memory));
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
@@ -76,7 +80,10 @@ async fn with_deadline<T>(
 ) -> Result<wasmtime::Result<T>, CallError> {
     tokio::time::timeout(lim.timeout, fut)
         .await
-        .map_err(|_| CallError::Timeout { timeout: lim.timeout, action: action.to_string() })
+        .map_err(|_| CallError::Timeout {
+            timeout: lim.timeout,
+            action: action.to_string(),
+        })
 }
 
 /// Ask a plugin for its manifest.
@@ -109,7 +116,9 @@ pub async fn call_validate(
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
-            bp.coffer_blueprint_plugin().call_validate(&mut store, req).await
+            bp.coffer_blueprint_plugin()
+                .call_validate(&mut store, req)
+                .await
         },
         lim,
         &req.action,
@@ -119,7 +128,9 @@ pub async fn call_validate(
         Ok(Ok(())) => Ok(()),
         Ok(Err(problems)) => {
             let r = &store.data().ctx.redactor;
-            Err(CallError::Invalid(problems.iter().map(|p| r.redact(p)).collect()))
+            Err(CallError::Invalid(
+                problems.iter().map(|p| r.redact(p)).collect(),
+            ))
         }
         Err(e) => Err(classify(&store, e, lim)),
     }

@@ -48,10 +48,16 @@ impl EffectiveLimits {
             None => DEFAULT_CPU,
         };
         let timeout = match limits.timeouts.get(action) {
-            Some(s) => parse_duration(s).map_err(|e| format!("spec.limits.timeouts.{action}: {e}"))?,
+            Some(s) => {
+                parse_duration(s).map_err(|e| format!("spec.limits.timeouts.{action}: {e}"))?
+            }
             None => default_timeout(action),
         };
-        Ok(EffectiveLimits { memory, cpu, timeout })
+        Ok(EffectiveLimits {
+            memory,
+            cpu,
+            timeout,
+        })
     }
 }
 
@@ -62,14 +68,24 @@ pub struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.max {
             self.hit = Some(desired as u64);
             return Err(wasmtime::Error::msg("memory limit reached"));
         }
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
     fn instances(&self) -> usize {

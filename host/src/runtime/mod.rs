@@ -15,11 +15,15 @@ use anyhow::Result;
 
 /// `.context()` for wasmtime's own error type.
 trait WasmContext<T> {
-    fn wctx<C: std::fmt::Display + Send + Sync + 'static>(self, f: impl FnOnce() -> C) -> Result<T>;
+    fn wctx<C: std::fmt::Display + Send + Sync + 'static>(self, f: impl FnOnce() -> C)
+    -> Result<T>;
 }
 
 impl<T> WasmContext<T> for wasmtime::Result<T> {
-    fn wctx<C: std::fmt::Display + Send + Sync + 'static>(self, f: impl FnOnce() -> C) -> Result<T> {
+    fn wctx<C: std::fmt::Display + Send + Sync + 'static>(
+        self,
+        f: impl FnOnce() -> C,
+    ) -> Result<T> {
         self.map_err(|e| anyhow::Error::from(e).context(f()))
     }
 }
@@ -58,7 +62,11 @@ impl Runtime {
         // with no preopens, env or sockets they grant nothing.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).wctx(|| "linking WASI")?;
         bindings::add_capabilities(&mut linker).wctx(|| "linking coffer capabilities")?;
-        Ok(Runtime { engine, linker, cache_dir })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -68,13 +76,22 @@ impl Runtime {
     /// Compile (or load from the cache) and prepare a plugin.
     pub fn prepare(&self, plugin: &PluginBytes) -> Result<Prepared> {
         let component = self.compile_cached(plugin)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .wctx(|| format!("plugin {}: its imports do not match this host", plugin.label))?;
-        let pre = bindings::BlueprintPre::new(pre)
-            .wctx(|| format!("plugin {}: it does not export coffer:blueprint/plugin", plugin.label))?;
-        Ok(Prepared { pre, engine: self.engine.clone() })
+        let pre = self.linker.instantiate_pre(&component).wctx(|| {
+            format!(
+                "plugin {}: its imports do not match this host",
+                plugin.label
+            )
+        })?;
+        let pre = bindings::BlueprintPre::new(pre).wctx(|| {
+            format!(
+                "plugin {}: it does not export coffer:blueprint/plugin",
+                plugin.label
+            )
+        })?;
+        Ok(Prepared {
+            pre,
+            engine: self.engine.clone(),
+        })
     }
 
     /// Compile once per (plugin digest, engine configuration); later loads deserialize the
@@ -83,13 +100,17 @@ impl Runtime {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        let file = self.cache_dir.join(format!("{}-{:016x}.cwasm", plugin.sha256, h.finish()));
+        let file = self
+            .cache_dir
+            .join(format!("{}-{:016x}.cwasm", plugin.sha256, h.finish()));
         if file.exists() {
             // SAFETY: the file is in the host's private cache directory and was written by
             // `precompile_component` of an engine with this exact compatibility hash.
             match unsafe { Component::deserialize_file(&self.engine, &file) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(file = %file.display(), error = %e, "discarding an unusable compile cache entry"),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "discarding an unusable compile cache entry")
+                }
             }
         }
         let started = std::time::Instant::now();
@@ -107,9 +128,16 @@ impl Runtime {
     }
 }
 
-fn write_private(dir: &std::path::Path, file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::fs::write(tmp.path(), bytes)?;
     tmp.persist(file).map_err(|e| e.error)?;

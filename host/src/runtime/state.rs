@@ -1,6 +1,6 @@
 //! What a Store holds for one action.
 
-use super::limits::{MemoryLimiter, MAX_HANDLES};
+use super::limits::{MAX_HANDLES, MemoryLimiter};
 use crate::cap::ActionContext;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -23,7 +23,10 @@ impl HostState {
             table,
             // Nothing: no preopens, no env, no args, no sockets; stdio closed or discarded.
             wasi: WasiCtx::builder().build(),
-            limiter: MemoryLimiter { max: memory, hit: None },
+            limiter: MemoryLimiter {
+                max: memory,
+                hit: None,
+            },
             cpu_ticks: 0,
             ctx,
         }
@@ -32,6 +35,9 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

@@ -166,7 +166,10 @@ impl Manifest {
         }
         for p in &self.capabilities.exec {
             if p.split_whitespace().next().is_none() {
-                return Err(format!("plugin {} declares an empty exec pattern", self.name));
+                return Err(format!(
+                    "plugin {} declares an empty exec pattern",
+                    self.name
+                ));
             }
         }
         Ok(())
@@ -204,7 +207,9 @@ fn match_tokens(tokens: &[&str], args: &[&str]) -> bool {
         None => args.is_empty(),
         Some((&"**", rest)) => (0..=args.len()).any(|skip| match_tokens(rest, &args[skip..])),
         Some((tok, rest)) => match args.split_first() {
-            Some((arg, args_rest)) => wildcard(tok.as_bytes(), arg.as_bytes()) && match_tokens(rest, args_rest),
+            Some((arg, args_rest)) => {
+                wildcard(tok.as_bytes(), arg.as_bytes()) && match_tokens(rest, args_rest)
+            }
             None => false,
         },
     }
@@ -250,10 +255,22 @@ mod tests {
         assert!(argv_matches("pg_dump **", &argv("pg_dump -Fc -d shop")));
         assert!(!argv_matches("pg_dump **", &argv("pg_dumpall")));
         assert!(!argv_matches("pg_dump **", &argv("sh -c pg_dump")));
-        assert!(argv_matches("pg_dumpall --globals-only **", &argv("pg_dumpall --globals-only -w")));
-        assert!(!argv_matches("pg_dumpall --globals-only **", &argv("pg_dumpall -w")));
-        assert!(argv_matches("psql -d * -c *", &argv("psql -d shop -c select")));
-        assert!(!argv_matches("psql -d * -c *", &argv("psql -d shop -c select extra")));
+        assert!(argv_matches(
+            "pg_dumpall --globals-only **",
+            &argv("pg_dumpall --globals-only -w")
+        ));
+        assert!(!argv_matches(
+            "pg_dumpall --globals-only **",
+            &argv("pg_dumpall -w")
+        ));
+        assert!(argv_matches(
+            "psql -d * -c *",
+            &argv("psql -d shop -c select")
+        ));
+        assert!(!argv_matches(
+            "psql -d * -c *",
+            &argv("psql -d shop -c select extra")
+        ));
         assert!(argv_matches("pg_* **", &argv("pg_restore -l")));
         assert!(!argv_matches("pg_* **", &argv("rm -rf /")));
         assert!(argv_matches("a ** b", &argv("a x y b")));
@@ -262,14 +279,20 @@ mod tests {
 
     #[test]
     fn manifest_errors_name_the_field() {
-        let err = Manifest::from_json(br#"{"apiVersion":"0.1.0","name":"x","version":"1","actions":[],"bogus":1}"#)
-            .unwrap_err();
+        let err = Manifest::from_json(
+            br#"{"apiVersion":"0.1.0","name":"x","version":"1","actions":[],"bogus":1}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("bogus"), "{err}");
-        let err = Manifest::from_json(br#"{"apiVersion":"0.2.0","name":"x","version":"1","actions":[{"name":"backup"}]}"#)
-            .unwrap_err();
+        let err = Manifest::from_json(
+            br#"{"apiVersion":"0.2.0","name":"x","version":"1","actions":[{"name":"backup"}]}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("ABI"), "{err}");
-        let err = Manifest::from_json(br#"{"apiVersion":"0.1.0","name":"X y","version":"1","actions":[{"name":"backup"}]}"#)
-            .unwrap_err();
+        let err = Manifest::from_json(
+            br#"{"apiVersion":"0.1.0","name":"X y","version":"1","actions":[{"name":"backup"}]}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("lowercase"), "{err}");
     }
 }

@@ -73,7 +73,9 @@ impl Plugin for PostgresLogical {
                         return Err(vec!["params.databases: list at least one database, or leave it out to dump all".into()]);
                     }
                     if let Some(bad) = dbs.iter().find(|d| d.is_empty()) {
-                        return Err(vec![format!("params.databases: empty database name {bad:?}")]);
+                        return Err(vec![format!(
+                            "params.databases: empty database name {bad:?}"
+                        )]);
                     }
                 }
                 Ok(())
@@ -86,13 +88,19 @@ impl Plugin for PostgresLogical {
                     return Err(vec![format!(
                         "params.targetDatabase: needs exactly one database to restore, but {} are selected ({}); add params.databases with one name",
                         selected.len(),
-                        selected.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+                        selected
+                            .iter()
+                            .map(|(d, _)| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )]);
                 }
                 Ok(())
             }
             "delete" => sdk::params::<DeleteParams>(req).map(|_| ()),
-            other => Err(vec![format!("unknown action {other:?}: this plugin has backup, restore and delete")]),
+            other => Err(vec![format!(
+                "unknown action {other:?}: this plugin has backup, restore and delete"
+            )]),
         }
     }
 
@@ -128,7 +136,9 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     };
     databases.retain(|d| !p.exclude_databases.contains(d));
     if databases.is_empty() {
-        return Err(sdk::invalid("no database left to back up after excludeDatabases"));
+        return Err(sdk::invalid(
+            "no database left to back up after excludeDatabases",
+        ));
     }
     log::info("backing up", &[("databases", &databases.join(","))]);
 
@@ -154,19 +164,31 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
 
     for (i, db) in databases.iter().enumerate() {
         log::progress("databases", i as u64, Some(databases.len() as u64));
-        let cmd = Cmd::new(["pg_dump", "--format=custom", "--compress=0", "--no-password"])
-            .arg(format!("--dbname={}", conninfo_dbname(db)))
-            .secret_env("PGPASSWORD", pw.as_ref());
+        let cmd = Cmd::new([
+            "pg_dump",
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+        ])
+        .arg(format!("--dbname={}", conninfo_dbname(db)))
+        .secret_env("PGPASSWORD", pw.as_ref());
         let key = object_key_for(db);
         let info = stream_to(&store, &cmd, &key, &zstd, "pg_dump")?;
-        log::info("dumped database", &[("database", db), ("bytes", &info.size.to_string())]);
+        log::info(
+            "dumped database",
+            &[("database", db), ("bytes", &info.size.to_string())],
+        );
         let mut a = sdk::artifact(&format!("database/{db}"), LOCATION, &info);
         a.metadata.push(("kind".into(), "database".into()));
         a.metadata.push(("database".into(), db.clone()));
         a.metadata.push(("format".into(), "pg_dump-custom".into()));
         artifacts.push(a);
     }
-    log::progress("databases", databases.len() as u64, Some(databases.len() as u64));
+    log::progress(
+        "databases",
+        databases.len() as u64,
+        Some(databases.len() as u64),
+    );
 
     Ok(ActionOutput {
         artifacts,
@@ -183,7 +205,9 @@ fn stream_to(
     program: &str,
 ) -> Result<location::ObjectInfo, Error> {
     let proc = cmd.spawn()?;
-    let stdout = proc.take_stdout().ok_or_else(|| sdk::internal("process has no stdout"))?;
+    let stdout = proc
+        .take_stdout()
+        .ok_or_else(|| sdk::internal("process has no stdout"))?;
     let transfer = store.put(key, stdout, opts)?;
     let status = proc.wait()?;
     // Wait for the upload even when the process failed, so the error we report is the
@@ -194,15 +218,26 @@ fn stream_to(
 }
 
 fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<String>, Error> {
-    let out = Cmd::new(["psql", "-X", "--no-password", "-A", "-t", "-q", "-0", "-v", "ON_ERROR_STOP=1"])
-        .arg(format!("--dbname={maint}"))
-        .args([
-            "-c",
-            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
-        ])
-        .secret_env("PGPASSWORD", pw)
-        .run(None, MAX_LIST_BYTES)?;
-    let text = String::from_utf8(out).map_err(|_| sdk::internal("psql printed a database name that is not UTF-8"))?;
+    let out = Cmd::new([
+        "psql",
+        "-X",
+        "--no-password",
+        "-A",
+        "-t",
+        "-q",
+        "-0",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ])
+    .arg(format!("--dbname={maint}"))
+    .args([
+        "-c",
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+    ])
+    .secret_env("PGPASSWORD", pw)
+    .run(None, MAX_LIST_BYTES)?;
+    let text = String::from_utf8(out)
+        .map_err(|_| sdk::internal("psql printed a database name that is not UTF-8"))?;
     Ok(text
         .split('\0')
         .map(|s| s.trim_end_matches('\n'))
@@ -229,7 +264,10 @@ fn select_databases<'a>(
                 all.iter().find(|(d, _)| d == n).cloned().ok_or_else(|| {
                     format!(
                         "params.databases: {n:?} is not in this restore point (it has: {})",
-                        all.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+                        all.iter()
+                            .map(|(d, _)| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })
             })
@@ -238,18 +276,26 @@ fn select_databases<'a>(
 }
 
 fn meta<'a>(a: &'a Artifact, k: &str) -> Option<&'a str> {
-    a.metadata.iter().find(|(mk, _)| mk == k).map(|(_, v)| v.as_str())
+    a.metadata
+        .iter()
+        .find(|(mk, _)| mk == k)
+        .map(|(_, v)| v.as_str())
 }
 
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
-    let selected = select_databases(&req.input_artifacts, p.databases.as_deref()).map_err(sdk::invalid)?;
+    let selected =
+        select_databases(&req.input_artifacts, p.databases.as_deref()).map_err(sdk::invalid)?;
     let pw = password()?;
     let store = location::open(LOCATION)?;
     let maint = conninfo_dbname(&p.maintenance_database);
 
     if p.globals {
-        if let Some(g) = req.input_artifacts.iter().find(|a| meta(a, "kind") == Some("globals")) {
+        if let Some(g) = req
+            .input_artifacts
+            .iter()
+            .find(|a| meta(a, "kind") == Some("globals"))
+        {
             // Roles that already exist (postgres itself at least) make psql print errors and
             // go on; that is what we want, so no ON_ERROR_STOP here.
             let cmd = Cmd::new(["psql", "-X", "--no-password", "-q"])
@@ -265,7 +311,17 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     for (i, (db, artifact)) in selected.iter().enumerate() {
         log::progress("databases", i as u64, Some(selected.len() as u64));
         let target = p.target_database.clone().unwrap_or_else(|| db.clone());
-        let drop_sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&target));
+        // A database cannot be dropped over a connection to itself: work from template1
+        // when restoring the maintenance database.
+        let maint = if target == p.maintenance_database {
+            conninfo_dbname("template1")
+        } else {
+            maint.clone()
+        };
+        let drop_sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&target)
+        );
         psql_command(&maint, pw.as_ref(), &drop_sql)?;
         let restore = if target == *db {
             // --create recreates the database with its original encoding, locale, owner
@@ -273,7 +329,10 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
             Cmd::new(["pg_restore", "--create", "--exit-on-error", "--no-password"])
                 .arg(format!("--dbname={maint}"))
         } else {
-            let create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&target));
+            let create = format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(&target)
+            );
             psql_command(&maint, pw.as_ref(), &create)?;
             Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
                 .arg(format!("--dbname={}", conninfo_dbname(&target)))
@@ -283,7 +342,11 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
         log::info("restored database", &[("database", db), ("as", &target)]);
         restored.push(target);
     }
-    log::progress("databases", selected.len() as u64, Some(selected.len() as u64));
+    log::progress(
+        "databases",
+        selected.len() as u64,
+        Some(selected.len() as u64),
+    );
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("databases".into(), restored.join(","))],
@@ -302,7 +365,9 @@ fn psql_command(maint: &str, pw: Option<&secrets::Secret>, sql: &str) -> Result<
 /// Run `cmd` with the object at `key` streamed into its stdin; both must succeed.
 fn stream_from(store: &location::Store, cmd: &Cmd, key: &str, program: &str) -> Result<(), Error> {
     let proc = cmd.spawn()?;
-    let stdin = proc.take_stdin().ok_or_else(|| sdk::internal("process has no stdin"))?;
+    let stdin = proc
+        .take_stdin()
+        .ok_or_else(|| sdk::internal("process has no stdin"))?;
     let transfer = store.get_into(key, stdin)?;
     let fed = transfer.wait();
     let status = proc.wait()?;
@@ -317,5 +382,8 @@ fn delete(req: &ActionRequest) -> Result<ActionOutput, Error> {
     for a in &req.input_artifacts {
         store.delete(&a.key)?;
     }
-    Ok(ActionOutput { artifacts: vec![], outputs: vec![] })
+    Ok(ActionOutput {
+        artifacts: vec![],
+        outputs: vec![],
+    })
 }

@@ -24,7 +24,10 @@ impl<'a> Cmd<'a> {
             argv: argv.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             secret_env: Vec::new(),
-            target: Target { workload: None, container: None },
+            target: Target {
+                workload: None,
+                container: None,
+            },
             stdin: false,
             timeout_ms: None,
         }
@@ -111,7 +114,11 @@ pub fn check_exit(program: &str, status: &ExitStatus) -> Result<(), Error> {
                 (None, None) => "ended abnormally".to_string(),
             };
             let tail = status.stderr_tail.trim();
-            let message = if tail.is_empty() { how } else { format!("{how}: {tail}") };
+            let message = if tail.is_empty() {
+                how
+            } else {
+                format!("{how}: {tail}")
+            };
             Err(Error::Remote(RemoteError {
                 system: program.to_string(),
                 code: code.map(|c| c.to_string()),

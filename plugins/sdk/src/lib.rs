@@ -124,7 +124,11 @@ pub fn describe(json: &[u8]) -> Manifest {
 /// Parse an action's params into `T`. Errors name the field (serde's message), so they can be
 /// returned from `validate` as they are.
 pub fn params<T: serde::de::DeserializeOwned>(req: &ActionRequest) -> Result<T, Vec<String>> {
-    let text = if req.params.trim().is_empty() { "{}" } else { req.params.as_str() };
+    let text = if req.params.trim().is_empty() {
+        "{}"
+    } else {
+        req.params.as_str()
+    };
     serde_json::from_str(text).map_err(|e| vec![format!("params of action {}: {e}", req.action)])
 }
 

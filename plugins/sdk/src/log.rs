@@ -3,8 +3,10 @@
 use crate::runtime::{self, Level};
 
 fn emit(level: Level, msg: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> =
-        fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     runtime::log(level, msg, &fields);
 }
 

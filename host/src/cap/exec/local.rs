@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 
 /// Variables passed through from coffer's own environment (nothing else is: coffer's
 /// environment may hold cloud credentials).
-const PASSTHROUGH: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME"];
+const PASSTHROUGH: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
+];
 /// Slack kept before the stderr tail, so a secret cut by the tail's start is still found.
 const TAIL_SLACK: usize = 4096;
 
@@ -43,14 +45,23 @@ impl ExecBackend for LocalExec {
                 cmd.env(k, v);
             }
         }
-        cmd.envs(&self.env).envs(spec.env.iter().map(|(k, v)| (k, v)));
-        cmd.envs(spec.secret_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so killing it also kills what it started.
-            .process_group(0);
+        cmd.envs(&self.env)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(
+            spec.secret_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        cmd.stdin(if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group, so killing it also kills what it started.
+        .process_group(0);
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => WitError::NotFound(format!(
                 "`{program}` was not found on the PATH of workload {} (install it or set spec.env.PATH)",
@@ -78,7 +89,12 @@ impl ExecBackend for LocalExec {
             })
         });
         let pgid = child.id();
-        Ok(Box::new(LocalProcess { child, stderr, pgid, exited: false }))
+        Ok(Box::new(LocalProcess {
+            child,
+            stderr,
+            pgid,
+            exited: false,
+        }))
     }
 }
 
@@ -101,13 +117,21 @@ impl RunningProcess for LocalProcess {
 
     async fn wait(&mut self) -> Result<ExitInfo, WitError> {
         use std::os::unix::process::ExitStatusExt;
-        let status = self.child.wait().await.map_err(|e| WitError::Io(format!("waiting for process: {e}")))?;
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| WitError::Io(format!("waiting for process: {e}")))?;
         self.exited = true;
         let stderr = match self.stderr.take() {
             Some(h) => h.await.unwrap_or_default(),
             None => Vec::new(),
         };
-        Ok(ExitInfo { code: status.code(), signal: status.signal(), stderr })
+        Ok(ExitInfo {
+            code: status.code(),
+            signal: status.signal(),
+            stderr,
+        })
     }
 
     fn kill(&mut self) {

@@ -52,5 +52,9 @@ pub trait RunningProcess: Send {
 
 /// Environment names a plugin may not set: they change what code a process loads.
 pub fn forbidden_env(name: &str) -> bool {
-    name.is_empty() || name.contains('=') || name.contains('\0') || name.starts_with("LD_") || name.starts_with("DYLD_")
+    name.is_empty()
+        || name.contains('=')
+        || name.contains('\0')
+        || name.starts_with("LD_")
+        || name.starts_with("DYLD_")
 }

@@ -2,12 +2,14 @@
 
 use super::{RunningProcess, SpawnSpec, forbidden_env};
 use crate::cap::{ActionContext, HostResult};
-use std::sync::Arc;
 use crate::runtime::HostState;
 use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::coffer::blueprint::exec::{Command, ExitStatus, Host, HostProcess, Output};
+use crate::runtime::bindings::coffer::blueprint::exec::{
+    Command, ExitStatus, Host, HostProcess, Output,
+};
 use crate::runtime::bindings::coffer::blueprint::secrets::Secret;
 use crate::runtime::limits::{MAX_SMALL_PAYLOAD, STDERR_TAIL};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmtime::component::Resource;
@@ -27,17 +29,25 @@ const STDIN_BUDGET: usize = 1 << 20;
 
 impl HostState {
     /// Check and start a command; the audit entry is written by the caller.
-    async fn start(&mut self, cmd: &Command, secret_env: &[(String, Resource<Secret>)]) -> wasmtime::Result<Result<ProcessHandle, WitError>> {
+    async fn start(
+        &mut self,
+        cmd: &Command,
+        secret_env: &[(String, Resource<Secret>)],
+    ) -> wasmtime::Result<Result<ProcessHandle, WitError>> {
         if let Err(e) = self.ctx.check_exec(&cmd.argv) {
             return Ok(Err(e));
         }
         if let Some((k, _)) = cmd.env.iter().find(|(k, _)| forbidden_env(k)) {
-            return Ok(Err(WitError::Denied(format!("exec: setting environment variable {k:?} is not allowed"))));
+            return Ok(Err(WitError::Denied(format!(
+                "exec: setting environment variable {k:?} is not allowed"
+            ))));
         }
         let mut secrets = Vec::new();
         for (k, h) in secret_env {
             if forbidden_env(k) {
-                return Ok(Err(WitError::Denied(format!("exec: setting environment variable {k:?} is not allowed"))));
+                return Ok(Err(WitError::Denied(format!(
+                    "exec: setting environment variable {k:?} is not allowed"
+                ))));
             }
             match self.secret_value(h)? {
                 Ok(v) => secrets.push((k.clone(), v)),
@@ -45,7 +55,11 @@ impl HostState {
             }
         }
         let spec = SpawnSpec {
-            workload: cmd.target.workload.clone().unwrap_or_else(|| self.ctx.workload.clone()),
+            workload: cmd
+                .target
+                .workload
+                .clone()
+                .unwrap_or_else(|| self.ctx.workload.clone()),
             container: cmd.target.container.clone(),
             argv: cmd.argv.clone(),
             env: cmd.env.clone(),
@@ -59,34 +73,33 @@ impl HostState {
             started: Instant::now(),
         }))
     }
-
 }
 
 /// Wait for a process (within its timeout). A free function over the context, not a method,
 /// so the future does not hold the (non-Sync) store state across the await.
 async fn wait_for(ctx: Arc<ActionContext>, p: &mut ProcessHandle) -> Result<ExitStatus, WitError> {
-        let waited = match p.timeout {
-            Some(t) => {
-                let left = t.saturating_sub(p.started.elapsed());
-                match tokio::time::timeout(left, p.proc.wait()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        p.proc.kill();
-                        return Err(WitError::Timeout(format!(
-                            "`{}` ran longer than its timeout of {} and was killed",
-                            p.program,
-                            humantime::format_duration(t)
-                        )));
-                    }
+    let waited = match p.timeout {
+        Some(t) => {
+            let left = t.saturating_sub(p.started.elapsed());
+            match tokio::time::timeout(left, p.proc.wait()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    p.proc.kill();
+                    return Err(WitError::Timeout(format!(
+                        "`{}` ran longer than its timeout of {} and was killed",
+                        p.program,
+                        humantime::format_duration(t)
+                    )));
                 }
             }
-            None => p.proc.wait().await,
-        }?;
-        Ok(ExitStatus {
-            code: waited.code,
-            signal: waited.signal,
-            stderr_tail: ctx.redactor.redact_tail(&waited.stderr, STDERR_TAIL),
-        })
+        }
+        None => p.proc.wait().await,
+    }?;
+    Ok(ExitStatus {
+        code: waited.code,
+        signal: waited.signal,
+        stderr_tail: ctx.redactor.redact_tail(&waited.stderr, STDERR_TAIL),
+    })
 }
 
 fn describe_argv(argv: &[String]) -> String {
@@ -121,18 +134,35 @@ fn exit_summary(r: &Result<ExitStatus, WitError>) -> Result<(), WitError> {
 }
 
 impl Host for HostState {
-    async fn spawn(&mut self, cmd: Command, secret_env: Vec<(String, Resource<Secret>)>) -> HostResult<Resource<ProcessHandle>> {
+    async fn spawn(
+        &mut self,
+        cmd: Command,
+        secret_env: Vec<(String, Resource<Secret>)>,
+    ) -> HostResult<Resource<ProcessHandle>> {
         let started = Instant::now();
         let res = self.start(&cmd, &secret_env).await?;
         let target = cmd.argv.first().cloned().unwrap_or_default();
-        self.ctx.audit("exec.spawn", &target, &describe_argv(&cmd.argv), started, &res, 0);
+        self.ctx.audit(
+            "exec.spawn",
+            &target,
+            &describe_argv(&cmd.argv),
+            started,
+            &res,
+            0,
+        );
         match res {
             Ok(p) => Ok(Ok(self.table.push(p)?)),
             Err(e) => Ok(Err(e)),
         }
     }
 
-    async fn run(&mut self, cmd: Command, secret_env: Vec<(String, Resource<Secret>)>, stdin: Option<Vec<u8>>, max_stdout: u32) -> HostResult<Output> {
+    async fn run(
+        &mut self,
+        cmd: Command,
+        secret_env: Vec<(String, Resource<Secret>)>,
+        stdin: Option<Vec<u8>>,
+        max_stdout: u32,
+    ) -> HostResult<Output> {
         let started = Instant::now();
         let target = cmd.argv.first().cloned().unwrap_or_default();
         let mut cmd = cmd;
@@ -153,7 +183,10 @@ impl Host for HostState {
                 let read = async move {
                     let mut buf = Vec::new();
                     if let Some(r) = output {
-                        r.take(cap + 1).read_to_end(&mut buf).await.map_err(|e| WitError::Io(format!("reading stdout: {e}")))?;
+                        r.take(cap + 1)
+                            .read_to_end(&mut buf)
+                            .await
+                            .map_err(|e| WitError::Io(format!("reading stdout: {e}")))?;
                     }
                     Ok::<_, WitError>(buf)
                 };
@@ -166,26 +199,45 @@ impl Host for HostState {
                             "exec.run: `{target}` wrote more than {cap} bytes to stdout; use exec.spawn and location.put for bulk output"
                         )))
                     }
-                    Ok(stdout) => wait_for(self.ctx.clone(), &mut p).await.map(|status| Output { status, stdout }),
+                    Ok(stdout) => wait_for(self.ctx.clone(), &mut p)
+                        .await
+                        .map(|status| Output { status, stdout }),
                 }
             }
         };
         let summary = res.as_ref().map(|o| o.status.clone()).map_err(Clone::clone);
         let bytes = res.as_ref().map_or(0, |o| o.stdout.len() as u64);
-        self.ctx.audit("exec.run", &target, &describe_argv(&cmd.argv), started, &exit_summary(&summary), bytes);
+        self.ctx.audit(
+            "exec.run",
+            &target,
+            &describe_argv(&cmd.argv),
+            started,
+            &exit_summary(&summary),
+            bytes,
+        );
         Ok(res)
     }
 }
 
 impl HostProcess for HostState {
-    async fn take_stdin(&mut self, h: Resource<ProcessHandle>) -> wasmtime::Result<Option<Resource<DynOutputStream>>> {
-        let Some(w) = self.table.get_mut(&h)?.proc.take_stdin() else { return Ok(None) };
+    async fn take_stdin(
+        &mut self,
+        h: Resource<ProcessHandle>,
+    ) -> wasmtime::Result<Option<Resource<DynOutputStream>>> {
+        let Some(w) = self.table.get_mut(&h)?.proc.take_stdin() else {
+            return Ok(None);
+        };
         let stream: DynOutputStream = Box::new(AsyncWriteStream::new(STDIN_BUDGET, w));
         Ok(Some(self.table.push(stream)?))
     }
 
-    async fn take_stdout(&mut self, h: Resource<ProcessHandle>) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
-        let Some(r) = self.table.get_mut(&h)?.proc.take_stdout() else { return Ok(None) };
+    async fn take_stdout(
+        &mut self,
+        h: Resource<ProcessHandle>,
+    ) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
+        let Some(r) = self.table.get_mut(&h)?.proc.take_stdout() else {
+            return Ok(None);
+        };
         let stream: DynInputStream = Box::new(AsyncReadStream::new(r));
         Ok(Some(self.table.push(stream)?))
     }
@@ -197,11 +249,23 @@ impl HostProcess for HostState {
             let p = self.table.get(&h)?;
             (p.program.clone(), p.started)
         };
-        let placeholder = ProcessHandle { proc: Box::new(Exited), program: program.clone(), timeout: None, started: since };
+        let placeholder = ProcessHandle {
+            proc: Box::new(Exited),
+            program: program.clone(),
+            timeout: None,
+            started: since,
+        };
         let mut owned = std::mem::replace(self.table.get_mut(&h)?, placeholder);
         let res = wait_for(self.ctx.clone(), &mut owned).await;
         *self.table.get_mut(&h)? = owned;
-        self.ctx.audit("process.wait", &program, "", started, &exit_summary(&res), 0);
+        self.ctx.audit(
+            "process.wait",
+            &program,
+            "",
+            started,
+            &exit_summary(&res),
+            0,
+        );
         Ok(res)
     }
 
@@ -230,7 +294,9 @@ impl RunningProcess for Exited {
         None
     }
     async fn wait(&mut self) -> Result<super::ExitInfo, WitError> {
-        Err(WitError::Conflict("process is already being waited on".into()))
+        Err(WitError::Conflict(
+            "process is already being waited on".into(),
+        ))
     }
     fn kill(&mut self) {}
 }

@@ -19,8 +19,8 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
     if key.starts_with('/') {
         return bad("must be relative (no leading '/')");
     }
-    if key.chars().any(|c| c.is_control() || c == '\\') {
-        return bad("has a control character or a backslash");
+    if key.chars().any(|c| c.is_control() || c == '\\' || c == '#') {
+        return bad("has a control character, a backslash or '#'");
     }
     for seg in key.split('/') {
         if seg.is_empty() || seg == "." || seg == ".." {
@@ -39,7 +39,11 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
 /// The key an object is stored under: compressed objects get `.zst`, so standard tools
 /// recognise them.
 pub fn stored_key(key: &str, compressed: bool) -> String {
-    if compressed { format!("{key}{ZSTD_SUFFIX}") } else { key.to_string() }
+    if compressed {
+        format!("{key}{ZSTD_SUFFIX}")
+    } else {
+        key.to_string()
+    }
 }
 
 /// The plugin's key for a stored key, and whether it is compressed.
@@ -56,12 +60,33 @@ mod tests {
 
     #[test]
     fn keys_stay_inside() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a/./b", "x.zst", MANIFEST_NAME, "a\\b", "a\nb"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../b",
+            "a//b",
+            "a/./b",
+            "x.zst",
+            MANIFEST_NAME,
+            "a\\b",
+            "a\nb",
+            "a#1",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?} should be refused");
         }
-        for good in ["globals.sql", "databases/shop.pgdump", "a/b/c", "..x", "x..y"] {
+        for good in [
+            "globals.sql",
+            "databases/shop.pgdump",
+            "a/b/c",
+            "..x",
+            "x..y",
+        ] {
             assert!(check_key(good).is_ok(), "{good:?} should be allowed");
         }
-        assert_eq!(logical_key(&stored_key("a/b", true)), ("a/b".to_string(), true));
+        assert_eq!(
+            logical_key(&stored_key("a/b", true)),
+            ("a/b".to_string(), true)
+        );
     }
 }

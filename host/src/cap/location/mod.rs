@@ -1,6 +1,7 @@
 //! The `location` interface: an object-store prefix bound to one action. The host does the
 //! bulk work ([`pipeline`]): stream -> zstd -> sha256 -> multipart upload, and back.
 
+pub mod backend;
 mod keys;
 pub mod pipeline;
 mod wit;

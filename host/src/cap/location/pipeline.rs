@@ -67,7 +67,10 @@ impl Compressor {
     fn finish(self) -> PipeResult<Bytes> {
         match self.0 {
             None => Ok(Bytes::new()),
-            Some(e) => e.finish().map(Bytes::from).map_err(|e| format!("zstd: {e}")),
+            Some(e) => e
+                .finish()
+                .map(Bytes::from)
+                .map_err(|e| format!("zstd: {e}")),
         }
     }
 }
@@ -83,7 +86,11 @@ pub async fn upload(
 ) -> PipeResult<ObjectRecord> {
     let stored = super::stored_key(key, zstd_level.is_some());
     let path = binding.path(&stored)?;
-    let upload = binding.store.put_multipart(&path).await.map_err(|e| store_err("starting the upload", e))?;
+    let upload = binding
+        .store
+        .put_multipart(&path)
+        .await
+        .map_err(|e| store_err("starting the upload", e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let mut comp = Compressor::new(zstd_level)?;
     let mut sha = Sha256::new();
@@ -104,7 +111,10 @@ pub async fn upload(
                 sha.update(&out);
                 stored_size += out.len() as u64;
                 writer.write(&out);
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_err("uploading", e))?;
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| store_err("uploading", e))?;
             }
         }
         let tail = std::mem::replace(&mut comp, Compressor(None)).finish()?;
@@ -120,7 +130,10 @@ pub async fn upload(
         }
         return Err(e);
     }
-    writer.finish().await.map_err(|e| store_err("completing the upload", e))?;
+    writer
+        .finish()
+        .await
+        .map_err(|e| store_err("completing the upload", e))?;
     Ok(ObjectRecord {
         key: key.to_string(),
         stored_key: stored,
@@ -147,7 +160,8 @@ impl Decompressor {
         match &mut self.0 {
             None => Ok(input),
             Some(d) => {
-                d.write_all(&input).map_err(|e| format!("zstd: the object is not valid zstd data: {e}"))?;
+                d.write_all(&input)
+                    .map_err(|e| format!("zstd: the object is not valid zstd data: {e}"))?;
                 Ok(Bytes::from(std::mem::take(d.get_mut())))
             }
         }
@@ -156,7 +170,8 @@ impl Decompressor {
         match &mut self.0 {
             None => Ok(Bytes::new()),
             Some(d) => {
-                d.flush().map_err(|e| format!("zstd: the object ends early: {e}"))?;
+                d.flush()
+                    .map_err(|e| format!("zstd: the object ends early: {e}"))?;
                 Ok(Bytes::from(std::mem::take(d.get_mut())))
             }
         }
@@ -183,7 +198,10 @@ pub async fn download(
     mut sink: Sink<'_>,
     counters: Option<&Counters>,
 ) -> PipeResult<u64> {
-    let got = store.get(path).await.map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
+    let got = store
+        .get(path)
+        .await
+        .map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
     let mut stream = got.into_stream();
     let mut dec = Decompressor::new(rec.compression == "zstd")?;
     let mut sha = Sha256::new();
@@ -198,7 +216,10 @@ pub async fn download(
             Sink::Discard => Ok(None),
             Sink::Buffer(buf, cap) => {
                 if buf.len() as u64 + bytes.len() as u64 > *cap {
-                    return Err(format!("{} is larger than the {cap} bytes asked for", rec.key));
+                    return Err(format!(
+                        "{} is larger than the {cap} bytes asked for",
+                        rec.key
+                    ));
                 }
                 buf.extend_from_slice(&bytes);
                 Ok(None)
@@ -226,7 +247,9 @@ pub async fn download(
         ));
     }
     if let Sink::Stream(s) = &mut sink {
-        flush(s).await.map_err(|e| format!("writing to the process: {}", stream_error_text(&e)))?;
+        flush(s)
+            .await
+            .map_err(|e| format!("writing to the process: {}", stream_error_text(&e)))?;
     }
     Ok(size)
 }
@@ -234,7 +257,9 @@ pub async fn download(
 async fn feed(sink: &mut Sink<'_>, b: Bytes) -> PipeResult<()> {
     if let Sink::Stream(s) = sink {
         write_all(s, b).await.map_err(|e| match e {
-            StreamError::Closed => "the process closed its input before reading all of it".to_string(),
+            StreamError::Closed => {
+                "the process closed its input before reading all of it".to_string()
+            }
             e => format!("writing to the process: {}", stream_error_text(&e)),
         })?;
     }

@@ -48,7 +48,11 @@ fn info_of(rec: &ObjectRecord) -> ObjectInfo {
         size: rec.size,
         stored_size: rec.stored_size,
         sha256: rec.sha256.clone(),
-        compression: if rec.compression == "zstd" { Compression::Zstd } else { Compression::None },
+        compression: if rec.compression == "zstd" {
+            Compression::Zstd
+        } else {
+            Compression::None
+        },
         metadata: vec![],
     }
 }
@@ -66,14 +70,22 @@ impl ActionContext {
 }
 
 impl HostState {
-    fn binding(&self, h: &Resource<StoreHandle>) -> wasmtime::Result<(String, Arc<LocationBinding>)> {
+    fn binding(
+        &self,
+        h: &Resource<StoreHandle>,
+    ) -> wasmtime::Result<(String, Arc<LocationBinding>)> {
         let s = self.table.get(h)?;
         Ok((s.name.clone(), s.binding.clone()))
     }
 
     /// Access check for one operation: the grant (declared AND granted) and what this
     /// action may do at this location.
-    fn may(&self, name: &str, binding: &LocationBinding, access: LocationAccess) -> Result<(), WitError> {
+    fn may(
+        &self,
+        name: &str,
+        binding: &LocationBinding,
+        access: LocationAccess,
+    ) -> Result<(), WitError> {
         self.ctx.check_location(name, access)?;
         if !binding.access.contains(&access) {
             return Err(WitError::Denied(format!(
@@ -85,9 +97,17 @@ impl HostState {
         Ok(())
     }
 
-    fn spawn_transfer(&mut self, bytes: Arc<AtomicU64>, fut: impl Future<Output = Result<ObjectInfo, WitError>> + Send + 'static) -> wasmtime::Result<Resource<TransferHandle>> {
+    fn spawn_transfer(
+        &mut self,
+        bytes: Arc<AtomicU64>,
+        fut: impl Future<Output = Result<ObjectInfo, WitError>> + Send + 'static,
+    ) -> wasmtime::Result<Resource<TransferHandle>> {
         let task = tokio::spawn(fut);
-        Ok(self.table.push(TransferHandle { task: Some(task), result: None, bytes })?)
+        Ok(self.table.push(TransferHandle {
+            task: Some(task),
+            result: None,
+            bytes,
+        })?)
     }
 }
 
@@ -97,7 +117,12 @@ impl Host for HostState {
         let res = self.ctx.locations.get(&name).cloned().ok_or_else(|| {
             WitError::NotFound(format!(
                 "location {name:?} is not bound to this action (bound: {})",
-                self.ctx.locations.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.ctx
+                    .locations
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         });
         self.ctx.audit("location.open", &name, "", started, &res, 0);
@@ -109,19 +134,33 @@ impl Host for HostState {
 }
 
 impl HostStore for HostState {
-    async fn put(&mut self, h: Resource<StoreHandle>, key: String, src: Resource<DynInputStream>, opts: PutOptions) -> HostResult<Resource<TransferHandle>> {
+    async fn put(
+        &mut self,
+        h: Resource<StoreHandle>,
+        key: String,
+        src: Resource<DynInputStream>,
+        opts: PutOptions,
+    ) -> HostResult<Resource<TransferHandle>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         // Take the stream even when refusing, so the guest's handle does not dangle.
         let src: DynInputStream = self.table.delete(src)?;
-        let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| check_key(&key));
-        self.ctx.audit("location.put", &key, "stream", started, &checked, 0);
+        let checked = self
+            .may(&name, &binding, LocationAccess::Write)
+            .and_then(|_| check_key(&key));
+        self.ctx
+            .audit("location.put", &key, "stream", started, &checked, 0);
         if let Err(e) = checked {
             return Ok(Err(e));
         }
-        let level = binding.zstd_level.filter(|_| opts.compression == Compression::Zstd);
+        let level = binding
+            .zstd_level
+            .filter(|_| opts.compression == Compression::Zstd);
         let bytes = Arc::new(AtomicU64::new(0));
-        let counters = Counters { transfer: bytes.clone(), action: self.ctx.progress.bytes_counter() };
+        let counters = Counters {
+            transfer: bytes.clone(),
+            action: self.ctx.progress.bytes_counter(),
+        };
         let ctx = self.ctx.clone();
         let fut = async move {
             let started = Instant::now();
@@ -137,37 +176,75 @@ impl HostStore for HostState {
         Ok(Ok(self.spawn_transfer(bytes, fut)?))
     }
 
-    async fn get_into(&mut self, h: Resource<StoreHandle>, key: String, dst: Resource<DynOutputStream>) -> HostResult<Resource<TransferHandle>> {
+    async fn get_into(
+        &mut self,
+        h: Resource<StoreHandle>,
+        key: String,
+        dst: Resource<DynOutputStream>,
+    ) -> HostResult<Resource<TransferHandle>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let mut dst: DynOutputStream = self.table.delete(dst)?;
-        let rec = self.may(&name, &binding, LocationAccess::Read).and_then(|_| check_key(&key)).and_then(|_| {
-            self.ctx.known_object(&binding, &key).ok_or_else(|| WitError::NotFound(format!("object {key:?} is not in this restore point")))
-        });
-        self.ctx.audit("location.get-into", &key, "stream", started, &rec, 0);
+        let rec = self
+            .may(&name, &binding, LocationAccess::Read)
+            .and_then(|_| check_key(&key))
+            .and_then(|_| {
+                self.ctx.known_object(&binding, &key).ok_or_else(|| {
+                    WitError::NotFound(format!("object {key:?} is not in this restore point"))
+                })
+            });
+        self.ctx
+            .audit("location.get-into", &key, "stream", started, &rec, 0);
         let rec = match rec {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
         let bytes = Arc::new(AtomicU64::new(0));
-        let counters = Counters { transfer: bytes.clone(), action: self.ctx.progress.bytes_counter() };
+        let counters = Counters {
+            transfer: bytes.clone(),
+            action: self.ctx.progress.bytes_counter(),
+        };
         let ctx = self.ctx.clone();
         let fut = async move {
             let started = Instant::now();
             let res = match binding.path(&rec.stored_key) {
                 Err(e) => Err(e),
-                Ok(path) => pipeline::download(binding.store.as_ref(), &path, &rec, Sink::Stream(&mut dst), Some(&counters)).await,
+                Ok(path) => {
+                    pipeline::download(
+                        binding.store.as_ref(),
+                        &path,
+                        &rec,
+                        Sink::Stream(&mut dst),
+                        Some(&counters),
+                    )
+                    .await
+                }
             };
             // Dropping the stream closes the process's stdin: end of input.
             drop(dst);
-            let res = res.map(|_| info_of(&rec)).map_err(|e| WitError::Io(format!("location.get-into {key}: {e}")));
-            ctx.audit("transfer.get", &key, &rec.stored_key, started, &res, counters.transfer.load(Ordering::Relaxed));
+            let res = res
+                .map(|_| info_of(&rec))
+                .map_err(|e| WitError::Io(format!("location.get-into {key}: {e}")));
+            ctx.audit(
+                "transfer.get",
+                &key,
+                &rec.stored_key,
+                started,
+                &res,
+                counters.transfer.load(Ordering::Relaxed),
+            );
             res
         };
         Ok(Ok(self.spawn_transfer(bytes, fut)?))
     }
 
-    async fn put_bytes(&mut self, h: Resource<StoreHandle>, key: String, data: Vec<u8>, opts: PutOptions) -> HostResult<ObjectInfo> {
+    async fn put_bytes(
+        &mut self,
+        h: Resource<StoreHandle>,
+        key: String,
+        data: Vec<u8>,
+        opts: PutOptions,
+    ) -> HostResult<ObjectInfo> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| check_key(&key)).and_then(|_| {
@@ -178,26 +255,57 @@ impl HostStore for HostState {
             }
         });
         if let Err(e) = checked {
-            self.ctx.audit("location.put-bytes", &key, "", started, &Err::<(), _>(e.clone()), 0);
+            self.ctx.audit(
+                "location.put-bytes",
+                &key,
+                "",
+                started,
+                &Err::<(), _>(e.clone()),
+                0,
+            );
             return Ok(Err(e));
         }
-        let level = binding.zstd_level.filter(|_| opts.compression == Compression::Zstd);
+        let level = binding
+            .zstd_level
+            .filter(|_| opts.compression == Compression::Zstd);
         let src: DynInputStream = Box::new(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(data));
-        let counters = Counters { transfer: Arc::new(AtomicU64::new(0)), action: self.ctx.progress.bytes_counter() };
-        let res = pipeline::upload(src, &binding, &key, level, &counters).await.map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}")));
-        self.ctx.audit("location.put-bytes", &key, "", started, &res, res.as_ref().map_or(0, |r| r.size));
+        let counters = Counters {
+            transfer: Arc::new(AtomicU64::new(0)),
+            action: self.ctx.progress.bytes_counter(),
+        };
+        let res = pipeline::upload(src, &binding, &key, level, &counters)
+            .await
+            .map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}")));
+        self.ctx.audit(
+            "location.put-bytes",
+            &key,
+            "",
+            started,
+            &res,
+            res.as_ref().map_or(0, |r| r.size),
+        );
         Ok(res.map(|rec| {
             self.ctx.records.lock().unwrap().objects.push(rec.clone());
             info_of(&rec)
         }))
     }
 
-    async fn get_bytes(&mut self, h: Resource<StoreHandle>, key: String, max_bytes: u64) -> HostResult<Vec<u8>> {
+    async fn get_bytes(
+        &mut self,
+        h: Resource<StoreHandle>,
+        key: String,
+        max_bytes: u64,
+    ) -> HostResult<Vec<u8>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
-        let rec = self.may(&name, &binding, LocationAccess::Read).and_then(|_| check_key(&key)).and_then(|_| {
-            self.ctx.known_object(&binding, &key).ok_or_else(|| WitError::NotFound(format!("object {key:?} is not in this restore point")))
-        });
+        let rec = self
+            .may(&name, &binding, LocationAccess::Read)
+            .and_then(|_| check_key(&key))
+            .and_then(|_| {
+                self.ctx.known_object(&binding, &key).ok_or_else(|| {
+                    WitError::NotFound(format!("object {key:?} is not in this restore point"))
+                })
+            });
         let res = match rec {
             Err(e) => Err(e),
             Ok(rec) => {
@@ -205,24 +313,52 @@ impl HostStore for HostState {
                 let mut buf = Vec::new();
                 let r = match binding.path(&rec.stored_key) {
                     Err(e) => Err(e),
-                    Ok(path) => pipeline::download(binding.store.as_ref(), &path, &rec, Sink::Buffer(&mut buf, cap), None).await,
+                    Ok(path) => {
+                        pipeline::download(
+                            binding.store.as_ref(),
+                            &path,
+                            &rec,
+                            Sink::Buffer(&mut buf, cap),
+                            None,
+                        )
+                        .await
+                    }
                 };
-                r.map(|_| buf).map_err(|e| WitError::Io(format!("location.get-bytes {key}: {e}")))
+                r.map(|_| buf)
+                    .map_err(|e| WitError::Io(format!("location.get-bytes {key}: {e}")))
             }
         };
-        self.ctx.audit("location.get-bytes", &key, "", started, &res, res.as_ref().map_or(0, |b| b.len() as u64));
+        self.ctx.audit(
+            "location.get-bytes",
+            &key,
+            "",
+            started,
+            &res,
+            res.as_ref().map_or(0, |b| b.len() as u64),
+        );
         Ok(res)
     }
 
-    async fn head(&mut self, h: Resource<StoreHandle>, key: String) -> HostResult<Option<ObjectInfo>> {
+    async fn head(
+        &mut self,
+        h: Resource<StoreHandle>,
+        key: String,
+    ) -> HostResult<Option<ObjectInfo>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
-        let res = self.may(&name, &binding, LocationAccess::Read).and_then(|_| check_key(&key)).map(|_| self.ctx.known_object(&binding, &key).map(|r| info_of(&r)));
+        let res = self
+            .may(&name, &binding, LocationAccess::Read)
+            .and_then(|_| check_key(&key))
+            .map(|_| self.ctx.known_object(&binding, &key).map(|r| info_of(&r)));
         self.ctx.audit("location.head", &key, "", started, &res, 0);
         Ok(res)
     }
 
-    async fn list_keys(&mut self, h: Resource<StoreHandle>, prefix: String) -> HostResult<Vec<ObjectInfo>> {
+    async fn list_keys(
+        &mut self,
+        h: Resource<StoreHandle>,
+        prefix: String,
+    ) -> HostResult<Vec<ObjectInfo>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let res = match self.may(&name, &binding, LocationAccess::Read) {
@@ -240,7 +376,10 @@ impl HostStore for HostState {
                         }
                         Ok(meta) => {
                             let full = meta.location.as_ref();
-                            let rel = full.strip_prefix(binding.prefix.as_str()).unwrap_or(full).trim_start_matches('/');
+                            let rel = full
+                                .strip_prefix(binding.prefix.as_str())
+                                .unwrap_or(full)
+                                .trim_start_matches('/');
                             let (key, zstd) = logical_key(rel);
                             if !key.starts_with(prefix.as_str()) || key == super::MANIFEST_NAME {
                                 continue;
@@ -252,7 +391,11 @@ impl HostStore for HostState {
                                     size: if zstd { 0 } else { meta.size },
                                     stored_size: meta.size,
                                     sha256: String::new(),
-                                    compression: if zstd { Compression::Zstd } else { Compression::None },
+                                    compression: if zstd {
+                                        Compression::Zstd
+                                    } else {
+                                        Compression::None
+                                    },
                                     metadata: vec![],
                                 },
                             });
@@ -265,24 +408,32 @@ impl HostStore for HostState {
                 }
             }
         };
-        self.ctx.audit("location.list-keys", &prefix, "", started, &res, 0);
+        self.ctx
+            .audit("location.list-keys", &prefix, "", started, &res, 0);
         Ok(res)
     }
 
     async fn delete(&mut self, h: Resource<StoreHandle>, key: String) -> HostResult<()> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
-        let res = match self.may(&name, &binding, LocationAccess::Delete).and_then(|_| check_key(&key)) {
+        let res = match self
+            .may(&name, &binding, LocationAccess::Delete)
+            .and_then(|_| check_key(&key))
+        {
             Err(e) => Err(e),
             Ok(()) => {
                 let mut deleted = false;
                 let mut failed = None;
                 for stored in [stored_key(&key, true), stored_key(&key, false)] {
-                    let Ok(path) = binding.path(&stored) else { continue };
+                    let Ok(path) = binding.path(&stored) else {
+                        continue;
+                    };
                     match binding.store.delete(&path).await {
                         Ok(()) => deleted = true,
                         Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => failed = Some(WitError::Io(format!("location.delete {key}: {e}"))),
+                        Err(e) => {
+                            failed = Some(WitError::Io(format!("location.delete {key}: {e}")))
+                        }
                     }
                 }
                 match (failed, deleted) {
@@ -292,7 +443,8 @@ impl HostStore for HostState {
                 }
             }
         };
-        self.ctx.audit("location.delete", &key, "", started, &res, 0);
+        self.ctx
+            .audit("location.delete", &key, "", started, &res, 0);
         Ok(res)
     }
 
@@ -316,7 +468,9 @@ impl HostTransfer for HostState {
             };
             t.result = Some(res);
         }
-        Ok(t.result.clone().unwrap_or_else(|| Err(WitError::Internal("transfer has no result".into()))))
+        Ok(t.result
+            .clone()
+            .unwrap_or_else(|| Err(WitError::Internal("transfer has no result".into()))))
     }
 
     async fn drop(&mut self, h: Resource<TransferHandle>) -> wasmtime::Result<()> {

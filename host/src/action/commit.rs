@@ -1,0 +1,205 @@
+//! Ending an action well: a backup is committed by writing its manifest object last, then
+//! recorded as a RestorePoint; a delete removes the manifest first, then the rest.
+
+use super::{Coffer, PreparedAction};
+use crate::cap::location::MANIFEST_NAME;
+use crate::cap::location::pipeline::{self, Sink};
+use crate::model::{
+    ArtifactRecord, Kind, ObjectRecord, Phase, PluginInfo, RestorePoint, RestorePointSpec,
+    now_rfc3339,
+};
+use crate::runtime::bindings::wit_plugin::ActionOutput;
+use anyhow::{Context, Result, bail};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use std::collections::BTreeMap;
+
+/// The manifest object is the RestorePoint resource itself, as JSON: self-describing, so
+/// the location alone says what a backup holds and that it is complete.
+pub type RestorePointManifest = RestorePoint;
+
+impl Coffer {
+    pub(super) async fn complete(&self, p: &PreparedAction, output: ActionOutput) -> Result<()> {
+        let outputs: BTreeMap<String, String> = output
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), p.ctx.redactor.redact(v)))
+            .collect();
+        let mut restore_point = None;
+        let mut artifacts = Vec::new();
+        match p.request.action.as_str() {
+            "backup" => {
+                let rp = self.commit_backup(p, &output).await?;
+                artifacts = rp.spec.artifacts.clone();
+                restore_point = Some(rp.name().to_string());
+            }
+            "delete" => self.remove_restore_point(p).await?,
+            _ => {}
+        }
+        let bytes = p
+            .ctx
+            .progress
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.update(&p.name, |a| {
+            a.status.phase = Phase::Completed;
+            a.status.end_time = Some(now_rfc3339());
+            a.status.owner = None;
+            a.status.bytes = bytes;
+            a.status.artifacts = artifacts;
+            a.status.outputs = outputs;
+            a.status.restore_point = restore_point;
+            p.copy_records(&mut a.status);
+        })?;
+        tracing::info!(actionset = %p.name, "action completed");
+        Ok(())
+    }
+
+    async fn commit_backup(
+        &self,
+        p: &PreparedAction,
+        output: &ActionOutput,
+    ) -> Result<RestorePoint> {
+        // The last write of a key wins; the host's records are the authority on objects.
+        let mut objects: Vec<ObjectRecord> = Vec::new();
+        for o in p.ctx.records.lock().unwrap().objects.iter() {
+            objects.retain(|x| x.key != o.key);
+            objects.push(o.clone());
+        }
+        if output.artifacts.is_empty() {
+            bail!(
+                "plugin {} finished its backup without reporting any artifact; nothing would be restorable",
+                p.manifest.name
+            );
+        }
+        let mut artifacts = Vec::new();
+        for a in &output.artifacts {
+            let Some(obj) = objects.iter().find(|o| o.key == a.key) else {
+                bail!(
+                    "plugin {} reported artifact {:?} at key {:?}, which it did not write in this backup",
+                    p.manifest.name,
+                    a.name,
+                    a.key
+                );
+            };
+            if let Some(sha) = &a.sha256
+                && sha != &obj.sha256
+            {
+                bail!(
+                    "plugin {} reported sha256 {sha} for {:?}, but the host stored {}",
+                    p.manifest.name,
+                    a.key,
+                    obj.sha256
+                );
+            }
+            artifacts.push(ArtifactRecord {
+                name: a.name.clone(),
+                location: a.location.clone(),
+                key: a.key.clone(),
+                size: obj.size,
+                sha256: Some(obj.sha256.clone()),
+                metadata: a
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            });
+        }
+        let name = p
+            .restore_point_name
+            .clone()
+            .expect("a backup has a restore point name");
+        let mut rp = RestorePoint::new(
+            Kind::RestorePoint,
+            name.clone(),
+            RestorePointSpec {
+                workload: p.workload.name().to_string(),
+                blueprint: p.blueprint.name().to_string(),
+                profile: p.profile.name().to_string(),
+                plugin: PluginInfo {
+                    name: p.manifest.name.clone(),
+                    version: p.manifest.version.clone(),
+                    sha256: p.plugin.sha256.clone(),
+                },
+                prefix: p.prefix.clone(),
+                manifest_key: format!("{}/{MANIFEST_NAME}", p.prefix),
+                action_set: p.name.clone(),
+                start_time: p.started_at.clone(),
+                end_time: now_rfc3339(),
+                size: objects.iter().map(|o| o.size).sum(),
+                stored_size: objects.iter().map(|o| o.stored_size).sum(),
+                artifacts,
+                objects,
+                params: match &p.params {
+                    serde_json::Value::Object(m) => m.clone().into_iter().collect(),
+                    _ => BTreeMap::new(),
+                },
+            },
+        );
+        rp.metadata.creation_timestamp = Some(rp.spec.end_time.clone());
+        rp.metadata
+            .labels
+            .insert("coffer.dev/workload".into(), rp.spec.workload.clone());
+        let body = serde_json::to_vec_pretty(&rp)?;
+        p.location
+            .store
+            .put(
+                &Path::from(rp.spec.manifest_key.as_str()),
+                PutPayload::from(body),
+            )
+            .await
+            .with_context(|| format!("writing the manifest {}", rp.spec.manifest_key))?;
+        self.catalog.insert(Kind::RestorePoint, &name, &rp)?;
+        tracing::info!(restorepoint = %name, bytes = rp.spec.size, stored = rp.spec.stored_size, "backup committed");
+        Ok(rp)
+    }
+
+    /// Manifest first (from then on the restore point is no longer complete), then every
+    /// object under its prefix, then the record.
+    async fn remove_restore_point(&self, p: &PreparedAction) -> Result<()> {
+        let rp = p.input.as_ref().expect("delete has a restore point");
+        match p
+            .location
+            .store
+            .delete(&Path::from(rp.spec.manifest_key.as_str()))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("deleting {}", rp.spec.manifest_key)),
+        }
+        p.location.remove_prefix(&rp.spec.prefix).await?;
+        self.catalog.delete(Kind::RestorePoint, rp.name())?;
+        Ok(())
+    }
+
+    /// Check a restore point's manifest and every object's size and sha256 (decompressing
+    /// end to end), writing nothing.
+    pub(super) async fn verify_input(&self, p: &PreparedAction) -> Result<(), String> {
+        let rp = p.input.as_ref().expect("restore has a restore point");
+        match p.location.exists(&rp.spec.manifest_key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "RestorePoint {}: its manifest {} is missing from Profile {}; the backup is incomplete or was removed",
+                    rp.name(),
+                    rp.spec.manifest_key,
+                    rp.spec.profile
+                ));
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        }
+        for o in &rp.spec.objects {
+            let path = Path::parse(format!("{}/{}", rp.spec.prefix, o.stored_key))
+                .map_err(|e| e.to_string())?;
+            pipeline::download(p.location.store.as_ref(), &path, o, Sink::Discard, None)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "RestorePoint {} failed verification, nothing was restored: {e}",
+                        rp.name()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}

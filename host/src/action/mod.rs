@@ -1,0 +1,214 @@
+//! Running actions and keeping their record: resolve the resources, start an ActionSet,
+//! call the plugin, commit a backup by writing its manifest last, and recover ActionSets
+//! whose process died.
+
+mod commit;
+mod owner;
+mod prepare;
+mod recovery;
+mod resources;
+
+pub use commit::RestorePointManifest;
+pub use prepare::{ActionRequest, PreparedAction};
+pub use resources::Source;
+
+use crate::catalog::Catalog;
+use crate::home::Home;
+use crate::model::{ActionSet, Kind, Phase, now_rfc3339};
+use crate::runtime::{CallError, Runtime, call_describe, call_run, call_validate};
+use anyhow::Result;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often a running action's progress is written to the catalog.
+const PERSIST_EVERY: Duration = Duration::from_secs(2);
+
+/// The local-mode host: state dir, catalog, wasm runtime.
+pub struct Coffer {
+    pub home: Home,
+    pub catalog: Catalog,
+    runtime: OnceLock<Runtime>,
+}
+
+impl Coffer {
+    /// Open the state dir and catalog, and settle ActionSets left running by a process that
+    /// is gone.
+    pub async fn open(home: Home) -> Result<Coffer> {
+        let catalog = Catalog::open(&home.catalog())?;
+        let coffer = Coffer {
+            home,
+            catalog,
+            runtime: OnceLock::new(),
+        };
+        coffer.recover_stale().await?;
+        Ok(coffer)
+    }
+
+    /// The wasm runtime, created on first use (commands that run no plugin never pay for it).
+    pub fn runtime(&self) -> Result<&Runtime> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r);
+        }
+        let r = Runtime::new(self.home.cache_dir())?;
+        Ok(self.runtime.get_or_init(|| r))
+    }
+
+    /// Run a prepared action to its end and return the final ActionSet. Whatever happens,
+    /// the ActionSet ends Completed or Failed, and a failed backup leaves no objects.
+    pub async fn run(&self, p: &PreparedAction) -> Result<ActionSet> {
+        let work = self.execute(p);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(PERSIST_EVERY);
+        tick.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = tick.tick() => self.persist_progress(p),
+            }
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(e) => self.fail(p, &e.to_string()).await,
+        }
+        Ok(self
+            .catalog
+            .get::<ActionSet>(Kind::ActionSet, &p.name)?
+            .expect("ActionSet vanished"))
+    }
+
+    /// Record an action that was interrupted (e.g. Ctrl-C): the caller has dropped the
+    /// `run` future, which killed its processes and aborted its transfers.
+    pub async fn abandon(&self, p: &PreparedAction, why: &str) -> Result<ActionSet> {
+        p.ctx
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.fail(p, why).await;
+        Ok(self
+            .catalog
+            .get::<ActionSet>(Kind::ActionSet, &p.name)?
+            .expect("ActionSet vanished"))
+    }
+
+    async fn execute(&self, p: &PreparedAction) -> Result<(), ActionError> {
+        let prepared = self
+            .runtime()
+            .and_then(|r| r.prepare(&p.plugin))
+            .map_err(|e| ActionError(format!("{e:#}")))?;
+        let described = call_describe(&prepared, p.ctx.clone(), &p.limits)
+            .await
+            .map_err(ActionError::call)?;
+        let declared: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
+        let described_actions: Vec<&str> =
+            described.actions.iter().map(|a| a.name.as_str()).collect();
+        if described.name != p.manifest.name
+            || described.version != p.manifest.version
+            || described_actions != declared
+        {
+            return Err(ActionError(format!(
+                "plugin {}: describe() returns {} {} with actions {described_actions:?}, but its embedded manifest says {} {} with {declared:?}; the plugin is broken",
+                p.plugin.label,
+                described.name,
+                described.version,
+                p.manifest.name,
+                p.manifest.version
+            )));
+        }
+        if p.request.action == "restore" {
+            // Verify every object before the plugin runs, so a corrupt restore point is
+            // refused before anything touches the workload.
+            self.verify_input(p).await.map_err(ActionError)?;
+        }
+        call_validate(&prepared, p.ctx.clone(), &p.limits, &p.wit_request)
+            .await
+            .map_err(|e| match e {
+                CallError::Invalid(problems) => {
+                    ActionError(format!("invalid request: {}", problems.join("; ")))
+                }
+                other => ActionError::call(other),
+            })?;
+        let output = call_run(&prepared, p.ctx.clone(), &p.limits, &p.wit_request)
+            .await
+            .map_err(ActionError::call)?;
+        self.complete(p, output)
+            .await
+            .map_err(|e| ActionError(format!("{e:#}")))
+    }
+
+    fn persist_progress(&self, p: &PreparedAction) {
+        let bytes = p
+            .ctx
+            .progress
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let res = self.update(&p.name, |a| {
+            a.status.bytes = bytes;
+            p.copy_records(&mut a.status);
+        });
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "could not record progress");
+        }
+    }
+
+    /// Read-modify-write of an ActionSet.
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut ActionSet)) -> Result<()> {
+        let mut a: ActionSet = self
+            .catalog
+            .get(Kind::ActionSet, name)?
+            .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))?;
+        f(&mut a);
+        self.catalog.put(Kind::ActionSet, name, &a)
+    }
+
+    /// Mark failed; a backup's partial objects are removed.
+    async fn fail(&self, p: &PreparedAction, why: &str) {
+        let why = p.ctx.redactor.redact(why);
+        tracing::error!(actionset = %p.name, error = %why, "action failed");
+        let mut cleanup_note = String::new();
+        if p.request.action == "backup" {
+            match p.location.remove_prefix(&p.prefix).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(objects = n, prefix = %p.prefix, "removed the partial backup")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    cleanup_note = format!(
+                        " (its partial objects under {} could not be removed: {e:#})",
+                        p.prefix
+                    );
+                }
+            }
+        }
+        let bytes = p
+            .ctx
+            .progress
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let res = self.update(&p.name, |a| {
+            a.status.phase = Phase::Failed;
+            a.status.end_time = Some(now_rfc3339());
+            a.status.error = Some(format!("{why}{cleanup_note}"));
+            a.status.bytes = bytes;
+            a.status.owner = None;
+            p.copy_records(&mut a.status);
+        });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "could not record the failure");
+        }
+    }
+}
+
+/// Why an action failed, as one line for the user.
+#[derive(Debug)]
+pub struct ActionError(pub String);
+
+impl ActionError {
+    fn call(e: CallError) -> ActionError {
+        ActionError(e.to_string())
+    }
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -1,0 +1,330 @@
+//! Turning "back up workload W" into everything an action needs, and its ActionSet.
+
+use super::{Coffer, owner};
+use crate::cap::exec::LocalExec;
+use crate::cap::location::LocationBinding;
+use crate::cap::location::backend::Location;
+use crate::cap::secrets::SecretValues;
+use crate::cap::{ActionContext, Progress};
+use crate::model::{
+    ActionSet, ActionSetSpec, ActionSetStatus, Blueprint, Kind, Phase, Profile, RestorePoint,
+    Workload, WorkloadSpec, now_rfc3339,
+};
+use crate::plugin::PluginBytes;
+use crate::redact::Redactor;
+use crate::runtime::EffectiveLimits;
+use crate::runtime::bindings::coffer::blueprint::types::ObjectRef;
+use crate::runtime::bindings::wit_plugin;
+use anyhow::{Context, Result, anyhow, bail};
+use coffer_manifest::{LocationAccess, Manifest};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ActionRequest {
+    pub action: String,
+    /// The workload (for delete: taken from the restore point).
+    pub workload: Option<String>,
+    pub profile: Option<String>,
+    /// Input restore point (restore, delete).
+    pub restore_point: Option<String>,
+    /// Param overrides, on top of the Blueprint's and the Workload's.
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An action ready to run, with its ActionSet already recorded as Running.
+pub struct PreparedAction {
+    /// The ActionSet's name.
+    pub name: String,
+    pub request: ActionRequest,
+    pub workload: Workload,
+    pub blueprint: Blueprint,
+    pub profile: Profile,
+    pub plugin: PluginBytes,
+    pub manifest: Manifest,
+    pub limits: EffectiveLimits,
+    pub location: Location,
+    /// Where this action's objects live.
+    pub prefix: String,
+    pub input: Option<RestorePoint>,
+    /// For a backup: the name its restore point will get.
+    pub restore_point_name: Option<String>,
+    pub params: serde_json::Value,
+    pub started_at: String,
+    pub ctx: Arc<ActionContext>,
+    pub wit_request: wit_plugin::ActionRequest,
+}
+
+impl PreparedAction {
+    /// Copy what the capability calls recorded onto an ActionSet status.
+    pub fn copy_records(&self, s: &mut ActionSetStatus) {
+        let r = self.ctx.records.lock().unwrap();
+        s.audit = r.audit.clone();
+        s.audit_dropped = r.audit_dropped;
+        s.logs = r.logs.clone();
+        s.checkpoint = r.checkpoint.clone();
+    }
+}
+
+fn suffix() -> String {
+    let mut b = [0u8; 3];
+    getrandom::fill(&mut b).expect("the OS random source failed");
+    hex::encode(b)
+}
+
+fn stamp() -> String {
+    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}
+
+/// Shallow merge of param objects, later wins.
+fn merge_params(layers: &[Option<&serde_json::Value>], action: &str) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for (i, layer) in layers.iter().enumerate() {
+        match layer {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(m)) => out.extend(m.clone()),
+            Some(other) => {
+                let whose = ["the Blueprint's", "the Workload's", "the command line's"][i.min(2)];
+                bail!("{whose} params for action {action} must be an object, found {other}")
+            }
+        }
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+impl Coffer {
+    pub async fn prepare(&self, req: ActionRequest) -> Result<PreparedAction> {
+        let action = req.action.clone();
+        let input = req
+            .restore_point
+            .as_deref()
+            .map(|n| self.restore_point(n))
+            .transpose()?;
+        if matches!(action.as_str(), "restore" | "delete") && input.is_none() {
+            bail!("{action} needs a restore point");
+        }
+        let workload = match (&req.workload, &input) {
+            (Some(w), _) => self.workload(w)?,
+            (None, Some(rp)) => match self
+                .catalog
+                .get::<Workload>(Kind::Workload, &rp.spec.workload)?
+            {
+                Some(w) => w,
+                // The workload is gone; deleting its backups must still work.
+                None => Workload::new(
+                    Kind::Workload,
+                    rp.spec.workload.clone(),
+                    WorkloadSpec {
+                        blueprint: rp.spec.blueprint.clone(),
+                        env: BTreeMap::new(),
+                        secrets: BTreeMap::new(),
+                        profile: Some(rp.spec.profile.clone()),
+                        params: BTreeMap::new(),
+                    },
+                ),
+            },
+            (None, None) => bail!("{action} needs a workload"),
+        };
+        let wname = workload.name().to_string();
+        let (blueprint, _) = self
+            .blueprint(&workload.spec.blueprint)
+            .with_context(|| format!("Workload {wname}: spec.blueprint"))?;
+        let bname = blueprint.name().to_string();
+        let profile_name = match &input {
+            Some(rp) => rp.spec.profile.clone(),
+            None => req
+                .profile
+                .clone()
+                .or_else(|| workload.spec.profile.clone())
+                .unwrap_or_else(|| super::resources::DEFAULT_PROFILE.into()),
+        };
+        let (profile, _) = self.profile(&profile_name)?;
+        let location = Location::from_profile(&profile)?;
+
+        let plugin = PluginBytes::resolve(&blueprint.spec.plugin, &bname)?;
+        let manifest = crate::plugin::inspect(&plugin)?.manifest;
+        if manifest.action(&action).is_none() {
+            bail!(
+                "Blueprint {bname}: plugin {} has no action {action:?} (it has: {})",
+                manifest.name,
+                manifest
+                    .actions
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some(allowed) = &blueprint.spec.actions
+            && !allowed.contains(&action)
+        {
+            bail!(
+                "Blueprint {bname} does not allow action {action:?} (spec.actions: {})",
+                allowed.join(", ")
+            );
+        }
+        if let Some(rp) = &input
+            && rp.spec.plugin.name != manifest.name
+        {
+            bail!(
+                "RestorePoint {} was made by plugin {}, but Workload {wname} is protected by plugin {} (Blueprint {bname})",
+                rp.name(),
+                rp.spec.plugin.name,
+                manifest.name
+            );
+        }
+        let limits = EffectiveLimits::resolve(&blueprint.spec.limits, &action)
+            .map_err(|e| anyhow!("Blueprint {bname}: {e}"))?;
+        let overrides = serde_json::Value::Object(req.params.clone());
+        let params = merge_params(
+            &[
+                blueprint.spec.params.get(&action),
+                workload.spec.params.get(&action),
+                Some(&overrides),
+            ],
+            &action,
+        )?;
+        let secrets = SecretValues::resolve(&format!("Workload {wname}"), &workload.spec.secrets)
+            .map_err(|e| anyhow!(e))?;
+        let mut redactor = Redactor::new();
+        for v in secrets.all() {
+            redactor.add(v);
+        }
+
+        let (stamp, sfx) = (stamp(), suffix());
+        let name = format!("{action}-{wname}-{stamp}-{sfx}");
+        let (prefix, access, expected, restore_point_name) = match &input {
+            None => {
+                let rp = format!("{wname}-{stamp}-{sfx}");
+                let prefix = format!("restorepoints/{wname}/{rp}");
+                (
+                    prefix,
+                    vec![
+                        LocationAccess::Read,
+                        LocationAccess::Write,
+                        LocationAccess::Delete,
+                    ],
+                    BTreeMap::new(),
+                    Some(rp),
+                )
+            }
+            Some(rp) => {
+                let access = if action == "delete" {
+                    vec![LocationAccess::Read, LocationAccess::Delete]
+                } else {
+                    vec![LocationAccess::Read]
+                };
+                let expected = rp
+                    .spec
+                    .objects
+                    .iter()
+                    .map(|o| (o.key.clone(), o.clone()))
+                    .collect();
+                (rp.spec.prefix.clone(), access, expected, None)
+            }
+        };
+        let binding = LocationBinding {
+            profile: profile_name.clone(),
+            store: location.store.clone(),
+            prefix: prefix.clone(),
+            access,
+            zstd_level: location.zstd_level,
+            expected,
+        };
+        let ctx = Arc::new(ActionContext {
+            action: action.clone(),
+            blueprint: bname.clone(),
+            plugin_name: manifest.name.clone(),
+            workload: wname.clone(),
+            declared: manifest.capabilities.clone(),
+            granted: blueprint.spec.grants.clone(),
+            exec: Arc::new(LocalExec {
+                workload: wname.clone(),
+                env: workload.spec.env.clone(),
+            }),
+            locations: BTreeMap::from([("default".to_string(), Arc::new(binding))]),
+            secrets,
+            redactor,
+            started: Instant::now(),
+            cancelled: Default::default(),
+            progress: Progress::default(),
+            records: Default::default(),
+        });
+        let input_artifacts = input
+            .iter()
+            .flat_map(|rp| rp.spec.artifacts.iter())
+            .map(|a| wit_plugin::Artifact {
+                name: a.name.clone(),
+                location: a.location.clone(),
+                key: a.key.clone(),
+                size: a.size,
+                sha256: a.sha256.clone(),
+                metadata: a
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            })
+            .collect();
+        let wit_request = wit_plugin::ActionRequest {
+            action: action.clone(),
+            params: params.to_string(),
+            subject: ObjectRef {
+                api_version: crate::model::API_VERSION.into(),
+                kind: "Workload".into(),
+                namespace: None,
+                name: wname.clone(),
+            },
+            locations: vec!["default".into()],
+            input_artifacts,
+            checkpoint: None,
+        };
+
+        let started_at = now_rfc3339();
+        let mut set = ActionSet::new(
+            Kind::ActionSet,
+            name.clone(),
+            ActionSetSpec {
+                action: action.clone(),
+                workload: wname.clone(),
+                blueprint: bname,
+                profile: profile_name,
+                restore_point: input.as_ref().map(|rp| rp.name().to_string()),
+                params: params.clone(),
+            },
+        );
+        set.metadata.creation_timestamp = Some(started_at.clone());
+        set.status = ActionSetStatus {
+            phase: Phase::Running,
+            start_time: Some(started_at.clone()),
+            owner: Some(owner::current()),
+            prefix: Some(prefix.clone()),
+            ..Default::default()
+        };
+        self.catalog.insert(Kind::ActionSet, &name, &set)?;
+        tracing::info!(actionset = %name, action = %action, workload = %wname, "action started");
+        Ok(PreparedAction {
+            name,
+            request: req,
+            workload,
+            blueprint,
+            profile,
+            plugin,
+            manifest,
+            limits,
+            location,
+            prefix,
+            input,
+            restore_point_name,
+            params,
+            started_at,
+            ctx,
+            wit_request,
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! ActionSets whose process died (killed, crashed, machine rebooted) are never left
+//! "Running": the next coffer marks them Failed and removes a backup's partial objects.
+
+use super::{Coffer, owner};
+use crate::cap::location::backend::Location;
+use crate::model::{ActionSet, Kind, Phase, now_rfc3339};
+use anyhow::Result;
+
+impl Coffer {
+    pub(super) async fn recover_stale(&self) -> Result<()> {
+        let sets: Vec<ActionSet> = self.catalog.list(Kind::ActionSet)?;
+        for a in sets {
+            if !matches!(a.status.phase, Phase::Running | Phase::Pending) {
+                continue;
+            }
+            let alive = a.status.owner.as_ref().is_some_and(owner::is_alive);
+            if alive {
+                continue;
+            }
+            let pid = a.status.owner.as_ref().map_or(0, |o| o.pid);
+            let mut why = format!(
+                "the coffer process (pid {pid}) running this action exited before it finished; nothing was recorded as a restore point"
+            );
+            if a.spec.action == "backup"
+                && let Some(prefix) = &a.status.prefix
+            {
+                let removed = match self
+                    .profile(&a.spec.profile)
+                    .and_then(|(p, _)| Location::from_profile(&p))
+                {
+                    Ok(loc) => loc.remove_prefix(prefix).await,
+                    Err(e) => Err(e),
+                };
+                match removed {
+                    Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
+                    Err(e) => why.push_str(&format!(
+                        "; its partial objects under {prefix} could not be removed: {e:#}"
+                    )),
+                }
+            }
+            tracing::warn!(actionset = %a.name(), "{why}");
+            self.update(a.name(), |a| {
+                a.status.phase = Phase::Failed;
+                a.status.end_time = Some(now_rfc3339());
+                a.status.error = Some(why.clone());
+                a.status.owner = None;
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! backup / restore / delete from the command line.
+
+use super::{OutputFormat, output, progress};
+use crate::action::{ActionRequest, Coffer};
+use crate::model::{ActionSet, Phase};
+use anyhow::{Result, anyhow, bail};
+use std::process::ExitCode;
+
+/// Build a request from CLI arguments; `--param k=v` values are JSON when they parse as JSON.
+pub fn request(
+    action: &str,
+    workload: Option<String>,
+    profile: Option<String>,
+    restore_point: Option<String>,
+    params: &[String],
+) -> Result<ActionRequest> {
+    let mut map = serde_json::Map::new();
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param {p:?}: write it as key=value"))?;
+        if k.is_empty() {
+            bail!("--param {p:?}: the key is empty");
+        }
+        let value =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        map.insert(k.to_string(), value);
+    }
+    Ok(ActionRequest {
+        action: action.to_string(),
+        workload,
+        profile,
+        restore_point,
+        params: map,
+    })
+}
+
+pub async fn run(
+    coffer: &Coffer,
+    req: ActionRequest,
+    out: Option<OutputFormat>,
+) -> Result<ExitCode> {
+    let what = match (&req.workload, &req.restore_point) {
+        (Some(w), _) => format!("{} {w}", req.action),
+        (None, Some(rp)) => format!("{} {rp}", req.action),
+        _ => req.action.clone(),
+    };
+    let prepared = coffer.prepare(req).await?;
+    let finished: ActionSet = tokio::select! {
+        r = progress::follow(what.clone(), &prepared.ctx, coffer.run(&prepared)) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            progress::clear();
+            coffer.abandon(&prepared, "cancelled by the user (interrupt)").await?
+        }
+    };
+    if let Some(format) = out {
+        output::print_one(&finished, format)?;
+    }
+    let took = took(&finished);
+    match finished.status.phase {
+        Phase::Completed => {
+            if out.is_none() {
+                let bytes = indicatif::HumanBytes(finished.status.bytes);
+                match &finished.status.restore_point {
+                    Some(rp) => println!("{what}: completed in {took}, {bytes}; RestorePoint {rp}"),
+                    None => println!("{what}: completed in {took}, {bytes}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let why = finished
+                .status
+                .error
+                .clone()
+                .unwrap_or_else(|| "unknown error".into());
+            eprintln!(
+                "error: {what} failed: {why} (ActionSet {})",
+                finished.metadata.name
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn took(a: &ActionSet) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|s| time::OffsetDateTime::parse(s, &Rfc3339).ok())
+    };
+    match (parse(&a.status.start_time), parse(&a.status.end_time)) {
+        (Some(s), Some(e)) => format!("{:.1}s", (e - s).as_seconds_f64()),
+        _ => "?".into(),
+    }
+}

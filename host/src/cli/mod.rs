@@ -1,0 +1,207 @@
+//! The `coffer` command line.
+
+mod actions;
+mod logging;
+mod output;
+mod plugin_cmd;
+mod progress;
+
+use crate::action::Coffer;
+use crate::home::Home;
+use crate::model::Kind;
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Application-level backup, restore and delete, run by sandboxed wasm plugins",
+    long_about = "coffer runs blueprint plugins (WebAssembly components) that back up, restore and delete \
+application data. In local mode its state (catalog, default location, compile cache) lives in \
+COFFER_HOME (default: $XDG_DATA_HOME/coffer or ~/.local/share/coffer).\n\n\
+Quick start:\n  coffer apply -f workload.yaml\n  coffer backup shop-db\n  coffer get restorepoints\n  \
+coffer restore shop-db --from <restorepoint>"
+)]
+pub struct Cli {
+    /// State directory (catalog, default location, compile cache).
+    #[arg(long, global = true, env = "COFFER_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `debug`, `coffer=debug` (also COFFER_LOG).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or update Blueprints, Profiles and Workloads from YAML files (`-` reads stdin).
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List resources of a kind, or show one.
+    Get {
+        /// blueprints, profiles, workloads, actionsets, restorepoints (singular and short forms work)
+        kind: String,
+        name: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show one resource in detail (for an ActionSet: its audit trail and logs).
+    Describe { kind: String, name: String },
+    /// Back up a workload; on success a RestorePoint records the artifacts.
+    Backup {
+        workload: String,
+        /// Profile to store the backup in (default: the workload's, else `default`).
+        #[arg(long)]
+        profile: Option<String>,
+        /// A param for the plugin, `key=value`; the value is read as JSON when it parses as JSON.
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Print the final ActionSet as JSON (or YAML) on stdout.
+        #[arg(short, long, value_enum)]
+        output: Option<OutputFormat>,
+    },
+    /// Restore a workload from a RestorePoint (verified before anything is touched).
+    Restore {
+        workload: String,
+        #[arg(long = "from", value_name = "RESTOREPOINT")]
+        from: String,
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        #[arg(short, long, value_enum)]
+        output: Option<OutputFormat>,
+    },
+    /// Delete a RestorePoint: runs its blueprint's delete action, then removes its objects.
+    Delete {
+        restore_point: String,
+        #[arg(short, long, value_enum)]
+        output: Option<OutputFormat>,
+    },
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_cmd::PluginCommand,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level.as_deref(), cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            progress::clear();
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error chain as one line: outermost context first.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let mut out: Vec<String> = Vec::new();
+    for p in parts {
+        // Contexts often repeat their cause; keep each piece once.
+        if !out.iter().any(|o| o.contains(&p)) {
+            out.push(p);
+        }
+    }
+    out.join(": ")
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Plugin { command } = &cli.command {
+        return plugin_cmd::run(command, cli.home.clone());
+    }
+    let coffer = Coffer::open(Home::resolve(cli.home)?).await?;
+    match cli.command {
+        Command::Apply { files } => apply(&coffer, &files),
+        Command::Get { kind, name, output } => {
+            output::get(&coffer, parse_kind(&kind)?, name.as_deref(), output)
+        }
+        Command::Describe { kind, name } => output::describe(&coffer, parse_kind(&kind)?, &name),
+        Command::Backup {
+            workload,
+            profile,
+            params,
+            output,
+        } => {
+            let req = actions::request("backup", Some(workload), profile, None, &params)?;
+            actions::run(&coffer, req, output).await
+        }
+        Command::Restore {
+            workload,
+            from,
+            params,
+            output,
+        } => {
+            let req = actions::request("restore", Some(workload), None, Some(from), &params)?;
+            actions::run(&coffer, req, output).await
+        }
+        Command::Delete {
+            restore_point,
+            output,
+        } => {
+            let req = actions::request("delete", None, None, Some(restore_point), &[])?;
+            actions::run(&coffer, req, output).await
+        }
+        Command::Plugin { .. } => unreachable!("handled above"),
+    }
+}
+
+fn parse_kind(s: &str) -> Result<Kind> {
+    Kind::parse(s).ok_or_else(|| {
+        anyhow!("unknown kind {s:?}: use one of blueprints, profiles, workloads, actionsets, restorepoints")
+    })
+}
+
+fn apply(coffer: &Coffer, files: &[PathBuf]) -> Result<ExitCode> {
+    for f in files {
+        let (name, text) = if f.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("reading stdin")?;
+            ("<stdin>".to_string(), s)
+        } else {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            (f.display().to_string(), text)
+        };
+        for (kind, name, verdict) in coffer.apply(&name, &text)? {
+            println!("{} {name} {verdict}", kind.as_str().to_lowercase());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

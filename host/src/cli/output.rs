@@ -1,0 +1,318 @@
+//! `get` and `describe`: tables for people, JSON and YAML for scripts.
+
+use super::OutputFormat;
+use crate::action::Coffer;
+use crate::model::{ActionSet, Kind, RestorePoint, Workload};
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::process::ExitCode;
+
+pub fn print_one<T: Serialize>(obj: &T, format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(obj)?),
+        OutputFormat::Yaml | OutputFormat::Table => print!("{}", serde_yaml_ng::to_string(obj)?),
+    }
+    Ok(())
+}
+
+fn print_list<T: Serialize>(items: &[T], format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        _ => print!("{}", serde_yaml_ng::to_string(items)?),
+    }
+    Ok(())
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let s: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", s.join("   "));
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+fn short_time(t: &Option<String>) -> String {
+    t.as_deref()
+        .map(|s| s.replace('T', " ").trim_end_matches('Z').to_string())
+        .unwrap_or_default()
+}
+
+pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> Result<ExitCode> {
+    match kind {
+        Kind::Blueprint => {
+            let mut all = c.blueprints()?;
+            if let Some(n) = name {
+                all.retain(|(b, _)| b.name() == n);
+                if all.is_empty() {
+                    c.blueprint(n)?;
+                }
+            }
+            if format != OutputFormat::Table {
+                let objs: Vec<_> = all.into_iter().map(|(b, _)| b).collect();
+                return finish(name, objs, format);
+            }
+            table(
+                &["NAME", "PLUGIN", "SOURCE"],
+                all.iter()
+                    .map(|(b, s)| {
+                        let p = &b.spec.plugin;
+                        let plugin = p
+                            .builtin
+                            .as_ref()
+                            .map(|n| format!("builtin:{n}"))
+                            .or_else(|| p.path.as_ref().map(|x| x.display().to_string()))
+                            .unwrap_or_default();
+                        vec![b.name().to_string(), plugin, s.as_str().to_string()]
+                    })
+                    .collect(),
+            );
+        }
+        Kind::Profile => {
+            let mut all = c.profiles()?;
+            if let Some(n) = name {
+                all.retain(|(p, _)| p.name() == n);
+                if all.is_empty() {
+                    c.profile(n)?;
+                }
+            }
+            if format != OutputFormat::Table {
+                let objs: Vec<_> = all.into_iter().map(|(p, _)| p).collect();
+                return finish(name, objs, format);
+            }
+            table(
+                &["NAME", "TYPE", "PATH", "COMPRESSION", "SOURCE"],
+                all.iter()
+                    .map(|(p, s)| {
+                        vec![
+                            p.name().to_string(),
+                            "file".into(),
+                            p.spec
+                                .path
+                                .as_ref()
+                                .map(|x| x.display().to_string())
+                                .unwrap_or_default(),
+                            p.spec.compression.clone().unwrap_or_else(|| "zstd".into()),
+                            s.as_str().to_string(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Kind::Workload => {
+            let all = filtered::<Workload>(c, kind, name)?;
+            if format != OutputFormat::Table {
+                return finish(name, all, format);
+            }
+            table(
+                &["NAME", "BLUEPRINT", "PROFILE"],
+                all.iter()
+                    .map(|w| {
+                        vec![
+                            w.name().to_string(),
+                            w.spec.blueprint.clone(),
+                            w.spec.profile.clone().unwrap_or_else(|| "default".into()),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Kind::ActionSet => {
+            let all = filtered::<ActionSet>(c, kind, name)?;
+            if format != OutputFormat::Table {
+                return finish(name, all, format);
+            }
+            table(
+                &[
+                    "NAME", "ACTION", "WORKLOAD", "PHASE", "STARTED", "BYTES", "RESULT",
+                ],
+                all.iter()
+                    .map(|a| {
+                        let result = match (&a.status.restore_point, &a.status.error) {
+                            (_, Some(e)) => e.chars().take(80).collect(),
+                            (Some(rp), None) => format!("RestorePoint {rp}"),
+                            _ => String::new(),
+                        };
+                        vec![
+                            a.name().to_string(),
+                            a.spec.action.clone(),
+                            a.spec.workload.clone(),
+                            a.status.phase.as_str().to_string(),
+                            short_time(&a.status.start_time),
+                            bytes(a.status.bytes),
+                            result,
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Kind::RestorePoint => {
+            let all = filtered::<RestorePoint>(c, kind, name)?;
+            if format != OutputFormat::Table {
+                return finish(name, all, format);
+            }
+            table(
+                &[
+                    "NAME",
+                    "WORKLOAD",
+                    "CREATED",
+                    "SIZE",
+                    "STORED",
+                    "ARTIFACTS",
+                    "PROFILE",
+                ],
+                all.iter()
+                    .map(|r| {
+                        vec![
+                            r.name().to_string(),
+                            r.spec.workload.clone(),
+                            short_time(&Some(r.spec.end_time.clone())),
+                            bytes(r.spec.size),
+                            bytes(r.spec.stored_size),
+                            r.spec.artifacts.len().to_string(),
+                            r.spec.profile.clone(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn filtered<T: serde::de::DeserializeOwned>(
+    c: &Coffer,
+    kind: Kind,
+    name: Option<&str>,
+) -> Result<Vec<T>> {
+    match name {
+        None => c.catalog.list(kind),
+        Some(n) => match c.catalog.get(kind, n)? {
+            Some(o) => Ok(vec![o]),
+            None => bail!("{kind} {n} not found"),
+        },
+    }
+}
+
+fn finish<T: Serialize>(
+    name: Option<&str>,
+    mut objs: Vec<T>,
+    format: OutputFormat,
+) -> Result<ExitCode> {
+    if name.is_some() && objs.len() == 1 {
+        print_one(&objs.remove(0), format)?;
+    } else {
+        print_list(&objs, format)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
+    match kind {
+        Kind::ActionSet => {
+            let a: ActionSet = c
+                .catalog
+                .get(kind, name)?
+                .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))?;
+            println!("Name:         {}", a.name());
+            println!(
+                "Action:       {} of Workload {} (Blueprint {}, Profile {})",
+                a.spec.action, a.spec.workload, a.spec.blueprint, a.spec.profile
+            );
+            if let Some(rp) = &a.spec.restore_point {
+                println!("From:         RestorePoint {rp}");
+            }
+            println!("Phase:        {}", a.status.phase.as_str());
+            println!("Started:      {}", short_time(&a.status.start_time));
+            println!("Ended:        {}", short_time(&a.status.end_time));
+            println!("Bytes:        {}", bytes(a.status.bytes));
+            if let Some(rp) = &a.status.restore_point {
+                println!("RestorePoint: {rp}");
+            }
+            if let Some(e) = &a.status.error {
+                println!("Error:        {e}");
+            }
+            if !a.status.outputs.is_empty() {
+                println!("Outputs:");
+                for (k, v) in &a.status.outputs {
+                    println!("  {k}: {v}");
+                }
+            }
+            println!("Capability calls:");
+            table(
+                &[
+                    "  AT",
+                    "CAPABILITY",
+                    "TARGET",
+                    "RESULT",
+                    "MS",
+                    "BYTES",
+                    "ARGS",
+                ],
+                a.status
+                    .audit
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            format!("  {}ms", e.at_ms),
+                            e.capability.clone(),
+                            e.target.clone(),
+                            e.result.clone(),
+                            e.duration_ms.to_string(),
+                            if e.bytes > 0 {
+                                bytes(e.bytes)
+                            } else {
+                                String::new()
+                            },
+                            e.args.clone(),
+                        ]
+                    })
+                    .collect(),
+            );
+            if a.status.audit_dropped > 0 {
+                println!("  ({} more calls not recorded)", a.status.audit_dropped);
+            }
+            if !a.status.logs.is_empty() {
+                println!("Plugin logs:");
+                for l in &a.status.logs {
+                    let fields: Vec<String> =
+                        l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "  {}ms {:<5} {} {}",
+                        l.at_ms,
+                        l.level,
+                        l.message,
+                        fields.join(" ")
+                    );
+                }
+            }
+        }
+        _ => {
+            get(c, kind, Some(name), OutputFormat::Yaml)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `coffer plugin ...`: look at a plugin file without running it.
+
+use super::OutputFormat;
+use crate::plugin::{PluginBytes, inspect};
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's manifest, digest, imports and declared capabilities (no code runs).
+    Inspect {
+        /// A .wasm component, or `builtin:NAME`.
+        file: String,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
+    match cmd {
+        PluginCommand::Inspect { file, output } => {
+            let p = match file.strip_prefix("builtin:") {
+                Some(name) => {
+                    let bytes = crate::builtin::plugin(name)
+                        .with_context(|| format!("no built-in plugin {name:?}"))?;
+                    PluginBytes::new(file.clone(), bytes.to_vec())
+                }
+                None => PluginBytes::new(
+                    file.clone(),
+                    std::fs::read(file).with_context(|| format!("reading {file}"))?,
+                ),
+            };
+            let i = inspect(&p)?;
+            let m = &i.manifest;
+            match output {
+                OutputFormat::Json | OutputFormat::Yaml => {
+                    let v = serde_json::json!({
+                        "file": file, "sha256": p.sha256, "size": p.bytes.len(),
+                        "manifest": m, "imports": i.imports,
+                    });
+                    if *output == OutputFormat::Json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        print!("{}", serde_yaml_ng::to_string(&v)?);
+                    }
+                }
+                OutputFormat::Table => {
+                    println!("plugin:      {} {}", m.name, m.version);
+                    println!("api version: {}", m.api_version);
+                    println!("file:        {file} ({} bytes)", p.bytes.len());
+                    println!("sha256:      {}", p.sha256);
+                    if !m.description.is_empty() {
+                        println!("description: {}", m.description);
+                    }
+                    if !m.targets.is_empty() {
+                        println!("targets:     {}", m.targets.join(", "));
+                    }
+                    println!("actions:");
+                    for a in &m.actions {
+                        println!("  {:<16} {}", a.name, a.description);
+                    }
+                    println!("declares (a Blueprint must grant these for calls to succeed):");
+                    let c = &m.capabilities;
+                    for e in &c.exec {
+                        println!("  exec      {e}");
+                    }
+                    if !c.location.is_empty() {
+                        println!(
+                            "  location  {}",
+                            c.location
+                                .iter()
+                                .map(|a| a.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                    for s in &c.secrets {
+                        println!("  secret    {s}");
+                    }
+                    if c.snapshot {
+                        println!("  snapshot");
+                    }
+                    for k in &c.kube {
+                        println!(
+                            "  kube      {}/{} {}",
+                            k.api_group,
+                            k.kind,
+                            k.verbs.join(",")
+                        );
+                    }
+                    for s in &c.signed_http {
+                        println!("  signed-http {s}");
+                    }
+                    println!("imports:");
+                    for imp in &i.imports {
+                        println!("  {imp}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Progress of a running action: a bar with bytes and rate on a terminal, a plain line now
+//! and then otherwise.
+
+use crate::cap::ActionContext;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Run `f` with the bar hidden.
+pub fn suspend(f: impl FnOnce()) {
+    let bar = BAR.lock().unwrap().clone();
+    match bar {
+        Some(b) => b.suspend(f),
+        None => f(),
+    }
+}
+
+pub fn clear() {
+    if let Some(b) = BAR.lock().unwrap().take() {
+        b.finish_and_clear();
+    }
+}
+
+fn human(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+/// Follow an action until `done` resolves.
+pub async fn follow<T>(label: String, ctx: &ActionContext, done: impl Future<Output = T>) -> T {
+    let tty = std::io::stderr().is_terminal();
+    if tty {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_message(label.clone());
+        *BAR.lock().unwrap() = Some(bar);
+    }
+    let started = Instant::now();
+    let mut last_line = Instant::now();
+    tokio::pin!(done);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let out = loop {
+        tokio::select! {
+            r = &mut done => break r,
+            _ = tick.tick() => {
+                let bytes = ctx.progress.bytes.load(Ordering::Relaxed);
+                let step = ctx.progress.step.lock().unwrap().clone();
+                let step = step.map(|(s, d, t)| match t {
+                    Some(t) => format!(" [{s} {d}/{t}]"),
+                    None => format!(" [{s} {d}]"),
+                }).unwrap_or_default();
+                if let Some(bar) = BAR.lock().unwrap().as_ref() {
+                    bar.set_position(bytes);
+                    bar.set_message(format!("{label}{step}"));
+                    bar.tick();
+                } else if last_line.elapsed() >= Duration::from_secs(10) {
+                    last_line = Instant::now();
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    eprintln!("{label}{step}: {} so far ({}/s)", human(bytes), human((bytes as f64 / secs) as u64));
+                }
+            }
+        }
+    };
+    clear();
+    out
+}
