@@ -1,1 +1,50 @@
-pub fn placeholder() {}
+//! Support for coffer's end-to-end tests: launchers for the real servers the tests use, the
+//! `coffer` CLI driven as a user would, and the test plugins.
+
+pub mod cli;
+pub mod postgres;
+
+use std::path::PathBuf;
+
+/// A test plugin (tests/plugins) built for wasm32-wasip2, by crate file stem.
+pub fn test_plugin(stem: &str) -> PathBuf {
+    PathBuf::from(env!("COFFER_TEST_PLUGINS")).join(format!("{stem}.wasm"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    l.local_addr().unwrap().port()
+}
+
+/// Random lowercase hex, for names and passwords.
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut b = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("reading /dev/urandom");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}

@@ -226,24 +226,49 @@ pub async fn download(
             }
         }
     };
+    // A decode failure is reported after the whole object is hashed: a checksum mismatch,
+    // when there is one, is the cause worth naming.
+    let mut decode_error: Option<String> = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
         sha.update(&chunk);
         stored += chunk.len() as u64;
-        let plain = dec.push(chunk)?;
-        if let Some(b) = out(plain, &mut sink)? {
-            feed(&mut sink, b).await?;
+        if decode_error.is_some() {
+            continue;
+        }
+        match dec.push(chunk) {
+            Ok(plain) => {
+                if let Some(b) = out(plain, &mut sink)? {
+                    feed(&mut sink, b).await?;
+                }
+            }
+            Err(e) => decode_error = Some(e),
         }
     }
-    let tail = dec.finish()?;
-    if let Some(b) = out(tail, &mut sink)? {
-        feed(&mut sink, b).await?;
+    if decode_error.is_none() {
+        match dec.finish() {
+            Ok(tail) => {
+                if let Some(b) = out(tail, &mut sink)? {
+                    feed(&mut sink, b).await?;
+                }
+            }
+            Err(e) => decode_error = Some(e),
+        }
     }
     let digest = hex::encode(sha.finalize());
     if stored != rec.stored_size || digest != rec.sha256 {
         return Err(format!(
             "checksum mismatch in {}: expected {} bytes with sha256 {}, found {stored} bytes with sha256 {digest}; the stored object is corrupt or was changed",
             rec.stored_key, rec.stored_size, rec.sha256
+        ));
+    }
+    if let Some(e) = decode_error {
+        return Err(format!("{}: {e}", rec.stored_key));
+    }
+    if size != rec.size {
+        return Err(format!(
+            "{}: decompressed to {size} bytes, the record says {}",
+            rec.stored_key, rec.size
         ));
     }
     if let Sink::Stream(s) = &mut sink {

@@ -1,0 +1,116 @@
+//! A plugin that misbehaves in the way `params.mode` asks, so tests can check that the host
+//! stops each misbehaviour cleanly and stays healthy.
+
+use coffer_plugin_sdk::{
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, secrets,
+};
+use serde::Deserialize;
+
+struct Hostile;
+
+sdk::export_plugin!(Hostile, "manifest.json");
+
+#[derive(Deserialize)]
+struct Params {
+    #[serde(default)]
+    mode: String,
+}
+
+impl Plugin for Hostile {
+    fn validate(_req: &ActionRequest) -> Result<(), Vec<String>> {
+        Ok(())
+    }
+
+    fn run(req: ActionRequest) -> Result<ActionOutput, Error> {
+        let p: Params = sdk::params(&req).map_err(|e| sdk::invalid(e.join("; ")))?;
+        match p.mode.as_str() {
+            // A bug: the plugin panics (a wasm trap).
+            "trap" => panic!("hostile plugin: deliberate trap"),
+            // A runaway loop that never calls the host.
+            "loop" => {
+                let mut x: u64 = 1;
+                loop {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    if x == 0 {
+                        break;
+                    }
+                }
+                Err(sdk::internal(format!("unreachable {x}")))
+            }
+            // Unbounded allocation.
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    if hoard.len() == usize::MAX {
+                        break;
+                    }
+                }
+                Err(sdk::internal(format!("unreachable {}", hoard.len())))
+            }
+            // Exec of a command the manifest declares but the test Blueprint does not grant.
+            "exec-not-granted" => {
+                Cmd::new(["sh", "-c", "id"]).run(None, 1024)?;
+                Err(sdk::internal("exec was allowed"))
+            }
+            // A key that tries to leave the action's prefix.
+            "escape-key" => {
+                let store = location::open("default")?;
+                store.put_bytes(
+                    "../../escape",
+                    b"x",
+                    &location::PutOptions {
+                        compression: location::Compression::None,
+                        content_type: None,
+                        metadata: vec![],
+                    },
+                )?;
+                Err(sdk::internal("escape was allowed"))
+            }
+            // Write a partial object, then fail: no restore point may result.
+            "fail-after-write" => {
+                let store = location::open("default")?;
+                let proc = Cmd::new(["echo", "partial data"]).spawn()?;
+                let t = store.put(
+                    "part.bin",
+                    proc.take_stdout().unwrap(),
+                    &location::PutOptions {
+                        compression: location::Compression::Zstd,
+                        content_type: None,
+                        metadata: vec![],
+                    },
+                )?;
+                proc.wait()?;
+                t.wait()?;
+                Err(sdk::internal("deliberate failure after writing"))
+            }
+            // Get a secret's value printed by a process and put it into an error: the host must
+            // redact it before it reaches the ActionSet or the logs.
+            "leak-secret" => {
+                let pw = secrets::get("password")?;
+                let out = Cmd::new(["cat", "/proc/self/environ"])
+                    .secret_env("COFFER_PW", Some(&pw))
+                    .run(None, 1 << 20)?;
+                let text = String::from_utf8_lossy(&out).replace('\0', " ");
+                Err(sdk::internal(format!("leaked: {text}")))
+            }
+            "ok" | "" => {
+                let store = location::open("default")?;
+                let info = store.put_bytes(
+                    "data.txt",
+                    b"hello",
+                    &location::PutOptions {
+                        compression: location::Compression::Zstd,
+                        content_type: None,
+                        metadata: vec![],
+                    },
+                )?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("data", "default", &info)],
+                    outputs: vec![],
+                })
+            }
+            other => Err(sdk::invalid(format!("unknown mode {other:?}"))),
+        }
+    }
+}

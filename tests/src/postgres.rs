@@ -1,0 +1,221 @@
+//! A throwaway PostgreSQL 15 server: its own data dir and port, run as user `postgres` when
+//! the tests run as root (the server refuses to run as root), stopped on drop.
+
+use anyhow::{Context, Result, bail};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PGBIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Postgres {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// The superuser password; None means trust auth.
+    pub password: Option<String>,
+    ids: Option<(u32, u32)>,
+    running: bool,
+}
+
+/// uid and gid of `postgres`, when we are root and must switch to it.
+fn postgres_ids() -> Option<(u32, u32)> {
+    // SAFETY: plain libc calls; getpwnam's result is read before any other call.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return None;
+        }
+        let pw = libc::getpwnam(c"postgres".as_ptr());
+        if pw.is_null() {
+            panic!("running as root, but there is no `postgres` user to run PostgreSQL as");
+        }
+        Some(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+impl Postgres {
+    /// initdb and start a server; with a password, TCP connections need it (scram-sha-256).
+    pub fn start(password: Option<&str>) -> Result<Postgres> {
+        let ids = postgres_ids();
+        // Not under /root: every parent of the data dir must be readable by `postgres`.
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-pg-")
+            .tempdir_in("/tmp")?;
+        let mut pg = Postgres {
+            dir,
+            port: 0,
+            password: password.map(String::from),
+            ids,
+            running: false,
+        };
+        if let Some((uid, gid)) = ids {
+            // SAFETY: chown of a path we own, with ids of an existing user.
+            let c = std::ffi::CString::new(pg.dir.path().as_os_str().as_encoded_bytes())?;
+            if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
+                bail!(
+                    "chown {}: {}",
+                    pg.dir.path().display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        let data = pg.data_dir();
+        let mut initdb = pg.as_server_user(Command::new(format!("{PGBIN}/initdb")));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]);
+        match password {
+            None => {
+                initdb.args(["-A", "trust"]);
+            }
+            Some(pw) => {
+                let pwfile = pg.dir.path().join("pwfile");
+                std::fs::write(&pwfile, pw)?;
+                pg.chown(&pwfile)?;
+                initdb
+                    .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                    .arg(format!("--pwfile={}", pwfile.display()));
+            }
+        }
+        run_checked(&mut initdb, "initdb")?;
+        // A port can be taken between choosing and binding it: try a few.
+        let mut last = None;
+        for _ in 0..3 {
+            pg.port = crate::free_port();
+            match pg.pg_ctl_start() {
+                Ok(()) => {
+                    pg.running = true;
+                    return Ok(pg);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap())
+    }
+
+    fn chown(&self, p: &Path) -> Result<()> {
+        if let Some((uid, gid)) = self.ids {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    }
+
+    fn as_server_user(&self, mut cmd: Command) -> Command {
+        if let Some((uid, gid)) = self.ids {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.env_remove("PGPASSWORD").current_dir("/tmp");
+        cmd
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn pg_ctl_start(&self) -> Result<()> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut cmd = self.as_server_user(Command::new(format!("{PGBIN}/pg_ctl")));
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"));
+        cmd.args(["-w", "-t", "60", "-o", &opts, "start"]);
+        run_checked(&mut cmd, "pg_ctl start").map(|_| ())
+    }
+
+    /// Stop the server (fast shutdown), e.g. to test a backup against a server that is down.
+    pub fn stop(&mut self) {
+        if self.running {
+            let mut cmd = self.as_server_user(Command::new(format!("{PGBIN}/pg_ctl")));
+            cmd.arg("-D")
+                .arg(self.data_dir())
+                .args(["-w", "-m", "fast", "stop"]);
+            let _ = cmd.output();
+            self.running = false;
+        }
+    }
+
+    /// Connection environment for clients (what a Workload's env holds, minus the password).
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PGHOST".into(), "127.0.0.1".into()),
+            ("PGPORT".into(), self.port.to_string()),
+            ("PGUSER".into(), "postgres".into()),
+        ]
+    }
+
+    fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(format!("{PGBIN}/{program}"));
+        cmd.envs(self.env());
+        match &self.password {
+            Some(pw) => cmd.env("PGPASSWORD", pw),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        cmd
+    }
+
+    /// Run SQL in `db`; returns unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String> {
+        let mut cmd = self.client("psql");
+        cmd.args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ]);
+        let out = run_checked(&mut cmd, &format!("psql -d {db} -c {sql:?}"))?;
+        Ok(String::from_utf8(out.stdout)?.trim_end().to_string())
+    }
+
+    /// `pg_dump --schema-only` of a database.
+    pub fn schema(&self, db: &str) -> Result<String> {
+        let mut cmd = self.client("pg_dump");
+        cmd.args(["--schema-only", "-d", db]);
+        let text = String::from_utf8(run_checked(&mut cmd, "pg_dump --schema-only")?.stdout)?;
+        // pg_dump 15.14+ wraps its output in \restrict KEY / \unrestrict KEY with a random key.
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            let mut cmd = self.as_server_user(Command::new(format!("{PGBIN}/pg_ctl")));
+            cmd.arg("-D")
+                .arg(self.data_dir())
+                .args(["-w", "-m", "immediate", "stop"]);
+            let _ = cmd.output();
+        }
+    }
+}
