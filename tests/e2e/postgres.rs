@@ -110,6 +110,9 @@ fn state(pg: &Postgres, dbs: &[&str]) -> BTreeMap<String, String> {
     s
 }
 
+/// A database name that is hostile to every place it goes: SQL, conninfo, object keys.
+const ODD_DB: &str = "o'brien \"shop\"=1/../x";
+
 fn setup_fixture(pg: &Postgres) {
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
     pg.psql("postgres", "CREATE DATABASE analytics").unwrap();
@@ -165,7 +168,17 @@ fn backup_drop_restore_gives_every_row_back() {
     let pw = format!("pw-{}", random_hex(12));
     let pg = Postgres::start(Some(&pw)).unwrap();
     setup_fixture(&pg);
-    let before = state(&pg, &["shop", "analytics"]);
+    pg.psql(
+        "postgres",
+        "CREATE DATABASE \"o'brien \"\"shop\"\"=1/../x\"",
+    )
+    .unwrap();
+    pg.psql(
+        ODD_DB,
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('odd'), ('names')",
+    )
+    .unwrap();
+    let before = state(&pg, &["shop", "analytics", ODD_DB]);
     let pwfile = password_file(&pw);
     let c = cli();
     let applied = c.apply(&workload_yaml("shop-db", &pg, Some(pwfile.path()), &[]));
@@ -196,11 +209,13 @@ fn backup_drop_restore_gives_every_row_back() {
     // Destroy: both databases and the role.
     pg.psql("postgres", "DROP DATABASE shop").unwrap();
     pg.psql("postgres", "DROP DATABASE analytics").unwrap();
+    pg.psql("postgres", "DROP DATABASE \"o'brien \"\"shop\"\"=1/../x\"")
+        .unwrap();
     pg.psql("postgres", "DROP ROLE app_reader").unwrap();
 
     let restore = c.ok(&["restore", "shop-db", "--from", &rp, "-o", "json"]);
     assert_eq!(restore.json()["status"]["phase"], "Completed");
-    let after = state(&pg, &["shop", "analytics"]);
+    let after = state(&pg, &["shop", "analytics", ODD_DB]);
     for (k, v) in &before {
         assert_eq!(after.get(k), Some(v), "{k} differs after restore");
     }
@@ -239,7 +254,7 @@ fn backup_drop_restore_gives_every_row_back() {
         .expect("manifest");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
     assert_eq!(m["metadata"]["name"], rp.as_str());
-    assert_eq!(m["spec"]["objects"].as_array().unwrap().len(), 4);
+    assert_eq!(m["spec"]["objects"].as_array().unwrap().len(), 5);
 }
 
 #[test]

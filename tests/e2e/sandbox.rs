@@ -1,1 +1,219 @@
-//! placeholder; filled below
+//! A plugin that misbehaves is stopped with a precise error, leaves nothing behind, and the
+//! same host (one process, one engine) runs the next action fine. In-process, through the
+//! library, so "the host stays healthy" means this very host.
+
+use coffer::action::{ActionRequest, Coffer};
+use coffer::home::Home;
+use coffer::model::{ActionSet, Phase};
+use coffer_tests::{files_containing, random_hex, test_plugin};
+
+struct Fixture {
+    coffer: Coffer,
+    home: tempfile::TempDir,
+    secret: String,
+    _secret_file: tempfile::NamedTempFile,
+}
+
+async fn fixture(limits: &str) -> Fixture {
+    let home = tempfile::tempdir().unwrap();
+    let coffer = Coffer::open(Home::resolve(Some(home.path().to_path_buf())).unwrap())
+        .await
+        .unwrap();
+    let secret = format!("s3cret-{}", random_hex(10));
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), &secret).unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: coffer.dev/v1alpha1
+kind: Blueprint
+metadata: {{name: hostile}}
+spec:
+  plugin: {{path: {plugin}}}
+  grants:
+    exec: ["echo **", "cat **"]
+    location: [read, write, delete]
+    secrets: [password]
+  limits: {limits}
+---
+apiVersion: coffer.dev/v1alpha1
+kind: Workload
+metadata: {{name: victim}}
+spec:
+  blueprint: hostile
+  secrets:
+    password: {{file: {secret_file}}}
+"#,
+        plugin = test_plugin("hostile").display(),
+        secret_file = secret_file.path().display(),
+    );
+    coffer.apply("test", &yaml).unwrap();
+    Fixture {
+        coffer,
+        home,
+        secret,
+        _secret_file: secret_file,
+    }
+}
+
+async fn backup(f: &Fixture, mode: &str) -> ActionSet {
+    let mut params = serde_json::Map::new();
+    params.insert("mode".into(), mode.into());
+    let req = ActionRequest {
+        action: "backup".into(),
+        workload: Some("victim".into()),
+        params,
+        ..Default::default()
+    };
+    let p = f.coffer.prepare(req).await.unwrap();
+    f.coffer.run(&p).await.unwrap()
+}
+
+fn error_of(a: &ActionSet) -> &str {
+    assert_eq!(a.status.phase, Phase::Failed, "{a:?}");
+    assert!(a.status.restore_point.is_none());
+    a.status.error.as_deref().unwrap()
+}
+
+/// The host still works: a good action completes and records a restore point.
+async fn still_healthy(f: &Fixture) {
+    let ok = backup(f, "ok").await;
+    assert_eq!(ok.status.phase, Phase::Completed, "{:?}", ok.status.error);
+    assert!(ok.status.restore_point.is_some());
+}
+
+const LIMITS: &str = "{memory: 64Mi, cpu: 2s, timeouts: {backup: 60s}}";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_fails_the_action_not_the_host() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "trap").await;
+    assert!(
+        error_of(&a).contains("the plugin crashed (trap)"),
+        "{}",
+        error_of(&a)
+    );
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_loop_hits_the_cpu_limit() {
+    let f = fixture(LIMITS).await;
+    let started = std::time::Instant::now();
+    let a = backup(&f, "loop").await;
+    let e = error_of(&a);
+    assert!(
+        e.contains("guest CPU limit of 2s") && e.contains("spec.limits.cpu"),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_loop_hits_the_wall_clock_deadline() {
+    let f = fixture("{cpu: 600s, timeouts: {backup: 1s}}").await;
+    let a = backup(&f, "loop").await;
+    let e = error_of(&a);
+    assert!(
+        e.contains("deadline of 1s") && e.contains("spec.limits.timeouts.backup"),
+        "{e}"
+    );
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unbounded_allocation_hits_the_memory_limit() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "alloc").await;
+    let e = error_of(&a);
+    assert!(
+        e.contains("memory limit of 64 MiB") && e.contains("spec.limits.memory"),
+        "{e}"
+    );
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_that_is_declared_but_not_granted_is_denied() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "exec-not-granted").await;
+    let e = error_of(&a);
+    assert!(
+        e.contains("denied") && e.contains("`sh`") && e.contains("spec.grants.exec"),
+        "{e}"
+    );
+    let denied = a
+        .status
+        .audit
+        .iter()
+        .find(|x| x.capability == "exec.run")
+        .expect("audited");
+    assert!(denied.result.starts_with("denied"), "{denied:?}");
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_cannot_leave_the_prefix() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "escape-key").await;
+    let e = error_of(&a);
+    assert!(e.contains("invalid argument") && e.contains("'..'"), "{e}");
+    // No object named `escape` anywhere, inside the location or above it.
+    let root = f.home.path().parent().unwrap();
+    let escaped: Vec<_> = walk(root, 4)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "escape"))
+        .collect();
+    assert!(escaped.is_empty(), "{escaped:?}");
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_after_writing_leaves_no_objects() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "fail-after-write").await;
+    assert!(error_of(&a).contains("deliberate failure after writing"));
+    assert!(
+        a.status
+            .audit
+            .iter()
+            .any(|x| x.capability == "transfer.put" && x.result == "ok"),
+        "the object was written first"
+    );
+    let loc = f.home.path().join("locations/default/restorepoints/victim");
+    let left: Vec<_> = std::fs::read_dir(&loc)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_printed_by_a_process_is_redacted_everywhere() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "leak-secret").await;
+    let e = error_of(&a);
+    assert!(e.contains("COFFER_PW=[REDACTED]"), "{e}");
+    assert!(!e.contains(&f.secret));
+    let record = serde_json::to_string(&a).unwrap();
+    assert!(!record.contains(&f.secret), "secret in the ActionSet");
+    assert!(
+        files_containing(f.home.path(), f.secret.as_bytes()).is_empty(),
+        "secret in the state dir"
+    );
+}
+
+fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if depth == 0 {
+        return out;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p, depth - 1));
+        }
+        out.push(p);
+    }
+    out
+}

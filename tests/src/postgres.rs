@@ -186,7 +186,7 @@ impl Postgres {
             "-v",
             "ON_ERROR_STOP=1",
             "-d",
-            db,
+            &conninfo(db),
             "-c",
             sql,
         ]);
@@ -197,7 +197,7 @@ impl Postgres {
     /// `pg_dump --schema-only` of a database.
     pub fn schema(&self, db: &str) -> Result<String> {
         let mut cmd = self.client("pg_dump");
-        cmd.args(["--schema-only", "-d", db]);
+        cmd.args(["--schema-only", "-d", &conninfo(db)]);
         let text = String::from_utf8(run_checked(&mut cmd, "pg_dump --schema-only")?.stdout)?;
         // pg_dump 15.14+ wraps its output in \restrict KEY / \unrestrict KEY with a random key.
         Ok(text
@@ -206,6 +206,11 @@ impl Postgres {
             .collect::<Vec<_>>()
             .join("\n"))
     }
+}
+
+/// `dbname='…'`, so any database name is taken literally.
+pub fn conninfo(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 impl Drop for Postgres {

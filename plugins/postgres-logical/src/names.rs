@@ -26,17 +26,3 @@ pub fn object_key_for(db: &str) -> String {
     key.push_str(".pgdump");
     key
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(conninfo_dbname("shop"), "dbname='shop'");
-        assert_eq!(conninfo_dbname("a'b\\c"), r"dbname='a\'b\\c'");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(object_key_for("shop"), "databases/shop.pgdump");
-        assert_eq!(object_key_for("../x y"), "databases/%2E%2E%2Fx%20y.pgdump");
-    }
-}

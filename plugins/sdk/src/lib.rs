@@ -44,7 +44,7 @@ macro_rules! export_plugin {
     ($plugin:ty, $manifest:literal) => {
         // Read by the host without running code. Custom sections are not in linear memory,
         // so `describe()` uses the second copy below.
-        #[unsafe(link_section = "coffer:manifest")]
+        #[cfg_attr(target_arch = "wasm32", unsafe(link_section = "coffer:manifest"))]
         #[used]
         static COFFER_MANIFEST_SECTION: [u8; include_bytes!(concat!(
             env!("CARGO_MANIFEST_DIR"),
