@@ -17,6 +17,18 @@ pub struct PluginBytes {
     pub sha256: String,
 }
 
+impl std::fmt::Debug for PluginBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} bytes, sha256 {})",
+            self.label,
+            self.bytes.len(),
+            self.sha256
+        )
+    }
+}
+
 impl PluginBytes {
     pub fn new(label: String, bytes: Vec<u8>) -> PluginBytes {
         let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -65,6 +77,7 @@ impl PluginBytes {
 }
 
 /// What admission learned from a plugin file without running it.
+#[derive(Debug)]
 pub struct Inspection {
     pub manifest: Manifest,
     /// Interfaces the component imports, e.g. `wasi:io/streams@0.2.12`.

@@ -415,9 +415,7 @@ fn a_corrupted_object_is_refused_before_anything_is_touched() {
     );
     // Nothing ran against the database: the plugin was never called.
     assert!(
-        a["status"]["audit"]
-            .as_array()
-            .map_or(true, |v| v.is_empty()),
+        a["status"]["audit"].as_array().is_none_or(|v| v.is_empty()),
         "{}",
         a["status"]["audit"]
     );
@@ -464,7 +462,7 @@ fn bad_yaml_and_bad_params_name_the_field() {
     assert!(
         !a["status"]["audit"]
             .as_array()
-            .map_or(false, |v| v.iter().any(|e| e["capability"] == "exec.spawn"))
+            .is_some_and(|v| v.iter().any(|e| e["capability"] == "exec.spawn"))
     );
     assert!(restore_points(&c).is_empty());
 
