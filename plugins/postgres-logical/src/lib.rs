@@ -290,21 +290,21 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
     let maint = conninfo_dbname(&p.maintenance_database);
 
-    if p.globals {
-        if let Some(g) = req
-            .input_artifacts
-            .iter()
-            .find(|a| meta(a, "kind") == Some("globals"))
-        {
-            // Roles that already exist (postgres itself at least) make psql print errors and
-            // go on; that is what we want, so no ON_ERROR_STOP here.
-            let cmd = Cmd::new(["psql", "-X", "--no-password", "-q"])
-                .arg(format!("--dbname={maint}"))
-                .secret_env("PGPASSWORD", pw.as_ref())
-                .stdin();
-            stream_from(&store, &cmd, &g.key, "psql")?;
-            log::info("replayed globals", &[]);
-        }
+    let globals = req
+        .input_artifacts
+        .iter()
+        .find(|a| meta(a, "kind") == Some("globals"));
+    if p.globals
+        && let Some(g) = globals
+    {
+        // Roles that already exist (postgres itself at least) make psql print errors and
+        // go on; that is what we want, so no ON_ERROR_STOP here.
+        let cmd = Cmd::new(["psql", "-X", "--no-password", "-q"])
+            .arg(format!("--dbname={maint}"))
+            .secret_env("PGPASSWORD", pw.as_ref())
+            .stdin();
+        stream_from(&store, &cmd, &g.key, "psql")?;
+        log::info("replayed globals", &[]);
     }
 
     let mut restored = Vec::new();

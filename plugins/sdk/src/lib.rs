@@ -154,19 +154,17 @@ pub fn artifact(name: &str, location: &str, info: &location::ObjectInfo) -> Arti
 
 /// A one-line text for an error (wit-bindgen's `Display` is its `Debug`).
 pub fn error_text(e: &Error) -> String {
-    {
-        match e {
-            Error::Denied(s) => format!("denied: {s}"),
-            Error::NotFound(s) => format!("not found: {s}"),
-            Error::InvalidArgument(s) => format!("invalid argument: {s}"),
-            Error::Conflict(s) => format!("conflict: {s}"),
-            Error::Timeout(s) => format!("timeout: {s}"),
-            Error::Cancelled => format!("cancelled"),
-            Error::Unavailable(s) => format!("unavailable: {s}"),
-            Error::Limit(s) => format!("limit: {s}"),
-            Error::Remote(r) => format!("{}: {}", r.system, r.message),
-            Error::Io(s) => format!("io: {s}"),
-            Error::Internal(s) => format!("internal: {s}"),
-        }
+    match e {
+        Error::Denied(s) => format!("denied: {s}"),
+        Error::NotFound(s) => format!("not found: {s}"),
+        Error::InvalidArgument(s) => format!("invalid argument: {s}"),
+        Error::Conflict(s) => format!("conflict: {s}"),
+        Error::Timeout(s) => format!("timeout: {s}"),
+        Error::Cancelled => "cancelled".to_string(),
+        Error::Unavailable(s) => format!("unavailable: {s}"),
+        Error::Limit(s) => format!("limit: {s}"),
+        Error::Remote(r) => format!("{}: {}", r.system, r.message),
+        Error::Io(s) => format!("io: {s}"),
+        Error::Internal(s) => format!("internal: {s}"),
     }
 }
