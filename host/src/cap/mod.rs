@@ -69,6 +69,30 @@ pub struct Records {
 }
 
 impl ActionContext {
+    /// A context that grants nothing, for calls that need no capability (describe) and for
+    /// benchmarks.
+    pub fn detached(plugin_name: &str) -> ActionContext {
+        ActionContext {
+            action: "describe".into(),
+            blueprint: String::new(),
+            plugin_name: plugin_name.into(),
+            workload: String::new(),
+            declared: Capabilities::default(),
+            granted: Capabilities::default(),
+            exec: Arc::new(exec::LocalExec {
+                workload: String::new(),
+                env: BTreeMap::new(),
+            }),
+            locations: BTreeMap::new(),
+            secrets: secrets::SecretValues::default(),
+            redactor: Redactor::new(),
+            started: Instant::now(),
+            cancelled: AtomicBool::new(false),
+            progress: Progress::default(),
+            records: Mutex::new(Records::default()),
+        }
+    }
+
     pub fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
