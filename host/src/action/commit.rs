@@ -172,8 +172,8 @@ impl Coffer {
         Ok(())
     }
 
-    /// Check a restore point's manifest and every object's size and sha256 (decompressing
-    /// end to end), writing nothing.
+    /// Check a restore point's manifest and every object's stored size and sha256, writing
+    /// nothing. (Decompression is checked again as the restore streams.)
     pub(super) async fn verify_input(&self, p: &PreparedAction) -> Result<(), String> {
         let rp = p.input.as_ref().expect("restore has a restore point");
         match p.location.exists(&rp.spec.manifest_key).await {
@@ -191,14 +191,20 @@ impl Coffer {
         for o in &rp.spec.objects {
             let path = Path::parse(format!("{}/{}", rp.spec.prefix, o.stored_key))
                 .map_err(|e| e.to_string())?;
-            pipeline::download(p.location.store.as_ref(), &path, o, Sink::Discard, None)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "RestorePoint {} failed verification, nothing was restored: {e}",
-                        rp.name()
-                    )
-                })?;
+            pipeline::download(
+                p.location.store.as_ref(),
+                &path,
+                o,
+                Sink::ChecksumOnly,
+                None,
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "RestorePoint {} failed verification, nothing was restored: {e}",
+                    rp.name()
+                )
+            })?;
         }
         Ok(())
     }

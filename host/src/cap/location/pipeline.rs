@@ -182,15 +182,16 @@ impl Decompressor {
 pub enum Sink<'a> {
     /// A guest-visible stream (e.g. a process's stdin).
     Stream(&'a mut DynOutputStream),
-    /// Nowhere: verification only.
-    Discard,
+    /// Nowhere, without decompressing: the stored bytes' size and sha256 only (what the
+    /// writer recorded, so it proves the object is unchanged; much cheaper).
+    ChecksumOnly,
     /// Memory, up to a cap.
     Buffer(&'a mut Vec<u8>, u64),
 }
 
 /// Read `rec`'s object, check its size and sha256, and feed the decompressed bytes to `sink`.
 /// A mismatch is reported after the last byte; callers that must not act on bad data verify
-/// first with [`Sink::Discard`].
+/// first with [`Sink::ChecksumOnly`].
 pub async fn download(
     store: &dyn ObjectStore,
     path: &object_store::path::Path,
@@ -203,7 +204,8 @@ pub async fn download(
         .await
         .map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
     let mut stream = got.into_stream();
-    let mut dec = Decompressor::new(rec.compression == "zstd")?;
+    let decode = !matches!(sink, Sink::ChecksumOnly);
+    let mut dec = Decompressor::new(decode && rec.compression == "zstd")?;
     let mut sha = Sha256::new();
     let (mut stored, mut size) = (0u64, 0u64);
     let mut out = |bytes: Bytes, sink: &mut Sink<'_>| -> PipeResult<Option<Bytes>> {
@@ -213,7 +215,7 @@ pub async fn download(
         }
         match sink {
             Sink::Stream(_) => Ok(Some(bytes)),
-            Sink::Discard => Ok(None),
+            Sink::ChecksumOnly => Ok(None),
             Sink::Buffer(buf, cap) => {
                 if buf.len() as u64 + bytes.len() as u64 > *cap {
                     return Err(format!(
@@ -233,7 +235,7 @@ pub async fn download(
         let chunk = chunk.map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
         sha.update(&chunk);
         stored += chunk.len() as u64;
-        if decode_error.is_some() {
+        if decode_error.is_some() || !decode {
             continue;
         }
         match dec.push(chunk) {
@@ -245,7 +247,7 @@ pub async fn download(
             Err(e) => decode_error = Some(e),
         }
     }
-    if decode_error.is_none() {
+    if decode_error.is_none() && decode {
         match dec.finish() {
             Ok(tail) => {
                 if let Some(b) = out(tail, &mut sink)? {
@@ -265,7 +267,7 @@ pub async fn download(
     if let Some(e) = decode_error {
         return Err(format!("{}: {e}", rec.stored_key));
     }
-    if size != rec.size {
+    if decode && size != rec.size {
         return Err(format!(
             "{}: decompressed to {size} bytes, the record says {}",
             rec.stored_key, rec.size

@@ -84,6 +84,21 @@ impl Plugin for Hostile {
                 t.wait()?;
                 Err(sdk::internal("deliberate failure after writing"))
             }
+            // Write a whole object, then block in a long host call: the test kills coffer here.
+            "hang-after-write" => {
+                let store = location::open("default")?;
+                store.put_bytes(
+                    "part.bin",
+                    b"written before the crash",
+                    &location::PutOptions {
+                        compression: location::Compression::Zstd,
+                        content_type: None,
+                        metadata: vec![],
+                    },
+                )?;
+                Cmd::new(["sleep", "30"]).run(None, 1024)?;
+                Err(sdk::internal("coffer was not killed"))
+            }
             // Get a secret's value printed by a process and put it into an error: the host must
             // redact it before it reaches the ActionSet or the logs.
             "leak-secret" => {
