@@ -30,7 +30,7 @@ metadata: {{name: hostile}}
 spec:
   plugin: {{path: {plugin}}}
   grants:
-    exec: ["echo **", "cat **"]
+    exec: ["echo **", "cat **", "head **"]
     location: [read, write, delete]
     secrets: [password]
   limits: {limits}
@@ -185,6 +185,65 @@ async fn a_failure_after_writing_leaves_no_objects() {
         .map(|r| r.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hoarding_handles_hits_the_handle_limit() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "handles").await;
+    let e = error_of(&a);
+    assert!(e.contains("handle limit of 1024"), "{e}");
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_importing_filesystem_or_sockets_is_refused_before_it_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let coffer = Coffer::open(Home::resolve(Some(home.path().to_path_buf())).unwrap())
+        .await
+        .unwrap();
+    let yaml = format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: fs}}\nspec:\n  plugin: {{path: {}}}\n",
+        test_plugin("fs_reader").display()
+    );
+    let err = format!("{:#}", coffer.apply("test", &yaml).unwrap_err());
+    assert!(
+        err.contains("may not use")
+            && err.contains("wasi:filesystem/")
+            && err.contains("wasi:sockets/"),
+        "{err}"
+    );
+    assert!(
+        coffer
+            .blueprints()
+            .unwrap()
+            .iter()
+            .all(|(b, _)| b.name() != "fs"),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_flood_is_capped_and_counted() {
+    // Guest CPU is counted in 10 ms ticks in which guest code ran; a guest that calls the host
+    // 200,000 times runs in nearly every tick, so give it room.
+    let f = fixture("{cpu: 120s}").await;
+    let a = backup(&f, "log-flood").await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    assert_eq!(a.status.logs.len(), 1000);
+    assert_eq!(a.status.logs_dropped, 199_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn captured_output_is_capped() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "stdout-flood").await;
+    let e = error_of(&a);
+    assert!(
+        e.contains("limit") && e.contains("16777216 bytes") && e.contains("location.put"),
+        "{e}"
+    );
     still_healthy(&f).await;
 }
 

@@ -64,6 +64,7 @@ impl PreparedAction {
         s.audit = r.audit.clone();
         s.audit_dropped = r.audit_dropped;
         s.logs = r.logs.clone();
+        s.logs_dropped = r.logs_dropped;
         s.checkpoint = r.checkpoint.clone();
     }
 }

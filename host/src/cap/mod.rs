@@ -130,6 +130,19 @@ impl ActionContext {
         }
     }
 
+    /// True (and counted as dropped) once the plugin has logged as much as is recorded.
+    pub fn logs_full(&self) -> bool {
+        let mut r = self.records.lock().unwrap();
+        if r.logs.len() >= MAX_RECORDED_LOGS {
+            if r.logs_dropped == 0 {
+                tracing::warn!(plugin = %self.plugin_name, "the plugin logged {MAX_RECORDED_LOGS} lines; further lines are dropped");
+            }
+            r.logs_dropped += 1;
+            return true;
+        }
+        false
+    }
+
     pub fn record_log(&self, line: LogLine) {
         let mut r = self.records.lock().unwrap();
         if r.logs.len() < MAX_RECORDED_LOGS {

@@ -24,6 +24,10 @@ impl Host for HostState {
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
         let ctx = &self.ctx;
+        // Past the cap a flood costs nothing but a counter: no formatting, no output.
+        if ctx.logs_full() {
+            return Ok(());
+        }
         let message = ctx.redactor.redact(clip(&message, MAX_LOG_MESSAGE));
         let fields: std::collections::BTreeMap<String, String> = fields
             .iter()

@@ -72,6 +72,9 @@ pub struct ActionSetStatus {
     pub audit_dropped: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// Plugin log lines beyond the recorded cap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub logs_dropped: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -68,6 +68,14 @@ fn classify(store: &Store<HostState>, err: wasmtime::Error, lim: &EffectiveLimit
         ));
     }
     let text = format!("{err:#}");
+    if text.contains("resource table has no free keys")
+        || text.contains("store handle limit exceeded")
+    {
+        return CallError::Limit(format!(
+            "plugin {plugin} exceeded the handle limit of {} open handles (processes, streams, transfers, stores, secrets); it must drop handles it no longer needs",
+            limits::MAX_HANDLES
+        ));
+    }
     // The first lines say what happened; the wasm backtrace after them is for developers.
     let short: Vec<&str> = text.lines().take(3).collect();
     CallError::Trap(st.ctx.redactor.redact(&short.join(" | ")))

@@ -14,6 +14,9 @@ sdk::export_plugin!(Hostile, "manifest.json");
 struct Params {
     #[serde(default)]
     mode: String,
+    /// For `stream`: how many random bytes to back up.
+    #[serde(default)]
+    bytes: u64,
 }
 
 impl Plugin for Hostile {
@@ -109,6 +112,49 @@ impl Plugin for Hostile {
                 let text = String::from_utf8_lossy(&out).replace('\0', " ");
                 Err(sdk::internal(format!("leaked: {text}")))
             }
+            // Hoard handles until the host says no.
+            "handles" => {
+                let mut hoard = Vec::new();
+                for _ in 0..5000 {
+                    hoard.push(location::open("default")?);
+                }
+                Err(sdk::internal(format!("{} handles were allowed", hoard.len())))
+            }
+            // A flood of log lines.
+            "log-flood" => {
+                for i in 0..200_000u32 {
+                    sdk::log::info("flood", &[("i", &i.to_string())]);
+                }
+                ok_artifact()
+            }
+            // A process whose output is far larger than exec.run may capture.
+            "stdout-flood" => {
+                Cmd::new(["head", "-c", "100000000", "/dev/zero"]).run(None, u32::MAX)?;
+                Err(sdk::internal("100 MB were captured"))
+            }
+            // Back up `bytes` random bytes through the host's data path (benchmarks).
+            "stream" => {
+                let store = location::open("default")?;
+                let proc = Cmd::new(["head", "-c"])
+                    .arg(p.bytes.to_string())
+                    .arg("/dev/urandom")
+                    .spawn()?;
+                let t = store.put(
+                    "stream.bin",
+                    proc.take_stdout().unwrap(),
+                    &location::PutOptions {
+                        compression: location::Compression::Zstd,
+                        content_type: None,
+                        metadata: vec![],
+                    },
+                )?;
+                sdk::check_exit("head", &proc.wait()?)?;
+                let info = t.wait()?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("stream", "default", &info)],
+                    outputs: vec![],
+                })
+            }
             "ok" | "" => {
                 let store = location::open("default")?;
                 let info = store.put_bytes(
@@ -128,4 +174,22 @@ impl Plugin for Hostile {
             other => Err(sdk::invalid(format!("unknown mode {other:?}"))),
         }
     }
+}
+
+/// Store a small object and report it: a successful backup.
+fn ok_artifact() -> Result<ActionOutput, Error> {
+    let store = location::open("default")?;
+    let info = store.put_bytes(
+        "data.txt",
+        b"hello",
+        &location::PutOptions {
+            compression: location::Compression::Zstd,
+            content_type: None,
+            metadata: vec![],
+        },
+    )?;
+    Ok(ActionOutput {
+        artifacts: vec![sdk::artifact("data", "default", &info)],
+        outputs: vec![],
+    })
 }
