@@ -276,3 +276,55 @@ fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blueprint_can_require_a_signed_plugin() {
+    use coffer::plugin::{PluginBytes, signing};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, other) = (dir.path().join("key"), dir.path().join("other"));
+    let public = signing::keygen(&key).unwrap();
+    let other_public = signing::keygen(&other).unwrap();
+    let plugin = test_plugin("hostile");
+    let bytes = PluginBytes::new("hostile".into(), std::fs::read(&plugin).unwrap());
+    let sig = dir.path().join("hostile.sig");
+    std::fs::write(&sig, signing::sign(&bytes.sha256, &key).unwrap()).unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let coffer = Coffer::open(Home::resolve(Some(home.path().to_path_buf())).unwrap())
+        .await
+        .unwrap();
+    let blueprint = |pk: &str| {
+        format!(
+            "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: signed}}\nspec:\n  plugin: {{path: {}, publicKey: {pk}, signature: {}}}\n  grants: {{location: [read, write]}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: w}}\nspec: {{blueprint: signed}}\n",
+            plugin.display(),
+            sig.display()
+        )
+    };
+    let err = format!(
+        "{:#}",
+        coffer.apply("test", &blueprint(&other_public)).unwrap_err()
+    );
+    assert!(
+        err.contains("failed signature verification") && err.contains("does not match"),
+        "{err}"
+    );
+
+    coffer.apply("test", &blueprint(&public)).unwrap();
+    let req = ActionRequest {
+        action: "backup".into(),
+        workload: Some("w".into()),
+        ..Default::default()
+    };
+    let p = coffer.prepare(req).await.unwrap();
+    assert_eq!(coffer.run(&p).await.unwrap().status.phase, Phase::Completed);
+
+    // A signature that no longer matches (the plugin file was swapped) stops the next action.
+    std::fs::write(&sig, signing::sign(&"00".repeat(32), &key).unwrap()).unwrap();
+    let req = ActionRequest {
+        action: "backup".into(),
+        workload: Some("w".into()),
+        ..Default::default()
+    };
+    let err = format!("{:#}", coffer.prepare(req).await.err().expect("refused"));
+    assert!(err.contains("failed signature verification"), "{err}");
+}

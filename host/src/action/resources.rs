@@ -34,7 +34,7 @@ impl Coffer {
             let docs = parse_documents(&format!("builtin blueprint {name}"), yaml)?;
             for d in docs {
                 if let Document::Blueprint(b) = d {
-                    out.push(b);
+                    out.push(*b);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! `coffer plugin ...`: look at a plugin file without running it.
 
 use super::OutputFormat;
-use crate::plugin::{PluginBytes, inspect};
+use crate::plugin::{PluginBytes, inspect, signing};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -16,10 +16,87 @@ pub enum PluginCommand {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Create an ed25519 signing key pair: KEY (private, 0600) and KEY.pub.
+    Keygen {
+        #[arg(value_name = "KEY")]
+        out: PathBuf,
+    },
+    /// Sign a plugin file with a private key; writes FILE.sig (or --signature).
+    Sign {
+        file: PathBuf,
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        #[arg(long, value_name = "SIG")]
+        signature: Option<PathBuf>,
+    },
+    /// Check a plugin file's signature against a public key (hex, or a .pub file).
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "HEX|FILE")]
+        public_key: String,
+        #[arg(long, value_name = "SIG")]
+        signature: Option<PathBuf>,
+    },
+}
+
+fn read_plugin(file: &std::path::Path) -> Result<PluginBytes> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(PluginBytes::new(file.display().to_string(), bytes))
 }
 
 pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
     match cmd {
+        PluginCommand::Keygen { out } => {
+            let public = signing::keygen(out)?;
+            println!("private key: {} (keep it secret)", out.display());
+            println!(
+                "public key:  {public} (also in {})",
+                out.with_extension("pub").display()
+            );
+            println!("require it in a Blueprint: spec.plugin.publicKey: {public}");
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Sign {
+            file,
+            key,
+            signature,
+        } => {
+            let p = read_plugin(file)?;
+            inspect(&p)?; // never sign something that would not be admitted
+            let sig = signing::sign(&p.sha256, key)?;
+            let out = signature
+                .clone()
+                .unwrap_or_else(|| signing::signature_path(file));
+            std::fs::write(&out, format!("{sig}\n"))
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "signed {} (sha256 {}) -> {}",
+                file.display(),
+                p.sha256,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Verify {
+            file,
+            public_key,
+            signature,
+        } => {
+            let p = read_plugin(file)?;
+            let key = match std::fs::read_to_string(public_key) {
+                Ok(text) => text,
+                Err(_) => public_key.clone(),
+            };
+            let sig_path = signature
+                .clone()
+                .unwrap_or_else(|| signing::signature_path(file));
+            let sig = std::fs::read_to_string(&sig_path)
+                .with_context(|| format!("reading {}", sig_path.display()))?;
+            signing::verify(&p.sha256, &sig, &key)
+                .with_context(|| format!("{}", file.display()))?;
+            println!("{}: signature OK (sha256 {})", file.display(), p.sha256);
+            Ok(ExitCode::SUCCESS)
+        }
         PluginCommand::Inspect { file, output } => {
             let p = match file.strip_prefix("builtin:") {
                 Some(name) => {

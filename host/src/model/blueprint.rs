@@ -33,6 +33,12 @@ pub struct PluginRef {
     pub path: Option<std::path::PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Require a signature by this ed25519 public key (hex), as made by `coffer plugin sign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Where the signature is; default `<path>.sig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<std::path::PathBuf>,
 }
 
 /// Sandbox limits. Unset fields take the defaults in `crate::runtime::limits`.

@@ -137,7 +137,7 @@ impl std::fmt::Display for Kind {
 /// A parsed document of any kind a user may apply.
 #[derive(Debug, Clone)]
 pub enum Document {
-    Blueprint(Blueprint),
+    Blueprint(Box<Blueprint>),
     Profile(Profile),
     Workload(Workload),
 }

@@ -67,7 +67,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             ));
         }
         let doc = match kind {
-            Kind::Blueprint => Document::Blueprint(typed(value).map_err(|m| err(what.clone(), m))?),
+            Kind::Blueprint => {
+                Document::Blueprint(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
+            }
             Kind::Profile => Document::Profile(typed(value).map_err(|m| err(what.clone(), m))?),
             Kind::Workload => Document::Workload(typed(value).map_err(|m| err(what.clone(), m))?),
             Kind::ActionSet | Kind::RestorePoint => {

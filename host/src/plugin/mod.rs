@@ -1,5 +1,7 @@
-//! Plugins before they run: where the bytes come from, their digest, their manifest (read
-//! from the custom section without running code) and their imports (admission).
+//! Plugins before they run: where the bytes come from, their digest and signature, their
+//! manifest (read from the custom section without running code) and their imports (admission).
+
+pub mod signing;
 
 use crate::model::PluginRef;
 use anyhow::{Context, Result, anyhow, bail};
@@ -62,6 +64,26 @@ impl PluginBytes {
                 bail!("Blueprint {blueprint}: spec.plugin: give exactly one of `builtin` or `path`")
             }
         };
+        if let Some(public_key) = &r.public_key {
+            let Some(path) = &r.path else {
+                bail!(
+                    "Blueprint {blueprint}: spec.plugin.publicKey applies to plugin files (spec.plugin.path); built-in plugins are part of coffer"
+                );
+            };
+            let sig_path = r
+                .signature
+                .clone()
+                .unwrap_or_else(|| signing::signature_path(path));
+            let sig = std::fs::read_to_string(&sig_path).with_context(|| {
+                format!(
+                    "Blueprint {blueprint} requires a signed plugin, but its signature {} cannot be read; sign it with `coffer plugin sign`",
+                    sig_path.display()
+                )
+            })?;
+            signing::verify(&p.sha256, &sig, public_key).with_context(|| {
+                format!("Blueprint {blueprint}: plugin {} failed signature verification ({}); refusing to load it", p.label, sig_path.display())
+            })?;
+        }
         if let Some(want) = &r.sha256 {
             let want = want.trim_start_matches("sha256:").to_ascii_lowercase();
             if want != p.sha256 {
@@ -214,8 +236,8 @@ mod tests {
         );
         let r = PluginRef {
             builtin: Some("postgres-logical".into()),
-            path: None,
             sha256: Some("00".repeat(32)),
+            ..Default::default()
         };
         assert!(
             PluginBytes::resolve(&r, "bp")
