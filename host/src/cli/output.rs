@@ -310,9 +310,83 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
                 }
             }
         }
+        Kind::Blueprint => {
+            let (b, source) = c.blueprint(name)?;
+            print_one(&b, OutputFormat::Yaml)?;
+            println!("# source: {}", source.as_str());
+            describe_grants(&b)?;
+        }
         _ => {
             get(c, kind, Some(name), OutputFormat::Yaml)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Both sides of every capability: what the plugin declares, what the Blueprint grants.
+fn describe_grants(b: &crate::model::Blueprint) -> Result<()> {
+    let plugin = crate::plugin::PluginBytes::resolve(&b.spec.plugin, b.name())?;
+    let m = crate::plugin::inspect(&plugin)?.manifest;
+    let (d, g) = (&m.capabilities, &b.spec.grants);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |cap: &str, what: String, declared: bool, granted: bool| {
+        let effect = if declared && granted {
+            "allowed"
+        } else if declared {
+            "denied (not granted)"
+        } else {
+            "no effect (not declared)"
+        };
+        rows.push(vec![
+            cap.to_string(),
+            what,
+            yes(declared),
+            yes(granted),
+            effect.to_string(),
+        ]);
+    };
+    let exec: std::collections::BTreeSet<&String> = d.exec.iter().chain(g.exec.iter()).collect();
+    for e in exec {
+        row("exec", e.clone(), d.exec.contains(e), g.exec.contains(e));
+    }
+    for a in [
+        coffer_manifest::LocationAccess::Read,
+        coffer_manifest::LocationAccess::Write,
+        coffer_manifest::LocationAccess::Delete,
+    ] {
+        if d.allows_location(a) || g.allows_location(a) {
+            row(
+                "location",
+                a.as_str().to_string(),
+                d.allows_location(a),
+                g.allows_location(a),
+            );
+        }
+    }
+    let secrets: std::collections::BTreeSet<&String> =
+        d.secrets.iter().chain(g.secrets.iter()).collect();
+    for s in secrets {
+        row("secret", s.clone(), d.allows_secret(s), g.allows_secret(s));
+    }
+    if d.snapshot || g.snapshot {
+        row("snapshot", String::new(), d.snapshot, g.snapshot);
+    }
+    println!(
+        "Capabilities of plugin {} {} (sha256 {}):",
+        m.name, m.version, plugin.sha256
+    );
+    table(
+        &["  CAPABILITY", "WHAT", "DECLARED", "GRANTED", "EFFECT"],
+        rows.into_iter()
+            .map(|mut r| {
+                r[0] = format!("  {}", r[0]);
+                r
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
 }
