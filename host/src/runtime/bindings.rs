@@ -17,13 +17,13 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use coffer::blueprint::types::{Error as WitError, RemoteError};
+pub use self::coffer::blueprint::types::{Error as WitError, RemoteError};
 pub use exports::coffer::blueprint::plugin as wit_plugin;
 
 /// Link every coffer interface. (Per interface, not the world's `add_to_linker`, because
 /// wasi:io comes from wasmtime-wasi.)
 pub fn add_capabilities(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use coffer::blueprint as cb;
+    use self::coffer::blueprint as cb;
     cb::types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     cb::runtime::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     cb::secrets::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
@@ -35,4 +35,4 @@ pub fn add_capabilities(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     Ok(())
 }
 
-impl coffer::blueprint::types::Host for HostState {}
+impl self::coffer::blueprint::types::Host for HostState {}
