@@ -64,18 +64,31 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 ref_dump() { "$PGBIN/pg_dump" -Fc -d bench | zstd -q -3 > "$WORK/ref.pgdump.zst"; }
 ref_restore() {
-  psql -qX -c "DROP DATABASE IF EXISTS ref_restore" -c "CREATE DATABASE ref_restore TEMPLATE template0"
+  psql -qX -c "CREATE DATABASE ref_restore TEMPLATE template0"
   zstd -dc "$WORK/ref.pgdump.zst" | "$PGBIN/pg_restore" --exit-on-error -d ref_restore
 }
 
 : > "$WORK/ref_b"; : > "$WORK/cof_b"; : > "$WORK/cof_rss"; : > "$WORK/ref_r"; : > "$WORK/cof_r"; : > "$WORK/cof_rrss"
-for i in $(seq 1 "$RUNS"); do
-  export -f ref_dump ref_restore; export WORK PGBIN
-  read -r t _ < <(measure bash -c ref_dump); echo "$t" >> "$WORK/ref_b"
-  read -r t rss < <(measure "$COFFER" backup bench); echo "$t" >> "$WORK/cof_b"; echo "$rss" >> "$WORK/cof_rss"
+# Each measurement starts from the same state: the previous one's restored database dropped
+# and a checkpoint taken, so no run pays for the one before. The order alternates.
+settle() { psql -qX -c "DROP DATABASE IF EXISTS ref_restore" -c "DROP DATABASE IF EXISTS coffer_restore" -c "CHECKPOINT"; sync; }
+export -f ref_dump ref_restore; export WORK PGBIN
+ref_backup_run() { settle; read -r t _ < <(measure bash -c ref_dump); echo "$t" >> "$WORK/ref_b"; }
+cof_backup_run() {
+  settle; read -r t rss < <(measure "$COFFER" backup bench); echo "$t" >> "$WORK/cof_b"; echo "$rss" >> "$WORK/cof_rss"
   RP=$("$COFFER" get restorepoints -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["metadata"]["name"])')
-  read -r t _ < <(measure bash -c ref_restore); echo "$t" >> "$WORK/ref_r"
-  read -r t rss < <(measure "$COFFER" restore bench --from "$RP" -p targetDatabase=coffer_restore -p globals=false); echo "$t" >> "$WORK/cof_r"; echo "$rss" >> "$WORK/cof_rrss"
+}
+ref_restore_run() { settle; read -r t _ < <(measure bash -c ref_restore); echo "$t" >> "$WORK/ref_r"; }
+cof_restore_run() {
+  settle; read -r t rss < <(measure "$COFFER" restore bench --from "$RP" -p targetDatabase=coffer_restore -p globals=false)
+  echo "$t" >> "$WORK/cof_r"; echo "$rss" >> "$WORK/cof_rrss"
+}
+for i in $(seq 1 "$RUNS"); do
+  if [ $((i % 2)) = 1 ]; then
+    ref_backup_run; cof_backup_run; ref_restore_run; cof_restore_run
+  else
+    cof_backup_run; ref_backup_run; cof_restore_run; ref_restore_run
+  fi
   echo "run $i: backup ref $(tail -1 "$WORK/ref_b")s coffer $(tail -1 "$WORK/cof_b")s; restore ref $(tail -1 "$WORK/ref_r")s coffer $(tail -1 "$WORK/cof_r")s"
 done
 

@@ -3,7 +3,7 @@
 
 use coffer::cap::ActionContext;
 use coffer::plugin::PluginBytes;
-use coffer::runtime::{EffectiveLimits, HostState, Runtime, call_describe};
+use coffer::runtime::{HostState, Runtime, call_describe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,12 +49,10 @@ fn main() {
 
     let prepared = runtime.prepare(&plugin).unwrap();
     let ctx = Arc::new(ActionContext::detached(name));
-    let limits = EffectiveLimits::resolve(&Default::default(), "describe").unwrap();
     let (inst, call) = rt.block_on(async {
         let mut inst = Vec::new();
         for _ in 0..1000 {
-            let mut store =
-                wasmtime::Store::new(runtime.engine(), HostState::new(ctx.clone(), 256 << 20));
+            let mut store = wasmtime::Store::new(runtime.engine(), HostState::new(ctx.clone()));
             store.set_epoch_deadline(1_000_000);
             let t = Instant::now();
             prepared.pre.instantiate_async(&mut store).await.unwrap();
@@ -63,9 +61,7 @@ fn main() {
         let mut call = Vec::new();
         for _ in 0..200 {
             let t = Instant::now();
-            call_describe(&prepared, ctx.clone(), &limits)
-                .await
-                .unwrap();
+            call_describe(&prepared, ctx.clone()).await.unwrap();
             call.push(t.elapsed());
         }
         (median(inst), median(call))

@@ -3,9 +3,9 @@
 
 use coffer_tests::cli::{Cli, Run};
 use coffer_tests::postgres::Postgres;
-use coffer_tests::{files_containing, random_hex};
+use coffer_tests::{files_containing, files_under, random_hex};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn cli() -> Cli {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");
@@ -141,26 +141,6 @@ fn restore_points(c: &Cli) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .clone()
-}
-
-/// Files under a directory (recursively).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -2,23 +2,8 @@
 //! the next coffer marks it Failed with the reason and removes its partial objects.
 
 use coffer_tests::cli::Cli;
-use coffer_tests::test_plugin;
+use coffer_tests::{files_under, test_plugin};
 use std::time::{Duration, Instant};
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn a_killed_backup_ends_failed_and_leaves_no_objects() {

@@ -5,7 +5,7 @@
 use coffer::action::{ActionRequest, Coffer};
 use coffer::home::Home;
 use coffer::model::{ActionSet, Phase};
-use coffer_tests::{files_containing, random_hex, test_plugin};
+use coffer_tests::{files_containing, files_under, random_hex, test_plugin};
 
 struct Fixture {
     coffer: Coffer,
@@ -158,13 +158,13 @@ async fn keys_cannot_leave_the_prefix() {
     let a = backup(&f, "escape-key").await;
     let e = error_of(&a);
     assert!(e.contains("invalid argument") && e.contains("'..'"), "{e}");
-    // No object named `escape` anywhere, inside the location or above it.
-    let root = f.home.path().parent().unwrap();
-    let escaped: Vec<_> = walk(root, 4)
+    // No object named `escape` anywhere in the state dir, nor beside it.
+    let escaped: Vec<_> = files_under(f.home.path())
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "escape"))
         .collect();
     assert!(escaped.is_empty(), "{escaped:?}");
+    assert!(!f.home.path().parent().unwrap().join("escape").exists());
     still_healthy(&f).await;
 }
 
@@ -189,11 +189,62 @@ async fn a_failure_after_writing_leaves_no_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deep_recursion_is_a_clean_trap() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "recurse").await;
+    let e = error_of(&a);
+    assert!(
+        e.contains("the plugin crashed (trap)") && e.contains("stack"),
+        "{e}"
+    );
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_in_the_middle_of_a_transfer_leaves_nothing() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "trap-mid-transfer").await;
+    assert!(error_of(&a).contains("trap"), "{}", error_of(&a));
+    let left = files_under(&f.home.path().join("locations"));
+    assert!(left.is_empty(), "left behind: {left:?}");
+    still_healthy(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_a_log_line_is_redacted() {
+    let f = fixture(LIMITS).await;
+    let a = backup(&f, "leak-in-log").await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    let line = a
+        .status
+        .logs
+        .iter()
+        .find(|l| l.message.starts_with("environment:"))
+        .expect("the log line");
+    assert!(
+        line.message.contains("COFFER_PW=[REDACTED]") && line.fields["env"].contains("[REDACTED]"),
+        "{line:?}"
+    );
+    assert!(
+        files_containing(f.home.path(), f.secret.as_bytes()).is_empty(),
+        "secret in the state dir"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hoarding_handles_hits_the_handle_limit() {
     let f = fixture(LIMITS).await;
     let a = backup(&f, "handles").await;
     let e = error_of(&a);
-    assert!(e.contains("handle limit of 1024"), "{e}");
+    assert!(
+        e.contains("handle limit of 1024") && e.contains("spec.limits.handles"),
+        "{e}"
+    );
+    still_healthy(&f).await;
+    // The Blueprint can lower (or raise) it.
+    let f = fixture("{handles: 64}").await;
+    let e = error_of(&backup(&f, "handles").await).to_string();
+    assert!(e.contains("handle limit of 64"), "{e}");
     still_healthy(&f).await;
 }
 
@@ -244,6 +295,12 @@ async fn captured_output_is_capped() {
         e.contains("limit") && e.contains("16777216 bytes") && e.contains("location.put"),
         "{e}"
     );
+    let f = fixture("{capturedOutput: 1Mi}").await;
+    let e = error_of(&backup(&f, "stdout-flood").await).to_string();
+    assert!(
+        e.contains("1048576 bytes") && e.contains("spec.limits.capturedOutput"),
+        "{e}"
+    );
     still_healthy(&f).await;
 }
 
@@ -260,21 +317,6 @@ async fn a_secret_printed_by_a_process_is_redacted_everywhere() {
         files_containing(f.home.path(), f.secret.as_bytes()).is_empty(),
         "secret in the state dir"
     );
-}
-
-fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if depth == 0 {
-        return out;
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(walk(&p, depth - 1));
-        }
-        out.push(p);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

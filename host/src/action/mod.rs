@@ -94,7 +94,7 @@ impl Coffer {
             .runtime()
             .and_then(|r| r.prepare(&p.plugin))
             .map_err(|e| ActionError(format!("{e:#}")))?;
-        let described = call_describe(&prepared, p.ctx.clone(), &p.limits)
+        let described = call_describe(&prepared, p.ctx.clone())
             .await
             .map_err(ActionError::call)?;
         let declared: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
@@ -118,7 +118,7 @@ impl Coffer {
             // refused before anything touches the workload.
             self.verify_input(p).await.map_err(ActionError)?;
         }
-        call_validate(&prepared, p.ctx.clone(), &p.limits, &p.wit_request)
+        call_validate(&prepared, p.ctx.clone(), &p.wit_request)
             .await
             .map_err(|e| match e {
                 CallError::Invalid(problems) => {
@@ -126,7 +126,7 @@ impl Coffer {
                 }
                 other => ActionError::call(other),
             })?;
-        let output = call_run(&prepared, p.ctx.clone(), &p.limits, &p.wit_request)
+        let output = call_run(&prepared, p.ctx.clone(), &p.wit_request)
             .await
             .map_err(ActionError::call)?;
         self.complete(p, output)

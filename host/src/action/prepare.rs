@@ -44,7 +44,6 @@ pub struct PreparedAction {
     pub profile: Profile,
     pub plugin: PluginBytes,
     pub manifest: Manifest,
-    pub limits: EffectiveLimits,
     pub location: Location,
     /// Where this action's objects live.
     pub prefix: String,
@@ -251,6 +250,7 @@ impl Coffer {
             locations: BTreeMap::from([("default".to_string(), Arc::new(binding))]),
             secrets,
             redactor,
+            limits,
             started: Instant::now(),
             cancelled: Default::default(),
             progress: Progress::default(),
@@ -317,7 +317,6 @@ impl Coffer {
             profile,
             plugin,
             manifest,
-            limits,
             location,
             prefix,
             input,

@@ -14,8 +14,9 @@ pub mod streams;
 
 use crate::model::{AuditEntry, LogLine, ObjectRecord};
 use crate::redact::Redactor;
+use crate::runtime::EffectiveLimits;
 use crate::runtime::bindings::{RemoteError, WitError};
-use crate::runtime::limits::{MAX_AUDIT, MAX_RECORDED_LOGS};
+use crate::runtime::limits::MAX_AUDIT;
 use coffer_manifest::{Capabilities, LocationAccess};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +37,8 @@ pub struct ActionContext {
     pub locations: BTreeMap<String, Arc<location::LocationBinding>>,
     pub secrets: secrets::SecretValues,
     pub redactor: Redactor,
+    /// The limits in force (defaults overridden by the Blueprint).
+    pub limits: EffectiveLimits,
     pub started: Instant,
     pub cancelled: AtomicBool,
     pub progress: Progress,
@@ -86,6 +89,8 @@ impl ActionContext {
             locations: BTreeMap::new(),
             secrets: secrets::SecretValues::default(),
             redactor: Redactor::new(),
+            limits: EffectiveLimits::resolve(&Default::default(), "describe")
+                .expect("default limits are valid"),
             started: Instant::now(),
             cancelled: AtomicBool::new(false),
             progress: Progress::default(),
@@ -133,9 +138,13 @@ impl ActionContext {
     /// True (and counted as dropped) once the plugin has logged as much as is recorded.
     pub fn logs_full(&self) -> bool {
         let mut r = self.records.lock().unwrap();
-        if r.logs.len() >= MAX_RECORDED_LOGS {
+        if r.logs.len() >= self.limits.log_lines {
             if r.logs_dropped == 0 {
-                tracing::warn!(plugin = %self.plugin_name, "the plugin logged {MAX_RECORDED_LOGS} lines; further lines are dropped");
+                tracing::warn!(
+                    plugin = %self.plugin_name,
+                    "the plugin logged {} lines (spec.limits.logLines); further lines are dropped",
+                    self.limits.log_lines
+                );
             }
             r.logs_dropped += 1;
             return true;
@@ -145,7 +154,7 @@ impl ActionContext {
 
     pub fn record_log(&self, line: LogLine) {
         let mut r = self.records.lock().unwrap();
-        if r.logs.len() < MAX_RECORDED_LOGS {
+        if r.logs.len() < self.limits.log_lines {
             r.logs.push(line);
         } else {
             r.logs_dropped += 1;

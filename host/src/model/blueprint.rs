@@ -54,4 +54,16 @@ pub struct Limits {
     /// Wall-clock deadline per action name, e.g. `{backup: 45m}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timeouts: BTreeMap<String, String>,
+    /// Open handles (processes, streams, transfers, stores, secrets) at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handles: Option<u32>,
+    /// Bytes a plugin may take by value: `exec.run` stdout, `get-bytes`, `put-bytes`, e.g. `16Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_output: Option<String>,
+    /// Bytes the host lifts from one call's arguments, e.g. `16Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostcall_payload: Option<String>,
+    /// Plugin log lines recorded per action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<u32>,
 }

@@ -2,7 +2,7 @@
 //! what the user needs to know (the plugin failed, a limit was hit, it crashed, time ran out).
 
 use super::bindings::wit_plugin;
-use super::{EPOCH_TICK, EffectiveLimits, HostState, Prepared, limits};
+use super::{EPOCH_TICK, EffectiveLimits, HostState, Prepared};
 use crate::cap::ActionContext;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +24,12 @@ pub enum CallError {
 
 const CPU_LIMIT_MSG: &str = "guest CPU limit reached";
 
-fn new_store(
-    prepared: &Prepared,
-    ctx: Arc<ActionContext>,
-    lim: &EffectiveLimits,
-) -> Store<HostState> {
-    let mut store = Store::new(&prepared.engine, HostState::new(ctx, lim.memory));
+fn new_store(prepared: &Prepared, ctx: Arc<ActionContext>) -> Store<HostState> {
+    let lim = ctx.limits.clone();
+    let mut store = Store::new(&prepared.engine, HostState::new(ctx));
     store.limiter(|s| &mut s.limiter);
-    store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
-    store.set_max_component_handles(limits::MAX_HANDLES);
+    store.set_hostcall_fuel(lim.hostcall_payload as usize);
+    store.set_max_component_handles(lim.handles);
     let budget = (lim.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(1);
     // Fires only while guest code runs (the deadline is checked in wasm, not in host
@@ -72,13 +69,23 @@ fn classify(store: &Store<HostState>, err: wasmtime::Error, lim: &EffectiveLimit
         || text.contains("store handle limit exceeded")
     {
         return CallError::Limit(format!(
-            "plugin {plugin} exceeded the handle limit of {} open handles (processes, streams, transfers, stores, secrets); it must drop handles it no longer needs",
-            limits::MAX_HANDLES
+            "plugin {plugin} exceeded the handle limit of {} open handles (processes, streams, transfers, stores, secrets); raise spec.limits.handles in Blueprint {bp} if it needs more",
+            lim.handles
         ));
     }
-    // The first lines say what happened; the wasm backtrace after them is for developers.
-    let short: Vec<&str> = text.lines().take(3).collect();
-    CallError::Trap(st.ctx.redactor.redact(&short.join(" | ")))
+    // The root cause says what happened (e.g. "wasm trap: call stack exhausted"); the wasm
+    // backtrace around it is for developers. A panicking Rust plugin wrote why to stderr.
+    let mut why = err.root_cause().to_string();
+    let stderr = String::from_utf8_lossy(&st.guest_stderr.contents())
+        .trim()
+        .to_string();
+    if !stderr.is_empty() {
+        why.push_str(&format!(
+            "; the plugin wrote: {}",
+            stderr.replace('\n', " ")
+        ));
+    }
+    CallError::Trap(st.ctx.redactor.redact(&why))
 }
 
 async fn with_deadline<T>(
@@ -98,29 +105,29 @@ async fn with_deadline<T>(
 pub async fn call_describe(
     prepared: &Prepared,
     ctx: Arc<ActionContext>,
-    lim: &EffectiveLimits,
 ) -> Result<wit_plugin::Manifest, CallError> {
-    let mut store = new_store(prepared, ctx, lim);
+    let lim = ctx.limits.clone();
+    let mut store = new_store(prepared, ctx);
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
             bp.coffer_blueprint_plugin().call_describe(&mut store).await
         },
-        lim,
+        &lim,
         "describe",
     )
     .await?;
-    res.map_err(|e| classify(&store, e, lim))
+    res.map_err(|e| classify(&store, e, &lim))
 }
 
 /// Run the plugin's `validate`.
 pub async fn call_validate(
     prepared: &Prepared,
     ctx: Arc<ActionContext>,
-    lim: &EffectiveLimits,
     req: &wit_plugin::ActionRequest,
 ) -> Result<(), CallError> {
-    let mut store = new_store(prepared, ctx, lim);
+    let lim = ctx.limits.clone();
+    let mut store = new_store(prepared, ctx);
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
@@ -128,7 +135,7 @@ pub async fn call_validate(
                 .call_validate(&mut store, req)
                 .await
         },
-        lim,
+        &lim,
         &req.action,
     )
     .await?;
@@ -140,7 +147,7 @@ pub async fn call_validate(
                 problems.iter().map(|p| r.redact(p)).collect(),
             ))
         }
-        Err(e) => Err(classify(&store, e, lim)),
+        Err(e) => Err(classify(&store, e, &lim)),
     }
 }
 
@@ -149,16 +156,16 @@ pub async fn call_validate(
 pub async fn call_run(
     prepared: &Prepared,
     ctx: Arc<ActionContext>,
-    lim: &EffectiveLimits,
     req: &wit_plugin::ActionRequest,
 ) -> Result<wit_plugin::ActionOutput, CallError> {
-    let mut store = new_store(prepared, ctx, lim);
+    let lim = ctx.limits.clone();
+    let mut store = new_store(prepared, ctx);
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
             bp.coffer_blueprint_plugin().call_run(&mut store, req).await
         },
-        lim,
+        &lim,
         &req.action,
     )
     .await?;
@@ -168,6 +175,6 @@ pub async fn call_run(
             let r = &store.data().ctx.redactor;
             Err(CallError::Plugin(r.redact(&crate::cap::error_text(&e))))
         }
-        Err(e) => Err(classify(&store, e, lim)),
+        Err(e) => Err(classify(&store, e, &lim)),
     }
 }

@@ -16,15 +16,15 @@ pub fn default_timeout(action: &str) -> Duration {
     Duration::from_secs(minutes * 60)
 }
 /// Live handles (processes, streams, transfers, stores, secrets) per action.
-pub const MAX_HANDLES: usize = 1024;
+pub const DEFAULT_HANDLES: usize = 1024;
 /// Bytes the host will lift from guest arguments in one call.
-pub const HOSTCALL_FUEL: usize = 16 << 20;
+pub const DEFAULT_HOSTCALL_PAYLOAD: u64 = 16 << 20;
 /// Captured stdout of `exec.run` and bytes of `get-bytes`/`put-bytes`.
-pub const MAX_SMALL_PAYLOAD: u64 = 16 << 20;
+pub const DEFAULT_CAPTURED_OUTPUT: u64 = 16 << 20;
 /// stderr tail kept per process.
 pub const STDERR_TAIL: usize = 8 << 10;
-/// Plugin log lines recorded on the ActionSet (the rest are counted, still sent to tracing).
-pub const MAX_RECORDED_LOGS: usize = 1000;
+/// Plugin log lines recorded on the ActionSet (the rest are counted and dropped).
+pub const DEFAULT_LOG_LINES: usize = 1000;
 pub const MAX_LOG_MESSAGE: usize = 4 << 10;
 pub const MAX_AUDIT: usize = 10_000;
 
@@ -34,6 +34,10 @@ pub struct EffectiveLimits {
     pub memory: u64,
     pub cpu: Duration,
     pub timeout: Duration,
+    pub handles: usize,
+    pub captured_output: u64,
+    pub hostcall_payload: u64,
+    pub log_lines: usize,
 }
 
 impl EffectiveLimits {
@@ -53,10 +57,26 @@ impl EffectiveLimits {
             }
             None => default_timeout(action),
         };
+        let size = |v: &Option<String>, field: &str, default: u64| match v {
+            Some(s) => parse_size(s).map_err(|e| format!("spec.limits.{field}: {e}")),
+            None => Ok(default),
+        };
         Ok(EffectiveLimits {
             memory,
             cpu,
             timeout,
+            handles: limits.handles.map_or(DEFAULT_HANDLES, |h| h as usize),
+            captured_output: size(
+                &limits.captured_output,
+                "capturedOutput",
+                DEFAULT_CAPTURED_OUTPUT,
+            )?,
+            hostcall_payload: size(
+                &limits.hostcall_payload,
+                "hostcallPayload",
+                DEFAULT_HOSTCALL_PAYLOAD,
+            )?,
+            log_lines: limits.log_lines.map_or(DEFAULT_LOG_LINES, |n| n as usize),
         })
     }
 }

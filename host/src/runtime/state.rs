@@ -1,13 +1,19 @@
 //! What a Store holds for one action.
 
-use super::limits::{MAX_HANDLES, MemoryLimiter};
+use super::limits::MemoryLimiter;
 use crate::cap::ActionContext;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Bytes of guest stderr kept.
+const GUEST_STDERR: usize = 4096;
 
 pub struct HostState {
     pub table: ResourceTable,
+    /// The guest's stderr (a panic message lands here), bounded; shown when it traps.
+    pub guest_stderr: MemoryOutputPipe,
     wasi: WasiCtx,
     pub limiter: MemoryLimiter,
     /// Epoch ticks during which guest code ran (≈ guest CPU time).
@@ -16,13 +22,17 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(ctx: Arc<ActionContext>, memory: u64) -> HostState {
+    pub fn new(ctx: Arc<ActionContext>) -> HostState {
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_HANDLES);
+        table.set_max_capacity(ctx.limits.handles);
+        let memory = ctx.limits.memory;
+        let guest_stderr = MemoryOutputPipe::new(GUEST_STDERR);
         HostState {
             table,
-            // Nothing: no preopens, no env, no args, no sockets; stdio closed or discarded.
-            wasi: WasiCtx::builder().build(),
+            // Nothing: no preopens, no env, no args, no sockets; stdin closed, stdout
+            // discarded, stderr kept (bounded) for trap reports.
+            wasi: WasiCtx::builder().stderr(guest_stderr.clone()).build(),
+            guest_stderr,
             limiter: MemoryLimiter {
                 max: memory,
                 hit: None,

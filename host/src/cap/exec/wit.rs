@@ -8,7 +8,7 @@ use crate::runtime::bindings::coffer::blueprint::exec::{
     Command, ExitStatus, Host, HostProcess, Output,
 };
 use crate::runtime::bindings::coffer::blueprint::secrets::Secret;
-use crate::runtime::limits::{MAX_SMALL_PAYLOAD, STDERR_TAIL};
+use crate::runtime::limits::STDERR_TAIL;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -170,7 +170,7 @@ impl Host for HostState {
         let res = match self.start(&cmd, &secret_env).await? {
             Err(e) => Err(e),
             Ok(mut p) => {
-                let cap = (max_stdout as u64).min(MAX_SMALL_PAYLOAD);
+                let cap = (max_stdout as u64).min(self.ctx.limits.captured_output);
                 let input = p.proc.take_stdin();
                 let output = p.proc.take_stdout();
                 let feed = async move {
@@ -196,7 +196,7 @@ impl Host for HostState {
                     Ok(out) if out.len() as u64 > cap => {
                         p.proc.kill();
                         Err(WitError::Limit(format!(
-                            "exec.run: `{target}` wrote more than {cap} bytes to stdout; use exec.spawn and location.put for bulk output"
+                            "exec.run: `{target}` wrote more than {cap} bytes to stdout (spec.limits.capturedOutput); use exec.spawn and location.put for bulk output"
                         )))
                     }
                     Ok(stdout) => wait_for(self.ctx.clone(), &mut p)

@@ -10,7 +10,6 @@ use crate::runtime::bindings::WitError;
 use crate::runtime::bindings::coffer::blueprint::location::{
     Compression, Host, HostStore, HostTransfer, ObjectInfo, PutOptions,
 };
-use crate::runtime::limits::MAX_SMALL_PAYLOAD;
 use coffer_manifest::LocationAccess;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -248,8 +247,8 @@ impl HostStore for HostState {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| check_key(&key)).and_then(|_| {
-            if data.len() as u64 > MAX_SMALL_PAYLOAD {
-                Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {MAX_SMALL_PAYLOAD}; use put with a stream", data.len())))
+            if data.len() as u64 > self.ctx.limits.captured_output {
+                Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {} (spec.limits.capturedOutput); use put with a stream", data.len(), self.ctx.limits.captured_output)))
             } else {
                 Ok(())
             }
@@ -309,7 +308,7 @@ impl HostStore for HostState {
         let res = match rec {
             Err(e) => Err(e),
             Ok(rec) => {
-                let cap = max_bytes.min(MAX_SMALL_PAYLOAD);
+                let cap = max_bytes.min(self.ctx.limits.captured_output);
                 let mut buf = Vec::new();
                 let r = match binding.path(&rec.stored_key) {
                     Err(e) => Err(e),

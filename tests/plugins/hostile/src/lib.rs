@@ -112,13 +112,43 @@ impl Plugin for Hostile {
                 let text = String::from_utf8_lossy(&out).replace('\0', " ");
                 Err(sdk::internal(format!("leaked: {text}")))
             }
+            // Unbounded recursion: a wasm stack overflow.
+            "recurse" => Err(sdk::internal(format!("depth {}", recurse(0)))),
+            // Start streaming a process into an object, then trap before waiting for it.
+            "trap-mid-transfer" => {
+                let store = location::open("default")?;
+                let proc = Cmd::new(["head", "-c", "50000000", "/dev/zero"]).spawn()?;
+                let _t = store.put(
+                    "big.bin",
+                    proc.take_stdout().unwrap(),
+                    &location::PutOptions {
+                        compression: location::Compression::None,
+                        content_type: None,
+                        metadata: vec![],
+                    },
+                )?;
+                panic!("hostile plugin: trap in the middle of a transfer");
+            }
+            // Put a secret's value into a log line (the host must redact it).
+            "leak-in-log" => {
+                let pw = secrets::get("password")?;
+                let out = Cmd::new(["cat", "/proc/self/environ"])
+                    .secret_env("COFFER_PW", Some(&pw))
+                    .run(None, 1 << 20)?;
+                let text = String::from_utf8_lossy(&out).replace('\0', " ");
+                sdk::log::warn(&format!("environment: {text}"), &[("env", &text)]);
+                ok_artifact()
+            }
             // Hoard handles until the host says no.
             "handles" => {
                 let mut hoard = Vec::new();
                 for _ in 0..5000 {
                     hoard.push(location::open("default")?);
                 }
-                Err(sdk::internal(format!("{} handles were allowed", hoard.len())))
+                Err(sdk::internal(format!(
+                    "{} handles were allowed",
+                    hoard.len()
+                )))
             }
             // A flood of log lines.
             "log-flood" => {
@@ -192,4 +222,11 @@ fn ok_artifact() -> Result<ActionOutput, Error> {
         artifacts: vec![sdk::artifact("data", "default", &info)],
         outputs: vec![],
     })
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    // black_box keeps the optimiser from turning this into a loop.
+    let next = std::hint::black_box(depth + 1);
+    recurse(next) + std::hint::black_box(1)
 }
