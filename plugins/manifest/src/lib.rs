@@ -202,17 +202,24 @@ pub fn argv_matches(pattern: &str, argv: &[String]) -> bool {
     match_tokens(&tokens, &args)
 }
 
+/// Dynamic programming over (token, argument) positions: linear in their product, so a
+/// pattern full of `**` cannot make matching explode.
 fn match_tokens(tokens: &[&str], args: &[&str]) -> bool {
-    match tokens.split_first() {
-        None => args.is_empty(),
-        Some((&"**", rest)) => (0..=args.len()).any(|skip| match_tokens(rest, &args[skip..])),
-        Some((tok, rest)) => match args.split_first() {
-            Some((arg, args_rest)) => {
-                wildcard(tok.as_bytes(), arg.as_bytes()) && match_tokens(rest, args_rest)
-            }
-            None => false,
-        },
+    // ok[j] = tokens[i..] matches args[j..], computed for i from the end.
+    let mut ok = vec![false; args.len() + 1];
+    ok[args.len()] = true;
+    for tok in tokens.iter().rev() {
+        let mut next = vec![false; args.len() + 1];
+        for j in (0..=args.len()).rev() {
+            next[j] = if *tok == "**" {
+                ok[j] || (j < args.len() && next[j + 1])
+            } else {
+                j < args.len() && ok[j + 1] && wildcard(tok.as_bytes(), args[j].as_bytes())
+            };
+        }
+        ok = next;
     }
+    ok[0]
 }
 
 fn wildcard(pat: &[u8], s: &[u8]) -> bool {
@@ -275,6 +282,10 @@ mod tests {
         assert!(!argv_matches("pg_* **", &argv("rm -rf /")));
         assert!(argv_matches("a ** b", &argv("a x y b")));
         assert!(!argv_matches("a ** b", &argv("a x y")));
+        assert!(argv_matches("** a **", &argv("x a y")));
+        // Many `**` against a long argv stays fast.
+        let long: Vec<String> = (0..2000).map(|i| format!("x{i}")).collect();
+        assert!(!argv_matches(&format!("{} nope", "** ".repeat(50)), &long));
     }
 
     #[test]

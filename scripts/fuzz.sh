@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fuzz plugin manifests (and exec patterns), the YAML kinds, and plugin admission, each for a
+# bounded time. Needs the nightly toolchain and cargo-fuzz (installed here when missing).
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60)
+#
+# A crash or a timeout stops the run and leaves the input under tests/fuzz/artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-60}
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# The nightly build of the host embeds plugins built by nightly: keep them apart.
+export COFFER_PLUGINS_TARGET_DIR="$PWD/target/wasm-plugins-nightly"
+
+# Seed each target with real inputs.
+CORPUS="$PWD/target/fuzz-corpus"
+mkdir -p "$CORPUS"/{manifest,yaml_kinds,admission}
+cp plugins/*/manifest.json tests/plugins/*/manifest.json "$CORPUS/manifest/"
+cp blueprints/*.yaml "$CORPUS/yaml_kinds/"
+printf 'pg_dump ** --file *\npg_dump -Fc --file x.dump shop' > "$CORPUS/manifest/pattern"
+for w in target/wasm-plugins/wasm32-wasip2/release/*.wasm target/wasm-test-plugins/wasm32-wasip2/release/*.wasm; do
+  [ -f "$w" ] && cp "$w" "$CORPUS/admission/"
+done
+
+for t in manifest yaml_kinds admission; do
+  echo "== fuzzing $t for ${SECS}s"
+  cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "$CORPUS/$t" -- \
+    -max_total_time="$SECS" -timeout=10 -rss_limit_mb=4096 -max_len=1048576
+done
+echo "fuzzing finished: no crash, no timeout"
