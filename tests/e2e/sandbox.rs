@@ -74,8 +74,13 @@ fn error_of(a: &ActionSet) -> &str {
     a.status.error.as_deref().unwrap()
 }
 
-/// The host still works: a good action completes and records a restore point.
+/// The host still works: a good action completes and records a restore point. And whatever
+/// the plugin did, the secret is nowhere in the state dir (catalog, location).
 async fn still_healthy(f: &Fixture) {
+    assert!(
+        files_containing(f.home.path(), f.secret.as_bytes()).is_empty(),
+        "secret in the state dir"
+    );
     let ok = backup(f, "ok").await;
     assert_eq!(ok.status.phase, Phase::Completed, "{:?}", ok.status.error);
     assert!(ok.status.restore_point.is_some());
@@ -228,6 +233,22 @@ async fn a_secret_in_a_log_line_is_redacted() {
     assert!(
         files_containing(f.home.path(), f.secret.as_bytes()).is_empty(),
         "secret in the state dir"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_process_reports_the_end_of_its_stderr() {
+    let f = fixture(LIMITS).await;
+    let e = error_of(&backup(&f, "exec-fails").await).to_string();
+    assert!(
+        e.contains("cat") && e.contains("/nonexistent/coffer-test: No such file or directory"),
+        "{e}"
+    );
+    let f = fixture("{stderrTail: 16}").await;
+    let e = error_of(&backup(&f, "exec-fails").await).to_string();
+    assert!(
+        e.contains("or directory") && !e.contains("/nonexistent"),
+        "{e}"
     );
 }
 

@@ -90,6 +90,11 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                     })
                     .collect(),
             );
+            // One Blueprint: also both sides of its capabilities.
+            if let (Some(_), [(b, _)]) = (name, all.as_slice()) {
+                println!();
+                describe_grants(b)?;
+            }
         }
         Kind::Profile => {
             let mut all = c.profiles()?;

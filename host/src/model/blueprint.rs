@@ -46,7 +46,11 @@ pub struct PluginRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
     /// Guest linear memory, e.g. `256Mi`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "size_field"
+    )]
     pub memory: Option<String>,
     /// Guest CPU time per action (time spent running wasm, not waiting on the host), e.g. `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,12 +62,41 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handles: Option<u32>,
     /// Bytes a plugin may take by value: `exec.run` stdout, `get-bytes`, `put-bytes`, e.g. `16Mi`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "size_field"
+    )]
     pub captured_output: Option<String>,
     /// Bytes the host lifts from one call's arguments, e.g. `16Mi`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "size_field"
+    )]
     pub hostcall_payload: Option<String>,
+    /// Bytes of each process's stderr kept (its end), e.g. `8Ki`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "size_field"
+    )]
+    pub stderr_tail: Option<String>,
     /// Plugin log lines recorded per action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_lines: Option<u32>,
+}
+
+/// A size written as a string (`256Mi`) or a plain number of bytes.
+fn size_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    Ok(Option::<Size>::deserialize(d)?.map(|s| match s {
+        Size::Bytes(n) => n.to_string(),
+        Size::Text(t) => t,
+    }))
 }

@@ -22,7 +22,7 @@ pub const DEFAULT_HOSTCALL_PAYLOAD: u64 = 16 << 20;
 /// Captured stdout of `exec.run` and bytes of `get-bytes`/`put-bytes`.
 pub const DEFAULT_CAPTURED_OUTPUT: u64 = 16 << 20;
 /// stderr tail kept per process.
-pub const STDERR_TAIL: usize = 8 << 10;
+pub const DEFAULT_STDERR_TAIL: u64 = 8 << 10;
 /// Plugin log lines recorded on the ActionSet (the rest are counted and dropped).
 pub const DEFAULT_LOG_LINES: usize = 1000;
 pub const MAX_LOG_MESSAGE: usize = 4 << 10;
@@ -38,6 +38,7 @@ pub struct EffectiveLimits {
     pub captured_output: u64,
     pub hostcall_payload: u64,
     pub log_lines: usize,
+    pub stderr_tail: usize,
 }
 
 impl EffectiveLimits {
@@ -77,6 +78,7 @@ impl EffectiveLimits {
                 DEFAULT_HOSTCALL_PAYLOAD,
             )?,
             log_lines: limits.log_lines.map_or(DEFAULT_LOG_LINES, |n| n as usize),
+            stderr_tail: size(&limits.stderr_tail, "stderrTail", DEFAULT_STDERR_TAIL)? as usize,
         })
     }
 }

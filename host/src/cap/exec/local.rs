@@ -3,7 +3,6 @@
 
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
 use crate::runtime::bindings::WitError;
-use crate::runtime::limits::STDERR_TAIL;
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
 use tokio::io::AsyncReadExt;
@@ -72,9 +71,10 @@ impl ExecBackend for LocalExec {
             }
             _ => WitError::Io(format!("starting `{program}`: {e}")),
         })?;
+        let tail_len = spec.stderr_tail;
         let stderr = child.stderr.take().map(|mut err| {
             tokio::spawn(async move {
-                let keep = STDERR_TAIL + TAIL_SLACK;
+                let keep = tail_len + TAIL_SLACK;
                 let mut tail: VecDeque<u8> = VecDeque::with_capacity(keep);
                 let mut buf = vec![0u8; 16 << 10];
                 while let Ok(n) = err.read(&mut buf).await {

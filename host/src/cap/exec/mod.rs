@@ -22,6 +22,8 @@ pub struct SpawnSpec {
     /// Secret values for the environment; never logged.
     pub secret_env: Vec<(String, Arc<String>)>,
     pub stdin: bool,
+    /// Bytes of stderr to keep (the end of it).
+    pub stderr_tail: usize,
 }
 
 /// How a process ended.

@@ -8,7 +8,6 @@ use crate::runtime::bindings::coffer::blueprint::exec::{
     Command, ExitStatus, Host, HostProcess, Output,
 };
 use crate::runtime::bindings::coffer::blueprint::secrets::Secret;
-use crate::runtime::limits::STDERR_TAIL;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,6 +64,7 @@ impl HostState {
             env: cmd.env.clone(),
             secret_env: secrets,
             stdin: cmd.stdin,
+            stderr_tail: self.ctx.limits.stderr_tail,
         };
         Ok(self.ctx.exec.spawn(spec).await.map(|proc| ProcessHandle {
             proc,
@@ -98,7 +98,9 @@ async fn wait_for(ctx: Arc<ActionContext>, p: &mut ProcessHandle) -> Result<Exit
     Ok(ExitStatus {
         code: waited.code,
         signal: waited.signal,
-        stderr_tail: ctx.redactor.redact_tail(&waited.stderr, STDERR_TAIL),
+        stderr_tail: ctx
+            .redactor
+            .redact_tail(&waited.stderr, ctx.limits.stderr_tail),
     })
 }
 

@@ -139,6 +139,11 @@ impl Plugin for Hostile {
                 sdk::log::warn(&format!("environment: {text}"), &[("env", &text)]);
                 ok_artifact()
             }
+            // A process that fails with a message on stderr.
+            "exec-fails" => {
+                Cmd::new(["cat", "/nonexistent/coffer-test"]).run(None, 1024)?;
+                Err(sdk::internal("cat succeeded"))
+            }
             // Hoard handles until the host says no.
             "handles" => {
                 let mut hoard = Vec::new();
