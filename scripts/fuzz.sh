@@ -16,7 +16,9 @@ export COFFER_PLUGINS_TARGET_DIR="$PWD/target/wasm-plugins-nightly"
 # Seed each target with real inputs.
 CORPUS="$PWD/target/fuzz-corpus"
 mkdir -p "$CORPUS"/{manifest,yaml_kinds,admission}
-cp plugins/*/manifest.json tests/plugins/*/manifest.json "$CORPUS/manifest/"
+for m in plugins/*/manifest.json tests/plugins/*/manifest.json; do
+  cp "$m" "$CORPUS/manifest/$(basename "$(dirname "$m")").json"
+done
 cp blueprints/*.yaml "$CORPUS/yaml_kinds/"
 printf 'pg_dump ** --file *\npg_dump -Fc --file x.dump shop' > "$CORPUS/manifest/pattern"
 for w in target/wasm-plugins/wasm32-wasip2/release/*.wasm target/wasm-test-plugins/wasm32-wasip2/release/*.wasm; do

@@ -62,8 +62,8 @@ pub async fn run(
             if out.is_none() {
                 let bytes = indicatif::HumanBytes(finished.status.bytes);
                 match &finished.status.restore_point {
-                    Some(rp) => println!("{what}: completed in {took}, {bytes}; RestorePoint {rp}"),
-                    None => println!("{what}: completed in {took}, {bytes}"),
+                    Some(rp) => out!("{what}: completed in {took}, {bytes}; RestorePoint {rp}"),
+                    None => out!("{what}: completed in {took}, {bytes}"),
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,16 @@
 //! The `coffer` command line.
 
+/// Print a line on stdout; a closed pipe (`coffer get ... | head`) ends the program quietly
+/// instead of panicking.
+macro_rules! out {
+    () => { $crate::cli::emit("\n") };
+    ($($t:tt)*) => { $crate::cli::emit(&format!("{}\n", format_args!($($t)*))) };
+}
+/// `out!` without the newline.
+macro_rules! out_raw {
+    ($($t:tt)*) => { $crate::cli::emit(&format!($($t)*)) };
+}
+
 mod actions;
 mod logging;
 mod output;
@@ -128,6 +139,21 @@ pub fn main() -> ExitCode {
     }
 }
 
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// An error chain as one line: outermost context first.
 pub fn one_line(e: &anyhow::Error) -> String {
     let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -200,7 +226,7 @@ fn apply(coffer: &Coffer, files: &[PathBuf]) -> Result<ExitCode> {
             (f.display().to_string(), text)
         };
         for (kind, name, verdict) in coffer.apply(&name, &text)? {
-            println!("{} {name} {verdict}", kind.as_str().to_lowercase());
+            out!("{} {name} {verdict}", kind.as_str().to_lowercase());
         }
     }
     Ok(ExitCode::SUCCESS)

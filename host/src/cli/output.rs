@@ -9,16 +9,16 @@ use std::process::ExitCode;
 
 pub fn print_one<T: Serialize>(obj: &T, format: OutputFormat) -> Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(obj)?),
-        OutputFormat::Yaml | OutputFormat::Table => print!("{}", serde_yaml_ng::to_string(obj)?),
+        OutputFormat::Json => out!("{}", serde_json::to_string_pretty(obj)?),
+        OutputFormat::Yaml | OutputFormat::Table => out_raw!("{}", serde_yaml_ng::to_string(obj)?),
     }
     Ok(())
 }
 
 fn print_list<T: Serialize>(items: &[T], format: OutputFormat) -> Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
-        _ => print!("{}", serde_yaml_ng::to_string(items)?),
+        OutputFormat::Json => out!("{}", serde_json::to_string_pretty(items)?),
+        _ => out_raw!("{}", serde_yaml_ng::to_string(items)?),
     }
     Ok(())
 }
@@ -43,7 +43,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
                 }
             })
             .collect();
-        println!("{}", s.join("   "));
+        out!("{}", s.join("   "));
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -92,7 +92,7 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
             );
             // One Blueprint: also both sides of its capabilities.
             if let (Some(_), [(b, _)]) = (name, all.as_slice()) {
-                println!();
+                out!();
                 describe_grants(b)?;
             }
         }
@@ -242,31 +242,34 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
                 .catalog
                 .get(kind, name)?
                 .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))?;
-            println!("Name:         {}", a.name());
-            println!(
+            out!("Name:         {}", a.name());
+            out!(
                 "Action:       {} of Workload {} (Blueprint {}, Profile {})",
-                a.spec.action, a.spec.workload, a.spec.blueprint, a.spec.profile
+                a.spec.action,
+                a.spec.workload,
+                a.spec.blueprint,
+                a.spec.profile
             );
             if let Some(rp) = &a.spec.restore_point {
-                println!("From:         RestorePoint {rp}");
+                out!("From:         RestorePoint {rp}");
             }
-            println!("Phase:        {}", a.status.phase.as_str());
-            println!("Started:      {}", short_time(&a.status.start_time));
-            println!("Ended:        {}", short_time(&a.status.end_time));
-            println!("Bytes:        {}", bytes(a.status.bytes));
+            out!("Phase:        {}", a.status.phase.as_str());
+            out!("Started:      {}", short_time(&a.status.start_time));
+            out!("Ended:        {}", short_time(&a.status.end_time));
+            out!("Bytes:        {}", bytes(a.status.bytes));
             if let Some(rp) = &a.status.restore_point {
-                println!("RestorePoint: {rp}");
+                out!("RestorePoint: {rp}");
             }
             if let Some(e) = &a.status.error {
-                println!("Error:        {e}");
+                out!("Error:        {e}");
             }
             if !a.status.outputs.is_empty() {
-                println!("Outputs:");
+                out!("Outputs:");
                 for (k, v) in &a.status.outputs {
-                    println!("  {k}: {v}");
+                    out!("  {k}: {v}");
                 }
             }
-            println!("Capability calls:");
+            out!("Capability calls:");
             table(
                 &[
                     "  AT",
@@ -298,14 +301,14 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
                     .collect(),
             );
             if a.status.audit_dropped > 0 {
-                println!("  ({} more calls not recorded)", a.status.audit_dropped);
+                out!("  ({} more calls not recorded)", a.status.audit_dropped);
             }
             if !a.status.logs.is_empty() {
-                println!("Plugin logs:");
+                out!("Plugin logs:");
                 for l in &a.status.logs {
                     let fields: Vec<String> =
                         l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    println!(
+                    out!(
                         "  {}ms {:<5} {} {}",
                         l.at_ms,
                         l.level,
@@ -318,7 +321,7 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
         Kind::Blueprint => {
             let (b, source) = c.blueprint(name)?;
             print_one(&b, OutputFormat::Yaml)?;
-            println!("# source: {}", source.as_str());
+            out!("# source: {}", source.as_str());
             describe_grants(&b)?;
         }
         _ => {
@@ -376,9 +379,11 @@ fn describe_grants(b: &crate::model::Blueprint) -> Result<()> {
     if d.snapshot || g.snapshot {
         row("snapshot", String::new(), d.snapshot, g.snapshot);
     }
-    println!(
+    out!(
         "Capabilities of plugin {} {} (sha256 {}):",
-        m.name, m.version, plugin.sha256
+        m.name,
+        m.version,
+        plugin.sha256
     );
     table(
         &["  CAPABILITY", "WHAT", "DECLARED", "GRANTED", "EFFECT"],

@@ -48,12 +48,12 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
     match cmd {
         PluginCommand::Keygen { out } => {
             let public = signing::keygen(out)?;
-            println!("private key: {} (keep it secret)", out.display());
-            println!(
+            out!("private key: {} (keep it secret)", out.display());
+            out!(
                 "public key:  {public} (also in {})",
                 out.with_extension("pub").display()
             );
-            println!("require it in a Blueprint: spec.plugin.publicKey: {public}");
+            out!("require it in a Blueprint: spec.plugin.publicKey: {public}");
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Sign {
@@ -69,7 +69,7 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
                 .unwrap_or_else(|| signing::signature_path(file));
             std::fs::write(&out, format!("{sig}\n"))
                 .with_context(|| format!("writing {}", out.display()))?;
-            println!(
+            out!(
                 "signed {} (sha256 {}) -> {}",
                 file.display(),
                 p.sha256,
@@ -94,7 +94,7 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
                 .with_context(|| format!("reading {}", sig_path.display()))?;
             signing::verify(&p.sha256, &sig, &key)
                 .with_context(|| format!("{}", file.display()))?;
-            println!("{}: signature OK (sha256 {})", file.display(), p.sha256);
+            out!("{}: signature OK (sha256 {})", file.display(), p.sha256);
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Inspect { file, output } => {
@@ -118,33 +118,33 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
                         "manifest": m, "imports": i.imports,
                     });
                     if *output == OutputFormat::Json {
-                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        out!("{}", serde_json::to_string_pretty(&v)?);
                     } else {
-                        print!("{}", serde_yaml_ng::to_string(&v)?);
+                        out_raw!("{}", serde_yaml_ng::to_string(&v)?);
                     }
                 }
                 OutputFormat::Table => {
-                    println!("plugin:      {} {}", m.name, m.version);
-                    println!("api version: {}", m.api_version);
-                    println!("file:        {file} ({} bytes)", p.bytes.len());
-                    println!("sha256:      {}", p.sha256);
+                    out!("plugin:      {} {}", m.name, m.version);
+                    out!("api version: {}", m.api_version);
+                    out!("file:        {file} ({} bytes)", p.bytes.len());
+                    out!("sha256:      {}", p.sha256);
                     if !m.description.is_empty() {
-                        println!("description: {}", m.description);
+                        out!("description: {}", m.description);
                     }
                     if !m.targets.is_empty() {
-                        println!("targets:     {}", m.targets.join(", "));
+                        out!("targets:     {}", m.targets.join(", "));
                     }
-                    println!("actions:");
+                    out!("actions:");
                     for a in &m.actions {
-                        println!("  {:<16} {}", a.name, a.description);
+                        out!("  {:<16} {}", a.name, a.description);
                     }
-                    println!("declares (a Blueprint must grant these for calls to succeed):");
+                    out!("declares (a Blueprint must grant these for calls to succeed):");
                     let c = &m.capabilities;
                     for e in &c.exec {
-                        println!("  exec      {e}");
+                        out!("  exec      {e}");
                     }
                     if !c.location.is_empty() {
-                        println!(
+                        out!(
                             "  location  {}",
                             c.location
                                 .iter()
@@ -154,13 +154,13 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
                         );
                     }
                     for s in &c.secrets {
-                        println!("  secret    {s}");
+                        out!("  secret    {s}");
                     }
                     if c.snapshot {
-                        println!("  snapshot");
+                        out!("  snapshot");
                     }
                     for k in &c.kube {
-                        println!(
+                        out!(
                             "  kube      {}/{} {}",
                             k.api_group,
                             k.kind,
@@ -168,11 +168,11 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
                         );
                     }
                     for s in &c.signed_http {
-                        println!("  signed-http {s}");
+                        out!("  signed-http {s}");
                     }
-                    println!("imports:");
+                    out!("imports:");
                     for imp in &i.imports {
-                        println!("  {imp}");
+                        out!("  {imp}");
                     }
                 }
             }
