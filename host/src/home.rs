@@ -1,7 +1,7 @@
 //! The state directory: catalog, default location, compile cache.
 
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct Home {
     root: PathBuf,
@@ -22,9 +22,6 @@ impl Home {
         Ok(Home { root })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
     pub fn catalog(&self) -> PathBuf {
         self.root.join("catalog.db")
     }

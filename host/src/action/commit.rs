@@ -14,10 +14,6 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeMap;
 
-/// The manifest object is the RestorePoint resource itself, as JSON: self-describing, so
-/// the location alone says what a backup holds and that it is complete.
-pub type RestorePointManifest = RestorePoint;
-
 impl Coffer {
     pub(super) async fn complete(&self, p: &PreparedAction, output: ActionOutput) -> Result<()> {
         let outputs: BTreeMap<String, String> = output
@@ -55,6 +51,8 @@ impl Coffer {
         Ok(())
     }
 
+    /// The manifest object is the RestorePoint resource itself, as JSON: self-describing, so
+    /// the location alone says what a backup holds and that it is complete.
     async fn commit_backup(
         &self,
         p: &PreparedAction,

@@ -8,7 +8,6 @@ mod prepare;
 mod recovery;
 mod resources;
 
-pub use commit::RestorePointManifest;
 pub use prepare::{ActionRequest, PreparedAction};
 pub use resources::Source;
 

@@ -95,14 +95,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Blueprint,
-        Kind::Profile,
-        Kind::Workload,
-        Kind::ActionSet,
-        Kind::RestorePoint,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Blueprint => "Blueprint",
