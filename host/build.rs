@@ -28,21 +28,31 @@ fn main() {
         println!("cargo:rerun-if-changed={}", plugins.join(name).display());
     }
     println!("cargo:rerun-if-env-changed=COFFER_PLUGINS_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=COFFER_PREBUILT_PLUGINS");
 
-    let target_dir = env::var_os("COFFER_PLUGINS_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target").join("wasm-plugins"));
-    build_plugin_workspace(&plugins.join("Cargo.toml"), &target_dir);
+    // COFFER_PREBUILT_PLUGINS names a directory of already built plugin .wasm files (for
+    // packagers, and for builds with a toolchain that has no wasm32-wasip2 std, e.g. fuzzing
+    // on nightly).
+    let wasm_dir = match env::var_os("COFFER_PREBUILT_PLUGINS") {
+        Some(dir) => {
+            println!("cargo:rerun-if-changed={}", PathBuf::from(&dir).display());
+            PathBuf::from(dir)
+        }
+        None => {
+            let target_dir = env::var_os("COFFER_PLUGINS_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target").join("wasm-plugins"));
+            build_plugin_workspace(&plugins.join("Cargo.toml"), &target_dir);
+            target_dir.join(WASM_TARGET).join("release")
+        }
+    };
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let mut code = String::from(
         "/// First-party plugins built into this binary: (name, wasm bytes).\npub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
     );
     for (name, stem) in PLUGINS {
-        let wasm = target_dir
-            .join(WASM_TARGET)
-            .join("release")
-            .join(format!("{stem}.wasm"));
+        let wasm = wasm_dir.join(format!("{stem}.wasm"));
         let copy = out.join(format!("{stem}.wasm"));
         std::fs::copy(&wasm, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
         code.push_str(&format!(

@@ -10,8 +10,11 @@ cd "$(dirname "$0")/.."
 SECS=${1:-60}
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-# The nightly build of the host embeds plugins built by nightly: keep them apart.
-export COFFER_PLUGINS_TARGET_DIR="$PWD/target/wasm-plugins-nightly"
+# The host embeds the first-party plugins: build them with the project's (stable) toolchain
+# and let the nightly build of the host take them as they are (nightly may have no
+# wasm32-wasip2 std to download).
+cargo build --quiet -p coffer
+export COFFER_PREBUILT_PLUGINS="$PWD/target/wasm-plugins/wasm32-wasip2/release"
 
 # Seed each target with real inputs.
 CORPUS="$PWD/target/fuzz-corpus"
