@@ -96,6 +96,32 @@ impl HostState {
         Ok(())
     }
 
+    /// Access check, key check and the record of an object to read: reads are only of
+    /// objects with a record (the restore point's, or this action's own), so every read is
+    /// verified.
+    fn readable(
+        &self,
+        name: &str,
+        binding: &LocationBinding,
+        key: &str,
+    ) -> Result<ObjectRecord, WitError> {
+        self.may(name, binding, LocationAccess::Read)?;
+        check_key(key)?;
+        self.ctx.known_object(binding, key).ok_or_else(|| {
+            WitError::NotFound(format!("object {key:?} is not in this restore point"))
+        })
+    }
+
+    /// A transfer's byte counter, and the counters it updates (its own and the action's).
+    fn counters(&self) -> (Arc<AtomicU64>, Counters) {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counters = Counters {
+            transfer: bytes.clone(),
+            action: self.ctx.progress.bytes_counter(),
+        };
+        (bytes, counters)
+    }
+
     fn spawn_transfer(
         &mut self,
         bytes: Arc<AtomicU64>,
@@ -155,11 +181,7 @@ impl HostStore for HostState {
         let level = binding
             .zstd_level
             .filter(|_| opts.compression == Compression::Zstd);
-        let bytes = Arc::new(AtomicU64::new(0));
-        let counters = Counters {
-            transfer: bytes.clone(),
-            action: self.ctx.progress.bytes_counter(),
-        };
+        let (bytes, counters) = self.counters();
         let ctx = self.ctx.clone();
         let fut = async move {
             let started = Instant::now();
@@ -184,25 +206,14 @@ impl HostStore for HostState {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let mut dst: DynOutputStream = self.table.delete(dst)?;
-        let rec = self
-            .may(&name, &binding, LocationAccess::Read)
-            .and_then(|_| check_key(&key))
-            .and_then(|_| {
-                self.ctx.known_object(&binding, &key).ok_or_else(|| {
-                    WitError::NotFound(format!("object {key:?} is not in this restore point"))
-                })
-            });
+        let rec = self.readable(&name, &binding, &key);
         self.ctx
             .audit("location.get-into", &key, "stream", started, &rec, 0);
         let rec = match rec {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let bytes = Arc::new(AtomicU64::new(0));
-        let counters = Counters {
-            transfer: bytes.clone(),
-            action: self.ctx.progress.bytes_counter(),
-        };
+        let (bytes, counters) = self.counters();
         let ctx = self.ctx.clone();
         let fut = async move {
             let started = Instant::now();
@@ -297,14 +308,7 @@ impl HostStore for HostState {
     ) -> HostResult<Vec<u8>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
-        let rec = self
-            .may(&name, &binding, LocationAccess::Read)
-            .and_then(|_| check_key(&key))
-            .and_then(|_| {
-                self.ctx.known_object(&binding, &key).ok_or_else(|| {
-                    WitError::NotFound(format!("object {key:?} is not in this restore point"))
-                })
-            });
+        let rec = self.readable(&name, &binding, &key);
         let res = match rec {
             Err(e) => Err(e),
             Ok(rec) => {

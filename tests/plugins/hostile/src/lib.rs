@@ -59,15 +59,7 @@ impl Plugin for Hostile {
             // A key that tries to leave the action's prefix.
             "escape-key" => {
                 let store = location::open("default")?;
-                store.put_bytes(
-                    "../../escape",
-                    b"x",
-                    &location::PutOptions {
-                        compression: location::Compression::None,
-                        content_type: None,
-                        metadata: vec![],
-                    },
-                )?;
+                store.put_bytes("../../escape", b"x", &opts(location::Compression::None))?;
                 Err(sdk::internal("escape was allowed"))
             }
             // Write a partial object, then fail: no restore point may result.
@@ -77,11 +69,7 @@ impl Plugin for Hostile {
                 let t = store.put(
                     "part.bin",
                     proc.take_stdout().unwrap(),
-                    &location::PutOptions {
-                        compression: location::Compression::Zstd,
-                        content_type: None,
-                        metadata: vec![],
-                    },
+                    &opts(location::Compression::Zstd),
                 )?;
                 proc.wait()?;
                 t.wait()?;
@@ -93,11 +81,7 @@ impl Plugin for Hostile {
                 store.put_bytes(
                     "part.bin",
                     b"written before the crash",
-                    &location::PutOptions {
-                        compression: location::Compression::Zstd,
-                        content_type: None,
-                        metadata: vec![],
-                    },
+                    &opts(location::Compression::Zstd),
                 )?;
                 Cmd::new(["sleep", "30"]).run(None, 1024)?;
                 Err(sdk::internal("coffer was not killed"))
@@ -121,11 +105,7 @@ impl Plugin for Hostile {
                 let _t = store.put(
                     "big.bin",
                     proc.take_stdout().unwrap(),
-                    &location::PutOptions {
-                        compression: location::Compression::None,
-                        content_type: None,
-                        metadata: vec![],
-                    },
+                    &opts(location::Compression::None),
                 )?;
                 panic!("hostile plugin: trap in the middle of a transfer");
             }
@@ -177,11 +157,7 @@ impl Plugin for Hostile {
                 let t = store.put(
                     "stream.bin",
                     proc.take_stdout().unwrap(),
-                    &location::PutOptions {
-                        compression: location::Compression::Zstd,
-                        content_type: None,
-                        metadata: vec![],
-                    },
+                    &opts(location::Compression::Zstd),
                 )?;
                 sdk::check_exit("head", &proc.wait()?)?;
                 let info = t.wait()?;
@@ -192,15 +168,8 @@ impl Plugin for Hostile {
             }
             "ok" | "" => {
                 let store = location::open("default")?;
-                let info = store.put_bytes(
-                    "data.txt",
-                    b"hello",
-                    &location::PutOptions {
-                        compression: location::Compression::Zstd,
-                        content_type: None,
-                        metadata: vec![],
-                    },
-                )?;
+                let info =
+                    store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
                 Ok(ActionOutput {
                     artifacts: vec![sdk::artifact("data", "default", &info)],
                     outputs: vec![],
@@ -214,15 +183,7 @@ impl Plugin for Hostile {
 /// Store a small object and report it: a successful backup.
 fn ok_artifact() -> Result<ActionOutput, Error> {
     let store = location::open("default")?;
-    let info = store.put_bytes(
-        "data.txt",
-        b"hello",
-        &location::PutOptions {
-            compression: location::Compression::Zstd,
-            content_type: None,
-            metadata: vec![],
-        },
-    )?;
+    let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
     Ok(ActionOutput {
         artifacts: vec![sdk::artifact("data", "default", &info)],
         outputs: vec![],
@@ -238,4 +199,12 @@ fn recurse(depth: u64) -> u64 {
     }
     let next = std::hint::black_box(depth + 1);
     recurse(next) + std::hint::black_box(1)
+}
+
+fn opts(compression: location::Compression) -> location::PutOptions {
+    location::PutOptions {
+        compression,
+        content_type: None,
+        metadata: vec![],
+    }
 }
