@@ -47,7 +47,7 @@ impl Coffer {
             a.status.restore_point = restore_point;
             p.copy_records(&mut a.status);
         })?;
-        tracing::info!(actionset = %p.name, "action completed");
+        tracing::info!("action completed");
         Ok(())
     }
 

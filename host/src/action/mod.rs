@@ -55,7 +55,10 @@ impl Coffer {
     /// Run a prepared action to its end and return the final ActionSet. Whatever happens,
     /// the ActionSet ends Completed or Failed, and a failed backup leaves no objects.
     pub async fn run(&self, p: &PreparedAction) -> Result<ActionSet> {
-        let work = self.execute(p);
+        // One span per action: every event below it (capability calls, plugin logs, transfers)
+        // carries the ActionSet's name.
+        let span = tracing::info_span!("action", actionset = %p.name, action = %p.request.action);
+        let work = tracing::Instrument::instrument(self.execute(p), span);
         tokio::pin!(work);
         let mut tick = tokio::time::interval(PERSIST_EVERY);
         tick.tick().await;

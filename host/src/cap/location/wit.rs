@@ -127,7 +127,8 @@ impl HostState {
         bytes: Arc<AtomicU64>,
         fut: impl Future<Output = Result<ObjectInfo, WitError>> + Send + 'static,
     ) -> wasmtime::Result<Resource<TransferHandle>> {
-        let task = tokio::spawn(fut);
+        // The transfer runs on its own task: keep it in the action's span.
+        let task = tokio::spawn(tracing::Instrument::in_current_span(fut));
         Ok(self.table.push(TransferHandle {
             task: Some(task),
             result: None,
