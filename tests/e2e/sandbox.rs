@@ -391,3 +391,68 @@ async fn a_blueprint_can_require_a_signed_plugin() {
     let err = format!("{:#}", coffer.prepare(req).await.err().expect("refused"));
     assert!(err.contains("failed signature verification"), "{err}");
 }
+
+/// A tmpfs of a given size, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs failed");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_location_that_fills_up_fails_the_backup_and_keeps_nothing() {
+    // SAFETY: a plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let disk = SmallDisk::mount("2m");
+    let f = fixture(LIMITS).await;
+    let yaml = format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Profile\nmetadata: {{name: small}}\nspec: {{type: file, path: {}}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: victim}}\nspec: {{blueprint: hostile, profile: small}}\n",
+        disk.0.path().display()
+    );
+    f.coffer.apply("test", &yaml).unwrap();
+    let mut params = serde_json::Map::new();
+    params.insert("mode".into(), "stream".into());
+    params.insert("bytes".into(), (16u64 << 20).into());
+    let req = ActionRequest {
+        action: "backup".into(),
+        workload: Some("victim".into()),
+        params,
+        ..Default::default()
+    };
+    let p = f.coffer.prepare(req).await.unwrap();
+    let a = f.coffer.run(&p).await.unwrap();
+    let e = error_of(&a);
+    assert!(
+        e.contains("No space left on device") && e.contains("stream.bin"),
+        "{e}"
+    );
+    let left = files_under(disk.0.path());
+    assert!(left.is_empty(), "left on the full disk: {left:?}");
+    assert!(
+        f.coffer
+            .catalog
+            .list::<serde_json::Value>(coffer::model::Kind::RestorePoint)
+            .unwrap()
+            .is_empty()
+    );
+}
