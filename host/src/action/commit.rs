@@ -32,16 +32,10 @@ impl Coffer {
             "delete" => self.remove_restore_point(p).await?,
             _ => {}
         }
-        let bytes = p
-            .ctx
-            .progress
-            .bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
         self.update(&p.name, |a| {
             a.status.phase = Phase::Completed;
             a.status.end_time = Some(now_rfc3339());
             a.status.owner = None;
-            a.status.bytes = bytes;
             a.status.artifacts = artifacts;
             a.status.outputs = outputs;
             a.status.restore_point = restore_point;

@@ -137,13 +137,7 @@ impl Coffer {
     }
 
     fn persist_progress(&self, p: &PreparedAction) {
-        let bytes = p
-            .ctx
-            .progress
-            .bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
         let res = self.update(&p.name, |a| {
-            a.status.bytes = bytes;
             p.copy_records(&mut a.status);
         });
         if let Err(e) = res {
@@ -180,16 +174,10 @@ impl Coffer {
                 }
             }
         }
-        let bytes = p
-            .ctx
-            .progress
-            .bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
         let res = self.update(&p.name, |a| {
             a.status.phase = Phase::Failed;
             a.status.end_time = Some(now_rfc3339());
             a.status.error = Some(format!("{why}{cleanup_note}"));
-            a.status.bytes = bytes;
             a.status.owner = None;
             p.copy_records(&mut a.status);
         });

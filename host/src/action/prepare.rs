@@ -57,8 +57,14 @@ pub struct PreparedAction {
 }
 
 impl PreparedAction {
-    /// Copy what the capability calls recorded onto an ActionSet status.
+    /// Copy what the capability calls recorded (bytes moved, audit, logs, checkpoint) onto
+    /// an ActionSet status.
     pub fn copy_records(&self, s: &mut ActionSetStatus) {
+        s.bytes = self
+            .ctx
+            .progress
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
         let r = self.ctx.records.lock().unwrap();
         s.audit = r.audit.clone();
         s.audit_dropped = r.audit_dropped;
