@@ -14,6 +14,7 @@ pub mod model;
 pub mod plugin;
 pub mod redact;
 pub mod runtime;
+pub mod storage;
 
 /// Plugins and blueprints shipped inside the binary.
 pub mod builtin {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod postgres;
+pub mod s3;
 
 use std::path::PathBuf;
 

@@ -132,6 +132,15 @@ impl Coffer {
         rp.metadata
             .labels
             .insert("coffer.dev/workload".into(), rp.spec.workload.clone());
+        // Retention goes on every object before the manifest commits the backup, and on
+        // the manifest right after; a failure fails the backup.
+        let keys: Vec<String> = rp
+            .spec
+            .objects
+            .iter()
+            .map(|o| format!("{}/{}", rp.spec.prefix, o.stored_key))
+            .collect();
+        p.location.lock(&keys).await?;
         let body = serde_json::to_vec_pretty(&rp)?;
         p.location
             .store
@@ -140,7 +149,16 @@ impl Coffer {
                 PutPayload::from(body),
             )
             .await
-            .with_context(|| format!("writing the manifest {}", rp.spec.manifest_key))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "writing the manifest {}: {}",
+                    rp.spec.manifest_key,
+                    crate::cap::location::store_error(&e)
+                )
+            })?;
+        p.location
+            .lock(std::slice::from_ref(&rp.spec.manifest_key))
+            .await?;
         self.catalog.insert(Kind::RestorePoint, &name, &rp)?;
         tracing::info!(restorepoint = %name, bytes = rp.spec.size, stored = rp.spec.stored_size, "backup committed");
         Ok(rp)
@@ -189,6 +207,7 @@ impl Coffer {
                 o,
                 Sink::ChecksumOnly,
                 None,
+                None,
             )
             .await
             .map_err(|e| {
@@ -197,6 +216,16 @@ impl Coffer {
                     rp.name()
                 )
             })?;
+            if o.encryption.is_some() {
+                pipeline::check_identity(
+                    p.location.store.as_ref(),
+                    &path,
+                    o,
+                    p.location.encryption.as_ref(),
+                )
+                .await
+                .map_err(|e| format!("RestorePoint {}: nothing was restored: {e}", rp.name()))?;
+            }
         }
         Ok(())
     }

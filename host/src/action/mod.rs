@@ -115,6 +115,12 @@ impl Coffer {
                 p.manifest.version
             )));
         }
+        if p.request.action == "backup" {
+            p.location
+                .check_object_lock()
+                .await
+                .map_err(|e| ActionError(format!("{e:#}")))?;
+        }
         if p.request.action == "restore" {
             // Verify every object before the plugin runs, so a corrupt restore point is
             // refused before anything touches the workload.
@@ -160,6 +166,7 @@ impl Coffer {
         let why = p.ctx.redactor.redact(why);
         tracing::error!(actionset = %p.name, error = %why, "action failed");
         let mut cleanup_note = String::new();
+        let mut cleanup_pending = false;
         if p.request.action == "backup" {
             match p.location.remove_prefix(&p.prefix).await {
                 Ok(n) if n > 0 => {
@@ -167,8 +174,9 @@ impl Coffer {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    cleanup_pending = true;
                     cleanup_note = format!(
-                        " (its partial objects under {} could not be removed: {e:#})",
+                        " (its partial objects or open uploads under {} could not be removed yet: {e:#}; the next coffer command tries again)",
                         p.prefix
                     );
                 }
@@ -178,6 +186,7 @@ impl Coffer {
             a.status.phase = Phase::Failed;
             a.status.end_time = Some(now_rfc3339());
             a.status.error = Some(format!("{why}{cleanup_note}"));
+            a.status.cleanup_pending = cleanup_pending;
             a.status.owner = None;
             p.copy_records(&mut a.status);
         });

@@ -240,6 +240,7 @@ impl Coffer {
             prefix: prefix.clone(),
             access,
             zstd_level: location.zstd_level,
+            encryption: location.encryption.clone(),
             expected,
         };
         let ctx = Arc::new(ActionContext {

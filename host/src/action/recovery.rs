@@ -10,6 +10,10 @@ impl Coffer {
     pub(super) async fn recover_stale(&self) -> Result<()> {
         let sets: Vec<ActionSet> = self.catalog.list(Kind::ActionSet)?;
         for a in sets {
+            if a.status.phase == Phase::Failed && a.status.cleanup_pending {
+                self.retry_cleanup(&a).await?;
+                continue;
+            }
             if !matches!(a.status.phase, Phase::Running | Phase::Pending) {
                 continue;
             }
@@ -18,6 +22,7 @@ impl Coffer {
                 continue;
             }
             let pid = a.status.owner.as_ref().map_or(0, |o| o.pid);
+            let mut pending = false;
             let mut why = format!(
                 "the coffer process (pid {pid}) running this action exited before it finished; nothing was recorded as a restore point"
             );
@@ -33,9 +38,12 @@ impl Coffer {
                 };
                 match removed {
                     Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
-                    Err(e) => why.push_str(&format!(
-                        "; its partial objects under {prefix} could not be removed: {e:#}"
-                    )),
+                    Err(e) => {
+                        pending = true;
+                        why.push_str(&format!(
+                            "; its partial objects under {prefix} could not be removed yet: {e:#}; the next coffer command tries again"
+                        ))
+                    }
                 }
             }
             tracing::warn!(actionset = %a.name(), "{why}");
@@ -43,9 +51,35 @@ impl Coffer {
                 a.status.phase = Phase::Failed;
                 a.status.end_time = Some(now_rfc3339());
                 a.status.error = Some(why.clone());
+                a.status.cleanup_pending = pending;
                 a.status.owner = None;
             })?;
         }
         Ok(())
+    }
+
+    /// Try again to remove what a failed backup left (objects, open multipart uploads).
+    /// Still failing is a warning, not an error: this runs before every command.
+    async fn retry_cleanup(&self, a: &ActionSet) -> Result<()> {
+        let Some(prefix) = &a.status.prefix else {
+            return Ok(());
+        };
+        let removed = match self
+            .profile(&a.spec.profile)
+            .and_then(|(p, _)| Location::from_profile(&p))
+        {
+            Ok(loc) => loc.remove_prefix(prefix).await,
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(n) => {
+                tracing::info!(actionset = %a.name(), objects = n, prefix = %prefix, "removed what the failed backup left");
+                self.update(a.name(), |a| a.status.cleanup_pending = false)
+            }
+            Err(e) => {
+                tracing::warn!(actionset = %a.name(), prefix = %prefix, error = %format!("{e:#}"), "what the failed backup left could not be removed yet");
+                Ok(())
+            }
+        }
     }
 }

@@ -3,8 +3,7 @@
 
 use super::Coffer;
 use crate::model::{
-    Blueprint, Document, Kind, Profile, ProfileSpec, ProfileType, RestorePoint, Workload,
-    parse_documents,
+    Blueprint, Document, Kind, Profile, ProfileSpec, RestorePoint, Workload, parse_documents,
 };
 use crate::runtime::EffectiveLimits;
 use anyhow::{Context, Result, anyhow, bail};
@@ -80,12 +79,7 @@ impl Coffer {
         Profile::new(
             Kind::Profile,
             DEFAULT_PROFILE,
-            ProfileSpec {
-                kind: ProfileType::File,
-                path: Some(self.home.default_location()),
-                compression: None,
-                compression_level: None,
-            },
+            ProfileSpec::file(self.home.default_location()),
         )
     }
 

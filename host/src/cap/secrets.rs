@@ -35,24 +35,7 @@ impl SecretValues {
     ) -> Result<SecretValues, String> {
         let mut values = BTreeMap::new();
         for (name, r) in refs {
-            let value = match (&r.file, &r.env) {
-                (Some(path), None) => std::fs::read_to_string(path).map_err(|e| {
-                    format!(
-                        "{owner}: secret {name:?}: cannot read {}: {e}",
-                        path.display()
-                    )
-                })?,
-                (None, Some(var)) => std::env::var(var).map_err(|_| {
-                    format!("{owner}: secret {name:?}: environment variable {var} is not set")
-                })?,
-                _ => {
-                    return Err(format!(
-                        "{owner}: secret {name:?}: give exactly one of `file` or `env`"
-                    ));
-                }
-            };
-            let value = value.strip_suffix('\n').unwrap_or(&value);
-            let value = value.strip_suffix('\r').unwrap_or(value).to_string();
+            let value = read_secret_ref(&format!("{owner}: secret {name:?}"), r)?;
             values.insert(name.clone(), Arc::new(value));
         }
         Ok(SecretValues {
@@ -68,6 +51,20 @@ impl SecretValues {
     pub fn all(&self) -> impl Iterator<Item = &str> {
         self.values.values().map(|v| v.as_str())
     }
+}
+
+/// Read one secret reference now. `what` names it in errors (e.g. `Profile s3:
+/// spec.credentials.secretAccessKey`); the value never appears in them.
+pub fn read_secret_ref(what: &str, r: &SecretRef) -> Result<String, String> {
+    let value = match (&r.file, &r.env) {
+        (Some(path), None) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?,
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("{what}: environment variable {var} is not set"))?,
+        _ => return Err(format!("{what}: give exactly one of `file` or `env`")),
+    };
+    let value = value.strip_suffix('\n').unwrap_or(&value);
+    Ok(value.strip_suffix('\r').unwrap_or(value).to_string())
 }
 
 impl HostState {

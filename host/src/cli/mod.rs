@@ -16,6 +16,7 @@ mod logging;
 mod output;
 mod plugin_cmd;
 mod progress;
+mod storage_cmd;
 
 use crate::action::Coffer;
 use crate::home::Home;
@@ -108,6 +109,23 @@ enum Command {
         restore_point: String,
         #[arg(short, long, value_enum)]
         output: Option<OutputFormat>,
+    },
+    /// Re-read every object of a RestorePoint: sizes and sha256, then decrypt and
+    /// decompress to the end, writing nothing. Exit 1 if anything fails.
+    Verify {
+        restore_point: String,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Check a Profile's permissions and keys.
+    Profile {
+        #[command(subcommand)]
+        command: storage_cmd::ProfileCommand,
+    },
+    /// Inspect what is stored in a Profile: ls, cat, rm.
+    Location {
+        #[command(subcommand)]
+        command: storage_cmd::LocationCommand,
     },
     /// Work with plugin files.
     Plugin {
@@ -203,6 +221,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let req = actions::request("delete", None, None, Some(restore_point), &[])?;
             actions::run(&coffer, req, output).await
         }
+        Command::Verify {
+            restore_point,
+            output,
+        } => storage_cmd::verify(&coffer, &restore_point, output).await,
+        Command::Profile { command } => storage_cmd::profile(&coffer, command).await,
+        Command::Location { command } => storage_cmd::location(&coffer, command).await,
         Command::Plugin { .. } => unreachable!("handled above"),
     }
 }

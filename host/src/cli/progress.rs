@@ -5,7 +5,7 @@ use crate::cap::ActionContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -31,15 +31,53 @@ fn human(n: u64) -> String {
 
 /// Follow an action until `done` resolves.
 pub async fn follow<T>(label: String, ctx: &ActionContext, done: impl Future<Output = T>) -> T {
+    let sample = || {
+        let bytes = ctx.progress.bytes.load(Ordering::Relaxed);
+        let step = ctx.progress.step.lock().unwrap().clone();
+        let step = step
+            .map(|(s, d, t)| match t {
+                Some(t) => format!(" [{s} {d}/{t}]"),
+                None => format!(" [{s} {d}]"),
+            })
+            .unwrap_or_default();
+        (bytes, step)
+    };
+    follow_with(label, None, sample, done).await
+}
+
+/// Follow work that counts bytes into `counter`, out of `total` when known.
+pub async fn follow_bytes<T>(
+    label: String,
+    total: Option<u64>,
+    counter: &AtomicU64,
+    done: impl Future<Output = T>,
+) -> T {
+    let sample = || (counter.load(Ordering::Relaxed), String::new());
+    follow_with(label, total, sample, done).await
+}
+
+async fn follow_with<T>(
+    label: String,
+    total: Option<u64>,
+    sample: impl Fn() -> (u64, String),
+    done: impl Future<Output = T>,
+) -> T {
     let tty = std::io::stderr().is_terminal();
     if tty {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}",
-            )
-            .expect("valid template"),
-        );
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} ({binary_bytes_per_sec}, {eta})",
+                )
+                .expect("valid template"),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}",
+                )
+                .expect("valid template"),
+            ),
+        };
         bar.set_message(label.clone());
         *BAR.lock().unwrap() = Some(bar);
     }
@@ -51,12 +89,7 @@ pub async fn follow<T>(label: String, ctx: &ActionContext, done: impl Future<Out
         tokio::select! {
             r = &mut done => break r,
             _ = tick.tick() => {
-                let bytes = ctx.progress.bytes.load(Ordering::Relaxed);
-                let step = ctx.progress.step.lock().unwrap().clone();
-                let step = step.map(|(s, d, t)| match t {
-                    Some(t) => format!(" [{s} {d}/{t}]"),
-                    None => format!(" [{s} {d}]"),
-                }).unwrap_or_default();
+                let (bytes, step) = sample();
                 if let Some(bar) = BAR.lock().unwrap().as_ref() {
                     bar.set_position(bytes);
                     bar.set_message(format!("{label}{step}"));

@@ -63,6 +63,10 @@ pub struct ActionSetStatus {
     pub restore_point: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A failed backup whose partial objects or open uploads could not be removed yet
+    /// (e.g. the server was down): the next coffer process tries again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleanup_pending: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 pub use actionset::{ActionSetSpec, ActionSetStatus, AuditEntry, LogLine, Owner, Phase};
 pub use blueprint::{BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
-pub use profile::{ProfileSpec, ProfileType};
+pub use profile::{
+    AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProfileSpec, ProfileType,
+};
 pub use restorepoint::{ArtifactRecord, ObjectRecord, PluginInfo, RestorePointSpec};
 pub use workload::{SecretRef, WorkloadSpec};
 
@@ -130,8 +132,8 @@ impl std::fmt::Display for Kind {
 #[derive(Debug, Clone)]
 pub enum Document {
     Blueprint(Box<Blueprint>),
-    Profile(Profile),
-    Workload(Workload),
+    Profile(Box<Profile>),
+    Workload(Box<Workload>),
 }
 
 impl Document {

@@ -70,8 +70,12 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             Kind::Blueprint => {
                 Document::Blueprint(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
             }
-            Kind::Profile => Document::Profile(typed(value).map_err(|m| err(what.clone(), m))?),
-            Kind::Workload => Document::Workload(typed(value).map_err(|m| err(what.clone(), m))?),
+            Kind::Profile => {
+                Document::Profile(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
+            }
+            Kind::Workload => {
+                Document::Workload(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
+            }
             Kind::ActionSet | Kind::RestorePoint => {
                 return Err(err(
                     what,

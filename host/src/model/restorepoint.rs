@@ -54,11 +54,15 @@ pub struct ArtifactRecord {
 pub struct ObjectRecord {
     /// Key relative to the restore point's prefix, as the plugin named it.
     pub key: String,
-    /// Key relative to the prefix as stored (with `.zst` when compressed).
+    /// Key relative to the prefix as stored (`.zst` when compressed, then `.age` when
+    /// encrypted).
     pub stored_key: String,
     pub size: u64,
     pub stored_size: u64,
     /// sha256 (hex) of the stored bytes.
     pub sha256: String,
     pub compression: String,
+    /// `age` when encrypted (after compression); absent for plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }

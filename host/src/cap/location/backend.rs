@@ -1,9 +1,12 @@
-//! A Profile made concrete: the object store behind it and how it compresses.
+//! A Profile made concrete: the object store behind it, how it compresses and encrypts,
+//! and the housekeeping every backend needs (removing a prefix, aborting open uploads).
 
-use crate::model::{Profile, ProfileType};
+use super::crypt::Encryption;
+use super::s3api::S3Api;
+use super::store;
+use crate::model::{ObjectLockSpec, Profile};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::path::PathBuf;
@@ -16,7 +19,13 @@ pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     /// For file profiles: the directory, so leftovers of interrupted uploads can be removed.
     local_root: Option<PathBuf>,
+    s3: Option<S3Api>,
+    /// The Profile's path inside the bucket, if any (raw S3 calls need the full key).
+    bucket_prefix: String,
     pub zstd_level: Option<i32>,
+    pub encryption: Option<Encryption>,
+    /// Object Lock retention for what a backup writes.
+    pub object_lock: Option<ObjectLockSpec>,
 }
 
 impl Location {
@@ -34,46 +43,97 @@ impl Location {
         {
             bail!("Profile {name}: spec.compressionLevel {l} is not between 1 and 19");
         }
-        match p.spec.kind {
-            ProfileType::File => {
-                let dir = p.spec.path.clone().with_context(|| {
-                    format!("Profile {name}: spec.path is required for type file")
-                })?;
-                if !dir.is_absolute() {
-                    bail!(
-                        "Profile {name}: spec.path {} must be absolute",
-                        dir.display()
-                    );
-                }
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("Profile {name}: creating {}", dir.display()))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .with_context(|| format!("Profile {name}: opening {}", dir.display()))?;
-                Ok(Location {
-                    profile: name.to_string(),
-                    store: Arc::new(fs),
-                    local_root: Some(dir),
-                    zstd_level,
-                })
-            }
+        let encryption = Encryption::from_spec(name, p.spec.kind, p.spec.encryption.as_ref())?;
+        let opened = store::open(p)?;
+        Ok(Location {
+            profile: name.to_string(),
+            store: opened.store,
+            local_root: opened.local_root,
+            s3: opened.s3,
+            bucket_prefix: p
+                .spec
+                .prefix
+                .as_deref()
+                .map(|s| s.trim_matches('/'))
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("{s}/"))
+                .unwrap_or_default(),
+            zstd_level,
+            encryption,
+            object_lock: p.spec.object_lock.clone(),
+        })
+    }
+
+    /// Before a backup writes anything: a Profile that asks for Object Lock must be on a
+    /// bucket that enforces it, or the backup would be silently mutable.
+    pub async fn check_object_lock(&self) -> Result<()> {
+        if self.object_lock.is_none() {
+            return Ok(());
         }
+        let Some(s3) = &self.s3 else {
+            bail!("Profile {}: spec.objectLock needs type s3", self.profile);
+        };
+        let enabled = s3
+            .object_lock_enabled()
+            .await
+            .map_err(|e| anyhow::anyhow!("Profile {}: checking Object Lock: {e}", self.profile))?;
+        if !enabled {
+            bail!(
+                "Profile {} asks for Object Lock (spec.objectLock), but {} does not have Object Lock enabled (or the server does not support it); nothing was written. Create the bucket with Object Lock enabled, or remove spec.objectLock",
+                self.profile,
+                s3.describe()
+            );
+        }
+        Ok(())
+    }
+
+    /// Put Object Lock retention on each key (relative to the Profile), counted from now.
+    /// Set explicitly on every object, rather than by headers at upload, because not every
+    /// server honours those headers on multipart uploads.
+    pub async fn lock(&self, keys: &[String]) -> Result<()> {
+        let (Some(lock), Some(s3)) = (&self.object_lock, &self.s3) else {
+            return Ok(());
+        };
+        let until = time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(lock.days));
+        let until = until.replace_nanosecond(0).unwrap_or(until);
+        let until = until.format(&time::format_description::well_known::Rfc3339)?;
+        for k in keys {
+            s3.put_retention(
+                &format!("{}{k}", self.bucket_prefix),
+                lock.mode.header_value(),
+                &until,
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "Profile {}: setting Object Lock retention on {k}: {e}",
+                    self.profile
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Remove everything under `prefix` (a failed backup's partial objects, a deleted
-    /// restore point). Returns how many objects were removed.
+    /// restore point), and abort multipart uploads still open there. Returns how many
+    /// objects were removed.
     pub async fn remove_prefix(&self, prefix: &str) -> Result<usize> {
         let root = Path::from(prefix);
         let mut listing = self.store.list(Some(&root));
         let mut paths = Vec::new();
         while let Some(item) = listing.next().await {
-            paths.push(item.with_context(|| format!("listing {prefix}"))?.location);
+            match item {
+                Ok(m) => paths.push(m.location),
+                Err(e) => bail!("listing {prefix}: {}", super::store_error(&e)),
+            }
         }
         for p in &paths {
             match self.store.delete(p).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e).with_context(|| format!("deleting {p}")),
+                Err(e) => bail!("deleting {p}: {}", super::store_error(&e)),
             }
         }
+        self.abort_open_uploads(prefix).await?;
         if let Some(dir) = &self.local_root {
             // Staging files of uploads cut short by a crash are not listed; the directory
             // of the prefix is ours alone, so remove it whole.
@@ -83,6 +143,28 @@ impl Location {
             }
         }
         Ok(paths.len())
+    }
+
+    /// Abort multipart uploads left open under `prefix` (an upload whose abort could not
+    /// reach the server). Servers that cannot list uploads are skipped with a warning.
+    pub async fn abort_open_uploads(&self, prefix: &str) -> Result<usize> {
+        let Some(s3) = &self.s3 else { return Ok(0) };
+        let full = format!("{}{prefix}/", self.bucket_prefix);
+        let uploads = match s3.open_uploads(&full).await {
+            Ok(u) => u,
+            Err(e) if e.contains("NotImplemented") || e.contains("501") => {
+                tracing::warn!(profile = %self.profile, "the server cannot list multipart uploads; open uploads under {full} (if any) are left to the bucket's lifecycle rules");
+                return Ok(0);
+            }
+            Err(e) => bail!("listing open multipart uploads under {full}: {e}"),
+        };
+        for u in &uploads {
+            s3.abort_upload(u)
+                .await
+                .map_err(|e| anyhow::anyhow!("aborting the upload of {}: {e}", u.key))?;
+            tracing::info!(key = %u.key, "aborted an open multipart upload");
+        }
+        Ok(uploads.len())
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool> {

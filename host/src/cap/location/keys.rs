@@ -5,6 +5,7 @@ use crate::runtime::bindings::WitError;
 /// The manifest object that commits a restore point; written by the host only.
 pub const MANIFEST_NAME: &str = "coffer-manifest.json";
 const ZSTD_SUFFIX: &str = ".zst";
+const AGE_SUFFIX: &str = ".age";
 const MAX_KEY: usize = 1024;
 
 /// Refuse keys that could leave the prefix or collide with what the host writes.
@@ -27,8 +28,10 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
             return bad("has an empty, '.' or '..' segment");
         }
     }
-    if key.ends_with(ZSTD_SUFFIX) {
-        return bad("may not end in .zst (the host adds it to compressed objects)");
+    if key.ends_with(ZSTD_SUFFIX) || key.ends_with(AGE_SUFFIX) {
+        return bad(
+            "may not end in .zst or .age (the host adds them to compressed and encrypted objects)",
+        );
     }
     if key == MANIFEST_NAME {
         return bad("is the restore point manifest, which only the host writes");
@@ -36,22 +39,33 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
     Ok(())
 }
 
-/// The key an object is stored under: compressed objects get `.zst`, so standard tools
-/// recognise them.
-pub fn stored_key(key: &str, compressed: bool) -> String {
+/// The key an object is stored under: compressed objects get `.zst`, encrypted ones then
+/// `.age`, so standard tools recognise them (`age -d | zstd -d`).
+pub fn stored_key(key: &str, compressed: bool, encrypted: bool) -> String {
+    let mut k = key.to_string();
     if compressed {
-        format!("{key}{ZSTD_SUFFIX}")
-    } else {
-        key.to_string()
+        k.push_str(ZSTD_SUFFIX);
     }
+    if encrypted {
+        k.push_str(AGE_SUFFIX);
+    }
+    k
 }
 
-/// The plugin's key for a stored key, and whether it is compressed.
-pub fn logical_key(stored: &str) -> (String, bool) {
-    match stored.strip_suffix(ZSTD_SUFFIX) {
-        Some(k) => (k.to_string(), true),
-        None => (stored.to_string(), false),
-    }
+/// Every key an object with this plugin key may be stored under.
+pub fn stored_variants(key: &str) -> [String; 4] {
+    [
+        stored_key(key, true, true),
+        stored_key(key, true, false),
+        stored_key(key, false, true),
+        stored_key(key, false, false),
+    ]
+}
+
+/// The plugin's key for a stored key.
+pub fn logical_key(stored: &str) -> String {
+    let k = stored.strip_suffix(AGE_SUFFIX).unwrap_or(stored);
+    k.strip_suffix(ZSTD_SUFFIX).unwrap_or(k).to_string()
 }
 
 #[cfg(test)]
@@ -68,6 +82,7 @@ mod tests {
             "a//b",
             "a/./b",
             "x.zst",
+            "x.age",
             MANIFEST_NAME,
             "a\\b",
             "a\nb",
@@ -84,9 +99,9 @@ mod tests {
         ] {
             assert!(check_key(good).is_ok(), "{good:?} should be allowed");
         }
-        assert_eq!(
-            logical_key(&stored_key("a/b", true)),
-            ("a/b".to_string(), true)
-        );
+        for v in stored_variants("a/b") {
+            assert_eq!(logical_key(&v), "a/b");
+        }
+        assert_eq!(stored_key("a/b", true, true), "a/b.zst.age");
     }
 }

@@ -2,11 +2,14 @@
 //! bulk work ([`pipeline`]): stream -> zstd -> sha256 -> multipart upload, and back.
 
 pub mod backend;
+pub mod crypt;
 mod keys;
 pub mod pipeline;
+mod s3api;
+mod store;
 mod wit;
 
-pub use keys::{MANIFEST_NAME, check_key, stored_key};
+pub use keys::{MANIFEST_NAME, check_key, logical_key, stored_key};
 pub use wit::{StoreHandle, TransferHandle};
 
 use crate::model::ObjectRecord;
@@ -27,6 +30,8 @@ pub struct LocationBinding {
     pub access: Vec<LocationAccess>,
     /// zstd level; `None` stores objects uncompressed whatever the plugin asks.
     pub zstd_level: Option<i32>,
+    /// Client-side encryption of what this action writes, and the key to read with.
+    pub encryption: Option<crypt::Encryption>,
     /// Objects of the restore point being read, by key: what reads are verified against.
     pub expected: BTreeMap<String, ObjectRecord>,
 }
@@ -35,5 +40,26 @@ impl LocationBinding {
     /// The object-store path of a stored key under this binding's prefix.
     pub fn path(&self, stored: &str) -> Result<Path, String> {
         Path::parse(format!("{}/{stored}", self.prefix)).map_err(|e| format!("key {stored:?}: {e}"))
+    }
+}
+
+/// An object store error in one readable line. S3 errors carry the server's XML body,
+/// repeated at every level of the error chain; keep the request, the code and the message.
+pub fn store_error(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let Some(at) = text.find("<?xml") else {
+        return text;
+    };
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_string())
+    };
+    let head = text[..at].trim_end_matches([' ', ':']);
+    match (field("Code"), field("Message")) {
+        (Some(c), Some(m)) => format!("{head}: {c}: {m}"),
+        (Some(c), None) => format!("{head}: {c}"),
+        _ => head.to_string(),
     }
 }

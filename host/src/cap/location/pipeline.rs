@@ -1,17 +1,19 @@
-//! The data path. Upload: source stream -> zstd -> sha256 -> multipart upload. Download:
-//! object -> sha256 -> zstd -d -> sink stream, verified against the restore point's record.
-//! Memory is bounded by the read chunk plus the upload parts in flight, whatever the size.
+//! The data path. Upload: source stream -> zstd -> age -> sha256 -> multipart upload.
+//! Download: object -> sha256 -> age -d -> zstd -d -> sink stream, verified against the
+//! restore point's record. Memory is bounded by the read chunk plus the upload parts in
+//! flight, whatever the size.
 
 use super::LocationBinding;
+use super::crypt::{Encryption, Sealer, decrypt_error_text};
 use crate::cap::streams::{flush, stream_error_text, write_all};
 use crate::model::ObjectRecord;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{AsyncRead, AsyncReadExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
 
 /// Largest read from a source stream.
@@ -37,7 +39,7 @@ impl Counters {
 }
 
 fn store_err(what: &str, e: object_store::Error) -> String {
-    format!("{what}: {e}")
+    format!("{what}: {}", super::store_error(&e))
 }
 
 /// Compressor that hands back what it produced after each input chunk.
@@ -84,7 +86,7 @@ pub async fn upload(
     zstd_level: Option<i32>,
     counters: &Counters,
 ) -> PipeResult<ObjectRecord> {
-    let stored = super::stored_key(key, zstd_level.is_some());
+    let stored = super::stored_key(key, zstd_level.is_some(), binding.encryption.is_some());
     let path = binding.path(&stored)?;
     let upload = binding
         .store
@@ -93,6 +95,11 @@ pub async fn upload(
         .map_err(|e| store_err("starting the upload", e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let mut comp = Compressor::new(zstd_level)?;
+    let mut sealer: Option<Sealer> = binding
+        .encryption
+        .as_ref()
+        .map(|e| e.sealer())
+        .transpose()?;
     let mut sha = Sha256::new();
     let (mut size, mut stored_size) = (0u64, 0u64);
     let copied: PipeResult<()> = async {
@@ -106,7 +113,12 @@ pub async fn upload(
             };
             size += chunk.len() as u64;
             counters.add(chunk.len());
-            let out = comp.push(chunk)?;
+            let mut out = comp.push(chunk)?;
+            if let Some(s) = &mut sealer
+                && !out.is_empty()
+            {
+                out = s.push(&out)?;
+            }
             if !out.is_empty() {
                 sha.update(&out);
                 stored_size += out.len() as u64;
@@ -117,7 +129,12 @@ pub async fn upload(
                     .map_err(|e| store_err("uploading", e))?;
             }
         }
-        let tail = std::mem::replace(&mut comp, Compressor(None)).finish()?;
+        let mut tail = std::mem::replace(&mut comp, Compressor(None)).finish()?;
+        if let Some(mut s) = sealer.take() {
+            let mut sealed = s.push(&tail)?.to_vec();
+            sealed.extend_from_slice(&s.finish()?);
+            tail = Bytes::from(sealed);
+        }
         sha.update(&tail);
         stored_size += tail.len() as u64;
         writer.write(&tail);
@@ -141,6 +158,7 @@ pub async fn upload(
         stored_size,
         sha256: hex::encode(sha.finalize()),
         compression: if zstd_level.is_some() { "zstd" } else { "none" }.to_string(),
+        encryption: binding.encryption.as_ref().map(|_| "age".to_string()),
     })
 }
 
@@ -187,78 +205,111 @@ pub enum Sink<'a> {
     ChecksumOnly,
     /// Memory, up to a cap.
     Buffer(&'a mut Vec<u8>, u64),
+    /// Decoded end to end (decrypted, decompressed, sizes checked), then dropped: `verify`.
+    Discard,
+    /// A blocking writer (e.g. stdout for `coffer location cat`).
+    Writer(&'a mut (dyn Write + Send)),
 }
 
-/// Read `rec`'s object, check its size and sha256, and feed the decompressed bytes to `sink`.
-/// A mismatch is reported after the last byte; callers that must not act on bad data verify
-/// first with [`Sink::ChecksumOnly`].
+/// Read `rec`'s object, check its size and sha256, and feed the plaintext to `sink`
+/// (decrypted with `decrypt`'s identity when the object is encrypted). A mismatch is
+/// reported after the last byte; callers that must not act on bad data verify first with
+/// [`Sink::ChecksumOnly`].
 pub async fn download(
     store: &dyn ObjectStore,
     path: &object_store::path::Path,
     rec: &ObjectRecord,
     mut sink: Sink<'_>,
     counters: Option<&Counters>,
+    decrypt: Option<&Encryption>,
 ) -> PipeResult<u64> {
     let got = store
         .get(path)
         .await
         .map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
-    let mut stream = got.into_stream();
     let decode = !matches!(sink, Sink::ChecksumOnly);
-    let mut dec = Decompressor::new(decode && rec.compression == "zstd")?;
-    let mut sha = Sha256::new();
-    let (mut stored, mut size) = (0u64, 0u64);
-    let mut out = |bytes: Bytes, sink: &mut Sink<'_>| -> PipeResult<Option<Bytes>> {
-        size += bytes.len() as u64;
-        if let Some(c) = counters {
-            c.add(bytes.len());
+    let encrypted = rec.encryption.as_deref() == Some("age");
+    let identities = match (decode && encrypted, decrypt) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(format!(
+                "{} is encrypted with age, but its Profile has no spec.encryption to decrypt it with",
+                rec.stored_key
+            ));
         }
-        match sink {
-            Sink::Stream(_) => Ok(Some(bytes)),
-            Sink::ChecksumOnly => Ok(None),
-            Sink::Buffer(buf, cap) => {
-                if buf.len() as u64 + bytes.len() as u64 > *cap {
-                    return Err(format!(
-                        "{} is larger than the {cap} bytes asked for",
-                        rec.key
-                    ));
-                }
-                buf.extend_from_slice(&bytes);
-                Ok(None)
-            }
-        }
+        (true, Some(e)) => Some((e.identities()?, e.profile.clone())),
     };
+    // Every stored byte is hashed as it leaves the network, whoever reads it next.
+    let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let h = hashed.clone();
+    let mut raw = got
+        .into_stream()
+        .inspect_ok(move |chunk| {
+            let mut h = h.lock().unwrap();
+            h.0.update(chunk);
+            h.1 += chunk.len() as u64;
+        })
+        .map_err(std::io::Error::other)
+        .into_async_read();
+    let mut dec = Decompressor::new(decode && rec.compression == "zstd")?;
+    let mut size = 0u64;
     // A decode failure is reported after the whole object is hashed: a checksum mismatch,
     // when there is one, is the cause worth naming.
     let mut decode_error: Option<String> = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
-        sha.update(&chunk);
-        stored += chunk.len() as u64;
-        if decode_error.is_some() || !decode {
-            continue;
-        }
-        match dec.push(chunk) {
-            Ok(plain) => {
-                if let Some(b) = out(plain, &mut sink)? {
-                    feed(&mut sink, b).await?;
+    if decode {
+        let decoded: PipeResult<()> = async {
+            let mut plain: Box<dyn AsyncRead + Unpin + Send + '_> = match &identities {
+                None => Box::new(&mut raw),
+                Some((ids, profile)) => {
+                    let d = age::Decryptor::new_async_buffered(&mut raw)
+                        .await
+                        .map_err(|e| decrypt_error_text(profile, &e))?;
+                    Box::new(
+                        d.decrypt_async(ids.iter().map(|i| i as &dyn age::Identity))
+                            .map_err(|e| decrypt_error_text(profile, &e))?,
+                    )
+                }
+            };
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                let n = plain.read(&mut buf).await.map_err(|e| {
+                    if encrypted {
+                        format!("age: cannot decrypt: {e}")
+                    } else {
+                        format!("reading: {e}")
+                    }
+                })?;
+                let chunk = if n == 0 {
+                    dec.finish()?
+                } else {
+                    dec.push(Bytes::copy_from_slice(&buf[..n]))?
+                };
+                size += chunk.len() as u64;
+                if let Some(c) = counters {
+                    c.add(chunk.len());
+                }
+                deliver(&mut sink, chunk, rec).await?;
+                if n == 0 {
+                    return Ok(());
                 }
             }
-            Err(e) => decode_error = Some(e),
         }
+        .await;
+        decode_error = decoded.err();
     }
-    if decode_error.is_none() && decode {
-        match dec.finish() {
-            Ok(tail) => {
-                if let Some(b) = out(tail, &mut sink)? {
-                    feed(&mut sink, b).await?;
-                }
-            }
-            Err(e) => decode_error = Some(e),
-        }
+    // Read what is left (all of it when only checking), so the checksum covers every byte.
+    let drained = futures::io::copy(&mut raw, &mut futures::io::sink()).await;
+    if let Err(e) = drained {
+        return Err(format!("reading {}: {e}", rec.stored_key));
     }
+    let (sha, stored) = {
+        let mut h = hashed.lock().unwrap();
+        (std::mem::take(&mut h.0), h.1)
+    };
     let digest = hex::encode(sha.finalize());
-    if stored != rec.stored_size || digest != rec.sha256 {
+    // An empty sha256 is an object read without a record (`coffer location cat`).
+    let recorded = !rec.sha256.is_empty();
+    if recorded && (stored != rec.stored_size || digest != rec.sha256) {
         return Err(format!(
             "checksum mismatch in {}: expected {} bytes with sha256 {}, found {stored} bytes with sha256 {digest}; the stored object is corrupt or was changed",
             rec.stored_key, rec.stored_size, rec.sha256
@@ -267,9 +318,9 @@ pub async fn download(
     if let Some(e) = decode_error {
         return Err(format!("{}: {e}", rec.stored_key));
     }
-    if decode && size != rec.size {
+    if recorded && decode && size != rec.size {
         return Err(format!(
-            "{}: decompressed to {size} bytes, the record says {}",
+            "{}: decoded to {size} bytes, the record says {}",
             rec.stored_key, rec.size
         ));
     }
@@ -279,6 +330,66 @@ pub async fn download(
             .map_err(|e| format!("writing to the process: {}", stream_error_text(&e)))?;
     }
     Ok(size)
+}
+
+/// Whether the Profile's identity can open an encrypted object, from its header alone:
+/// a restore checks this before the plugin touches anything.
+pub async fn check_identity(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    rec: &ObjectRecord,
+    decrypt: Option<&Encryption>,
+) -> PipeResult<()> {
+    let Some(enc) = decrypt else {
+        return Err(format!(
+            "{} is encrypted with age, but its Profile has no spec.encryption to decrypt it with",
+            rec.stored_key
+        ));
+    };
+    let ids = enc.identities()?;
+    // An age header is a few hundred bytes per recipient.
+    let end = rec.stored_size.min(64 << 10);
+    let head = store
+        .get_range(path, 0..end)
+        .await
+        .map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
+    let d = age::Decryptor::new_buffered(&head[..]).map_err(|e| {
+        format!(
+            "{}: {}",
+            rec.stored_key,
+            decrypt_error_text(&enc.profile, &e)
+        )
+    })?;
+    d.decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{}: {}",
+                rec.stored_key,
+                decrypt_error_text(&enc.profile, &e)
+            )
+        })
+}
+
+/// Hand decoded bytes to the sink.
+async fn deliver(sink: &mut Sink<'_>, bytes: Bytes, rec: &ObjectRecord) -> PipeResult<()> {
+    match sink {
+        Sink::Stream(_) => feed(sink, bytes).await,
+        Sink::ChecksumOnly | Sink::Discard => Ok(()),
+        Sink::Buffer(buf, cap) => {
+            if buf.len() as u64 + bytes.len() as u64 > *cap {
+                return Err(format!(
+                    "{} is larger than the {cap} bytes asked for",
+                    rec.key
+                ));
+            }
+            buf.extend_from_slice(&bytes);
+            Ok(())
+        }
+        Sink::Writer(w) => w
+            .write_all(&bytes)
+            .map_err(|e| format!("writing {}: {e}", rec.key)),
+    }
 }
 
 async fn feed(sink: &mut Sink<'_>, b: Bytes) -> PipeResult<()> {

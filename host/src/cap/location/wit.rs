@@ -1,8 +1,8 @@
 //! The WIT side of `location`: access checks, key confinement, transfers as host tasks.
 
-use super::keys::logical_key;
+use super::keys::{logical_key, stored_variants};
 use super::pipeline::{self, Counters, Sink};
-use super::{LocationBinding, check_key, stored_key};
+use super::{LocationBinding, check_key};
 use crate::cap::{ActionContext, HostResult};
 use crate::model::ObjectRecord;
 use crate::runtime::HostState;
@@ -227,6 +227,7 @@ impl HostStore for HostState {
                         &rec,
                         Sink::Stream(&mut dst),
                         Some(&counters),
+                        binding.encryption.as_ref(),
                     )
                     .await
                 }
@@ -324,6 +325,7 @@ impl HostStore for HostState {
                             &rec,
                             Sink::Buffer(&mut buf, cap),
                             None,
+                            binding.encryption.as_ref(),
                         )
                         .await
                     }
@@ -384,7 +386,9 @@ impl HostStore for HostState {
                                 .strip_prefix(binding.prefix.as_str())
                                 .unwrap_or(full)
                                 .trim_start_matches('/');
-                            let (key, zstd) = logical_key(rel);
+                            let key = logical_key(rel);
+                            let zstd = rel.ends_with(".zst") || rel.ends_with(".zst.age");
+                            let plain = rel == key;
                             if !key.starts_with(prefix.as_str()) || key == super::MANIFEST_NAME {
                                 continue;
                             }
@@ -392,7 +396,8 @@ impl HostStore for HostState {
                                 Some(r) => info_of(&r),
                                 None => ObjectInfo {
                                     key,
-                                    size: if zstd { 0 } else { meta.size },
+                                    // Only a plain object's size is known without reading it.
+                                    size: if plain { meta.size } else { 0 },
                                     stored_size: meta.size,
                                     sha256: String::new(),
                                     compression: if zstd {
@@ -428,7 +433,7 @@ impl HostStore for HostState {
             Ok(()) => {
                 let mut deleted = false;
                 let mut failed = None;
-                for stored in [stored_key(&key, true), stored_key(&key, false)] {
+                for stored in stored_variants(&key) {
                     let Ok(path) = binding.path(&stored) else {
                         continue;
                     };

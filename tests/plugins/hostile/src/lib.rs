@@ -17,6 +17,9 @@ struct Params {
     /// For `stream`: how many random bytes to back up.
     #[serde(default)]
     bytes: u64,
+    /// For `file`: the file a backup reads and a restore writes.
+    #[serde(default)]
+    path: String,
 }
 
 impl Plugin for Hostile {
@@ -163,6 +166,42 @@ impl Plugin for Hostile {
                 let info = t.wait()?;
                 Ok(ActionOutput {
                     artifacts: vec![sdk::artifact("stream", "default", &info)],
+                    outputs: vec![],
+                })
+            }
+            // Back up one file (`cat`), or restore it (`sh -c 'cat > path'`): a byte-exact
+            // round trip through the data path, for location tests.
+            "file" if req.action == "restore" => {
+                let store = location::open("default")?;
+                let proc = Cmd::new(["sh", "-c", "cat > \"$0\""])
+                    .arg(&p.path)
+                    .stdin()
+                    .spawn()?;
+                let stdin = proc
+                    .take_stdin()
+                    .ok_or_else(|| sdk::internal("process has no stdin"))?;
+                let fed = store.get_into("file.bin", stdin)?.wait();
+                let status = proc.wait()?;
+                fed?;
+                sdk::check_exit("sh", &status)?;
+                Ok(ActionOutput {
+                    artifacts: vec![],
+                    outputs: vec![],
+                })
+            }
+            "file" => {
+                let store = location::open("default")?;
+                let proc = Cmd::new(["cat"]).arg(&p.path).spawn()?;
+                let t = store.put(
+                    "file.bin",
+                    proc.take_stdout().unwrap(),
+                    &opts(location::Compression::Zstd),
+                )?;
+                let status = proc.wait()?;
+                let info = t.wait()?;
+                sdk::check_exit("cat", &status)?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("file", "default", &info)],
                     outputs: vec![],
                 })
             }

@@ -1,0 +1,225 @@
+//! Opening the object store behind a Profile: a directory, S3 (AWS or compatible), GCS or
+//! Azure Blob, all through object_store. Credentials are read here, from the references
+//! in the Profile, and stay in the host.
+
+use super::s3api::S3Api;
+use crate::cap::secrets::read_secret_ref;
+use crate::model::{Profile, ProfileType, SecretRef, parse_duration};
+use anyhow::{Context, Result, anyhow, bail};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default number of retries of a failed request, and the time they may take in all.
+const DEFAULT_RETRIES: usize = 10;
+const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// An opened Profile.
+pub struct Opened {
+    pub store: Arc<dyn ObjectStore>,
+    /// For file profiles: the directory (leftovers of interrupted uploads live there).
+    pub local_root: Option<PathBuf>,
+    /// For s3 profiles: the calls object_store does not make (object lock, multipart listing).
+    pub s3: Option<S3Api>,
+}
+
+pub fn open(p: &Profile) -> Result<Opened> {
+    let name = p.name();
+    let spec = &p.spec;
+    let need = |field: &str, v: &Option<String>| -> Result<String> {
+        match v {
+            Some(s) if !s.is_empty() => Ok(s.clone()),
+            _ => bail!(
+                "Profile {name}: spec.{field} is required for type {}",
+                spec.kind.as_str()
+            ),
+        }
+    };
+    let secret = |field: &str, r: &Option<SecretRef>| -> Result<Option<String>> {
+        r.as_ref()
+            .map(|r| read_secret_ref(&format!("Profile {name}: spec.credentials.{field}"), r))
+            .transpose()
+            .map_err(|e| anyhow!(e))
+    };
+    let only = |allowed: &[&str]| -> Result<()> {
+        let present = [
+            ("path", spec.path.is_some()),
+            ("bucket", spec.bucket.is_some()),
+            ("account", spec.account.is_some()),
+            ("container", spec.container.is_some()),
+            ("region", spec.region.is_some()),
+            ("endpoint", spec.endpoint.is_some()),
+            ("pathStyle", spec.path_style.is_some()),
+            ("objectLock", spec.object_lock.is_some()),
+        ];
+        for (field, set) in present {
+            if set && !allowed.contains(&field) {
+                bail!(
+                    "Profile {name}: spec.{field} does not apply to type {}",
+                    spec.kind.as_str()
+                );
+            }
+        }
+        Ok(())
+    };
+    if spec.object_lock.as_ref().is_some_and(|l| l.days == 0) {
+        bail!("Profile {name}: spec.objectLock.days must be at least 1");
+    }
+    let creds = spec
+        .credentials
+        .clone()
+        .unwrap_or(crate::model::Credentials {
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            service_account_key: None,
+            access_key: None,
+        });
+    let (store, local_root, s3): (Arc<dyn ObjectStore>, _, _) = match spec.kind {
+        ProfileType::File => {
+            only(&["path"])?;
+            if spec.credentials.is_some() {
+                bail!("Profile {name}: spec.credentials does not apply to type file");
+            }
+            let dir = spec
+                .path
+                .clone()
+                .with_context(|| format!("Profile {name}: spec.path is required for type file"))?;
+            if !dir.is_absolute() {
+                bail!(
+                    "Profile {name}: spec.path {} must be absolute",
+                    dir.display()
+                );
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("Profile {name}: creating {}", dir.display()))?;
+            let fs = LocalFileSystem::new_with_prefix(&dir)
+                .with_context(|| format!("Profile {name}: opening {}", dir.display()))?;
+            (Arc::new(fs), Some(dir), None)
+        }
+        ProfileType::S3 => {
+            only(&["bucket", "region", "endpoint", "pathStyle", "objectLock"])?;
+            let bucket = need("bucket", &spec.bucket)?;
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+            let region = spec
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .unwrap_or_else(|| "us-east-1".into());
+            b = b.with_region(&region);
+            if let Some(ep) = &spec.endpoint {
+                b = b.with_endpoint(ep);
+            }
+            let path_style = spec.path_style.unwrap_or(spec.endpoint.is_some());
+            b = b.with_virtual_hosted_style_request(!path_style);
+            match (
+                secret("accessKeyId", &creds.access_key_id)?,
+                secret("secretAccessKey", &creds.secret_access_key)?,
+            ) {
+                (Some(id), Some(key)) => {
+                    b = b.with_access_key_id(id).with_secret_access_key(key);
+                    if let Some(t) = secret("sessionToken", &creds.session_token)? {
+                        b = b.with_token(t);
+                    }
+                }
+                (None, None) => {}
+                _ => bail!(
+                    "Profile {name}: spec.credentials needs both accessKeyId and secretAccessKey"
+                ),
+            }
+            if creds.service_account_key.is_some() || creds.access_key.is_some() {
+                bail!(
+                    "Profile {name}: spec.credentials for s3 takes accessKeyId, secretAccessKey and sessionToken"
+                );
+            }
+            let options = client_options(spec.endpoint.as_deref());
+            let s3 = b
+                .with_retry(retry(p)?)
+                .with_client_options(options)
+                .build()
+                .with_context(|| format!("Profile {name}: configuring S3"))?;
+            let api = S3Api::new(&s3, spec.endpoint.clone(), bucket, region, path_style);
+            (Arc::new(s3) as Arc<dyn ObjectStore>, None, Some(api))
+        }
+        ProfileType::Gcs => {
+            only(&["bucket", "endpoint"])?;
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(need("bucket", &spec.bucket)?);
+            if let Some(key) = secret("serviceAccountKey", &creds.service_account_key)? {
+                b = b.with_service_account_key(key);
+            }
+            if let Some(ep) = &spec.endpoint {
+                b = b.with_url(ep);
+            }
+            let gcs = b
+                .with_retry(retry(p)?)
+                .with_client_options(client_options(spec.endpoint.as_deref()))
+                .build()
+                .with_context(|| format!("Profile {name}: configuring GCS"))?;
+            (Arc::new(gcs), None, None)
+        }
+        ProfileType::Azure => {
+            only(&["account", "container", "endpoint"])?;
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_account(need("account", &spec.account)?)
+                .with_container_name(need("container", &spec.container)?);
+            if let Some(key) = secret("accessKey", &creds.access_key)? {
+                b = b.with_access_key(key);
+            }
+            if let Some(ep) = &spec.endpoint {
+                b = b.with_endpoint(ep.clone());
+            }
+            let az = b
+                .with_retry(retry(p)?)
+                .with_client_options(client_options(spec.endpoint.as_deref()))
+                .build()
+                .with_context(|| format!("Profile {name}: configuring Azure"))?;
+            (Arc::new(az), None, None)
+        }
+    };
+    let (store, local_root) = match spec.prefix.as_deref().map(|s| s.trim_matches('/')) {
+        Some(prefix) if !prefix.is_empty() => (
+            Arc::new(PrefixStore::new(store, prefix)) as Arc<dyn ObjectStore>,
+            local_root.map(|d: PathBuf| d.join(prefix)),
+        ),
+        _ => (store, local_root),
+    };
+    Ok(Opened {
+        store,
+        local_root,
+        s3,
+    })
+}
+
+/// Client options; plain http only when the endpoint says so. (Set here, not on the
+/// builders: `with_client_options` replaces what their `with_allow_http` set.)
+fn client_options(endpoint: Option<&str>) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(300))
+}
+
+fn retry(p: &Profile) -> Result<RetryConfig> {
+    let timeout = match &p.spec.retry_timeout {
+        Some(t) => parse_duration(t)
+            .map_err(|e| anyhow!("Profile {}: spec.retryTimeout: {e}", p.name()))?,
+        None => DEFAULT_RETRY_TIMEOUT,
+    };
+    Ok(RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.,
+        },
+        max_retries: p.spec.retries.unwrap_or(DEFAULT_RETRIES),
+        retry_timeout: timeout,
+    })
+}

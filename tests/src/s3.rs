@@ -1,0 +1,361 @@
+//! Real S3 protocol servers for the location tests: moto (faithful multipart and Object
+//! Lock semantics, no auth) and s3s-fs (SigV4 checked, data on disk), plus a TCP proxy that
+//! can cut the network between coffer and a server while the server keeps its state.
+
+use crate::free_port;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where `.ci/run` installs the servers (cached between runs).
+fn tools_dir() -> PathBuf {
+    std::env::var_os("COFFER_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/coffer-tools")
+        })
+}
+
+/// A server binary: `$COFFER_TOOLS/...`, else PATH.
+fn find(name: &str, under_tools: &str) -> PathBuf {
+    let cached = tools_dir().join(under_tools);
+    if cached.exists() {
+        return cached;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is not installed: run .ci/run (it installs it into {}), or put it on PATH",
+        tools_dir().display()
+    );
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not start on port {port}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// moto does not check signatures, but treats a request without any as anonymous, which
+/// some buckets (Object Lock ones) refuse.
+const MOTO_AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n";
+
+/// A minimal HTTP/1.1 exchange (for moto, and for checks).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n{MOTO_AUTH}"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// An unauthenticated HTTP/1.1 request with a binary body; returns (status, body bytes).
+pub fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n{MOTO_AUTH}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out[split + 4..].to_vec();
+    if head.to_lowercase().contains("transfer-encoding: chunked") {
+        return (status, dechunk(&body));
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if len == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + len]);
+        b = &b[eol + 2 + len + 2..];
+    }
+}
+
+/// Every `<name>` element's text in an XML body.
+pub fn xml_all(body: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(after[..j].to_string());
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = find("moto_server", "venv/bin/moto_server");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("moto.log");
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .expect("starting moto_server");
+        wait_for_port(port, "moto_server", &log);
+        Moto {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Create a bucket, with Object Lock enabled when asked.
+    pub fn create_bucket(&self, name: &str, object_lock: bool) {
+        let h: &[(&str, &str)] = if object_lock {
+            &[("x-amz-bucket-object-lock-enabled", "true")]
+        } else {
+            &[]
+        };
+        let (status, _, body) = http(self.port, "PUT", &format!("/{name}"), h);
+        assert_eq!(status, 200, "creating bucket {name}: {body}");
+    }
+
+    /// Keys of multipart uploads still open in `bucket`.
+    pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
+        let (status, _, body) = http(self.port, "GET", &format!("/{bucket}?uploads"), &[]);
+        assert_eq!(status, 200, "listing uploads: {body}");
+        xml_all(&body, "Key")
+    }
+
+    /// Object keys in `bucket` (current versions).
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let (status, _, body) = http(self.port, "GET", &format!("/{bucket}?list-type=2"), &[]);
+        assert_eq!(status, 200, "listing {bucket}: {body}");
+        xml_all(&body, "Key")
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let (status, body) = http_bytes(self.port, "GET", &format!("/{bucket}/{key}"), &[]);
+        assert_eq!(status, 200, "GET {bucket}/{key}");
+        body
+    }
+
+    /// Overwrite an object behind coffer's back.
+    pub fn put(&self, bucket: &str, key: &str, data: &[u8]) {
+        let (status, _) = http_bytes(self.port, "PUT", &format!("/{bucket}/{key}"), data);
+        assert_eq!(status, 200, "PUT {bucket}/{key}");
+    }
+
+    /// The response headers of a HEAD on an object (lower-cased).
+    pub fn head(&self, bucket: &str, key: &str) -> String {
+        http(self.port, "HEAD", &format!("/{bucket}/{key}"), &[])
+            .1
+            .to_lowercase()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct S3sFs {
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+pub const S3S_ACCESS_KEY: &str = "coffer-test-key";
+pub const S3S_SECRET_KEY: &str = "coffer-test-secret";
+
+impl S3sFs {
+    pub fn start() -> S3sFs {
+        let root = tempfile::tempdir().unwrap();
+        let log = root.path().join("..").join(format!(
+            "s3s-{}.log",
+            root.path().file_name().unwrap().to_string_lossy()
+        ));
+        let mut s = S3sFs {
+            port: free_port(),
+            root,
+            child: None,
+            log,
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)start on the same port and directory.
+    pub fn restart(&mut self) {
+        let bin = find("s3s-fs", "bin/s3s-fs");
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--access-key",
+                S3S_ACCESS_KEY,
+                "--secret-key",
+                S3S_SECRET_KEY,
+            ])
+            .arg(self.root.path())
+            .stdout(std::fs::File::create(&self.log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        self.child = Some(child);
+        wait_for_port(self.port, "s3s-fs", &self.log);
+    }
+
+    /// Kill -9: the server dies in the middle of whatever it was doing.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A bucket is a directory of the root.
+    pub fn create_bucket(&self, name: &str) -> PathBuf {
+        let d = self.root.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A TCP proxy in front of a server. `cut` drops every connection and refuses new ones,
+/// as a dead server would, while the server behind it keeps its state; `resume` undoes it.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                {
+                    let mut c = conns2.lock().unwrap();
+                    c.push(client.try_clone().unwrap());
+                    c.push(server.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, up, conns }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn resume(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
