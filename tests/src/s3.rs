@@ -21,22 +21,25 @@ fn tools_dir() -> PathBuf {
         })
 }
 
-/// A server binary: `$COFFER_TOOLS/...`, else PATH.
+/// A server binary in `$COFFER_TOOLS`, installed there by scripts/test-servers.sh the first
+/// time it is needed (the script locks, so parallel tests install once).
 fn find(name: &str, under_tools: &str) -> PathBuf {
     let cached = tools_dir().join(under_tools);
     if cached.exists() {
         return cached;
     }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "{name} is not installed: run .ci/run (it installs it into {}), or put it on PATH",
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-servers.sh");
+    let status = Command::new(&script)
+        .env("COFFER_TOOLS", tools_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        status.success() && cached.exists(),
+        "{name} could not be installed by {} into {}",
+        script.display(),
         tools_dir().display()
     );
+    cached
 }
 
 fn wait_for_port(port: u16, what: &str, log: &Path) {

@@ -2,7 +2,7 @@
 
 use super::OutputFormat;
 use crate::action::Coffer;
-use crate::model::{ActionSet, Kind, RestorePoint, Workload};
+use crate::model::{ActionSet, EncryptionSpec, Kind, ProfileType, RestorePoint, Workload};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -109,18 +109,27 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                 return finish(name, objs, format);
             }
             table(
-                &["NAME", "TYPE", "PATH", "COMPRESSION", "SOURCE"],
+                &["NAME", "TYPE", "WHERE", "ENCRYPTION", "LOCK", "SOURCE"],
                 all.iter()
                     .map(|(p, s)| {
                         vec![
                             p.name().to_string(),
-                            "file".into(),
+                            p.spec.kind.as_str().into(),
+                            profile_where(&p.spec),
+                            match &p.spec.encryption {
+                                Some(EncryptionSpec::Age(a)) => {
+                                    format!("age ({} recipient(s))", a.recipients.len())
+                                }
+                                Some(EncryptionSpec::Keyword(k)) => k.clone(),
+                                None => "none".into(),
+                            },
                             p.spec
-                                .path
+                                .object_lock
                                 .as_ref()
-                                .map(|x| x.display().to_string())
-                                .unwrap_or_default(),
-                            p.spec.compression.clone().unwrap_or_else(|| "zstd".into()),
+                                .map(|l| {
+                                    format!("{} {}d", l.mode.header_value().to_lowercase(), l.days)
+                                })
+                                .unwrap_or_else(|| "-".into()),
                             s.as_str().to_string(),
                         ]
                     })
@@ -399,4 +408,34 @@ fn describe_grants(b: &crate::model::Blueprint) -> Result<()> {
 
 fn yes(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
+}
+
+/// Where a Profile stores things, in one cell.
+fn profile_where(spec: &crate::model::ProfileSpec) -> String {
+    let prefix = spec
+        .prefix
+        .as_deref()
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .unwrap_or_default();
+    match spec.kind {
+        ProfileType::File => spec
+            .path
+            .as_ref()
+            .map(|x| x.display().to_string())
+            .unwrap_or_default(),
+        ProfileType::S3 => format!(
+            "s3://{}{prefix}{}",
+            spec.bucket.as_deref().unwrap_or("?"),
+            spec.endpoint
+                .as_deref()
+                .map(|e| format!(" at {e}"))
+                .unwrap_or_default()
+        ),
+        ProfileType::Gcs => format!("gs://{}{prefix}", spec.bucket.as_deref().unwrap_or("?")),
+        ProfileType::Azure => format!(
+            "azure://{}/{}{prefix}",
+            spec.account.as_deref().unwrap_or("?"),
+            spec.container.as_deref().unwrap_or("?")
+        ),
+    }
 }

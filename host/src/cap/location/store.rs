@@ -223,3 +223,50 @@ fn retry(p: &Profile) -> Result<RetryConfig> {
         retry_timeout: timeout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, ProfileSpec};
+
+    fn profile(yaml: &str) -> Profile {
+        let spec: ProfileSpec = serde_yaml_ng::from_str(yaml).unwrap();
+        Profile::new(Kind::Profile, "p", spec)
+    }
+
+    fn err(yaml: &str) -> String {
+        match open(&profile(yaml)) {
+            Ok(_) => panic!("{yaml} was accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn each_type_says_what_it_needs() {
+        assert!(err("{type: s3}").contains("spec.bucket is required for type s3"));
+        assert!(err("{type: azure, account: a}").contains("spec.container is required"));
+        assert!(
+            err("{type: file, path: /tmp/x, bucket: b}")
+                .contains("spec.bucket does not apply to type file")
+        );
+        assert!(
+            err("{type: gcs, bucket: b, region: r}")
+                .contains("spec.region does not apply to type gcs")
+        );
+        assert!(err("{type: file, path: rel}").contains("must be absolute"));
+        let e =
+            err("{type: s3, bucket: b, credentials: {accessKeyId: {env: COFFER_TEST_UNSET_VAR}}}");
+        assert!(
+            e.contains("spec.credentials.accessKeyId") && e.contains("COFFER_TEST_UNSET_VAR"),
+            "{e}"
+        );
+        let e = err("{type: s3, bucket: b, retryTimeout: soon}");
+        assert!(e.contains("spec.retryTimeout"), "{e}");
+        assert!(
+            open(&profile(
+                "{type: s3, bucket: b, endpoint: 'http://127.0.0.1:9'}"
+            ))
+            .is_ok()
+        );
+    }
+}
