@@ -13,7 +13,12 @@ use std::env;
 use std::path::PathBuf;
 
 /// (plugin name, crate file stem)
-const PLUGINS: &[(&str, &str)] = &[("postgres-logical", "postgres_logical")];
+const PLUGINS: &[(&str, &str)] = &[
+    ("postgres-logical", "postgres_logical"),
+    ("mysql-logical", "mysql_logical"),
+    ("etcd", "etcd"),
+    ("redis", "redis"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

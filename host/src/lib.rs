@@ -21,10 +21,18 @@ pub mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
     /// Blueprints shipped inside the binary (blueprints/*.yaml).
-    pub const BUILTIN_BLUEPRINTS: &[(&str, &str)] = &[(
-        "postgres-logical",
-        include_str!("../../blueprints/postgres-logical.yaml"),
-    )];
+    pub const BUILTIN_BLUEPRINTS: &[(&str, &str)] = &[
+        (
+            "postgres-logical",
+            include_str!("../../blueprints/postgres-logical.yaml"),
+        ),
+        (
+            "mysql-logical",
+            include_str!("../../blueprints/mysql-logical.yaml"),
+        ),
+        ("etcd", include_str!("../../blueprints/etcd.yaml")),
+        ("redis", include_str!("../../blueprints/redis.yaml")),
+    ];
 
     pub fn plugin(name: &str) -> Option<&'static [u8]> {
         BUILTIN_PLUGINS

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod postgres;
 pub mod s3;
+pub mod servers;
 
 use std::path::PathBuf;
 

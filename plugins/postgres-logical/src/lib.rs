@@ -10,8 +10,7 @@
 //! handle: the plugin never sees it, and it is never in argv or in logs.
 
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Artifact, Cmd, Error, Plugin, check_exit, location,
-    log, secrets,
+    self as sdk, ActionOutput, ActionRequest, Artifact, Cmd, Error, Plugin, location, log, secrets,
 };
 use serde::Deserialize;
 
@@ -115,13 +114,9 @@ impl Plugin for PostgresLogical {
     }
 }
 
-/// The workload's password, if it has one. Any other error (e.g. denied) is an error.
+/// The workload's password, if it has one.
 fn password() -> Result<Option<secrets::Secret>, Error> {
-    match secrets::get("password") {
-        Ok(s) => Ok(Some(s)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
+    sdk::optional_secret("password")
 }
 
 fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -143,11 +138,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     log::info("backing up", &[("databases", &databases.join(","))]);
 
     let mut artifacts = Vec::new();
-    let zstd = location::PutOptions {
-        compression: location::Compression::Zstd,
-        content_type: None,
-        metadata: vec![],
-    };
+    let zstd = sdk::compressed();
 
     if p.globals {
         let mut cmd = Cmd::new(["pg_dumpall", "--globals-only", "--no-password"])
@@ -156,7 +147,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
         if p.no_role_passwords {
             cmd = cmd.arg("--no-role-passwords");
         }
-        let info = stream_to(&store, &cmd, GLOBALS_KEY, &zstd, "pg_dumpall")?;
+        let info = cmd.stdout_to(&store, GLOBALS_KEY, &zstd)?;
         let mut a = sdk::artifact("globals", LOCATION, &info);
         a.metadata.push(("kind".into(), "globals".into()));
         artifacts.push(a);
@@ -173,7 +164,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
         .arg(format!("--dbname={}", conninfo_dbname(db)))
         .secret_env("PGPASSWORD", pw.as_ref());
         let key = object_key_for(db);
-        let info = stream_to(&store, &cmd, &key, &zstd, "pg_dump")?;
+        let info = cmd.stdout_to(&store, &key, &zstd)?;
         log::info(
             "dumped database",
             &[("database", db), ("bytes", &info.size.to_string())],
@@ -194,27 +185,6 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
         artifacts,
         outputs: vec![("databases".into(), databases.join(","))],
     })
-}
-
-/// Run `cmd` and stream its stdout into `key`; both must succeed.
-fn stream_to(
-    store: &location::Store,
-    cmd: &Cmd,
-    key: &str,
-    opts: &location::PutOptions,
-    program: &str,
-) -> Result<location::ObjectInfo, Error> {
-    let proc = cmd.spawn()?;
-    let stdout = proc
-        .take_stdout()
-        .ok_or_else(|| sdk::internal("process has no stdout"))?;
-    let transfer = store.put(key, stdout, opts)?;
-    let status = proc.wait()?;
-    // Wait for the upload even when the process failed, so the error we report is the
-    // process's (the cause), not the upload's.
-    let uploaded = transfer.wait();
-    check_exit(program, &status)?;
-    uploaded
 }
 
 fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<String>, Error> {
@@ -253,8 +223,8 @@ fn select_databases<'a>(
 ) -> Result<Vec<(String, &'a Artifact)>, String> {
     let all: Vec<(String, &Artifact)> = artifacts
         .iter()
-        .filter(|a| meta(a, "kind") == Some("database"))
-        .filter_map(|a| meta(a, "database").map(|d| (d.to_string(), a)))
+        .filter(|a| sdk::meta(a, "kind") == Some("database"))
+        .filter_map(|a| sdk::meta(a, "database").map(|d| (d.to_string(), a)))
         .collect();
     match wanted {
         None => Ok(all),
@@ -275,13 +245,6 @@ fn select_databases<'a>(
     }
 }
 
-fn meta<'a>(a: &'a Artifact, k: &str) -> Option<&'a str> {
-    a.metadata
-        .iter()
-        .find(|(mk, _)| mk == k)
-        .map(|(_, v)| v.as_str())
-}
-
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
     let selected =
@@ -293,17 +256,16 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let globals = req
         .input_artifacts
         .iter()
-        .find(|a| meta(a, "kind") == Some("globals"));
+        .find(|a| sdk::meta(a, "kind") == Some("globals"));
     if p.globals
         && let Some(g) = globals
     {
         // Roles that already exist (postgres itself at least) make psql print errors and
         // go on; that is what we want, so no ON_ERROR_STOP here.
-        let cmd = Cmd::new(["psql", "-X", "--no-password", "-q"])
+        Cmd::new(["psql", "-X", "--no-password", "-q"])
             .arg(format!("--dbname={maint}"))
             .secret_env("PGPASSWORD", pw.as_ref())
-            .stdin();
-        stream_from(&store, &cmd, &g.key, "psql")?;
+            .stdin_from(&store, &g.key)?;
         log::info("replayed globals", &[]);
     }
 
@@ -337,8 +299,9 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
             Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
                 .arg(format!("--dbname={}", conninfo_dbname(&target)))
         };
-        let restore = restore.secret_env("PGPASSWORD", pw.as_ref()).stdin();
-        stream_from(&store, &restore, &artifact.key, "pg_restore")?;
+        restore
+            .secret_env("PGPASSWORD", pw.as_ref())
+            .stdin_from(&store, &artifact.key)?;
         log::info("restored database", &[("database", db), ("as", &target)]);
         restored.push(target);
     }
@@ -360,21 +323,6 @@ fn psql_command(maint: &str, pw: Option<&secrets::Secret>, sql: &str) -> Result<
         .secret_env("PGPASSWORD", pw)
         .run(None, 64 * 1024)
         .map(|_| ())
-}
-
-/// Run `cmd` with the object at `key` streamed into its stdin; both must succeed.
-fn stream_from(store: &location::Store, cmd: &Cmd, key: &str, program: &str) -> Result<(), Error> {
-    let proc = cmd.spawn()?;
-    let stdin = proc
-        .take_stdin()
-        .ok_or_else(|| sdk::internal("process has no stdin"))?;
-    let transfer = store.get_into(key, stdin)?;
-    let fed = transfer.wait();
-    let status = proc.wait()?;
-    // A failed download (e.g. a checksum mismatch) is the cause of whatever the process
-    // then said about its truncated input.
-    fed?;
-    check_exit(program, &status)
 }
 
 fn delete(req: &ActionRequest) -> Result<ActionOutput, Error> {

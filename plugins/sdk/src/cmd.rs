@@ -1,6 +1,7 @@
 //! A builder over `exec.spawn` / `exec.run`.
 
 use crate::exec::{self, Command, ExitStatus, Output, Process, Target};
+use crate::location::{ObjectInfo, PutOptions, Store};
 use crate::secrets::Secret;
 use crate::types::{Error, RemoteError};
 
@@ -99,6 +100,44 @@ impl<'a> Cmd<'a> {
             exec::run(&self.command(), &self.secrets(), stdin, max_stdout)?;
         check_exit(&self.argv[0], &status)?;
         Ok(stdout)
+    }
+}
+
+impl Cmd<'_> {
+    /// Run, streaming stdout into `key` of `store` (the host compresses, hashes and uploads;
+    /// the bytes never enter the plugin). Both the process and the upload must succeed; a
+    /// failed process is reported as the cause, not the upload it cut short.
+    pub fn stdout_to(
+        &self,
+        store: &Store,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<ObjectInfo, Error> {
+        let proc = self.spawn()?;
+        let stdout = proc
+            .take_stdout()
+            .ok_or_else(|| crate::internal("process has no stdout"))?;
+        let transfer = store.put(key, stdout, opts)?;
+        let status = proc.wait()?;
+        let uploaded = transfer.wait();
+        check_exit(&self.argv[0], &status)?;
+        uploaded
+    }
+
+    /// Run with stdin fed from the object at `key` (verified against its checksum as it
+    /// streams). Both must succeed; a failed download is reported as the cause of whatever
+    /// the process then said about its truncated input.
+    pub fn stdin_from(&self, store: &Store, key: &str) -> Result<(), Error> {
+        let mut cmd = self.command();
+        cmd.stdin = true;
+        let proc = exec::spawn(&cmd, &self.secrets())?;
+        let stdin = proc
+            .take_stdin()
+            .ok_or_else(|| crate::internal("process has no stdin"))?;
+        let fed = store.get_into(key, stdin)?.wait();
+        let status = proc.wait()?;
+        fed?;
+        check_exit(&self.argv[0], &status)
     }
 }
 

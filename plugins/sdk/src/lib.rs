@@ -152,6 +152,33 @@ pub fn artifact(name: &str, location: &str, info: &location::ObjectInfo) -> Arti
     }
 }
 
+/// Put options for a compressed object (what dumps want).
+pub fn compressed() -> location::PutOptions {
+    location::PutOptions {
+        compression: location::Compression::Zstd,
+        content_type: None,
+        metadata: vec![],
+    }
+}
+
+/// An artifact's metadata value.
+pub fn meta<'a>(a: &'a Artifact, key: &str) -> Option<&'a str> {
+    a.metadata
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The workload's secret `name`, or `None` when the workload has none by that name. Any
+/// other error (e.g. the Blueprint does not grant it) is an error.
+pub fn optional_secret(name: &str) -> Result<Option<secrets::Secret>, Error> {
+    match secrets::get(name) {
+        Ok(s) => Ok(Some(s)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A one-line text for an error (wit-bindgen's `Display` is its `Debug`).
 pub fn error_text(e: &Error) -> String {
     match e {

@@ -1,0 +1,515 @@
+//! End-to-end: the mysql-logical, etcd and redis plugins through the `coffer` CLI against
+//! real MariaDB 10.11, etcd 3.4 and Redis 7 servers. Restored data must equal the original;
+//! a server that is down, bad credentials, a tool missing from PATH and bad params each fail
+//! with a reason and record nothing.
+
+use coffer_tests::cli::{Cli, Run};
+use coffer_tests::random_hex;
+use coffer_tests::servers::{Etcd, MariaDb, Redis};
+use std::path::Path;
+
+fn cli() -> Cli {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");
+    Cli::new(env!("CARGO_BIN_EXE_coffer"), Some(&cache))
+}
+
+/// A Workload YAML: blueprint, env, an optional password file, params per action (JSON).
+fn workload(
+    name: &str,
+    blueprint: &str,
+    env: &[(&str, &str)],
+    pwfile: Option<&Path>,
+    params: &str,
+) -> String {
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
+    let secrets = pwfile
+        .map(|f| format!("  secrets: {{password: {{file: {}}}}}\n", f.display()))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  blueprint: {blueprint}\n  env: {{{}}}\n{secrets}  params: {params}\n",
+        env.join(", ")
+    )
+}
+
+fn password_file(dir: &Path, pw: &str) -> std::path::PathBuf {
+    let f = dir.join(format!("pw-{}", random_hex(4)));
+    std::fs::write(&f, format!("{pw}\n")).unwrap();
+    f
+}
+
+fn restore_point_of(r: &Run) -> String {
+    assert!(r.ok, "action failed:\n{}\n{}", r.stdout, r.stderr);
+    r.json()["status"]["restorePoint"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn restore_point_count(c: &Cli) -> usize {
+    c.ok(&["get", "restorepoints", "-o", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// The action fails, the message has `needle`, and no RestorePoint appeared.
+fn fails_with(c: &Cli, args: &[&str], needle: &str) {
+    let before = restore_point_count(c);
+    let r = c.run(args);
+    assert!(!r.ok, "coffer {args:?} succeeded:\n{}", r.stdout);
+    assert!(
+        r.stderr.contains(needle),
+        "coffer {args:?}: expected {needle:?} in:\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        restore_point_count(c),
+        before,
+        "a failed action recorded a RestorePoint"
+    );
+}
+
+// ---------------------------------------------------------------- MariaDB
+
+const SHOP: &str = r#"
+CREATE DATABASE shop CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+USE shop;
+CREATE TABLE customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100) NOT NULL, email VARCHAR(200) UNIQUE, photo BLOB, created DATETIME(6));
+CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id INT, total DECIMAL(12,2), note TEXT, meta JSON,
+  FOREIGN KEY (customer_id) REFERENCES customers(id)) ENGINE=InnoDB;
+INSERT INTO customers (name, email, photo, created)
+  SELECT CONCAT(ELT(1 + seq % 5, 'Zoë', '東京', 'Łódź', '🚀 rocket', 'O''Brien'), ' ', seq), CONCAT('c', seq, '@example.com'),
+         UNHEX(SHA2(seq, 256)), TIMESTAMP('2024-01-01') + INTERVAL seq MINUTE
+  FROM seq_1_to_3000;
+INSERT INTO orders (customer_id, total, note, meta)
+  SELECT 1 + seq % 3000, (seq * 7919 % 100000) / 100, IF(seq % 5 = 0, NULL, MD5(seq)), JSON_OBJECT('n', seq, 'ok', '✓')
+  FROM seq_1_to_20000;
+CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 900;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(50));
+CREATE TRIGGER orders_ai AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit (what) VALUES (CONCAT('order ', NEW.id));
+CREATE PROCEDURE order_count(IN c INT) SELECT COUNT(*) FROM orders WHERE customer_id = c;
+CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM audit;
+CREATE DATABASE `o'brien db` CHARACTER SET latin1 COLLATE latin1_german1_ci;
+CREATE TABLE `o'brien db`.`odd ``name``` (k VARCHAR(20) PRIMARY KEY, v VARCHAR(50));
+INSERT INTO `o'brien db`.`odd ``name``` SELECT CONCAT('k', seq), CONCAT('Müller ', seq) FROM seq_1_to_500;
+CREATE USER app@'%' IDENTIFIED BY 'app-pw';
+GRANT SELECT, INSERT ON shop.* TO app@'%';
+"#;
+
+/// Everything compared: per-table checksum and count, routines, triggers, views, events,
+/// database character sets, the app user's grants.
+fn mysql_state(m: &MariaDb, dbs: &[&str]) -> Vec<String> {
+    let mut s = Vec::new();
+    for db in dbs {
+        let q = db.replace('\'', "''");
+        s.push(m.sql(&format!(
+            "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{q}'"
+        )));
+        let tables = m.sql(&format!(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{q}' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1"
+        ));
+        for t in tables.lines() {
+            let qt = format!("`{}`.`{}`", db.replace('`', "``"), t.replace('`', "``"));
+            s.push(
+                m.sql(&format!("CHECKSUM TABLE {qt} EXTENDED"))
+                    .replace(db, "DB"),
+            );
+            s.push(m.sql(&format!("SELECT COUNT(*) FROM {qt}")));
+        }
+        for what in [
+            "ROUTINE_NAME, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA",
+            "TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA",
+            "TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA",
+            "EVENT_NAME, EVENT_DEFINITION, STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA",
+        ] {
+            s.push(
+                m.sql(&format!("SELECT {what} = '{q}' ORDER BY 1"))
+                    .replace(db, "DB"),
+            );
+        }
+    }
+    s
+}
+
+#[test]
+fn mysql_backup_drop_restore_and_failures() {
+    let pw = format!("root-{}", random_hex(6));
+    let mut m = MariaDb::start(&pw);
+    m.sql(SHOP);
+    let dbs = ["shop", "o'brien db"];
+    let before = mysql_state(&m, &dbs);
+    let grants_before = m.sql("SHOW GRANTS FOR app@'%'");
+    let work = tempfile::tempdir().unwrap();
+    let pwf = password_file(work.path(), &pw);
+    let c = cli();
+    let port = m.port.to_string();
+    // mariadb-dump ignores MYSQL_HOST, so the connection goes in params.
+    let env: [(&str, &str); 0] = [];
+    let params = format!(
+        "{{backup: {{host: 127.0.0.1, port: {port}, user: root, users: true}}, restore: {{host: 127.0.0.1, port: {port}, user: root}}}}"
+    );
+    let params = params.as_str();
+    assert!(
+        c.apply(&workload("shop", "mysql-logical", &env, Some(&pwf), params))
+            .ok
+    );
+
+    let rp = restore_point_of(&c.run(&["backup", "shop", "-o", "json"]));
+    // The password never lands in the state dir.
+    assert!(coffer_tests::files_containing(c.home.path(), pw.as_bytes()).is_empty());
+
+    m.sql("DROP DATABASE shop; DROP DATABASE `o'brien db`; DROP USER app@'%'");
+    c.ok(&["restore", "shop", "--from", &rp]);
+    assert_eq!(mysql_state(&m, &dbs), before);
+    assert_eq!(m.sql("SHOW GRANTS FOR app@'%'"), grants_before);
+
+    // One database under another name: same rows, and the original is untouched.
+    c.ok(&[
+        "restore",
+        "shop",
+        "--from",
+        &rp,
+        "-p",
+        "databases=[\"shop\"]",
+        "-p",
+        "targetDatabase=shop_copy",
+    ]);
+    let copy = mysql_state(&m, &["shop_copy"]);
+    let orig = mysql_state(&m, &["shop"]);
+    assert_eq!(copy[1..], orig[1..], "shop_copy differs from shop");
+
+    // Bad params are refused in validate, before anything runs.
+    fails_with(
+        &c,
+        &["backup", "shop", "-p", "databases=[]"],
+        "params.databases",
+    );
+    fails_with(
+        &c,
+        &["backup", "shop", "-p", "databases=[\"nope\"]"],
+        "\"nope\" does not exist",
+    );
+    fails_with(
+        &c,
+        &["restore", "shop", "--from", &rp, "-p", "targetDatabase=x"],
+        "exactly one database",
+    );
+    // Bad credentials.
+    let wrong = password_file(work.path(), "not-the-password");
+    assert!(
+        c.apply(&workload(
+            "shop-badpw",
+            "mysql-logical",
+            &env,
+            Some(&wrong),
+            params
+        ))
+        .ok
+    );
+    fails_with(&c, &["backup", "shop-badpw"], "Access denied");
+    // A tool missing from PATH.
+    let nopath = [("PATH", "/nonexistent")];
+    assert!(
+        c.apply(&workload(
+            "shop-nopath",
+            "mysql-logical",
+            &nopath,
+            Some(&pwf),
+            params
+        ))
+        .ok
+    );
+    fails_with(
+        &c,
+        &["backup", "shop-nopath"],
+        "`mariadb` was not found on the PATH",
+    );
+    // The server down.
+    m.stop();
+    fails_with(&c, &["backup", "shop"], "Can't connect");
+}
+
+// ---------------------------------------------------------------- etcd
+
+fn etcd_all(e: &Etcd) -> String {
+    e.etcdctl(&["get", "", "--prefix"])
+}
+
+#[test]
+fn etcd_snapshot_restore_to_new_data_dir_and_failures() {
+    let mut e = Etcd::start();
+    for batch in 0..10 {
+        let mut txn = String::from("\n");
+        for i in 0..100 {
+            let k = batch * 100 + i;
+            txn.push_str(&format!(
+                "put /app/key-{k:04} \"value {k} ✓ {}\"\n",
+                "x".repeat(k % 37)
+            ));
+        }
+        // An empty line ends the success requests, another the (empty) failure ones.
+        txn.push_str("\n\n");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ETCDCTL_API=3 etcdctl --endpoints={} txn",
+                e.endpoint()
+            ))
+            .stdin_file(&txn);
+        assert!(out.contains("SUCCESS"), "{out}");
+    }
+    e.etcdctl(&["put", "/config/empty", ""]);
+    let before = etcd_all(&e);
+    assert_eq!(
+        before.lines().filter(|l| l.starts_with("/app/")).count(),
+        1000
+    );
+
+    let c = cli();
+    let params = format!("{{backup: {{endpoint: \"{}\"}}}}", e.endpoint());
+    assert!(c.apply(&workload("kv", "etcd", &[], None, &params)).ok);
+    let b = c.run(&["backup", "kv", "-o", "json"]);
+    let rp = restore_point_of(&b);
+    let out = &b.json()["status"]["outputs"];
+    assert!(
+        out["keys"].as_str().unwrap().parse::<u64>().unwrap() >= 1001,
+        "{out}"
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    let data = target.path().join("restored");
+    c.ok(&[
+        "restore",
+        "kv",
+        "--from",
+        &rp,
+        "-p",
+        &format!("dataDir={}", data.display()),
+    ]);
+    let restored = Etcd::start_on(target, data.clone());
+    assert_eq!(etcd_all(&restored), before);
+    drop(restored);
+
+    // Restoring over an existing directory is refused.
+    let busy = tempfile::tempdir().unwrap();
+    fails_with(
+        &c,
+        &[
+            "restore",
+            "kv",
+            "--from",
+            &rp,
+            "-p",
+            &format!("dataDir={}", busy.path().display()),
+        ],
+        "exists; etcd restores into a new directory",
+    );
+    // Bad params.
+    fails_with(
+        &c,
+        &["backup", "kv", "-p", "endpoint=a:1,b:2"],
+        "params.endpoint",
+    );
+    fails_with(
+        &c,
+        &["restore", "kv", "--from", &rp, "-p", "dataDir=relative/dir"],
+        "must be an absolute path",
+    );
+    // A tool missing from PATH.
+    assert!(
+        c.apply(&workload(
+            "kv-nopath",
+            "etcd",
+            &[("PATH", "/nonexistent")],
+            None,
+            &params
+        ))
+        .ok
+    );
+    fails_with(&c, &["backup", "kv-nopath"], "was not found on the PATH");
+    // Bad credentials: auth on, a wrong password.
+    e.etcdctl(&["user", "add", "root:right-pw"]);
+    e.etcdctl(&["auth", "enable"]);
+    let work = tempfile::tempdir().unwrap();
+    let wrong = password_file(work.path(), "wrong-pw");
+    let auth_params = format!("{{backup: {{endpoint: \"{}\", user: root}}}}", e.endpoint());
+    assert!(
+        c.apply(&workload(
+            "kv-auth",
+            "etcd",
+            &[],
+            Some(&wrong),
+            &auth_params
+        ))
+        .ok
+    );
+    fails_with(&c, &["backup", "kv-auth"], "authentication failed");
+    let right = password_file(work.path(), "right-pw");
+    assert!(
+        c.apply(&workload(
+            "kv-auth",
+            "etcd",
+            &[],
+            Some(&right),
+            &auth_params
+        ))
+        .ok
+    );
+    restore_point_of(&c.run(&["backup", "kv-auth", "-o", "json"]));
+    // The server down.
+    e.stop();
+    fails_with(&c, &["backup", "kv"], "is not healthy");
+}
+
+// ---------------------------------------------------------------- Redis
+
+fn redis_fill(r: &Redis) {
+    let script = "for i=1,5000 do redis.call('SET','k'..i, string.rep('v', i % 50)..i) end \
+        for i=1,300 do redis.call('HSET','h'..i,'f','v'..i,'n',i) redis.call('RPUSH','l'..(i % 10), i) \
+        redis.call('SADD','s', i) redis.call('ZADD','z', i, 'm'..i) end \
+        redis.call('SET','bin', '\\0\\1\\2\\255') redis.call('PEXPIRE','k1', 86400000) return 1";
+    r.cli(&["EVAL", script, "0"]);
+}
+
+fn redis_digest(r: &Redis) -> (String, String) {
+    (r.cli(&["DEBUG", "DIGEST"]), r.cli(&["DBSIZE"]))
+}
+
+#[test]
+fn redis_rdb_backup_restore_and_failures() {
+    let pw = format!("redis-{}", random_hex(6));
+    let mut r = Redis::start(Some(&pw));
+    redis_fill(&r);
+    let before = redis_digest(&r);
+    assert_eq!(before.1.trim(), "5313");
+    let work = tempfile::tempdir().unwrap();
+    let pwf = password_file(work.path(), &pw);
+    let c = cli();
+    let params = format!("{{backup: {{port: {}}}}}", r.port);
+    assert!(
+        c.apply(&workload("cache", "redis", &[], Some(&pwf), &params))
+            .ok
+    );
+    let rp = restore_point_of(&c.run(&["backup", "cache", "-o", "json"]));
+    assert!(coffer_tests::files_containing(c.home.path(), pw.as_bytes()).is_empty());
+
+    // Place the RDB in a new directory and start a server on it: the same dataset.
+    let target = tempfile::tempdir().unwrap();
+    let dir = target.path().to_path_buf();
+    c.ok(&[
+        "restore",
+        "cache",
+        "--from",
+        &rp,
+        "-p",
+        &format!("dataDir={}", dir.display()),
+    ]);
+    let mut restored = Redis::start_in(target, Some(&pw));
+    assert_eq!(redis_digest(&restored), before);
+    assert!(
+        restored.cli(&["PTTL", "k1"]).trim().parse::<i64>().unwrap() > 0,
+        "the TTL was lost"
+    );
+    // An existing RDB is not replaced unless asked.
+    fails_with(
+        &c,
+        &[
+            "restore",
+            "cache",
+            "--from",
+            &rp,
+            "-p",
+            &format!("dataDir={}", dir.display()),
+        ],
+        "set params.overwrite",
+    );
+    restored.stop();
+    c.ok(&[
+        "restore",
+        "cache",
+        "--from",
+        &rp,
+        "-p",
+        &format!("dataDir={}", dir.display()),
+        "-p",
+        "overwrite=true",
+    ]);
+
+    // Bad params.
+    fails_with(&c, &["backup", "cache", "-p", "port=0"], "params.port");
+    fails_with(
+        &c,
+        &["restore", "cache", "--from", &rp, "-p", "dataDir=rel"],
+        "must be an absolute path",
+    );
+    fails_with(
+        &c,
+        &[
+            "restore",
+            "cache",
+            "--from",
+            &rp,
+            "-p",
+            &format!("dataDir={}", dir.display()),
+            "-p",
+            "dbFilename=../x",
+        ],
+        "params.dbFilename",
+    );
+    // Bad credentials.
+    let wrong = password_file(work.path(), "wrong");
+    assert!(
+        c.apply(&workload(
+            "cache-badpw",
+            "redis",
+            &[],
+            Some(&wrong),
+            &params
+        ))
+        .ok
+    );
+    fails_with(&c, &["backup", "cache-badpw"], "WRONGPASS");
+    // A tool missing from PATH.
+    assert!(
+        c.apply(&workload(
+            "cache-nopath",
+            "redis",
+            &[("PATH", "/nonexistent")],
+            Some(&pwf),
+            &params
+        ))
+        .ok
+    );
+    fails_with(
+        &c,
+        &["backup", "cache-nopath"],
+        "`redis-cli` was not found on the PATH",
+    );
+    // The server down.
+    r.stop();
+    fails_with(&c, &["backup", "cache"], "Connection refused");
+}
+
+/// `sh -c` with a string on stdin; stdout.
+trait StdinFile {
+    fn stdin_file(&mut self, input: &str) -> String;
+}
+
+impl StdinFile for std::process::Command {
+    fn stdin_file(&mut self, input: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    }
+}

@@ -1,0 +1,335 @@
+//! Throwaway MariaDB 10.11, etcd 3.4 and Redis 7 servers (Debian's packages): their own
+//! data dir and port on 127.0.0.1, stopped on drop.
+
+use crate::free_port;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not become ready: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+fn output_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// MariaDB with a root password, reachable over TCP.
+pub struct MariaDb {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    pub fn start(password: &str) -> MariaDb {
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-mariadb-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            let _ = Command::new("chown")
+                .args(["mysql:mysql"])
+                .arg(dir.path())
+                .status();
+        }
+        let data = dir.path().join("data");
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if root {
+            install.arg("--user=mysql");
+        }
+        output_ok(&mut install, "mariadb-install-db");
+        let mut m = MariaDb {
+            dir,
+            port: free_port(),
+            password: password.to_string(),
+            child: None,
+        };
+        m.start_server();
+        // Only TCP users matter; the host-named root some installs add trips
+        // `mariadb-dump --system=users`, so keep the accounts a server really has.
+        m.sql_nopw(&format!(
+            "DELETE FROM mysql.global_priv WHERE Host NOT IN ('localhost','127.0.0.1','::1','%'); FLUSH PRIVILEGES; \
+             ALTER USER root@'127.0.0.1' IDENTIFIED BY '{password}'; ALTER USER root@'localhost' IDENTIFIED BY '{password}'"
+        ));
+        m
+    }
+
+    fn start_server(&mut self) {
+        let d = self.dir.path();
+        let log = d.join("error.log");
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", d.join("mysql.sock").display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .args(["--skip-name-resolve", "--innodb-buffer-pool-size=64M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.arg("--user=mysql");
+        }
+        self.child = Some(cmd.spawn().expect("starting mariadbd"));
+        let port = self.port;
+        wait_until("mariadbd", &log, || {
+            Command::new("mariadb-admin")
+                .args(["--no-defaults", "-h127.0.0.1", "-uroot"])
+                .arg(format!("-P{port}"))
+                .arg("--connect-timeout=1")
+                .arg("ping")
+                .env("MYSQL_PWD", "")
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success()
+                        || String::from_utf8_lossy(&o.stderr).contains("Access denied")
+                })
+        });
+    }
+
+    fn sql_nopw(&self, sql: &str) -> String {
+        output_ok(
+            Command::new("mariadb")
+                .args([
+                    "--no-defaults",
+                    "-h127.0.0.1",
+                    "-uroot",
+                    "--batch",
+                    "--skip-column-names",
+                ])
+                .arg(format!("-P{}", self.port))
+                .args(["-e", sql]),
+            "mariadb",
+        )
+    }
+
+    /// Run SQL as root; stdout of --batch --skip-column-names.
+    pub fn sql(&self, sql: &str) -> String {
+        output_ok(
+            Command::new("mariadb")
+                .args([
+                    "--no-defaults",
+                    "-h127.0.0.1",
+                    "-uroot",
+                    "--batch",
+                    "--skip-column-names",
+                ])
+                .arg(format!("-P{}", self.port))
+                .arg("--default-character-set=utf8mb4")
+                .env("MYSQL_PWD", &self.password)
+                .args(["-e", sql]),
+            "mariadb",
+        )
+    }
+
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A single-member etcd.
+pub struct Etcd {
+    pub dir: tempfile::TempDir,
+    pub client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Etcd::start_on(dir, data)
+    }
+
+    /// Start a member on an existing data dir (e.g. one a restore produced).
+    pub fn start_on(dir: tempfile::TempDir, data: PathBuf) -> Etcd {
+        let mut e = Etcd {
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            child: None,
+        };
+        let log = e.dir.path().join(format!("etcd-{}.log", e.client_port));
+        let client = format!("http://127.0.0.1:{}", e.client_port);
+        let peer = format!("http://127.0.0.1:{}", e.peer_port);
+        let child = Command::new("etcd")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=default={peer}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting etcd");
+        e.child = Some(child);
+        let port = e.client_port;
+        wait_until("etcd", &log, || {
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints=127.0.0.1:{port}"))
+                .args(["--dial-timeout=1s", "endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        output_ok(
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.endpoint()))
+                .args(args),
+            "etcdctl",
+        )
+    }
+
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis with a password and no persistence of its own.
+pub struct Redis {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: Option<String>,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start(password: Option<&str>) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        Redis::start_in(dir, password)
+    }
+
+    /// Start with `dir` as its working dir: it loads `dir/dump.rdb` if there is one.
+    pub fn start_in(dir: tempfile::TempDir, password: Option<&str>) -> Redis {
+        let port = free_port();
+        let log = dir.path().join(format!("redis-{port}.log"));
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "local",
+                "--logfile",
+            ])
+            .arg(&log);
+        if let Some(pw) = password {
+            cmd.args(["--requirepass", pw]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        let r = Redis {
+            dir,
+            port,
+            password: password.map(String::from),
+            child: Some(child),
+        };
+        wait_until("redis-server", &log, || {
+            r.cli_raw(&["ping"]).is_some_and(|o| o.trim() == "PONG")
+        });
+        r
+    }
+
+    fn cli_raw(&self, args: &[&str]) -> Option<String> {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["--no-auth-warning", "-p", &self.port.to_string()])
+            .args(args);
+        if let Some(pw) = &self.password {
+            cmd.env("REDISCLI_AUTH", pw);
+        }
+        let out = cmd.output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.cli_raw(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
