@@ -277,6 +277,44 @@ fn moto_encrypted_round_trip_verify_object_lock_and_faults() {
     );
     assert!(ls.stdout.contains("coffer-manifest.json"), "{}", ls.stdout);
 
+    // location cat / rm: a plain object written behind coffer's back, then removed; the
+    // objects of a RestorePoint are refused without --force.
+    moto.put(
+        "backups",
+        "team-a/scratch/notes.txt",
+        b"hello from outside\n",
+    );
+    let cat = c.ok(&["location", "cat", "--profile", "enc", "scratch/notes.txt"]);
+    assert_eq!(cat.stdout, "hello from outside\n");
+    let rm = c.ok(&["location", "rm", "--profile", "enc", "-r", "scratch"]);
+    assert!(
+        rm.stdout.contains("removed scratch/notes.txt"),
+        "{}",
+        rm.stdout
+    );
+    assert!(!moto.keys("backups").iter().any(|k| k.contains("scratch")));
+    let refused = c.run(&[
+        "location",
+        "rm",
+        "--profile",
+        "enc",
+        "-r",
+        "restorepoints/files",
+    ]);
+    assert!(!refused.ok);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("holds objects of RestorePoint {rp}")),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        moto.keys("backups")
+            .iter()
+            .any(|k| k.ends_with("file.bin.zst.age"))
+    );
+
     // verify reads everything end to end.
     let v = c.ok(&["verify", &rp]);
     assert!(
