@@ -9,6 +9,7 @@ pub mod action;
 pub mod cap;
 pub mod catalog;
 pub mod cli;
+pub mod harness;
 pub mod home;
 pub mod model;
 pub mod plugin;

@@ -44,6 +44,17 @@ impl SecretValues {
         })
     }
 
+    /// Values given directly (the plugin test harness).
+    pub fn from_values(owner: &str, values: &BTreeMap<String, String>) -> SecretValues {
+        SecretValues {
+            values: values
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                .collect(),
+            owner: owner.to_string(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<String>> {
         self.values.get(name).cloned()
     }

@@ -15,6 +15,7 @@ mod actions;
 mod logging;
 mod output;
 mod plugin_cmd;
+mod plugin_dev;
 mod progress;
 mod storage_cmd;
 
@@ -187,7 +188,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Plugin { command } = &cli.command {
-        return plugin_cmd::run(command, cli.home.clone());
+        return plugin_cmd::run(command, cli.home.clone()).await;
     }
     let coffer = Coffer::open(Home::resolve(cli.home)?).await?;
     match cli.command {

@@ -29,6 +29,19 @@ pub enum PluginCommand {
         #[arg(long, value_name = "SIG")]
         signature: Option<PathBuf>,
     },
+    /// Run a plugin's test cases (YAML) against scripted capabilities: an exec that answers
+    /// from the script, an in-memory location, given secrets. No server, no workload.
+    Test {
+        /// A .wasm component, or `builtin:NAME`.
+        plugin: String,
+        /// The cases file (see docs/plugin-authoring.md).
+        cases: PathBuf,
+        /// Print every case's capability calls, not only failing ones.
+        #[arg(short, long)]
+        verbose: bool,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Check a plugin file's signature against a public key (hex, or a .pub file).
     Verify {
         file: PathBuf,
@@ -44,8 +57,14 @@ fn read_plugin(file: &std::path::Path) -> Result<PluginBytes> {
     Ok(PluginBytes::new(file.display().to_string(), bytes))
 }
 
-pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode> {
     match cmd {
+        PluginCommand::Test {
+            plugin,
+            cases,
+            verbose,
+            output,
+        } => super::plugin_dev::test(home, plugin, cases, *verbose, *output).await,
         PluginCommand::Keygen { out } => {
             let public = signing::keygen(out)?;
             out!("private key: {} (keep it secret)", out.display());
@@ -98,17 +117,7 @@ pub fn run(cmd: &PluginCommand, _home: Option<PathBuf>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Inspect { file, output } => {
-            let p = match file.strip_prefix("builtin:") {
-                Some(name) => {
-                    let bytes = crate::builtin::plugin(name)
-                        .with_context(|| format!("no built-in plugin {name:?}"))?;
-                    PluginBytes::new(file.clone(), bytes.to_vec())
-                }
-                None => PluginBytes::new(
-                    file.clone(),
-                    std::fs::read(file).with_context(|| format!("reading {file}"))?,
-                ),
-            };
+            let p = super::plugin_dev::load_plugin(file)?;
             let i = inspect(&p)?;
             let m = &i.manifest;
             match output {

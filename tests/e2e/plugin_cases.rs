@@ -1,0 +1,86 @@
+//! Unit tests of the first-party plugins' logic, error paths included, through the plugin
+//! test harness (scripted exec, in-memory location): plugins/<name>/tests/cases.yaml. And
+//! the harness itself: an expectation that does not hold must fail its case.
+
+use coffer::harness::{self, CaseFile};
+use coffer::plugin::PluginBytes;
+use coffer::runtime::Runtime;
+use std::path::Path;
+
+fn runtime() -> Runtime {
+    Runtime::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache")).unwrap()
+}
+
+fn builtin(name: &str) -> PluginBytes {
+    PluginBytes::new(
+        format!("builtin:{name}"),
+        coffer::builtin::plugin(name).unwrap().to_vec(),
+    )
+}
+
+async fn run_file(rt: &Runtime, name: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins")
+        .join(name)
+        .join("tests/cases.yaml");
+    let cases = harness::load_cases(&path).unwrap();
+    assert!(cases.cases.len() >= 6, "{name}: too few cases");
+    let reports = harness::run_cases(rt, &builtin(name), &cases)
+        .await
+        .unwrap();
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| {
+            format!(
+                "{}: {}\n  {}",
+                r.name,
+                r.failures.join("\n  "),
+                r.trace.join("\n  ")
+            )
+        })
+        .collect();
+    assert!(failed.is_empty(), "{name}:\n{}", failed.join("\n"));
+}
+
+#[tokio::test]
+async fn first_party_plugins_pass_their_cases() {
+    let rt = runtime();
+    for name in ["postgres-logical", "mysql-logical", "etcd", "redis"] {
+        run_file(&rt, name).await;
+    }
+}
+
+#[tokio::test]
+async fn the_harness_fails_a_case_whose_expectation_does_not_hold() {
+    let rt = runtime();
+    let cases: CaseFile = serde_yaml_ng::from_str(
+        r#"
+cases:
+  - name: wrong command, wrong object, wrong output
+    action: backup
+    exec: [{argv: "redis-cli **", stdout: "REDIS0011 body"}]
+    expect:
+      calls: ["redis-cli -h elsewhere **"]
+      objects: {dump.rdb: "other bytes"}
+      outputs: {bytes: "1"}
+  - name: expected to fail, but succeeds
+    action: backup
+    exec: [{argv: "redis-cli **", stdout: "REDIS0011 body"}]
+    expect: {error: "boom"}
+  - name: a command with no scripted answer fails the action
+    action: backup
+"#,
+    )
+    .unwrap();
+    let r = harness::run_cases(&rt, &builtin("redis"), &cases)
+        .await
+        .unwrap();
+    assert!(r.iter().all(|c| !c.passed));
+    assert_eq!(r[0].failures.len(), 3, "{:?}", r[0].failures);
+    assert!(r[1].failures[0].contains("should fail"));
+    assert!(
+        r[2].result
+            .contains("the test script has no answer for `redis-cli")
+    );
+}
