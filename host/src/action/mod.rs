@@ -8,6 +8,7 @@ mod prepare;
 mod recovery;
 mod resources;
 
+pub(crate) use prepare::merge_params;
 pub use prepare::{ActionRequest, PreparedAction};
 pub use resources::Source;
 

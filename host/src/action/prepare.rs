@@ -32,6 +32,10 @@ pub struct ActionRequest {
     pub restore_point: Option<String>,
     /// Param overrides, on top of the Blueprint's and the Workload's.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Run this plugin instead of the Blueprint's (`coffer plugin run`).
+    pub plugin_override: Option<crate::model::PluginRef>,
+    /// Grant what the plugin declares instead of what the Blueprint grants (development).
+    pub grant_declared: bool,
 }
 
 /// An action ready to run, with its ActionSet already recorded as Running.
@@ -88,7 +92,10 @@ fn stamp() -> String {
 }
 
 /// Shallow merge of param objects, later wins.
-fn merge_params(layers: &[Option<&serde_json::Value>], action: &str) -> Result<serde_json::Value> {
+pub(crate) fn merge_params(
+    layers: &[Option<&serde_json::Value>],
+    action: &str,
+) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     for (i, layer) in layers.iter().enumerate() {
         match layer {
@@ -152,7 +159,10 @@ impl Coffer {
         let (profile, _) = self.profile(&profile_name)?;
         let location = Location::from_profile(&profile)?;
 
-        let plugin = PluginBytes::resolve(&blueprint.spec.plugin, &bname)?;
+        let plugin = match &req.plugin_override {
+            Some(p) => PluginBytes::resolve(p, &bname)?,
+            None => PluginBytes::resolve(&blueprint.spec.plugin, &bname)?,
+        };
         let manifest = crate::plugin::inspect(&plugin)?.manifest;
         if manifest.action(&action).is_none() {
             bail!(
@@ -249,7 +259,11 @@ impl Coffer {
             plugin_name: manifest.name.clone(),
             workload: wname.clone(),
             declared: manifest.capabilities.clone(),
-            granted: blueprint.spec.grants.clone(),
+            granted: if req.grant_declared {
+                manifest.capabilities.clone()
+            } else {
+                blueprint.spec.grants.clone()
+            },
             exec: Arc::new(LocalExec {
                 workload: wname.clone(),
                 env: workload.spec.env.clone(),
@@ -262,6 +276,7 @@ impl Coffer {
             cancelled: Default::default(),
             progress: Progress::default(),
             records: Default::default(),
+            on_audit: Default::default(),
         });
         let input_artifacts = input
             .iter()

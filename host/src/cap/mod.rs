@@ -43,7 +43,11 @@ pub struct ActionContext {
     pub cancelled: AtomicBool,
     pub progress: Progress,
     pub records: Mutex<Records>,
+    /// Called with every audit entry as it is recorded (`coffer plugin run`'s live trace).
+    pub on_audit: std::sync::OnceLock<AuditHook>,
 }
+
+pub type AuditHook = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
 
 /// Live progress, polled by the CLI's progress bar.
 #[derive(Default)]
@@ -95,6 +99,7 @@ impl ActionContext {
             cancelled: AtomicBool::new(false),
             progress: Progress::default(),
             records: Mutex::new(Records::default()),
+            on_audit: Default::default(),
         }
     }
 
@@ -127,6 +132,9 @@ impl ActionContext {
             bytes,
         };
         tracing::debug!(capability, target, result = %entry.result, duration_ms = entry.duration_ms, "capability call");
+        if let Some(hook) = self.on_audit.get() {
+            hook(&entry);
+        }
         let mut r = self.records.lock().unwrap();
         if r.audit.len() < MAX_AUDIT {
             r.audit.push(entry);

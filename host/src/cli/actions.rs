@@ -32,6 +32,7 @@ pub fn request(
         profile,
         restore_point,
         params: map,
+        ..Default::default()
     })
 }
 
@@ -40,12 +41,21 @@ pub async fn run(
     req: ActionRequest,
     out: Option<OutputFormat>,
 ) -> Result<ExitCode> {
-    let what = match (&req.workload, &req.restore_point) {
-        (Some(w), _) => format!("{} {w}", req.action),
-        (None, Some(rp)) => format!("{} {rp}", req.action),
-        _ => req.action.clone(),
-    };
     let prepared = coffer.prepare(req).await?;
+    follow_and_report(coffer, prepared, out).await
+}
+
+/// Run a prepared action with a progress display; print how it ended.
+pub async fn follow_and_report(
+    coffer: &Coffer,
+    prepared: crate::action::PreparedAction,
+    out: Option<OutputFormat>,
+) -> Result<ExitCode> {
+    let what = match (&prepared.request.workload, &prepared.request.restore_point) {
+        (Some(w), _) => format!("{} {w}", prepared.request.action),
+        (None, Some(rp)) => format!("{} {rp}", prepared.request.action),
+        _ => prepared.request.action.clone(),
+    };
     let finished: ActionSet = tokio::select! {
         r = progress::follow(what.clone(), &prepared.ctx, coffer.run(&prepared)) => r?,
         _ = tokio::signal::ctrl_c() => {

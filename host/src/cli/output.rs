@@ -344,7 +344,18 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
 fn describe_grants(b: &crate::model::Blueprint) -> Result<()> {
     let plugin = crate::plugin::PluginBytes::resolve(&b.spec.plugin, b.name())?;
     let m = crate::plugin::inspect(&plugin)?.manifest;
-    let (d, g) = (&m.capabilities, &b.spec.grants);
+    out!(
+        "Capabilities of plugin {} {} (sha256 {}):",
+        m.name,
+        m.version,
+        plugin.sha256
+    );
+    grants_table(&m.capabilities, &b.spec.grants);
+    Ok(())
+}
+
+/// Declared vs granted, and the effect, per capability.
+pub(super) fn grants_table(d: &coffer_manifest::Capabilities, g: &coffer_manifest::Capabilities) {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut row = |cap: &str, what: String, declared: bool, granted: bool| {
         let effect = if declared && granted {
@@ -388,12 +399,6 @@ fn describe_grants(b: &crate::model::Blueprint) -> Result<()> {
     if d.snapshot || g.snapshot {
         row("snapshot", String::new(), d.snapshot, g.snapshot);
     }
-    out!(
-        "Capabilities of plugin {} {} (sha256 {}):",
-        m.name,
-        m.version,
-        plugin.sha256
-    );
     table(
         &["  CAPABILITY", "WHAT", "DECLARED", "GRANTED", "EFFECT"],
         rows.into_iter()
@@ -403,7 +408,6 @@ fn describe_grants(b: &crate::model::Blueprint) -> Result<()> {
             })
             .collect(),
     );
-    Ok(())
 }
 
 fn yes(b: bool) -> String {

@@ -42,6 +42,31 @@ pub enum PluginCommand {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Run one action of a plugin file against a local Workload, printing every capability
+    /// call (arguments, result, duration) as it happens: the debugger for plugin authors.
+    /// The Workload's Blueprint grants apply unless --grant-declared.
+    Run {
+        /// A .wasm component, or `builtin:NAME`.
+        plugin: String,
+        /// backup, restore, delete (or another action the plugin has).
+        action: String,
+        #[arg(long, short = 'w')]
+        workload: Option<String>,
+        /// The RestorePoint a restore or delete works on.
+        #[arg(long = "from", value_name = "RESTOREPOINT")]
+        from: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Grant what the plugin declares instead of what the Blueprint grants.
+        #[arg(long)]
+        grant_declared: bool,
+        /// Check params and grants and show the calls the plugin would make, against a
+        /// simulated workload (commands succeed with no output); touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check a plugin file's signature against a public key (hex, or a .pub file).
     Verify {
         file: PathBuf,
@@ -65,6 +90,28 @@ pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode>
             verbose,
             output,
         } => super::plugin_dev::test(home, plugin, cases, *verbose, *output).await,
+        PluginCommand::Run {
+            plugin,
+            action,
+            workload,
+            from,
+            profile,
+            params,
+            grant_declared,
+            dry_run,
+        } => {
+            let args = super::plugin_dev::RunArgs {
+                plugin: plugin.clone(),
+                action: action.clone(),
+                workload: workload.clone(),
+                from: from.clone(),
+                profile: profile.clone(),
+                params: params.clone(),
+                grant_declared: *grant_declared,
+                dry_run: *dry_run,
+            };
+            super::plugin_dev::run(home, args).await
+        }
         PluginCommand::Keygen { out } => {
             let public = signing::keygen(out)?;
             out!("private key: {} (keep it secret)", out.display());

@@ -8,6 +8,7 @@ use crate::runtime::Runtime;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// A plugin named on the command line: a .wasm file, or `builtin:NAME`.
 pub fn load_plugin(file: &str) -> Result<PluginBytes> {
@@ -68,6 +69,202 @@ pub async fn test(
         OutputFormat::Yaml => out_raw!("{}", serde_yaml_ng::to_string(&reports)?),
     }
     Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `coffer plugin run`: one action of a plugin file against a local Workload, with every
+/// capability call printed as it happens. `--dry-run` touches nothing.
+pub struct RunArgs {
+    pub plugin: String,
+    pub action: String,
+    pub workload: Option<String>,
+    pub from: Option<String>,
+    pub profile: Option<String>,
+    pub params: Vec<String>,
+    pub grant_declared: bool,
+    pub dry_run: bool,
+}
+
+pub async fn run(home: Option<PathBuf>, a: RunArgs) -> Result<ExitCode> {
+    let coffer = crate::action::Coffer::open(Home::resolve(home)?).await?;
+    let mut req = super::actions::request(
+        &a.action,
+        a.workload.clone(),
+        a.profile.clone(),
+        a.from.clone(),
+        &a.params,
+    )?;
+    req.plugin_override = Some(match a.plugin.strip_prefix("builtin:") {
+        Some(name) => crate::model::PluginRef {
+            builtin: Some(name.to_string()),
+            path: None,
+            sha256: None,
+            public_key: None,
+            signature: None,
+        },
+        None => crate::model::PluginRef {
+            builtin: None,
+            path: Some(
+                std::fs::canonicalize(&a.plugin)
+                    .with_context(|| format!("reading {}", a.plugin))?,
+            ),
+            sha256: None,
+            public_key: None,
+            signature: None,
+        },
+    });
+    req.grant_declared = a.grant_declared;
+    if a.dry_run {
+        return dry_run(&coffer, &a, req).await;
+    }
+    let prepared = coffer.prepare(req).await?;
+    let hook: crate::cap::AuditHook = Arc::new(|e: &crate::model::AuditEntry| {
+        let line = trace_line(e);
+        super::progress::suspend(|| eprintln!("{line}"));
+    });
+    let _ = prepared.ctx.on_audit.set(hook);
+    eprintln!(
+        "running {} of plugin {} ({}) on workload {} — ActionSet {}",
+        a.action, prepared.manifest.name, a.plugin, prepared.workload.metadata.name, prepared.name
+    );
+    super::actions::follow_and_report(&coffer, prepared, None).await
+}
+
+fn trace_line(e: &crate::model::AuditEntry) -> String {
+    let bytes = if e.bytes > 0 {
+        format!(" {}", indicatif::HumanBytes(e.bytes))
+    } else {
+        String::new()
+    };
+    format!(
+        "  {:>7}ms  {:<18} {} {} -> {} ({} ms{bytes})",
+        e.at_ms, e.capability, e.target, e.args, e.result, e.duration_ms
+    )
+}
+
+/// Check params and grants, then run the plugin against a simulated workload (every
+/// command exits 0 with no output; an in-memory location; placeholder secrets) to show the
+/// calls it would make. Nothing is recorded and nothing runs for real.
+async fn dry_run(
+    coffer: &crate::action::Coffer,
+    a: &RunArgs,
+    req: crate::action::ActionRequest,
+) -> Result<ExitCode> {
+    let input = req
+        .restore_point
+        .as_deref()
+        .map(|n| coffer.restore_point(n))
+        .transpose()?;
+    let wname = match (&req.workload, &input) {
+        (Some(w), _) => w.clone(),
+        (None, Some(rp)) => rp.spec.workload.clone(),
+        _ => anyhow::bail!("--dry-run needs --workload (or --from for delete)"),
+    };
+    let workload = coffer.workload(&wname)?;
+    let (blueprint, _) = coffer.blueprint(&workload.spec.blueprint)?;
+    let plugin = load_plugin(&a.plugin)?;
+    let manifest = crate::plugin::inspect(&plugin)?.manifest;
+    let granted = if req.grant_declared {
+        manifest.capabilities.clone()
+    } else {
+        blueprint.spec.grants.clone()
+    };
+    let overrides = serde_json::Value::Object(req.params.clone());
+    let params = crate::action::merge_params(
+        &[
+            blueprint.spec.params.get(&a.action),
+            workload.spec.params.get(&a.action),
+            Some(&overrides),
+        ],
+        &a.action,
+    )?;
+    out!(
+        "plugin:   {} {} ({})",
+        manifest.name,
+        manifest.version,
+        a.plugin
+    );
+    out!("workload: {wname} (Blueprint {})", blueprint.metadata.name);
+    out!("action:   {}", a.action);
+    out!("params:   {params}");
+    out!(
+        "grants ({}):",
+        if req.grant_declared {
+            "--grant-declared: what the plugin declares"
+        } else {
+            "the Blueprint's"
+        }
+    );
+    super::output::grants_table(&manifest.capabilities, &granted);
+    if manifest.action(&a.action).is_none() {
+        anyhow::bail!("plugin {} has no action {:?}", manifest.name, a.action);
+    }
+    let case = harness::Case {
+        name: "dry run".into(),
+        action: a.action.clone(),
+        params,
+        secrets: workload
+            .spec
+            .secrets
+            .keys()
+            .map(|k| (k.clone(), format!("<secret {k}>")))
+            .collect(),
+        exec: vec![],
+        objects: input
+            .iter()
+            .flat_map(|rp| rp.spec.artifacts.iter())
+            .map(|art| (art.key.clone(), String::new()))
+            .collect(),
+        artifacts: input.as_ref().map(|rp| {
+            rp.spec
+                .artifacts
+                .iter()
+                .map(|art| harness::ArtifactIn {
+                    name: art.name.clone(),
+                    key: art.key.clone(),
+                    metadata: art.metadata.clone(),
+                })
+                .collect()
+        }),
+        expect: Default::default(),
+    };
+    let exec = Arc::new(harness::ScriptedExec::permissive());
+    let runtime = coffer.runtime()?;
+    let run = harness::run_action(runtime, &plugin, &manifest, &case, exec).await?;
+    out!(
+        "calls the plugin makes when every command succeeds with no output (simulated; nothing ran):"
+    );
+    for e in run.ctx.records.lock().unwrap().audit.iter() {
+        let denied = !e.result.starts_with("ok") && e.result.starts_with("denied");
+        out!(
+            "{}{}",
+            trace_line(e),
+            if denied { "   <- denied" } else { "" }
+        );
+    }
+    // The simulation grants what the plugin declares; say which calls the real grants deny.
+    let calls = run.exec.calls.lock().unwrap().clone();
+    let mut refused = 0;
+    for c in &calls {
+        if granted.exec_pattern_for(&c.argv).is_none() {
+            refused += 1;
+            out!("would be DENIED by the grants: exec `{}`", c.argv.join(" "));
+        }
+    }
+    match &run.result {
+        Ok(_) => out!("simulated result: ok"),
+        Err(e) => out!("simulated result: {e}"),
+    }
+    if let Err(e) = &run.result
+        && e.starts_with("invalid request")
+    {
+        eprintln!("error: the plugin's validate() refused the params: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if refused == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -210,13 +210,14 @@ pub async fn run_action(
         granted: manifest.capabilities.clone(),
         exec: exec.clone(),
         locations: BTreeMap::from([("default".to_string(), binding.clone())]),
-        secrets: SecretValues::from_values("the test case", &c.secrets),
+        secrets: SecretValues::from_values("the scripted workload", &c.secrets),
         redactor,
         limits,
         started: Instant::now(),
         cancelled: Default::default(),
         progress: Progress::default(),
         records: Default::default(),
+        on_audit: Default::default(),
     });
     let artifacts: Vec<ArtifactIn> = c.artifacts.clone().unwrap_or_else(|| {
         c.objects
