@@ -16,6 +16,7 @@ mod logging;
 mod output;
 mod plugin_cmd;
 mod plugin_dev;
+mod plugin_new;
 mod progress;
 mod storage_cmd;
 

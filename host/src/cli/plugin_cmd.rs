@@ -29,6 +29,17 @@ pub enum PluginCommand {
         #[arg(long, value_name = "SIG")]
         signature: Option<PathBuf>,
     },
+    /// Create an out-of-tree plugin crate: src, manifest, test cases, a Blueprint. It builds
+    /// with `cargo build --release --target wasm32-wasip2` and passes its own cases.
+    New {
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin SDK (default: the one in the source tree coffer was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Run a plugin's test cases (YAML) against scripted capabilities: an exec that answers
     /// from the script, an in-memory location, given secrets. No server, no workload.
     Test {
@@ -84,6 +95,9 @@ fn read_plugin(file: &std::path::Path) -> Result<PluginBytes> {
 
 pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode> {
     match cmd {
+        PluginCommand::New { name, dir, sdk } => {
+            super::plugin_new::new(name, dir.as_deref(), sdk.as_deref())
+        }
         PluginCommand::Test {
             plugin,
             cases,
