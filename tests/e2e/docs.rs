@@ -1,0 +1,150 @@
+//! The ABI reference in docs/plugin-authoring.md is generated from wit/blueprint.wit; this
+//! test fails when they differ (COFFER_UPDATE_DOCS=1 rewrites the section instead).
+
+use std::path::Path;
+
+const MARKER: &str = "## ABI reference";
+
+/// One documented item of the WIT.
+struct Item {
+    interface: String,
+    kind: &'static str,
+    name: String,
+    signature: String,
+    doc: String,
+}
+
+fn parse(wit: &str) -> (Vec<(String, String)>, Vec<Item>) {
+    let mut interfaces = Vec::new();
+    let mut items = Vec::new();
+    let mut doc: Vec<String> = Vec::new();
+    let mut interface = String::new();
+    let mut resource: Option<String> = None;
+    for raw in wit.lines() {
+        let line = raw.trim();
+        if let Some(d) = line.strip_prefix("///") {
+            doc.push(d.trim().to_string());
+            continue;
+        }
+        let text = doc.join(" ");
+        if let Some(rest) = line.strip_prefix("interface ") {
+            interface = rest.trim_end_matches('{').trim().to_string();
+            interfaces.push((interface.clone(), text));
+        } else if let Some(rest) = line.strip_prefix("resource ") {
+            let name = rest.trim_end_matches(['{', ';']).trim().to_string();
+            items.push(Item {
+                interface: interface.clone(),
+                kind: "resource",
+                name: name.clone(),
+                signature: String::new(),
+                doc: text,
+            });
+            if line.ends_with('{') {
+                resource = Some(name);
+            }
+        } else if line == "}" {
+            resource = None;
+        } else if let Some((name, sig)) = line.split_once(": func") {
+            let name = match &resource {
+                Some(r) => format!("{r}.{}", name.trim()),
+                None => name.trim().to_string(),
+            };
+            items.push(Item {
+                interface: interface.clone(),
+                kind: "func",
+                name,
+                signature: format!("func{}", sig.trim_end_matches(';')),
+                doc: text,
+            });
+        } else {
+            for kind in ["record", "variant", "enum", "flags", "type"] {
+                if let Some(rest) = line.strip_prefix(&format!("{kind} ")) {
+                    let name = rest
+                        .split([' ', '{', '='])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    items.push(Item {
+                        interface: interface.clone(),
+                        kind: "type",
+                        name: format!("{kind} {name}"),
+                        signature: String::new(),
+                        doc: text.clone(),
+                    });
+                }
+            }
+        }
+        doc.clear();
+    }
+    (interfaces, items)
+}
+
+fn generate(wit: &str) -> String {
+    let (interfaces, items) = parse(wit);
+    let package = wit.lines().next().unwrap_or_default().trim_end_matches(';');
+    let mut out = format!(
+        "{MARKER}\n\n`{package}` — every interface, function, resource and type, with its documentation.\n"
+    );
+    for (iface, doc) in &interfaces {
+        out.push_str(&format!("\n### interface `{iface}`\n\n"));
+        if !doc.is_empty() {
+            out.push_str(&format!("{doc}\n\n"));
+        }
+        out.push_str("| item | signature | what it does |\n|---|---|---|\n");
+        for i in items.iter().filter(|i| &i.interface == iface) {
+            let sig = if i.signature.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`", i.signature)
+            };
+            let name = if i.kind == "resource" {
+                format!("resource `{}`", i.name)
+            } else {
+                format!("`{}`", i.name)
+            };
+            out.push_str(&format!(
+                "| {name} | {sig} | {} |\n",
+                i.doc.replace('|', "\\|")
+            ));
+        }
+    }
+    out.push_str(&format!("\n### The WIT, whole\n\n```wit\n{}```\n", wit));
+    out
+}
+
+#[test]
+fn plugin_authoring_abi_reference_matches_the_wit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wit = std::fs::read_to_string(root.join("wit/blueprint.wit")).unwrap();
+    let doc_path = root.join("docs/plugin-authoring.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let head = match doc.find(&format!("\n{MARKER}\n")) {
+        Some(i) => &doc[..=i],
+        None => doc.as_str(),
+    };
+    let want = format!("{}\n{}", head.trim_end(), generate(&wit));
+    if std::env::var_os("COFFER_UPDATE_DOCS").is_some() {
+        std::fs::write(&doc_path, &want).unwrap();
+        return;
+    }
+    assert!(
+        doc == want,
+        "docs/plugin-authoring.md's ABI reference is out of date with wit/blueprint.wit; run `COFFER_UPDATE_DOCS=1 cargo test --test docs`"
+    );
+    // Every function of the plugin-facing interfaces is in the reference.
+    for f in [
+        "spawn",
+        "run",
+        "get-into",
+        "put",
+        "checkpoint",
+        "write-to",
+        "describe",
+        "validate",
+    ] {
+        assert!(
+            want.contains(&format!("`{f}`")) || want.contains(&format!(".{f}`")),
+            "{f} missing"
+        );
+    }
+}
