@@ -76,6 +76,13 @@ cases:
     let r = harness::run_cases(&rt, &builtin("redis"), &cases)
         .await
         .unwrap();
+    // First the schema check (redis derives its schemas and its manifest holds them).
+    assert!(
+        r[0].passed && r[0].name.contains("params schemas"),
+        "{:?}",
+        r[0]
+    );
+    let r = &r[1..];
     assert!(r.iter().all(|c| !c.passed));
     assert_eq!(r[0].failures.len(), 3, "{:?}", r[0].failures);
     assert!(r[1].failures[0].contains("should fail"));
@@ -83,4 +90,38 @@ cases:
         r[2].result
             .contains("the test script has no answer for `redis-cli")
     );
+}
+
+/// The SDK's slow-path helpers, through the test plugin: std::io over process streams, a
+/// small object written with `Write`, and errors with context.
+#[tokio::test]
+async fn sdk_io_adapters_and_error_context() {
+    let rt = runtime();
+    let hostile = PluginBytes::new(
+        "hostile".into(),
+        std::fs::read(coffer_tests::test_plugin("hostile")).unwrap(),
+    );
+    let cases: CaseFile = serde_yaml_ng::from_str(
+        r#"
+cases:
+  - name: stdin written with Write, stdout read with Read, object written with Write
+    action: backup
+    params: {mode: io-adapters}
+    exec: [{argv: "cat", stdout: "from cat\n"}]
+    expect:
+      stdin: {"cat": "hello via io\n"}
+      objects: {io.txt: "cat said: from cat\n"}
+  - name: context is prefixed and the error kind kept
+    action: backup
+    params: {mode: context-error}
+    exec: [{argv: "false", exit: 1, stderr: "nope"}]
+    expect:
+      error: "step one: exited with code 1: nope"
+"#,
+    )
+    .unwrap();
+    let r = harness::run_cases(&rt, &hostile, &cases).await.unwrap();
+    for c in &r {
+        assert!(c.passed, "{}: {:?} ({})", c.name, c.failures, c.result);
+    }
 }

@@ -75,7 +75,7 @@ fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
         wasm.to_str().unwrap(),
         dir.join("tests/cases.yaml").to_str().unwrap(),
     ]);
-    assert!(t.stdout.contains("4 passed, 0 failed"), "{}", t.stdout);
+    assert!(t.stdout.contains("5 passed, 0 failed"), "{}", t.stdout);
 
     // And it protects a real database.
     let pw = "scaffold-pw";

@@ -40,6 +40,13 @@ pub enum PluginCommand {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Print the params schemas a plugin derives from its params types (what describe()
+    /// returns), or write them into its manifest.json with --write.
+    Schema {
+        plugin: String,
+        #[arg(long, value_name = "MANIFEST")]
+        write: Option<PathBuf>,
+    },
     /// Run a plugin's test cases (YAML) against scripted capabilities: an exec that answers
     /// from the script, an in-memory location, given secrets. No server, no workload.
     Test {
@@ -97,6 +104,9 @@ pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode>
     match cmd {
         PluginCommand::New { name, dir, sdk } => {
             super::plugin_new::new(name, dir.as_deref(), sdk.as_deref())
+        }
+        PluginCommand::Schema { plugin, write } => {
+            super::plugin_dev::schema(home, plugin, write.as_deref()).await
         }
         PluginCommand::Test {
             plugin,

@@ -270,3 +270,42 @@ async fn dry_run(
         ExitCode::FAILURE
     })
 }
+
+/// `coffer plugin schema`: the params schemas `describe()` returns (derived from the params
+/// types), printed, or written into a manifest.json.
+pub async fn schema(home: Option<PathBuf>, plugin: &str, write: Option<&Path>) -> Result<ExitCode> {
+    let p = load_plugin(plugin)?;
+    let runtime = Runtime::new(Home::resolve(home)?.cache_dir())?;
+    let schemas = harness::described_schemas(&runtime, &p).await?;
+    let Some(path) = write else {
+        out!("{}", serde_json::to_string_pretty(&schemas)?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let actions = doc
+        .get_mut("actions")
+        .and_then(|a| a.as_array_mut())
+        .with_context(|| format!("{} has no actions list", path.display()))?;
+    let mut changed = 0;
+    for a in actions.iter_mut() {
+        let Some(name) = a.get("name").and_then(|n| n.as_str()).map(String::from) else {
+            continue;
+        };
+        if let (Some(Some(s)), Some(obj)) = (schemas.get(&name), a.as_object_mut())
+            && obj.get("paramsSchema") != Some(s)
+        {
+            obj.insert("paramsSchema".into(), s.clone());
+            changed += 1;
+        }
+    }
+    std::fs::write(path, format!("{}\n", serde_json::to_string_pretty(&doc)?))
+        .with_context(|| format!("writing {}", path.display()))?;
+    out!(
+        "{}: {changed} action(s) updated; rebuild the plugin to embed it",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -111,7 +111,52 @@ pub struct CaseReport {
     pub trace: Vec<String>,
 }
 
-/// Run every case of `cases` against the plugin.
+/// The params schemas `describe()` returns (derived from the plugin's params types when it
+/// derives them), by action.
+pub async fn described_schemas(
+    runtime: &Runtime,
+    plugin: &PluginBytes,
+) -> Result<BTreeMap<String, Option<serde_json::Value>>> {
+    let manifest = crate::plugin::inspect(plugin)?.manifest;
+    let prepared = runtime.prepare(plugin)?;
+    let ctx = Arc::new(ActionContext::detached(&manifest.name));
+    let described = crate::runtime::call_describe(&prepared, ctx)
+        .await
+        .map_err(|e| anyhow::anyhow!("describe(): {e}"))?;
+    described
+        .actions
+        .into_iter()
+        .map(|a| {
+            let schema = a
+                .params_schema
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .with_context(|| {
+                    format!("describe(): action {}: paramsSchema is not JSON", a.name)
+                })?;
+            Ok((a.name, schema))
+        })
+        .collect()
+}
+
+/// Actions whose paramsSchema in manifest.json differs from the one `describe()` derives.
+pub async fn schema_drift(runtime: &Runtime, plugin: &PluginBytes) -> Result<Vec<String>> {
+    let manifest = crate::plugin::inspect(plugin)?.manifest;
+    let described = described_schemas(runtime, plugin).await?;
+    Ok(manifest
+        .actions
+        .iter()
+        .filter(|a| {
+            described
+                .get(&a.name)
+                .is_some_and(|d| d != &a.params_schema)
+        })
+        .map(|a| a.name.clone())
+        .collect())
+}
+
+/// Run every case of `cases` against the plugin. A first report checks that manifest.json's
+/// params schemas are the ones derived from the params types.
 pub async fn run_cases(
     runtime: &Runtime,
     plugin: &PluginBytes,
@@ -119,6 +164,17 @@ pub async fn run_cases(
 ) -> Result<Vec<CaseReport>> {
     let manifest = crate::plugin::inspect(plugin)?.manifest;
     let mut out = Vec::new();
+    let drift = schema_drift(runtime, plugin).await?;
+    out.push(CaseReport {
+        name: "manifest.json params schemas match the params types".into(),
+        passed: drift.is_empty(),
+        failures: drift
+            .iter()
+            .map(|a| format!("action {a}: manifest.json's paramsSchema differs from the one derived from the params type; run `coffer plugin schema PLUGIN --write manifest.json` and rebuild"))
+            .collect(),
+        result: if drift.is_empty() { "ok".into() } else { "drift".into() },
+        trace: vec![],
+    });
     for c in &cases.cases {
         out.push(run_case(runtime, plugin, &manifest, c).await?);
     }

@@ -12,6 +12,7 @@
 //!
 //! The password reaches etcdctl as ETCDCTL_PASSWORD through a secret handle: never in argv.
 
+use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
     self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log, secrets,
 };
@@ -24,32 +25,42 @@ sdk::export_plugin!(Etcd, "manifest.json");
 const LOCATION: &str = "default";
 const SNAPSHOT_KEY: &str = "snapshot.db";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupParams {
+    /// One endpoint: a snapshot is taken from a single member.
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
+    /// User for etcd auth; the password is the workload's `password` secret.
     pub user: Option<String>,
+    /// TLS: the CA certificate, client certificate and key (absolute paths).
     pub cacert: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
+    /// Where etcdctl writes the snapshot before it is streamed out.
     #[serde(default = "tmp")]
     pub temp_dir: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
+    /// The new data directory (it must not exist).
     pub data_dir: String,
+    /// Member name (default: etcd's, `default`).
     pub name: Option<String>,
     pub initial_cluster: Option<String>,
     pub initial_cluster_token: Option<String>,
     pub initial_advertise_peer_urls: Option<String>,
+    /// Where the snapshot is written before etcdctl restores it.
     #[serde(default = "tmp")]
     pub temp_dir: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {}
 
@@ -68,6 +79,15 @@ fn absolute(field: &str, v: &str, problems: &mut Vec<String>) {
 }
 
 impl Plugin for Etcd {
+    fn params_schema(action: &str) -> Option<serde_json::Value> {
+        match action {
+            "backup" => Some(sdk::schema_for::<BackupParams>()),
+            "restore" => Some(sdk::schema_for::<RestoreParams>()),
+            "delete" => Some(sdk::schema_for::<DeleteParams>()),
+            _ => None,
+        }
+    }
+
     fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         match req.action.as_str() {

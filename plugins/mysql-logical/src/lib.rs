@@ -11,6 +11,7 @@
 //!
 //! The password reaches the tools as MYSQL_PWD through a secret handle: never in argv.
 
+use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
     self as sdk, ActionOutput, ActionRequest, Artifact, Cmd, Error, Plugin, location, log, secrets,
 };
@@ -38,32 +39,43 @@ pub struct Connection {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupParams {
+    /// Server host. Give it (and port) for TCP: mariadb-dump ignores MYSQL_HOST. Default:
+    /// the client's, the local socket.
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// Default: the client's (the OS user). The password is the `password` secret.
     pub user: Option<String>,
+    /// Databases to dump; default: every database but the system ones.
     pub databases: Option<Vec<String>>,
     #[serde(default)]
     pub exclude_databases: Vec<String>,
+    /// Also dump users and grants (mariadb-dump --system=users).
     #[serde(default)]
     pub users: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub user: Option<String>,
+    /// Restore only these databases of the restore point.
     pub databases: Option<Vec<String>>,
+    /// Restore the one selected database under this name instead.
     pub target_database: Option<String>,
+    /// Replay users and grants first, when the backup has them (existing users are kept).
     #[serde(default = "yes")]
     pub users: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {}
 
@@ -117,6 +129,15 @@ fn check_conn(c: &Connection, problems: &mut Vec<String>) {
 }
 
 impl Plugin for MysqlLogical {
+    fn params_schema(action: &str) -> Option<serde_json::Value> {
+        match action {
+            "backup" => Some(sdk::schema_for::<BackupParams>()),
+            "restore" => Some(sdk::schema_for::<RestoreParams>()),
+            "delete" => Some(sdk::schema_for::<DeleteParams>()),
+            _ => None,
+        }
+    }
+
     fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         match req.action.as_str() {

@@ -9,6 +9,7 @@
 //! The password (if the workload has one) reaches the pg tools as PGPASSWORD through a secret
 //! handle: the plugin never sees it, and it is never in argv or in logs.
 
+use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
     self as sdk, ActionOutput, ActionRequest, Artifact, Cmd, Error, Plugin, location, log, secrets,
 };
@@ -26,32 +27,42 @@ const GLOBALS_KEY: &str = "globals.sql";
 /// psql's output cap for the database list.
 const MAX_LIST_BYTES: u32 = 4 << 20;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupParams {
+    /// Databases to dump; default: every database that accepts connections, templates
+    /// excluded.
     pub databases: Option<Vec<String>>,
     #[serde(default)]
     pub exclude_databases: Vec<String>,
+    /// Dump roles and tablespaces (pg_dumpall --globals-only).
     #[serde(default = "yes")]
     pub globals: bool,
     #[serde(default)]
     pub no_role_passwords: bool,
+    /// The database to connect to for listing and globals.
     #[serde(default = "postgres")]
     pub maintenance_database: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
+    /// Restore only these databases of the restore point.
     pub databases: Option<Vec<String>>,
+    /// Restore the one selected database under this name instead.
     pub target_database: Option<String>,
+    /// Replay roles and tablespaces first; errors for roles that exist are ignored.
     #[serde(default = "yes")]
     pub globals: bool,
     #[serde(default = "postgres")]
     pub maintenance_database: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {}
 
@@ -63,6 +74,15 @@ fn postgres() -> String {
 }
 
 impl Plugin for PostgresLogical {
+    fn params_schema(action: &str) -> Option<serde_json::Value> {
+        match action {
+            "backup" => Some(sdk::schema_for::<BackupParams>()),
+            "restore" => Some(sdk::schema_for::<RestoreParams>()),
+            "delete" => Some(sdk::schema_for::<DeleteParams>()),
+            _ => None,
+        }
+    }
+
     fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
         match req.action.as_str() {
             "backup" => {

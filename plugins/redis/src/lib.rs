@@ -10,6 +10,7 @@
 //!
 //! The password reaches redis-cli as REDISCLI_AUTH through a secret handle: never in argv.
 
+use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
     self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log,
 };
@@ -22,27 +23,37 @@ sdk::export_plugin!(Redis, "manifest.json");
 const LOCATION: &str = "default";
 const RDB_KEY: &str = "dump.rdb";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupParams {
+    /// The server's host.
     #[serde(default = "localhost")]
     pub host: String,
+    /// The server's port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// ACL user (Redis 6+); default: the default user. The password is the workload's
+    /// `password` secret.
     pub user: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
+    /// Absolute directory the Redis server starts from (its `dir`).
     pub data_dir: String,
+    /// The RDB file name Redis loads (its `dbfilename`).
     #[serde(default = "dump_rdb")]
     pub db_filename: String,
+    /// Replace an existing RDB in dataDir (stop Redis first).
     #[serde(default)]
     pub overwrite: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {}
 
@@ -57,6 +68,15 @@ fn dump_rdb() -> String {
 }
 
 impl Plugin for Redis {
+    fn params_schema(action: &str) -> Option<serde_json::Value> {
+        match action {
+            "backup" => Some(sdk::schema_for::<BackupParams>()),
+            "restore" => Some(sdk::schema_for::<RestoreParams>()),
+            "delete" => Some(sdk::schema_for::<DeleteParams>()),
+            _ => None,
+        }
+    }
+
     fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
         match req.action.as_str() {
             "backup" => {

@@ -20,6 +20,8 @@ pub mod bindings {
 }
 
 mod cmd;
+mod context;
+pub mod io;
 pub mod log;
 
 pub use bindings::coffer::blueprint::{exec, location, runtime, secrets, types};
@@ -28,6 +30,8 @@ pub use bindings::exports::coffer::blueprint::plugin::{
 };
 pub use cmd::{Cmd, check_exit};
 pub use coffer_manifest;
+pub use context::{ErrorContext, checkpoint};
+pub use schemars::{self, JsonSchema};
 pub use serde_json;
 pub use types::{Error, RemoteError};
 
@@ -35,6 +39,23 @@ pub use types::{Error, RemoteError};
 pub trait Plugin {
     fn validate(req: &ActionRequest) -> Result<(), Vec<String>>;
     fn run(req: ActionRequest) -> Result<ActionOutput, Error>;
+    /// The JSON schema of an action's params, derived from its params type with
+    /// [`schema_for`]. `describe()` returns it; `coffer plugin schema` prints it and
+    /// `coffer plugin test` fails when manifest.json's copy differs from it.
+    fn params_schema(_action: &str) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// The JSON schema of a params type (`#[derive(Deserialize, JsonSchema)]`): field doc
+/// comments become descriptions, serde defaults become `default`s.
+pub fn schema_for<T: JsonSchema>() -> serde_json::Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+    }
+    v
 }
 
 /// Export `$plugin` as the component's `plugin` interface, with the manifest at
@@ -60,7 +81,13 @@ macro_rules! export_plugin {
 
         impl $crate::bindings::exports::coffer::blueprint::plugin::Guest for CofferExport {
             fn describe() -> $crate::Manifest {
-                $crate::describe(COFFER_MANIFEST)
+                let mut m = $crate::describe(COFFER_MANIFEST);
+                for a in m.actions.iter_mut() {
+                    if let Some(s) = <$plugin as $crate::Plugin>::params_schema(&a.name) {
+                        a.params_schema = Some(s.to_string());
+                    }
+                }
+                m
             }
             fn validate(req: $crate::ActionRequest) -> Result<(), Vec<String>> {
                 <$plugin as $crate::Plugin>::validate(&req)

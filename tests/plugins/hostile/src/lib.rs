@@ -2,7 +2,7 @@
 //! stops each misbehaviour cleanly and stays healthy.
 
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, secrets,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, ErrorContext, Plugin, location, secrets,
 };
 use serde::Deserialize;
 
@@ -204,6 +204,33 @@ impl Plugin for Hostile {
                     artifacts: vec![sdk::artifact("file", "default", &info)],
                     outputs: vec![],
                 })
+            }
+            // The SDK's std::io adapters and error context (the slow path).
+            "io-adapters" => {
+                use std::io::{Read, Write};
+                let store = location::open("default")?;
+                let proc = Cmd::new(["cat"]).stdin().spawn()?;
+                let mut w = sdk::io::StreamWriter(proc.take_stdin().unwrap());
+                w.write_all(b"hello via io\n")
+                    .map_err(|e| sdk::internal(e.to_string()))?;
+                drop(w);
+                let mut text = String::new();
+                sdk::io::StreamReader(proc.take_stdout().unwrap())
+                    .read_to_string(&mut text)
+                    .map_err(|e| sdk::internal(e.to_string()))?;
+                sdk::check_exit("cat", &proc.wait()?).context("running cat")?;
+                let mut obj =
+                    sdk::io::ObjectWriter::new(&store, "io.txt", opts(location::Compression::Zstd));
+                write!(obj, "cat said: {text}").map_err(|e| sdk::internal(e.to_string()))?;
+                let info = obj.finish()?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("io", "default", &info)],
+                    outputs: vec![],
+                })
+            }
+            "context-error" => {
+                Cmd::new(["false"]).run(None, 0).context("step one")?;
+                Err(sdk::internal("false succeeded"))
             }
             "ok" | "" => {
                 let store = location::open("default")?;
