@@ -513,3 +513,126 @@ impl StdinFile for std::process::Command {
         String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
     }
 }
+
+/// `coffer plugin run`: a live trace of a real action, and `--dry-run`, which checks params
+/// and grants and shows the calls without touching the workload.
+#[test]
+fn plugin_run_traces_live_and_dry_run_touches_nothing() {
+    let r = Redis::start(None);
+    r.cli(&["SET", "k", "v"]);
+    let c = cli();
+    let params = format!("{{backup: {{port: {}}}}}", r.port);
+    assert!(c.apply(&workload("cache", "redis", &[], None, &params)).ok);
+
+    let run = c.run(&["plugin", "run", "builtin:redis", "backup", "-w", "cache"]);
+    assert!(run.ok, "{}", run.stderr);
+    for want in [
+        "exec.spawn",
+        "redis-cli --no-auth-warning -h 127.0.0.1",
+        "transfer.put",
+        "dump.rdb",
+    ] {
+        assert!(
+            run.stderr.contains(want),
+            "{want} missing from the trace:\n{}",
+            run.stderr
+        );
+    }
+    assert!(run.stdout.contains("RestorePoint cache-"), "{}", run.stdout);
+    assert_eq!(restore_point_count(&c), 1);
+    let sets_before = c
+        .ok(&["get", "actionsets", "-o", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .len();
+
+    let dry = c.run(&[
+        "plugin",
+        "run",
+        "builtin:redis",
+        "backup",
+        "-w",
+        "cache",
+        "--dry-run",
+    ]);
+    assert!(dry.ok, "{}\n{}", dry.stdout, dry.stderr);
+    for want in [
+        "grants (the Blueprint's)",
+        "redis-cli **",
+        "allowed",
+        "exec.spawn",
+        "simulated result",
+    ] {
+        assert!(dry.stdout.contains(want), "{want} missing:\n{}", dry.stdout);
+    }
+    // Nothing recorded, nothing stored.
+    assert_eq!(restore_point_count(&c), 1);
+    assert_eq!(
+        c.ok(&["get", "actionsets", "-o", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        sets_before
+    );
+
+    // Bad params are refused by the plugin's validate().
+    let bad = c.run(&[
+        "plugin",
+        "run",
+        "builtin:redis",
+        "backup",
+        "-w",
+        "cache",
+        "--dry-run",
+        "-p",
+        "port=0",
+    ]);
+    assert!(
+        !bad.ok && bad.stderr.contains("params.port"),
+        "{}",
+        bad.stderr
+    );
+
+    // A Blueprint that does not grant what the plugin needs: the dry run says so.
+    let narrow = "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: redis-narrow}\nspec:\n  plugin: {builtin: redis}\n  grants: {exec: [\"redis-check-rdb **\"], location: [read, write, delete]}\n";
+    assert!(c.apply(narrow).ok);
+    assert!(
+        c.apply(&workload("cache2", "redis-narrow", &[], None, &params))
+            .ok
+    );
+    let denied = c.run(&[
+        "plugin",
+        "run",
+        "builtin:redis",
+        "backup",
+        "-w",
+        "cache2",
+        "--dry-run",
+    ]);
+    assert!(!denied.ok);
+    assert!(
+        denied.stdout.contains("denied (not granted)"),
+        "{}",
+        denied.stdout
+    );
+    assert!(
+        denied
+            .stdout
+            .contains("would be DENIED by the grants: exec `redis-cli"),
+        "{}",
+        denied.stdout
+    );
+    // ... and --grant-declared lets the real run go through while the Blueprint is written.
+    let dev = c.run(&[
+        "plugin",
+        "run",
+        "builtin:redis",
+        "backup",
+        "-w",
+        "cache2",
+        "--grant-declared",
+    ]);
+    assert!(dev.ok, "{}", dev.stderr);
+}
