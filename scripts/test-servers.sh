@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install the S3 protocol servers the location tests use, once, into COFFER_TOOLS
+# Install the object storage servers the location tests use, once, into COFFER_TOOLS
 # (default ~/.cache/coffer-tools), outside any clone so they are not rebuilt:
 #   moto 5.2.5 in a virtualenv (faithful multipart / Object Lock semantics)
 #   s3s-fs 0.14.1 via cargo install (SigV4 checked, data on disk)
+#   Azurite 3 via npm (the Azure Blob emulator), and azure-storage-blob in the virtualenv
+#   to create its containers
 # Safe to run concurrently (flock) and repeatedly (does nothing when both are there).
 # Called by .ci/run, and by the tests themselves when a server is missing.
 set -euo pipefail
@@ -15,6 +17,15 @@ if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
   rm -rf "$TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q 'moto==5.2.5' flask flask-cors >&2
+fi
+if ! "$TOOLS/venv/bin/python" -c 'import azure.storage.blob' 2>/dev/null; then
+  echo "installing azure-storage-blob into $TOOLS/venv" >&2
+  "$TOOLS/venv/bin/pip" install -q 'azure-storage-blob>=12,<13' >&2
+fi
+if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
+  echo "installing Azurite 3 into $TOOLS/azurite" >&2
+  mkdir -p "$TOOLS/azurite"
+  (cd "$TOOLS/azurite" && npm install --silent --no-audit --no-fund 'azurite@3' >&2)
 fi
 if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   # Plain `cargo install s3s-fs` picks a version that needs a newer rustc; without the

@@ -21,6 +21,16 @@ fn tools_dir() -> PathBuf {
         })
 }
 
+/// Run scripts/test-servers.sh (it installs only what is missing, under a lock).
+fn install_tools() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-servers.sh");
+    let status = Command::new(&script)
+        .env("COFFER_TOOLS", tools_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(status.success(), "{} failed", script.display());
+}
+
 /// A server binary in `$COFFER_TOOLS`, installed there by scripts/test-servers.sh the first
 /// time it is needed (the script locks, so parallel tests install once).
 fn find(name: &str, under_tools: &str) -> PathBuf {
@@ -28,15 +38,10 @@ fn find(name: &str, under_tools: &str) -> PathBuf {
     if cached.exists() {
         return cached;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-servers.sh");
-    let status = Command::new(&script)
-        .env("COFFER_TOOLS", tools_dir())
-        .status()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    install_tools();
     assert!(
-        status.success() && cached.exists(),
-        "{name} could not be installed by {} into {}",
-        script.display(),
+        cached.exists(),
+        "{name} could not be installed by scripts/test-servers.sh into {}",
         tools_dir().display()
     );
     cached
@@ -361,4 +366,101 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         let _ = std::io::copy(&mut from, &mut to);
         let _ = to.shutdown(Shutdown::Write);
     });
+}
+
+/// Azurite's well-known development account and key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Azurite, the Azure Blob Storage emulator (SharedKey auth checked, data on disk).
+pub struct Azurite {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let bin = find("azurite-blob", "azurite/node_modules/.bin/azurite-blob");
+        let python = find("python", "venv/bin/python");
+        let sdk = Command::new(&python)
+            .args(["-c", "import azure.storage.blob"])
+            .status();
+        if !sdk.is_ok_and(|s| s.success()) {
+            install_tools();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("azurite.log");
+        let child = Command::new(bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir.path().join("data"))
+            .args(["--silent", "--skipApiVersionCheck"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting azurite-blob");
+        wait_for_port(port, "azurite-blob", &log);
+        Azurite {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// The account URL (path-style, as Azurite serves it).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
+    }
+
+    /// Create a container with the Azure SDK (object_store cannot).
+    pub fn create_container(&self, name: &str) {
+        let python = find("python", "venv/bin/python");
+        let cs = format!(
+            "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};",
+            self.endpoint()
+        );
+        let out = Command::new(python)
+            .args(["-c", "import sys; from azure.storage.blob import BlobServiceClient as B; B.from_connection_string(sys.argv[1]).create_container(sys.argv[2])"])
+            .args([&cs, name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "creating container {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Blob names in a container (through the Azure SDK, independent of coffer).
+    pub fn blobs(&self, container: &str) -> Vec<String> {
+        let python = find("python", "venv/bin/python");
+        let cs = format!(
+            "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};",
+            self.endpoint()
+        );
+        let out = Command::new(python)
+            .args(["-c", "import sys; from azure.storage.blob import BlobServiceClient as B; [print(b.name) for b in B.from_connection_string(sys.argv[1]).get_container_client(sys.argv[2]).list_blobs()]"])
+            .args([&cs, container])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -6,6 +6,10 @@ use crate::cap::location::backend::Location;
 use crate::model::{ActionSet, Kind, Phase, now_rfc3339};
 use anyhow::Result;
 
+/// How many later coffer commands retry a failed backup's cleanup before giving up (with a
+/// note saying how to do it by hand): a Profile whose credentials are wrong never gets better.
+const MAX_CLEANUP_ATTEMPTS: u32 = 5;
+
 impl Coffer {
     pub(super) async fn recover_stale(&self) -> Result<()> {
         let sets: Vec<ActionSet> = self.catalog.list(Kind::ActionSet)?;
@@ -77,8 +81,23 @@ impl Coffer {
                 self.update(a.name(), |a| a.status.cleanup_pending = false)
             }
             Err(e) => {
-                tracing::warn!(actionset = %a.name(), prefix = %prefix, error = %format!("{e:#}"), "what the failed backup left could not be removed yet");
-                Ok(())
+                let attempts = a.status.cleanup_attempts + 1;
+                if attempts >= MAX_CLEANUP_ATTEMPTS {
+                    let note = format!(
+                        "; gave up removing what it left under {prefix} after {attempts} attempts ({e:#}); remove it with `coffer location rm -r --profile {} {prefix}`",
+                        a.spec.profile
+                    );
+                    tracing::warn!(actionset = %a.name(), "{}", note.trim_start_matches("; "));
+                    return self.update(a.name(), |a| {
+                        a.status.cleanup_pending = false;
+                        a.status.cleanup_attempts = attempts;
+                        if let Some(err) = &mut a.status.error {
+                            err.push_str(&note);
+                        }
+                    });
+                }
+                tracing::warn!(actionset = %a.name(), prefix = %prefix, attempt = attempts, error = %format!("{e:#}"), "what the failed backup left could not be removed yet");
+                self.update(a.name(), |a| a.status.cleanup_attempts = attempts)
             }
         }
     }

@@ -67,6 +67,9 @@ pub struct ActionSetStatus {
     /// (e.g. the server was down): the next coffer process tries again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cleanup_pending: bool,
+    /// How many later commands tried that cleanup (it is given up after a few).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub cleanup_attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -118,4 +121,8 @@ pub struct LogLine {
     pub message: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
