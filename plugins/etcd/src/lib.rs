@@ -134,7 +134,7 @@ impl Plugin for Etcd {
         match req.action.as_str() {
             "backup" => backup(&req),
             "restore" => restore(&req),
-            "delete" => delete(&req),
+            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
             other => Err(sdk::invalid(format!("unknown action {other:?}"))),
         }
     }
@@ -304,16 +304,5 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
             ("dataDir".into(), p.data_dir.clone()),
             ("revision".into(), status.revision.to_string()),
         ],
-    })
-}
-
-fn delete(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let store = location::open(LOCATION)?;
-    for a in &req.input_artifacts {
-        store.delete(&a.key)?;
-    }
-    Ok(ActionOutput {
-        artifacts: vec![],
-        outputs: vec![],
     })
 }

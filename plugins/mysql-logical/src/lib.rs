@@ -13,7 +13,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Artifact, Cmd, Error, Plugin, location, log, secrets,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log, secrets,
 };
 use serde::Deserialize;
 
@@ -156,7 +156,7 @@ impl Plugin for MysqlLogical {
             "restore" => {
                 let p: RestoreParams = sdk::params(req)?;
                 check_conn(&p.conn(), &mut problems);
-                match select_databases(&req.input_artifacts, p.databases.as_deref()) {
+                match sdk::select_databases(&req.input_artifacts, p.databases.as_deref()) {
                     Err(e) => problems.push(e),
                     Ok(selected) => {
                         if let Some(t) = &p.target_database {
@@ -190,7 +190,7 @@ impl Plugin for MysqlLogical {
         match req.action.as_str() {
             "backup" => backup(&req),
             "restore" => restore(&req),
-            "delete" => delete(&req),
+            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
             other => Err(sdk::invalid(format!("unknown action {other:?}"))),
         }
     }
@@ -328,39 +328,10 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     })
 }
 
-/// The databases of a restore point to restore, with their artifacts.
-fn select_databases<'a>(
-    artifacts: &'a [Artifact],
-    wanted: Option<&[String]>,
-) -> Result<Vec<(String, &'a Artifact)>, String> {
-    let all: Vec<(String, &Artifact)> = artifacts
-        .iter()
-        .filter(|a| sdk::meta(a, "kind") == Some("database"))
-        .filter_map(|a| sdk::meta(a, "database").map(|d| (d.to_string(), a)))
-        .collect();
-    match wanted {
-        None => Ok(all),
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                all.iter().find(|(d, _)| d == n).cloned().ok_or_else(|| {
-                    format!(
-                        "params.databases: {n:?} is not in this restore point (it has: {})",
-                        all.iter()
-                            .map(|(d, _)| d.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
-            })
-            .collect(),
-    }
-}
-
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
-    let selected =
-        select_databases(&req.input_artifacts, p.databases.as_deref()).map_err(sdk::invalid)?;
+    let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
+        .map_err(sdk::invalid)?;
     let pw = sdk::optional_secret("password")?;
     let store = location::open(LOCATION)?;
 
@@ -407,16 +378,5 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("databases".into(), restored.join(","))],
-    })
-}
-
-fn delete(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let store = location::open(LOCATION)?;
-    for a in &req.input_artifacts {
-        store.delete(&a.key)?;
-    }
-    Ok(ActionOutput {
-        artifacts: vec![],
-        outputs: vec![],
     })
 }

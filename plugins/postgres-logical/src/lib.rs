@@ -11,7 +11,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Artifact, Cmd, Error, Plugin, location, log, secrets,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log, secrets,
 };
 use serde::Deserialize;
 
@@ -101,7 +101,7 @@ impl Plugin for PostgresLogical {
             }
             "restore" => {
                 let p: RestoreParams = sdk::params(req)?;
-                let selected = select_databases(&req.input_artifacts, p.databases.as_deref())
+                let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
                     .map_err(|e| vec![e])?;
                 if p.target_database.is_some() && selected.len() != 1 {
                     return Err(vec![format!(
@@ -128,7 +128,7 @@ impl Plugin for PostgresLogical {
         match req.action.as_str() {
             "backup" => backup(&req),
             "restore" => restore(&req),
-            "delete" => delete(&req),
+            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
             other => Err(sdk::invalid(format!("unknown action {other:?}"))),
         }
     }
@@ -236,39 +236,10 @@ fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<Strin
         .collect())
 }
 
-/// The databases of a restore point to restore, with their artifacts.
-fn select_databases<'a>(
-    artifacts: &'a [Artifact],
-    wanted: Option<&[String]>,
-) -> Result<Vec<(String, &'a Artifact)>, String> {
-    let all: Vec<(String, &Artifact)> = artifacts
-        .iter()
-        .filter(|a| sdk::meta(a, "kind") == Some("database"))
-        .filter_map(|a| sdk::meta(a, "database").map(|d| (d.to_string(), a)))
-        .collect();
-    match wanted {
-        None => Ok(all),
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                all.iter().find(|(d, _)| d == n).cloned().ok_or_else(|| {
-                    format!(
-                        "params.databases: {n:?} is not in this restore point (it has: {})",
-                        all.iter()
-                            .map(|(d, _)| d.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
-            })
-            .collect(),
-    }
-}
-
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
-    let selected =
-        select_databases(&req.input_artifacts, p.databases.as_deref()).map_err(sdk::invalid)?;
+    let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
+        .map_err(sdk::invalid)?;
     let pw = password()?;
     let store = location::open(LOCATION)?;
     let maint = conninfo_dbname(&p.maintenance_database);
@@ -343,15 +314,4 @@ fn psql_command(maint: &str, pw: Option<&secrets::Secret>, sql: &str) -> Result<
         .secret_env("PGPASSWORD", pw)
         .run(None, 64 * 1024)
         .map(|_| ())
-}
-
-fn delete(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let store = location::open(LOCATION)?;
-    for a in &req.input_artifacts {
-        store.delete(&a.key)?;
-    }
-    Ok(ActionOutput {
-        artifacts: vec![],
-        outputs: vec![],
-    })
 }

@@ -131,7 +131,7 @@ impl Plugin for Redis {
         match req.action.as_str() {
             "backup" => backup(&req),
             "restore" => restore(&req),
-            "delete" => delete(&req),
+            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
             other => Err(sdk::invalid(format!("unknown action {other:?}"))),
         }
     }
@@ -202,16 +202,5 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("path".into(), target)],
-    })
-}
-
-fn delete(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let store = location::open(LOCATION)?;
-    for a in &req.input_artifacts {
-        store.delete(&a.key)?;
-    }
-    Ok(ActionOutput {
-        artifacts: vec![],
-        outputs: vec![],
     })
 }

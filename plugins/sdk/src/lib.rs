@@ -196,6 +196,47 @@ pub fn meta<'a>(a: &'a Artifact, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The database artifacts of a restore point (metadata `kind: database`, `database: NAME`),
+/// all or the `wanted` ones; an unknown name is an error naming `params.databases` and
+/// listing what the restore point has.
+pub fn select_databases<'a>(
+    artifacts: &'a [Artifact],
+    wanted: Option<&[String]>,
+) -> Result<Vec<(String, &'a Artifact)>, String> {
+    let all: Vec<(String, &Artifact)> = artifacts
+        .iter()
+        .filter(|a| meta(a, "kind") == Some("database"))
+        .filter_map(|a| meta(a, "database").map(|d| (d.to_string(), a)))
+        .collect();
+    let Some(names) = wanted else {
+        return Ok(all);
+    };
+    names
+        .iter()
+        .map(|n| {
+            all.iter().find(|(d, _)| d == n).cloned().ok_or_else(|| {
+                let have: Vec<&str> = all.iter().map(|(d, _)| d.as_str()).collect();
+                format!(
+                    "params.databases: {n:?} is not in this restore point (it has: {})",
+                    have.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// The usual delete action: remove every object of the restore point from `location`.
+pub fn delete_input_artifacts(req: &ActionRequest, location: &str) -> Result<ActionOutput, Error> {
+    let store = location::open(location)?;
+    for a in &req.input_artifacts {
+        store.delete(&a.key)?;
+    }
+    Ok(ActionOutput {
+        artifacts: vec![],
+        outputs: vec![],
+    })
+}
+
 /// The workload's secret `name`, or `None` when the workload has none by that name. Any
 /// other error (e.g. the Blueprint does not grant it) is an error.
 pub fn optional_secret(name: &str) -> Result<Option<secrets::Secret>, Error> {
