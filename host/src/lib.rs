@@ -6,6 +6,7 @@
 //! [`catalog`]), and offers all of it as the `coffer` CLI ([`cli`]).
 
 pub mod action;
+pub mod binding;
 pub mod cap;
 pub mod catalog;
 pub mod cli;

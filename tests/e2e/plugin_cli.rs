@@ -86,3 +86,48 @@ fn inspect_sign_and_verify_a_plugin_file() {
         bad.stderr
     );
 }
+
+/// BlueprintBindings are applied, listed and kept with the creation time the store gave
+/// them; one that would match nothing is refused.
+#[test]
+fn blueprint_bindings_apply_and_list() {
+    let c = Cli::new(env!("CARGO_BIN_EXE_coffer"), None);
+    let binding = "apiVersion: coffer.dev/v1alpha1\nkind: BlueprintBinding\nmetadata: {name: pg-by-label}\nspec:\n  blueprint: postgres-logical\n  match:\n    kinds: [StatefulSet]\n    namespaces: [\"team-*\"]\n    labels: {app.kubernetes.io/name: postgresql}\n";
+    let r = c.apply(binding);
+    assert!(
+        r.ok && r.stdout.contains("blueprintbinding pg-by-label created"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let first = c
+        .ok(&["get", "binding", "pg-by-label", "-o", "json"])
+        .json();
+    let created = first["metadata"]["creationTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Applying the same document again changes nothing, the creation time included.
+    let again = c.apply(binding);
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+    let second = c
+        .ok(&["get", "binding", "pg-by-label", "-o", "json"])
+        .json();
+    assert_eq!(second["metadata"]["creationTimestamp"], created.as_str());
+    let table = c.ok(&["get", "bindings"]);
+    for want in [
+        "pg-by-label",
+        "postgres-logical",
+        "StatefulSet",
+        "team-*",
+        "app.kubernetes.io/name=postgresql",
+    ] {
+        assert!(table.stdout.contains(want), "{want}:\n{}", table.stdout);
+    }
+    let empty = c.apply("apiVersion: coffer.dev/v1alpha1\nkind: BlueprintBinding\nmetadata: {name: all}\nspec: {blueprint: x, match: {}}\n");
+    assert!(
+        !empty.ok && empty.stderr.contains("spec.match is empty"),
+        "{}",
+        empty.stderr
+    );
+}

@@ -135,11 +135,21 @@ impl Coffer {
         for d in docs {
             let (kind, name) = (d.kind(), d.name().to_string());
             let existing: Option<serde_json::Value> = self.catalog.get(kind, &name)?;
-            let value = match &d {
+            let mut value = match &d {
                 Document::Blueprint(o) => serde_json::to_value(o)?,
                 Document::Profile(o) => serde_json::to_value(o)?,
                 Document::Workload(o) => serde_json::to_value(o)?,
+                Document::BlueprintBinding(o) => serde_json::to_value(o)?,
             };
+            // As an API server does: the creation time is the store's, set once and kept
+            // across updates (bindings are ordered by it).
+            let created = existing
+                .as_ref()
+                .and_then(|e| e.pointer("/metadata/creationTimestamp").cloned())
+                .unwrap_or_else(|| serde_json::Value::String(crate::model::now_rfc3339()));
+            if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                meta.insert("creationTimestamp".into(), created);
+            }
             let verdict = match existing {
                 None => "created",
                 Some(v) if v == value => "unchanged",
@@ -185,6 +195,22 @@ impl Coffer {
             }
             Document::Profile(p) => {
                 crate::cap::location::backend::Location::from_profile(p).map(|_| ())
+            }
+            Document::BlueprintBinding(b) => {
+                if b.spec.blueprint.is_empty() {
+                    bail!("spec.blueprint is empty");
+                }
+                let s = &b.spec.selector;
+                if s.kinds.is_empty()
+                    && s.namespaces.is_empty()
+                    && s.labels.is_empty()
+                    && s.annotations.is_empty()
+                {
+                    bail!(
+                        "spec.match is empty, so the binding would match nothing; give kinds, namespaces, labels or annotations"
+                    );
+                }
+                Ok(())
             }
             Document::Workload(w) => {
                 for (name, r) in &w.spec.secrets {

@@ -2,7 +2,9 @@
 
 use super::OutputFormat;
 use crate::action::Coffer;
-use crate::model::{ActionSet, EncryptionSpec, Kind, ProfileType, RestorePoint, Workload};
+use crate::model::{
+    ActionSet, BlueprintBinding, EncryptionSpec, Kind, ProfileType, RestorePoint, Workload,
+};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -131,6 +133,50 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                                 })
                                 .unwrap_or_else(|| "-".into()),
                             s.as_str().to_string(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Kind::BlueprintBinding => {
+            let all = filtered::<BlueprintBinding>(c, kind, name)?;
+            if format != OutputFormat::Table {
+                return finish(name, all, format);
+            }
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "*".to_string()
+                } else {
+                    v.join(",")
+                }
+            };
+            let pairs = |m: &std::collections::BTreeMap<String, String>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            table(
+                &[
+                    "NAME",
+                    "BLUEPRINT",
+                    "KINDS",
+                    "NAMESPACES",
+                    "LABELS",
+                    "ANNOTATIONS",
+                    "CREATED",
+                ],
+                all.iter()
+                    .map(|b| {
+                        let s = &b.spec.selector;
+                        vec![
+                            b.name().to_string(),
+                            b.spec.blueprint.clone(),
+                            list(&s.kinds),
+                            list(&s.namespaces),
+                            pairs(&s.labels),
+                            pairs(&s.annotations),
+                            b.metadata.creation_timestamp.clone().unwrap_or_default(),
                         ]
                     })
                     .collect(),

@@ -3,6 +3,7 @@
 //! local mode (kept in the catalog) and, later, on Kubernetes (CRDs).
 
 mod actionset;
+mod binding;
 mod blueprint;
 mod parse;
 mod profile;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use actionset::{ActionSetSpec, ActionSetStatus, AuditEntry, LogLine, Owner, Phase};
+pub use binding::{BlueprintBindingSpec, WorkloadSelector};
 pub use blueprint::{BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
 pub use profile::{
@@ -67,6 +69,7 @@ pub type Profile = Object<ProfileSpec>;
 pub type Workload = Object<WorkloadSpec>;
 pub type ActionSet = Object<ActionSetSpec, ActionSetStatus>;
 pub type RestorePoint = Object<RestorePointSpec>;
+pub type BlueprintBinding = Object<BlueprintBindingSpec>;
 
 impl<S, T: Default> Object<S, T> {
     pub fn new(kind: Kind, name: impl Into<String>, spec: S) -> Self {
@@ -94,6 +97,7 @@ pub enum Kind {
     Workload,
     ActionSet,
     RestorePoint,
+    BlueprintBinding,
 }
 
 impl Kind {
@@ -104,6 +108,7 @@ impl Kind {
             Kind::Workload => "Workload",
             Kind::ActionSet => "ActionSet",
             Kind::RestorePoint => "RestorePoint",
+            Kind::BlueprintBinding => "BlueprintBinding",
         }
     }
 
@@ -117,6 +122,7 @@ impl Kind {
             "workload" | "wl" => Kind::Workload,
             "actionset" | "a" => Kind::ActionSet,
             "restorepoint" | "rp" => Kind::RestorePoint,
+            "blueprintbinding" | "binding" => Kind::BlueprintBinding,
             _ => return None,
         })
     }
@@ -134,6 +140,7 @@ pub enum Document {
     Blueprint(Box<Blueprint>),
     Profile(Box<Profile>),
     Workload(Box<Workload>),
+    BlueprintBinding(Box<BlueprintBinding>),
 }
 
 impl Document {
@@ -142,6 +149,7 @@ impl Document {
             Document::Blueprint(_) => Kind::Blueprint,
             Document::Profile(_) => Kind::Profile,
             Document::Workload(_) => Kind::Workload,
+            Document::BlueprintBinding(_) => Kind::BlueprintBinding,
         }
     }
     pub fn name(&self) -> &str {
@@ -149,6 +157,7 @@ impl Document {
             Document::Blueprint(o) => o.name(),
             Document::Profile(o) => o.name(),
             Document::Workload(o) => o.name(),
+            Document::BlueprintBinding(o) => o.name(),
         }
     }
 }

@@ -76,6 +76,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             Kind::Workload => {
                 Document::Workload(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
             }
+            Kind::BlueprintBinding => Document::BlueprintBinding(Box::new(
+                typed(value).map_err(|m| err(what.clone(), m))?,
+            )),
             Kind::ActionSet | Kind::RestorePoint => {
                 return Err(err(
                     what,
