@@ -2,9 +2,14 @@
 //! `coffer` CLI driven as a user would, and the test plugins.
 
 pub mod cli;
+pub mod kube_sim;
 pub mod postgres;
 pub mod s3;
 pub mod servers;
+
+/// The Kubernetes client the simulator's tests (and, later, coffer's kube backend) use.
+pub use k8s_openapi;
+pub use kube;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,222 @@
+//! The Kubernetes API simulator (tests/src/kube_sim.rs) driven by kube-rs through a
+//! kubeconfig, as coffer's kube backend will: the API semantics coffer relies on must hold.
+
+use coffer_tests::k8s_openapi::api::core::v1::ConfigMap;
+use coffer_tests::kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use coffer_tests::kube::config::{KubeConfigOptions, Kubeconfig};
+use coffer_tests::kube::{Client, Config};
+use coffer_tests::kube_sim::KubeSim;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+async fn client(sim: &KubeSim) -> Client {
+    let kc = Kubeconfig::read_from(&sim.kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn cm(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
+    let mut c = ConfigMap::default();
+    c.metadata.name = Some(name.into());
+    c.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    c.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    c
+}
+
+fn api_error_code(e: &coffer_tests::kube::Error) -> Option<u16> {
+    match e {
+        coffer_tests::kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn typed_resources_crud_conflicts_selectors_and_patches() {
+    let sim = KubeSim::start();
+    let c = client(&sim).await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "db");
+    let pp = PostParams::default();
+
+    let a = api
+        .create(
+            &pp,
+            &cm("a", &[("app", "pg"), ("tier", "db")], &[("k", "1")]),
+        )
+        .await
+        .unwrap();
+    api.create(&pp, &cm("b", &[("app", "pg")], &[]))
+        .await
+        .unwrap();
+    api.create(&pp, &cm("c", &[("app", "redis")], &[]))
+        .await
+        .unwrap();
+    let rv_a = a.metadata.resource_version.clone().unwrap();
+    assert!(a.metadata.uid.is_some() && a.metadata.creation_timestamp.is_some());
+    // Names are unique per namespace; another namespace is another place.
+    let dup = api.create(&pp, &cm("a", &[], &[])).await.unwrap_err();
+    assert_eq!(api_error_code(&dup), Some(409));
+    Api::<ConfigMap>::namespaced(c.clone(), "other")
+        .create(&pp, &cm("a", &[], &[]))
+        .await
+        .unwrap();
+
+    let names = |l: coffer_tests::kube::api::ObjectList<ConfigMap>| {
+        l.items
+            .into_iter()
+            .map(|o| o.metadata.name.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app=pg"))
+                .await
+                .unwrap()
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app=pg,tier"))
+                .await
+                .unwrap()
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app!=pg"))
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("!tier"))
+                .await
+                .unwrap()
+        ),
+        ["b", "c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=c"))
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        Api::<ConfigMap>::all(c.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+
+    // Replace with the current resourceVersion works; with a stale one it is a conflict.
+    let mut edited = api.get("a").await.unwrap();
+    edited.data = Some(BTreeMap::from([("k".to_string(), "2".to_string())]));
+    let replaced = api.replace("a", &pp, &edited).await.unwrap();
+    assert_ne!(
+        replaced.metadata.resource_version.as_deref(),
+        Some(rv_a.as_str())
+    );
+    let stale = api.replace("a", &pp, &edited).await.unwrap_err();
+    assert_eq!(api_error_code(&stale), Some(409));
+
+    // Merge patch: null removes, objects merge.
+    let patched = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": null, "n": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.data.unwrap(),
+        BTreeMap::from([("n".to_string(), "3".to_string())])
+    );
+
+    // Server-side apply creates, then updates.
+    let ssa = PatchParams::apply("coffer").force();
+    let applied = api
+        .patch("d", &ssa, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}, "data": {"x": "1"}})))
+        .await
+        .unwrap();
+    assert_eq!(applied.data.unwrap()["x"], "1");
+    let applied = api
+        .patch("d", &ssa, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}, "data": {"x": "2"}})))
+        .await
+        .unwrap();
+    assert_eq!(applied.data.unwrap()["x"], "2");
+
+    api.delete("b", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_error_code(&api.get("b").await.unwrap_err()), Some(404));
+}
+
+#[tokio::test]
+async fn custom_resources_and_the_status_subresource() {
+    let sim = KubeSim::start();
+    let c = client(&sim).await;
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "coffer.dev",
+        "v1alpha1",
+        "ActionSet",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(c, "db", &ar);
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "coffer.dev/v1alpha1", "kind": "ActionSet",
+        "metadata": {"name": "backup-pg-1"},
+        "spec": {"action": "backup", "workload": "statefulset/pg"},
+        "status": {"phase": "Ignored"}
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &obj).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(
+        sim.object("coffer.dev", "actionsets", "db", "backup-pg-1")
+            .is_some()
+    );
+
+    // The status subresource changes status only.
+    let s = api
+        .patch_status(
+            "backup-pg-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}, "spec": {"action": "delete"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.data["status"]["phase"], "Running");
+    assert_eq!(s.data["spec"]["action"], "backup");
+    // The main resource never changes status, and counts spec changes in generation.
+    let m = api
+        .patch(
+            "backup-pg-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"params": {"x": 1}}, "status": {"phase": "Completed"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.data["status"]["phase"], "Running");
+    assert_eq!(m.data["spec"]["params"]["x"], 1);
+    assert_eq!(m.metadata.generation, Some(2));
+}

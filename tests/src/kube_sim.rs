@@ -1,0 +1,525 @@
+//! A Kubernetes API simulator: no real kube-apiserver can be installed on these machines,
+//! so this in-process HTTP server stands in for one, following the API's semantics for what
+//! coffer uses. kube-rs talks to it through a kubeconfig like to any cluster.
+//!
+//! Supported: typed (core and grouped) and custom resources, namespaced and cluster-scoped;
+//! get, list (label selectors `k=v`, `k!=v`, `k`, `!k`; field selectors on metadata.name and
+//! metadata.namespace), create (AlreadyExists), replace (resourceVersion conflicts), merge
+//! and strategic-merge patches (as JSON merge patches), server-side apply (create or merge;
+//! field managers are not tracked), delete, and the status subresource (the main resource
+//! never changes status; /status changes only status). Not yet: watch, pods/exec.
+
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// (group, plural, namespace, name); namespace is empty for cluster-scoped resources.
+type Key = (String, String, String, String);
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<Key, Value>,
+    resource_version: u64,
+    uid: u64,
+}
+
+pub struct KubeSim {
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+    state: Arc<Mutex<State>>,
+    _dir: tempfile::TempDir,
+}
+
+impl KubeSim {
+    pub fn start() -> KubeSim {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the simulator");
+        let port = listener.local_addr().unwrap().port();
+        let state: Arc<Mutex<State>> = Arc::default();
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || serve(conn, s));
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\nusers:\n- name: sim\n  user: {{}}\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: sim, namespace: default}}\ncurrent-context: sim\n"
+            ),
+        )
+        .unwrap();
+        KubeSim {
+            port,
+            kubeconfig,
+            state,
+            _dir: dir,
+        }
+    }
+
+    /// An object as stored (for assertions), by group ("" for core), plural, namespace, name.
+    pub fn object(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let st = self.state.lock().unwrap();
+        st.objects
+            .get(&(group.into(), plural.into(), ns.into(), name.into()))
+            .cloned()
+    }
+}
+
+/// One request: method, path, query, content type, body.
+struct Request {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let (mut len, mut content_type) = (0usize, String::new());
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-length" => len = v.trim().parse().unwrap_or(0),
+                "content-type" => content_type = v.trim().to_string(),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    let (path, q) = target.split_once('?').unwrap_or((&target, ""));
+    let query = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    Some(Request {
+        method,
+        path: path.to_string(),
+        query,
+        content_type,
+        body,
+    })
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    while let Some(req) = read_request(&mut reader) {
+        let (code, body) = handle(&req, &state);
+        let text = body.to_string();
+        let reason = match code {
+            200 => "OK",
+            201 => "Created",
+            404 => "Not Found",
+            409 => "Conflict",
+            _ => "Error",
+        };
+        let head = format!(
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            text.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(text.as_bytes()).is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+/// Where a path points.
+struct Target {
+    group: String,
+    version: String,
+    plural: String,
+    namespace: String,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match seg.as_slice() {
+        ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
+        ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (ns.to_string(), rest),
+        _ => (String::new(), rest),
+    };
+    let (plural, name, sub) = match rest {
+        [p] => (p, None, None),
+        [p, n] => (p, Some(n.to_string()), None),
+        [p, n, s] => (p, Some(n.to_string()), Some(*s)),
+        _ => return None,
+    };
+    Some(Target {
+        group,
+        version,
+        plural: plural.to_string(),
+        namespace,
+        name,
+        status: sub == Some("status"),
+    })
+}
+
+fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
+    let Some(t) = parse_path(&req.path) else {
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find {}", req.path),
+        );
+    };
+    let mut st = state.lock().unwrap();
+    let key = |name: &str| {
+        (
+            t.group.clone(),
+            t.plural.clone(),
+            t.namespace.clone(),
+            name.to_string(),
+        )
+    };
+    let body: Value = if req.body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&req.body) {
+            Ok(v) => v,
+            Err(e) => return status(400, "BadRequest", format!("body is not JSON: {e}")),
+        }
+    };
+    match (req.method.as_str(), &t.name) {
+        ("GET", None) => list(&st, &t, &req.query),
+        ("GET", Some(n)) => match st.objects.get(&key(n)) {
+            Some(o) => (200, o.clone()),
+            None => not_found(&t, n),
+        },
+        ("POST", None) => {
+            let mut obj = body;
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .or_else(|| {
+                    obj.pointer("/metadata/generateName")
+                        .and_then(Value::as_str)
+                        .map(|g| format!("{g}{:05x}", st.uid + 1))
+                });
+            let Some(name) = name else {
+                return status(422, "Invalid", "metadata.name: Required value".into());
+            };
+            if st.objects.contains_key(&key(&name)) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    format!("{} \"{name}\" already exists", t.plural),
+                );
+            }
+            stamp_new(&mut st, &mut obj, &t, &name);
+            st.objects.insert(key(&name), obj.clone());
+            (201, obj)
+        }
+        ("PUT", Some(n)) => {
+            let Some(old) = st.objects.get(&key(n)).cloned() else {
+                return not_found(&t, n);
+            };
+            let current_rv = old.pointer("/metadata/resourceVersion").cloned();
+            if let Some(rv) = body.pointer("/metadata/resourceVersion")
+                && Some(rv) != current_rv.as_ref()
+            {
+                return status(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again",
+                        t.plural
+                    ),
+                );
+            }
+            let mut new = if t.status {
+                let mut o = old.clone();
+                o["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+                o
+            } else {
+                let mut o = body;
+                match old.get("status") {
+                    Some(s) => o["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                o
+            };
+            keep_meta(&mut st, &old, &mut new);
+            st.objects.insert(key(n), new.clone());
+            (200, new)
+        }
+        ("PATCH", Some(n)) => {
+            let apply = req.content_type.starts_with("application/apply-patch");
+            let old = match st.objects.get(&key(n)).cloned() {
+                Some(o) => o,
+                None if apply && !t.status => {
+                    let mut obj = body;
+                    stamp_new(&mut st, &mut obj, &t, n);
+                    st.objects.insert(key(n), obj.clone());
+                    return (201, obj);
+                }
+                None => return not_found(&t, n),
+            };
+            let mut new = old.clone();
+            if t.status {
+                let mut s = old.get("status").cloned().unwrap_or(json!({}));
+                merge_patch(&mut s, body.get("status").unwrap_or(&Value::Null));
+                new["status"] = s;
+            } else {
+                let mut patch = body;
+                if let Some(m) = patch.as_object_mut() {
+                    m.remove("status");
+                }
+                merge_patch(&mut new, &patch);
+                if let Some(s) = old.get("status") {
+                    new["status"] = s.clone();
+                }
+            }
+            keep_meta(&mut st, &old, &mut new);
+            st.objects.insert(key(n), new.clone());
+            (200, new)
+        }
+        ("DELETE", Some(n)) => match st.objects.remove(&key(n)) {
+            Some(o) => (200, o),
+            None => not_found(&t, n),
+        },
+        _ => status(
+            405,
+            "MethodNotAllowed",
+            format!("{} {}", req.method, req.path),
+        ),
+    }
+}
+
+fn not_found(t: &Target, name: &str) -> (u16, Value) {
+    status(
+        404,
+        "NotFound",
+        format!("{} \"{name}\" not found", t.plural),
+    )
+}
+
+/// Server-set metadata of a new object.
+fn stamp_new(st: &mut State, obj: &mut Value, t: &Target, name: &str) {
+    st.resource_version += 1;
+    st.uid += 1;
+    let meta = obj
+        .as_object_mut()
+        .unwrap()
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
+    let m = meta.as_object_mut().unwrap();
+    m.insert("name".into(), json!(name));
+    if !t.namespace.is_empty() {
+        m.insert("namespace".into(), json!(t.namespace));
+    }
+    m.insert(
+        "uid".into(),
+        json!(format!("00000000-0000-0000-0000-{:012x}", st.uid)),
+    );
+    m.insert(
+        "resourceVersion".into(),
+        json!(st.resource_version.to_string()),
+    );
+    m.insert("generation".into(), json!(1));
+    m.insert("creationTimestamp".into(), json!(time_now()));
+    m.remove("generateName");
+}
+
+/// After an update: the server's metadata stays, resourceVersion moves on, generation counts
+/// spec changes.
+fn keep_meta(st: &mut State, old: &Value, new: &mut Value) {
+    st.resource_version += 1;
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let spec_changed = old.get("spec") != new.get("spec");
+    let meta = new
+        .as_object_mut()
+        .unwrap()
+        .entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .unwrap();
+    for k in ["name", "namespace", "uid", "creationTimestamp"] {
+        if let Some(v) = old_meta.get(k) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    let generation = old_meta
+        .get("generation")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        + u64::from(spec_changed);
+    meta.insert("generation".into(), json!(generation));
+    meta.insert(
+        "resourceVersion".into(),
+        json!(st.resource_version.to_string()),
+    );
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let t = target.as_object_mut().unwrap();
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+fn list(st: &State, t: &Target, q: &BTreeMap<String, String>) -> (u16, Value) {
+    let labels = q.get("labelSelector").map(String::as_str).unwrap_or("");
+    let fields = q.get("fieldSelector").map(String::as_str).unwrap_or("");
+    let items: Vec<Value> = st
+        .objects
+        .iter()
+        .filter(|((g, p, ns, _), _)| {
+            g == &t.group && p == &t.plural && (t.namespace.is_empty() || ns == &t.namespace)
+        })
+        .map(|(_, o)| o)
+        .filter(|o| selects(labels, o.pointer("/metadata/labels")))
+        .filter(|o| fields_match(fields, o))
+        .cloned()
+        .collect();
+    let kind = items
+        .first()
+        .and_then(|o| o.get("kind"))
+        .and_then(Value::as_str)
+        .map(|k| format!("{k}List"))
+        .unwrap_or_else(|| "List".into());
+    let api_version = if t.group.is_empty() {
+        t.version.clone()
+    } else {
+        format!("{}/{}", t.group, t.version)
+    };
+    (
+        200,
+        json!({"apiVersion": api_version, "kind": kind,
+               "metadata": {"resourceVersion": st.resource_version.to_string()}, "items": items}),
+    )
+}
+
+/// Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-joined.
+pub fn selects(selector: &str, labels: Option<&Value>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                get(k.trim()) != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                get(k.trim()) == Some(v.trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                get(k.trim()).is_none()
+            } else {
+                get(term).is_some()
+            }
+        })
+}
+
+fn fields_match(selector: &str, o: &Value) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let Some((k, v)) = term.split_once('=') else {
+            return false;
+        };
+        let path = format!("/{}", k.trim_end_matches('=').replace('.', "/"));
+        o.pointer(&path).and_then(Value::as_str) == Some(v.trim_start_matches('='))
+    })
+}
+
+fn time_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // civil-from-days (Howard Hinnant), so no date crate is needed here.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
