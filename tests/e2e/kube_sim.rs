@@ -4,11 +4,12 @@
 use coffer_tests::k8s_openapi::api::core::v1::ConfigMap;
 use coffer_tests::kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, PostParams,
+    PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use coffer_tests::kube::config::{KubeConfigOptions, Kubeconfig};
 use coffer_tests::kube::{Client, Config};
 use coffer_tests::kube_sim::KubeSim;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -219,4 +220,82 @@ async fn custom_resources_and_the_status_subresource() {
     assert_eq!(m.data["status"]["phase"], "Running");
     assert_eq!(m.data["spec"]["params"]["x"], 1);
     assert_eq!(m.metadata.generation, Some(2));
+}
+
+#[tokio::test]
+async fn watch_replays_from_a_resource_version_and_follows_changes() {
+    let sim = KubeSim::start();
+    let c = client(&sim).await;
+    let api: Api<ConfigMap> = Api::namespaced(c, "db");
+    let pp = PostParams::default();
+    api.create(&pp, &cm("before", &[("app", "pg")], &[]))
+        .await
+        .unwrap();
+    api.create(&pp, &cm("other", &[("app", "redis")], &[]))
+        .await
+        .unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    // From the list's resourceVersion: only what happens after, filtered by the selector.
+    let stream = api
+        .watch(&WatchParams::default().labels("app=pg").timeout(5), &rv)
+        .await
+        .unwrap();
+    let events = tokio::spawn(async move {
+        stream
+            .take(3)
+            .map_ok(|e| match e {
+                WatchEvent::Added(o) => format!("ADDED {}", o.metadata.name.unwrap()),
+                WatchEvent::Modified(o) => format!("MODIFIED {}", o.metadata.name.unwrap()),
+                WatchEvent::Deleted(o) => format!("DELETED {}", o.metadata.name.unwrap()),
+                other => format!("{other:?}"),
+            })
+            .try_collect::<Vec<String>>()
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    api.create(&pp, &cm("after", &[("app", "pg")], &[]))
+        .await
+        .unwrap();
+    api.create(&pp, &cm("ignored", &[("app", "redis")], &[]))
+        .await
+        .unwrap();
+    api.patch(
+        "after",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    api.delete("before", &DeleteParams::default())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), events)
+        .await
+        .expect("the watch delivered the events")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ["ADDED after", "MODIFIED after", "DELETED before"]);
+
+    // From "0": the current objects first.
+    let initial: Vec<String> = api
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .try_filter_map(|e| async move {
+            Ok(match e {
+                WatchEvent::Added(o) => o.metadata.name,
+                _ => None,
+            })
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(initial, ["after", "ignored", "other"]);
 }

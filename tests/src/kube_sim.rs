@@ -7,14 +7,16 @@
 //! metadata.namespace), create (AlreadyExists), replace (resourceVersion conflicts), merge
 //! and strategic-merge patches (as JSON merge patches), server-side apply (create or merge;
 //! field managers are not tracked), delete, and the status subresource (the main resource
-//! never changes status; /status changes only status). Not yet: watch, pods/exec.
+//! never changes status; /status changes only status), and watch (chunked JSON events from
+//! a resourceVersion, with the same selectors, until timeoutSeconds). Not yet: pods/exec.
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// (group, plural, namespace, name); namespace is empty for cluster-scoped resources.
 type Key = (String, String, String, String);
@@ -24,12 +26,39 @@ struct State {
     objects: BTreeMap<Key, Value>,
     resource_version: u64,
     uid: u64,
+    /// Every change, in order: what watches replay and wait on.
+    events: Vec<Event>,
+}
+
+struct Event {
+    rv: u64,
+    kind: &'static str,
+    key: Key,
+    object: Value,
+}
+
+/// The state, and a condition watchers wait on for new events.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Record a change for watchers.
+fn record(st: &mut State, kind: &'static str, key: &Key, object: &Value) {
+    let rv = st.resource_version;
+    st.events.push(Event {
+        rv,
+        kind,
+        key: key.clone(),
+        object: object.clone(),
+    });
 }
 
 pub struct KubeSim {
     pub port: u16,
     pub kubeconfig: PathBuf,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     _dir: tempfile::TempDir,
 }
 
@@ -37,8 +66,8 @@ impl KubeSim {
     pub fn start() -> KubeSim {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the simulator");
         let port = listener.local_addr().unwrap().port();
-        let state: Arc<Mutex<State>> = Arc::default();
-        let s = state.clone();
+        let shared: Arc<Shared> = Arc::default();
+        let s = shared.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let s = s.clone();
@@ -57,14 +86,14 @@ impl KubeSim {
         KubeSim {
             port,
             kubeconfig,
-            state,
+            shared,
             _dir: dir,
         }
     }
 
     /// An object as stored (for assertions), by group ("" for core), plural, namespace, name.
     pub fn object(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-        let st = self.state.lock().unwrap();
+        let st = self.shared.state.lock().unwrap();
         st.objects
             .get(&(group.into(), plural.into(), ns.into(), name.into()))
             .cloned()
@@ -148,11 +177,23 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
+fn serve(conn: TcpStream, shared: Arc<Shared>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some(req) = read_request(&mut reader) {
-        let (code, body) = handle(&req, &state);
+        if req.method == "GET"
+            && matches!(
+                req.query.get("watch").map(String::as_str),
+                Some("1" | "true")
+            )
+        {
+            if watch(&req, &shared, &mut writer).is_err() {
+                return;
+            }
+            continue;
+        }
+        let (code, body) = handle(&req, &shared.state);
+        shared.changed.notify_all();
         let text = body.to_string();
         let reason = match code {
             200 => "OK",
@@ -271,6 +312,7 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
             }
             stamp_new(&mut st, &mut obj, &t, &name);
             st.objects.insert(key(&name), obj.clone());
+            record(&mut st, "ADDED", &key(&name), &obj);
             (201, obj)
         }
         ("PUT", Some(n)) => {
@@ -308,6 +350,7 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
             };
             keep_meta(&mut st, &old, &mut new);
             st.objects.insert(key(n), new.clone());
+            record(&mut st, "MODIFIED", &key(n), &new);
             (200, new)
         }
         ("PATCH", Some(n)) => {
@@ -318,6 +361,7 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                     let mut obj = body;
                     stamp_new(&mut st, &mut obj, &t, n);
                     st.objects.insert(key(n), obj.clone());
+                    record(&mut st, "ADDED", &key(n), &obj);
                     return (201, obj);
                 }
                 None => return not_found(&t, n),
@@ -339,10 +383,15 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
             }
             keep_meta(&mut st, &old, &mut new);
             st.objects.insert(key(n), new.clone());
+            record(&mut st, "MODIFIED", &key(n), &new);
             (200, new)
         }
         ("DELETE", Some(n)) => match st.objects.remove(&key(n)) {
-            Some(o) => (200, o),
+            Some(o) => {
+                st.resource_version += 1;
+                record(&mut st, "DELETED", &key(n), &o);
+                (200, o)
+            }
             None => not_found(&t, n),
         },
         _ => status(
@@ -522,4 +571,78 @@ fn time_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// A watch: events after `resourceVersion` (every current object as ADDED when it is absent
+/// or "0"), then new ones as they happen, until `timeoutSeconds` (default 300). Chunked JSON
+/// lines, as the API server sends them.
+fn watch(req: &Request, shared: &Shared, w: &mut TcpStream) -> std::io::Result<()> {
+    let Some(t) = parse_path(&req.path) else {
+        return Err(std::io::Error::other("bad watch path"));
+    };
+    let labels = req.query.get("labelSelector").cloned().unwrap_or_default();
+    let fields = req.query.get("fieldSelector").cloned().unwrap_or_default();
+    let from: u64 = req
+        .query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    w.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    let ours = |k: &Key| {
+        k.0 == t.group && k.1 == t.plural && (t.namespace.is_empty() || k.2 == t.namespace)
+    };
+    let selected =
+        |o: &Value| selects(&labels, o.pointer("/metadata/labels")) && fields_match(&fields, o);
+    let mut st = shared.state.lock().unwrap();
+    let mut sent = from;
+    if from == 0 {
+        let initial: Vec<Value> = st
+            .objects
+            .iter()
+            .filter(|(k, o)| ours(k) && selected(o))
+            .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+            .collect();
+        sent = st.resource_version;
+        drop(st);
+        for e in &initial {
+            send(w, e)?;
+        }
+        st = shared.state.lock().unwrap();
+    }
+    loop {
+        let batch: Vec<Value> = st
+            .events
+            .iter()
+            .filter(|e| e.rv > sent && ours(&e.key) && selected(&e.object))
+            .map(|e| json!({"type": e.kind, "object": e.object}))
+            .collect();
+        sent = st.resource_version;
+        drop(st);
+        for e in &batch {
+            send(w, e)?;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return w.write_all(b"0\r\n\r\n");
+        }
+        st = shared.state.lock().unwrap();
+        if st.resource_version == sent {
+            let wait = (deadline - now).min(Duration::from_millis(500));
+            st = shared.changed.wait_timeout(st, wait).unwrap().0;
+        }
+    }
+}
+
+fn send(w: &mut TcpStream, event: &Value) -> std::io::Result<()> {
+    let line = format!("{event}\n");
+    w.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes())?;
+    w.flush()
 }
