@@ -299,3 +299,79 @@ async fn watch_replays_from_a_resource_version_and_follows_changes() {
         .unwrap();
     assert_eq!(initial, ["after", "ignored", "other"]);
 }
+
+/// The `kube` capability of a plugin, against the simulator through kube-rs: list, scale
+/// (previous count back), wait-for, server-side apply, and a kind the manifest does not
+/// declare (denied, never sent to the cluster).
+#[tokio::test]
+async fn the_kube_capability_drives_a_cluster() {
+    use coffer::cap::kube::client::ClusterKube;
+    use coffer::harness::{self, Case, ScriptedExec};
+    use std::sync::Arc;
+
+    let sim = KubeSim::start();
+    let c = client(&sim).await;
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "StatefulSet"));
+    let sts: Api<DynamicObject> = Api::namespaced_with(c.clone(), "db", &ar);
+    let pg: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "pg", "labels": {"app": "pg"}},
+        "spec": {"replicas": 3}
+    }))
+    .unwrap();
+    sts.create(&PostParams::default(), &pg).await.unwrap();
+
+    let runtime = coffer::runtime::Runtime::new(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache"),
+    )
+    .unwrap();
+    let plugin = coffer::plugin::PluginBytes::new(
+        "hostile".into(),
+        std::fs::read(coffer_tests::test_plugin("hostile")).unwrap(),
+    );
+    let manifest = coffer::plugin::inspect(&plugin).unwrap().manifest;
+    let case: Case =
+        serde_yaml_ng::from_str("{name: kube, action: backup, params: {mode: kube}}").unwrap();
+    let kube = Arc::new(ClusterKube {
+        client: c.clone(),
+        default_namespace: "db".into(),
+    });
+    let run = harness::run_action(
+        &runtime,
+        &plugin,
+        &manifest,
+        &case,
+        Arc::new(ScriptedExec::new(vec![])),
+        kube,
+    )
+    .await
+    .unwrap();
+    let out = run.result.expect("the kube mode succeeds");
+    let outputs: BTreeMap<String, String> = out.outputs.into_iter().collect();
+    assert_eq!(outputs["listed"], "1");
+    assert_eq!(outputs["previous"], "3");
+    assert_eq!(outputs["scaledFrom"], "0");
+    assert!(
+        outputs["denied"].contains("kube get on Secret"),
+        "{}",
+        outputs["denied"]
+    );
+    // The cluster saw it: replicas back to 3, the marker applied.
+    assert_eq!(sts.get("pg").await.unwrap().data["spec"]["replicas"], 3);
+    let cm: Api<ConfigMap> = Api::namespaced(c, "db");
+    assert_eq!(
+        cm.get("coffer-marker").await.unwrap().data.unwrap()["previous"],
+        "3"
+    );
+    // Every call is on the audit trail, the denied one included.
+    let trail = harness::trace_lines(&run.ctx).join("\n");
+    for want in [
+        "kube.list",
+        "kube.scale",
+        "kube.wait-for",
+        "kube.apply",
+        "kube.get",
+    ] {
+        assert!(trail.contains(want), "{want} missing:\n{trail}");
+    }
+}

@@ -268,6 +268,7 @@ impl Coffer {
                 workload: wname.clone(),
                 env: workload.spec.env.clone(),
             }),
+            kube: Arc::new(crate::cap::kube::NoCluster),
             locations: BTreeMap::from([("default".to_string(), Arc::new(binding))]),
             secrets,
             redactor,

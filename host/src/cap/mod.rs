@@ -6,6 +6,7 @@
 //! A call is allowed only when the plugin's manifest declares it AND the Blueprint grants it.
 
 pub mod exec;
+pub mod kube;
 pub mod location;
 mod others;
 mod runtime_log;
@@ -33,6 +34,8 @@ pub struct ActionContext {
     pub declared: Capabilities,
     pub granted: Capabilities,
     pub exec: Arc<dyn exec::ExecBackend>,
+    /// The cluster, in kubernetes mode; [`kube::NoCluster`] in local mode.
+    pub kube: Arc<dyn kube::KubeBackend>,
     /// Locations by logical name.
     pub locations: BTreeMap<String, Arc<location::LocationBinding>>,
     pub secrets: secrets::SecretValues,
@@ -90,6 +93,7 @@ impl ActionContext {
                 workload: String::new(),
                 env: BTreeMap::new(),
             }),
+            kube: Arc::new(kube::NoCluster),
             locations: BTreeMap::new(),
             secrets: secrets::SecretValues::default(),
             redactor: Redactor::new(),

@@ -1,10 +1,11 @@
-//! Capabilities declared in the ABI whose backends come with the kubernetes issue: in local
+//! Capabilities declared in the ABI whose backends come with the kubernetes issue (snapshot,
+//! signed-http): in local
 //! mode each call is grant-checked, audited, and answered `unavailable`.
 
 use super::HostResult;
 use crate::runtime::HostState;
 use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::coffer::blueprint::{kube, signed_http, snapshot};
+use crate::runtime::bindings::coffer::blueprint::{signed_http, snapshot};
 use std::time::Instant;
 
 fn unavailable<T>(what: &str) -> Result<T, WitError> {
@@ -52,48 +53,6 @@ impl snapshot::Host for HostState {
     async fn delete(&mut self, snap: snapshot::SnapshotRef) -> HostResult<()> {
         let c = self.ctx.check_snapshot();
         self.not_here("snapshot.delete", &snap.name, c)
-    }
-}
-
-impl kube::Host for HostState {
-    async fn get(&mut self, obj: kube::ObjectRef) -> HostResult<String> {
-        let c = self.ctx.check_kube(&obj.kind, "get");
-        self.not_here("kube.get", &obj.name, c)
-    }
-    async fn list_objects(
-        &mut self,
-        _api: String,
-        kind: String,
-        _ns: Option<String>,
-        _sel: Option<String>,
-    ) -> HostResult<Vec<String>> {
-        let c = self.ctx.check_kube(&kind, "list");
-        self.not_here("kube.list", &kind, c)
-    }
-    async fn apply(&mut self, _manifest: String, _fm: String) -> HostResult<String> {
-        let c = self.ctx.check_kube("*", "apply");
-        self.not_here("kube.apply", "", c)
-    }
-    async fn patch(&mut self, obj: kube::ObjectRef, _patch: String) -> HostResult<String> {
-        let c = self.ctx.check_kube(&obj.kind, "patch");
-        self.not_here("kube.patch", &obj.name, c)
-    }
-    async fn delete(&mut self, obj: kube::ObjectRef) -> HostResult<()> {
-        let c = self.ctx.check_kube(&obj.kind, "delete");
-        self.not_here("kube.delete", &obj.name, c)
-    }
-    async fn wait_for(
-        &mut self,
-        obj: kube::ObjectRef,
-        _cond: String,
-        _timeout_ms: u64,
-    ) -> HostResult<String> {
-        let c = self.ctx.check_kube(&obj.kind, "get");
-        self.not_here("kube.wait-for", &obj.name, c)
-    }
-    async fn scale(&mut self, obj: kube::ObjectRef, _replicas: u32) -> HostResult<u32> {
-        let c = self.ctx.check_kube(&obj.kind, "patch");
-        self.not_here("kube.scale", &obj.name, c)
     }
 }
 

@@ -233,7 +233,8 @@ async fn dry_run(
     };
     let exec = Arc::new(harness::ScriptedExec::permissive());
     let runtime = coffer.runtime()?;
-    let run = harness::run_action(runtime, &plugin, &manifest, &case, exec).await?;
+    let no_cluster = Arc::new(crate::cap::kube::NoCluster);
+    let run = harness::run_action(runtime, &plugin, &manifest, &case, exec, no_cluster).await?;
     out!(
         "calls the plugin makes when every command succeeds with no output (simulated; nothing ran):"
     );

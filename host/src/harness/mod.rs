@@ -205,6 +205,7 @@ pub async fn run_action(
     manifest: &Manifest,
     c: &Case,
     exec: Arc<ScriptedExec>,
+    kube: Arc<dyn crate::cap::kube::KubeBackend>,
 ) -> Result<Run> {
     let store = Arc::new(InMemory::new());
     let prefix = "restorepoints/test/rp".to_string();
@@ -265,6 +266,7 @@ pub async fn run_action(
         declared: manifest.capabilities.clone(),
         granted: manifest.capabilities.clone(),
         exec: exec.clone(),
+        kube,
         locations: BTreeMap::from([("default".to_string(), binding.clone())]),
         secrets: SecretValues::from_values("the scripted workload", &c.secrets),
         redactor,
@@ -339,7 +341,8 @@ async fn run_case(
     c: &Case,
 ) -> Result<CaseReport> {
     let exec = Arc::new(ScriptedExec::new(c.exec.clone()));
-    let run = run_action(runtime, plugin, manifest, c, exec).await?;
+    let no_cluster = Arc::new(crate::cap::kube::NoCluster);
+    let run = run_action(runtime, plugin, manifest, c, exec, no_cluster).await?;
     let failures = check(c, &run).await;
     Ok(CaseReport {
         name: c.name.clone(),

@@ -2,7 +2,8 @@
 //! stops each misbehaviour cleanly and stays healthy.
 
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, ErrorContext, Plugin, location, secrets,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, ErrorContext, Plugin, kube, location,
+    secrets, types,
 };
 use serde::Deserialize;
 
@@ -242,6 +243,48 @@ impl Plugin for Hostile {
             "context-error" => {
                 Cmd::new(["false"]).run(None, 0).context("step one")?;
                 Err(sdk::internal("false succeeded"))
+            }
+            // The kube capability: list, scale down and back, wait, apply, get, and a call
+            // the manifest does not declare.
+            "kube" => {
+                let sts = types::ObjectRef {
+                    api_version: "apps/v1".into(),
+                    kind: "StatefulSet".into(),
+                    namespace: Some("db".into()),
+                    name: "pg".into(),
+                };
+                let listed =
+                    kube::list_objects("apps/v1", "StatefulSet", Some("db"), Some("app=pg"))?;
+                let previous = kube::scale(&sts, 0)?;
+                kube::wait_for(&sts, "jsonpath={.spec.replicas}=0", 5000)?;
+                let marker = format!(
+                    r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"coffer-marker","namespace":"db"}},"data":{{"previous":"{previous}"}}}}"#
+                );
+                kube::apply(&marker, "coffer")?;
+                let back = kube::scale(&sts, previous)?;
+                let secret = types::ObjectRef {
+                    api_version: "v1".into(),
+                    kind: "Secret".into(),
+                    namespace: Some("db".into()),
+                    name: "pg-password".into(),
+                };
+                let denied = match kube::get(&secret) {
+                    Err(Error::Denied(m)) => m,
+                    other => {
+                        return Err(sdk::internal(format!(
+                            "Secret get was not denied: {other:?}"
+                        )));
+                    }
+                };
+                Ok(ActionOutput {
+                    artifacts: vec![],
+                    outputs: vec![
+                        ("listed".into(), listed.len().to_string()),
+                        ("previous".into(), previous.to_string()),
+                        ("scaledFrom".into(), back.to_string()),
+                        ("denied".into(), denied),
+                    ],
+                })
             }
             "ok" | "" => {
                 let store = location::open("default")?;
