@@ -20,22 +20,7 @@ export COFFER_HOME="$WORK/home"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$WORK"; }
 trap cleanup EXIT
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-measure() {   # prints "seconds peak_rss_kib"
-  local start end pid hwm=0 v
-  start=$(now)
-  "$@" >/dev/null 2>"$WORK/err" & pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    v=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-    [ -n "$v" ] && hwm=$v
-    sleep 0.05
-  done
-  if ! wait "$pid"; then echo "command failed: $*" >&2; cat "$WORK/err" >&2; exit 1; fi
-  end=$(now)
-  echo "$(python3 -c "print(round($end - $start, 3))") $hwm"
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/lib.sh
 last_rp() { "$COFFER" get restorepoints -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["metadata"]["name"])'; }
 # compare NAME: median of $WORK/NAME.ref vs $WORK/NAME.cof
 report() {

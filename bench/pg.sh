@@ -9,6 +9,7 @@
 # Each is run RUNS times (default 3), alternating, and the medians are compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SCALE=${1:-50}
 RUNS=${RUNS:-3}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -22,7 +23,7 @@ AS=()
 if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$WORK"; AS=(runuser -u postgres --); fi
 cleanup() { "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+PORT=$(freeport)
 "${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust --no-sync --no-instructions -E UTF8 --locale=C.UTF-8 >/dev/null
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -t 60 \
   -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=256MB" start >/dev/null
@@ -43,24 +44,6 @@ spec:
     backup: {databases: [bench], globals: false}
 EOF
 "$COFFER" apply -f "$WORK/wl.yaml" >/dev/null
-
-now() { date +%s.%N; }
-# Run a command, print "seconds peak_rss_kib" (peak RSS of that process itself, sampled from
-# /proc while it runs: VmHWM only grows, so the last sample is the peak).
-measure() {
-  local start end pid hwm=0 v
-  start=$(now)
-  "$@" >/dev/null 2>"$WORK/err" & pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    v=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-    [ -n "$v" ] && hwm=$v
-    sleep 0.05
-  done
-  if ! wait "$pid"; then echo "command failed: $*" >&2; cat "$WORK/err" >&2; exit 1; fi
-  end=$(now)
-  echo "$(python3 -c "print(round($end - $start, 3))") $hwm"
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 ref_dump() { "$PGBIN/pg_dump" -Fc -d bench | zstd -q -3 > "$WORK/ref.pgdump.zst"; }
 ref_restore() {

@@ -10,6 +10,7 @@
 #                            incompressible bytes instead of a dump)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SIZE=${1:-1073741824}
 RUNS=${RUNS:-3}
 for t in rclone restic age-keygen; do
@@ -24,7 +25,7 @@ PLUGIN="$PWD/target/wasm-test-plugins/wasm32-wasip2/release/hostile.wasm"
 WORK=$(mktemp -d /var/tmp/coffer-s3bench.XXXXXX)
 S3PID=
 trap '[ -n "$S3PID" ] && kill $S3PID 2>/dev/null; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+PORT=$(freeport)
 mkdir -p "$WORK/s3" "$WORK/s3/coffer" "$WORK/s3/rclone" "$WORK/s3/restic"
 "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$PORT" --access-key bench --secret-key bench-secret "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
 S3PID=$!
@@ -78,17 +79,17 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret RESTIC_PASSWOR
 unset AWS_CA_BUNDLE
 
 # Run a command under GNU time; append "seconds KiB" to $WORK/<name>.
-measure() {
+measure_time() {
   local name=$1; shift
   /usr/bin/time -f "%e %M" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/$name.err" || {
     echo "$name failed:" >&2; cat "$WORK/$name.err" >&2; exit 1; }
   cat "$WORK/t" >> "$WORK/$name"
 }
-run_coffer() { measure coffer "$COFFER" backup dump -p mode=file -p path="$WORK/dump.sql"; }
-run_rclone() { measure rclone sh -c "rclone rcat s3s:rclone/dump-$1.sql < '$WORK/dump.sql'"; }
+run_coffer() { measure_time coffer "$COFFER" backup dump -p mode=file -p path="$WORK/dump.sql"; }
+run_rclone() { measure_time rclone sh -c "rclone rcat s3s:rclone/dump-$1.sql < '$WORK/dump.sql'"; }
 run_restic() {
   restic -r "s3:http://127.0.0.1:$PORT/restic/r$1" init >/dev/null 2>&1
-  measure restic sh -c "restic -r s3:http://127.0.0.1:$PORT/restic/r$1 backup --stdin --stdin-filename dump.sql < '$WORK/dump.sql'"
+  measure_time restic sh -c "restic -r s3:http://127.0.0.1:$PORT/restic/r$1 backup --stdin --stdin-filename dump.sql < '$WORK/dump.sql'"
 }
 for i in $(seq 1 "$RUNS"); do
   case $((i % 3)) in
@@ -99,7 +100,6 @@ for i in $(seq 1 "$RUNS"); do
   echo "round $i done" >&2
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 stored() { du -sb "$WORK/s3/$1" | cut -f1; }
 C=$(cut -d' ' -f1 "$WORK/coffer" | median); R=$(cut -d' ' -f1 "$WORK/rclone" | median); T=$(cut -d' ' -f1 "$WORK/restic" | median)
 CM=$(cut -d' ' -f2 "$WORK/coffer" | sort -n | tail -1); RM=$(cut -d' ' -f2 "$WORK/rclone" | sort -n | tail -1); TM=$(cut -d' ' -f2 "$WORK/restic" | sort -n | tail -1)

@@ -65,42 +65,24 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
 /// some buckets (Object Lock ones) refuse.
 const MOTO_AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n";
 
-/// A minimal HTTP/1.1 exchange (for moto, and for checks).
-pub fn http(
+/// One HTTP/1.1 request on its own connection: (status, response head, body).
+fn exchange(
     port: u16,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> (u16, String, String) {
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n{MOTO_AUTH}"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n{MOTO_AUTH}",
+        body.len()
     );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
-
-/// An unauthenticated HTTP/1.1 request with a binary body; returns (status, body bytes).
-pub fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n{MOTO_AUTH}\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
     s.write_all(body).unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
@@ -114,10 +96,27 @@ pub fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out[split + 4..].to_vec();
+    let mut body = out[split + 4..].to_vec();
     if head.to_lowercase().contains("transfer-encoding: chunked") {
-        return (status, dechunk(&body));
+        body = dechunk(&body);
     }
+    (status, head, body)
+}
+
+/// A request without a body, the response body as text (for moto, and for checks).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let (status, head, body) = exchange(port, method, path, headers, &[]);
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A request with a binary body; (status, body bytes).
+pub fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let (status, _, body) = exchange(port, method, path, &[], body);
     (status, body)
 }
 

@@ -100,20 +100,14 @@ pub async fn run(home: Option<PathBuf>, a: RunArgs) -> Result<ExitCode> {
     req.plugin_override = Some(match a.plugin.strip_prefix("builtin:") {
         Some(name) => crate::model::PluginRef {
             builtin: Some(name.to_string()),
-            path: None,
-            sha256: None,
-            public_key: None,
-            signature: None,
+            ..Default::default()
         },
         None => crate::model::PluginRef {
-            builtin: None,
             path: Some(
                 std::fs::canonicalize(&a.plugin)
                     .with_context(|| format!("reading {}", a.plugin))?,
             ),
-            sha256: None,
-            public_key: None,
-            signature: None,
+            ..Default::default()
         },
     });
     req.grant_declared = a.grant_declared;

@@ -107,7 +107,7 @@ impl ProfileType {
 }
 
 /// Secret references for a location's credentials; which ones apply depends on the type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
     /// `s3`: access key id and secret access key (and a session token for temporary ones).

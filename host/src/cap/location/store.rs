@@ -71,16 +71,7 @@ pub fn open(p: &Profile) -> Result<Opened> {
     if spec.object_lock.as_ref().is_some_and(|l| l.days == 0) {
         bail!("Profile {name}: spec.objectLock.days must be at least 1");
     }
-    let creds = spec
-        .credentials
-        .clone()
-        .unwrap_or(crate::model::Credentials {
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            service_account_key: None,
-            access_key: None,
-        });
+    let creds = spec.credentials.clone().unwrap_or_default();
     let (store, local_root, s3): (Arc<dyn ObjectStore>, _, _) = match spec.kind {
         ProfileType::File => {
             only(&["path"])?;
