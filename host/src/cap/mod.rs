@@ -243,15 +243,25 @@ impl ActionContext {
         Ok(())
     }
 
-    pub fn check_kube(&self, kind: &str, verb: &str) -> Result<(), WitError> {
+    /// `api_version` is the object's (`apps/v1`, `v1`); a grant names its group (`apps`,
+    /// `""` for core, `*` for any) and kind.
+    pub fn check_kube(&self, api_version: &str, kind: &str, verb: &str) -> Result<(), WitError> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let has = |c: &Capabilities| {
             c.kube.iter().any(|g| {
-                (g.kind == kind || g.kind == "*") && g.verbs.iter().any(|v| v == verb || v == "*")
+                (g.api_group == group || g.api_group == "*")
+                    && (g.kind == kind || g.kind == "*")
+                    && g.verbs.iter().any(|v| v == verb || v == "*")
             })
         };
         let declared = has(&self.declared);
         if !declared || !has(&self.granted) {
-            return Err(self.denied(&format!("kube {verb} on {kind}"), declared, "kube"));
+            let what = if group.is_empty() {
+                format!("kube {verb} on {kind}")
+            } else {
+                format!("kube {verb} on {kind}.{group}")
+            };
+            return Err(self.denied(&what, declared, "kube"));
         }
         Ok(())
     }

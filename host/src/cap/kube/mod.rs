@@ -152,6 +152,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn grants_name_the_group_kind_and_verb() {
+        let caps = coffer_manifest::Capabilities {
+            kube: vec![coffer_manifest::KindGrant {
+                api_group: "apps".into(),
+                kind: "StatefulSet".into(),
+                verbs: vec!["get".into(), "patch".into()],
+            }],
+            ..Default::default()
+        };
+        let mut ctx = crate::cap::ActionContext::detached("p");
+        ctx.declared = caps.clone();
+        ctx.granted = caps;
+        assert!(ctx.check_kube("apps/v1", "StatefulSet", "get").is_ok());
+        assert!(ctx.check_kube("apps/v1", "StatefulSet", "delete").is_err());
+        // The same kind name in another group is another resource.
+        let e = ctx
+            .check_kube("example.com/v1", "StatefulSet", "get")
+            .unwrap_err();
+        assert!(
+            format!("{e:?}").contains("StatefulSet.example.com"),
+            "{e:?}"
+        );
+        assert!(ctx.check_kube("v1", "StatefulSet", "get").is_err());
+    }
+
+    #[test]
     fn conditions_parse_and_hold() {
         let ready = Condition::parse("condition=Ready").unwrap();
         let o = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}], "readyReplicas": 3, "phase": "Running"}});

@@ -28,13 +28,14 @@ fn json_arg(what: &str, s: &str) -> Result<Value, WitError> {
 async fn kube_call<T>(
     ctx: Arc<ActionContext>,
     cap: &str,
+    api_version: &str,
     kind: &str,
     verb: &str,
     target: &str,
     call: impl Future<Output = Result<T, WitError>>,
 ) -> HostResult<T> {
     let started = Instant::now();
-    let res = match ctx.check_kube(kind, verb) {
+    let res = match ctx.check_kube(api_version, kind, verb) {
         Err(e) => Err(e),
         Ok(()) => call.await,
     };
@@ -48,6 +49,7 @@ impl kube::Host for HostState {
         let r = kube_call(
             self.ctx.clone(),
             "kube.get",
+            &obj.api_version,
             &obj.kind,
             "get",
             &obj.name,
@@ -69,6 +71,7 @@ impl kube::Host for HostState {
         let r = kube_call(
             self.ctx.clone(),
             "kube.list",
+            &api_version,
             &kind,
             "list",
             target.trim(),
@@ -91,20 +94,19 @@ impl kube::Host for HostState {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        let kind = m
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = m
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let field = |p: &str| {
+            m.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (api_version, kind) = (field("/apiVersion"), field("/kind"));
+        let name = field("/metadata/name");
         let k = self.ctx.kube.clone();
         let r = kube_call(
             self.ctx.clone(),
             "kube.apply",
+            &api_version,
             &kind,
             "apply",
             &name,
@@ -123,6 +125,7 @@ impl kube::Host for HostState {
         let r = kube_call(
             self.ctx.clone(),
             "kube.patch",
+            &obj.api_version,
             &obj.kind,
             "patch",
             &obj.name,
@@ -137,6 +140,7 @@ impl kube::Host for HostState {
         kube_call(
             self.ctx.clone(),
             "kube.delete",
+            &obj.api_version,
             &obj.kind,
             "delete",
             &obj.name,
@@ -161,6 +165,7 @@ impl kube::Host for HostState {
         let r = kube_call(
             self.ctx.clone(),
             "kube.wait-for",
+            &obj.api_version,
             &obj.kind,
             "get",
             &obj.name,
@@ -175,6 +180,7 @@ impl kube::Host for HostState {
         kube_call(
             self.ctx.clone(),
             "kube.scale",
+            &obj.api_version,
             &obj.kind,
             "patch",
             &obj.name,

@@ -16,6 +16,8 @@ pub struct Encryption {
     pub profile: String,
     recipients: Vec<x25519::Recipient>,
     identity: Option<SecretRef>,
+    /// The identities, read once per opened Profile (a restore decrypts many objects).
+    identities: Arc<std::sync::OnceLock<Result<Arc<Vec<x25519::Identity>>, String>>>,
 }
 
 impl Encryption {
@@ -62,6 +64,7 @@ impl Encryption {
             profile: profile.to_string(),
             recipients,
             identity: age.identity.clone(),
+            identities: Default::default(),
         }))
     }
 
@@ -80,6 +83,12 @@ impl Encryption {
 
     /// The identities to decrypt with, read from the Profile's identity secret.
     pub fn identities(&self) -> Result<Arc<Vec<x25519::Identity>>, String> {
+        self.identities
+            .get_or_init(|| self.read_identities())
+            .clone()
+    }
+
+    fn read_identities(&self) -> Result<Arc<Vec<x25519::Identity>>, String> {
         let p = &self.profile;
         let Some(r) = &self.identity else {
             return Err(format!(
@@ -183,6 +192,7 @@ mod tests {
             profile: "p".into(),
             recipients: vec![id.to_public()],
             identity: None,
+            identities: Default::default(),
         };
         let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut s = enc.sealer().unwrap();
