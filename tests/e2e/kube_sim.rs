@@ -375,3 +375,172 @@ async fn the_kube_capability_drives_a_cluster() {
         assert!(trail.contains(want), "{want} missing:\n{trail}");
     }
 }
+
+fn statefulset(name: &str, replicas: u32, env: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "main", "image": "sim", "env": env}]}}}
+    }))
+    .unwrap()
+}
+
+fn apps_api(c: &Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "StatefulSet"));
+    Api::namespaced_with(c.clone(), ns, &ar)
+}
+
+fn spawn_spec(argv: &[&str], stdin: bool) -> coffer::cap::exec::SpawnSpec {
+    coffer::cap::exec::SpawnSpec {
+        workload: "pg".into(),
+        container: None,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        secret_env: vec![],
+        stdin,
+        stderr_tail: 1024,
+    }
+}
+
+#[tokio::test]
+async fn pod_exec_streams_through_the_websocket_protocol() {
+    use coffer::cap::exec::{ExecBackend, PodExec, PodTarget};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = KubeSim::start();
+    let c = client(&sim).await;
+    let sts = apps_api(&c, "db");
+    sts.create(
+        &PostParams::default(),
+        &statefulset("pg", 2, json!([{"name": "FOO", "value": "from-the-pod"}])),
+    )
+    .await
+    .unwrap();
+    let pods: Api<coffer_tests::k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.clone(), "db");
+    let names: Vec<String> = pods
+        .list(&ListParams::default().labels("app=pg"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["pg-0", "pg-1"],
+        "the simulated StatefulSet controller makes pods"
+    );
+    let exec = PodExec {
+        client: c.clone(),
+        target: PodTarget {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            namespace: "db".into(),
+            name: "pg".into(),
+            container: None,
+        },
+    };
+    assert_eq!(
+        exec.resolve_pod().await.unwrap().metadata.name.as_deref(),
+        Some("pg-0")
+    );
+
+    // 3 MiB through stdin and back, env from the pod spec, a secret through the preamble,
+    // stderr and the real exit code.
+    let mut spec = spawn_spec(
+        &[
+            "sh",
+            "-c",
+            "cat; printf '%s/%s/%s' \"$FOO\" \"$SECRET\" \"$PLAIN\"; echo oops >&2; exit 3",
+        ],
+        true,
+    );
+    spec.secret_env = vec![("SECRET".into(), std::sync::Arc::new("s3 cr'et".into()))];
+    spec.env = vec![("PLAIN".into(), "p".into())];
+    let mut p = exec.spawn(spec).await.unwrap();
+    let mut stdin = p.take_stdin().unwrap();
+    let mut stdout = p.take_stdout().unwrap();
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let input = data.clone();
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&input).await.unwrap();
+        stdin.shutdown().await.unwrap();
+    });
+    let mut out = Vec::new();
+    stdout.read_to_end(&mut out).await.unwrap();
+    writer.await.unwrap();
+    let exit = p.wait().await.unwrap();
+    assert_eq!(exit.code, Some(3));
+    assert!(String::from_utf8_lossy(&exit.stderr).contains("oops"));
+    assert_eq!(out.len(), data.len() + "from-the-pod/s3 cr'et/p".len());
+    assert_eq!(&out[..data.len()], &data[..], "stdin came back intact");
+    assert_eq!(&out[data.len()..], b"from-the-pod/s3 cr'et/p");
+
+    // Success, and output nobody reads does not stall the process.
+    let mut p = exec
+        .spawn(spawn_spec(&["sh", "-c", "head -c 200000 /dev/zero"], false))
+        .await
+        .unwrap();
+    assert_eq!(p.wait().await.unwrap().code, Some(0));
+
+    // A missing program, a missing container.
+    let mut p = exec
+        .spawn(spawn_spec(&["no-such-tool-here"], false))
+        .await
+        .unwrap();
+    let e = p.wait().await.err().expect("a missing program fails");
+    assert!(
+        e.to_string()
+            .contains("was not found on the PATH of container main of pod db/pg-0"),
+        "{e}"
+    );
+    let mut spec = spawn_spec(&["true"], false);
+    spec.container = Some("sidecar".into());
+    let e = exec.spawn(spec).await.err().expect("no such container");
+    assert!(
+        e.to_string().contains("has no container") && e.to_string().contains("sidecar"),
+        "{e}"
+    );
+
+    // Killing the exec stops the process in the pod.
+    let mut p = exec
+        .spawn(spawn_spec(&["sleep", "1234.5"], false))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    p.kill();
+    drop(p);
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ps = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 1234.5"])
+            .output()
+            .unwrap();
+        if !ps.status.success() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the killed exec's process is still running");
+
+    // No pod: scaled to zero.
+    sts.patch(
+        "pg",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    let e = exec
+        .spawn(spawn_spec(&["true"], false))
+        .await
+        .err()
+        .expect("no pod to exec in");
+    assert!(
+        e.to_string()
+            .contains("StatefulSet db/pg has no Running and Ready pod"),
+        "{e}"
+    );
+}

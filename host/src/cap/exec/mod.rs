@@ -3,9 +3,11 @@
 //! secret handles, wires stdio to wasi streams, and records every call.
 
 mod local;
+mod pod;
 mod wit;
 
 pub use local::LocalExec;
+pub use pod::{PodExec, PodTarget};
 pub use wit::ProcessHandle;
 
 use crate::runtime::bindings::WitError;

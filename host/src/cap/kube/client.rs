@@ -16,13 +16,13 @@ pub struct ClusterKube {
     pub default_namespace: String,
 }
 
-fn resource(api_version: &str, kind: &str) -> ApiResource {
+pub(crate) fn resource(api_version: &str, kind: &str) -> ApiResource {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
 
 /// A kube-rs error as the plugin should see it.
-fn err(what: &str, e: kube::Error) -> WitError {
+pub(crate) fn err(what: &str, e: kube::Error) -> WitError {
     match &e {
         kube::Error::Api(s) => match s.code {
             404 => WitError::NotFound(format!("{what}: {}", s.message)),

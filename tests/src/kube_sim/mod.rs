@@ -7,8 +7,15 @@
 //! metadata.namespace), create (AlreadyExists), replace (resourceVersion conflicts), merge
 //! and strategic-merge patches (as JSON merge patches), server-side apply (create or merge;
 //! field managers are not tracked), delete, and the status subresource (the main resource
-//! never changes status; /status changes only status), and watch (chunked JSON events from
-//! a resourceVersion, with the same selectors, until timeoutSeconds). Not yet: pods/exec.
+//! never changes status; /status changes only status), finalizers (a DELETE of an object
+//! with finalizers only sets deletionTimestamp; it goes when they are removed), and watch
+//! (chunked JSON events from a resourceVersion, with the same selectors, until
+//! timeoutSeconds). Also: pods/exec over the websocket protocol (v4/v5.channel.k8s.io),
+//! running the command as a local process with the container's env (exec.rs), and
+//! simulated controllers (controllers.rs): StatefulSets and Deployments get Running pods.
+
+mod controllers;
+mod exec;
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -105,6 +112,10 @@ struct Request {
     method: String,
     path: String,
     query: BTreeMap<String, String>,
+    /// Every query parameter in order (exec repeats `command`).
+    params: Vec<(String, String)>,
+    /// Header names lowercased.
+    headers: BTreeMap<String, String>,
     content_type: String,
     body: Vec<u8>,
 }
@@ -117,7 +128,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut parts = line.split_whitespace();
     let method = parts.next()?.to_string();
     let target = parts.next()?.to_string();
-    let (mut len, mut content_type) = (0usize, String::new());
+    let mut headers = BTreeMap::new();
     loop {
         let mut h = String::new();
         r.read_line(&mut h).ok()?;
@@ -126,17 +137,18 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
             break;
         }
         if let Some((k, v)) = h.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => len = v.trim().parse().unwrap_or(0),
-                "content-type" => content_type = v.trim().to_string(),
-                _ => {}
-            }
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    let len = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0usize);
+    let content_type = headers.get("content-type").cloned().unwrap_or_default();
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
     let (path, q) = target.split_once('?').unwrap_or((&target, ""));
-    let query = q
+    let params: Vec<(String, String)> = q
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -147,7 +159,9 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     Some(Request {
         method,
         path: path.to_string(),
-        query,
+        query: params.iter().cloned().collect(),
+        params,
+        headers,
         content_type,
         body,
     })
@@ -181,6 +195,11 @@ fn serve(conn: TcpStream, shared: Arc<Shared>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some(req) = read_request(&mut reader) {
+        if req.path.ends_with("/exec") {
+            // The connection becomes the exec's websocket.
+            exec::serve(&req, &shared, writer);
+            return;
+        }
         if req.method == "GET"
             && matches!(
                 req.query.get("watch").map(String::as_str),
@@ -267,6 +286,15 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
         );
     };
     let mut st = state.lock().unwrap();
+    let (code, body) = apply_request(req, &t, &mut st);
+    if req.method != "GET" && code < 300 {
+        // What the cluster's controllers would do in reaction.
+        controllers::react(&mut st);
+    }
+    (code, body)
+}
+
+fn apply_request(req: &Request, t: &Target, st: &mut State) -> (u16, Value) {
     let key = |name: &str| {
         (
             t.group.clone(),
@@ -284,10 +312,10 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
         }
     };
     match (req.method.as_str(), &t.name) {
-        ("GET", None) => list(&st, &t, &req.query),
+        ("GET", None) => list(st, t, &req.query),
         ("GET", Some(n)) => match st.objects.get(&key(n)) {
             Some(o) => (200, o.clone()),
-            None => not_found(&t, n),
+            None => not_found(t, n),
         },
         ("POST", None) => {
             let mut obj = body;
@@ -310,14 +338,14 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                     format!("{} \"{name}\" already exists", t.plural),
                 );
             }
-            stamp_new(&mut st, &mut obj, &t, &name);
+            stamp_new(st, &mut obj, t, &name);
             st.objects.insert(key(&name), obj.clone());
-            record(&mut st, "ADDED", &key(&name), &obj);
+            record(st, "ADDED", &key(&name), &obj);
             (201, obj)
         }
         ("PUT", Some(n)) => {
             let Some(old) = st.objects.get(&key(n)).cloned() else {
-                return not_found(&t, n);
+                return not_found(t, n);
             };
             let current_rv = old.pointer("/metadata/resourceVersion").cloned();
             if let Some(rv) = body.pointer("/metadata/resourceVersion")
@@ -348,9 +376,9 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                 }
                 o
             };
-            keep_meta(&mut st, &old, &mut new);
+            keep_meta(st, &old, &mut new);
             st.objects.insert(key(n), new.clone());
-            record(&mut st, "MODIFIED", &key(n), &new);
+            record(st, "MODIFIED", &key(n), &new);
             (200, new)
         }
         ("PATCH", Some(n)) => {
@@ -359,12 +387,12 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                 Some(o) => o,
                 None if apply && !t.status => {
                     let mut obj = body;
-                    stamp_new(&mut st, &mut obj, &t, n);
+                    stamp_new(st, &mut obj, t, n);
                     st.objects.insert(key(n), obj.clone());
-                    record(&mut st, "ADDED", &key(n), &obj);
+                    record(st, "ADDED", &key(n), &obj);
                     return (201, obj);
                 }
-                None => return not_found(&t, n),
+                None => return not_found(t, n),
             };
             let mut new = old.clone();
             if t.status {
@@ -381,19 +409,36 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                     new["status"] = s.clone();
                 }
             }
-            keep_meta(&mut st, &old, &mut new);
+            keep_meta(st, &old, &mut new);
             st.objects.insert(key(n), new.clone());
-            record(&mut st, "MODIFIED", &key(n), &new);
+            record(st, "MODIFIED", &key(n), &new);
             (200, new)
         }
-        ("DELETE", Some(n)) => match st.objects.remove(&key(n)) {
-            Some(o) => {
-                st.resource_version += 1;
-                record(&mut st, "DELETED", &key(n), &o);
-                (200, o)
+        ("DELETE", Some(n)) => {
+            let Some(old) = st.objects.get(&key(n)).cloned() else {
+                return not_found(t, n);
+            };
+            let finalizers = old
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if finalizers {
+                // Marked for deletion; it goes when its finalizers are removed.
+                if old.pointer("/metadata/deletionTimestamp").is_some() {
+                    return (200, old);
+                }
+                let mut new = old.clone();
+                new["metadata"]["deletionTimestamp"] = json!(time_now());
+                keep_meta(st, &old, &mut new);
+                st.objects.insert(key(n), new.clone());
+                record(st, "MODIFIED", &key(n), &new);
+                return (200, new);
             }
-            None => not_found(&t, n),
-        },
+            st.objects.remove(&key(n));
+            st.resource_version += 1;
+            record(st, "DELETED", &key(n), &old);
+            (200, old)
+        }
         _ => status(
             405,
             "MethodNotAllowed",
@@ -450,7 +495,13 @@ fn keep_meta(st: &mut State, old: &Value, new: &mut Value) {
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .unwrap();
-    for k in ["name", "namespace", "uid", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+    ] {
         if let Some(v) = old_meta.get(k) {
             meta.insert(k.into(), v.clone());
         }

@@ -1,0 +1,393 @@
+//! Processes in a pod (Kubernetes): the subject (a StatefulSet, Deployment, ReplicaSet,
+//! DaemonSet or Pod) resolves to one Running and Ready pod, then a container, and the
+//! command runs through the API server's exec (websocket, streaming stdin/stdout/stderr,
+//! the real exit status).
+//!
+//! The exec API cannot set environment variables, and putting them in argv would show
+//! secrets in the process list and the API server's logs. So when a command has env, it
+//! runs under `sh -c`, which first reads one value per variable from stdin (`IFS= read -r
+//! NAME` reads byte by byte on a pipe, so the rest of stdin is left to the command),
+//! exports them and `exec`s the command. The container needs `sh` for that; values cannot
+//! contain a newline.
+
+use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
+use crate::cap::kube::client::err;
+use crate::runtime::bindings::WitError;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, AttachParams, AttachedProcess, DynamicObject, ListParams};
+use std::collections::VecDeque;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+const TAIL_SLACK: usize = 4096;
+
+/// The subject of an action on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodTarget {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// The container when the plugin does not name one (else the pod's
+    /// `kubectl.kubernetes.io/default-container`, else its first container).
+    pub container: Option<String>,
+}
+
+impl PodTarget {
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+pub struct PodExec {
+    pub client: Client,
+    pub target: PodTarget,
+}
+
+fn ready(p: &Pod) -> bool {
+    let Some(s) = &p.status else { return false };
+    s.phase.as_deref() == Some("Running")
+        && s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready")
+            .is_none_or(|c| c.status == "True")
+        && p.metadata.deletion_timestamp.is_none()
+}
+
+/// StatefulSet pods by ordinal (pg-2 before pg-10), others by name.
+fn ordinal_key(name: &str) -> (u64, String) {
+    let n = name
+        .rsplit_once('-')
+        .and_then(|(_, o)| o.parse().ok())
+        .unwrap_or(u64::MAX);
+    (n, name.to_string())
+}
+
+impl PodExec {
+    /// The pod an exec goes to now (pods come and go, so this is asked per command).
+    pub async fn resolve_pod(&self) -> Result<Pod, WitError> {
+        let t = &self.target;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
+        if t.kind == "Pod" {
+            let p = pods
+                .get(&t.name)
+                .await
+                .map_err(|e| err(&format!("pod {}/{}", t.namespace, t.name), e))?;
+            return if ready(&p) {
+                Ok(p)
+            } else {
+                Err(WitError::Unavailable(format!(
+                    "pod {}/{} is not Running and Ready",
+                    t.namespace, t.name
+                )))
+            };
+        }
+        let ar = crate::cap::kube::client::resource(&t.api_version, &t.kind);
+        let owner: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &t.namespace, &ar);
+        let o = owner
+            .get(&t.name)
+            .await
+            .map_err(|e| err(&t.describe(), e))?;
+        let labels = o
+            .data
+            .pointer("/spec/selector/matchLabels")
+            .and_then(|m| m.as_object())
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                WitError::InvalidArgument(format!(
+                    "{} has no spec.selector.matchLabels to find its pods by (matchExpressions are not supported)",
+                    t.describe()
+                ))
+            })?;
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| err(&format!("listing the pods of {}", t.describe()), e))?;
+        let total = list.items.len();
+        let mut candidates: Vec<Pod> = list.items.into_iter().filter(ready).collect();
+        candidates.sort_by_key(|p| ordinal_key(p.metadata.name.as_deref().unwrap_or_default()));
+        candidates.into_iter().next().ok_or_else(|| {
+            WitError::Unavailable(format!(
+                "{} has no Running and Ready pod ({total} pod(s) match {selector}); scale it up or wait until a pod is ready",
+                t.describe()
+            ))
+        })
+    }
+}
+
+fn container_of(pod: &Pod, wanted: Option<&str>) -> Result<String, WitError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+        .collect();
+    let default = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
+        .cloned();
+    let chosen = wanted
+        .map(String::from)
+        .or(default)
+        .or_else(|| names.first().cloned());
+    match chosen {
+        Some(c) if names.contains(&c) => Ok(c),
+        Some(c) => Err(WitError::NotFound(format!(
+            "pod {name} has no container {c:?} (it has: {})",
+            names.join(", ")
+        ))),
+        None => Err(WitError::NotFound(format!("pod {name} has no containers"))),
+    }
+}
+
+fn shell_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// argv and the stdin preamble carrying the environment.
+fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
+    let vars: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(
+            spec.secret_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .collect();
+    if vars.is_empty() {
+        return Ok((spec.argv.clone(), Vec::new()));
+    }
+    let mut script = String::new();
+    let mut preamble = Vec::new();
+    for (k, v) in &vars {
+        if !shell_name(k) {
+            return Err(WitError::InvalidArgument(format!(
+                "environment name {k:?}: in a pod, names must be letters, digits and _"
+            )));
+        }
+        if v.contains('\n') || v.contains('\0') {
+            return Err(WitError::InvalidArgument(format!(
+                "environment variable {k}: in a pod, values cannot contain a newline"
+            )));
+        }
+        script.push_str(&format!("IFS= read -r {k} || exit 125; export {k}; "));
+        preamble.extend_from_slice(v.as_bytes());
+        preamble.push(b'\n');
+    }
+    script.push_str("exec \"$@\"");
+    let mut argv = vec!["sh".into(), "-c".into(), script, "coffer-exec".into()];
+    argv.extend(spec.argv.iter().cloned());
+    Ok((argv, preamble))
+}
+
+#[async_trait::async_trait]
+impl ExecBackend for PodExec {
+    async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
+        if spec.workload != self.target.name {
+            return Err(WitError::Denied(format!(
+                "workload {:?}: an action may only exec in its own subject ({})",
+                spec.workload,
+                self.target.describe()
+            )));
+        }
+        let pod = self.resolve_pod().await?;
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let container = container_of(
+            &pod,
+            spec.container
+                .as_deref()
+                .or(self.target.container.as_deref()),
+        )?;
+        let (argv, preamble) = wrap(&spec)?;
+        let open_stdin = spec.stdin || !preamble.is_empty();
+        let params = AttachParams::default()
+            .container(container.clone())
+            .stdin(open_stdin)
+            .stdout(true)
+            .stderr(true);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
+        let mut attached = pods
+            .exec(&pod_name, argv, &params)
+            .await
+            .map_err(|e| err(&format!("exec in pod {pod_name} container {container}"), e))?;
+        let mut stdin = attached.stdin();
+        if let Some(w) = stdin.as_mut()
+            && !preamble.is_empty()
+        {
+            w.write_all(&preamble)
+                .await
+                .map_err(|e| WitError::Io(format!("exec in pod {pod_name}: {e}")))?;
+        }
+        if !spec.stdin
+            && let Some(mut w) = stdin.take()
+        {
+            let _ = w.shutdown().await;
+        }
+        let tail_len = spec.stderr_tail;
+        let stderr = attached.stderr().map(|mut r| {
+            tokio::spawn(async move {
+                let keep = tail_len + TAIL_SLACK;
+                let mut tail: VecDeque<u8> = VecDeque::with_capacity(keep);
+                let mut buf = vec![0u8; 16 << 10];
+                while let Ok(n) = r.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend(&buf[..n]);
+                    let excess = tail.len().saturating_sub(keep);
+                    tail.drain(..excess);
+                }
+                Vec::from(tail)
+            })
+        });
+        Ok(Box::new(PodProcess {
+            stdin: stdin.map(|w| Box::pin(w) as BoxWrite),
+            stdout: attached.stdout().map(|r| Box::pin(r) as BoxRead),
+            stderr,
+            program: spec.argv[0].clone(),
+            where_: format!(
+                "container {container} of pod {}/{pod_name}",
+                self.target.namespace
+            ),
+            attached,
+        }))
+    }
+}
+
+struct PodProcess {
+    attached: AttachedProcess,
+    stdin: Option<BoxWrite>,
+    stdout: Option<BoxRead>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    program: String,
+    where_: String,
+}
+
+#[async_trait::async_trait]
+impl RunningProcess for PodProcess {
+    fn take_stdin(&mut self) -> Option<BoxWrite> {
+        self.stdin.take()
+    }
+
+    fn take_stdout(&mut self) -> Option<BoxRead> {
+        self.stdout.take()
+    }
+
+    async fn wait(&mut self) -> Result<ExitInfo, WitError> {
+        // The exec stream stalls while stdout is not read; output nobody took is dropped.
+        if let Some(mut out) = self.stdout.take() {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut out, &mut tokio::io::sink()).await;
+            });
+        }
+        // No more input is coming once the plugin waits.
+        if let Some(mut w) = self.stdin.take() {
+            let _ = w.shutdown().await;
+        }
+        let status = match self.attached.take_status() {
+            Some(s) => s.await,
+            None => None,
+        };
+        let stderr = match self.stderr.take() {
+            Some(h) => h.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let Some(status) = status else {
+            return Err(WitError::Io(format!(
+                "the exec connection to {} closed before `{}` ended",
+                self.where_, self.program
+            )));
+        };
+        if status.status.as_deref() == Some("Success") {
+            return Ok(ExitInfo {
+                code: Some(0),
+                signal: None,
+                stderr,
+            });
+        }
+        let code = status
+            .details
+            .as_ref()
+            .and_then(|d| d.causes.as_ref())
+            .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+            .and_then(|c| c.message.as_deref())
+            .and_then(|m| m.parse::<i32>().ok());
+        let message = status.message.unwrap_or_default();
+        match code {
+            Some(code) => Ok(ExitInfo {
+                code: Some(code),
+                signal: None,
+                stderr,
+            }),
+            None if message.contains("executable file not found") => {
+                Err(WitError::NotFound(format!(
+                    "`{}` was not found on the PATH of {} (use an image that has it)",
+                    self.program, self.where_
+                )))
+            }
+            None => Err(WitError::Io(format!(
+                "exec of `{}` in {}: {message}",
+                self.program, self.where_
+            ))),
+        }
+    }
+
+    fn kill(&mut self) {
+        // Closing the stream ends the exec; the API server stops the process with it.
+        self.attached.abort();
+    }
+}
+
+impl Drop for PodProcess {
+    fn drop(&mut self) {
+        self.attached.abort();
+        if let Some(h) = self.stderr.take() {
+            h.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_goes_through_stdin_not_argv() {
+        let spec = SpawnSpec {
+            workload: "pg".into(),
+            container: None,
+            argv: vec!["pg_dump".into(), "-Fc".into()],
+            env: vec![("PGDATABASE".into(), "shop".into())],
+            secret_env: vec![("PGPASSWORD".into(), std::sync::Arc::new("s3 cr'et".into()))],
+            stdin: false,
+            stderr_tail: 10,
+        };
+        let (argv, pre) = wrap(&spec).unwrap();
+        assert!(!argv.iter().any(|a| a.contains("s3 cr'et")));
+        assert_eq!(&argv[3..], ["coffer-exec", "pg_dump", "-Fc"]);
+        assert_eq!(pre, b"shop\ns3 cr'et\n");
+        let bad = SpawnSpec {
+            env: vec![("A-B".into(), "x".into())],
+            ..spec
+        };
+        assert!(wrap(&bad).is_err());
+        assert_eq!(ordinal_key("pg-10").0, 10);
+        assert!(ordinal_key("pg-2") < ordinal_key("pg-10"));
+    }
+}
