@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod cli;
 pub mod harness;
 pub mod home;
+pub mod k8s;
 pub mod model;
 pub mod plugin;
 pub mod redact;

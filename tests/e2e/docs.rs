@@ -1,5 +1,6 @@
-//! The ABI reference in docs/plugin-authoring.md is generated from wit/blueprint.wit; this
-//! test fails when they differ (COFFER_UPDATE_DOCS=1 rewrites the section instead).
+//! Generated files stay current: the ABI reference in docs/plugin-authoring.md (from
+//! wit/blueprint.wit) and deploy/crds.yaml (from the Rust types, `coffer crds`). These tests
+//! fail when they differ (COFFER_UPDATE_DOCS=1 rewrites them instead).
 
 use std::path::Path;
 
@@ -147,4 +148,29 @@ fn plugin_authoring_abi_reference_matches_the_wit() {
             "{f} missing"
         );
     }
+}
+
+#[test]
+fn deploy_crds_match_the_types() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let want = String::from_utf8(out.stdout).unwrap();
+    if std::env::var_os("COFFER_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "deploy/crds.yaml is out of date with the Rust types; run `COFFER_UPDATE_DOCS=1 cargo test --test docs`"
+    );
+    // Every kind, the status subresource where the daemon writes.
+    for kind in ["Blueprint", "Profile", "BlueprintBinding", "ActionSet", "RestorePoint"] {
+        assert!(want.contains(&format!("kind: {kind}\n")), "{kind} missing");
+    }
+    assert_eq!(want.matches("status: {}").count(), 1, "only ActionSet has a status");
 }

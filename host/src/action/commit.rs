@@ -105,7 +105,7 @@ impl Coffer {
             Kind::RestorePoint,
             name.clone(),
             RestorePointSpec {
-                workload: p.workload.name().to_string(),
+                workload: p.workload_label.clone(),
                 blueprint: p.blueprint.name().to_string(),
                 profile: p.profile.name().to_string(),
                 plugin: PluginInfo {
@@ -129,9 +129,10 @@ impl Coffer {
             },
         );
         rp.metadata.creation_timestamp = Some(rp.spec.end_time.clone());
-        rp.metadata
-            .labels
-            .insert("coffer.dev/workload".into(), rp.spec.workload.clone());
+        rp.metadata.labels.insert(
+            "coffer.dev/workload".into(),
+            rp.spec.workload.replace('/', "."),
+        );
         // Retention goes on every object before the manifest commits the backup, and on
         // the manifest right after; a failure fails the backup.
         let keys: Vec<String> = rp

@@ -9,7 +9,7 @@ mod recovery;
 mod resources;
 
 pub(crate) use prepare::merge_params;
-pub use prepare::{ActionRequest, PreparedAction};
+pub use prepare::{ActionRequest, ClusterSubject, PreparedAction};
 pub use resources::Source;
 
 use crate::catalog::Catalog;

@@ -36,6 +36,32 @@ pub struct ActionRequest {
     pub plugin_override: Option<crate::model::PluginRef>,
     /// Grant what the plugin declares instead of what the Blueprint grants (development).
     pub grant_declared: bool,
+    /// On Kubernetes: the subject and its backends, resolved by the caller (`k8s::run`).
+    pub cluster: Option<Arc<ClusterSubject>>,
+}
+
+/// An action's subject on a cluster, resolved before `prepare`: the Workload stands for the
+/// real object (its spec carries the bound Blueprint and the Profile).
+pub struct ClusterSubject {
+    /// The ActionSet resource this action records to.
+    pub action_set: String,
+    /// `name` is a DNS-safe form of the subject (`statefulset-pg`); restore points are
+    /// named after it.
+    pub workload: Workload,
+    /// What users call it: `statefulset/pg`.
+    pub label: String,
+    pub subject: ObjectRef,
+    /// Objects go under `<prefix_root>/<restore point>`.
+    pub prefix_root: String,
+    pub secrets: BTreeMap<String, String>,
+    pub exec: Arc<dyn crate::cap::exec::ExecBackend>,
+    pub kube: Arc<dyn crate::cap::kube::KubeBackend>,
+}
+
+impl std::fmt::Debug for ClusterSubject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClusterSubject({})", self.label)
+    }
 }
 
 /// An action ready to run, with its ActionSet already recorded as Running.
@@ -44,6 +70,8 @@ pub struct PreparedAction {
     pub name: String,
     pub request: ActionRequest,
     pub workload: Workload,
+    /// How records name the workload (`shop-db`; on Kubernetes `statefulset/pg`).
+    pub workload_label: String,
     pub blueprint: Blueprint,
     pub profile: Profile,
     pub plugin: PluginBytes,
@@ -121,7 +149,9 @@ impl Coffer {
         if matches!(action.as_str(), "restore" | "delete") && input.is_none() {
             bail!("{action} needs a restore point");
         }
+        let cluster = req.cluster.clone();
         let workload = match (&req.workload, &input) {
+            _ if cluster.is_some() => cluster.as_ref().unwrap().workload.clone(),
             (Some(w), _) => self.workload(w)?,
             (None, Some(rp)) => match self
                 .catalog
@@ -205,19 +235,31 @@ impl Coffer {
             ],
             &action,
         )?;
-        let secrets = SecretValues::resolve(&format!("Workload {wname}"), &workload.spec.secrets)
-            .map_err(|e| anyhow!(e))?;
+        let secrets = match &cluster {
+            Some(c) => SecretValues::from_values(&c.label, &c.secrets),
+            None => SecretValues::resolve(&format!("Workload {wname}"), &workload.spec.secrets)
+                .map_err(|e| anyhow!(e))?,
+        };
         let mut redactor = Redactor::new();
         for v in secrets.all() {
             redactor.add(v);
         }
 
         let (stamp, sfx) = (stamp(), suffix());
-        let name = format!("{action}-{wname}-{stamp}-{sfx}");
+        let name = match &cluster {
+            Some(c) => c.action_set.clone(),
+            None => format!("{action}-{wname}-{stamp}-{sfx}"),
+        };
+        let workload_label = cluster
+            .as_ref()
+            .map_or_else(|| wname.clone(), |c| c.label.clone());
         let (prefix, access, expected, restore_point_name) = match &input {
             None => {
                 let rp = format!("{wname}-{stamp}-{sfx}");
-                let prefix = format!("restorepoints/{wname}/{rp}");
+                let prefix = match &cluster {
+                    Some(c) => format!("{}/{rp}", c.prefix_root),
+                    None => format!("restorepoints/{wname}/{rp}"),
+                };
                 (
                     prefix,
                     vec![
@@ -264,11 +306,17 @@ impl Coffer {
             } else {
                 blueprint.spec.grants.clone()
             },
-            exec: Arc::new(LocalExec {
-                workload: wname.clone(),
-                env: workload.spec.env.clone(),
-            }),
-            kube: Arc::new(crate::cap::kube::NoCluster),
+            exec: match &cluster {
+                Some(c) => c.exec.clone(),
+                None => Arc::new(LocalExec {
+                    workload: wname.clone(),
+                    env: workload.spec.env.clone(),
+                }),
+            },
+            kube: match &cluster {
+                Some(c) => c.kube.clone(),
+                None => Arc::new(crate::cap::kube::NoCluster),
+            },
             locations: BTreeMap::from([("default".to_string(), Arc::new(binding))]),
             secrets,
             redactor,
@@ -298,11 +346,14 @@ impl Coffer {
         let wit_request = wit_plugin::ActionRequest {
             action: action.clone(),
             params: params.to_string(),
-            subject: ObjectRef {
-                api_version: crate::model::API_VERSION.into(),
-                kind: "Workload".into(),
-                namespace: None,
-                name: wname.clone(),
+            subject: match &cluster {
+                Some(c) => c.subject.clone(),
+                None => ObjectRef {
+                    api_version: crate::model::API_VERSION.into(),
+                    kind: "Workload".into(),
+                    namespace: None,
+                    name: wname.clone(),
+                },
             },
             locations: vec!["default".into()],
             input_artifacts,
@@ -315,11 +366,13 @@ impl Coffer {
             name.clone(),
             ActionSetSpec {
                 action: action.clone(),
-                workload: wname.clone(),
+                workload: workload_label.clone(),
                 blueprint: bname,
                 profile: profile_name,
                 restore_point: input.as_ref().map(|rp| rp.name().to_string()),
                 params: params.clone(),
+                cancel: false,
+                deadline: None,
             },
         );
         set.metadata.creation_timestamp = Some(started_at.clone());
@@ -336,6 +389,7 @@ impl Coffer {
             name,
             request: req,
             workload,
+            workload_label,
             blueprint,
             profile,
             plugin,

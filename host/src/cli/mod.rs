@@ -49,6 +49,8 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    cluster: crate::k8s::ClusterArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,17 +77,27 @@ enum Command {
     },
     /// List resources of a kind, or show one.
     Get {
-        /// blueprints, profiles, workloads, actionsets, restorepoints (singular and short forms work)
+        /// blueprints, profiles, workloads, actionsets, restorepoints, bindings (singular and
+        /// short forms work); on a cluster: actionsets, restorepoints, bindings
         kind: String,
         name: Option<String>,
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// On a cluster: the namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// On a cluster: every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
     },
     /// Show one resource in detail (for an ActionSet: its audit trail and logs).
     Describe { kind: String, name: String },
-    /// Back up a workload; on success a RestorePoint records the artifacts.
+    /// Back up a workload; on success a RestorePoint records the artifacts. On a cluster
+    /// (--kubeconfig/--context) the workload is `kind/name`, e.g. `statefulset/pg -n db`.
     Backup {
         workload: String,
+        #[command(flatten)]
+        on_cluster: ClusterRun,
         /// Profile to store the backup in (default: the workload's, else `default`).
         #[arg(long)]
         profile: Option<String>,
@@ -99,6 +111,8 @@ enum Command {
     /// Restore a workload from a RestorePoint (verified before anything is touched).
     Restore {
         workload: String,
+        #[command(flatten)]
+        on_cluster: ClusterRun,
         #[arg(long = "from", value_name = "RESTOREPOINT")]
         from: String,
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
@@ -109,6 +123,8 @@ enum Command {
     /// Delete a RestorePoint: runs its blueprint's delete action, then removes its objects.
     Delete {
         restore_point: String,
+        #[command(flatten)]
+        on_cluster: ClusterRun,
         #[arg(short, long, value_enum)]
         output: Option<OutputFormat>,
     },
@@ -129,11 +145,29 @@ enum Command {
         #[command(subcommand)]
         command: storage_cmd::LocationCommand,
     },
+    /// Run the Kubernetes controller: reconcile ActionSets while holding the Lease.
+    Daemon(crate::k8s::daemon::DaemonArgs),
+    /// Print the CustomResourceDefinitions (`coffer crds | kubectl apply -f -`).
+    Crds,
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
         command: plugin_cmd::PluginCommand,
     },
+}
+
+/// Options of an action on a cluster.
+#[derive(clap::Args, Clone, Default)]
+struct ClusterRun {
+    /// On a cluster: the namespace of the workload (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// On a cluster: run the ActionSet in this process instead of leaving it to the daemon.
+    #[arg(long)]
+    local_run: bool,
+    /// On a cluster: stop the action when it runs longer than this (e.g. 30m).
+    #[arg(long)]
+    deadline: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -191,18 +225,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Plugin { command } = &cli.command {
         return plugin_cmd::run(command, cli.home.clone()).await;
     }
+    if let Command::Crds = &cli.command {
+        out_raw!("{}", crate::k8s::crd::yaml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.cluster.wanted()
+        && let Command::Get {
+            kind,
+            namespace,
+            all_namespaces,
+            ..
+        } = &cli.command
+    {
+        return crate::k8s::cli::get(&cli.cluster, kind, namespace.clone(), *all_namespaces).await;
+    }
     let coffer = Coffer::open(Home::resolve(cli.home)?).await?;
+    if let Command::Daemon(args) = cli.command {
+        crate::k8s::daemon::run(coffer, &cli.cluster, args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.cluster.wanted() {
+        return on_cluster(coffer, &cli.cluster, cli.command).await;
+    }
     match cli.command {
         Command::Apply { files } => apply(&coffer, &files),
-        Command::Get { kind, name, output } => {
-            output::get(&coffer, parse_kind(&kind)?, name.as_deref(), output)
-        }
+        Command::Get {
+            kind, name, output, ..
+        } => output::get(&coffer, parse_kind(&kind)?, name.as_deref(), output),
         Command::Describe { kind, name } => output::describe(&coffer, parse_kind(&kind)?, &name),
         Command::Backup {
             workload,
             profile,
             params,
             output,
+            ..
         } => {
             let req = actions::request("backup", Some(workload), profile, None, &params)?;
             actions::run(&coffer, req, output).await
@@ -212,6 +268,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             from,
             params,
             output,
+            ..
         } => {
             let req = actions::request("restore", Some(workload), None, Some(from), &params)?;
             actions::run(&coffer, req, output).await
@@ -219,6 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Delete {
             restore_point,
             output,
+            ..
         } => {
             let req = actions::request("delete", None, None, Some(restore_point), &[])?;
             actions::run(&coffer, req, output).await
@@ -229,8 +287,67 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => storage_cmd::verify(&coffer, &restore_point, output).await,
         Command::Profile { command } => storage_cmd::profile(&coffer, command).await,
         Command::Location { command } => storage_cmd::location(&coffer, command).await,
-        Command::Plugin { .. } => unreachable!("handled above"),
+        Command::Plugin { .. } | Command::Daemon(_) | Command::Crds => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// backup / restore / delete against a cluster.
+async fn on_cluster(
+    coffer: Coffer,
+    cluster: &crate::k8s::ClusterArgs,
+    command: Command,
+) -> Result<ExitCode> {
+    use crate::k8s::cli::{Request, action};
+    let (req, on) = match command {
+        Command::Backup {
+            workload,
+            on_cluster,
+            profile,
+            params,
+            ..
+        } => {
+            let r = actions::request("backup", Some(workload), profile, None, &params)?;
+            (r, on_cluster)
+        }
+        Command::Restore {
+            workload,
+            on_cluster,
+            from,
+            params,
+            ..
+        } => {
+            let r = actions::request("restore", Some(workload), None, Some(from), &params)?;
+            (r, on_cluster)
+        }
+        Command::Delete {
+            restore_point,
+            on_cluster,
+            ..
+        } => {
+            let r = actions::request("delete", None, None, Some(restore_point), &[])?;
+            (r, on_cluster)
+        }
+        _ => anyhow::bail!(
+            "on a cluster (--kubeconfig/--context), coffer runs backup, restore, delete, get and daemon; apply Blueprints and Profiles with kubectl"
+        ),
+    };
+    action(
+        coffer,
+        cluster,
+        Request {
+            action: req.action,
+            workload: req.workload,
+            restore_point: req.restore_point,
+            profile: req.profile,
+            params: req.params,
+            namespace: on.namespace,
+            local_run: on.local_run,
+            deadline: on.deadline,
+        },
+    )
+    .await
 }
 
 fn parse_kind(s: &str) -> Result<Kind> {

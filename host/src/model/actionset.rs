@@ -3,21 +3,38 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Run action X of a Blueprint on a Workload with a Profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionSetSpec {
     pub action: String,
+    /// Local mode: a Workload's name. On Kubernetes: `kind/name` in the ActionSet's
+    /// namespace, e.g. `statefulset/pg`.
     pub workload: String,
+    /// On Kubernetes, empty means: the Blueprint bound to the workload (a BlueprintBinding,
+    /// else its `coffer.dev/blueprint` annotation).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub blueprint: String,
+    /// On Kubernetes, empty means the Profile named `default`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub profile: String,
     /// The restore point a restore or delete works on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_point: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub params: serde_json::Value,
+    /// Set to stop a running action: it is interrupted, a backup's partial objects are
+    /// removed, and it ends Failed ("cancelled").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
+    /// Fail the action when it runs longer than this (e.g. `30m`); default: the
+    /// Blueprint's timeout for the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Phase {
     #[default]
     Pending,
@@ -38,7 +55,7 @@ impl Phase {
 }
 
 /// The durable record of an action.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionSetStatus {
     pub phase: Phase,
@@ -49,6 +66,15 @@ pub struct ActionSetStatus {
     /// The process running it, so a later coffer can tell a dead run from a live one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// On Kubernetes: the daemon instance running it (its Lease identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+    /// On Kubernetes: the Blueprint and Profile the action resolved to (the spec may leave
+    /// them to bindings and defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blueprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// Where in the location this action writes (backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
@@ -88,7 +114,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Owner {
     pub pid: u32,
@@ -97,7 +123,7 @@ pub struct Owner {
 }
 
 /// One capability call, as recorded on the ActionSet (no secret values).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditEntry {
     /// Milliseconds since the action started.
@@ -113,7 +139,7 @@ pub struct AuditEntry {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogLine {
     pub at_ms: u64,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 /// Which Blueprint protects which Kubernetes workloads, by what they are rather than by an
 /// annotation on each (K10's BlueprintBinding). A binding overrides the
 /// `coffer.dev/blueprint` annotation; among bindings that match, the earliest created wins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlueprintBindingSpec {
     pub blueprint: String,
@@ -13,7 +13,7 @@ pub struct BlueprintBindingSpec {
 }
 
 /// Every field that is given must match (an empty selector matches nothing, on purpose).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadSelector {
     /// Workload kinds: Deployment, StatefulSet, DeploymentConfig, ... (case-insensitive).

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Which plugin a Blueprint runs, what it grants it, and its defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlueprintSpec {
     pub plugin: PluginRef,
@@ -22,7 +22,7 @@ pub struct BlueprintSpec {
 
 /// Where the plugin's wasm comes from. `sha256` pins it: a plugin whose digest differs is
 /// refused before it is compiled.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginRef {
     /// A plugin built into coffer, by name.
@@ -42,7 +42,7 @@ pub struct PluginRef {
 }
 
 /// Sandbox limits. Unset fields take the defaults in `crate::runtime::limits`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
     /// Guest linear memory, e.g. `256Mi`.

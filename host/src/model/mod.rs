@@ -25,7 +25,7 @@ pub use workload::{SecretRef, WorkloadSpec};
 
 pub const API_VERSION: &str = "coffer.dev/v1alpha1";
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Meta {
     pub name: String,
@@ -56,7 +56,7 @@ pub struct Object<S, T = Empty> {
     pub status: T,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 /// A location: where artifacts are stored. Credentials are references (files or environment
 /// variables of the coffer process), never inline, and never reach a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileSpec {
     #[serde(rename = "type")]
@@ -82,7 +82,7 @@ impl ProfileSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileType {
     File,
@@ -107,7 +107,7 @@ impl ProfileType {
 }
 
 /// Secret references for a location's credentials; which ones apply depends on the type.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
     /// `s3`: access key id and secret access key (and a session token for temporary ones).
@@ -134,7 +134,21 @@ pub enum EncryptionSpec {
     Age(AgeSpec),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A string or an object: a CRD cannot say that structurally, so the schema keeps the
+/// value as given and coffer checks it when the Profile is used.
+impl schemars::JsonSchema for EncryptionSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EncryptionSpec".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`none`, or {recipients: [age1...], identity: {file | env}}",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgeSpec {
     /// X25519 recipients (`age1...`): anyone of them can decrypt. Public, so inline.
@@ -145,7 +159,7 @@ pub struct AgeSpec {
     pub identity: Option<SecretRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectLockSpec {
     /// `governance` (privileged users may shorten it) or `compliance` (nobody can).
@@ -154,7 +168,7 @@ pub struct ObjectLockSpec {
     pub days: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectLockMode {
     Governance,

@@ -199,7 +199,14 @@ fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
 #[async_trait::async_trait]
 impl ExecBackend for PodExec {
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
-        if spec.workload != self.target.name {
+        // The plugin sees the subject's name; the action's own record calls it kind-name.
+        let kind = self.target.kind.to_ascii_lowercase();
+        let own = [
+            self.target.name.clone(),
+            format!("{kind}-{}", self.target.name),
+            format!("{kind}/{}", self.target.name),
+        ];
+        if !own.contains(&spec.workload) {
             return Err(WitError::Denied(format!(
                 "workload {:?}: an action may only exec in its own subject ({})",
                 spec.workload,
@@ -256,8 +263,18 @@ impl ExecBackend for PodExec {
                 Vec::from(tail)
             })
         });
+        // Local stdin closes when dropped; the exec stream's needs a shutdown to send its
+        // close. A pipe in between turns the plugin dropping its end into that shutdown.
+        let stdin = stdin.map(|mut w| {
+            let (ours, mut theirs) = tokio::io::duplex(64 << 10);
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut theirs, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+            Box::pin(ours) as BoxWrite
+        });
         Ok(Box::new(PodProcess {
-            stdin: stdin.map(|w| Box::pin(w) as BoxWrite),
+            stdin,
             stdout: attached.stdout().map(|r| Box::pin(r) as BoxRead),
             stderr,
             program: spec.argv[0].clone(),

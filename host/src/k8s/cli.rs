@@ -1,0 +1,281 @@
+//! The CLI verbs against a cluster: `backup` / `restore` / `delete` create an ActionSet
+//! resource and follow it until the daemon finishes it (or run it in-process with
+//! `--local-run`); `get` lists coffer's resources and which Blueprint protects each workload.
+
+use super::run::{self, ClusterCtx};
+use super::{ClusterArgs, api, parse_subject, spec_of, status_of};
+use crate::action::Coffer;
+use crate::binding::{Resolution, WorkloadInfo};
+use crate::model::{ActionSetStatus, Phase, RestorePointSpec};
+use anyhow::{Context, Result, anyhow, bail};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::watch;
+
+macro_rules! out {
+    ($($t:tt)*) => { crate::cli::emit(&format!("{}\n", format_args!($($t)*))) };
+}
+
+/// What to run.
+pub struct Request {
+    pub action: String,
+    /// `kind/name`; for delete, taken from the restore point when absent.
+    pub workload: Option<String>,
+    pub restore_point: Option<String>,
+    pub profile: Option<String>,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub namespace: Option<String>,
+    pub local_run: bool,
+    pub deadline: Option<String>,
+}
+
+pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Result<ExitCode> {
+    let (client, default_ns) = cluster.connect().await?;
+    let ns = req.namespace.clone().unwrap_or(default_ns);
+    let workload = match (&req.workload, &req.restore_point) {
+        (Some(w), _) => w.clone(),
+        (None, Some(rp)) => {
+            let o = api(&client, "RestorePoint", &ns)
+                .get_opt(rp)
+                .await
+                .with_context(|| format!("reading RestorePoint {ns}/{rp}"))?
+                .ok_or_else(|| anyhow!("RestorePoint {ns}/{rp} not found (`coffer get restorepoints -n {ns}` lists them)"))?;
+            spec_of::<RestorePointSpec>(&o)?.workload
+        }
+        (None, None) => bail!("{} needs a workload", req.action),
+    };
+    let (_, wname) = parse_subject(&workload)?;
+    let mut spec = json!({"action": req.action, "workload": workload});
+    if let Some(p) = &req.profile {
+        spec["profile"] = json!(p);
+    }
+    if let Some(rp) = &req.restore_point {
+        spec["restorePoint"] = json!(rp);
+    }
+    if !req.params.is_empty() {
+        spec["params"] = serde_json::Value::Object(req.params.clone());
+    }
+    if let Some(d) = &req.deadline {
+        spec["deadline"] = json!(d);
+    }
+    let sets = api(&client, "ActionSet", &ns);
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", super::GROUP, super::VERSION),
+        "kind": "ActionSet",
+        "metadata": {"generateName": format!("{}-{wname}-", req.action), "namespace": ns},
+        "spec": spec,
+    }))?;
+    let created = sets
+        .create(&PostParams::default(), &obj)
+        .await
+        .with_context(|| format!("creating an ActionSet in namespace {ns}"))?;
+    let name = created.metadata.name.clone().unwrap_or_default();
+    let what = format!("{} {workload}", req.action);
+    tracing::info!(actionset = %name, namespace = %ns, "ActionSet created");
+    if req.local_run {
+        // This process is the runner, exactly as the daemon would be.
+        let cx = ClusterCtx {
+            client: client.clone(),
+            config_ns: ns.clone(),
+            identity: format!("cli-{}", std::process::id()),
+        };
+        run::patch_status(&sets, &name, json!({"phase": "Running", "startTime": crate::model::now_rfc3339(), "runner": cx.identity})).await?;
+        let outcome = async {
+            let p = run::prepare(&coffer, &cx, &created).await?;
+            run::patch_status(&sets, &name, json!({"prefix": p.prefix, "blueprint": p.blueprint.name(), "profile": p.profile.name()})).await?;
+            let (tx, rx) = watch::channel(None);
+            let interrupt = async {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = tx.send(Some("cancelled by the user (interrupt)".into()));
+                std::future::pending::<()>().await;
+            };
+            let work = run::execute(&coffer, &cx, &sets, &p, rx, None);
+            tokio::select! {
+                r = work => r,
+                _ = interrupt => unreachable!("never completes"),
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            let why = format!("{e:#}");
+            run::patch_status(&sets, &name, json!({"phase": "Failed", "endTime": crate::model::now_rfc3339(), "error": why, "runner": null})).await?;
+        }
+    }
+    follow(&sets, &name, &what).await
+}
+
+/// Poll the ActionSet until it ends, showing its phase and bytes.
+async fn follow(sets: &Api<DynamicObject>, name: &str, what: &str) -> Result<ExitCode> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    loop {
+        let o = sets
+            .get(name)
+            .await
+            .with_context(|| format!("reading ActionSet {name}"))?;
+        let s: ActionSetStatus = status_of(&o);
+        match s.phase {
+            Phase::Completed => {
+                bar.finish_and_clear();
+                let bytes = indicatif::HumanBytes(s.bytes);
+                match &s.restore_point {
+                    Some(rp) => {
+                        out!("{what}: completed, {bytes}; RestorePoint {rp} (ActionSet {name})")
+                    }
+                    None => out!("{what}: completed, {bytes} (ActionSet {name})"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Phase::Failed => {
+                bar.finish_and_clear();
+                eprintln!(
+                    "error: {what} failed: {} (ActionSet {name})",
+                    s.error.unwrap_or_else(|| "unknown error".into())
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Phase::Pending => bar.set_message(format!(
+                "{what}: waiting for the coffer daemon (ActionSet {name})"
+            )),
+            Phase::Running => bar.set_message(format!(
+                "{what}: running on {}, {} (ActionSet {name})",
+                s.runner.as_deref().unwrap_or("?"),
+                indicatif::HumanBytes(s.bytes)
+            )),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `coffer get actionsets|restorepoints|bindings` on a cluster.
+pub async fn get(
+    cluster: &ClusterArgs,
+    kind: &str,
+    namespace: Option<String>,
+    all_namespaces: bool,
+) -> Result<ExitCode> {
+    let (client, default_ns) = cluster.connect().await?;
+    let ns = namespace.unwrap_or(default_ns);
+    let list = |k: &str| {
+        let ar = super::resource(k);
+        if all_namespaces {
+            Api::<DynamicObject>::all_with(client.clone(), &ar)
+        } else {
+            Api::namespaced_with(client.clone(), &ns, &ar)
+        }
+    };
+    match kind.to_ascii_lowercase().trim_end_matches('s') {
+        "actionset" | "a" => {
+            let items = list("ActionSet")
+                .list(&ListParams::default())
+                .await
+                .context("listing ActionSets")?;
+            out!(
+                "{:<14} {:<40} {:<8} {:<22} {:<10} RESTOREPOINT",
+                "NAMESPACE",
+                "NAME",
+                "ACTION",
+                "WORKLOAD",
+                "PHASE"
+            );
+            for o in items.items {
+                let s: ActionSetStatus = status_of(&o);
+                let spec: serde_json::Value = o.data.get("spec").cloned().unwrap_or_default();
+                out!(
+                    "{:<14} {:<40} {:<8} {:<22} {:<10} {}",
+                    o.metadata.namespace.unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default(),
+                    spec["action"].as_str().unwrap_or(""),
+                    spec["workload"].as_str().unwrap_or(""),
+                    s.phase.as_str(),
+                    s.restore_point.unwrap_or_default()
+                );
+            }
+        }
+        "restorepoint" | "rp" => {
+            let items = list("RestorePoint")
+                .list(&ListParams::default())
+                .await
+                .context("listing RestorePoints")?;
+            out!(
+                "{:<14} {:<44} {:<22} {:<10} SIZE",
+                "NAMESPACE",
+                "NAME",
+                "WORKLOAD",
+                "PROFILE"
+            );
+            for o in items.items {
+                let spec: RestorePointSpec = spec_of(&o)?;
+                out!(
+                    "{:<14} {:<44} {:<22} {:<10} {}",
+                    o.metadata.namespace.unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default(),
+                    spec.workload,
+                    spec.profile,
+                    indicatif::HumanBytes(spec.size)
+                );
+            }
+        }
+        "binding" | "blueprintbinding" | "bb" => bindings(&client, &ns, all_namespaces).await?,
+        other => bail!(
+            "on a cluster, `coffer get` lists actionsets, restorepoints or bindings, not {other:?}"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every StatefulSet and Deployment with the Blueprint that protects it, and how.
+async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
+    // Bindings live in the daemon's namespace; with -n that is the namespace given.
+    let config_ns = std::env::var("COFFER_NAMESPACE").unwrap_or_else(|_| ns.to_string());
+    out!(
+        "{:<14} {:<28} {:<20} VIA",
+        "NAMESPACE",
+        "WORKLOAD",
+        "BLUEPRINT"
+    );
+    for (kind, plural) in [("StatefulSet", "statefulset"), ("Deployment", "deployment")] {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind));
+        let api: Api<DynamicObject> = if all {
+            Api::all_with(client.clone(), &ar)
+        } else {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        };
+        for w in api
+            .list(&ListParams::default())
+            .await
+            .with_context(|| format!("listing {kind}s"))?
+            .items
+        {
+            let info = WorkloadInfo {
+                kind: kind.into(),
+                namespace: w.metadata.namespace.clone().unwrap_or_default(),
+                name: w.metadata.name.clone().unwrap_or_default(),
+                labels: w.metadata.labels.clone().unwrap_or_default(),
+                annotations: w.metadata.annotations.clone().unwrap_or_default(),
+            };
+            let r = run::resolve_blueprint(client, &config_ns, &info).await?;
+            let via = match &r {
+                Resolution::Binding { binding, also, .. } if also.is_empty() => {
+                    format!("BlueprintBinding {binding}")
+                }
+                Resolution::Binding { binding, also, .. } => format!(
+                    "BlueprintBinding {binding} (also matched, created later: {})",
+                    also.join(", ")
+                ),
+                Resolution::Annotation { .. } => "annotation coffer.dev/blueprint".into(),
+                Resolution::Unprotected => "-".into(),
+            };
+            out!(
+                "{:<14} {:<28} {:<20} {via}",
+                info.namespace,
+                format!("{plural}/{}", info.name),
+                r.blueprint().unwrap_or("(unprotected)")
+            );
+        }
+    }
+    Ok(())
+}

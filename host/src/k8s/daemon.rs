@@ -1,0 +1,362 @@
+//! `coffer daemon`: a kube-rs controller reconciling ActionSets, active only while it holds
+//! the Lease (other replicas stand by). Reconciling is quick and idempotent; actions run
+//! as tasks, each with a cancel channel:
+//! - no status / Pending: claim it (finalizer, Running, runner = this instance), run it;
+//! - Running here: `spec.cancel` or a deletion stops it (its partial backup is removed);
+//! - Running elsewhere: this instance leads, so that runner is gone: settle it;
+//! - Completed / Failed: nothing (the finalizer is dropped).
+
+use super::lease::LeaseLock;
+use super::metrics::{self, Metrics};
+use super::run::{self, ClusterCtx, patch_status, set_finalizer};
+use super::{ClusterArgs, api, key, resource, spec_of, status_of};
+use crate::action::Coffer;
+use crate::model::{ActionSetSpec, ActionSetStatus, Phase, now_rfc3339};
+use anyhow::{Result, bail};
+use futures::StreamExt;
+use kube::Resource;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Namespace of the Blueprints, Profiles, BlueprintBindings and the Lease (default:
+    /// POD_NAMESPACE, else the kubeconfig context's namespace).
+    #[arg(long = "namespace", short = 'n', env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This instance's name in the Lease and in `status.runner` (default: POD_NAME, else
+    /// host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, default_value = "coffer-daemon")]
+    pub lease_name: String,
+    /// How long the Lease lasts without renewal (renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` here.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Actions run at the same time; more wait, Running, for a slot.
+    #[arg(long, default_value_t = 16)]
+    pub max_concurrent: usize,
+}
+
+struct Daemon {
+    coffer: Arc<Coffer>,
+    cx: Arc<ClusterCtx>,
+    /// Actions this instance runs, by namespace/name: the sender stops one with a reason.
+    running: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ReconcileError(String);
+
+impl From<anyhow::Error> for ReconcileError {
+    fn from(e: anyhow::Error) -> Self {
+        ReconcileError(format!("{e:#}"))
+    }
+}
+
+fn identity(args: &DaemonArgs) -> String {
+    args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "coffer".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Result<()> {
+    let (client, default_ns) = cluster.connect().await?;
+    let ns = args.namespace.clone().unwrap_or(default_ns);
+    let identity = identity(&args);
+    let metrics = Arc::new(Metrics::default());
+    let listener = metrics::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+    tokio::spawn(metrics::serve(listener, metrics.clone()));
+    let lock = LeaseLock {
+        api: Api::namespaced(client.clone(), &ns),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration,
+    };
+    tracing::info!(namespace = %ns, identity = %identity, lease = %args.lease_name, "coffer daemon starting");
+    tokio::select! {
+        r = lock.acquire() => r?,
+        _ = shutdown_signal() => return Ok(()),
+    }
+    metrics.set_leader(true);
+    let d = Arc::new(Daemon {
+        coffer: Arc::new(coffer),
+        cx: Arc::new(ClusterCtx {
+            client: client.clone(),
+            config_ns: ns,
+            identity: identity.clone(),
+        }),
+        running: Mutex::default(),
+        slots: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "coffer".into(),
+                instance: Some(identity),
+            },
+        ),
+    });
+    let ar = resource("ActionSet");
+    let controller = Controller::new_with(
+        Api::<DynamicObject>::all_with(client, &ar),
+        watcher::Config::default(),
+        ar,
+    )
+    .run(reconcile, error_policy, d.clone())
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "reconcile");
+        }
+    });
+    tokio::select! {
+        _ = controller => bail!("the ActionSet watch ended"),
+        why = lock.hold() => {
+            metrics.set_leader(false);
+            // Whatever runs here is settled by the next leader.
+            bail!("stopped leading: {why}")
+        }
+        _ = shutdown_signal() => {
+            d.stop_all("the coffer daemon was stopped").await;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn error_policy(o: Arc<DynamicObject>, e: &ReconcileError, _: Arc<Daemon>) -> Action {
+    tracing::warn!(actionset = %key(&o), error = %e, "reconcile failed; retrying in 5s");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, ReconcileError> {
+    let k = key(&o);
+    let ns = o.metadata.namespace.clone().unwrap_or_default();
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let sets = api(&d.cx.client, "ActionSet", &ns);
+    // The controller's cache can lag; decisions are made on the object as it is now.
+    let Some(o) = sets.get_opt(&name).await.map_err(anyhow::Error::from)? else {
+        return Ok(Action::await_change());
+    };
+    let status: ActionSetStatus = status_of(&o);
+    let here = d.running.lock().unwrap().get(&k).cloned();
+    if o.metadata.deletion_timestamp.is_some() {
+        match here {
+            Some(tx) => {
+                let _ = tx.send(Some("cancelled: the ActionSet was deleted".into()));
+            }
+            None => set_finalizer(&sets, &o, false).await?,
+        }
+        return Ok(Action::await_change());
+    }
+    let spec: Result<ActionSetSpec> = spec_of(&o);
+    match (status.phase, here) {
+        (Phase::Completed | Phase::Failed, _) => {
+            set_finalizer(&sets, &o, false).await?;
+        }
+        (Phase::Running, Some(tx)) => {
+            if spec.is_ok_and(|s| s.cancel) {
+                let _ = tx.send(Some("cancelled (spec.cancel)".into()));
+            }
+        }
+        (Phase::Running, None) => {
+            run::settle_stale(&d.coffer, &d.cx, &o).await?;
+            d.event(
+                &o,
+                EventType::Warning,
+                "RunnerLost",
+                "Settle",
+                status_of::<ActionSetStatus>(&o)
+                    .runner
+                    .map(|r| format!("its runner {r} is gone")),
+            )
+            .await;
+        }
+        (Phase::Pending, _) => {
+            match spec {
+                Err(e) => {
+                    patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": format!("{e:#}")})).await?;
+                }
+                Ok(s) if s.cancel => {
+                    patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": "cancelled before it started"})).await?;
+                }
+                Ok(s) => d.start(o, s).await?,
+            }
+        }
+    }
+    Ok(Action::await_change())
+}
+
+impl Daemon {
+    async fn event(
+        &self,
+        o: &DynamicObject,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: Option<String>,
+    ) {
+        let reference = o.object_ref(&resource("ActionSet"));
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: note.map(|n| n.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::debug!(error = %e, "publishing an event");
+        }
+    }
+
+    async fn start(self: &Arc<Self>, o: DynamicObject, spec: ActionSetSpec) -> Result<()> {
+        let k = key(&o);
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let sets = api(&self.cx.client, "ActionSet", &ns);
+        let deadline = match spec
+            .deadline
+            .as_deref()
+            .map(humantime::parse_duration)
+            .transpose()
+        {
+            Ok(d) => d,
+            Err(e) => {
+                return patch_status(
+                    &sets,
+                    &name,
+                    json!({"phase": "Failed", "endTime": now_rfc3339(),
+                    "error": format!("spec.deadline: {e} (write it like 30m or 2h)")}),
+                )
+                .await;
+            }
+        };
+        let (tx, rx) = watch::channel(None);
+        self.running.lock().unwrap().insert(k.clone(), tx);
+        let claimed = async {
+            set_finalizer(&sets, &o, true).await?;
+            patch_status(
+                &sets,
+                &name,
+                json!({"phase": "Running", "startTime": now_rfc3339(),
+                "runner": self.cx.identity}),
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = claimed {
+            self.running.lock().unwrap().remove(&k);
+            return Err(e);
+        }
+        self.metrics.started();
+        tracing::info!(actionset = %k, action = %spec.action, workload = %spec.workload, "starting");
+        self.event(
+            &o,
+            EventType::Normal,
+            "Started",
+            "Run",
+            Some(format!("{} of {}", spec.action, spec.workload)),
+        )
+        .await;
+        let d = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let _slot = d.slots.clone().acquire_owned().await;
+            let outcome = async {
+                let p = run::prepare(&d.coffer, &d.cx, &o).await?;
+                patch_status(
+                    &sets,
+                    &name,
+                    json!({"prefix": p.prefix, "blueprint": p.blueprint.name(),
+                    "profile": p.profile.name()}),
+                )
+                .await?;
+                run::execute(&d.coffer, &d.cx, &sets, &p, rx, deadline).await
+            }
+            .await;
+            let (result, bytes) = match outcome {
+                Ok(done) => {
+                    let ok = done.status.phase == Phase::Completed;
+                    let note = if ok {
+                        Some(match &done.status.restore_point {
+                            Some(rp) => format!("RestorePoint {rp}"),
+                            None => format!("{} completed", spec.action),
+                        })
+                    } else {
+                        done.status.error.clone()
+                    };
+                    let (t, reason) = if ok {
+                        (EventType::Normal, "Completed")
+                    } else {
+                        (EventType::Warning, "Failed")
+                    };
+                    d.event(&o, t, reason, "Run", note).await;
+                    (if ok { "completed" } else { "failed" }, done.status.bytes)
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    tracing::error!(actionset = %k, error = %why, "action failed");
+                    let _ = patch_status(
+                        &sets,
+                        &name,
+                        json!({"phase": "Failed", "endTime": now_rfc3339(),
+                        "error": why, "runner": null}),
+                    )
+                    .await;
+                    d.event(&o, EventType::Warning, "Failed", "Run", Some(why))
+                        .await;
+                    ("failed", 0)
+                }
+            };
+            d.metrics
+                .finished(&spec.action, result, started.elapsed().as_secs_f64(), bytes);
+            d.running.lock().unwrap().remove(&k);
+            if let Ok(Some(cur)) = sets.get_opt(&name).await
+                && let Err(e) = set_finalizer(&sets, &cur, false).await
+            {
+                tracing::warn!(actionset = %k, error = %format!("{e:#}"), "removing the finalizer");
+            }
+        });
+        Ok(())
+    }
+
+    /// Stop every running action (graceful shutdown) and wait for them to record it.
+    async fn stop_all(&self, why: &str) {
+        let senders: Vec<_> = self.running.lock().unwrap().values().cloned().collect();
+        for tx in senders {
+            let _ = tx.send(Some(why.to_string()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.running.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Prometheus metrics of the daemon, in the text exposition format on `/metrics`:
+//! actions by action and result, their duration (histogram) and bytes, actions running,
+//! and whether this instance leads. A handful of series do not need a metrics crate.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    actions: BTreeMap<(String, String), u64>,
+    durations: BTreeMap<String, Histogram>,
+    bytes: BTreeMap<String, u64>,
+    running: i64,
+    leader: bool,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn started(&self) {
+        self.inner.lock().unwrap().running += 1;
+    }
+
+    pub fn finished(&self, action: &str, result: &str, seconds: f64, bytes: u64) {
+        let mut m = self.inner.lock().unwrap();
+        m.running -= 1;
+        *m.actions
+            .entry((action.to_string(), result.to_string()))
+            .or_default() += 1;
+        *m.bytes.entry(action.to_string()).or_default() += bytes;
+        let h = m.durations.entry(action.to_string()).or_default();
+        if h.buckets.is_empty() {
+            h.buckets = vec![0; BUCKETS.len()];
+        }
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                h.buckets[i] += 1;
+            }
+        }
+        h.sum += seconds;
+        h.count += 1;
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.inner.lock().unwrap().leader = leader;
+    }
+
+    pub fn render(&self) -> String {
+        let m = self.inner.lock().unwrap();
+        let mut o = String::new();
+        o.push_str("# HELP coffer_actions_total Actions finished, by action and result.\n# TYPE coffer_actions_total counter\n");
+        for ((a, r), n) in &m.actions {
+            let _ = writeln!(
+                o,
+                "coffer_actions_total{{action=\"{a}\",result=\"{r}\"}} {n}"
+            );
+        }
+        o.push_str("# HELP coffer_action_duration_seconds How long finished actions took.\n# TYPE coffer_action_duration_seconds histogram\n");
+        for (a, h) in &m.durations {
+            for (le, n) in BUCKETS.iter().zip(&h.buckets) {
+                let _ = writeln!(
+                    o,
+                    "coffer_action_duration_seconds_bucket{{action=\"{a}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                o,
+                "coffer_action_duration_seconds_bucket{{action=\"{a}\",le=\"+Inf\"}} {}\ncoffer_action_duration_seconds_sum{{action=\"{a}\"}} {}\ncoffer_action_duration_seconds_count{{action=\"{a}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        o.push_str("# HELP coffer_action_bytes_total Bytes moved by finished actions.\n# TYPE coffer_action_bytes_total counter\n");
+        for (a, n) in &m.bytes {
+            let _ = writeln!(o, "coffer_action_bytes_total{{action=\"{a}\"}} {n}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP coffer_actions_running Actions running now.\n# TYPE coffer_actions_running gauge\ncoffer_actions_running {}\n# HELP coffer_leader 1 when this instance holds the Lease.\n# TYPE coffer_leader gauge\ncoffer_leader {}",
+            m.running,
+            u8::from(m.leader)
+        );
+        o
+    }
+}
+
+/// Serve `/metrics` (and `/healthz`) until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            while n < buf.len() {
+                match conn.read(&mut buf[n..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => n += k,
+                }
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("");
+            let (code, body) = match path {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/healthz" => ("200 OK", "ok\n".to_string()),
+                _ => ("404 Not Found", "not found\n".to_string()),
+            };
+            let _ = conn
+                .write_all(
+                    format!(
+                        "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        });
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))
+}

@@ -1,0 +1,178 @@
+//! Kubernetes mode: coffer's kinds as custom resources (`coffer.dev/v1alpha1`), running an
+//! ActionSet against a cluster (`run`), the controller daemon (`daemon`), and the CLI verbs
+//! against a cluster (`cli`).
+
+pub mod cli;
+pub mod crd;
+pub mod daemon;
+mod lease;
+mod metrics;
+pub mod run;
+
+use anyhow::{Context, Result, anyhow, bail};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+
+pub const GROUP: &str = "coffer.dev";
+pub const VERSION: &str = "v1alpha1";
+/// Held by an ActionSet while it runs, so deleting it first cancels the action.
+pub const FINALIZER: &str = "coffer.dev/actionset";
+/// On a workload: the Profile its backups go to (else the one named `default`).
+pub const PROFILE_ANNOTATION: &str = "coffer.dev/profile";
+/// On a workload, `secret.coffer.dev/<name>: <secret>/<key>`: where the plugin's secret
+/// `<name>` is read from (a Secret in the workload's namespace).
+pub const SECRET_ANNOTATION_PREFIX: &str = "secret.coffer.dev/";
+
+/// Which cluster: `--kubeconfig` / `--context`, else the usual (KUBECONFIG, ~/.kube/config,
+/// in-cluster service account).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Talk to this cluster (a kubeconfig file) instead of local mode.
+    #[arg(long, global = true, value_name = "FILE", env = "COFFER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (implies cluster mode).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    pub fn wanted(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some()
+    }
+
+    /// A client and the context's default namespace.
+    pub async fn connect(&self) -> Result<(Client, String)> {
+        let opts = KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kc = Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+                Config::from_custom_kubeconfig(kc, &opts)
+                    .await
+                    .with_context(|| format!("loading the kubeconfig {}", path.display()))?
+            }
+            None if self.context.is_some() => Config::from_kubeconfig(&opts)
+                .await
+                .context("loading the kubeconfig (KUBECONFIG or ~/.kube/config)")?,
+            None => Config::infer()
+                .await
+                .context("finding a cluster (give --kubeconfig, or run in a pod)")?,
+        };
+        let ns = config.default_namespace.clone();
+        let client = Client::try_from(config).context("creating the Kubernetes client")?;
+        Ok((client, ns))
+    }
+}
+
+/// The API resource of one of coffer's kinds.
+pub fn resource(kind: &str) -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_ascii_lowercase()),
+    }
+}
+
+pub fn api(client: &Client, kind: &str, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &resource(kind))
+}
+
+/// A workload kind the CLI and ActionSets name as `kind/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKind {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+}
+
+/// `statefulset/pg` (also `sts/pg`, `StatefulSet/pg`, `deploy/web`, `pod/x`...).
+pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
+    let Some((kind, name)) = s.split_once('/') else {
+        bail!("{s:?}: name the workload as kind/name, e.g. statefulset/pg or deployment/web");
+    };
+    let k = match kind.to_ascii_lowercase().as_str() {
+        "statefulset" | "statefulsets" | "sts" => SubjectKind {
+            api_version: "apps/v1",
+            kind: "StatefulSet",
+        },
+        "deployment" | "deployments" | "deploy" => SubjectKind {
+            api_version: "apps/v1",
+            kind: "Deployment",
+        },
+        "replicaset" | "replicasets" | "rs" => SubjectKind {
+            api_version: "apps/v1",
+            kind: "ReplicaSet",
+        },
+        "daemonset" | "daemonsets" | "ds" => SubjectKind {
+            api_version: "apps/v1",
+            kind: "DaemonSet",
+        },
+        "pod" | "pods" | "po" => SubjectKind {
+            api_version: "v1",
+            kind: "Pod",
+        },
+        other => bail!(
+            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod"
+        ),
+    };
+    if name.is_empty() || name.contains('/') {
+        bail!("{s:?}: the name after the kind is missing or has a '/'");
+    }
+    Ok((k, name.to_string()))
+}
+
+/// The `spec` of a custom resource as one of coffer's types.
+pub fn spec_of<S: DeserializeOwned>(o: &DynamicObject) -> Result<S> {
+    let what = format!(
+        "{} {}/{}",
+        o.types.as_ref().map_or("object", |t| t.kind.as_str()),
+        o.metadata.namespace.as_deref().unwrap_or(""),
+        o.metadata.name.as_deref().unwrap_or("")
+    );
+    let spec = o.data.get("spec").cloned().unwrap_or_default();
+    serde_path_to_error::deserialize(spec).map_err(|e| anyhow!("{what}: spec.{e}"))
+}
+
+/// The `status`, default when absent or unreadable.
+pub fn status_of<T: DeserializeOwned + Default>(o: &DynamicObject) -> T {
+    o.data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default()
+}
+
+/// A custom resource as a catalog object (for the local machinery an action runs on).
+pub fn to_object<S: DeserializeOwned, T: Default>(
+    kind: crate::model::Kind,
+    o: &DynamicObject,
+) -> Result<crate::model::Object<S, T>> {
+    let mut obj = crate::model::Object::new(
+        kind,
+        o.metadata.name.clone().unwrap_or_default(),
+        spec_of::<S>(o)?,
+    );
+    obj.metadata.labels = o.metadata.labels.clone().unwrap_or_default();
+    obj.metadata.annotations = o.metadata.annotations.clone().unwrap_or_default();
+    obj.metadata.creation_timestamp = o
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string());
+    Ok(obj)
+}
+
+pub fn key(o: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        o.metadata.namespace.as_deref().unwrap_or(""),
+        o.metadata.name.as_deref().unwrap_or("")
+    )
+}

@@ -1,0 +1,562 @@
+//! Running one ActionSet resource against a cluster, for the daemon and for
+//! `coffer backup --local-run`: resolve its subject, Blueprint (binding or annotation),
+//! Profile and secrets; run it on the same machinery as local mode (with pod exec and the
+//! cluster's kube backend); mirror its progress into the resource's status; record a
+//! backup's RestorePoint resource before the ActionSet says Completed.
+//!
+//! The ActionSet's status is the durable state machine: Pending (or no status) -> Running
+//! (with `runner`) -> Completed | Failed. A Running ActionSet whose runner is gone is
+//! settled by the next leader: Completed if its RestorePoint resource exists (the backup
+//! committed), else Failed with its partial objects removed.
+
+use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, api, parse_subject, spec_of, to_object};
+use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction};
+use crate::binding::{Resolution, WorkloadInfo, resolve};
+use crate::cap::exec::{PodExec, PodTarget};
+use crate::cap::kube::client::ClusterKube;
+use crate::cap::location::backend::Location;
+use crate::model::{
+    ActionSet, ActionSetSpec, ActionSetStatus, BlueprintBinding, BlueprintBindingSpec, Empty, Kind,
+    Phase, RestorePoint, RestorePointSpec, Workload, WorkloadSpec, now_rfc3339,
+};
+use crate::runtime::bindings::coffer::blueprint::types::ObjectRef;
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often a running action's progress is copied into its status.
+const MIRROR_EVERY: Duration = Duration::from_secs(2);
+
+pub struct ClusterCtx {
+    pub client: Client,
+    /// Where Blueprints, Profiles and BlueprintBindings live (the daemon's namespace).
+    pub config_ns: String,
+    /// This instance, recorded as `status.runner`.
+    pub identity: String,
+}
+
+/// Write `status` fields (a JSON merge patch of the status subresource).
+pub async fn patch_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    status: serde_json::Value,
+) -> Result<()> {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .with_context(|| format!("updating the status of ActionSet {name}"))?;
+    Ok(())
+}
+
+/// Add or remove coffer's finalizer.
+pub async fn set_finalizer(
+    api: &Api<DynamicObject>,
+    o: &DynamicObject,
+    present: bool,
+) -> Result<()> {
+    let mut f = o.metadata.finalizers.clone().unwrap_or_default();
+    let has = f.iter().any(|x| x == super::FINALIZER);
+    if has == present {
+        return Ok(());
+    }
+    if present {
+        f.push(super::FINALIZER.into());
+    } else {
+        f.retain(|x| x != super::FINALIZER);
+    }
+    let name = o.metadata.name.clone().unwrap_or_default();
+    match api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": f}})),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("updating the finalizers of ActionSet {name}")),
+    }
+}
+
+fn gvk_api(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
+    let (g, v) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// The Blueprint protecting a workload, and how it was found.
+pub async fn resolve_blueprint(
+    client: &Client,
+    config_ns: &str,
+    info: &WorkloadInfo,
+) -> Result<Resolution> {
+    let list = api(client, "BlueprintBinding", config_ns)
+        .list(&ListParams::default())
+        .await
+        .with_context(|| format!("listing BlueprintBindings in namespace {config_ns}"))?;
+    let mut bindings: Vec<BlueprintBinding> = Vec::new();
+    for o in &list.items {
+        match to_object::<BlueprintBindingSpec, Empty>(Kind::BlueprintBinding, o) {
+            Ok(b) => bindings.push(b),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "ignoring a BlueprintBinding that does not parse")
+            }
+        }
+    }
+    Ok(resolve(info, &bindings))
+}
+
+/// Copy a coffer resource from the cluster into the local catalog the action runs on; a
+/// Blueprint missing on the cluster may still be a built-in one.
+async fn sync(coffer: &Coffer, client: &Client, ns: &str, kind: Kind, name: &str) -> Result<bool> {
+    let found = api(client, kind.as_str(), ns)
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading {kind} {ns}/{name}"))?;
+    match found {
+        Some(o) => {
+            let value = match kind {
+                Kind::Blueprint => serde_json::to_value(to_object::<
+                    crate::model::BlueprintSpec,
+                    Empty,
+                >(kind, &o)?)?,
+                Kind::Profile => {
+                    serde_json::to_value(to_object::<crate::model::ProfileSpec, Empty>(kind, &o)?)?
+                }
+                Kind::RestorePoint => {
+                    serde_json::to_value(to_object::<RestorePointSpec, Empty>(kind, &o)?)?
+                }
+                _ => bail!("{kind} is not synced"),
+            };
+            coffer.catalog.put(kind, name, &value)?;
+            Ok(true)
+        }
+        None => {
+            coffer.catalog.delete(kind, name)?;
+            Ok(false)
+        }
+    }
+}
+
+async fn read_secret(client: &Client, ns: &str, logical: &str, reference: &str) -> Result<String> {
+    let (secret, key) = reference.split_once('/').ok_or_else(|| {
+        anyhow!("annotation {SECRET_ANNOTATION_PREFIX}{logical}: write it as <secret>/<key>, not {reference:?}")
+    })?;
+    let s = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(secret)
+        .await
+        .with_context(|| format!("reading Secret {ns}/{secret}"))?
+        .ok_or_else(|| {
+            anyhow!("Secret {ns}/{secret} (for the plugin's secret {logical:?}) not found")
+        })?;
+    let bytes = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.clone().into_bytes())
+        })
+        .ok_or_else(|| {
+            anyhow!("Secret {ns}/{secret} has no key {key:?} (for the plugin's secret {logical:?})")
+        })?;
+    let mut v = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("Secret {ns}/{secret} key {key:?} is not UTF-8 text"))?;
+    if v.ends_with('\n') {
+        v.pop();
+    }
+    Ok(v)
+}
+
+/// Resolve everything an ActionSet resource needs and record it (locally) as Running.
+pub async fn prepare(
+    coffer: &Coffer,
+    cx: &ClusterCtx,
+    set: &DynamicObject,
+) -> Result<PreparedAction> {
+    let ns = set
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = set.metadata.name.clone().unwrap_or_default();
+    let spec: ActionSetSpec = spec_of(set)?;
+    let input = match &spec.restore_point {
+        Some(rp) => {
+            if !sync(coffer, &cx.client, &ns, Kind::RestorePoint, rp).await? {
+                bail!("RestorePoint {ns}/{rp} not found");
+            }
+            Some(coffer.restore_point(rp)?)
+        }
+        None => None,
+    };
+    let (sk, wname) = parse_subject(&spec.workload)?;
+    let subject = gvk_api(&cx.client, &ns, sk.api_version, sk.kind)
+        .get_opt(&wname)
+        .await
+        .with_context(|| format!("reading {} {ns}/{wname}", sk.kind))?;
+    if subject.is_none() && spec.action != "delete" {
+        bail!("{} {ns}/{wname} not found", sk.kind);
+    }
+    let meta = subject
+        .as_ref()
+        .map(|s| s.metadata.clone())
+        .unwrap_or_default();
+    let info = WorkloadInfo {
+        kind: sk.kind.into(),
+        namespace: ns.clone(),
+        name: wname.clone(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+    };
+    let blueprint = if !spec.blueprint.is_empty() {
+        spec.blueprint.clone()
+    } else {
+        match resolve_blueprint(&cx.client, &cx.config_ns, &info).await? {
+            Resolution::Unprotected => match &input {
+                Some(rp) => rp.spec.blueprint.clone(),
+                None => bail!(
+                    "{} {ns}/{wname} is not protected by a Blueprint: annotate it with coffer.dev/blueprint=<name>, or create a BlueprintBinding in namespace {} that matches it",
+                    sk.kind,
+                    cx.config_ns
+                ),
+            },
+            r => r.blueprint().unwrap_or_default().to_string(),
+        }
+    };
+    sync(
+        coffer,
+        &cx.client,
+        &cx.config_ns,
+        Kind::Blueprint,
+        &blueprint,
+    )
+    .await?;
+    let profile = match &input {
+        Some(rp) => rp.spec.profile.clone(),
+        None if !spec.profile.is_empty() => spec.profile.clone(),
+        None => info
+            .annotations
+            .get(PROFILE_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| "default".into()),
+    };
+    if !sync(coffer, &cx.client, &cx.config_ns, Kind::Profile, &profile).await? {
+        bail!(
+            "Profile {profile} not found in namespace {}: create it there (see deploy/examples/profile.yaml), or name another with spec.profile or the {PROFILE_ANNOTATION} annotation",
+            cx.config_ns
+        );
+    }
+    let mut secrets = BTreeMap::new();
+    for (k, v) in &info.annotations {
+        if let Some(logical) = k.strip_prefix(SECRET_ANNOTATION_PREFIX) {
+            secrets.insert(
+                logical.to_string(),
+                read_secret(&cx.client, &ns, logical, v).await?,
+            );
+        }
+    }
+    let kind_l = sk.kind.to_ascii_lowercase();
+    let safe = format!("{kind_l}-{wname}");
+    let workload = Workload::new(
+        Kind::Workload,
+        safe.clone(),
+        WorkloadSpec {
+            blueprint: blueprint.clone(),
+            env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            profile: Some(profile.clone()),
+            params: BTreeMap::new(),
+        },
+    );
+    let params = match &spec.params {
+        serde_json::Value::Null => serde_json::Map::new(),
+        serde_json::Value::Object(m) => m.clone(),
+        other => bail!("spec.params must be an object, found {other}"),
+    };
+    // The cluster resource is the record; a local one left by an earlier attempt goes.
+    coffer.catalog.delete(Kind::ActionSet, &name)?;
+    let cluster = ClusterSubject {
+        action_set: name,
+        workload,
+        label: format!("{kind_l}/{wname}"),
+        subject: ObjectRef {
+            api_version: sk.api_version.into(),
+            kind: sk.kind.into(),
+            namespace: Some(ns.clone()),
+            name: wname.clone(),
+        },
+        prefix_root: format!("restorepoints/{ns}/{safe}"),
+        secrets,
+        exec: Arc::new(PodExec {
+            client: cx.client.clone(),
+            target: PodTarget {
+                api_version: sk.api_version.into(),
+                kind: sk.kind.into(),
+                namespace: ns.clone(),
+                name: wname.clone(),
+                container: info.annotations.get("coffer.dev/container").cloned(),
+            },
+        }),
+        kube: Arc::new(ClusterKube {
+            client: cx.client.clone(),
+            default_namespace: ns,
+        }),
+    };
+    coffer
+        .prepare(ActionRequest {
+            action: spec.action.clone(),
+            workload: Some(cluster.label.clone()),
+            profile: Some(profile),
+            restore_point: spec.restore_point.clone(),
+            params,
+            cluster: Some(Arc::new(cluster)),
+            ..Default::default()
+        })
+        .await
+}
+
+/// How a cluster status looks for a local record.
+fn status_json(s: &ActionSetStatus, runner: &str) -> serde_json::Value {
+    let mut s = s.clone();
+    s.owner = None;
+    s.runner = Some(runner.to_string());
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+enum Ended {
+    Done(Box<Result<ActionSet>>),
+    Stop(String),
+}
+
+/// Run a prepared action to its end, mirroring progress into the resource; a cancel
+/// request (`cancel` receives a reason) or the deadline stops it, and a stopped backup's
+/// partial objects are removed. Returns the final record.
+pub async fn execute(
+    coffer: &Coffer,
+    cx: &ClusterCtx,
+    sets: &Api<DynamicObject>,
+    p: &PreparedAction,
+    mut cancel: watch::Receiver<Option<String>>,
+    deadline: Option<Duration>,
+) -> Result<ActionSet> {
+    let mut run = Box::pin(coffer.run(p));
+    let mut tick = tokio::time::interval(MIRROR_EVERY);
+    tick.tick().await;
+    let limit = deadline.unwrap_or(Duration::from_secs(100 * 365 * 86400));
+    let timer = tokio::time::sleep(limit);
+    tokio::pin!(timer);
+    let ended = loop {
+        tokio::select! {
+            r = &mut run => break Ended::Done(Box::new(r)),
+            _ = tick.tick() => {
+                if let Ok(Some(local)) = coffer.catalog.get::<ActionSet>(Kind::ActionSet, &p.name) {
+                    let _ = patch_status(sets, &p.name, status_json(&local.status, &cx.identity)).await;
+                }
+            }
+            changed = cancel.changed() => {
+                let reason = cancel.borrow().clone();
+                match (changed, reason) {
+                    (_, Some(r)) => break Ended::Stop(r),
+                    (Err(_), None) => break Ended::Stop("the coffer daemon is shutting down".into()),
+                    _ => {}
+                }
+            }
+            _ = &mut timer => break Ended::Stop(format!(
+                "its deadline of {} passed; the action was stopped",
+                humantime::format_duration(limit)
+            )),
+        }
+    };
+    // Dropping the run kills its processes and aborts its transfers before cleanup.
+    drop(run);
+    let mut done = match ended {
+        Ended::Done(r) => (*r)?,
+        Ended::Stop(why) => coffer.abandon(p, &why).await?,
+    };
+    if done.status.phase == Phase::Completed
+        && let Err(e) = record_outcome(coffer, cx, p, &done).await
+    {
+        // Not recorded on the cluster means not a backup: remove what it wrote.
+        let why = format!("{e:#}");
+        if p.request.action == "backup" {
+            let _ = p.location.remove_prefix(&p.prefix).await;
+        }
+        done.status.phase = Phase::Failed;
+        done.status.restore_point = None;
+        done.status.error = Some(format!(
+            "the action finished, but its result could not be recorded on the cluster ({why}); its objects were removed"
+        ));
+    }
+
+    done.status.blueprint = Some(p.blueprint.name().to_string());
+    done.status.profile = Some(p.profile.name().to_string());
+    // `runner` stays: who ran it. Only a Running phase makes it matter.
+    let mut status = status_json(&done.status, &cx.identity);
+    status["owner"] = serde_json::Value::Null;
+    let mut last = None;
+    for attempt in 0..5u32 {
+        match patch_status(sets, &p.name, status.clone()).await {
+            Ok(()) => {
+                last = None;
+                break;
+            }
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    if let Some(e) = last {
+        return Err(e);
+    }
+    Ok(done)
+}
+
+/// A completed backup's RestorePoint resource (before the ActionSet says Completed); a
+/// completed delete removes it.
+async fn record_outcome(
+    coffer: &Coffer,
+    cx: &ClusterCtx,
+    p: &PreparedAction,
+    done: &ActionSet,
+) -> Result<()> {
+    let ns = p
+        .request
+        .cluster
+        .as_ref()
+        .and_then(|c| c.subject.namespace.clone())
+        .unwrap_or_default();
+    let rps = api(&cx.client, "RestorePoint", &ns);
+    match p.request.action.as_str() {
+        "backup" => {
+            let name = done
+                .status
+                .restore_point
+                .clone()
+                .ok_or_else(|| anyhow!("the backup completed without a restore point"))?;
+            let rp: RestorePoint = coffer.restore_point(&name)?;
+            let mut obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": format!("{}/{}", super::GROUP, super::VERSION),
+                "kind": "RestorePoint",
+                "metadata": {"name": name, "namespace": ns, "labels": rp.metadata.labels},
+                "spec": rp.spec,
+            }))?;
+            obj.metadata.namespace = Some(ns.clone());
+            let mut last = None;
+            for attempt in 0..5u32 {
+                match rps.create(&PostParams::default(), &obj).await {
+                    Ok(_) => return Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+                    Err(e) => {
+                        last = Some(e);
+                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    }
+                }
+            }
+            Err(anyhow!(
+                "creating RestorePoint {ns}/{name}: {}",
+                last.map(|e| e.to_string()).unwrap_or_default()
+            ))
+        }
+        "delete" => {
+            if let Some(rp) = &p.input {
+                match rps.delete(rp.name(), &Default::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        return Err(e).context(format!("deleting RestorePoint {ns}/{}", rp.name()));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Settle an ActionSet left Running by an instance that is gone.
+pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject) -> Result<()> {
+    let ns = set.metadata.namespace.clone().unwrap_or_default();
+    let name = set.metadata.name.clone().unwrap_or_default();
+    let sets = api(&cx.client, "ActionSet", &ns);
+    let spec: ActionSetSpec = spec_of(set)?;
+    let status: ActionSetStatus = super::status_of(set);
+    let runner = status.runner.clone().unwrap_or_else(|| "unknown".into());
+    if spec.action == "backup" {
+        // Committed but not marked: the RestorePoint resource is the proof.
+        let rps = api(&cx.client, "RestorePoint", &ns)
+            .list(&ListParams::default())
+            .await
+            .with_context(|| format!("listing RestorePoints in {ns}"))?;
+        if let Some(rp) = rps
+            .items
+            .iter()
+            .find(|r| r.data.pointer("/spec/actionSet").and_then(|v| v.as_str()) == Some(&name))
+        {
+            let rp_name = rp.metadata.name.clone().unwrap_or_default();
+            tracing::info!(actionset = %name, restorepoint = %rp_name, "the backup had committed before its runner stopped");
+            return patch_status(
+                &sets,
+                &name,
+                json!({"phase": "Completed", "endTime": now_rfc3339(), "restorePoint": rp_name, "runner": null}),
+            )
+            .await;
+        }
+    }
+    let mut why = format!(
+        "the coffer daemon running it ({runner}) stopped before it finished; nothing was recorded as a restore point"
+    );
+    let mut pending = false;
+    if spec.action == "backup"
+        && let Some(prefix) = &status.prefix
+    {
+        let profile = status.profile.clone().unwrap_or_else(|| {
+            if spec.profile.is_empty() {
+                "default".into()
+            } else {
+                spec.profile.clone()
+            }
+        });
+        let removed = async {
+            if !sync(coffer, &cx.client, &cx.config_ns, Kind::Profile, &profile).await? {
+                bail!("Profile {profile} not found in namespace {}", cx.config_ns);
+            }
+            let (p, _) = coffer.profile(&profile)?;
+            Location::from_profile(&p)?.remove_prefix(prefix).await
+        }
+        .await;
+        match removed {
+            Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
+            Err(e) => {
+                pending = true;
+                why.push_str(&format!(
+                    "; its partial objects under {prefix} could not be removed: {e:#}; remove them with `coffer location rm -r --profile {profile} {prefix}`"
+                ));
+            }
+        }
+    }
+    tracing::warn!(actionset = %format!("{ns}/{name}"), "{why}");
+    patch_status(
+        &sets,
+        &name,
+        json!({"phase": "Failed", "endTime": now_rfc3339(), "error": why, "runner": null,
+               "cleanupPending": pending}),
+    )
+    .await
+}
