@@ -124,7 +124,6 @@ impl Env {
             .arg(&self.sim.kubeconfig)
             .env("COFFER_HOME", self.work.path().join("home-cli"))
             .env("COFFER_CACHE_DIR", cache())
-            .env("COFFER_NAMESPACE", "coffer")
             .output()
             .unwrap()
     }
@@ -250,6 +249,28 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
                "secret.coffer.dev/password": "pg-auth/password"}),
     )
     .await;
+    // Without a daemon, --local-run runs the ActionSet in the CLI process.
+    let out = env.cli(&["backup", "statefulset/pg", "-n", "db", "--local-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sets = coffer_api(&env.client, "ActionSet", "db")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let local = &sets.items[0];
+    assert_eq!(local.data["status"]["phase"], "Completed");
+    assert!(
+        local.data["status"]["runner"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli-")
+    );
+    let local_rp = local.data["status"]["restorePoint"].as_str().unwrap();
+    assert!(env.get("RestorePoint", local_rp).await.is_some());
+
     let port = coffer_tests::free_port();
     let _daemon = env.daemon("coffer-a", port);
 
@@ -284,7 +305,11 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         .list(&ListParams::default())
         .await
         .unwrap();
-    let set = &sets.items[0];
+    let set = sets
+        .items
+        .iter()
+        .find(|s| s.data["status"]["restorePoint"] == rp.as_str())
+        .unwrap();
     assert_eq!(set.data["status"]["phase"], "Completed");
     assert_eq!(set.data["status"]["runner"], "coffer-a");
     assert!(set.metadata.finalizers.as_ref().is_none_or(Vec::is_empty));
@@ -648,4 +673,122 @@ async fn a_daemon_killed_mid_action_never_leaves_it_running_and_only_the_lease_h
     assert_eq!(status["phase"], "Failed", "{status:#}");
     assert!(env.objects_under(&prefix).is_empty());
     drop(a);
+}
+
+fn tree_digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    coffer_tests::files_under(dir)
+        .into_iter()
+        .map(|f| {
+            (
+                f.strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(&f).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn csi_snapshots_are_created_waited_for_and_restored_into_new_claims() {
+    use coffer_tests::k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let env = Env::start().await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "db");
+    claims
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "sim",
+                         "resources": {"requests": {"storage": "1Gi"}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dir = loop {
+        let c = claims.get("data").await.unwrap();
+        if let Some(p) = c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(coffer_tests::kube_sim::PATH_ANNOTATION))
+        {
+            break PathBuf::from(p);
+        }
+        assert!(Instant::now() < deadline, "the claim was never bound");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    std::fs::create_dir_all(dir.join("base/16384")).unwrap();
+    std::fs::write(
+        dir.join("base/16384/1259"),
+        coffer_tests::random_hex(300_000),
+    )
+    .unwrap();
+    std::fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
+    let original = tree_digest(&dir);
+
+    let plugin = coffer_tests::test_plugin("hostile");
+    coffer_api(&env.client, "Blueprint", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                "metadata": {"name": "snaps"},
+                "spec": {"plugin": {"path": plugin},
+                         "grants": {"snapshot": true, "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "snapshot", "pvc": "data", "target": "data-restored"}}}})),
+        )
+        .await
+        .unwrap();
+    env.statefulset("vol", vec![], json!({"coffer.dev/blueprint": "snaps"}))
+        .await;
+    let _daemon = env.daemon("coffer-s", coffer_tests::free_port());
+    let name = env
+        .action_set(json!({"action": "backup", "workload": "statefulset/vol"}))
+        .await;
+    let status = env.finished(&name).await;
+    assert_eq!(status["phase"], "Completed", "{status:#}");
+    let out = &status["outputs"];
+    assert_eq!(out["createdReady"], "false", "the snapshot was waited for");
+    assert!(out["restoreSize"].as_str().unwrap().parse::<u64>().unwrap() >= 300_000);
+    assert!(
+        out["conflict"]
+            .as_str()
+            .unwrap()
+            .contains("data-restored exists"),
+        "{out}"
+    );
+    assert!(
+        out["denied"]
+            .as_str()
+            .unwrap()
+            .contains("namespace elsewhere"),
+        "{out}"
+    );
+    let snap = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "db",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+        )),
+    )
+    .get(out["snapshot"].as_str().unwrap())
+    .await
+    .unwrap();
+    assert_eq!(
+        snap.data["spec"]["source"]["persistentVolumeClaimName"],
+        "data"
+    );
+    assert_eq!(snap.data["status"]["readyToUse"], true);
+    assert_eq!(snap.metadata.labels.unwrap()["purpose"], "test");
+    // The new claim holds exactly what the volume held when the snapshot was cut.
+    std::fs::write(dir.join("PG_VERSION"), "changed after the snapshot\n").unwrap();
+    let restored = claims.get("data-restored").await.unwrap();
+    let spec = restored.spec.unwrap();
+    assert_eq!(spec.data_source.unwrap().name, snap.metadata.name.unwrap());
+    assert_eq!(spec.storage_class_name.as_deref(), Some("sim"));
+    let rdir = PathBuf::from(
+        &restored.metadata.annotations.unwrap()[coffer_tests::kube_sim::PATH_ANNOTATION],
+    );
+    assert_eq!(tree_digest(&rdir), original);
 }

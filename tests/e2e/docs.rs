@@ -169,8 +169,18 @@ fn deploy_crds_match_the_types() {
         "deploy/crds.yaml is out of date with the Rust types; run `COFFER_UPDATE_DOCS=1 cargo test --test docs`"
     );
     // Every kind, the status subresource where the daemon writes.
-    for kind in ["Blueprint", "Profile", "BlueprintBinding", "ActionSet", "RestorePoint"] {
+    for kind in [
+        "Blueprint",
+        "Profile",
+        "BlueprintBinding",
+        "ActionSet",
+        "RestorePoint",
+    ] {
         assert!(want.contains(&format!("kind: {kind}\n")), "{kind} missing");
     }
-    assert_eq!(want.matches("status: {}").count(), 1, "only ActionSet has a status");
+    assert_eq!(
+        want.matches("status: {}").count(),
+        1,
+        "only ActionSet has a status"
+    );
 }

@@ -56,6 +56,7 @@ pub struct ClusterSubject {
     pub secrets: BTreeMap<String, String>,
     pub exec: Arc<dyn crate::cap::exec::ExecBackend>,
     pub kube: Arc<dyn crate::cap::kube::KubeBackend>,
+    pub snapshots: Arc<dyn crate::cap::snapshot::SnapshotBackend>,
 }
 
 impl std::fmt::Debug for ClusterSubject {
@@ -316,6 +317,10 @@ impl Coffer {
             kube: match &cluster {
                 Some(c) => c.kube.clone(),
                 None => Arc::new(crate::cap::kube::NoCluster),
+            },
+            snapshots: match &cluster {
+                Some(c) => c.snapshots.clone(),
+                None => Arc::new(crate::cap::snapshot::NoSnapshots),
             },
             locations: BTreeMap::from([("default".to_string(), Arc::new(binding))]),
             secrets,

@@ -11,6 +11,7 @@ pub mod location;
 mod others;
 mod runtime_log;
 pub mod secrets;
+pub mod snapshot;
 pub mod streams;
 
 use crate::model::{AuditEntry, LogLine, ObjectRecord};
@@ -36,6 +37,8 @@ pub struct ActionContext {
     pub exec: Arc<dyn exec::ExecBackend>,
     /// The cluster, in kubernetes mode; [`kube::NoCluster`] in local mode.
     pub kube: Arc<dyn kube::KubeBackend>,
+    /// Volume snapshots: CSI on Kubernetes; [`snapshot::NoSnapshots`] in local mode.
+    pub snapshots: Arc<dyn snapshot::SnapshotBackend>,
     /// Locations by logical name.
     pub locations: BTreeMap<String, Arc<location::LocationBinding>>,
     pub secrets: secrets::SecretValues,
@@ -94,6 +97,7 @@ impl ActionContext {
                 env: BTreeMap::new(),
             }),
             kube: Arc::new(kube::NoCluster),
+            snapshots: Arc::new(snapshot::NoSnapshots),
             locations: BTreeMap::new(),
             secrets: secrets::SecretValues::default(),
             redactor: Redactor::new(),

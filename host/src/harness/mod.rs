@@ -267,6 +267,7 @@ pub async fn run_action(
         granted: manifest.capabilities.clone(),
         exec: exec.clone(),
         kube,
+        snapshots: Arc::new(crate::cap::snapshot::NoSnapshots),
         locations: BTreeMap::from([("default".to_string(), binding.clone())]),
         secrets: SecretValues::from_values("the scripted workload", &c.secrets),
         redactor,

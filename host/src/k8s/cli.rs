@@ -78,7 +78,7 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
         // This process is the runner, exactly as the daemon would be.
         let cx = ClusterCtx {
             client: client.clone(),
-            config_ns: ns.clone(),
+            config_ns: super::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
         };
         run::patch_status(&sets, &name, json!({"phase": "Running", "startTime": crate::model::now_rfc3339(), "runner": cx.identity})).await?;
@@ -229,8 +229,7 @@ pub async fn get(
 
 /// Every StatefulSet and Deployment with the Blueprint that protects it, and how.
 async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
-    // Bindings live in the daemon's namespace; with -n that is the namespace given.
-    let config_ns = std::env::var("COFFER_NAMESPACE").unwrap_or_else(|_| ns.to_string());
+    let config_ns = super::config_namespace();
     out!(
         "{:<14} {:<28} {:<20} VIA",
         "NAMESPACE",

@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, watch};
 #[derive(clap::Args, Debug, Clone)]
 pub struct DaemonArgs {
     /// Namespace of the Blueprints, Profiles, BlueprintBindings and the Lease (default:
-    /// POD_NAMESPACE, else the kubeconfig context's namespace).
+    /// POD_NAMESPACE, else COFFER_NAMESPACE, else `coffer`).
     #[arg(long = "namespace", short = 'n', env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
     /// This instance's name in the Lease and in `status.runner` (default: POD_NAME, else
@@ -79,8 +79,11 @@ fn identity(args: &DaemonArgs) -> String {
 }
 
 pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Result<()> {
-    let (client, default_ns) = cluster.connect().await?;
-    let ns = args.namespace.clone().unwrap_or(default_ns);
+    let (client, _) = cluster.connect().await?;
+    let ns = args
+        .namespace
+        .clone()
+        .unwrap_or_else(super::config_namespace);
     let identity = identity(&args);
     let metrics = Arc::new(Metrics::default());
     let listener = metrics::bind(args.metrics_addr).await?;

@@ -26,6 +26,15 @@ pub const PROFILE_ANNOTATION: &str = "coffer.dev/profile";
 /// `<name>` is read from (a Secret in the workload's namespace).
 pub const SECRET_ANNOTATION_PREFIX: &str = "secret.coffer.dev/";
 
+/// Where Blueprints, Profiles and BlueprintBindings live on a cluster (and the daemon's
+/// Lease): COFFER_NAMESPACE, default `coffer`.
+pub fn config_namespace() -> String {
+    std::env::var("COFFER_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "coffer".into())
+}
+
 /// Which cluster: `--kubeconfig` / `--context`, else the usual (KUBECONFIG, ~/.kube/config,
 /// in-cluster service account).
 #[derive(clap::Args, Debug, Clone, Default)]

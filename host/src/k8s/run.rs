@@ -313,6 +313,10 @@ pub async fn prepare(
                 container: info.annotations.get("coffer.dev/container").cloned(),
             },
         }),
+        snapshots: Arc::new(crate::cap::snapshot::csi::CsiSnapshots {
+            client: cx.client.clone(),
+            namespace: ns.clone(),
+        }),
         kube: Arc::new(ClusterKube {
             client: cx.client.clone(),
             default_namespace: ns,

@@ -24,7 +24,7 @@ mod context;
 pub mod io;
 pub mod log;
 
-pub use bindings::coffer::blueprint::{exec, kube, location, runtime, secrets, types};
+pub use bindings::coffer::blueprint::{exec, kube, location, runtime, secrets, snapshot, types};
 pub use bindings::exports::coffer::blueprint::plugin::{
     ActionOutput, ActionRequest, ActionSpec, Artifact, Capability, KindGrant, Manifest,
 };

@@ -1,12 +1,21 @@
-//! What a cluster's controllers do after a write, done synchronously: objects whose
-//! finalizers are gone after a deletion are removed; StatefulSets and Deployments get their
-//! pods (Running and Ready at once, no image pulled: an exec in them runs locally).
+//! What a cluster's controllers do, run after every write and on a 200 ms tick: objects
+//! whose finalizers are gone after a deletion are removed; StatefulSets and Deployments get
+//! their pods (Running and Ready at once, no image pulled: an exec in them runs locally);
+//! PersistentVolumeClaims are bound to a local directory (annotation `sim.coffer.dev/path`);
+//! a simulated CSI snapshotter makes VolumeSnapshots ready one tick after creation by
+//! copying the claim's directory, and a claim whose dataSource is a ready snapshot starts as
+//! a copy of it.
 
 use super::{Key, State, record, stamp_new, time_now};
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+pub const PATH_ANNOTATION: &str = "sim.coffer.dev/path";
 
 pub(super) fn react(st: &mut State) {
     finish_deletions(st);
+    volumes(st);
+    snapshots(st);
     for (plural, kind) in [
         ("statefulsets", "StatefulSet"),
         ("deployments", "Deployment"),
@@ -156,6 +165,147 @@ fn remove_orphan_pods(st: &mut State, kind: &str) {
         if let Some(o) = st.objects.remove(&k) {
             st.resource_version += 1;
             record(st, "DELETED", &k, &o);
+        }
+    }
+}
+
+fn update(st: &mut State, key: &Key, new: Value) {
+    let mut new = new;
+    st.resource_version += 1;
+    new["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
+    st.objects.insert(key.clone(), new.clone());
+    record(st, "MODIFIED", key, &new);
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<u64> {
+    std::fs::create_dir_all(to)?;
+    let mut bytes = 0;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            bytes += copy_dir(&e.path(), &target)?;
+        } else {
+            bytes += std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}
+
+fn of_kind<'a>(st: &'a State, group: &'a str, plural: &'a str) -> Vec<Key> {
+    st.objects
+        .keys()
+        .filter(|k| k.0 == group && k.1 == plural)
+        .cloned()
+        .collect()
+}
+
+fn volume_dir(st: &State, ns: &str, name: &str) -> PathBuf {
+    st.root.join("volumes").join(ns).join(name)
+}
+
+fn snapshot_dir(st: &State, ns: &str, name: &str) -> PathBuf {
+    st.root.join("snapshots").join(ns).join(name)
+}
+
+fn volumes(st: &mut State) {
+    for k in of_kind(st, "", "persistentvolumeclaims") {
+        let pvc = st.objects[&k].clone();
+        if pvc.pointer("/status/phase").and_then(Value::as_str) == Some("Bound") {
+            continue;
+        }
+        let dir = volume_dir(st, &k.2, &k.3);
+        let source = pvc.pointer("/spec/dataSource").cloned();
+        let filled = match source {
+            Some(src) if src["kind"] == "VolumeSnapshot" => {
+                let name = src["name"].as_str().unwrap_or_default();
+                let skey: Key = (
+                    "snapshot.storage.k8s.io".into(),
+                    "volumesnapshots".into(),
+                    k.2.clone(),
+                    name.into(),
+                );
+                let ready = st
+                    .objects
+                    .get(&skey)
+                    .is_some_and(|s| s.pointer("/status/readyToUse") == Some(&Value::Bool(true)));
+                ready && copy_dir(&snapshot_dir(st, &k.2, name), &dir).is_ok()
+            }
+            _ => std::fs::create_dir_all(&dir).is_ok(),
+        };
+        let mut new = pvc.clone();
+        if filled {
+            new["metadata"]["annotations"][PATH_ANNOTATION] = json!(dir.display().to_string());
+            new["status"] = json!({"phase": "Bound", "accessModes": pvc.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"])),
+                                   "capacity": {"storage": pvc.pointer("/spec/resources/requests/storage").cloned().unwrap_or(json!("1Gi"))}});
+        } else {
+            if pvc.pointer("/status/phase").and_then(Value::as_str) == Some("Pending") {
+                continue;
+            }
+            new["status"] = json!({"phase": "Pending"});
+        }
+        update(st, &k, new);
+    }
+}
+
+fn snapshots(st: &mut State) {
+    let keys = of_kind(st, "snapshot.storage.k8s.io", "volumesnapshots");
+    for k in &keys {
+        let snap = st.objects[k].clone();
+        let status = snap.get("status").cloned().unwrap_or(Value::Null);
+        if status.get("readyToUse") == Some(&Value::Bool(true)) || status.get("error").is_some() {
+            continue;
+        }
+        if status.is_null() {
+            // Created: cut on the next tick, as a real snapshotter takes its time.
+            let mut new = snap.clone();
+            new["status"] = json!({"readyToUse": false});
+            update(st, k, new);
+            continue;
+        }
+        let claim = snap
+            .pointer("/spec/source/persistentVolumeClaimName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ckey: Key = (
+            String::new(),
+            "persistentvolumeclaims".into(),
+            k.2.clone(),
+            claim.into(),
+        );
+        let bound = st
+            .objects
+            .get(&ckey)
+            .is_some_and(|c| c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound"));
+        let mut new = snap.clone();
+        if !bound {
+            new["status"] = json!({"readyToUse": false, "error": {"message": format!("PersistentVolumeClaim {claim} is not bound or does not exist"), "time": time_now()}});
+        } else {
+            match copy_dir(&volume_dir(st, &k.2, claim), &snapshot_dir(st, &k.2, &k.3)) {
+                Ok(bytes) => {
+                    new["status"] = json!({"readyToUse": true, "restoreSize": bytes.to_string(), "creationTime": time_now(),
+                                           "boundVolumeSnapshotContentName": format!("snapcontent-{}", k.3)});
+                }
+                Err(e) => {
+                    new["status"] = json!({"readyToUse": false, "error": {"message": format!("copying the volume: {e}"), "time": time_now()}})
+                }
+            }
+        }
+        update(st, k, new);
+    }
+    // Deleted snapshots take their copy with them.
+    let base = st.root.join("snapshots");
+    for ns in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        for d in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            let key: Key = (
+                "snapshot.storage.k8s.io".into(),
+                "volumesnapshots".into(),
+                ns.file_name().to_string_lossy().into(),
+                d.file_name().to_string_lossy().into(),
+            );
+            if !keys.contains(&key) {
+                let _ = std::fs::remove_dir_all(d.path());
+            }
         }
     }
 }

@@ -17,6 +17,8 @@
 mod controllers;
 mod exec;
 
+pub use controllers::PATH_ANNOTATION;
+
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +32,8 @@ type Key = (String, String, String, String);
 
 #[derive(Default)]
 struct State {
+    /// Where simulated volumes and snapshots keep their files.
+    root: PathBuf,
     objects: BTreeMap<Key, Value>,
     resource_version: u64,
     uid: u64,
@@ -73,7 +77,19 @@ impl KubeSim {
     pub fn start() -> KubeSim {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the simulator");
         let port = listener.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
         let shared: Arc<Shared> = Arc::default();
+        shared.state.lock().unwrap().root = dir.path().to_path_buf();
+        // The controllers' own pace (snapshots become ready a tick after creation).
+        let weak = Arc::downgrade(&shared);
+        std::thread::spawn(move || {
+            while let Some(s) = weak.upgrade() {
+                controllers::react(&mut s.state.lock().unwrap());
+                s.changed.notify_all();
+                drop(s);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
         let s = shared.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -81,7 +97,6 @@ impl KubeSim {
                 std::thread::spawn(move || serve(conn, s));
             }
         });
-        let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(
             &kubeconfig,

@@ -3,7 +3,7 @@
 
 use coffer_plugin_sdk::{
     self as sdk, ActionOutput, ActionRequest, Cmd, Error, ErrorContext, Plugin, kube, location,
-    secrets, types,
+    secrets, snapshot, types,
 };
 use serde::Deserialize;
 
@@ -21,6 +21,11 @@ struct Params {
     /// For `file`: the file a backup reads and a restore writes.
     #[serde(default)]
     path: String,
+    /// For `snapshot`: the claim to snapshot and the new claim to restore it into.
+    #[serde(default)]
+    pvc: String,
+    #[serde(default)]
+    target: String,
 }
 
 impl Plugin for Hostile {
@@ -282,6 +287,51 @@ impl Plugin for Hostile {
                         ("listed".into(), listed.len().to_string()),
                         ("previous".into(), previous.to_string()),
                         ("scaledFrom".into(), back.to_string()),
+                        ("denied".into(), denied),
+                    ],
+                })
+            }
+            // Snapshot a claim, wait until it is ready, restore it into a new claim; a
+            // snapshot in another namespace must be denied.
+            "snapshot" => {
+                let vol = |ns: Option<&str>, name: &str| snapshot::VolumeRef {
+                    namespace: ns.map(String::from),
+                    name: name.into(),
+                };
+                let made = snapshot::create(
+                    &vol(None, &p.pvc),
+                    None,
+                    &[("purpose".into(), "test".into())],
+                )?;
+                let ready = snapshot::wait_ready(&made.snapshot, 30_000)?;
+                snapshot::restore(&ready.snapshot, &vol(None, &p.target), None)?;
+                let twice = match snapshot::restore(&ready.snapshot, &vol(None, &p.target), None) {
+                    Err(Error::Conflict(m)) => m,
+                    other => {
+                        return Err(sdk::internal(format!("restoring over a claim: {other:?}")));
+                    }
+                };
+                let denied = match snapshot::create(&vol(Some("elsewhere"), &p.pvc), None, &[]) {
+                    Err(Error::Denied(m)) => m,
+                    other => return Err(sdk::internal(format!("another namespace: {other:?}"))),
+                };
+                // The backup's artifact records which snapshot holds the data.
+                let store = location::open("default")?;
+                let info = store.put_bytes(
+                    "snapshot.txt",
+                    ready.snapshot.name.as_bytes(),
+                    &opts(location::Compression::Zstd),
+                )?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("snapshot", "default", &info)],
+                    outputs: vec![
+                        ("snapshot".into(), ready.snapshot.name.clone()),
+                        ("createdReady".into(), made.ready.to_string()),
+                        (
+                            "restoreSize".into(),
+                            ready.restore_size.unwrap_or(0).to_string(),
+                        ),
+                        ("conflict".into(), twice),
                         ("denied".into(), denied),
                     ],
                 })
