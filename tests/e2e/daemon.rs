@@ -688,7 +688,7 @@ fn tree_digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 #[tokio::test]
-async fn csi_snapshots_are_created_waited_for_and_restored_into_new_claims() {
+async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
     use coffer_tests::k8s_openapi::api::core::v1::PersistentVolumeClaim;
     let env = Env::start().await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "db");
@@ -791,4 +791,51 @@ async fn csi_snapshots_are_created_waited_for_and_restored_into_new_claims() {
         &restored.metadata.annotations.unwrap()[coffer_tests::kube_sim::PATH_ANNOTATION],
     );
     assert_eq!(tree_digest(&rdir), original);
+
+    // A task pod: the tool runs next to the claim, in an image the Blueprint grants; the
+    // pod goes when the action ends.
+    coffer_api(&env.client, "Blueprint", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                "metadata": {"name": "tasks"},
+                "spec": {"plugin": {"path": coffer_tests::test_plugin("hostile")},
+                         "grants": {"images": ["busybox:*"], "exec": ["sh **"], "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "task", "image": "busybox:1.36", "pvc": "data"}}}})),
+        )
+        .await
+        .unwrap();
+    env.statefulset("tool", vec![], json!({"coffer.dev/blueprint": "tasks"}))
+        .await;
+    let name = env
+        .action_set(json!({"action": "backup", "workload": "statefulset/tool"}))
+        .await;
+    let status = env.finished(&name).await;
+    assert_eq!(status["phase"], "Completed", "{status:#}");
+    let out = &status["outputs"];
+    let pod = out["pod"].as_str().unwrap();
+    assert!(pod.starts_with("coffer-task-"), "{out}");
+    assert_eq!(out["same"], "true", "one task pod per action");
+    assert_eq!(
+        out["out"].as_str().unwrap(),
+        format!("{pod}\nchanged after the snapshot\n"),
+        "the command ran in the task pod, next to the claim's data"
+    );
+    assert!(
+        out["denied"]
+            .as_str()
+            .unwrap()
+            .contains("evil:latest: not granted by Blueprint tasks"),
+        "{out}"
+    );
+    let pods: Api<coffer_tests::k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(env.client.clone(), "db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pods.get_opt(pod).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the task pod outlived its action"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

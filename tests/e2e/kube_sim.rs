@@ -431,16 +431,17 @@ async fn pod_exec_streams_through_the_websocket_protocol() {
         ["pg-0", "pg-1"],
         "the simulated StatefulSet controller makes pods"
     );
-    let exec = PodExec {
-        client: c.clone(),
-        target: PodTarget {
+    let exec = PodExec::new(
+        c.clone(),
+        PodTarget {
             api_version: "apps/v1".into(),
             kind: "StatefulSet".into(),
             namespace: "db".into(),
             name: "pg".into(),
             container: None,
         },
-    };
+        "test".into(),
+    );
     assert_eq!(
         exec.resolve_pod().await.unwrap().metadata.name.as_deref(),
         Some("pg-0")

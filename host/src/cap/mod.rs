@@ -208,6 +208,23 @@ impl ActionContext {
         Ok(())
     }
 
+    pub fn check_image(&self, image: &str) -> Result<(), WitError> {
+        let allowed = |c: &Capabilities| {
+            c.images
+                .iter()
+                .any(|p| coffer_manifest::glob_matches(p, image))
+        };
+        let declared = allowed(&self.declared);
+        if !declared || !allowed(&self.granted) {
+            return Err(self.denied(
+                &format!("a task pod with image {image}"),
+                declared,
+                "images",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn check_location(
         &self,
         name: &str,

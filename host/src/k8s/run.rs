@@ -292,7 +292,7 @@ pub async fn prepare(
     // The cluster resource is the record; a local one left by an earlier attempt goes.
     coffer.catalog.delete(Kind::ActionSet, &name)?;
     let cluster = ClusterSubject {
-        action_set: name,
+        action_set: name.clone(),
         workload,
         label: format!("{kind_l}/{wname}"),
         subject: ObjectRef {
@@ -303,16 +303,17 @@ pub async fn prepare(
         },
         prefix_root: format!("restorepoints/{ns}/{safe}"),
         secrets,
-        exec: Arc::new(PodExec {
-            client: cx.client.clone(),
-            target: PodTarget {
+        exec: Arc::new(PodExec::new(
+            cx.client.clone(),
+            PodTarget {
                 api_version: sk.api_version.into(),
                 kind: sk.kind.into(),
                 namespace: ns.clone(),
                 name: wname.clone(),
                 container: info.annotations.get("coffer.dev/container").cloned(),
             },
-        }),
+            name.clone(),
+        )),
         snapshots: Arc::new(crate::cap::snapshot::csi::CsiSnapshots {
             client: cx.client.clone(),
             namespace: ns.clone(),
@@ -521,6 +522,16 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
                 json!({"phase": "Completed", "endTime": now_rfc3339(), "restorePoint": rp_name, "runner": null}),
             )
             .await;
+        }
+    }
+    // Its task pod, if it had one, goes too.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cx.client.clone(), &ns);
+    let selector = format!("{}={name}", crate::cap::exec::TASK_LABEL);
+    if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+        for p in list.items {
+            let _ = pods
+                .delete(&p.metadata.name.unwrap_or_default(), &Default::default())
+                .await;
         }
     }
     let mut why = format!(

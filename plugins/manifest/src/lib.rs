@@ -103,6 +103,25 @@ pub struct Capabilities {
     /// signed-http signer profile names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed_http: Vec<String>,
+    /// Container images a task pod may run (`exec.task-pod`); `*` matches any run of
+    /// characters, e.g. `docker.io/library/postgres:*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob_matches(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, rest)) => {
+            let Some(tail) = s.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|i| tail.is_char_boundary(*i))
+                .any(|i| glob_matches(rest, &tail[i..]))
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {

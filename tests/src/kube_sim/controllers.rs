@@ -31,6 +31,21 @@ pub(super) fn react(st: &mut State) {
         }
         remove_orphan_pods(st, kind);
     }
+    start_bare_pods(st);
+}
+
+/// Pods created directly (task pods) start at once.
+fn start_bare_pods(st: &mut State) {
+    for k in of_kind(st, "", "pods") {
+        let pod = st.objects[&k].clone();
+        if pod.get("status").is_some_and(|s| !s.is_null()) {
+            continue;
+        }
+        let mut new = pod;
+        new["status"] = json!({"phase": "Running", "podIP": "127.0.0.1", "startTime": time_now(),
+                               "conditions": [{"type": "Ready", "status": "True"}]});
+        update(st, &k, new);
+    }
 }
 
 fn finish_deletions(st: &mut State) {

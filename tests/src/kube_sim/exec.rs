@@ -187,7 +187,43 @@ pub(super) fn serve(req: &Request, shared: &Shared, conn: TcpStream) {
             cmd.env(n, v);
         }
     }
-    if let Some(dir) = container["workingDir"].as_str() {
+    cmd.env("POD_NAME", &pod_name);
+    // No mount namespaces here: the first claim the container mounts is where it runs.
+    let claim = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .and_then(|vols| {
+            let mounted: Vec<&str> = container["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["name"].as_str())
+                .collect();
+            vols.iter()
+                .find(|v| mounted.contains(&v["name"].as_str().unwrap_or("")))
+                .and_then(|v| v.pointer("/persistentVolumeClaim/claimName"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        });
+    if let Some(dir) = claim.and_then(|c| {
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(
+                String::new(),
+                "persistentvolumeclaims".into(),
+                ns.clone(),
+                c,
+            ))
+            .and_then(|o| {
+                o.pointer("/metadata/annotations/sim.coffer.dev~1path")
+                    .cloned()
+            })
+    }) {
+        cmd.current_dir(dir.as_str().unwrap_or("/"));
+    } else if let Some(dir) = container["workingDir"].as_str() {
         cmd.current_dir(dir);
     }
     cmd.stdin(if stdin_wanted {

@@ -7,7 +7,7 @@ mod pod;
 mod wit;
 
 pub use local::LocalExec;
-pub use pod::{PodExec, PodTarget};
+pub use pod::{PodExec, PodTarget, TASK_LABEL};
 pub use wit::ProcessHandle;
 
 use crate::runtime::bindings::WitError;
@@ -43,6 +43,18 @@ pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 #[async_trait::async_trait]
 pub trait ExecBackend: Send + Sync {
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError>;
+
+    /// Start (or return) the action's task pod; its name is a workload for `spawn`.
+    async fn task_pod(
+        &self,
+        image: &str,
+        _claims: &[String],
+        _ready_within: std::time::Duration,
+    ) -> Result<String, WitError> {
+        Err(WitError::Unavailable(format!(
+            "a task pod ({image}) needs the kubernetes backend; in local mode, install the tool next to the workload"
+        )))
+    }
 }
 
 /// A started process. Dropping it kills the process.

@@ -13,10 +13,12 @@
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
 use crate::cap::kube::client::err;
 use crate::runtime::bindings::WitError;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
-use kube::api::{Api, AttachParams, AttachedProcess, DynamicObject, ListParams};
+use kube::api::{Api, AttachParams, AttachedProcess, DynamicObject, ListParams, PostParams};
+use serde_json::json;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -43,7 +45,16 @@ impl PodTarget {
 pub struct PodExec {
     pub client: Client,
     pub target: PodTarget,
+    /// The ActionSet, labelled on its task pod (so a new leader can find and remove it).
+    pub action_set: String,
+    /// The action's task pod, once started: (name, image).
+    task: tokio::sync::Mutex<Option<(String, String)>>,
 }
+
+/// The label naming the ActionSet a task pod belongs to.
+pub const TASK_LABEL: &str = "coffer.dev/actionset";
+/// Where a task pod mounts each claim.
+pub const TASK_MOUNT_ROOT: &str = "/coffer/volumes";
 
 fn ready(p: &Pod) -> bool {
     let Some(s) = &p.status else { return false };
@@ -66,6 +77,15 @@ fn ordinal_key(name: &str) -> (u64, String) {
 }
 
 impl PodExec {
+    pub fn new(client: Client, target: PodTarget, action_set: String) -> PodExec {
+        PodExec {
+            client,
+            target,
+            action_set,
+            task: Default::default(),
+        }
+    }
+
     /// The pod an exec goes to now (pods come and go, so this is asked per command).
     pub async fn resolve_pod(&self) -> Result<Pod, WitError> {
         let t = &self.target;
@@ -198,29 +218,55 @@ fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
 
 #[async_trait::async_trait]
 impl ExecBackend for PodExec {
-    async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
-        // The plugin sees the subject's name; the action's own record calls it kind-name.
-        let kind = self.target.kind.to_ascii_lowercase();
-        let own = [
-            self.target.name.clone(),
-            format!("{kind}-{}", self.target.name),
-            format!("{kind}/{}", self.target.name),
-        ];
-        if !own.contains(&spec.workload) {
-            return Err(WitError::Denied(format!(
-                "workload {:?}: an action may only exec in its own subject ({})",
-                spec.workload,
-                self.target.describe()
-            )));
+    async fn task_pod(
+        &self,
+        image: &str,
+        claims: &[String],
+        ready_within: Duration,
+    ) -> Result<String, WitError> {
+        let mut task = self.task.lock().await;
+        if let Some((name, img)) = task.as_ref() {
+            return if img == image {
+                Ok(name.clone())
+            } else {
+                Err(WitError::Conflict(format!(
+                    "this action already has a task pod ({name}, image {img}); an action gets one"
+                )))
+            };
         }
-        let pod = self.resolve_pod().await?;
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        let container = container_of(
-            &pod,
-            spec.container
-                .as_deref()
-                .or(self.target.container.as_deref()),
-        )?;
+        let name = self.start_task_pod(image, claims, ready_within).await?;
+        *task = Some((name.clone(), image.to_string()));
+        Ok(name)
+    }
+
+    async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
+        let task = self.task.lock().await.as_ref().map(|(n, _)| n.clone());
+        let (pod_name, container) = if task.as_ref() == Some(&spec.workload) {
+            (spec.workload.clone(), "task".to_string())
+        } else {
+            // The plugin sees the subject's name; the action's own record calls it kind-name.
+            let kind = self.target.kind.to_ascii_lowercase();
+            let own = [
+                self.target.name.clone(),
+                format!("{kind}-{}", self.target.name),
+                format!("{kind}/{}", self.target.name),
+            ];
+            if !own.contains(&spec.workload) {
+                return Err(WitError::Denied(format!(
+                    "workload {:?}: an action may only exec in its own subject ({}) or its task pod",
+                    spec.workload,
+                    self.target.describe()
+                )));
+            }
+            let pod = self.resolve_pod().await?;
+            let container = container_of(
+                &pod,
+                spec.container
+                    .as_deref()
+                    .or(self.target.container.as_deref()),
+            )?;
+            (pod.metadata.name.clone().unwrap_or_default(), container)
+        };
         let (argv, preamble) = wrap(&spec)?;
         let open_stdin = spec.stdin || !preamble.is_empty();
         let params = AttachParams::default()
@@ -284,6 +330,107 @@ impl ExecBackend for PodExec {
             ),
             attached,
         }))
+    }
+}
+
+impl PodExec {
+    async fn start_task_pod(
+        &self,
+        image: &str,
+        claims: &[String],
+        ready_within: Duration,
+    ) -> Result<String, WitError> {
+        let ns = &self.target.namespace;
+        let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        for c in claims {
+            claims_api
+                .get(c)
+                .await
+                .map_err(|e| err(&format!("PersistentVolumeClaim {ns}/{c}"), e))?;
+        }
+        // A ReadWriteOnce volume in use can only be mounted on the node that has it.
+        let node = match self.resolve_pod().await {
+            Ok(p) => p.spec.and_then(|s| s.node_name),
+            Err(_) => None,
+        };
+        let volumes: Vec<serde_json::Value> = claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"name": format!("v{i}"), "persistentVolumeClaim": {"claimName": c}}))
+            .collect();
+        let mounts: Vec<serde_json::Value> = claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"name": format!("v{i}"), "mountPath": format!("{TASK_MOUNT_ROOT}/{c}")}))
+            .collect();
+        let mut spec = json!({
+            "restartPolicy": "Never",
+            // Never outlives the action, even if coffer dies.
+            "activeDeadlineSeconds": ready_within.as_secs().max(60),
+            "containers": [{
+                "name": "task",
+                "image": image,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"],
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        });
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "coffer-task-", "namespace": ns,
+                         "labels": {"app.kubernetes.io/managed-by": "coffer", TASK_LABEL: self.action_set}},
+            "spec": spec,
+        }))
+        .map_err(|e| WitError::Internal(e.to_string()))?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let created = pods
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| err(&format!("creating a task pod with image {image}"), e))?;
+        let name = created.metadata.name.clone().unwrap_or_default();
+        let deadline = Instant::now() + ready_within.min(Duration::from_secs(300));
+        loop {
+            let p = pods
+                .get(&name)
+                .await
+                .map_err(|e| err(&format!("task pod {ns}/{name}"), e))?;
+            if ready(&p) {
+                return Ok(name);
+            }
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+            let failed = matches!(phase.as_deref(), Some("Failed" | "Succeeded"));
+            if failed || Instant::now() >= deadline {
+                let _ = pods.delete(&name, &Default::default()).await;
+                let why = if failed {
+                    format!("it ended ({})", phase.unwrap_or_default())
+                } else {
+                    "it was not Running and Ready in time (image pull? scheduling?)".to_string()
+                };
+                return Err(WitError::Unavailable(format!(
+                    "task pod {ns}/{name} with image {image}: {why}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for PodExec {
+    fn drop(&mut self) {
+        // The task pod goes with the action.
+        if let Some((name, _)) = self.task.get_mut().take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
+            rt.spawn(async move {
+                if let Err(e) = pods.delete(&name, &Default::default()).await {
+                    tracing::warn!(pod = %name, error = %e, "removing the task pod");
+                }
+            });
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! stops each misbehaviour cleanly and stays healthy.
 
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, ErrorContext, Plugin, kube, location,
-    secrets, snapshot, types,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, ErrorContext, Plugin, exec, kube,
+    location, secrets, snapshot, types,
 };
 use serde::Deserialize;
 
@@ -26,6 +26,9 @@ struct Params {
     pvc: String,
     #[serde(default)]
     target: String,
+    /// For `task`: the task pod's image.
+    #[serde(default)]
+    image: String,
 }
 
 impl Plugin for Hostile {
@@ -332,6 +335,30 @@ impl Plugin for Hostile {
                             ready.restore_size.unwrap_or(0).to_string(),
                         ),
                         ("conflict".into(), twice),
+                        ("denied".into(), denied),
+                    ],
+                })
+            }
+            // A task pod with a claim mounted; commands run in it; one per action; an image
+            // the Blueprint does not grant is denied.
+            "task" => {
+                let pod = exec::task_pod(&p.image, std::slice::from_ref(&p.pvc))?;
+                let again = exec::task_pod(&p.image, std::slice::from_ref(&p.pvc))?;
+                let out = Cmd::new(["sh", "-c", "echo \"$POD_NAME\"; cat PG_VERSION"])
+                    .workload(pod.clone())
+                    .run(None, 4096)?;
+                let denied = match exec::task_pod("evil:latest", &[]) {
+                    Err(Error::Denied(m)) => m,
+                    other => return Err(sdk::internal(format!("evil image: {other:?}"))),
+                };
+                let store = location::open("default")?;
+                let info = store.put_bytes("task.txt", &out, &opts(location::Compression::Zstd))?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("task", "default", &info)],
+                    outputs: vec![
+                        ("pod".into(), pod.clone()),
+                        ("same".into(), (again == pod).to_string()),
+                        ("out".into(), String::from_utf8_lossy(&out).into_owned()),
                         ("denied".into(), denied),
                     ],
                 })
