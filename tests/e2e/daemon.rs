@@ -53,14 +53,30 @@ impl Env {
             .unwrap();
         let client = Client::try_from(config).unwrap();
         let location = tempfile::tempdir().unwrap();
+        // Encrypted, with the identity restores need in a Secret the Profile references.
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        Api::<coffer_tests::k8s_openapi::api::core::v1::Secret>::namespaced(
+            client.clone(),
+            "coffer",
+        )
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "coffer-age"},
+                    "stringData": {"identity": id.to_string().expose_secret()}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
         coffer_api(&client, "Profile", "coffer")
             .create(
                 &PostParams::default(),
-                &obj(
-                    json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Profile",
+                &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Profile",
                     "metadata": {"name": "default"},
-                    "spec": {"type": "file", "path": location.path()}}),
-                ),
+                    "spec": {"type": "file", "path": location.path(),
+                             "encryption": {"recipients": [id.to_public().to_string()],
+                                            "identity": {"secret": {"name": "coffer-age", "key": "identity"}}}}})),
             )
             .await
             .unwrap();
@@ -300,7 +316,13 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         prefix.starts_with("restorepoints/db/statefulset-pg/"),
         "{prefix}"
     );
-    assert!(!env.objects_under(&prefix).is_empty());
+    let stored = env.objects_under(&prefix);
+    assert!(
+        stored
+            .iter()
+            .any(|f| f.to_string_lossy().ends_with(".zst.age")),
+        "the Profile's encryption applies: {stored:?}"
+    );
     let sets = coffer_api(&env.client, "ActionSet", "db")
         .list(&ListParams::default())
         .await
@@ -416,6 +438,30 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         "{status:#}"
     );
 
+    // A Profile whose Secret is missing fails the action, naming both.
+    coffer_api(&env.client, "Profile", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Profile",
+                "metadata": {"name": "broken"},
+                "spec": {"type": "file", "path": env.location.path(),
+                         "encryption": {"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"],
+                                        "identity": {"secret": {"name": "nope", "key": "identity"}}}}})),
+        )
+        .await
+        .unwrap();
+    let name = env
+        .action_set(json!({"action": "backup", "workload": "statefulset/pg", "profile": "broken"}))
+        .await;
+    let status = env.finished(&name).await;
+    assert_eq!(status["phase"], "Failed");
+    assert!(
+        status["error"].as_str().unwrap().contains(
+            "Secret coffer/nope (for Profile coffer/broken spec.encryption.identity) not found"
+        ),
+        "{status:#}"
+    );
+
     // Deleting a restore point through an ActionSet removes its objects and its resource.
     let out = env.cli(&["delete", &rp, "-n", "db"]);
     assert!(
@@ -452,7 +498,7 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         "{m}"
     );
     assert!(
-        m.contains("coffer_actions_total{action=\"backup\",result=\"failed\"} 1"),
+        m.contains("coffer_actions_total{action=\"backup\",result=\"failed\"} 2"),
         "{m}"
     );
     assert!(m.contains("coffer_leader 1"), "{m}");

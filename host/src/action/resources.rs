@@ -214,7 +214,7 @@ impl Coffer {
             }
             Document::Workload(w) => {
                 for (name, r) in &w.spec.secrets {
-                    if r.file.is_some() == r.env.is_some() {
+                    if r.file.is_some() == r.env.is_some() || r.secret.is_some() {
                         bail!("spec.secrets.{name}: give exactly one of `file` or `env`");
                     }
                 }

@@ -133,7 +133,9 @@ async fn sync(coffer: &Coffer, client: &Client, ns: &str, kind: Kind, name: &str
                     Empty,
                 >(kind, &o)?)?,
                 Kind::Profile => {
-                    serde_json::to_value(to_object::<crate::model::ProfileSpec, Empty>(kind, &o)?)?
+                    let p = to_object::<crate::model::ProfileSpec, Empty>(kind, &o)?;
+                    read_profile_secrets(client, ns, name, &p.spec).await?;
+                    serde_json::to_value(p)?
                 }
                 Kind::RestorePoint => {
                     serde_json::to_value(to_object::<RestorePointSpec, Empty>(kind, &o)?)?
@@ -150,17 +152,55 @@ async fn sync(coffer: &Coffer, client: &Client, ns: &str, kind: Kind, name: &str
     }
 }
 
-async fn read_secret(client: &Client, ns: &str, logical: &str, reference: &str) -> Result<String> {
-    let (secret, key) = reference.split_once('/').ok_or_else(|| {
-        anyhow!("annotation {SECRET_ANNOTATION_PREFIX}{logical}: write it as <secret>/<key>, not {reference:?}")
-    })?;
+/// A Profile's `secret:` references, read from Secrets in its namespace into memory, where
+/// the location code finds them.
+async fn read_profile_secrets(
+    client: &Client,
+    ns: &str,
+    profile: &str,
+    spec: &crate::model::ProfileSpec,
+) -> Result<()> {
+    let mut refs: Vec<(&str, &crate::model::SecretRef)> = Vec::new();
+    if let Some(c) = &spec.credentials {
+        for (field, r) in [
+            ("credentials.accessKeyId", &c.access_key_id),
+            ("credentials.secretAccessKey", &c.secret_access_key),
+            ("credentials.sessionToken", &c.session_token),
+            ("credentials.serviceAccountKey", &c.service_account_key),
+            ("credentials.accessKey", &c.access_key),
+        ] {
+            if let Some(r) = r {
+                refs.push((field, r));
+            }
+        }
+    }
+    if let Some(crate::model::EncryptionSpec::Age(a)) = &spec.encryption
+        && let Some(id) = &a.identity
+    {
+        refs.push(("encryption.identity", id));
+    }
+    for (field, r) in refs {
+        let Some(k) = &r.secret else { continue };
+        let purpose = format!("Profile {ns}/{profile} spec.{field}");
+        let value = read_secret(client, ns, &purpose, &k.name, &k.key).await?;
+        crate::cap::secrets::remember_cluster_secret(k, value);
+    }
+    Ok(())
+}
+
+/// A Secret's key as text; `purpose` says who wanted it, for errors.
+async fn read_secret(
+    client: &Client,
+    ns: &str,
+    purpose: &str,
+    secret: &str,
+    key: &str,
+) -> Result<String> {
     let s = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(secret)
         .await
         .with_context(|| format!("reading Secret {ns}/{secret}"))?
-        .ok_or_else(|| {
-            anyhow!("Secret {ns}/{secret} (for the plugin's secret {logical:?}) not found")
-        })?;
+        .ok_or_else(|| anyhow!("Secret {ns}/{secret} (for {purpose}) not found"))?;
     let bytes = s
         .data
         .as_ref()
@@ -172,9 +212,7 @@ async fn read_secret(client: &Client, ns: &str, logical: &str, reference: &str) 
                 .and_then(|d| d.get(key))
                 .map(|v| v.clone().into_bytes())
         })
-        .ok_or_else(|| {
-            anyhow!("Secret {ns}/{secret} has no key {key:?} (for the plugin's secret {logical:?})")
-        })?;
+        .ok_or_else(|| anyhow!("Secret {ns}/{secret} has no key {key:?} (for {purpose})"))?;
     let mut v = String::from_utf8(bytes)
         .map_err(|_| anyhow!("Secret {ns}/{secret} key {key:?} is not UTF-8 text"))?;
     if v.ends_with('\n') {
@@ -265,10 +303,12 @@ pub async fn prepare(
     let mut secrets = BTreeMap::new();
     for (k, v) in &info.annotations {
         if let Some(logical) = k.strip_prefix(SECRET_ANNOTATION_PREFIX) {
-            secrets.insert(
-                logical.to_string(),
-                read_secret(&cx.client, &ns, logical, v).await?,
-            );
+            let (secret, key) = v
+                .split_once('/')
+                .ok_or_else(|| anyhow!("annotation {k}: write it as <secret>/<key>, not {v:?}"))?;
+            let purpose = format!("the plugin's secret {logical:?}");
+            let value = read_secret(&cx.client, &ns, &purpose, secret, key).await?;
+            secrets.insert(logical.to_string(), value);
         }
     }
     let kind_l = sk.kind.to_ascii_lowercase();

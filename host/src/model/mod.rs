@@ -21,7 +21,7 @@ pub use profile::{
     AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProfileSpec, ProfileType,
 };
 pub use restorepoint::{ArtifactRecord, ObjectRecord, PluginInfo, RestorePointSpec};
-pub use workload::{SecretRef, WorkloadSpec};
+pub use workload::{SecretKeyRef, SecretRef, WorkloadSpec};
 
 pub const API_VERSION: &str = "coffer.dev/v1alpha1";
 

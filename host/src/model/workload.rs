@@ -30,4 +30,32 @@ pub struct SecretRef {
     /// An environment variable of the coffer process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// On Kubernetes: a key of a Secret in the daemon's namespace (Profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretKeyRef>,
+}
+
+impl SecretRef {
+    /// Exactly one source is given.
+    pub fn is_well_formed(&self) -> bool {
+        [
+            self.file.is_some(),
+            self.env.is_some(),
+            self.secret.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+            == 1
+    }
+}
+
+/// A key of a Kubernetes Secret.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
 }

@@ -54,10 +54,10 @@ impl Encryption {
             recipients.push(parsed);
         }
         if let Some(id) = &age.identity
-            && id.file.is_some() == id.env.is_some()
+            && !id.is_well_formed()
         {
             bail!(
-                "Profile {profile}: spec.encryption.identity: give exactly one of `file` or `env`"
+                "Profile {profile}: spec.encryption.identity: give exactly one of `file`, `env` or (on Kubernetes) `secret`"
             );
         }
         Ok(Some(Encryption {
