@@ -184,3 +184,26 @@ fn deploy_crds_match_the_types() {
         "only ActionSet has a status"
     );
 }
+
+#[test]
+fn deploy_examples_parse_as_coffer_kinds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut seen = 0;
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        let doc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let spec = doc["spec"].clone();
+        let what = f.path().display().to_string();
+        match doc["kind"].as_str().unwrap() {
+            "Profile" => {
+                serde_json::from_value::<coffer::model::ProfileSpec>(spec).expect(&what);
+            }
+            "BlueprintBinding" => {
+                serde_json::from_value::<coffer::model::BlueprintBindingSpec>(spec).expect(&what);
+            }
+            other => panic!("{what}: unexpected kind {other}"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2);
+}
