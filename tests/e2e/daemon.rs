@@ -192,6 +192,16 @@ impl Env {
         .await
     }
 
+    /// Run an ActionSet that must fail, with `why` in its error; its status.
+    async fn expect_failure(&self, spec: Value, why: &str) -> Value {
+        let name = self.action_set(spec).await;
+        let status = self.finished(&name).await;
+        assert_eq!(status["phase"], "Failed", "{status:#}");
+        let error = status["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "wanted {why:?} in: {error}");
+        status
+    }
+
     fn objects_under(&self, prefix: &str) -> Vec<PathBuf> {
         coffer_tests::files_under(&self.location.path().join(prefix))
     }
@@ -425,18 +435,11 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
 
     // Unprotected workloads are refused with what to do.
     env.statefulset("other", pg_env(&pg), json!({})).await;
-    let name = env
-        .action_set(json!({"action": "backup", "workload": "statefulset/other"}))
-        .await;
-    let status = env.finished(&name).await;
-    assert_eq!(status["phase"], "Failed");
-    assert!(
-        status["error"]
-            .as_str()
-            .unwrap()
-            .contains("StatefulSet db/other is not protected by a Blueprint"),
-        "{status:#}"
-    );
+    env.expect_failure(
+        json!({"action": "backup", "workload": "statefulset/other"}),
+        "StatefulSet db/other is not protected by a Blueprint",
+    )
+    .await;
 
     // A Profile whose Secret is missing fails the action, naming both.
     coffer_api(&env.client, "Profile", "coffer")
@@ -450,17 +453,11 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         )
         .await
         .unwrap();
-    let name = env
-        .action_set(json!({"action": "backup", "workload": "statefulset/pg", "profile": "broken"}))
-        .await;
-    let status = env.finished(&name).await;
-    assert_eq!(status["phase"], "Failed");
-    assert!(
-        status["error"].as_str().unwrap().contains(
-            "Secret coffer/nope (for Profile coffer/broken spec.encryption.identity) not found"
-        ),
-        "{status:#}"
-    );
+    env.expect_failure(
+        json!({"action": "backup", "workload": "statefulset/pg", "profile": "broken"}),
+        "Secret coffer/nope (for Profile coffer/broken spec.encryption.identity) not found",
+    )
+    .await;
 
     // Deleting a restore point through an ActionSet removes its objects and its resource.
     let out = env.cli(&["delete", &rp, "-n", "db"]);
@@ -598,32 +595,22 @@ async fn cancel_delete_and_deadline_stop_actions_and_remove_partial_backups() {
     );
 
     // A deadline.
-    let name = env
-        .action_set(json!({"action": "backup", "workload": "statefulset/app", "deadline": "3s"}))
-        .await;
-    let status = env.finished(&name).await;
-    assert_eq!(status["phase"], "Failed");
-    assert!(
-        status["error"]
-            .as_str()
-            .unwrap()
-            .contains("deadline of 3s passed"),
-        "{status:#}"
-    );
+    env.expect_failure(
+        json!({"action": "backup", "workload": "statefulset/app", "deadline": "3s"}),
+        "deadline of 3s passed",
+    )
+    .await;
     let rps = coffer_api(&env.client, "RestorePoint", "db")
         .list(&ListParams::default())
         .await
         .unwrap();
     assert!(rps.items.is_empty(), "a stopped backup made a RestorePoint");
     // A bad deadline is refused with the field named.
-    let name = env
-        .action_set(json!({"action": "backup", "workload": "statefulset/app", "deadline": "soon"}))
-        .await;
-    let status = env.finished(&name).await;
-    assert!(
-        status["error"].as_str().unwrap().contains("spec.deadline"),
-        "{status:#}"
-    );
+    env.expect_failure(
+        json!({"action": "backup", "workload": "statefulset/app", "deadline": "soon"}),
+        "spec.deadline",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -3,9 +3,8 @@
 
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
 use crate::runtime::bindings::WitError;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::process::Stdio;
-use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -14,8 +13,6 @@ use tokio::task::JoinHandle;
 const PASSTHROUGH: &[&str] = &[
     "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
 ];
-/// Slack kept before the stderr tail, so a secret cut by the tail's start is still found.
-const TAIL_SLACK: usize = 4096;
 
 pub struct LocalExec {
     pub workload: String,
@@ -71,23 +68,10 @@ impl ExecBackend for LocalExec {
             }
             _ => WitError::Io(format!("starting `{program}`: {e}")),
         })?;
-        let tail_len = spec.stderr_tail;
-        let stderr = child.stderr.take().map(|mut err| {
-            tokio::spawn(async move {
-                let keep = tail_len + TAIL_SLACK;
-                let mut tail: VecDeque<u8> = VecDeque::with_capacity(keep);
-                let mut buf = vec![0u8; 16 << 10];
-                while let Ok(n) = err.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    tail.extend(&buf[..n]);
-                    let excess = tail.len().saturating_sub(keep);
-                    tail.drain(..excess);
-                }
-                Vec::from(tail)
-            })
-        });
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| super::keep_stderr_tail(err, spec.stderr_tail));
         let pgid = child.id();
         Ok(Box::new(LocalProcess {
             child,

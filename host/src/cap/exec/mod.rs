@@ -66,6 +66,32 @@ pub trait RunningProcess: Send {
     fn kill(&mut self);
 }
 
+/// Slack kept before the stderr tail, so a secret cut by the tail's start is still found.
+const TAIL_SLACK: usize = 4096;
+
+/// Read a process's stderr to its end, keeping the last `tail_len` bytes (plus slack).
+pub(crate) fn keep_stderr_tail<R>(mut r: R, tail_len: usize) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let keep = tail_len + TAIL_SLACK;
+        let mut tail: std::collections::VecDeque<u8> =
+            std::collections::VecDeque::with_capacity(keep);
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            tail.extend(&buf[..n]);
+            let excess = tail.len().saturating_sub(keep);
+            tail.drain(..excess);
+        }
+        Vec::from(tail)
+    })
+}
+
 /// Environment names a plugin may not set: they change what code a process loads.
 pub fn forbidden_env(name: &str) -> bool {
     name.is_empty()

@@ -17,12 +17,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, AttachParams, AttachedProcess, DynamicObject, ListParams, PostParams};
 use serde_json::json;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
-
-const TAIL_SLACK: usize = 4096;
 
 /// The subject of an action on a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,23 +289,9 @@ impl ExecBackend for PodExec {
         {
             let _ = w.shutdown().await;
         }
-        let tail_len = spec.stderr_tail;
-        let stderr = attached.stderr().map(|mut r| {
-            tokio::spawn(async move {
-                let keep = tail_len + TAIL_SLACK;
-                let mut tail: VecDeque<u8> = VecDeque::with_capacity(keep);
-                let mut buf = vec![0u8; 16 << 10];
-                while let Ok(n) = r.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    tail.extend(&buf[..n]);
-                    let excess = tail.len().saturating_sub(keep);
-                    tail.drain(..excess);
-                }
-                Vec::from(tail)
-            })
-        });
+        let stderr = attached
+            .stderr()
+            .map(|r| super::keep_stderr_tail(r, spec.stderr_tail));
         // Local stdin closes when dropped; the exec stream's needs a shutdown to send its
         // close. A pipe in between turns the plugin dropping its end into that shutdown.
         let stdin = stdin.map(|mut w| {
