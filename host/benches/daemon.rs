@@ -149,9 +149,15 @@ async fn run() {
         .args(["--metrics-addr", "127.0.0.1:0"])
         .env("COFFER_HOME", work.path().join("home"))
         .env("COFFER_CACHE_DIR", &cache)
-        .env("COFFER_LOG", "warn")
+        .env(
+            "COFFER_LOG",
+            std::env::var("BENCH_DAEMON_LOG_LEVEL").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("BENCH_DAEMON_LOG") {
+            Some(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let ok = json!({"action": "backup", "workload": "statefulset/app", "params": {"mode": "ok"}});
