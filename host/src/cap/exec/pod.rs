@@ -304,7 +304,15 @@ impl ExecBackend for PodExec {
         });
         Ok(Box::new(PodProcess {
             stdin,
-            stdout: attached.stdout().map(|r| Box::pin(r) as BoxRead),
+            // kube-rs hands stdout over in 1 KiB steps; a larger pipe lets the reader take
+            // big chunks (fewer wakeups and hashing/compression calls downstream).
+            stdout: attached.stdout().map(|mut r| {
+                let (mut w, ours) = tokio::io::duplex(256 << 10);
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+                Box::pin(ours) as BoxRead
+            }),
             stderr,
             program: spec.argv[0].clone(),
             where_: format!(
