@@ -594,6 +594,46 @@ async fn cancel_delete_and_deadline_stop_actions_and_remove_partial_backups() {
         "the partial backup stayed"
     );
 
+    // SIGTERM: the daemon stops what it runs, cleanly, before it exits.
+    let mut stopping = env.daemon("coffer-t", coffer_tests::free_port());
+    drop(_daemon);
+    let name = env
+        .action_set(json!({"action": "backup", "workload": "statefulset/app"}))
+        .await;
+    let prefix = wait_written(&env, &name).await;
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(stopping.child.id() as i32, libc::SIGTERM);
+    }
+    let status = env.finished(&name).await;
+    assert_eq!(status["phase"], "Failed", "{status:#}");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("the coffer daemon was stopped"),
+        "{status:#}"
+    );
+    assert!(
+        env.objects_under(&prefix).is_empty(),
+        "the partial backup stayed"
+    );
+    assert!(
+        stopping.child.wait().unwrap().success(),
+        "{}",
+        stopping.log()
+    );
+    let lease = Api::<Lease>::namespaced(env.client.clone(), "coffer")
+        .get("coffer-daemon")
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity,
+        None,
+        "a stopped daemon releases the Lease"
+    );
+    let _daemon = env.daemon("coffer-c", coffer_tests::free_port());
+
     // A deadline.
     env.expect_failure(
         json!({"action": "backup", "workload": "statefulset/app", "deadline": "3s"}),

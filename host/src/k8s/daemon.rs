@@ -140,6 +140,8 @@ pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Res
         }
         _ = shutdown_signal() => {
             d.stop_all("the coffer daemon was stopped").await;
+            metrics.set_leader(false);
+            lock.release().await;
             Ok(())
         }
     }

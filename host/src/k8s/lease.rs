@@ -88,6 +88,28 @@ impl LeaseLock {
         }
     }
 
+    /// Give the lease up (graceful shutdown), so a standby takes over at once instead of
+    /// waiting for it to expire.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!(lease = %self.name, "released the lease"),
+            Err(e) => tracing::warn!(error = %e, "releasing the lease"),
+        }
+    }
+
     /// Wait until this instance holds the lease.
     pub async fn acquire(&self) -> Result<()> {
         let mut last = String::new();
