@@ -256,7 +256,7 @@ async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
                 labels: w.metadata.labels.clone().unwrap_or_default(),
                 annotations: w.metadata.annotations.clone().unwrap_or_default(),
             };
-            let r = run::resolve_blueprint(client, &config_ns, &info).await?;
+            let r = super::sync::resolve_blueprint(client, &config_ns, &info).await?;
             let via = match &r {
                 Resolution::Binding { binding, also, .. } if also.is_empty() => {
                     format!("BlueprintBinding {binding}")

@@ -193,7 +193,7 @@ async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, Reco
             }
         }
         (Phase::Running, None) => {
-            run::settle_stale(&d.coffer, &d.cx, &o).await?;
+            super::settle::settle_stale(&d.coffer, &d.cx, &o).await?;
             d.event(
                 &o,
                 EventType::Warning,

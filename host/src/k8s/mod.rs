@@ -8,6 +8,8 @@ pub mod daemon;
 mod lease;
 mod metrics;
 pub mod run;
+mod settle;
+mod sync;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kube::api::{Api, ApiResource, DynamicObject};

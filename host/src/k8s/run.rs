@@ -5,27 +5,22 @@
 //! backup's RestorePoint resource before the ActionSet says Completed.
 //!
 //! The ActionSet's status is the durable state machine: Pending (or no status) -> Running
-//! (with `runner`) -> Completed | Failed. A Running ActionSet whose runner is gone is
-//! settled by the next leader: Completed if its RestorePoint resource exists (the backup
-//! committed), else Failed with its partial objects removed.
+//! (with `runner`) -> Completed | Failed; a Running one whose runner is gone is settled by
+//! the next leader (`settle.rs`).
 
-use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, api, parse_subject, spec_of, to_object};
+use super::sync::{gvk_api, read_secret, resolve_blueprint, sync};
+use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, api, parse_subject, spec_of};
 use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction};
-use crate::binding::{Resolution, WorkloadInfo, resolve};
+use crate::binding::{Resolution, WorkloadInfo};
 use crate::cap::exec::{PodExec, PodTarget};
 use crate::cap::kube::client::ClusterKube;
-use crate::cap::location::backend::Location;
 use crate::model::{
-    ActionSet, ActionSetSpec, ActionSetStatus, BlueprintBinding, BlueprintBindingSpec, Empty, Kind,
-    Phase, RestorePoint, RestorePointSpec, Workload, WorkloadSpec, now_rfc3339,
+    ActionSet, ActionSetSpec, ActionSetStatus, Kind, Phase, RestorePoint, Workload, WorkloadSpec,
 };
 use crate::runtime::bindings::coffer::blueprint::types::ObjectRef;
 use anyhow::{Context, Result, anyhow, bail};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,137 +83,6 @@ pub async fn set_finalizer(
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e).with_context(|| format!("updating the finalizers of ActionSet {name}")),
     }
-}
-
-fn gvk_api(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
-    let (g, v) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind));
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
-
-/// The Blueprint protecting a workload, and how it was found.
-pub async fn resolve_blueprint(
-    client: &Client,
-    config_ns: &str,
-    info: &WorkloadInfo,
-) -> Result<Resolution> {
-    let list = api(client, "BlueprintBinding", config_ns)
-        .list(&ListParams::default())
-        .await
-        .with_context(|| format!("listing BlueprintBindings in namespace {config_ns}"))?;
-    let mut bindings: Vec<BlueprintBinding> = Vec::new();
-    for o in &list.items {
-        match to_object::<BlueprintBindingSpec, Empty>(Kind::BlueprintBinding, o) {
-            Ok(b) => bindings.push(b),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "ignoring a BlueprintBinding that does not parse")
-            }
-        }
-    }
-    Ok(resolve(info, &bindings))
-}
-
-/// Copy a coffer resource from the cluster into the local catalog the action runs on; a
-/// Blueprint missing on the cluster may still be a built-in one.
-async fn sync(coffer: &Coffer, client: &Client, ns: &str, kind: Kind, name: &str) -> Result<bool> {
-    let found = api(client, kind.as_str(), ns)
-        .get_opt(name)
-        .await
-        .with_context(|| format!("reading {kind} {ns}/{name}"))?;
-    match found {
-        Some(o) => {
-            let value = match kind {
-                Kind::Blueprint => serde_json::to_value(to_object::<
-                    crate::model::BlueprintSpec,
-                    Empty,
-                >(kind, &o)?)?,
-                Kind::Profile => {
-                    let p = to_object::<crate::model::ProfileSpec, Empty>(kind, &o)?;
-                    read_profile_secrets(client, ns, name, &p.spec).await?;
-                    serde_json::to_value(p)?
-                }
-                Kind::RestorePoint => {
-                    serde_json::to_value(to_object::<RestorePointSpec, Empty>(kind, &o)?)?
-                }
-                _ => bail!("{kind} is not synced"),
-            };
-            coffer.catalog.put(kind, name, &value)?;
-            Ok(true)
-        }
-        None => {
-            coffer.catalog.delete(kind, name)?;
-            Ok(false)
-        }
-    }
-}
-
-/// A Profile's `secret:` references, read from Secrets in its namespace into memory, where
-/// the location code finds them.
-async fn read_profile_secrets(
-    client: &Client,
-    ns: &str,
-    profile: &str,
-    spec: &crate::model::ProfileSpec,
-) -> Result<()> {
-    let mut refs: Vec<(&str, &crate::model::SecretRef)> = Vec::new();
-    if let Some(c) = &spec.credentials {
-        for (field, r) in [
-            ("credentials.accessKeyId", &c.access_key_id),
-            ("credentials.secretAccessKey", &c.secret_access_key),
-            ("credentials.sessionToken", &c.session_token),
-            ("credentials.serviceAccountKey", &c.service_account_key),
-            ("credentials.accessKey", &c.access_key),
-        ] {
-            if let Some(r) = r {
-                refs.push((field, r));
-            }
-        }
-    }
-    if let Some(crate::model::EncryptionSpec::Age(a)) = &spec.encryption
-        && let Some(id) = &a.identity
-    {
-        refs.push(("encryption.identity", id));
-    }
-    for (field, r) in refs {
-        let Some(k) = &r.secret else { continue };
-        let purpose = format!("Profile {ns}/{profile} spec.{field}");
-        let value = read_secret(client, ns, &purpose, &k.name, &k.key).await?;
-        crate::cap::secrets::remember_cluster_secret(k, value);
-    }
-    Ok(())
-}
-
-/// A Secret's key as text; `purpose` says who wanted it, for errors.
-async fn read_secret(
-    client: &Client,
-    ns: &str,
-    purpose: &str,
-    secret: &str,
-    key: &str,
-) -> Result<String> {
-    let s = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt(secret)
-        .await
-        .with_context(|| format!("reading Secret {ns}/{secret}"))?
-        .ok_or_else(|| anyhow!("Secret {ns}/{secret} (for {purpose}) not found"))?;
-    let bytes = s
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            s.string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|v| v.clone().into_bytes())
-        })
-        .ok_or_else(|| anyhow!("Secret {ns}/{secret} has no key {key:?} (for {purpose})"))?;
-    let mut v = String::from_utf8(bytes)
-        .map_err(|_| anyhow!("Secret {ns}/{secret} key {key:?} is not UTF-8 text"))?;
-    if v.ends_with('\n') {
-        v.pop();
-    }
-    Ok(v)
 }
 
 /// Resolve everything an ActionSet resource needs and record it (locally) as Running.
@@ -533,85 +397,4 @@ async fn record_outcome(
         }
         _ => Ok(()),
     }
-}
-
-/// Settle an ActionSet left Running by an instance that is gone.
-pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject) -> Result<()> {
-    let ns = set.metadata.namespace.clone().unwrap_or_default();
-    let name = set.metadata.name.clone().unwrap_or_default();
-    let sets = api(&cx.client, "ActionSet", &ns);
-    let spec: ActionSetSpec = spec_of(set)?;
-    let status: ActionSetStatus = super::status_of(set);
-    let runner = status.runner.clone().unwrap_or_else(|| "unknown".into());
-    if spec.action == "backup" {
-        // Committed but not marked: the RestorePoint resource is the proof.
-        let rps = api(&cx.client, "RestorePoint", &ns)
-            .list(&ListParams::default())
-            .await
-            .with_context(|| format!("listing RestorePoints in {ns}"))?;
-        if let Some(rp) = rps
-            .items
-            .iter()
-            .find(|r| r.data.pointer("/spec/actionSet").and_then(|v| v.as_str()) == Some(&name))
-        {
-            let rp_name = rp.metadata.name.clone().unwrap_or_default();
-            tracing::info!(actionset = %name, restorepoint = %rp_name, "the backup had committed before its runner stopped");
-            return patch_status(
-                &sets,
-                &name,
-                json!({"phase": "Completed", "endTime": now_rfc3339(), "restorePoint": rp_name, "runner": null}),
-            )
-            .await;
-        }
-    }
-    // Its task pod, if it had one, goes too.
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cx.client.clone(), &ns);
-    let selector = format!("{}={name}", crate::cap::exec::TASK_LABEL);
-    if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-        for p in list.items {
-            let _ = pods
-                .delete(&p.metadata.name.unwrap_or_default(), &Default::default())
-                .await;
-        }
-    }
-    let mut why = format!(
-        "the coffer daemon running it ({runner}) stopped before it finished; nothing was recorded as a restore point"
-    );
-    let mut pending = false;
-    if spec.action == "backup"
-        && let Some(prefix) = &status.prefix
-    {
-        let profile = status.profile.clone().unwrap_or_else(|| {
-            if spec.profile.is_empty() {
-                "default".into()
-            } else {
-                spec.profile.clone()
-            }
-        });
-        let removed = async {
-            if !sync(coffer, &cx.client, &cx.config_ns, Kind::Profile, &profile).await? {
-                bail!("Profile {profile} not found in namespace {}", cx.config_ns);
-            }
-            let (p, _) = coffer.profile(&profile)?;
-            Location::from_profile(&p)?.remove_prefix(prefix).await
-        }
-        .await;
-        match removed {
-            Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
-            Err(e) => {
-                pending = true;
-                why.push_str(&format!(
-                    "; its partial objects under {prefix} could not be removed: {e:#}; remove them with `coffer location rm -r --profile {profile} {prefix}`"
-                ));
-            }
-        }
-    }
-    tracing::warn!(actionset = %format!("{ns}/{name}"), "{why}");
-    patch_status(
-        &sets,
-        &name,
-        json!({"phase": "Failed", "endTime": now_rfc3339(), "error": why, "runner": null,
-               "cleanupPending": pending}),
-    )
-    .await
 }

@@ -1,0 +1,156 @@
+//! CSI snapshots and task pods next to a claim's data.
+
+use crate::env::*;
+
+#[tokio::test]
+async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
+    use coffer_tests::k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let env = Env::start().await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "db");
+    claims
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "sim",
+                         "resources": {"requests": {"storage": "1Gi"}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dir = loop {
+        let c = claims.get("data").await.unwrap();
+        if let Some(p) = c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(coffer_tests::kube_sim::PATH_ANNOTATION))
+        {
+            break PathBuf::from(p);
+        }
+        assert!(Instant::now() < deadline, "the claim was never bound");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    std::fs::create_dir_all(dir.join("base/16384")).unwrap();
+    std::fs::write(
+        dir.join("base/16384/1259"),
+        coffer_tests::random_hex(300_000),
+    )
+    .unwrap();
+    std::fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
+    let original = tree_digest(&dir);
+
+    let plugin = coffer_tests::test_plugin("hostile");
+    coffer_api(&env.client, "Blueprint", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                "metadata": {"name": "snaps"},
+                "spec": {"plugin": {"path": plugin},
+                         "grants": {"snapshot": true, "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "snapshot", "pvc": "data", "target": "data-restored"}}}})),
+        )
+        .await
+        .unwrap();
+    env.statefulset("vol", vec![], json!({"coffer.dev/blueprint": "snaps"}))
+        .await;
+    let _daemon = env.daemon("coffer-s", coffer_tests::free_port());
+    let name = env
+        .action_set(json!({"action": "backup", "workload": "statefulset/vol"}))
+        .await;
+    let status = env.finished(&name).await;
+    assert_eq!(status["phase"], "Completed", "{status:#}");
+    let out = &status["outputs"];
+    assert_eq!(out["createdReady"], "false", "the snapshot was waited for");
+    assert!(out["restoreSize"].as_str().unwrap().parse::<u64>().unwrap() >= 300_000);
+    assert!(
+        out["conflict"]
+            .as_str()
+            .unwrap()
+            .contains("data-restored exists"),
+        "{out}"
+    );
+    assert!(
+        out["denied"]
+            .as_str()
+            .unwrap()
+            .contains("namespace elsewhere"),
+        "{out}"
+    );
+    let snap = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "db",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+        )),
+    )
+    .get(out["snapshot"].as_str().unwrap())
+    .await
+    .unwrap();
+    assert_eq!(
+        snap.data["spec"]["source"]["persistentVolumeClaimName"],
+        "data"
+    );
+    assert_eq!(snap.data["status"]["readyToUse"], true);
+    assert_eq!(snap.metadata.labels.unwrap()["purpose"], "test");
+    // The new claim holds exactly what the volume held when the snapshot was cut.
+    std::fs::write(dir.join("PG_VERSION"), "changed after the snapshot\n").unwrap();
+    let restored = claims.get("data-restored").await.unwrap();
+    let spec = restored.spec.unwrap();
+    assert_eq!(spec.data_source.unwrap().name, snap.metadata.name.unwrap());
+    assert_eq!(spec.storage_class_name.as_deref(), Some("sim"));
+    let rdir = PathBuf::from(
+        &restored.metadata.annotations.unwrap()[coffer_tests::kube_sim::PATH_ANNOTATION],
+    );
+    assert_eq!(tree_digest(&rdir), original);
+
+    // A task pod: the tool runs next to the claim, in an image the Blueprint grants; the
+    // pod goes when the action ends.
+    coffer_api(&env.client, "Blueprint", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                "metadata": {"name": "tasks"},
+                "spec": {"plugin": {"path": coffer_tests::test_plugin("hostile")},
+                         "grants": {"images": ["busybox:*"], "exec": ["sh **"], "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "task", "image": "busybox:1.36", "pvc": "data"}}}})),
+        )
+        .await
+        .unwrap();
+    env.statefulset("tool", vec![], json!({"coffer.dev/blueprint": "tasks"}))
+        .await;
+    let name = env
+        .action_set(json!({"action": "backup", "workload": "statefulset/tool"}))
+        .await;
+    let status = env.finished(&name).await;
+    assert_eq!(status["phase"], "Completed", "{status:#}");
+    let out = &status["outputs"];
+    let pod = out["pod"].as_str().unwrap();
+    assert!(pod.starts_with("coffer-task-"), "{out}");
+    assert_eq!(out["same"], "true", "one task pod per action");
+    assert_eq!(
+        out["out"].as_str().unwrap(),
+        format!("{pod}\nchanged after the snapshot\n"),
+        "the command ran in the task pod, next to the claim's data"
+    );
+    assert!(
+        out["denied"]
+            .as_str()
+            .unwrap()
+            .contains("evil:latest: not granted by Blueprint tasks"),
+        "{out}"
+    );
+    let pods: Api<coffer_tests::k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(env.client.clone(), "db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pods.get_opt(pod).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the task pod outlived its action"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
