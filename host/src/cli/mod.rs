@@ -13,7 +13,7 @@ macro_rules! out_raw {
 
 mod actions;
 mod logging;
-mod output;
+pub(crate) mod output;
 mod plugin_cmd;
 mod plugin_dev;
 mod plugin_new;
@@ -91,7 +91,13 @@ enum Command {
         all_namespaces: bool,
     },
     /// Show one resource in detail (for an ActionSet: its audit trail and logs).
-    Describe { kind: String, name: String },
+    Describe {
+        kind: String,
+        name: String,
+        /// On a cluster: the namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Back up a workload; on success a RestorePoint records the artifacts. On a cluster
     /// (--kubeconfig/--context) the workload is `kind/name`, e.g. `statefulset/pg -n db`.
     Backup {
@@ -239,6 +245,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     {
         return crate::k8s::cli::get(&cli.cluster, kind, namespace.clone(), *all_namespaces).await;
     }
+    if cli.cluster.wanted()
+        && let Command::Describe {
+            kind,
+            name,
+            namespace,
+        } = &cli.command
+    {
+        return crate::k8s::cli::describe(&cli.cluster, kind, name, namespace.clone()).await;
+    }
     let coffer = Coffer::open(Home::resolve(cli.home)?).await?;
     if let Command::Daemon(args) = cli.command {
         crate::k8s::daemon::run(coffer, &cli.cluster, args).await?;
@@ -252,7 +267,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get {
             kind, name, output, ..
         } => output::get(&coffer, parse_kind(&kind)?, name.as_deref(), output),
-        Command::Describe { kind, name } => output::describe(&coffer, parse_kind(&kind)?, &name),
+        Command::Describe { kind, name, .. } => {
+            output::describe(&coffer, parse_kind(&kind)?, &name)
+        }
         Command::Backup {
             workload,
             profile,
@@ -330,7 +347,7 @@ async fn on_cluster(
             (r, on_cluster)
         }
         _ => anyhow::bail!(
-            "on a cluster (--kubeconfig/--context), coffer runs backup, restore, delete, get and daemon; apply Blueprints and Profiles with kubectl"
+            "on a cluster (--kubeconfig/--context), coffer runs backup, restore, delete, get, describe and daemon; apply Blueprints and Profiles with kubectl"
         ),
     };
     action(

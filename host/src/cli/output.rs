@@ -297,81 +297,7 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
                 .catalog
                 .get(kind, name)?
                 .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))?;
-            out!("Name:         {}", a.name());
-            out!(
-                "Action:       {} of Workload {} (Blueprint {}, Profile {})",
-                a.spec.action,
-                a.spec.workload,
-                a.spec.blueprint,
-                a.spec.profile
-            );
-            if let Some(rp) = &a.spec.restore_point {
-                out!("From:         RestorePoint {rp}");
-            }
-            out!("Phase:        {}", a.status.phase.as_str());
-            out!("Started:      {}", short_time(&a.status.start_time));
-            out!("Ended:        {}", short_time(&a.status.end_time));
-            out!("Bytes:        {}", bytes(a.status.bytes));
-            if let Some(rp) = &a.status.restore_point {
-                out!("RestorePoint: {rp}");
-            }
-            if let Some(e) = &a.status.error {
-                out!("Error:        {e}");
-            }
-            if !a.status.outputs.is_empty() {
-                out!("Outputs:");
-                for (k, v) in &a.status.outputs {
-                    out!("  {k}: {v}");
-                }
-            }
-            out!("Capability calls:");
-            table(
-                &[
-                    "  AT",
-                    "CAPABILITY",
-                    "TARGET",
-                    "RESULT",
-                    "MS",
-                    "BYTES",
-                    "ARGS",
-                ],
-                a.status
-                    .audit
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            format!("  {}ms", e.at_ms),
-                            e.capability.clone(),
-                            e.target.clone(),
-                            e.result.clone(),
-                            e.duration_ms.to_string(),
-                            if e.bytes > 0 {
-                                bytes(e.bytes)
-                            } else {
-                                String::new()
-                            },
-                            e.args.clone(),
-                        ]
-                    })
-                    .collect(),
-            );
-            if a.status.audit_dropped > 0 {
-                out!("  ({} more calls not recorded)", a.status.audit_dropped);
-            }
-            if !a.status.logs.is_empty() {
-                out!("Plugin logs:");
-                for l in &a.status.logs {
-                    let fields: Vec<String> =
-                        l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    out!(
-                        "  {}ms {:<5} {} {}",
-                        l.at_ms,
-                        l.level,
-                        l.message,
-                        fields.join(" ")
-                    );
-                }
-            }
+            describe_action_set(&a);
         }
         Kind::Blueprint => {
             let (b, source) = c.blueprint(name)?;
@@ -384,6 +310,87 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An ActionSet in detail: what, how it ended, every capability call, the plugin's logs.
+pub fn describe_action_set(a: &ActionSet) {
+    out!("Name:         {}", a.name());
+    out!(
+        "Action:       {} of Workload {} (Blueprint {}, Profile {})",
+        a.spec.action,
+        a.spec.workload,
+        a.status.blueprint.as_deref().unwrap_or(&a.spec.blueprint),
+        a.status.profile.as_deref().unwrap_or(&a.spec.profile)
+    );
+    if let Some(rp) = &a.spec.restore_point {
+        out!("From:         RestorePoint {rp}");
+    }
+    out!("Phase:        {}", a.status.phase.as_str());
+    if let Some(r) = &a.status.runner {
+        out!("Runner:       {r}");
+    }
+    out!("Started:      {}", short_time(&a.status.start_time));
+    out!("Ended:        {}", short_time(&a.status.end_time));
+    out!("Bytes:        {}", bytes(a.status.bytes));
+    if let Some(rp) = &a.status.restore_point {
+        out!("RestorePoint: {rp}");
+    }
+    if let Some(e) = &a.status.error {
+        out!("Error:        {e}");
+    }
+    if !a.status.outputs.is_empty() {
+        out!("Outputs:");
+        for (k, v) in &a.status.outputs {
+            out!("  {k}: {v}");
+        }
+    }
+    out!("Capability calls:");
+    table(
+        &[
+            "  AT",
+            "CAPABILITY",
+            "TARGET",
+            "RESULT",
+            "MS",
+            "BYTES",
+            "ARGS",
+        ],
+        a.status
+            .audit
+            .iter()
+            .map(|e| {
+                vec![
+                    format!("  {}ms", e.at_ms),
+                    e.capability.clone(),
+                    e.target.clone(),
+                    e.result.clone(),
+                    e.duration_ms.to_string(),
+                    if e.bytes > 0 {
+                        bytes(e.bytes)
+                    } else {
+                        String::new()
+                    },
+                    e.args.clone(),
+                ]
+            })
+            .collect(),
+    );
+    if a.status.audit_dropped > 0 {
+        out!("  ({} more calls not recorded)", a.status.audit_dropped);
+    }
+    if !a.status.logs.is_empty() {
+        out!("Plugin logs:");
+        for l in &a.status.logs {
+            let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out!(
+                "  {}ms {:<5} {} {}",
+                l.at_ms,
+                l.level,
+                l.message,
+                fields.join(" ")
+            );
+        }
+    }
 }
 
 /// Both sides of every capability: what the plugin declares, what the Blueprint grants.

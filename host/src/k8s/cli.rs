@@ -227,6 +227,42 @@ pub async fn get(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `coffer describe actionset|restorepoint NAME` on a cluster.
+pub async fn describe(
+    cluster: &ClusterArgs,
+    kind: &str,
+    name: &str,
+    namespace: Option<String>,
+) -> Result<ExitCode> {
+    let (client, default_ns) = cluster.connect().await?;
+    let ns = namespace.unwrap_or(default_ns);
+    let kind = match kind.to_ascii_lowercase().trim_end_matches('s') {
+        "actionset" | "a" => "ActionSet",
+        "restorepoint" | "rp" => "RestorePoint",
+        other => bail!(
+            "on a cluster, `coffer describe` shows actionsets or restorepoints, not {other:?} (kubectl shows the rest)"
+        ),
+    };
+    let o = api(&client, kind, &ns)
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading {kind} {ns}/{name}"))?
+        .ok_or_else(|| anyhow!("{kind} {ns}/{name} not found"))?;
+    if kind == "ActionSet" {
+        let mut a: crate::model::ActionSet = super::to_object(crate::model::Kind::ActionSet, &o)?;
+        a.status = status_of(&o);
+        crate::cli::output::describe_action_set(&a);
+    } else {
+        out!(
+            "{}",
+            serde_yaml_ng::to_string(&o.data)
+                .unwrap_or_default()
+                .trim_end()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Every StatefulSet and Deployment with the Blueprint that protects it, and how.
 async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
     let config_ns = super::config_namespace();

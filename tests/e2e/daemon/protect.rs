@@ -101,6 +101,26 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         .unwrap();
     assert_eq!(set.data["status"]["phase"], "Completed");
     assert_eq!(set.data["status"]["runner"], "coffer-a");
+    let described = env.cli(&[
+        "describe",
+        "actionset",
+        set.metadata.name.as_deref().unwrap(),
+        "-n",
+        "db",
+    ]);
+    let text = String::from_utf8_lossy(&described.stdout);
+    for want in [
+        "Phase:        Completed",
+        "Runner:       coffer-a",
+        "Blueprint postgres-logical",
+        "pg_dump",
+    ] {
+        assert!(
+            text.contains(want),
+            "describe lacks {want:?}:\n{text}{}",
+            String::from_utf8_lossy(&described.stderr)
+        );
+    }
     assert!(set.metadata.finalizers.as_ref().is_none_or(Vec::is_empty));
     let audit = set.data["status"]["audit"].to_string();
     assert!(
