@@ -317,34 +317,34 @@ async fn on_cluster(
     command: Command,
 ) -> Result<ExitCode> {
     use crate::k8s::cli::{Request, action};
-    let (req, on) = match command {
+    let (req, on, output) = match command {
         Command::Backup {
             workload,
             on_cluster,
             profile,
             params,
-            ..
+            output,
         } => {
             let r = actions::request("backup", Some(workload), profile, None, &params)?;
-            (r, on_cluster)
+            (r, on_cluster, output)
         }
         Command::Restore {
             workload,
             on_cluster,
             from,
             params,
-            ..
+            output,
         } => {
             let r = actions::request("restore", Some(workload), None, Some(from), &params)?;
-            (r, on_cluster)
+            (r, on_cluster, output)
         }
         Command::Delete {
             restore_point,
             on_cluster,
-            ..
+            output,
         } => {
             let r = actions::request("delete", None, None, Some(restore_point), &[])?;
-            (r, on_cluster)
+            (r, on_cluster, output)
         }
         _ => anyhow::bail!(
             "on a cluster (--kubeconfig/--context), coffer runs backup, restore, delete, get, describe and daemon; apply Blueprints and Profiles with kubectl"
@@ -362,6 +362,7 @@ async fn on_cluster(
             namespace: on.namespace,
             local_run: on.local_run,
             deadline: on.deadline,
+            output,
         },
     )
     .await

@@ -29,6 +29,8 @@ pub struct Request {
     pub namespace: Option<String>,
     pub local_run: bool,
     pub deadline: Option<String>,
+    /// Print the final ActionSet resource instead of a summary line.
+    pub output: Option<crate::cli::OutputFormat>,
 }
 
 pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Result<ExitCode> {
@@ -103,11 +105,16 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
             run::patch_status(&sets, &name, json!({"phase": "Failed", "endTime": crate::model::now_rfc3339(), "error": why, "runner": null})).await?;
         }
     }
-    follow(&sets, &name, &what).await
+    follow(&sets, &name, &what, req.output).await
 }
 
 /// Poll the ActionSet until it ends, showing its phase and bytes.
-async fn follow(sets: &Api<DynamicObject>, name: &str, what: &str) -> Result<ExitCode> {
+async fn follow(
+    sets: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    output: Option<crate::cli::OutputFormat>,
+) -> Result<ExitCode> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -117,6 +124,15 @@ async fn follow(sets: &Api<DynamicObject>, name: &str, what: &str) -> Result<Exi
             .await
             .with_context(|| format!("reading ActionSet {name}"))?;
         let s: ActionSetStatus = status_of(&o);
+        if let (Some(format), Phase::Completed | Phase::Failed) = (output, s.phase) {
+            bar.finish_and_clear();
+            crate::cli::output::print_one(&o, format)?;
+            return Ok(if s.phase == Phase::Completed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         match s.phase {
             Phase::Completed => {
                 bar.finish_and_clear();

@@ -43,7 +43,11 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
     }
     // Its task pod, if it had one, goes too.
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cx.client.clone(), &ns);
-    let selector = format!("{}={name}", crate::cap::exec::TASK_LABEL);
+    let selector = format!(
+        "{}={}",
+        crate::cap::exec::TASK_LABEL,
+        crate::cap::exec::task_label_value(&name)
+    );
     if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
         for p in list.items {
             let _ = pods

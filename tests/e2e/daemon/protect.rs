@@ -134,12 +134,24 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
 
     // Lose the data, restore through the CLI, compare.
     pg.psql("shop", "DROP TABLE items").unwrap();
-    let out = env.cli(&["restore", "statefulset/pg", "--from", &rp, "-n", "db"]);
+    let out = env.cli(&[
+        "restore",
+        "statefulset/pg",
+        "--from",
+        &rp,
+        "-n",
+        "db",
+        "-o",
+        "json",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("-o json prints the ActionSet");
+    assert_eq!(printed["status"]["phase"], "Completed");
+    assert_eq!(printed["spec"]["restorePoint"], rp.as_str());
     assert_eq!(
         pg.psql("shop", CHECK).unwrap(),
         original,

@@ -7,7 +7,7 @@ mod pod;
 mod wit;
 
 pub use local::LocalExec;
-pub use pod::{PodExec, PodTarget, TASK_LABEL};
+pub use pod::{PodExec, PodTarget, TASK_LABEL, task_label_value};
 pub use wit::ProcessHandle;
 
 use crate::runtime::bindings::WitError;

@@ -50,6 +50,18 @@ pub struct PodExec {
 
 /// The label naming the ActionSet a task pod belongs to.
 pub const TASK_LABEL: &str = "coffer.dev/actionset";
+/// The value of [`TASK_LABEL`] for an ActionSet: its name, or (label values are at most 63
+/// characters) its start and a digest of the whole.
+pub fn task_label_value(action_set: &str) -> String {
+    if action_set.len() <= 63 {
+        return action_set.to_string();
+    }
+    use sha2::Digest;
+    let digest = hex::encode(&sha2::Sha256::digest(action_set.as_bytes())[..6]);
+    let head: String = action_set.chars().take(50).collect();
+    format!("{}-{digest}", head.trim_end_matches(['-', '.']))
+}
+
 /// Where a task pod mounts each claim.
 pub const TASK_MOUNT_ROOT: &str = "/coffer/volumes";
 
@@ -372,7 +384,7 @@ impl PodExec {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"generateName": "coffer-task-", "namespace": ns,
-                         "labels": {"app.kubernetes.io/managed-by": "coffer", TASK_LABEL: self.action_set}},
+                         "labels": {"app.kubernetes.io/managed-by": "coffer", TASK_LABEL: task_label_value(&self.action_set)}},
             "spec": spec,
         }))
         .map_err(|e| WitError::Internal(e.to_string()))?;
@@ -543,6 +555,9 @@ mod tests {
         };
         assert!(wrap(&bad).is_err());
         assert_eq!(ordinal_key("pg-10").0, 10);
+        assert_eq!(task_label_value("backup-pg-x1"), "backup-pg-x1");
+        let long = task_label_value(&format!("backup-{}-abcde", "w".repeat(80)));
+        assert!(long.len() <= 63 && long.starts_with("backup-www"), "{long}");
         assert!(ordinal_key("pg-2") < ordinal_key("pg-10"));
     }
 }
