@@ -199,9 +199,7 @@ async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, Reco
                 EventType::Warning,
                 "RunnerLost",
                 "Settle",
-                status_of::<ActionSetStatus>(&o)
-                    .runner
-                    .map(|r| format!("its runner {r} is gone")),
+                status.runner.map(|r| format!("its runner {r} is gone")),
             )
             .await;
         }

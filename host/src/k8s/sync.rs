@@ -9,7 +9,7 @@ use crate::model::{BlueprintBinding, BlueprintBindingSpec, Empty, Kind, RestoreP
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 pub(super) fn gvk_api(
     client: &Client,
@@ -17,8 +17,7 @@ pub(super) fn gvk_api(
     api_version: &str,
     kind: &str,
 ) -> Api<DynamicObject> {
-    let (g, v) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind));
+    let ar = crate::cap::kube::client::resource(api_version, kind);
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
