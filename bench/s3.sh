@@ -62,7 +62,7 @@ kind: Blueprint
 metadata: {name: mover}
 spec:
   plugin: {path: $PLUGIN}
-  grants: {exec: ["cat **"], location: [read, write, delete]}
+  grants: {exec: ["cat **"], unsafeArgs: true, location: [read, write, delete]}
 ---
 apiVersion: coffer.dev/v1alpha1
 kind: Workload

@@ -21,7 +21,7 @@ kind: Blueprint
 metadata: {name: stream}
 spec:
   plugin: {path: $PLUGIN}
-  grants: {exec: ["head **"], location: [read, write, delete]}
+  grants: {exec: ["head **"], unsafeArgs: true, location: [read, write, delete]}
 ---
 apiVersion: coffer.dev/v1alpha1
 kind: Workload

@@ -118,7 +118,7 @@ async fn run() {
             &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
                 "metadata": {"name": "bench"},
                 "spec": {"plugin": {"path": plugin},
-                         "grants": {"exec": ["sleep **", "head **"], "location": ["read", "write", "delete"]}}})),
+                         "grants": {"exec": ["sleep **", "head **"], "unsafeArgs": true, "location": ["read", "write", "delete"]}}})),
         )
         .await
         .unwrap();
@@ -238,7 +238,7 @@ async fn run() {
     let _ = daemon.wait();
     let home = work.path().join("local");
     let local_yaml = format!(
-        "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: bench}}\nspec:\n  plugin: {{path: {}}}\n  grants: {{exec: [\"head **\"], location: [read, write, delete]}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: app}}\nspec: {{blueprint: bench}}\n",
+        "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: bench}}\nspec:\n  plugin: {{path: {}}}\n  grants: {{exec: [\"head **\"], unsafeArgs: true, location: [read, write, delete]}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: app}}\nspec: {{blueprint: bench}}\n",
         plugin.display()
     );
     let apply = Command::new(BIN)

@@ -2,6 +2,19 @@
 
 const MASK: &str = "[REDACTED]";
 
+/// At most `max` bytes of `s`, cut at a character boundary (plugin-supplied strings are
+/// clipped before they are kept anywhere).
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The secret values of one action. Every string that leaves the host's hands (stderr
 /// tails, errors, plugin logs) goes through [`Redactor::redact`].
 #[derive(Default, Clone)]

@@ -201,7 +201,7 @@ pub async fn verify(coffer: &Coffer, name: &str, bytes: Arc<AtomicU64>) -> Resul
         .profile(&rp.spec.profile)
         .with_context(|| format!("RestorePoint {name}: its Profile"))?;
     let loc = Location::from_profile(&profile)?;
-    let manifest = check_manifest(&loc, &rp).await;
+    let manifest = check_manifest(&loc, coffer.manifest_key()?, &rp).await;
     let counters = Counters {
         transfer: Arc::new(AtomicU64::new(0)),
         action: bytes,
@@ -251,42 +251,24 @@ pub async fn verify(coffer: &Coffer, name: &str, bytes: Arc<AtomicU64>) -> Resul
     })
 }
 
-/// The manifest object must exist and describe the same objects as the catalog.
-async fn check_manifest(loc: &Location, rp: &RestorePoint) -> Probe {
-    let key = &rp.spec.manifest_key;
+/// The manifest object must exist, carry coffer's MAC, and describe the same restore point
+/// as the catalog.
+async fn check_manifest(
+    loc: &Location,
+    key: &crate::action::manifest::ManifestKey,
+    rp: &RestorePoint,
+) -> Probe {
+    let mkey = &rp.spec.manifest_key;
     let r: Result<String, String> = async {
-        let got = loc
-            .store
-            .get(&Path::from(key.as_str()))
+        let stored = crate::action::manifest::read(loc, key, &rp.spec.prefix)
             .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => format!(
-                    "{key} is missing: the backup is incomplete or its manifest was removed"
-                ),
-                e => format!("reading {key}: {e}"),
+            .map_err(|e| format!("{e:#}"))?
+            .ok_or_else(|| {
+                format!("{mkey} is missing: the backup is incomplete or its manifest was removed")
             })?;
-        let body = got
-            .bytes()
-            .await
-            .map_err(|e| format!("reading {key}: {e}"))?;
-        let stored: RestorePoint = serde_json::from_slice(&body)
-            .map_err(|e| format!("{key} is not a valid manifest: {e}"))?;
-        let by_key = |v: &[ObjectRecord]| {
-            let mut v: Vec<(String, String, u64)> = v
-                .iter()
-                .map(|o| (o.stored_key.clone(), o.sha256.clone(), o.stored_size))
-                .collect();
-            v.sort();
-            v
-        };
-        if by_key(&stored.spec.objects) != by_key(&rp.spec.objects) {
-            return Err(format!(
-                "{key} lists different objects than the catalog's RestorePoint {}",
-                rp.metadata.name
-            ));
-        }
+        crate::action::manifest::check_matches(rp, &stored).map_err(|e| format!("{e:#}"))?;
         Ok(format!(
-            "{key} present, {} object(s) listed",
+            "{mkey} present, signed by this coffer, {} object(s) listed",
             stored.spec.objects.len()
         ))
     }

@@ -144,11 +144,13 @@ fn mysql_backup_drop_restore_and_failures() {
     let pwf = password_file(work.path(), &pw);
     let c = cli();
     let port = m.port.to_string();
-    // mariadb-dump ignores MYSQL_HOST, so the connection goes in params.
-    let env: [(&str, &str); 0] = [];
-    let params = format!(
-        "{{backup: {{host: 127.0.0.1, port: {port}, user: root, users: true}}, restore: {{host: 127.0.0.1, port: {port}, user: root}}}}"
-    );
+    // The Workload pins the server the password may go to; coffer passes it to
+    // mariadb-dump (which ignores MYSQL_HOST) as --host/--port.
+    let env = [
+        ("MYSQL_HOST", "127.0.0.1"),
+        ("MYSQL_TCP_PORT", port.as_str()),
+    ];
+    let params = "{backup: {user: root, users: true}, restore: {user: root}}".to_string();
     let params = params.as_str();
     assert!(
         c.apply(&workload("shop", "mysql-logical", &env, Some(&pwf), params))
@@ -333,14 +335,17 @@ fn etcd_snapshot_restore_to_new_data_dir_and_failures() {
     e.etcdctl(&["auth", "enable"]);
     let work = tempfile::tempdir().unwrap();
     let wrong = password_file(work.path(), "wrong-pw");
-    let auth_params = format!("{{backup: {{endpoint: \"{}\", user: root}}}}", e.endpoint());
+    // With a password, the Workload pins the endpoint it may go to.
+    let auth_params = "{backup: {user: root}}";
+    let pinned = [("ETCDCTL_ENDPOINTS", e.endpoint())];
+    let pinned: Vec<(&str, &str)> = pinned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert!(
         c.apply(&workload(
             "kv-auth",
             "etcd",
-            &[],
+            &pinned,
             Some(&wrong),
-            &auth_params
+            auth_params
         ))
         .ok
     );
@@ -350,11 +355,17 @@ fn etcd_snapshot_restore_to_new_data_dir_and_failures() {
         c.apply(&workload(
             "kv-auth",
             "etcd",
-            &[],
+            &pinned,
             Some(&right),
-            &auth_params
+            auth_params
         ))
         .ok
+    );
+    // An endpoint the plugin is told to use that is not the pinned one is refused.
+    fails_with(
+        &c,
+        &["backup", "kv-auth", "-p", "endpoint=127.0.0.1:1"],
+        "pins ETCDCTL_ENDPOINTS",
     );
     restore_point_of(&c.run(&["backup", "kv-auth", "-o", "json"]));
     // The server down.
@@ -376,6 +387,11 @@ fn redis_digest(r: &Redis) -> (String, String) {
     (r.cli(&["DEBUG", "DIGEST"]), r.cli(&["DBSIZE"]))
 }
 
+/// A Workload YAML with a `data` volume at `dir`.
+fn with_data_volume(workload_yaml: String, dir: &Path) -> String {
+    format!("{workload_yaml}  volumes: {{data: {}}}\n", dir.display())
+}
+
 #[test]
 fn redis_rdb_backup_restore_and_failures() {
     let pw = format!("redis-{}", random_hex(6));
@@ -386,25 +402,21 @@ fn redis_rdb_backup_restore_and_failures() {
     let work = tempfile::tempdir().unwrap();
     let pwf = password_file(work.path(), &pw);
     let c = cli();
-    let params = format!("{{backup: {{port: {}}}}}", r.port);
-    assert!(
-        c.apply(&workload("cache", "redis", &[], Some(&pwf), &params))
-            .ok
-    );
+    // The Workload pins the server the password may go to; the restore's target is its
+    // `data` volume.
+    let port = r.port.to_string();
+    let env = [("REDIS_HOST", "127.0.0.1"), ("REDIS_PORT", port.as_str())];
+    let target = tempfile::tempdir().unwrap();
+    let dir = target.path().to_path_buf();
+    let cache = |pwf: &Path, name: &str| {
+        with_data_volume(workload(name, "redis", &env, Some(pwf), "{}"), &dir)
+    };
+    assert!(c.apply(&cache(&pwf, "cache")).ok);
     let rp = restore_point_of(&c.run(&["backup", "cache", "-o", "json"]));
     assert!(coffer_tests::files_containing(c.home.path(), pw.as_bytes()).is_empty());
 
-    // Place the RDB in a new directory and start a server on it: the same dataset.
-    let target = tempfile::tempdir().unwrap();
-    let dir = target.path().to_path_buf();
-    c.ok(&[
-        "restore",
-        "cache",
-        "--from",
-        &rp,
-        "-p",
-        &format!("dataDir={}", dir.display()),
-    ]);
+    // Place the RDB in the data volume and start a server on it: the same dataset.
+    c.ok(&["restore", "cache", "--from", &rp]);
     let mut restored = Redis::start_in(target, Some(&pw));
     assert_eq!(redis_digest(&restored), before);
     assert!(
@@ -414,70 +426,51 @@ fn redis_rdb_backup_restore_and_failures() {
     // An existing RDB is not replaced unless asked.
     fails_with(
         &c,
-        &[
-            "restore",
-            "cache",
-            "--from",
-            &rp,
-            "-p",
-            &format!("dataDir={}", dir.display()),
-        ],
+        &["restore", "cache", "--from", &rp],
         "set params.overwrite",
     );
     restored.stop();
-    c.ok(&[
-        "restore",
-        "cache",
-        "--from",
-        &rp,
-        "-p",
-        &format!("dataDir={}", dir.display()),
-        "-p",
-        "overwrite=true",
-    ]);
+    c.ok(&["restore", "cache", "--from", &rp, "-p", "overwrite=true"]);
 
     // Bad params.
     fails_with(&c, &["backup", "cache", "-p", "port=0"], "params.port");
+    // A port other than the pinned one.
+    fails_with(&c, &["backup", "cache", "-p", "port=1"], "pins REDIS_PORT");
     fails_with(
         &c,
-        &["restore", "cache", "--from", &rp, "-p", "dataDir=rel"],
-        "must be an absolute path",
+        &["restore", "cache", "--from", &rp, "-p", "volume=elsewhere"],
+        "no volume \"elsewhere\"",
     );
     fails_with(
         &c,
-        &[
-            "restore",
-            "cache",
-            "--from",
-            &rp,
-            "-p",
-            &format!("dataDir={}", dir.display()),
-            "-p",
-            "dbFilename=../x",
-        ],
+        &["restore", "cache", "--from", &rp, "-p", "dbFilename=../x"],
         "params.dbFilename",
+    );
+    let relative =
+        workload("cache-rel", "redis", &env, Some(&pwf), "{}") + "  volumes: {data: rel/dir}\n";
+    let r2 = c.apply(&relative);
+    assert!(
+        !r2.ok && r2.stderr.contains("must be an absolute path"),
+        "{}",
+        r2.stderr
     );
     // Bad credentials.
     let wrong = password_file(work.path(), "wrong");
-    assert!(
-        c.apply(&workload(
-            "cache-badpw",
-            "redis",
-            &[],
-            Some(&wrong),
-            &params
-        ))
-        .ok
-    );
+    assert!(c.apply(&cache(&wrong, "cache-badpw")).ok);
     fails_with(&c, &["backup", "cache-badpw"], "WRONGPASS");
     // A tool missing from PATH.
+    let nopath = [
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", port.as_str()),
+        ("PATH", "/nonexistent"),
+    ];
     assert!(
         c.apply(&workload(
             "cache-nopath",
             "redis",
-            &[("PATH", "/nonexistent")],
+            &nopath,
             Some(&pwf),
-            &params
+            "{}"
         ))
         .ok
     );
@@ -528,7 +521,7 @@ fn plugin_run_traces_live_and_dry_run_touches_nothing() {
     assert!(run.ok, "{}", run.stderr);
     for want in [
         "exec.spawn",
-        "redis-cli --no-auth-warning -h 127.0.0.1",
+        "redis-cli --no-auth-warning -p",
         "transfer.put",
         "dump.rdb",
     ] {
@@ -559,7 +552,7 @@ fn plugin_run_traces_live_and_dry_run_touches_nothing() {
     assert!(dry.ok, "{}\n{}", dry.stdout, dry.stderr);
     for want in [
         "grants (the Blueprint's)",
-        "redis-cli **",
+        "redis-cli --no-auth-warning",
         "allowed",
         "exec.spawn",
         "simulated result",

@@ -397,6 +397,7 @@ fn spawn_spec(argv: &[&str], stdin: bool) -> coffer::cap::exec::SpawnSpec {
         workload: "pg".into(),
         container: None,
         argv: argv.iter().map(|s| s.to_string()).collect(),
+        plugin_argv: argv.iter().map(|s| s.to_string()).collect(),
         env: vec![],
         secret_env: vec![],
         stdin,

@@ -5,85 +5,21 @@
 use coffer::action::{ActionRequest, Coffer};
 use coffer::home::Home;
 use coffer::model::{ActionSet, Phase};
-use coffer_tests::{files_containing, files_under, random_hex, test_plugin};
+use coffer_tests::{files_containing, files_under, test_plugin};
 
-struct Fixture {
-    coffer: Coffer,
-    home: tempfile::TempDir,
-    secret: String,
-    _secret_file: tempfile::NamedTempFile,
-}
+#[path = "common/hostile.rs"]
+mod common;
+use common::{Fixture, error_of, still_healthy};
+
+/// cat and head run with any arguments here on purpose: the sandbox is what is tested.
+const GRANTS: &str = r#"exec: ["echo **", "COFFER_PW=* cat **", "head **"], unsafeArgs: true"#;
 
 async fn fixture(limits: &str) -> Fixture {
-    let home = tempfile::tempdir().unwrap();
-    let coffer = Coffer::open(Home::resolve(Some(home.path().to_path_buf())).unwrap())
-        .await
-        .unwrap();
-    let secret = format!("s3cret-{}", random_hex(10));
-    let secret_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(secret_file.path(), &secret).unwrap();
-    let yaml = format!(
-        r#"
-apiVersion: coffer.dev/v1alpha1
-kind: Blueprint
-metadata: {{name: hostile}}
-spec:
-  plugin: {{path: {plugin}}}
-  grants:
-    exec: ["echo **", "cat **", "head **"]
-    location: [read, write, delete]
-    secrets: [password]
-  limits: {limits}
----
-apiVersion: coffer.dev/v1alpha1
-kind: Workload
-metadata: {{name: victim}}
-spec:
-  blueprint: hostile
-  secrets:
-    password: {{file: {secret_file}}}
-"#,
-        plugin = test_plugin("hostile").display(),
-        secret_file = secret_file.path().display(),
-    );
-    coffer.apply("test", &yaml).unwrap();
-    Fixture {
-        coffer,
-        home,
-        secret,
-        _secret_file: secret_file,
-    }
+    common::fixture(GRANTS, limits).await
 }
 
 async fn backup(f: &Fixture, mode: &str) -> ActionSet {
-    let mut params = serde_json::Map::new();
-    params.insert("mode".into(), mode.into());
-    let req = ActionRequest {
-        action: "backup".into(),
-        workload: Some("victim".into()),
-        params,
-        ..Default::default()
-    };
-    let p = f.coffer.prepare(req).await.unwrap();
-    f.coffer.run(&p).await.unwrap()
-}
-
-fn error_of(a: &ActionSet) -> &str {
-    assert_eq!(a.status.phase, Phase::Failed, "{a:?}");
-    assert!(a.status.restore_point.is_none());
-    a.status.error.as_deref().unwrap()
-}
-
-/// The host still works: a good action completes and records a restore point. And whatever
-/// the plugin did, the secret is nowhere in the state dir (catalog, location).
-async fn still_healthy(f: &Fixture) {
-    assert!(
-        files_containing(f.home.path(), f.secret.as_bytes()).is_empty(),
-        "secret in the state dir"
-    );
-    let ok = backup(f, "ok").await;
-    assert_eq!(ok.status.phase, Phase::Completed, "{:?}", ok.status.error);
-    assert!(ok.status.restore_point.is_some());
+    common::backup(f, mode).await
 }
 
 const LIMITS: &str = "{memory: 64Mi, cpu: 2s, timeouts: {backup: 60s}}";

@@ -8,39 +8,58 @@ use crate::model::{
     ArtifactRecord, Kind, ObjectRecord, Phase, PluginInfo, RestorePoint, RestorePointSpec,
     now_rfc3339,
 };
+use crate::redact::clip;
 use crate::runtime::bindings::wit_plugin::ActionOutput;
 use anyhow::{Context, Result, bail};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeMap;
 
+/// What a plugin's result may hold, at most: outputs (and metadata entries per artifact),
+/// bytes per value, artifacts.
+const MAX_OUTPUTS: usize = 64;
+const MAX_VALUE: usize = 4 << 10;
+const MAX_ARTIFACTS: usize = 1000;
+
 impl Coffer {
     pub(super) async fn complete(&self, p: &PreparedAction, output: ActionOutput) -> Result<()> {
         let outputs: BTreeMap<String, String> = output
             .outputs
             .iter()
-            .map(|(k, v)| (k.clone(), p.ctx.redactor.redact(v)))
+            .take(MAX_OUTPUTS)
+            .map(|(k, v)| {
+                (
+                    clip(k, 128).to_string(),
+                    p.ctx.redactor.redact(clip(v, MAX_VALUE)),
+                )
+            })
             .collect();
-        let mut restore_point = None;
-        let mut artifacts = Vec::new();
-        match p.request.action.as_str() {
-            "backup" => {
-                let rp = self.commit_backup(p, &output).await?;
-                artifacts = rp.spec.artifacts.clone();
-                restore_point = Some(rp.name().to_string());
-            }
-            "delete" => self.remove_restore_point(p).await?,
-            _ => {}
-        }
-        self.update(&p.name, |a| {
+        let finish = |a: &mut crate::model::ActionSet| {
             a.status.phase = Phase::Completed;
             a.status.end_time = Some(now_rfc3339());
             a.status.owner = None;
-            a.status.artifacts = artifacts;
-            a.status.outputs = outputs;
-            a.status.restore_point = restore_point;
+            a.status.outputs = outputs.clone();
             p.copy_records(&mut a.status);
-        })?;
+        };
+        match p.request.action.as_str() {
+            "backup" => {
+                let rp = self.commit_backup(p, &output).await?;
+                let mut a = self.action_set(&p.name)?;
+                finish(&mut a);
+                a.status.artifacts = rp.spec.artifacts.clone();
+                a.status.restore_point = Some(rp.name().to_string());
+                // The RestorePoint and the Completed ActionSet together, or neither (then
+                // the backup fails, its objects kept: the manifest is written).
+                self.catalog.record_backup(&rp, &a, Some(&p.owner_token))?;
+                tracing::info!(restorepoint = %rp.name(), bytes = rp.spec.size, stored = rp.spec.stored_size, "backup committed");
+            }
+            action => {
+                if action == "delete" {
+                    self.remove_restore_point(p).await?;
+                }
+                self.update(&p.name, Some(&p.owner_token), finish)?;
+            }
+        }
         tracing::info!("action completed");
         Ok(())
     }
@@ -57,6 +76,13 @@ impl Coffer {
         for o in p.ctx.records.lock().unwrap().objects.iter() {
             objects.retain(|x| x.key != o.key);
             objects.push(o.clone());
+        }
+        if output.artifacts.len() > MAX_ARTIFACTS {
+            bail!(
+                "plugin {} reported {} artifacts; at most {MAX_ARTIFACTS} are recorded",
+                p.manifest.name,
+                output.artifacts.len()
+            );
         }
         if output.artifacts.is_empty() {
             bail!(
@@ -84,8 +110,11 @@ impl Coffer {
                     obj.sha256
                 );
             }
+            // What the plugin says is kept, so it is clipped and redacted like its logs: a
+            // plugin may not put a secret into the manifest.
+            let red = |s: &str, max: usize| p.ctx.redactor.redact(clip(s, max));
             artifacts.push(ArtifactRecord {
-                name: a.name.clone(),
+                name: red(&a.name, 256),
                 location: a.location.clone(),
                 key: a.key.clone(),
                 size: obj.size,
@@ -93,7 +122,8 @@ impl Coffer {
                 metadata: a
                     .metadata
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .take(MAX_OUTPUTS)
+                    .map(|(k, v)| (red(k, 128), red(v, MAX_VALUE)))
                     .collect(),
             });
         }
@@ -142,7 +172,12 @@ impl Coffer {
             .map(|o| format!("{}/{}", rp.spec.prefix, o.stored_key))
             .collect();
         p.location.lock(&keys).await?;
-        let body = serde_json::to_vec_pretty(&rp)?;
+        let body = self.manifest_key()?.seal(&rp)?;
+        // Committing is this process's to do only while the action is still its own (a
+        // coffer elsewhere may have settled it as lost).
+        if !self.catalog.owns(&p.name, &p.owner_token)? {
+            return Err(crate::catalog::NotOurs(p.name.clone()).into());
+        }
         p.location
             .store
             .put(
@@ -157,11 +192,11 @@ impl Coffer {
                     crate::cap::location::store_error(&e)
                 )
             })?;
+        p.manifest_written
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         p.location
             .lock(std::slice::from_ref(&rp.spec.manifest_key))
             .await?;
-        self.catalog.insert(Kind::RestorePoint, &name, &rp)?;
-        tracing::info!(restorepoint = %name, bytes = rp.spec.size, stored = rp.spec.stored_size, "backup committed");
         Ok(rp)
     }
 
@@ -186,6 +221,8 @@ impl Coffer {
     /// Check a restore point's manifest and every object's stored size and sha256, writing
     /// nothing. (Decompression is checked again as the restore streams.)
     pub(super) async fn verify_input(&self, p: &PreparedAction) -> Result<(), String> {
+        // The manifest was read and authenticated when the action was prepared; check it
+        // is still there.
         let rp = p.input.as_ref().expect("restore has a restore point");
         match p.location.exists(&rp.spec.manifest_key).await {
             Ok(true) => {}

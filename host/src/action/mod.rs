@@ -3,6 +3,7 @@
 //! whose process died.
 
 mod commit;
+pub mod manifest;
 mod owner;
 mod prepare;
 mod recovery;
@@ -14,20 +15,25 @@ pub use resources::Source;
 
 use crate::catalog::Catalog;
 use crate::home::Home;
-use crate::model::{ActionSet, Kind, Phase, now_rfc3339};
+use crate::model::{ActionSet, Phase, now_rfc3339};
 use crate::runtime::{CallError, Runtime, call_describe, call_run, call_validate};
 use anyhow::Result;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// How often a running action's progress is written to the catalog.
+/// How often a running action's progress is written to the catalog (and its heartbeat).
 const PERSIST_EVERY: Duration = Duration::from_secs(2);
+/// Bytes of an action's error kept on its record.
+const MAX_ERROR: usize = 8 << 10;
 
 /// The local-mode host: state dir, catalog, wasm runtime.
 pub struct Coffer {
     pub home: Home,
     pub catalog: Catalog,
     runtime: OnceLock<Runtime>,
+    /// What restore point manifests are signed with: the state dir's key locally, the
+    /// cluster's (set by the daemon and the CLI from a Secret) on Kubernetes.
+    manifest_key: OnceLock<manifest::ManifestKey>,
 }
 
 impl Coffer {
@@ -39,6 +45,7 @@ impl Coffer {
             home,
             catalog,
             runtime: OnceLock::new(),
+            manifest_key: OnceLock::new(),
         };
         coffer.recover_stale().await?;
         Ok(coffer)
@@ -51,6 +58,20 @@ impl Coffer {
         }
         let r = Runtime::new(self.home.cache_dir())?;
         Ok(self.runtime.get_or_init(|| r))
+    }
+
+    /// The manifest key; in local mode the state dir's, made on first use.
+    pub fn manifest_key(&self) -> Result<&manifest::ManifestKey> {
+        if let Some(k) = self.manifest_key.get() {
+            return Ok(k);
+        }
+        let k = manifest::ManifestKey::load_or_create(&self.home.manifest_key())?;
+        Ok(self.manifest_key.get_or_init(|| k))
+    }
+
+    /// Use the cluster's manifest key (before any action runs).
+    pub fn set_manifest_key(&self, key: manifest::ManifestKey) {
+        let _ = self.manifest_key.set(key);
     }
 
     /// Run a prepared action to its end and return the final ActionSet. Whatever happens,
@@ -73,10 +94,14 @@ impl Coffer {
             Ok(()) => {}
             Err(e) => self.fail(p, &e.to_string()).await,
         }
-        Ok(self
-            .catalog
-            .get::<ActionSet>(Kind::ActionSet, &p.name)?
-            .expect("ActionSet vanished"))
+        self.action_set(&p.name)
+    }
+
+    /// An ActionSet with its audit trail.
+    pub fn action_set(&self, name: &str) -> Result<ActionSet> {
+        self.catalog
+            .action_set(name)?
+            .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))
     }
 
     /// Record an action that was interrupted (e.g. Ctrl-C): the caller has dropped the
@@ -86,10 +111,7 @@ impl Coffer {
             .cancelled
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.fail(p, why).await;
-        Ok(self
-            .catalog
-            .get::<ActionSet>(Kind::ActionSet, &p.name)?
-            .expect("ActionSet vanished"))
+        self.action_set(&p.name)
     }
 
     async fn execute(&self, p: &PreparedAction) -> Result<(), ActionError> {
@@ -143,8 +165,9 @@ impl Coffer {
             .map_err(|e| ActionError(format!("{e:#}")))
     }
 
+    /// Progress on the record, and the runner's heartbeat (every write beats).
     fn persist_progress(&self, p: &PreparedAction) {
-        let res = self.update(&p.name, |a| {
+        let res = self.update(&p.name, Some(&p.owner_token), |a| {
             p.copy_records(&mut a.status);
         });
         if let Err(e) = res {
@@ -152,23 +175,33 @@ impl Coffer {
         }
     }
 
-    /// Read-modify-write of an ActionSet.
-    pub fn update(&self, name: &str, f: impl FnOnce(&mut ActionSet)) -> Result<()> {
-        let mut a: ActionSet = self
-            .catalog
-            .get(Kind::ActionSet, name)?
-            .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))?;
+    /// Read-modify-write of an ActionSet, compare-and-set on its owner token (`expected`:
+    /// the token the writer holds; `None` for an ActionSet nobody runs).
+    pub fn update(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        f: impl FnOnce(&mut ActionSet),
+    ) -> Result<()> {
+        let mut a = self.action_set(name)?;
         f(&mut a);
-        self.catalog.put(Kind::ActionSet, name, &a)
+        self.catalog.update_action_set(&a, expected)
     }
 
-    /// Mark failed; a backup's partial objects are removed.
+    /// Mark failed; a backup's partial objects are removed — never once its manifest is
+    /// written (then it is a complete backup whose record failed, and it is kept).
     async fn fail(&self, p: &PreparedAction, why: &str) {
-        let why = p.ctx.redactor.redact(why);
+        let why = crate::redact::clip(&p.ctx.redactor.redact(why), MAX_ERROR).to_string();
         tracing::error!(actionset = %p.name, error = %why, "action failed");
         let mut cleanup_note = String::new();
         let mut cleanup_pending = false;
-        if p.request.action == "backup" {
+        if p.manifest_written.load(std::sync::atomic::Ordering::SeqCst) {
+            cleanup_note = format!(
+                " (its objects and signed manifest are complete in Profile {} under {}; they were kept)",
+                p.profile.name(),
+                p.prefix
+            );
+        } else if p.request.action == "backup" {
             match p.location.remove_prefix(&p.prefix).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(objects = n, prefix = %p.prefix, "removed the partial backup")
@@ -183,7 +216,7 @@ impl Coffer {
                 }
             }
         }
-        let res = self.update(&p.name, |a| {
+        let res = self.update(&p.name, Some(&p.owner_token), |a| {
             a.status.phase = Phase::Failed;
             a.status.end_time = Some(now_rfc3339());
             a.status.error = Some(format!("{why}{cleanup_note}"));

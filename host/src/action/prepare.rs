@@ -87,6 +87,10 @@ pub struct PreparedAction {
     pub started_at: String,
     pub ctx: Arc<ActionContext>,
     pub wit_request: wit_plugin::ActionRequest,
+    /// This run's owner token: every status write compare-and-sets on it.
+    pub owner_token: String,
+    /// A backup's manifest is written: from then on its objects are never removed.
+    pub manifest_written: std::sync::atomic::AtomicBool,
 }
 
 impl PreparedAction {
@@ -140,6 +144,64 @@ pub(crate) fn merge_params(
 }
 
 impl Coffer {
+    /// The restore point `rp` as its authenticated manifest records it, after checking that
+    /// the record points where a restore point of its workload must live.
+    async fn authenticate(
+        &self,
+        rp: RestorePoint,
+        loc: &Location,
+        cluster: Option<&ClusterSubject>,
+        action: &str,
+    ) -> Result<RestorePoint> {
+        let root = match cluster {
+            Some(c) => {
+                if rp.spec.workload != c.label {
+                    bail!(
+                        "RestorePoint {} belongs to {}, not to {}; a restore point is restored to (and deleted for) its own workload",
+                        rp.name(),
+                        rp.spec.workload,
+                        c.label
+                    );
+                }
+                c.prefix_root.clone()
+            }
+            None => {
+                if !crate::cap::kube::names::is_subdomain(&rp.spec.workload) {
+                    bail!(
+                        "RestorePoint {}: workload {:?} is not a valid name",
+                        rp.name(),
+                        rp.spec.workload
+                    );
+                }
+                format!("restorepoints/{}", rp.spec.workload)
+            }
+        };
+        let prefix = super::manifest::expected_prefix(&root, &rp)?;
+        let manifest_key = format!("{prefix}/{}", crate::cap::location::MANIFEST_NAME);
+        if rp.spec.prefix != prefix || rp.spec.manifest_key != manifest_key {
+            bail!(
+                "RestorePoint {} says its objects are under {:?}, but a restore point of {} lives under {prefix}; a RestorePoint cannot point elsewhere, refusing",
+                rp.name(),
+                rp.spec.prefix,
+                rp.spec.workload
+            );
+        }
+        match super::manifest::read(loc, self.manifest_key()?, &prefix).await? {
+            Some(m) => {
+                super::manifest::check_matches(&rp, &m)?;
+                Ok(m)
+            }
+            // An incomplete restore point can still be deleted: only its own prefix is
+            // touched.
+            None if action == "delete" => Ok(rp),
+            None => bail!(
+                "RestorePoint {}: its manifest {manifest_key} is missing from Profile {}; the backup is incomplete or was removed",
+                rp.name(),
+                rp.spec.profile
+            ),
+        }
+    }
+
     pub async fn prepare(&self, req: ActionRequest) -> Result<PreparedAction> {
         let action = req.action.clone();
         let input = req
@@ -169,6 +231,7 @@ impl Coffer {
                         secrets: BTreeMap::new(),
                         profile: Some(rp.spec.profile.clone()),
                         params: BTreeMap::new(),
+                        volumes: BTreeMap::new(),
                     },
                 ),
             },
@@ -189,6 +252,15 @@ impl Coffer {
         };
         let (profile, _) = self.profile(&profile_name)?;
         let location = Location::from_profile(&profile)?;
+        // What a restore or delete acts on is what coffer's signed manifest says, at the
+        // place derived from the workload and name, never what the record claims.
+        let input = match input {
+            None => None,
+            Some(rp) => Some(
+                self.authenticate(rp, &location, cluster.as_deref(), &action)
+                    .await?,
+            ),
+        };
 
         let plugin = match &req.plugin_override {
             Some(p) => PluginBytes::resolve(p, &bname)?,
@@ -227,6 +299,15 @@ impl Coffer {
         }
         let limits = EffectiveLimits::resolve(&blueprint.spec.limits, &action)
             .map_err(|e| anyhow!("Blueprint {bname}: {e}"))?;
+        // Checked again here, not only at apply: built-in Blueprints, Blueprints read from a
+        // cluster, and what --grant-declared grants never went through `coffer apply`.
+        let grants = if req.grant_declared {
+            &manifest.capabilities
+        } else {
+            &blueprint.spec.grants
+        };
+        crate::cap::exec::policy::check_grants(grants)
+            .map_err(|e| anyhow!("Blueprint {bname}: spec.grants.{e}"))?;
         let overrides = serde_json::Value::Object(req.params.clone());
         let params = merge_params(
             &[
@@ -309,10 +390,11 @@ impl Coffer {
             },
             exec: match &cluster {
                 Some(c) => c.exec.clone(),
-                None => Arc::new(LocalExec {
-                    workload: wname.clone(),
-                    env: workload.spec.env.clone(),
-                }),
+                None => Arc::new(LocalExec::new(
+                    wname.clone(),
+                    workload.spec.env.clone(),
+                    workload.spec.volumes.clone(),
+                )),
             },
             kube: match &cluster {
                 Some(c) => c.kube.clone(),
@@ -381,14 +463,16 @@ impl Coffer {
             },
         );
         set.metadata.creation_timestamp = Some(started_at.clone());
+        let owner = owner::current();
+        let owner_token = owner.token.clone();
         set.status = ActionSetStatus {
             phase: Phase::Running,
             start_time: Some(started_at.clone()),
-            owner: Some(owner::current()),
+            owner: Some(owner),
             prefix: Some(prefix.clone()),
             ..Default::default()
         };
-        self.catalog.insert(Kind::ActionSet, &name, &set)?;
+        self.catalog.insert_action_set(&set)?;
         tracing::info!(actionset = %name, action = %action, workload = %wname, "action started");
         Ok(PreparedAction {
             name,
@@ -407,6 +491,8 @@ impl Coffer {
             started_at,
             ctx,
             wit_request,
+            owner_token,
+            manifest_written: Default::default(),
         })
     }
 }

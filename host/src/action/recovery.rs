@@ -1,9 +1,13 @@
 //! ActionSets whose process died (killed, crashed, machine rebooted) are never left
 //! "Running": the next coffer marks them Failed and removes a backup's partial objects.
+//! Liveness is judged where it can be: by /proc in the runner's own PID namespace, else by
+//! its heartbeat; the settling write is compare-and-set on the runner's owner token, so a
+//! runner that is alive after all keeps its action. Old finished ActionSets are pruned.
 
 use super::{Coffer, owner};
 use crate::cap::location::backend::Location;
-use crate::model::{ActionSet, Kind, Phase, now_rfc3339};
+use crate::catalog::{ActionSetQuery, Retention};
+use crate::model::{ActionSet, Phase, now_rfc3339};
 use anyhow::Result;
 
 /// How many later coffer commands retry a failed backup's cleanup before giving up (with a
@@ -12,54 +16,82 @@ const MAX_CLEANUP_ATTEMPTS: u32 = 5;
 
 impl Coffer {
     pub(super) async fn recover_stale(&self) -> Result<()> {
-        let sets: Vec<ActionSet> = self.catalog.list(Kind::ActionSet)?;
+        let sets = self.catalog.action_sets(ActionSetQuery::States(&[
+            "Running",
+            "Pending",
+            "CleanupPending",
+        ]))?;
         for a in sets {
             if a.status.phase == Phase::Failed && a.status.cleanup_pending {
                 self.retry_cleanup(&a).await?;
                 continue;
             }
-            if !matches!(a.status.phase, Phase::Running | Phase::Pending) {
-                continue;
-            }
-            let alive = a.status.owner.as_ref().is_some_and(owner::is_alive);
+            let heartbeat = self.catalog.heartbeat_age(a.name())?;
+            let alive = a
+                .status
+                .owner
+                .as_ref()
+                .is_some_and(|o| owner::is_alive(o, heartbeat));
             if alive {
                 continue;
             }
-            let pid = a.status.owner.as_ref().map_or(0, |o| o.pid);
-            let mut pending = false;
-            let mut why = format!(
-                "the coffer process (pid {pid}) running this action exited before it finished; nothing was recorded as a restore point"
-            );
-            if a.spec.action == "backup"
-                && let Some(prefix) = &a.status.prefix
-            {
-                let removed = match self
-                    .profile(&a.spec.profile)
-                    .and_then(|(p, _)| Location::from_profile(&p))
-                {
-                    Ok(loc) => loc.remove_prefix(prefix).await,
-                    Err(e) => Err(e),
-                };
-                match removed {
-                    Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
-                    Err(e) => {
-                        pending = true;
-                        why.push_str(&format!(
-                            "; its partial objects under {prefix} could not be removed yet: {e:#}; the next coffer command tries again"
-                        ))
-                    }
-                }
-            }
-            tracing::warn!(actionset = %a.name(), "{why}");
-            self.update(a.name(), |a| {
-                a.status.phase = Phase::Failed;
-                a.status.end_time = Some(now_rfc3339());
-                a.status.error = Some(why.clone());
-                a.status.cleanup_pending = pending;
-                a.status.owner = None;
-            })?;
+            self.settle_lost(&a).await?;
+        }
+        let retention = match std::env::var("COFFER_ACTIONSET_RETENTION") {
+            Ok(s) => Retention::parse(&s)?,
+            Err(_) => Retention::default(),
+        };
+        let pruned = self.catalog.prune_action_sets(retention)?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "removed finished ActionSets past their retention");
         }
         Ok(())
+    }
+
+    /// Mark an ActionSet whose runner is gone Failed, removing a backup's partial objects.
+    async fn settle_lost(&self, a: &ActionSet) -> Result<()> {
+        let token = a.status.owner.as_ref().map(|o| o.token.clone());
+        let token = token.filter(|t| !t.is_empty());
+        let pid = a.status.owner.as_ref().map_or(0, |o| o.pid);
+        let mut pending = false;
+        let mut why = format!(
+            "the coffer process (pid {pid}) running this action exited before it finished; nothing was recorded as a restore point"
+        );
+        // Claim it first: if the runner wrote since we read it, it is alive and keeps it.
+        let claimed = self.update(a.name(), token.as_deref(), |x| {
+            x.status.owner = None;
+        });
+        if let Err(e) = claimed {
+            tracing::debug!(actionset = %a.name(), error = %e, "the ActionSet changed hands; leaving it");
+            return Ok(());
+        }
+        if a.spec.action == "backup"
+            && let Some(prefix) = &a.status.prefix
+        {
+            let removed = match self
+                .profile(&a.spec.profile)
+                .and_then(|(p, _)| Location::from_profile(&p))
+            {
+                Ok(loc) => loc.remove_prefix(prefix).await,
+                Err(e) => Err(e),
+            };
+            match removed {
+                Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
+                Err(e) => {
+                    pending = true;
+                    why.push_str(&format!(
+                        "; its partial objects under {prefix} could not be removed yet: {e:#}; the next coffer command tries again"
+                    ))
+                }
+            }
+        }
+        tracing::warn!(actionset = %a.name(), "{why}");
+        self.update(a.name(), None, |a| {
+            a.status.phase = Phase::Failed;
+            a.status.end_time = Some(now_rfc3339());
+            a.status.error = Some(why.clone());
+            a.status.cleanup_pending = pending;
+        })
     }
 
     /// Try again to remove what a failed backup left (objects, open multipart uploads).
@@ -78,7 +110,7 @@ impl Coffer {
         match removed {
             Ok(n) => {
                 tracing::info!(actionset = %a.name(), objects = n, prefix = %prefix, "removed what the failed backup left");
-                self.update(a.name(), |a| a.status.cleanup_pending = false)
+                self.update(a.name(), None, |a| a.status.cleanup_pending = false)
             }
             Err(e) => {
                 let attempts = a.status.cleanup_attempts + 1;
@@ -88,7 +120,7 @@ impl Coffer {
                         a.spec.profile
                     );
                     tracing::warn!(actionset = %a.name(), "{}", note.trim_start_matches("; "));
-                    return self.update(a.name(), |a| {
+                    return self.update(a.name(), None, |a| {
                         a.status.cleanup_pending = false;
                         a.status.cleanup_attempts = attempts;
                         if let Some(err) = &mut a.status.error {
@@ -97,7 +129,7 @@ impl Coffer {
                     });
                 }
                 tracing::warn!(actionset = %a.name(), prefix = %prefix, attempt = attempts, error = %format!("{e:#}"), "what the failed backup left could not be removed yet");
-                self.update(a.name(), |a| a.status.cleanup_attempts = attempts)
+                self.update(a.name(), None, |a| a.status.cleanup_attempts = attempts)
             }
         }
     }

@@ -191,6 +191,11 @@ impl Coffer {
                 for a in &inspection.manifest.actions {
                     EffectiveLimits::resolve(&b.spec.limits, &a.name).map_err(|e| anyhow!(e))?;
                 }
+                for w in crate::cap::exec::policy::check_grants(&b.spec.grants)
+                    .map_err(|e| anyhow!("spec.grants.{e}"))?
+                {
+                    tracing::warn!(blueprint = %b.name(), "{w}");
+                }
                 Ok(())
             }
             Document::Profile(p) => {
@@ -216,6 +221,19 @@ impl Coffer {
                 for (name, r) in &w.spec.secrets {
                     if r.file.is_some() == r.env.is_some() || r.secret.is_some() {
                         bail!("spec.secrets.{name}: give exactly one of `file` or `env`");
+                    }
+                }
+                for (name, path) in &w.spec.volumes {
+                    if !coffer_manifest::is_dns_label(name) {
+                        bail!(
+                            "spec.volumes.{name}: a volume name is lowercase letters, digits and '-'"
+                        );
+                    }
+                    if !path.is_absolute() {
+                        bail!(
+                            "spec.volumes.{name}: {} must be an absolute path",
+                            path.display()
+                        );
                     }
                 }
                 Ok(())

@@ -16,9 +16,12 @@ pub mod streams;
 
 use crate::model::{AuditEntry, LogLine, ObjectRecord};
 use crate::redact::Redactor;
+use crate::redact::clip;
 use crate::runtime::EffectiveLimits;
 use crate::runtime::bindings::{RemoteError, WitError};
-use crate::runtime::limits::MAX_AUDIT;
+use crate::runtime::limits::{
+    MAX_AUDIT, MAX_AUDIT_ARGS, MAX_AUDIT_BYTES, MAX_AUDIT_RESULT, MAX_AUDIT_TARGET,
+};
 use coffer_manifest::{Capabilities, LocationAccess};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,6 +76,8 @@ impl Progress {
 #[derive(Default)]
 pub struct Records {
     pub audit: Vec<AuditEntry>,
+    /// Bytes of the audit entries kept (capped by MAX_AUDIT_BYTES).
+    pub audit_bytes: usize,
     pub audit_dropped: u64,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u64,
@@ -92,10 +97,11 @@ impl ActionContext {
             workload: String::new(),
             declared: Capabilities::default(),
             granted: Capabilities::default(),
-            exec: Arc::new(exec::LocalExec {
-                workload: String::new(),
-                env: BTreeMap::new(),
-            }),
+            exec: Arc::new(exec::LocalExec::new(
+                String::new(),
+                BTreeMap::new(),
+                BTreeMap::new(),
+            )),
             kube: Arc::new(kube::NoCluster),
             snapshots: Arc::new(snapshot::NoSnapshots),
             locations: BTreeMap::new(),
@@ -126,15 +132,17 @@ impl ActionContext {
         result: &Result<T, WitError>,
         bytes: u64,
     ) {
+        // Every field may carry what the plugin passed: clipped, then redacted.
+        let keep = |s: &str, max: usize| self.redactor.redact(clip(s, max));
         let result = match result {
             Ok(_) => "ok".to_string(),
-            Err(e) => self.redactor.redact(&error_text(e)),
+            Err(e) => keep(&error_text(e), MAX_AUDIT_RESULT),
         };
         let entry = AuditEntry {
             at_ms: started.duration_since(self.started).as_millis() as u64,
             capability: capability.to_string(),
-            target: target.to_string(),
-            args: self.redactor.redact(args),
+            target: keep(target, MAX_AUDIT_TARGET),
+            args: keep(args, MAX_AUDIT_ARGS),
             result,
             duration_ms: started.elapsed().as_millis() as u64,
             bytes,
@@ -143,8 +151,10 @@ impl ActionContext {
         if let Some(hook) = self.on_audit.get() {
             hook(&entry);
         }
+        let size = entry.target.len() + entry.args.len() + entry.result.len() + 64;
         let mut r = self.records.lock().unwrap();
-        if r.audit.len() < MAX_AUDIT {
+        if r.audit.len() < MAX_AUDIT && r.audit_bytes + size <= MAX_AUDIT_BYTES {
+            r.audit_bytes += size;
             r.audit.push(entry);
         } else {
             r.audit_dropped += 1;
@@ -191,18 +201,28 @@ impl ActionContext {
         }
     }
 
-    /// exec: argv must match a declared pattern and a granted pattern.
-    pub fn check_exec(&self, argv: &[String]) -> Result<(), WitError> {
+    /// exec: argv must match a declared pattern and a granted pattern, each of which also
+    /// allows every environment variable the process is given (`env`: name and value, or
+    /// `None` for a secret's).
+    pub fn check_exec(
+        &self,
+        argv: &[String],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<(), WitError> {
         let program = argv.first().map(String::as_str).unwrap_or("");
-        let what = format!(
-            "exec of `{program}` with {} argument(s)",
-            argv.len().saturating_sub(1)
-        );
         if argv.is_empty() || program.is_empty() {
             return Err(WitError::InvalidArgument("exec: argv is empty".into()));
         }
-        let declared = self.declared.exec_pattern_for(argv).is_some();
-        if !declared || self.granted.exec_pattern_for(argv).is_none() {
+        let mut what = format!(
+            "exec of `{program}` with {} argument(s)",
+            argv.len().saturating_sub(1)
+        );
+        if !env.is_empty() {
+            let names: Vec<&str> = env.iter().map(|(n, _)| *n).collect();
+            what.push_str(&format!(" and environment {}", names.join(", ")));
+        }
+        let declared = self.declared.exec_pattern_for(argv, env).is_some();
+        if !declared || self.granted.exec_pattern_for(argv, env).is_none() {
             return Err(self.denied(&what, declared, "exec"));
         }
         Ok(())
@@ -265,22 +285,46 @@ impl ActionContext {
     }
 
     /// `api_version` is the object's (`apps/v1`, `v1`); a grant names its group (`apps`,
-    /// `""` for core, `*` for any) and kind.
-    pub fn check_kube(&self, api_version: &str, kind: &str, verb: &str) -> Result<(), WitError> {
+    /// `""` for core, `*` for any), kind and verbs, and the namespaces it reaches besides the
+    /// subject's own (`namespace` is where the call goes).
+    pub fn check_kube(
+        &self,
+        api_version: &str,
+        kind: &str,
+        verb: &str,
+        namespace: &str,
+    ) -> Result<(), WitError> {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        let has = |c: &Capabilities| {
-            c.kube.iter().any(|g| {
-                (g.api_group == group || g.api_group == "*")
-                    && (g.kind == kind || g.kind == "*")
-                    && g.verbs.iter().any(|v| v == verb || v == "*")
-            })
+        let home = self.kube.home_namespace();
+        let kind_ok = |g: &coffer_manifest::KindGrant| {
+            (g.api_group == group || g.api_group == "*")
+                && (g.kind == kind || g.kind == "*")
+                && g.verbs.iter().any(|v| v == verb || v == "*")
         };
+        let ns_ok = |g: &coffer_manifest::KindGrant| {
+            // Local mode has no cluster: the backend answers `unavailable`.
+            home == Some(namespace)
+                || (home.is_none() && namespace.is_empty())
+                || g.namespaces
+                    .iter()
+                    .any(|p| coffer_manifest::glob_matches(p, namespace))
+        };
+        let has = |c: &Capabilities| c.kube.iter().any(|g| kind_ok(g) && ns_ok(g));
         let declared = has(&self.declared);
         if !declared || !has(&self.granted) {
             let what = if group.is_empty() {
                 format!("kube {verb} on {kind}")
             } else {
                 format!("kube {verb} on {kind}.{group}")
+            };
+            let kind_granted = |c: &Capabilities| c.kube.iter().any(kind_ok);
+            let what = if kind_granted(&self.declared) && kind_granted(&self.granted) {
+                format!(
+                    "{what} in namespace {namespace} (the subject's is {}; list others in the grant's namespaces)",
+                    home.unwrap_or("none")
+                )
+            } else {
+                what
             };
             return Err(self.denied(&what, declared, "kube"));
         }

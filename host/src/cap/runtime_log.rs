@@ -5,16 +5,7 @@ use crate::runtime::HostState;
 use crate::runtime::bindings::coffer::blueprint::runtime::{Host, Level};
 use crate::runtime::limits::MAX_LOG_MESSAGE;
 
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use crate::redact::clip;
 
 impl Host for HostState {
     async fn log(

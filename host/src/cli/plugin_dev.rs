@@ -206,6 +206,7 @@ async fn dry_run(
             .keys()
             .map(|k| (k.clone(), format!("<secret {k}>")))
             .collect(),
+        workload_env: workload.spec.env.clone(),
         exec: vec![],
         objects: input
             .iter()
@@ -225,7 +226,7 @@ async fn dry_run(
         }),
         expect: Default::default(),
     };
-    let exec = Arc::new(harness::ScriptedExec::permissive());
+    let exec = Arc::new(harness::ScriptedExec::permissive().with_env(workload.spec.env.clone()));
     let runtime = coffer.runtime()?;
     let no_cluster = Arc::new(crate::cap::kube::NoCluster);
     let run = harness::run_action(runtime, &plugin, &manifest, &case, exec, no_cluster).await?;
@@ -244,7 +245,13 @@ async fn dry_run(
     let calls = run.exec.calls.lock().unwrap().clone();
     let mut refused = 0;
     for c in &calls {
-        if granted.exec_pattern_for(&c.argv).is_none() {
+        let env: Vec<(&str, Option<&str>)> = c
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .chain(c.secret_env.iter().map(|k| (k.as_str(), None)))
+            .collect();
+        if granted.exec_pattern_for(&c.argv, &env).is_none() {
             refused += 1;
             out!("would be DENIED by the grants: exec `{}`", c.argv.join(" "));
         }

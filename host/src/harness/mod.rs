@@ -56,6 +56,9 @@ pub struct Case {
     /// Secret values by name (the plugin gets handles, as always).
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// The Workload's env: it wins over the plugin's and pins servers (PGHOST, …).
+    #[serde(default)]
+    pub workload_env: BTreeMap<String, String>,
     /// Answers to the commands the plugin runs; a command with no answer fails.
     #[serde(default)]
     pub exec: Vec<ExecScript>,
@@ -341,7 +344,7 @@ async fn run_case(
     manifest: &Manifest,
     c: &Case,
 ) -> Result<CaseReport> {
-    let exec = Arc::new(ScriptedExec::new(c.exec.clone()));
+    let exec = Arc::new(ScriptedExec::new(c.exec.clone()).with_env(c.workload_env.clone()));
     let no_cluster = Arc::new(crate::cap::kube::NoCluster);
     let run = run_action(runtime, plugin, manifest, c, exec, no_cluster).await?;
     let failures = check(c, &run).await;
@@ -415,6 +418,14 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
             )),
             Some(call) => {
                 let got = String::from_utf8_lossy(&call.stdin.lock().unwrap()).into_owned();
+                // psql's stdin starts with the host's `\restrict <random key>` line; the
+                // expectation is about what the plugin sent after it.
+                let got = match got.strip_prefix("\\restrict ") {
+                    Some(rest) => rest
+                        .split_once('\n')
+                        .map_or(String::new(), |(_, r)| r.to_string()),
+                    None => got,
+                };
                 if &got != content {
                     f.push(format!(
                         "`{}` got stdin {got:?}, expected {content:?}",

@@ -1,7 +1,9 @@
 //! An exec backend that runs nothing: each command is answered from a script (stdout,
 //! stderr, exit code), and what the plugin sent to its stdin is kept for the checks.
 
-use crate::cap::exec::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
+use crate::cap::exec::{
+    BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec,
+};
 use crate::runtime::bindings::WitError;
 use serde::Deserialize;
 use std::pin::Pin;
@@ -40,6 +42,9 @@ pub struct ScriptedExec {
     /// Answer every command with exit 0 and no output (`coffer plugin run --dry-run`).
     permissive: bool,
     pub calls: Mutex<Vec<ExecCall>>,
+    scratch_made: Mutex<bool>,
+    /// The Workload's env the policy sees.
+    env: std::collections::BTreeMap<String, String>,
 }
 
 impl ScriptedExec {
@@ -48,6 +53,8 @@ impl ScriptedExec {
             scripts,
             permissive: false,
             calls: Mutex::new(Vec::new()),
+            scratch_made: Mutex::new(false),
+            env: Default::default(),
         }
     }
 
@@ -56,16 +63,117 @@ impl ScriptedExec {
             scripts: Vec::new(),
             permissive: true,
             calls: Mutex::new(Vec::new()),
+            scratch_made: Mutex::new(false),
+            env: Default::default(),
         }
+    }
+}
+
+impl ScriptedExec {
+    pub fn with_env(mut self, env: std::collections::BTreeMap<String, String>) -> ScriptedExec {
+        self.env = env;
+        self
+    }
+}
+
+/// The scratch directory the harness reports; its files are scripted like commands.
+pub const SCRATCH: &str = "/scratch/coffer-scratch.test";
+
+impl ScriptedExec {
+    /// A host file operation, answered from the script like a command: `coffer:read-file
+    /// PATH`, `coffer:write-file PATH`, `coffer:install-file PATH VOLUME DEST [replace]`.
+    async fn pseudo(
+        &self,
+        at: &Place,
+        argv: Vec<String>,
+        stdin: bool,
+    ) -> Result<Box<dyn RunningProcess>, WitError> {
+        self.spawn(SpawnSpec {
+            workload: at.workload.clone(),
+            container: at.container.clone(),
+            plugin_argv: argv.clone(),
+            argv,
+            env: vec![],
+            secret_env: vec![],
+            stdin,
+            stderr_tail: 4096,
+        })
+        .await
     }
 }
 
 #[async_trait::async_trait]
 impl ExecBackend for ScriptedExec {
+    fn workload_env(&self) -> std::collections::BTreeMap<String, String> {
+        self.env.clone()
+    }
+
+    async fn scratch_dir(&self, _at: &Place) -> Result<String, WitError> {
+        *self.scratch_made.lock().unwrap() = true;
+        Ok(SCRATCH.into())
+    }
+
+    fn scratch(&self, _at: &Place) -> Option<String> {
+        self.scratch_made
+            .lock()
+            .unwrap()
+            .then(|| SCRATCH.to_string())
+    }
+
+    async fn read_file(&self, at: &Place, name: &str) -> Result<Box<dyn RunningProcess>, WitError> {
+        self.pseudo(
+            at,
+            vec!["coffer:read-file".into(), format!("{SCRATCH}/{name}")],
+            false,
+        )
+        .await
+    }
+
+    async fn write_file(
+        &self,
+        at: &Place,
+        name: &str,
+    ) -> Result<Box<dyn RunningProcess>, WitError> {
+        self.pseudo(
+            at,
+            vec!["coffer:write-file".into(), format!("{SCRATCH}/{name}")],
+            true,
+        )
+        .await
+    }
+
+    async fn install_file(
+        &self,
+        at: &Place,
+        name: &str,
+        volume: &str,
+        dest: &str,
+        replace: bool,
+    ) -> Result<(), WitError> {
+        let mut argv = vec![
+            "coffer:install-file".to_string(),
+            format!("{SCRATCH}/{name}"),
+            volume.to_string(),
+            dest.to_string(),
+        ];
+        if replace {
+            argv.push("replace".into());
+        }
+        let mut p = self.pseudo(at, argv, false).await?;
+        let st = p.wait().await?;
+        match st.code {
+            Some(0) => Ok(()),
+            _ => Err(WitError::Conflict(format!(
+                "{volume}:{dest}: {}",
+                String::from_utf8_lossy(&st.stderr)
+            ))),
+        }
+    }
+
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
         let stdin = Arc::new(Mutex::new(Vec::new()));
         self.calls.lock().unwrap().push(ExecCall {
-            argv: spec.argv.clone(),
+            argv: spec.plugin_argv.clone(),
             secret_env: spec.secret_env.iter().map(|(k, _)| k.clone()).collect(),
             env: spec.env.clone(),
             stdin: stdin.clone(),
@@ -73,7 +181,7 @@ impl ExecBackend for ScriptedExec {
         let script = match self
             .scripts
             .iter()
-            .find(|s| coffer_manifest::argv_matches(&s.argv, &spec.argv))
+            .find(|s| coffer_manifest::argv_matches(&s.argv, &spec.plugin_argv))
         {
             Some(s) => s.clone(),
             None if self.permissive => ExecScript {
@@ -86,7 +194,7 @@ impl ExecBackend for ScriptedExec {
             None => {
                 return Err(WitError::NotFound(format!(
                     "the test script has no answer for `{}`; add an exec entry whose argv pattern matches it",
-                    spec.argv.join(" ")
+                    spec.plugin_argv.join(" ")
                 )));
             }
         };

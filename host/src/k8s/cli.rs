@@ -34,7 +34,7 @@ pub struct Request {
 }
 
 pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Result<ExitCode> {
-    let (client, default_ns) = cluster.connect().await?;
+    let (client, default_ns, config) = cluster.connect_with_config().await?;
     let ns = req.namespace.clone().unwrap_or(default_ns);
     let workload = match (&req.workload, &req.restore_point) {
         (Some(w), _) => w.clone(),
@@ -78,8 +78,12 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
     tracing::info!(actionset = %name, namespace = %ns, "ActionSet created");
     if req.local_run {
         // This process is the runner, exactly as the daemon would be.
+        coffer.set_manifest_key(
+            super::keys::manifest_key(&client, &super::config_namespace()).await?,
+        );
         let cx = ClusterCtx {
             client: client.clone(),
+            config,
             config_ns: super::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
         };

@@ -79,7 +79,7 @@ fn identity(args: &DaemonArgs) -> String {
 }
 
 pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Result<()> {
-    let (client, _) = cluster.connect().await?;
+    let (client, _, config) = cluster.connect_with_config().await?;
     let ns = args
         .namespace
         .clone()
@@ -101,10 +101,12 @@ pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Res
         _ = shutdown_signal() => return Ok(()),
     }
     metrics.set_leader(true);
+    coffer.set_manifest_key(super::keys::manifest_key(&client, &ns).await?);
     let d = Arc::new(Daemon {
         coffer: Arc::new(coffer),
         cx: Arc::new(ClusterCtx {
             client: client.clone(),
+            config,
             config_ns: ns,
             identity: identity.clone(),
         }),

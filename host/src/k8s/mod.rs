@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod crd;
 pub mod daemon;
+pub mod keys;
 mod lease;
 mod metrics;
 pub mod run;
@@ -56,6 +57,13 @@ impl ClusterArgs {
 
     /// A client and the context's default namespace.
     pub async fn connect(&self) -> Result<(Client, String)> {
+        let (client, ns, _) = self.connect_with_config().await?;
+        Ok((client, ns))
+    }
+
+    /// Also the configuration, for clients acting as another identity (plugins' kube calls
+    /// impersonate a ServiceAccount, see [`plugin_client`]).
+    pub async fn connect_with_config(&self) -> Result<(Client, String, Config)> {
         let opts = KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()
@@ -76,9 +84,25 @@ impl ClusterArgs {
                 .context("finding a cluster (give --kubeconfig, or run in a pod)")?,
         };
         let ns = config.default_namespace.clone();
-        let client = Client::try_from(config).context("creating the Kubernetes client")?;
-        Ok((client, ns))
+        let client = Client::try_from(config.clone()).context("creating the Kubernetes client")?;
+        Ok((client, ns, config))
     }
+}
+
+/// The ServiceAccount a plugin's kube calls act as when its Blueprint names none.
+pub const PLUGIN_SERVICE_ACCOUNT: &str = "coffer-plugin";
+
+/// A client that impersonates ServiceAccount `sa` of namespace `ns`: what a plugin's kube
+/// calls use, so they can do only what that account's RBAC allows, never what the daemon's
+/// own identity may (every namespace, Profile Secrets).
+pub fn plugin_client(config: &Config, ns: &str, sa: &str) -> Result<Client> {
+    if !crate::cap::kube::names::is_subdomain(sa) {
+        bail!("ServiceAccount name {sa:?} is not a valid Kubernetes name");
+    }
+    let mut c = config.clone();
+    c.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{sa}"));
+    c.auth_info.impersonate_groups = None;
+    Client::try_from(c).context("creating the plugin's Kubernetes client")
 }
 
 /// The API resource of one of coffer's kinds.
@@ -133,8 +157,10 @@ pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
             "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod"
         ),
     };
-    if name.is_empty() || name.contains('/') {
-        bail!("{s:?}: the name after the kind is missing or has a '/'");
+    if !crate::cap::kube::names::is_subdomain(name) {
+        bail!(
+            "{s:?}: the name after the kind must be a Kubernetes object name (lowercase letters, digits, '-' and '.')"
+        );
     }
     Ok((k, name.to_string()))
 }

@@ -32,6 +32,9 @@ const MIRROR_EVERY: Duration = Duration::from_secs(2);
 
 pub struct ClusterCtx {
     pub client: Client,
+    /// The configuration `client` came from: plugins' kube calls get a client of their own
+    /// from it that impersonates a ServiceAccount.
+    pub config: kube::Config,
     /// Where Blueprints, Profiles and BlueprintBindings live (the daemon's namespace).
     pub config_ns: String,
     /// This instance, recorded as `status.runner`.
@@ -175,6 +178,12 @@ pub async fn prepare(
             secrets.insert(logical.to_string(), value);
         }
     }
+    // The identity the plugin's kube calls act as.
+    let service_account = coffer
+        .blueprint(&blueprint)
+        .ok()
+        .and_then(|(b, _)| b.spec.service_account.clone())
+        .unwrap_or_else(|| super::PLUGIN_SERVICE_ACCOUNT.to_string());
     let kind_l = sk.kind.to_ascii_lowercase();
     let safe = format!("{kind_l}-{wname}");
     let workload = Workload::new(
@@ -186,6 +195,7 @@ pub async fn prepare(
             secrets: BTreeMap::new(),
             profile: Some(profile.clone()),
             params: BTreeMap::new(),
+            volumes: BTreeMap::new(),
         },
     );
     let params = match &spec.params {
@@ -223,7 +233,7 @@ pub async fn prepare(
             namespace: ns.clone(),
         }),
         kube: Arc::new(ClusterKube {
-            client: cx.client.clone(),
+            client: super::plugin_client(&cx.config, &ns, &service_account)?,
             default_namespace: ns,
         }),
     };

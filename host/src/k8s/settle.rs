@@ -70,6 +70,11 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
             }
         });
         let removed = async {
+            // The status is on the tenant's resource: only this namespace's own restore
+            // points are ever removed.
+            if !prefix.starts_with(&format!("restorepoints/{ns}/")) {
+                bail!("prefix {prefix:?} is not one of namespace {ns}'s restore points");
+            }
             if !sync(coffer, &cx.client, &cx.config_ns, Kind::Profile, &profile).await? {
                 bail!("Profile {profile} not found in namespace {}", cx.config_ns);
             }

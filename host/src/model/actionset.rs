@@ -114,12 +114,24 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Who runs an ActionSet. A pid means something only in its PID namespace on the machine it
+/// booted: a coffer elsewhere (another container on the same state dir) judges liveness by
+/// the runner's heartbeat instead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Owner {
     pub pid: u32,
     /// The process start time (jiffies since boot), to tell a reused pid apart.
     pub start_ticks: u64,
+    /// The kernel's boot id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
+    /// The PID namespace (`pid:[4026531836]`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pid_namespace: String,
+    /// Random per run: status writes compare-and-set on it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
 }
 
 /// One capability call, as recorded on the ActionSet (no secret values).

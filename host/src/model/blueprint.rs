@@ -18,6 +18,11 @@ pub struct BlueprintSpec {
     pub params: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub limits: Limits,
+    /// On Kubernetes: the ServiceAccount (in the subject's namespace) that the plugin's
+    /// kube calls act as, by impersonation: they can do what its RBAC allows and nothing
+    /// more. Default `coffer-plugin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// Where the plugin's wasm comes from. `sha256` pins it: a plugin whose digest differs is

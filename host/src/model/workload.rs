@@ -18,6 +18,10 @@ pub struct WorkloadSpec {
     /// Params by action name; override the Blueprint's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Directories of the workload by name (e.g. `data: /var/lib/redis`): the only places a
+    /// plugin can have the host put a file (`exec.install-file`), absolute paths.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Where a secret's value is read from, when an action needs it.

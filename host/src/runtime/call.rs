@@ -53,7 +53,7 @@ fn classify(store: &Store<HostState>, err: wasmtime::Error, lim: &EffectiveLimit
     let plugin = &st.ctx.plugin_name;
     if let Some(asked) = st.limiter.hit {
         return CallError::Limit(format!(
-            "plugin {plugin} exceeded its memory limit of {} MiB (it asked for {} MiB); raise spec.limits.memory in Blueprint {bp} if it needs more",
+            "plugin {plugin} exceeded its memory limit of {} MiB (its memories and tables together asked for {} MiB); raise spec.limits.memory in Blueprint {bp} if it needs more",
             lim.memory >> 20,
             asked.div_ceil(1 << 20)
         ));

@@ -11,7 +11,7 @@ pub use limits::EffectiveLimits;
 pub use state::HostState;
 
 use crate::plugin::PluginBytes;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// `.context()` for wasmtime's own error type.
 trait WasmContext<T> {
@@ -55,6 +55,7 @@ impl Runtime {
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .max_wasm_stack(512 << 10)
             .async_stack_size(2 << 20);
+        pin_wasm_features(&mut cfg);
         let engine = Engine::new(&cfg).wctx(|| "creating the wasm engine")?;
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
@@ -104,12 +105,18 @@ impl Runtime {
             .cache_dir
             .join(format!("{}-{:016x}.cwasm", plugin.sha256, h.finish()));
         if file.exists() {
-            // SAFETY: the file is in the host's private cache directory and was written by
-            // `precompile_component` of an engine with this exact compatibility hash.
-            match unsafe { Component::deserialize_file(&self.engine, &file) } {
-                Ok(c) => return Ok(c),
+            match trusted_native_code(&file) {
+                // SAFETY: the file is in a cache directory only this user can write, it was
+                // written by `precompile_component` of an engine with this exact
+                // compatibility hash, and its bytes are the ones recorded then.
+                Ok(bytes) => match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "discarding an unusable compile cache entry")
+                    }
+                },
                 Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %e, "discarding an unusable compile cache entry")
+                    tracing::warn!(file = %file.display(), error = %e, "not loading a compile cache entry; compiling the plugin again")
                 }
             }
         }
@@ -119,7 +126,10 @@ impl Runtime {
             .precompile_component(&plugin.bytes)
             .wctx(|| format!("plugin {}: compiling the wasm component", plugin.label))?;
         tracing::debug!(plugin = %plugin.label, ms = started.elapsed().as_millis() as u64, "compiled plugin");
-        if let Err(e) = write_private(&self.cache_dir, &file, &native) {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&native));
+        let written = crate::home::write_private(&file, &native)
+            .and_then(|()| crate::home::write_private(&digest_file(&file), digest.as_bytes()));
+        if let Err(e) = written {
             tracing::warn!(error = %e, "could not write the plugin compile cache; continuing without it");
         }
         // SAFETY: `native` was just produced by this engine.
@@ -128,20 +138,60 @@ impl Runtime {
     }
 }
 
-fn write_private(
-    dir: &std::path::Path,
-    file: &std::path::Path,
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    tmp.persist(file).map_err(|e| e.error)?;
-    Ok(())
+/// Where a compiled plugin's sha256 is recorded.
+fn digest_file(file: &std::path::Path) -> PathBuf {
+    file.with_extension("cwasm.sha256")
+}
+
+/// Native code is loaded only from a directory no other user can write, from files owned
+/// by this user and not writable by others, whose bytes hash to what was recorded when the
+/// host compiled them.
+fn trusted_native_code(file: &std::path::Path) -> Result<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = file.parent().unwrap_or(std::path::Path::new("."));
+    crate::home::check_private(dir)?;
+    // SAFETY: a plain syscall.
+    let me = unsafe { libc::geteuid() };
+    for f in [file.to_path_buf(), digest_file(file)] {
+        let m =
+            std::fs::symlink_metadata(&f).with_context(|| format!("reading {}", f.display()))?;
+        if !m.is_file() || m.uid() != me || m.mode() & 0o022 != 0 {
+            anyhow::bail!(
+                "{} is not a regular file owned by this user and writable only by it",
+                f.display()
+            );
+        }
+    }
+    let bytes = std::fs::read(file)?;
+    let want = std::fs::read_to_string(digest_file(file))?;
+    let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if want.trim() != got {
+        anyhow::bail!("its sha256 {got} is not the one recorded when it was compiled");
+    }
+    Ok(bytes)
+}
+
+/// The wasm proposals a plugin may use, pinned rather than left to wasmtime's defaults: the
+/// ones rustc's wasm32-wasip2 output needs (SIMD, bulk memory, multi-value, reference types
+/// for the component model's tables), and none that widens what the limiter must account for
+/// or what the sandbox must get right (several memories per module, 64-bit memories, GC heaps,
+/// exceptions, threads, stack switching). A component using one is refused when compiled.
+fn pin_wasm_features(cfg: &mut Config) {
+    cfg.wasm_multi_memory(false)
+        .wasm_memory64(false)
+        .wasm_gc(false)
+        .wasm_function_references(false)
+        .wasm_exceptions(false)
+        .wasm_relaxed_simd(false)
+        .wasm_features(wasmtime::WasmFeatures::THREADS, false)
+        .wasm_shared_everything_threads(false)
+        .wasm_stack_switching(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_tail_call(false)
+        .wasm_features(wasmtime::WasmFeatures::CM_ASYNC, false)
+        .wasm_component_model_gc(false)
+        .wasm_component_model_memory64(false);
 }
 
 /// Advance the engine's epoch every tick for as long as the engine lives.

@@ -33,10 +33,7 @@ impl HostState {
             // discarded, stderr kept (bounded) for trap reports.
             wasi: WasiCtx::builder().stderr(guest_stderr.clone()).build(),
             guest_stderr,
-            limiter: MemoryLimiter {
-                max: memory,
-                hit: None,
-            },
+            limiter: MemoryLimiter::new(memory),
             cpu_ticks: 0,
             ctx,
         }

@@ -1,11 +1,11 @@
 //! etcd: etcd v3 snapshots.
 //!
-//! backup  = `etcdctl snapshot save` into a private temporary directory (etcdctl 3.4 only
+//! backup  = `etcdctl snapshot save` into the action's scratch directory (etcdctl 3.4 only
 //!           writes files), `etcdctl snapshot status` for the revision, key count and hash,
-//!           then the file is streamed into the location by `cat`; the directory is removed
-//!           whatever happens.
-//! restore = the snapshot is streamed into a temporary file and `etcdctl snapshot restore`
-//!           builds a new data directory from it, checking the snapshot's integrity hash.
+//!           then the host streams the file into the location; the host removes the
+//!           directory when the action ends, whatever happens.
+//! restore = the host streams the snapshot into the scratch directory and `etcdctl snapshot
+//!           restore` builds a new data directory from it, checking its integrity hash.
 //!           Replacing a running member's data is the operator's step: stop etcd, start it on
 //!           the new directory.
 //! delete  = remove the restore point's object.
@@ -14,7 +14,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log, secrets,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, Scratch, location, log, secrets,
 };
 use serde::Deserialize;
 
@@ -24,23 +24,22 @@ sdk::export_plugin!(Etcd, "manifest.json");
 
 const LOCATION: &str = "default";
 const SNAPSHOT_KEY: &str = "snapshot.db";
+const SNAPSHOT_FILE: &str = "snapshot.db";
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupParams {
-    /// One endpoint: a snapshot is taken from a single member.
-    #[serde(default = "default_endpoint")]
-    pub endpoint: String,
+    /// One endpoint: a snapshot is taken from a single member. Default: the Workload's
+    /// ETCDCTL_ENDPOINTS, else etcdctl's own (127.0.0.1:2379). With a password, the
+    /// Workload must pin it (ETCDCTL_ENDPOINTS in spec.env).
+    pub endpoint: Option<String>,
     /// User for etcd auth; the password is the workload's `password` secret.
     pub user: Option<String>,
     /// TLS: the CA certificate, client certificate and key (absolute paths).
     pub cacert: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
-    /// Where etcdctl writes the snapshot before it is streamed out.
-    #[serde(default = "tmp")]
-    pub temp_dir: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -54,22 +53,12 @@ pub struct RestoreParams {
     pub initial_cluster: Option<String>,
     pub initial_cluster_token: Option<String>,
     pub initial_advertise_peer_urls: Option<String>,
-    /// Where the snapshot is written before etcdctl restores it.
-    #[serde(default = "tmp")]
-    pub temp_dir: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {}
-
-fn default_endpoint() -> String {
-    "127.0.0.1:2379".into()
-}
-fn tmp() -> String {
-    "/tmp".into()
-}
 
 /// Absolute paths only: the process runs wherever the workload does.
 fn absolute(field: &str, v: &str, problems: &mut Vec<String>) {
@@ -93,11 +82,11 @@ impl Plugin for Etcd {
         match req.action.as_str() {
             "backup" => {
                 let p: BackupParams = sdk::params(req)?;
-                if p.endpoint.is_empty() || p.endpoint.contains(',') || p.endpoint.starts_with('-')
+                if let Some(e) = &p.endpoint
+                    && (e.is_empty() || e.contains(',') || e.starts_with('-'))
                 {
                     problems.push(format!(
-                        "params.endpoint: {:?} must be one endpoint (a snapshot is taken from one member)",
-                        p.endpoint
+                        "params.endpoint: {e:?} must be one endpoint (a snapshot is taken from one member)"
                     ));
                 }
                 for (f, v) in [("cacert", &p.cacert), ("cert", &p.cert), ("key", &p.key)] {
@@ -105,12 +94,10 @@ impl Plugin for Etcd {
                         absolute(f, v, &mut problems);
                     }
                 }
-                absolute("tempDir", &p.temp_dir, &mut problems);
             }
             "restore" => {
                 let p: RestoreParams = sdk::params(req)?;
                 absolute("dataDir", &p.data_dir, &mut problems);
-                absolute("tempDir", &p.temp_dir, &mut problems);
                 if !req.input_artifacts.iter().any(|a| a.key == SNAPSHOT_KEY) {
                     problems.push("the restore point has no snapshot.db artifact".into());
                 }
@@ -140,36 +127,6 @@ impl Plugin for Etcd {
     }
 }
 
-/// A private temporary directory, removed when dropped.
-struct TempDir(String);
-
-impl TempDir {
-    fn new(parent: &str) -> Result<TempDir, Error> {
-        let out = Cmd::new(["mktemp", "-d"])
-            .arg(format!(
-                "{}/coffer-etcd.XXXXXXXX",
-                parent.trim_end_matches('/')
-            ))
-            .run(None, 4096)?;
-        let dir = String::from_utf8_lossy(&out).trim().to_string();
-        if !dir.starts_with('/') {
-            return Err(sdk::internal(format!("mktemp printed {dir:?}")));
-        }
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(e) = Cmd::new(["rm", "-rf", &self.0]).run(None, 0) {
-            log::warn(
-                "could not remove a temporary directory",
-                &[("dir", &self.0), ("error", &sdk::error_text(&e))],
-            );
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SnapshotStatus {
@@ -191,12 +148,12 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
         .map_err(|e| {
             sdk::internal(format!(
                 "etcd at {} is not healthy (down, unreachable, or refusing the credentials): {}",
-                p.endpoint,
+                p.endpoint.as_deref().unwrap_or("the workload's endpoint"),
                 sdk::error_text(&e)
             ))
         })?;
-    let dir = TempDir::new(&p.temp_dir)?;
-    let file = format!("{}/snapshot.db", dir.0);
+    let scratch = Scratch::new()?;
+    let file = scratch.path(SNAPSHOT_FILE);
     etcdctl(&p, pw.as_ref(), "30m")
         .args(["snapshot", "save", &file])
         .run(None, 64 << 10)?;
@@ -208,7 +165,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
             ("keys", &status.total_key.to_string()),
         ],
     );
-    let info = Cmd::new(["cat", &file]).stdout_to(&store, SNAPSHOT_KEY, &sdk::compressed())?;
+    let info = scratch.put(SNAPSHOT_FILE, &store, SNAPSHOT_KEY, &sdk::compressed())?;
     let mut a = sdk::artifact("snapshot", LOCATION, &info);
     for (k, v) in [
         ("format", "etcd-snapshot-v3".to_string()),
@@ -233,9 +190,11 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
 fn etcdctl<'a>(p: &BackupParams, pw: Option<&'a secrets::Secret>, timeout: &str) -> Cmd<'a> {
     let mut cmd = Cmd::new(["etcdctl"])
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", p.endpoint))
         .arg("--dial-timeout=5s")
         .arg(format!("--command-timeout={timeout}"));
+    if let Some(e) = &p.endpoint {
+        cmd = cmd.arg(format!("--endpoints={e}"));
+    }
     if let Some(u) = &p.user {
         cmd = cmd.arg(format!("--user={u}"));
     }
@@ -261,18 +220,10 @@ fn snapshot_status(file: &str) -> Result<SnapshotStatus, Error> {
 
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
-    if Cmd::new(["test", "-e", &p.data_dir]).run(None, 0).is_ok() {
-        return Err(sdk::invalid(format!(
-            "params.dataDir: {} exists; etcd restores into a new directory (stop etcd and move the old one away, or pick another)",
-            p.data_dir
-        )));
-    }
     let store = location::open(LOCATION)?;
-    let dir = TempDir::new(&p.temp_dir)?;
-    let file = format!("{}/snapshot.db", dir.0);
-    Cmd::new(["dd", "status=none", "bs=1M"])
-        .arg(format!("of={file}"))
-        .stdin_from(&store, SNAPSHOT_KEY)?;
+    let scratch = Scratch::new()?;
+    scratch.get(&store, SNAPSHOT_KEY, SNAPSHOT_FILE)?;
+    let file = scratch.path(SNAPSHOT_FILE);
     let status = snapshot_status(&file)?;
     let mut cmd = Cmd::new(["etcdctl", "snapshot", "restore", &file])
         .env("ETCDCTL_API", "3")
@@ -290,7 +241,17 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
             cmd = cmd.arg(format!("--{flag}={v}"));
         }
     }
-    cmd.run(None, 64 << 10)?;
+    cmd.run(None, 64 << 10).map_err(|e| {
+        let text = sdk::error_text(&e);
+        if text.contains("exists") {
+            sdk::invalid(format!(
+                "params.dataDir: {} exists; etcd restores into a new directory (stop etcd and move the old one away, or pick another)",
+                p.data_dir
+            ))
+        } else {
+            e
+        }
+    })?;
     log::info(
         "snapshot restored",
         &[

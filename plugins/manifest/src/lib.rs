@@ -81,6 +81,10 @@ pub struct KindGrant {
     pub api_group: String,
     pub kind: String,
     pub verbs: Vec<String>,
+    /// Namespaces besides the subject's own (`*` globs, e.g. `team-*`); empty: the subject's
+    /// namespace only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
 }
 
 /// A set of capabilities: declared by a plugin manifest, or granted by a Blueprint.
@@ -88,9 +92,14 @@ pub struct KindGrant {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Capabilities {
-    /// argv patterns, see [`argv_matches`].
+    /// argv patterns, optionally led by the environment variables the process may be given
+    /// (`PGPASSWORD=* pg_dump --format=custom **`); see [`ExecPattern`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec: Vec<String>,
+    /// A Blueprint's statement that it means to grant programs that run code or touch files
+    /// (shells, interpreters, `cat`, `dd`, …) with wildcard arguments. Not for manifests.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unsafe_args: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub location: Vec<LocationAccess>,
     /// Secret names.
@@ -129,11 +138,12 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Capabilities {
-    /// The first exec pattern that matches `argv`.
-    pub fn exec_pattern_for(&self, argv: &[String]) -> Option<&str> {
+    /// The first exec pattern that matches `argv` and allows every variable in `env` (name,
+    /// and the value unless it is a secret's: `None`).
+    pub fn exec_pattern_for(&self, argv: &[String], env: &[(&str, Option<&str>)]) -> Option<&str> {
         self.exec
             .iter()
-            .find(|p| argv_matches(p, argv))
+            .find(|p| ExecPattern::parse(p).is_some_and(|p| p.matches(argv, env)))
             .map(String::as_str)
     }
     pub fn allows_location(&self, access: LocationAccess) -> bool {
@@ -189,12 +199,18 @@ impl Manifest {
             }
         }
         for p in &self.capabilities.exec {
-            if p.split_whitespace().next().is_none() {
+            if ExecPattern::parse(p).is_none() {
                 return Err(format!(
-                    "plugin {} declares an empty exec pattern",
+                    "plugin {} declares exec pattern {p:?}, which names no program",
                     self.name
                 ));
             }
+        }
+        if self.capabilities.unsafe_args {
+            return Err(format!(
+                "plugin {}: unsafeArgs is the operator's to grant in a Blueprint, not a plugin's to declare",
+                self.name
+            ));
         }
         Ok(())
     }
@@ -214,16 +230,72 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Whether `argv` matches an exec pattern.
+/// An exec pattern: whitespace-separated tokens, first the environment variables the process
+/// may be given (`NAME=VALUE`, VALUE a glob; a secret's value is not matched, only its name),
+/// then the program and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecPattern<'a> {
+    env: Vec<(&'a str, &'a str)>,
+    argv: Vec<&'a str>,
+}
+
+/// A name an environment variable may have.
+pub fn is_env_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+impl<'a> ExecPattern<'a> {
+    /// `None` when it names no program.
+    pub fn parse(pattern: &'a str) -> Option<ExecPattern<'a>> {
+        let mut env = Vec::new();
+        let mut tokens = pattern.split_whitespace().peekable();
+        while let Some(t) = tokens.peek() {
+            match t.split_once('=') {
+                Some((name, value)) if is_env_name(name) => {
+                    env.push((name, value));
+                    tokens.next();
+                }
+                _ => break,
+            }
+        }
+        let argv: Vec<&str> = tokens.collect();
+        (!argv.is_empty() && argv[0] != "**").then_some(ExecPattern { env, argv })
+    }
+
+    pub fn program(&self) -> &'a str {
+        self.argv[0]
+    }
+
+    pub fn args(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.argv[1..].iter().copied()
+    }
+
+    pub fn env_names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.env.iter().map(|(n, _)| *n)
+    }
+
+    pub fn matches(&self, argv: &[String], env: &[(&str, Option<&str>)]) -> bool {
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match_tokens(&self.argv, &args)
+            && env.iter().all(|(name, value)| {
+                self.env.iter().any(|(n, pat)| {
+                    n == name && value.is_none_or(|v| wildcard(pat.as_bytes(), v.as_bytes()))
+                })
+            })
+    }
+}
+
+/// Whether `argv` matches an exec pattern (ignoring its environment entries).
 ///
 /// A pattern is argv tokens split on whitespace. In a token, `*` matches any run of
 /// characters and `?` one character; a token that is exactly `**` matches any number of
 /// arguments (including none). There is no shell, so a matching argv can only run the named
 /// program with arguments the pattern allows.
 pub fn argv_matches(pattern: &str, argv: &[String]) -> bool {
-    let tokens: Vec<&str> = pattern.split_whitespace().collect();
-    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-    match_tokens(&tokens, &args)
+    ExecPattern::parse(pattern).is_some_and(|p| p.matches(argv, &[]))
 }
 
 /// Dynamic programming over (token, argument) positions: linear in their product, so a
@@ -304,9 +376,22 @@ mod tests {
         ));
         assert!(argv_matches("pg_* **", &argv("pg_restore -l")));
         assert!(!argv_matches("pg_* **", &argv("rm -rf /")));
+        assert!(!argv_matches("", &argv("x")));
         assert!(argv_matches("a ** b", &argv("a x y b")));
         assert!(!argv_matches("a ** b", &argv("a x y")));
-        assert!(argv_matches("** a **", &argv("x a y")));
+        // A pattern names its program: one that starts with `**` matches nothing.
+        assert!(!argv_matches("** a **", &argv("x a y")));
+        assert!(argv_matches("x ** a **", &argv("x a y")));
+        // The environment a pattern allows: names, value globs; secrets by name only.
+        let p = ExecPattern::parse("PGPASSWORD=* TZ=UTC pg_dump **").unwrap();
+        assert_eq!(p.program(), "pg_dump");
+        assert!(p.matches(&argv("pg_dump -Fc"), &[("PGPASSWORD", None)]));
+        assert!(p.matches(&argv("pg_dump"), &[("TZ", Some("UTC"))]));
+        assert!(!p.matches(&argv("pg_dump"), &[("TZ", Some("CET"))]));
+        assert!(!p.matches(&argv("pg_dump"), &[("PGHOST", Some("evil"))]));
+        assert!(!argv_matches("pg_dump **", &argv("PGHOST=x pg_dump")));
+        assert!(ExecPattern::parse("A=1 B=2").is_none());
+        assert!(ExecPattern::parse("** x").is_none());
         // Many `**` against a long argv stays fast.
         let long: Vec<String> = (0..2000).map(|i| format!("x{i}")).collect();
         assert!(!argv_matches(&format!("{} nope", "** ".repeat(50)), &long));

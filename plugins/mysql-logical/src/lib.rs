@@ -298,6 +298,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
                 "--hex-blob",
                 "--skip-dump-date",
                 "--default-character-set=utf8mb4",
+                "--",
             ])
             .arg(&s.name)
             .stdout_to(&store, &object_key_for(&s.name), &zstd)?;

@@ -3,16 +3,17 @@
 //! backup  = `redis-cli --rdb -`: the server forks and sends a point-in-time RDB over the
 //!           replication protocol; the host streams it into the location. Works against a
 //!           remote server; nothing is read from the server's disk.
-//! restore = the RDB is written next to its final name in `dataDir`, checked with
-//!           `redis-check-rdb`, then renamed into place, so a half-written or corrupt file
-//!           never becomes the one Redis loads. Redis loads it at its next start.
+//! restore = the host writes the RDB into the action's scratch directory, `redis-check-rdb`
+//!           checks it there, then the host installs it in the Workload's data volume
+//!           (written beside its final name, then renamed), so a half-written or corrupt
+//!           file never becomes the one Redis loads. Redis loads it at its next start.
 //! delete  = remove the restore point's object.
 //!
 //! The password reaches redis-cli as REDISCLI_AUTH through a secret handle: never in argv.
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log,
+    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, Scratch, location, log,
 };
 use serde::Deserialize;
 
@@ -27,12 +28,11 @@ const RDB_KEY: &str = "dump.rdb";
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupParams {
-    /// The server's host.
-    #[serde(default = "localhost")]
-    pub host: String,
-    /// The server's port.
-    #[serde(default = "default_port")]
-    pub port: u16,
+    /// The server's host. Default: the Workload's REDIS_HOST, else 127.0.0.1. With a
+    /// password, the Workload must pin it (REDIS_HOST in spec.env).
+    pub host: Option<String>,
+    /// The server's port. Default: the Workload's REDIS_PORT, else 6379.
+    pub port: Option<u16>,
     /// ACL user (Redis 6+); default: the default user. The password is the workload's
     /// `password` secret.
     pub user: Option<String>,
@@ -42,8 +42,10 @@ pub struct BackupParams {
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
-    /// Absolute directory the Redis server starts from (its `dir`).
-    pub data_dir: String,
+    /// The Workload volume (spec.volumes) that is the directory Redis starts from (its
+    /// `dir`).
+    #[serde(default = "data")]
+    pub volume: String,
     /// The RDB file name Redis loads (its `dbfilename`).
     #[serde(default = "dump_rdb")]
     pub db_filename: String,
@@ -57,11 +59,8 @@ pub struct RestoreParams {
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {}
 
-fn localhost() -> String {
-    "127.0.0.1".into()
-}
-fn default_port() -> u16 {
-    6379
+fn data() -> String {
+    "data".into()
 }
 fn dump_rdb() -> String {
     "dump.rdb".into()
@@ -81,13 +80,12 @@ impl Plugin for Redis {
         match req.action.as_str() {
             "backup" => {
                 let p: BackupParams = sdk::params(req)?;
-                if p.host.is_empty() || p.host.starts_with('-') {
-                    return Err(vec![format!(
-                        "params.host: {:?} is not a host name",
-                        p.host
-                    )]);
+                if let Some(h) = &p.host
+                    && (h.is_empty() || h.starts_with('-'))
+                {
+                    return Err(vec![format!("params.host: {h:?} is not a host name")]);
                 }
-                if p.port == 0 {
+                if p.port == Some(0) {
                     return Err(vec!["params.port: must be between 1 and 65535".into()]);
                 }
                 Ok(())
@@ -95,11 +93,8 @@ impl Plugin for Redis {
             "restore" => {
                 let p: RestoreParams = sdk::params(req)?;
                 let mut problems = Vec::new();
-                if !p.data_dir.starts_with('/') {
-                    problems.push(format!(
-                        "params.dataDir: {:?} must be an absolute path",
-                        p.data_dir
-                    ));
+                if p.volume.is_empty() {
+                    problems.push("params.volume: name a volume of the Workload".into());
                 }
                 if p.db_filename.is_empty()
                     || p.db_filename.contains('/')
@@ -141,9 +136,13 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: BackupParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
     let pw = sdk::optional_secret("password")?;
     let store = location::open(LOCATION)?;
-    let mut cmd = Cmd::new(["redis-cli", "--no-auth-warning", "-h"])
-        .arg(&p.host)
-        .args(["-p", &p.port.to_string()]);
+    let mut cmd = Cmd::new(["redis-cli", "--no-auth-warning"]);
+    if let Some(h) = &p.host {
+        cmd = cmd.args(["-h", h]);
+    }
+    if let Some(port) = p.port {
+        cmd = cmd.args(["-p", &port.to_string()]);
+    }
     if let Some(u) = &p.user {
         cmd = cmd.args(["--user", u]);
     }
@@ -171,34 +170,29 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
     let store = location::open(LOCATION)?;
-    let dir = p.data_dir.trim_end_matches('/');
-    let target = format!("{dir}/{}", p.db_filename);
-    let temp = format!("{dir}/.{}.coffer-restore", p.db_filename);
-    if Cmd::new(["test", "-d", dir]).run(None, 0).is_err() {
-        return Err(sdk::invalid(format!(
-            "params.dataDir: {dir} is not a directory; create it first"
-        )));
-    }
-    if !p.overwrite && Cmd::new(["test", "-e", &target]).run(None, 0).is_ok() {
-        return Err(sdk::invalid(format!(
-            "{target} exists; stop Redis and set params.overwrite to replace it"
-        )));
-    }
-    Cmd::new(["dd", "status=none", "bs=1M"])
-        .arg(format!("of={temp}"))
-        .stdin_from(&store, RDB_KEY)
-        .inspect_err(|_| {
-            let _ = Cmd::new(["rm", "-f", &temp]).run(None, 0);
-        })?;
-    if let Err(e) = Cmd::new(["redis-check-rdb", &temp]).run(None, 1 << 20) {
-        let _ = Cmd::new(["rm", "-f", &temp]).run(None, 0);
+    let scratch = Scratch::new()?;
+    const FILE: &str = "dump.rdb";
+    scratch.get(&store, RDB_KEY, FILE)?;
+    let target = format!("{}:{}", p.volume, p.db_filename);
+    if let Err(e) = Cmd::new(["redis-check-rdb", &scratch.path(FILE)]).run(None, 1 << 20) {
         return Err(sdk::internal(format!(
             "the restored RDB does not pass redis-check-rdb, {target} was left as it was: {}",
             sdk::error_text(&e)
         )));
     }
-    Cmd::new(["mv", "-f", &temp, &target]).run(None, 0)?;
-    log::info("placed RDB", &[("path", &target)]);
+    scratch
+        .install(FILE, &p.volume, &p.db_filename, p.overwrite)
+        .map_err(|e| match e {
+            Error::Conflict(_) => sdk::invalid(format!(
+                "{} exists in volume {}; stop Redis and set params.overwrite to replace it",
+                p.db_filename, p.volume
+            )),
+            e => e,
+        })?;
+    log::info(
+        "placed RDB",
+        &[("volume", &p.volume), ("file", &p.db_filename)],
+    );
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("path".into(), target)],

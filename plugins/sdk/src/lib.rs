@@ -23,6 +23,7 @@ mod cmd;
 mod context;
 pub mod io;
 pub mod log;
+pub mod scratch;
 
 pub use bindings::coffer::blueprint::{exec, kube, location, runtime, secrets, snapshot, types};
 pub use bindings::exports::coffer::blueprint::plugin::{
@@ -32,6 +33,7 @@ pub use cmd::{Cmd, check_exit};
 pub use coffer_manifest;
 pub use context::{ErrorContext, checkpoint};
 pub use schemars::{self, JsonSchema};
+pub use scratch::Scratch;
 pub use serde_json;
 pub use types::{Error, RemoteError};
 

@@ -3,6 +3,7 @@
 //! BlueprintBinding; backups and restores through ActionSets and the CLI; cancellation,
 //! deadlines, a daemon killed mid-action, and two replicas with one Lease.
 
+mod attacks;
 mod env;
 mod lifecycle;
 mod protect;

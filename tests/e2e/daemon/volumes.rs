@@ -115,7 +115,7 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
             &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
                 "metadata": {"name": "tasks"},
                 "spec": {"plugin": {"path": coffer_tests::test_plugin("hostile")},
-                         "grants": {"images": ["busybox:*"], "exec": ["sh **"], "location": ["read", "write", "delete"]},
+                         "grants": {"images": ["busybox:*"], "exec": ["sh **"], "unsafeArgs": true, "location": ["read", "write", "delete"]},
                          "params": {"backup": {"mode": "task", "image": "busybox:1.36", "pvc": "data"}}}})),
         )
         .await

@@ -19,7 +19,7 @@ kind: Blueprint
 metadata: {{name: mover}}
 spec:
   plugin: {{path: {}}}
-  grants: {{exec: ["cat **", "sh **", "head **"], location: [read, write, delete]}}
+  grants: {{exec: ["cat **", "sh **", "head **"], unsafeArgs: true, location: [read, write, delete]}}
 ---
 apiVersion: coffer.dev/v1alpha1
 kind: Workload

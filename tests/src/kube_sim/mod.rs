@@ -57,6 +57,18 @@ struct Event {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Every request, in order (for tests of who asked what).
+    requests: Mutex<Vec<Seen>>,
+}
+
+/// A request as the API server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    /// The `Impersonate-User` the client asked for, if any.
+    pub impersonate: Option<String>,
 }
 
 /// Record a change for watchers.
@@ -115,6 +127,11 @@ impl KubeSim {
             shared,
             _dir: dir,
         }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared.requests.lock().unwrap().clone()
     }
 
     /// An object as stored (for assertions), by group ("" for core), plural, namespace, name.
@@ -215,6 +232,12 @@ fn serve(conn: TcpStream, shared: Arc<Shared>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some(req) = read_request(&mut reader) {
+        shared.requests.lock().unwrap().push(Seen {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            impersonate: req.headers.get("impersonate-user").cloned(),
+        });
         if req.path.ends_with("/exec") {
             // The connection becomes the exec's websocket.
             exec::serve(&req, &shared, writer);

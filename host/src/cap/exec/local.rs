@@ -1,10 +1,15 @@
 //! Local processes (local mode): argv run directly, never through a shell, with a clean
-//! environment made of a few basics, the Workload's env, and what the plugin adds.
+//! environment made of a few basics, what the plugin adds, and the Workload's env (which
+//! wins). The program is found on the Workload's PATH (else coffer's) by the host, before
+//! anything a plugin sets could matter.
 
-use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
+use super::files::{self, Scratch};
+use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
 use crate::runtime::bindings::WitError;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -17,37 +22,120 @@ const PASSTHROUGH: &[&str] = &[
 pub struct LocalExec {
     pub workload: String,
     pub env: BTreeMap<String, String>,
+    /// The Workload's volumes by name (`spec.volumes`): where `install-file` may write.
+    pub volumes: BTreeMap<String, PathBuf>,
+    scratch: Mutex<Option<Scratch>>,
 }
 
-#[async_trait::async_trait]
-impl ExecBackend for LocalExec {
-    async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
-        if let Some(c) = &spec.container {
+impl LocalExec {
+    pub fn new(
+        workload: String,
+        env: BTreeMap<String, String>,
+        volumes: BTreeMap<String, PathBuf>,
+    ) -> LocalExec {
+        LocalExec {
+            workload,
+            env,
+            volumes,
+            scratch: Mutex::new(None),
+        }
+    }
+
+    fn own(&self, at: &Place) -> Result<(), WitError> {
+        if let Some(c) = &at.container {
             return Err(WitError::InvalidArgument(format!(
                 "container {c:?}: local workloads have no containers; leave target.container unset"
             )));
         }
-        if spec.workload != self.workload {
+        if at.workload != self.workload {
             return Err(WitError::Denied(format!(
                 "workload {:?}: an action may only exec in its own workload ({:?})",
-                spec.workload, self.workload
+                at.workload, self.workload
             )));
         }
+        Ok(())
+    }
+
+    fn scratch_file(&self, at: &Place, name: &str) -> Result<PathBuf, WitError> {
+        self.own(at)?;
+        let guard = self.scratch.lock().unwrap();
+        let s = guard.as_ref().ok_or_else(|| {
+            WitError::NotFound("this action has no scratch directory yet (exec.scratch-dir)".into())
+        })?;
+        s.file(name)
+    }
+
+    /// PATH the program is looked up on: the Workload's, else coffer's.
+    fn search_path(&self) -> String {
+        self.env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+    }
+}
+
+/// The absolute path of `program`: as given when absolute, else the first executable file
+/// of that name in an absolute directory of `path` (relative entries such as `.` are
+/// skipped: they would make the working directory choose the program).
+pub fn resolve_program(program: &str, path: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        if !p.is_absolute() {
+            return Err(format!(
+                "`{program}`: a program is named by its name or an absolute path"
+            ));
+        }
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(format!("`{program}` is not an executable file"))
+        };
+    }
+    path.split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| format!("`{program}` was not found on the PATH ({path})"))
+}
+
+#[async_trait::async_trait]
+impl ExecBackend for LocalExec {
+    fn workload_env(&self) -> BTreeMap<String, String> {
+        self.env.clone()
+    }
+
+    async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
+        self.own(&Place {
+            workload: spec.workload.clone(),
+            container: spec.container.clone(),
+        })?;
         let program = &spec.argv[0];
-        let mut cmd = Command::new(program);
-        cmd.args(&spec.argv[1..]).env_clear();
+        let resolved = resolve_program(program, &self.search_path()).map_err(|e| {
+            WitError::NotFound(format!(
+                "{e} of workload {} (install it or set spec.env.PATH)",
+                self.workload
+            ))
+        })?;
+        let mut cmd = Command::new(&resolved);
+        cmd.arg0(program).args(&spec.argv[1..]).env_clear();
         for k in PASSTHROUGH {
             if let Some(v) = std::env::var_os(k) {
                 cmd.env(k, v);
             }
         }
-        cmd.envs(&self.env)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        // The plugin's variables first, the Workload's after: the Workload's win.
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         cmd.envs(
             spec.secret_env
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        cmd.envs(&self.env);
         cmd.stdin(if spec.stdin {
             Stdio::piped()
         } else {
@@ -60,7 +148,8 @@ impl ExecBackend for LocalExec {
         .process_group(0);
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => WitError::NotFound(format!(
-                "`{program}` was not found on the PATH of workload {} (install it or set spec.env.PATH)",
+                "`{program}` ({}) could not be started in workload {}: {e}",
+                resolved.display(),
                 self.workload
             )),
             std::io::ErrorKind::PermissionDenied => {
@@ -79,6 +168,63 @@ impl ExecBackend for LocalExec {
             pgid,
             exited: false,
         }))
+    }
+
+    async fn scratch_dir(&self, at: &Place) -> Result<String, WitError> {
+        self.own(at)?;
+        let mut guard = self.scratch.lock().unwrap();
+        if guard.is_none() {
+            let parent = self
+                .env
+                .get("TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            *guard = Some(Scratch::create(&parent)?);
+        }
+        Ok(guard.as_ref().unwrap().path().display().to_string())
+    }
+
+    fn scratch(&self, at: &Place) -> Option<String> {
+        self.own(at).ok()?;
+        self.scratch
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.path().display().to_string())
+    }
+
+    async fn read_file(&self, at: &Place, name: &str) -> Result<Box<dyn RunningProcess>, WitError> {
+        files::reader(self.scratch_file(at, name)?)
+    }
+
+    async fn write_file(
+        &self,
+        at: &Place,
+        name: &str,
+    ) -> Result<Box<dyn RunningProcess>, WitError> {
+        files::writer(self.scratch_file(at, name)?)
+    }
+
+    async fn install_file(
+        &self,
+        at: &Place,
+        name: &str,
+        volume: &str,
+        dest: &str,
+        replace: bool,
+    ) -> Result<(), WitError> {
+        let src = self.scratch_file(at, name)?;
+        let dir = self.volumes.get(volume).ok_or_else(|| {
+            WitError::NotFound(format!(
+                "workload {} has no volume {volume:?} (spec.volumes: {})",
+                self.workload,
+                self.volumes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let (dir, dest, src) = (dir.clone(), dest.to_string(), src.clone());
+        tokio::task::spawn_blocking(move || files::install(&src, &dir, &dest, replace))
+            .await
+            .map_err(|e| WitError::Internal(e.to_string()))?
     }
 }
 
@@ -137,5 +283,27 @@ impl Drop for LocalProcess {
         if let Some(h) = self.stderr.take() {
             h.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_absolute_path_entries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("pg_dump");
+        std::fs::write(&fake, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:/usr/bin", dir.path().display());
+        assert_eq!(resolve_program("pg_dump", &path).unwrap(), fake);
+        // A relative entry (the working directory) is never searched, even when it holds
+        // the program.
+        let rel = dir.path().strip_prefix("/").unwrap().display().to_string();
+        assert!(resolve_program("pg_dump", &format!(".:{rel}")).is_err());
+        assert!(resolve_program("./pg_dump", &path).is_err());
+        assert!(resolve_program("/nonexistent/x", &path).is_err());
     }
 }

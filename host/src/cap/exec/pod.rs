@@ -10,7 +10,10 @@
 //! exports them and `exec`s the command. The container needs `sh` for that; values cannot
 //! contain a newline.
 
-use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, RunningProcess, SpawnSpec};
+#[path = "pod_files.rs"]
+mod files;
+
+use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
 use crate::cap::kube::client::err;
 use crate::runtime::bindings::WitError;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -46,6 +49,8 @@ pub struct PodExec {
     pub action_set: String,
     /// The action's task pod, once started: (name, image).
     task: tokio::sync::Mutex<Option<(String, String)>>,
+    /// Scratch directories made for the action: where, in which pod and container.
+    scratch: std::sync::Mutex<Vec<files::PodScratch>>,
 }
 
 /// The label naming the ActionSet a task pod belongs to.
@@ -92,6 +97,7 @@ impl PodExec {
             target,
             action_set,
             task: Default::default(),
+            scratch: Default::default(),
         }
     }
 
@@ -215,11 +221,14 @@ fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
                 "environment variable {k}: in a pod, values cannot contain a newline"
             )));
         }
-        script.push_str(&format!("IFS= read -r {k} || exit 125; export {k}; "));
+        // The container's own variables win over what a plugin sets, as a Workload's do.
+        script.push_str(&format!(
+            "IFS= read -r coffer_v || exit 125; [ \"${{{k}+set}}\" = set ] || export {k}=\"$coffer_v\"; "
+        ));
         preamble.extend_from_slice(v.as_bytes());
         preamble.push(b'\n');
     }
-    script.push_str("exec \"$@\"");
+    script.push_str("unset coffer_v; exec \"$@\"");
     let mut argv = vec!["sh".into(), "-c".into(), script, "coffer-exec".into()];
     argv.extend(spec.argv.iter().cloned());
     Ok((argv, preamble))
@@ -249,61 +258,128 @@ impl ExecBackend for PodExec {
     }
 
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
-        let task = self.task.lock().await.as_ref().map(|(n, _)| n.clone());
-        let (pod_name, container) = if task.as_ref() == Some(&spec.workload) {
-            (spec.workload.clone(), "task".to_string())
-        } else {
-            // The plugin sees the subject's name; the action's own record calls it kind-name.
-            let kind = self.target.kind.to_ascii_lowercase();
-            let own = [
-                self.target.name.clone(),
-                format!("{kind}-{}", self.target.name),
-                format!("{kind}/{}", self.target.name),
-            ];
-            if !own.contains(&spec.workload) {
-                return Err(WitError::Denied(format!(
-                    "workload {:?}: an action may only exec in its own subject ({}) or its task pod",
-                    spec.workload,
-                    self.target.describe()
-                )));
-            }
-            let pod = self.resolve_pod().await?;
-            let container = container_of(
-                &pod,
-                spec.container
-                    .as_deref()
-                    .or(self.target.container.as_deref()),
-            )?;
-            (pod.metadata.name.clone().unwrap_or_default(), container)
-        };
+        let (pod_name, container) = self
+            .locate(&spec.workload, spec.container.as_deref())
+            .await?;
         let (argv, preamble) = wrap(&spec)?;
-        let open_stdin = spec.stdin || !preamble.is_empty();
+        let p = self
+            .attach(
+                &pod_name,
+                &container,
+                argv,
+                &preamble,
+                spec.stdin,
+                spec.stderr_tail,
+            )
+            .await?;
+        Ok(Box::new(p))
+    }
+
+    async fn scratch_dir(&self, at: &Place) -> Result<String, WitError> {
+        files::scratch_dir(self, at).await
+    }
+
+    fn scratch(&self, at: &Place) -> Option<String> {
+        files::scratch(self, at)
+    }
+
+    async fn read_file(&self, at: &Place, name: &str) -> Result<Box<dyn RunningProcess>, WitError> {
+        files::read_file(self, at, name).await
+    }
+
+    async fn write_file(
+        &self,
+        at: &Place,
+        name: &str,
+    ) -> Result<Box<dyn RunningProcess>, WitError> {
+        files::write_file(self, at, name).await
+    }
+
+    async fn install_file(
+        &self,
+        at: &Place,
+        name: &str,
+        volume: &str,
+        dest: &str,
+        replace: bool,
+    ) -> Result<(), WitError> {
+        files::install_file(self, at, name, volume, dest, replace).await
+    }
+}
+
+impl PodExec {
+    /// The pod and container a command for `workload` runs in: the action's task pod, or
+    /// the subject's current pod.
+    pub(super) async fn locate(
+        &self,
+        workload: &str,
+        container: Option<&str>,
+    ) -> Result<(String, String), WitError> {
+        let task = self.task.lock().await.as_ref().map(|(n, _)| n.clone());
+        if task.as_deref() == Some(workload) {
+            return Ok((workload.to_string(), "task".to_string()));
+        }
+        // The plugin sees the subject's name; the action's own record calls it kind-name.
+        let kind = self.target.kind.to_ascii_lowercase();
+        let own = [
+            self.target.name.clone(),
+            format!("{kind}-{}", self.target.name),
+            format!("{kind}/{}", self.target.name),
+        ];
+        if !own.iter().any(|o| o == workload) {
+            return Err(WitError::Denied(format!(
+                "workload {workload:?}: an action may only exec in its own subject ({}) or its task pod",
+                self.target.describe()
+            )));
+        }
+        let pod = self.resolve_pod().await?;
+        let container = container_of(&pod, container.or(self.target.container.as_deref()))?;
+        Ok((pod.metadata.name.clone().unwrap_or_default(), container))
+    }
+
+    /// Start `argv` in a container through the API server's exec; `preamble` is written to
+    /// its stdin first (the environment, see [`wrap`]).
+    pub(super) async fn attach(
+        &self,
+        pod_name: &str,
+        container: &str,
+        argv: Vec<String>,
+        preamble: &[u8],
+        stdin_wanted: bool,
+        stderr_tail: usize,
+    ) -> Result<PodProcess, WitError> {
+        let program = argv
+            .iter()
+            .skip_while(|a| *a != "coffer-exec")
+            .nth(1)
+            .or(argv.first())
+            .cloned()
+            .unwrap_or_default();
+        let open_stdin = stdin_wanted || !preamble.is_empty();
         let params = AttachParams::default()
-            .container(container.clone())
+            .container(container.to_string())
             .stdin(open_stdin)
             .stdout(true)
             .stderr(true);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
         let mut attached = pods
-            .exec(&pod_name, argv, &params)
+            .exec(pod_name, argv, &params)
             .await
             .map_err(|e| err(&format!("exec in pod {pod_name} container {container}"), e))?;
         let mut stdin = attached.stdin();
         if let Some(w) = stdin.as_mut()
             && !preamble.is_empty()
         {
-            w.write_all(&preamble)
+            w.write_all(preamble)
                 .await
                 .map_err(|e| WitError::Io(format!("exec in pod {pod_name}: {e}")))?;
         }
-        if !spec.stdin
-            && let Some(mut w) = stdin.take()
-        {
+        if !stdin_wanted && let Some(mut w) = stdin.take() {
             let _ = w.shutdown().await;
         }
         let stderr = attached
             .stderr()
-            .map(|r| super::keep_stderr_tail(r, spec.stderr_tail));
+            .map(|r| super::keep_stderr_tail(r, stderr_tail));
         // Local stdin closes when dropped; the exec stream's needs a shutdown to send its
         // close. A pipe in between turns the plugin dropping its end into that shutdown.
         let stdin = stdin.map(|mut w| {
@@ -314,7 +390,7 @@ impl ExecBackend for PodExec {
             });
             Box::pin(ours) as BoxWrite
         });
-        Ok(Box::new(PodProcess {
+        Ok(PodProcess {
             stdin,
             // kube-rs hands stdout over in 1 KiB steps; a larger pipe lets the reader take
             // big chunks (fewer wakeups and hashing/compression calls downstream).
@@ -326,13 +402,13 @@ impl ExecBackend for PodExec {
                 Box::pin(ours) as BoxRead
             }),
             stderr,
-            program: spec.argv[0].clone(),
+            program,
             where_: format!(
                 "container {container} of pod {}/{pod_name}",
                 self.target.namespace
             ),
             attached,
-        }))
+        })
     }
 }
 
@@ -346,6 +422,7 @@ impl PodExec {
         let ns = &self.target.namespace;
         let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         for c in claims {
+            crate::cap::kube::names::name(c)?;
             claims_api
                 .get(c)
                 .await
@@ -423,6 +500,7 @@ impl PodExec {
 
 impl Drop for PodExec {
     fn drop(&mut self) {
+        files::remove_scratch(self);
         // The task pod goes with the action.
         if let Some((name, _)) = self.task.get_mut().take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
@@ -437,7 +515,7 @@ impl Drop for PodExec {
     }
 }
 
-struct PodProcess {
+pub(super) struct PodProcess {
     attached: AttachedProcess,
     stdin: Option<BoxWrite>,
     stdout: Option<BoxRead>,
@@ -542,6 +620,7 @@ mod tests {
             argv: vec!["pg_dump".into(), "-Fc".into()],
             env: vec![("PGDATABASE".into(), "shop".into())],
             secret_env: vec![("PGPASSWORD".into(), std::sync::Arc::new("s3 cr'et".into()))],
+            plugin_argv: vec![],
             stdin: false,
             stderr_tail: 10,
         };

@@ -1,11 +1,11 @@
 //! The WIT side of `exec`: grant checks, secret handles, stdio as wasi streams, auditing.
 
-use super::{RunningProcess, SpawnSpec, forbidden_env};
+use super::{Place, Preambled, RunningProcess, SpawnSpec, forbidden_env, policy};
 use crate::cap::{ActionContext, HostResult};
 use crate::runtime::HostState;
 use crate::runtime::bindings::WitError;
 use crate::runtime::bindings::coffer::blueprint::exec::{
-    Command, ExitStatus, Host, HostProcess, Output,
+    Command, ExitStatus, Host, HostProcess, Output, Target,
 };
 use crate::runtime::bindings::coffer::blueprint::secrets::Secret;
 use std::sync::Arc;
@@ -28,51 +28,104 @@ const STDIN_BUDGET: usize = 1 << 20;
 
 impl HostState {
     /// Check and start a command; the audit entry is written by the caller.
+    ///
+    /// In order: the grant (argv and every environment name, declared and granted), names
+    /// no grant can allow, the Workload's own variables (a plugin cannot change them), then
+    /// the argument policy on what the program will do, then the spawn.
     async fn start(
         &mut self,
         cmd: &Command,
         secret_env: &[(String, Resource<Secret>)],
     ) -> wasmtime::Result<Result<ProcessHandle, WitError>> {
-        if let Err(e) = self.ctx.check_exec(&cmd.argv) {
+        let mut env: Vec<(&str, Option<&str>)> = cmd
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .collect();
+        env.extend(secret_env.iter().map(|(k, _)| (k.as_str(), None)));
+        if let Err(e) = self.ctx.check_exec(&cmd.argv, &env) {
             return Ok(Err(e));
         }
-        if let Some((k, _)) = cmd.env.iter().find(|(k, _)| forbidden_env(k)) {
+        if let Some((k, _)) = env.iter().find(|(k, _)| forbidden_env(k)) {
             return Ok(Err(WitError::Denied(format!(
-                "exec: setting environment variable {k:?} is not allowed"
+                "exec: environment variable {k:?} changes what code the process runs; no grant can allow it"
+            ))));
+        }
+        let pinned = self.ctx.exec.workload_env();
+        if let Some((k, _)) = env.iter().find(|(k, _)| pinned.contains_key(*k)) {
+            return Ok(Err(WitError::Denied(format!(
+                "exec: {k} is set by the workload's own environment (spec.env); a plugin cannot change it"
             ))));
         }
         let mut secrets = Vec::new();
         for (k, h) in secret_env {
-            if forbidden_env(k) {
-                return Ok(Err(WitError::Denied(format!(
-                    "exec: setting environment variable {k:?} is not allowed"
-                ))));
-            }
             match self.secret_value(h)? {
                 Ok(v) => secrets.push((k.clone(), v)),
                 Err(e) => return Ok(Err(e)),
             }
         }
+        let at = place(&self.ctx, &cmd.target);
+        let scratch = self.ctx.exec.scratch(&at);
+        let vetted = match policy::vet(
+            &cmd.argv,
+            &policy::Input {
+                workload_env: &pinned,
+                has_secret: !secrets.is_empty(),
+                scratch: scratch.as_deref(),
+            },
+        ) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(WitError::Denied(format!("exec: {e}")))),
+        };
         let spec = SpawnSpec {
-            workload: cmd
-                .target
-                .workload
-                .clone()
-                .unwrap_or_else(|| self.ctx.workload.clone()),
-            container: cmd.target.container.clone(),
-            argv: cmd.argv.clone(),
+            workload: at.workload,
+            container: at.container,
+            argv: vetted.argv,
+            plugin_argv: cmd.argv.clone(),
             env: cmd.env.clone(),
             secret_env: secrets,
             stdin: cmd.stdin,
             stderr_tail: self.ctx.limits.stderr_tail,
         };
-        Ok(self.ctx.exec.spawn(spec).await.map(|proc| ProcessHandle {
+        let proc = match self.ctx.exec.spawn(spec).await {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let proc = match vetted.stdin_preamble {
+            Some(pre) if cmd.stdin => match Preambled::start(proc, &pre).await {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            },
+            _ => proc,
+        };
+        Ok(Ok(ProcessHandle {
             proc,
             program: cmd.argv[0].clone(),
             timeout: cmd.timeout_ms.map(Duration::from_millis),
             started: Instant::now(),
         }))
     }
+}
+
+/// Where a target points: the action's workload unless it names another.
+fn place(ctx: &ActionContext, t: &Target) -> Place {
+    Place {
+        workload: t.workload.clone().unwrap_or_else(|| ctx.workload.clone()),
+        container: t.container.clone(),
+    }
+}
+
+/// A host-made process (a scratch file read or written) as a handle, audited.
+fn file_process(
+    res: Result<Box<dyn RunningProcess>, WitError>,
+    what: &str,
+) -> Result<ProcessHandle, WitError> {
+    res.map(|proc| ProcessHandle {
+        proc,
+        program: what.to_string(),
+        timeout: None,
+        started: Instant::now(),
+    })
 }
 
 /// Wait for a process (within its timeout). A free function over the context, not a method,
@@ -136,6 +189,77 @@ fn exit_summary(r: &Result<ExitStatus, WitError>) -> Result<(), WitError> {
 }
 
 impl Host for HostState {
+    async fn scratch_dir(&mut self, target: Target) -> HostResult<String> {
+        let started = Instant::now();
+        let at = place(&self.ctx, &target);
+        let res = self.ctx.exec.scratch_dir(&at).await;
+        self.ctx
+            .audit("exec.scratch-dir", &at.workload, "", started, &res, 0);
+        Ok(res)
+    }
+
+    async fn read_file(
+        &mut self,
+        target: Target,
+        name: String,
+    ) -> HostResult<Resource<ProcessHandle>> {
+        let started = Instant::now();
+        let at = place(&self.ctx, &target);
+        let res = file_process(
+            self.ctx.exec.read_file(&at, &name).await,
+            "coffer:read-file",
+        );
+        self.ctx
+            .audit("exec.read-file", &at.workload, &name, started, &res, 0);
+        match res {
+            Ok(p) => Ok(Ok(self.table.push(p)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn write_file(
+        &mut self,
+        target: Target,
+        name: String,
+    ) -> HostResult<Resource<ProcessHandle>> {
+        let started = Instant::now();
+        let at = place(&self.ctx, &target);
+        let res = file_process(
+            self.ctx.exec.write_file(&at, &name).await,
+            "coffer:write-file",
+        );
+        self.ctx
+            .audit("exec.write-file", &at.workload, &name, started, &res, 0);
+        match res {
+            Ok(p) => Ok(Ok(self.table.push(p)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn install_file(
+        &mut self,
+        target: Target,
+        name: String,
+        volume: String,
+        dest: String,
+        replace: bool,
+    ) -> HostResult<()> {
+        let started = Instant::now();
+        let at = place(&self.ctx, &target);
+        let res = self
+            .ctx
+            .exec
+            .install_file(&at, &name, &volume, &dest, replace)
+            .await;
+        let args = format!(
+            "{name} -> {volume}:{dest}{}",
+            if replace { " (replace)" } else { "" }
+        );
+        self.ctx
+            .audit("exec.install-file", &at.workload, &args, started, &res, 0);
+        Ok(res)
+    }
+
     async fn task_pod(&mut self, image: String, claims: Vec<String>) -> HostResult<String> {
         let started = Instant::now();
         let ctx = self.ctx.clone();

@@ -64,6 +64,14 @@ impl ClusterKube {
 
 #[async_trait::async_trait]
 impl KubeBackend for ClusterKube {
+    fn home_namespace(&self) -> Option<&str> {
+        Some(&self.default_namespace)
+    }
+
+    fn url(&self, o: &ObjRef) -> String {
+        format!("{}/{}", self.api_for(o).resource_url(), o.name)
+    }
+
     async fn get(&self, o: &ObjRef) -> Result<Value, WitError> {
         let x = self
             .api_for(o)

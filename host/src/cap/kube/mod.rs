@@ -3,6 +3,7 @@
 //! ([`wit`]) checks grants (kind and verb) and records every call.
 
 pub mod client;
+pub mod names;
 mod wit;
 
 use crate::runtime::bindings::WitError;
@@ -20,6 +21,21 @@ pub struct ObjRef {
 
 #[async_trait::async_trait]
 pub trait KubeBackend: Send + Sync {
+    /// The subject's namespace: where calls go unless they name another (which the grant
+    /// must list).
+    fn home_namespace(&self) -> Option<&str> {
+        None
+    }
+    /// The request path a call on `o` resolves to, for the audit trail.
+    fn url(&self, o: &ObjRef) -> String {
+        format!(
+            "{}/{} {}/{}",
+            o.api_version,
+            o.kind,
+            o.namespace.as_deref().unwrap_or(""),
+            o.name
+        )
+    }
     async fn get(&self, obj: &ObjRef) -> Result<Value, WitError>;
     async fn list(
         &self,
@@ -158,23 +174,45 @@ mod tests {
                 api_group: "apps".into(),
                 kind: "StatefulSet".into(),
                 verbs: vec!["get".into(), "patch".into()],
+                namespaces: vec![],
             }],
             ..Default::default()
         };
         let mut ctx = crate::cap::ActionContext::detached("p");
         ctx.declared = caps.clone();
         ctx.granted = caps;
-        assert!(ctx.check_kube("apps/v1", "StatefulSet", "get").is_ok());
-        assert!(ctx.check_kube("apps/v1", "StatefulSet", "delete").is_err());
+        // No cluster here, so no namespace is the subject's: only granted ones pass.
+        assert!(
+            ctx.check_kube("apps/v1", "StatefulSet", "get", "db")
+                .is_err()
+        );
+        ctx.declared.kube[0].namespaces = vec!["*".into()];
+        ctx.granted.kube[0].namespaces = vec!["db".into(), "team-*".into()];
+        assert!(
+            ctx.check_kube("apps/v1", "StatefulSet", "get", "db")
+                .is_ok()
+        );
+        assert!(
+            ctx.check_kube("apps/v1", "StatefulSet", "get", "team-a")
+                .is_ok()
+        );
+        let e = ctx
+            .check_kube("apps/v1", "StatefulSet", "get", "kube-system")
+            .unwrap_err();
+        assert!(format!("{e:?}").contains("namespace kube-system"), "{e:?}");
+        assert!(
+            ctx.check_kube("apps/v1", "StatefulSet", "delete", "db")
+                .is_err()
+        );
         // The same kind name in another group is another resource.
         let e = ctx
-            .check_kube("example.com/v1", "StatefulSet", "get")
+            .check_kube("example.com/v1", "StatefulSet", "get", "db")
             .unwrap_err();
         assert!(
             format!("{e:?}").contains("StatefulSet.example.com"),
             "{e:?}"
         );
-        assert!(ctx.check_kube("v1", "StatefulSet", "get").is_err());
+        assert!(ctx.check_kube("v1", "StatefulSet", "get", "db").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `kube` host functions: grant check (kind and verb), the call, the audit entry.
+//! `kube` host functions: names checked before any URL is built, the call confined to the
+//! subject's namespace unless the grant lists another, the grant check (group, kind, verb,
+//! namespace), the call, and an audit entry with the request path it resolved to.
 
-use super::{Condition, ObjRef};
+use super::{Condition, ObjRef, names};
 use crate::cap::{ActionContext, HostResult};
 use crate::runtime::HostState;
 use crate::runtime::bindings::WitError;
@@ -9,52 +11,85 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn obj_ref(o: &kube::ObjectRef) -> ObjRef {
-    ObjRef {
-        api_version: o.api_version.clone(),
-        kind: o.kind.clone(),
-        namespace: o.namespace.clone(),
-        name: o.name.clone(),
-    }
-}
-
 fn json_arg(what: &str, s: &str) -> Result<Value, WitError> {
     serde_json::from_str(s)
         .map_err(|e| WitError::InvalidArgument(format!("{what} is not JSON: {e}")))
 }
 
-/// Check, run, audit: the shape of every kube call. (A free function over the context, so
-/// the future holds no borrow of the non-Sync store state.)
-async fn kube_call<T>(
-    ctx: Arc<ActionContext>,
-    cap: &str,
+/// A checked object reference, its namespace resolved (the subject's when it names none).
+fn checked(
+    ctx: &ActionContext,
     api_version: &str,
     kind: &str,
-    verb: &str,
-    target: &str,
-    call: impl Future<Output = Result<T, WitError>>,
-) -> HostResult<T> {
-    let started = Instant::now();
-    let res = match ctx.check_kube(api_version, kind, verb) {
-        Err(e) => Err(e),
-        Ok(()) => call.await,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<ObjRef, WitError> {
+    names::api_version(api_version)?;
+    names::kind(kind)?;
+    let ns = match namespace {
+        Some(ns) => ns.to_string(),
+        None => ctx.kube.home_namespace().unwrap_or_default().to_string(),
     };
-    ctx.audit(cap, target, verb, started, &res, 0);
+    // Local mode has no namespace; the backend answers `unavailable` after the checks.
+    if !ns.is_empty() {
+        names::namespace(&ns)?;
+    }
+    if let Some(n) = name {
+        names::name(n)?;
+    }
+    Ok(ObjRef {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        namespace: (!ns.is_empty()).then_some(ns),
+        name: name.unwrap_or_default().to_string(),
+    })
+}
+
+/// Check, run, audit: the shape of every kube call. (A free function over the context, so
+/// the future holds no borrow of the non-Sync store state.)
+async fn kube_call<T, F>(
+    ctx: Arc<ActionContext>,
+    cap: &str,
+    verb: &str,
+    obj: Result<ObjRef, WitError>,
+    call: impl FnOnce(ObjRef) -> F,
+) -> HostResult<T>
+where
+    F: Future<Output = Result<T, WitError>>,
+{
+    let started = Instant::now();
+    let (target, res) = match obj {
+        Err(e) => (String::new(), Err(e)),
+        Ok(o) => {
+            let ns = o.namespace.clone().unwrap_or_default();
+            let target = ctx.kube.url(&o);
+            match ctx.check_kube(&o.api_version, &o.kind, verb, &ns) {
+                Err(e) => (target, Err(e)),
+                Ok(()) => (target, call(o).await),
+            }
+        }
+    };
+    ctx.audit(cap, &target, verb, started, &res, 0);
     Ok(res)
+}
+
+fn of(ctx: &ActionContext, o: &kube::ObjectRef) -> Result<ObjRef, WitError> {
+    checked(
+        ctx,
+        &o.api_version,
+        &o.kind,
+        o.namespace.as_deref(),
+        Some(&o.name),
+    )
 }
 
 impl kube::Host for HostState {
     async fn get(&mut self, obj: kube::ObjectRef) -> HostResult<String> {
-        let (o, k) = (obj_ref(&obj), self.ctx.kube.clone());
-        let r = kube_call(
-            self.ctx.clone(),
-            "kube.get",
-            &obj.api_version,
-            &obj.kind,
-            "get",
-            &obj.name,
-            async { k.get(&o).await },
-        )
+        let k = self.ctx.kube.clone();
+        let o = of(&self.ctx, &obj);
+        let r = kube_call(self.ctx.clone(), "kube.get", "get", o, |o| async move {
+            k.get(&o).await
+        })
         .await?;
         Ok(r.map(|v| v.to_string()))
     }
@@ -67,51 +102,53 @@ impl kube::Host for HostState {
         label_selector: Option<String>,
     ) -> HostResult<Vec<String>> {
         let k = self.ctx.kube.clone();
-        let target = format!("{kind} {}", label_selector.clone().unwrap_or_default());
-        let r = kube_call(
-            self.ctx.clone(),
-            "kube.list",
-            &api_version,
-            &kind,
-            "list",
-            target.trim(),
-            async {
-                k.list(
-                    &api_version,
-                    &kind,
-                    namespace.as_deref(),
-                    label_selector.as_deref(),
-                )
-                .await
-            },
-        )
+        let o = checked(&self.ctx, &api_version, &kind, namespace.as_deref(), None);
+        let r = kube_call(self.ctx.clone(), "kube.list", "list", o, |o| async move {
+            k.list(
+                &o.api_version,
+                &o.kind,
+                o.namespace.as_deref(),
+                label_selector.as_deref(),
+            )
+            .await
+        })
         .await?;
         Ok(r.map(|v| v.into_iter().map(|o| o.to_string()).collect()))
     }
 
     async fn apply(&mut self, manifest: String, field_manager: String) -> HostResult<String> {
-        let m = match json_arg("apply: the manifest", &manifest) {
+        let mut m = match json_arg("apply: the manifest", &manifest) {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        let field = |p: &str| {
-            m.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
+        let field = |p: &str| m.pointer(p).and_then(Value::as_str).map(String::from);
+        let o = match (
+            field("/apiVersion"),
+            field("/kind"),
+            field("/metadata/name"),
+        ) {
+            (Some(av), Some(kind), Some(name)) => checked(
+                &self.ctx,
+                &av,
+                &kind,
+                field("/metadata/namespace").as_deref(),
+                Some(&name),
+            ),
+            _ => Err(WitError::InvalidArgument(
+                "apply: the manifest needs apiVersion, kind and metadata.name".into(),
+            )),
         };
-        let (api_version, kind) = (field("/apiVersion"), field("/kind"));
-        let name = field("/metadata/name");
+        // The namespace checked is the one applied to.
+        if let Ok(o) = &o
+            && let (Some(ns), Some(meta)) = (&o.namespace, m.pointer_mut("/metadata"))
+            && let Some(meta) = meta.as_object_mut()
+        {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
+        }
         let k = self.ctx.kube.clone();
-        let r = kube_call(
-            self.ctx.clone(),
-            "kube.apply",
-            &api_version,
-            &kind,
-            "apply",
-            &name,
-            async { k.apply(&m, &field_manager).await },
-        )
+        let r = kube_call(self.ctx.clone(), "kube.apply", "apply", o, |_| async move {
+            k.apply(&m, &field_manager).await
+        })
         .await?;
         Ok(r.map(|v| v.to_string()))
     }
@@ -121,30 +158,24 @@ impl kube::Host for HostState {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let (o, k) = (obj_ref(&obj), self.ctx.kube.clone());
-        let r = kube_call(
-            self.ctx.clone(),
-            "kube.patch",
-            &obj.api_version,
-            &obj.kind,
-            "patch",
-            &obj.name,
-            async { k.patch(&o, &p).await },
-        )
+        let k = self.ctx.kube.clone();
+        let o = of(&self.ctx, &obj);
+        let r = kube_call(self.ctx.clone(), "kube.patch", "patch", o, |o| async move {
+            k.patch(&o, &p).await
+        })
         .await?;
         Ok(r.map(|v| v.to_string()))
     }
 
     async fn delete(&mut self, obj: kube::ObjectRef) -> HostResult<()> {
-        let (o, k) = (obj_ref(&obj), self.ctx.kube.clone());
+        let k = self.ctx.kube.clone();
+        let o = of(&self.ctx, &obj);
         kube_call(
             self.ctx.clone(),
             "kube.delete",
-            &obj.api_version,
-            &obj.kind,
             "delete",
-            &obj.name,
-            async { k.delete(&o).await },
+            o,
+            |o| async move { k.delete(&o).await },
         )
         .await
     }
@@ -161,31 +192,25 @@ impl kube::Host for HostState {
         };
         // Never past the action's own deadline.
         let timeout = Duration::from_millis(timeout_ms).min(self.ctx.limits.timeout);
-        let (o, k) = (obj_ref(&obj), self.ctx.kube.clone());
+        let k = self.ctx.kube.clone();
+        let o = of(&self.ctx, &obj);
         let r = kube_call(
             self.ctx.clone(),
             "kube.wait-for",
-            &obj.api_version,
-            &obj.kind,
             "get",
-            &obj.name,
-            async { k.wait_for(&o, &c, timeout).await },
+            o,
+            |o| async move { k.wait_for(&o, &c, timeout).await },
         )
         .await?;
         Ok(r.map(|v| v.to_string()))
     }
 
     async fn scale(&mut self, obj: kube::ObjectRef, replicas: u32) -> HostResult<u32> {
-        let (o, k) = (obj_ref(&obj), self.ctx.kube.clone());
-        kube_call(
-            self.ctx.clone(),
-            "kube.scale",
-            &obj.api_version,
-            &obj.kind,
-            "patch",
-            &obj.name,
-            async { k.scale(&o, replicas).await },
-        )
+        let k = self.ctx.kube.clone();
+        let o = of(&self.ctx, &obj);
+        kube_call(self.ctx.clone(), "kube.scale", "patch", o, |o| async move {
+            k.scale(&o, replicas).await
+        })
         .await
     }
 }

@@ -118,6 +118,7 @@ impl Location {
     /// restore point), and abort multipart uploads still open there. Returns how many
     /// objects were removed.
     pub async fn remove_prefix(&self, prefix: &str) -> Result<usize> {
+        check_removable(prefix)?;
         let root = Path::from(prefix);
         let mut listing = self.store.list(Some(&root));
         let mut paths = Vec::new();
@@ -136,15 +137,56 @@ impl Location {
         self.abort_open_uploads(prefix).await?;
         if let Some(dir) = &self.local_root {
             // Staging files of uploads cut short by a crash are not listed; the directory
-            // of the prefix is ours alone, so remove it whole.
+            // of the prefix is ours alone, so remove it whole — once its real path is known
+            // to be inside the Profile's directory (no `..`, no symlink out).
             let d = dir.join(prefix);
-            if d.starts_with(dir) && d.exists() {
-                std::fs::remove_dir_all(&d).with_context(|| format!("removing {}", d.display()))?;
+            if d.exists() {
+                let real = d
+                    .canonicalize()
+                    .with_context(|| format!("resolving {}", d.display()))?;
+                let root = dir
+                    .canonicalize()
+                    .with_context(|| format!("resolving {}", dir.display()))?;
+                if !real.starts_with(&root) || real == root {
+                    bail!(
+                        "{} resolves to {}, outside the Profile's directory {}; not removing it",
+                        d.display(),
+                        real.display(),
+                        root.display()
+                    );
+                }
+                std::fs::remove_dir_all(&real)
+                    .with_context(|| format!("removing {}", real.display()))?;
             }
         }
         Ok(paths.len())
     }
+}
 
+/// Whether `prefix` is one coffer removes whole: a restore point's own
+/// (`restorepoints/…/<name>`, at least three plain segments), never the whole Profile, never
+/// a path with `.`/`..`/empty segments.
+pub fn check_removable(prefix: &str) -> Result<()> {
+    let segments: Vec<&str> = prefix.split('/').collect();
+    let plain = |s: &&str| {
+        !s.is_empty()
+            && *s != "."
+            && *s != ".."
+            && !s.contains(['\\', '\0'])
+            && !s.chars().any(char::is_control)
+    };
+    if segments.first() != Some(&"restorepoints")
+        || segments.len() < 3
+        || !segments.iter().all(plain)
+    {
+        bail!(
+            "refusing to remove {prefix:?}: only a restore point's own prefix (restorepoints/<workload>/<name>) is ever removed whole"
+        );
+    }
+    Ok(())
+}
+
+impl Location {
     /// Abort multipart uploads left open under `prefix` (an upload whose abort could not
     /// reach the server). Servers that cannot list uploads are skipped with a warning.
     pub async fn abort_open_uploads(&self, prefix: &str) -> Result<usize> {

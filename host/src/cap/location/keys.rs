@@ -33,8 +33,10 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
             "may not end in .zst or .age (the host adds them to compressed and encrypted objects)",
         );
     }
-    if key == MANIFEST_NAME {
-        return bad("is the restore point manifest, which only the host writes");
+    // `coffer-manifest.json/x` would make the manifest's path a directory in a file
+    // Profile, so the backup could never commit.
+    if key.split('/').next() == Some(MANIFEST_NAME) {
+        return bad("is (or is under) the restore point manifest, which only the host writes");
     }
     Ok(())
 }
@@ -84,6 +86,7 @@ mod tests {
             "x.zst",
             "x.age",
             MANIFEST_NAME,
+            "coffer-manifest.json/x",
             "a\\b",
             "a\nb",
             "a#1",

@@ -38,7 +38,10 @@ fn quantity_bytes(q: &str) -> Option<u64> {
 }
 
 impl CsiSnapshots {
+    /// The namespace of `r` (the subject's; no other is allowed), with its name checked
+    /// before it goes into a URL.
     fn ns(&self, r: &Ref) -> Result<String, WitError> {
+        crate::cap::kube::names::name(&r.name)?;
         match &r.namespace {
             Some(ns) if ns != &self.namespace => Err(WitError::Denied(format!(
                 "namespace {ns}: an action may only snapshot volumes in its subject's namespace ({})",

@@ -12,6 +12,7 @@ struct Hostile;
 sdk::export_plugin!(Hostile, "manifest.json");
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Params {
     #[serde(default)]
     mode: String,
@@ -29,6 +30,16 @@ struct Params {
     /// For `task`: the task pod's image.
     #[serde(default)]
     image: String,
+    /// For `run`: a command, its environment, the variables the password secret goes in,
+    /// and what to write to its stdin.
+    #[serde(default)]
+    argv: Vec<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    secret_env: Vec<String>,
+    #[serde(default)]
+    stdin: Option<String>,
 }
 
 impl Plugin for Hostile {
@@ -294,6 +305,56 @@ impl Plugin for Hostile {
                     ],
                 })
             }
+            // Reach past the subject's namespace: a namespace that is a URL path, another
+            // namespace, a name that is a path, a list elsewhere. Each outcome is reported.
+            "kube-escape" => {
+                let cm = |ns: Option<&str>, name: &str| types::ObjectRef {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    namespace: ns.map(String::from),
+                    name: name.into(),
+                };
+                let outcome = |r: Result<String, Error>| match r {
+                    Ok(v) => format!("ALLOWED: {}", v.chars().take(200).collect::<String>()),
+                    Err(e) => sdk::error_text(&e),
+                };
+                let tries = [
+                    (
+                        "injectedNamespace",
+                        outcome(kube::get(&cm(
+                            Some("kube-system/secrets/coffer-key?x="),
+                            "x",
+                        ))),
+                    ),
+                    (
+                        "otherNamespace",
+                        outcome(kube::get(&cm(Some("kube-system"), "cluster-info"))),
+                    ),
+                    (
+                        "pathName",
+                        outcome(kube::get(&cm(None, "../../secrets/coffer-key"))),
+                    ),
+                    (
+                        "otherList",
+                        outcome(
+                            kube::list_objects("v1", "ConfigMap", Some("kube-system"), None)
+                                .map(|v| v.join(",")),
+                        ),
+                    ),
+                    (
+                        "applyElsewhere",
+                        outcome(kube::apply(
+                            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"planted","namespace":"kube-system"}}"#,
+                            "coffer",
+                        )),
+                    ),
+                    ("ownNamespace", outcome(kube::get(&cm(None, "app-config")))),
+                ];
+                Ok(ActionOutput {
+                    artifacts: ok_artifact()?.artifacts,
+                    outputs: tries.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                })
+            }
             // Snapshot a claim, wait until it is ready, restore it into a new claim; a
             // snapshot in another namespace must be denied.
             "snapshot" => {
@@ -361,6 +422,44 @@ impl Plugin for Hostile {
                         ("out".into(), String::from_utf8_lossy(&out).into_owned()),
                         ("denied".into(), denied),
                     ],
+                })
+            }
+            // Run whatever command the test asks for (what a hostile plugin would try), and
+            // report its stdout.
+            "run" => {
+                let pw = if p.secret_env.is_empty() {
+                    None
+                } else {
+                    Some(secrets::get("password")?)
+                };
+                let mut cmd = Cmd::new(p.argv.clone());
+                for (k, v) in &p.env {
+                    cmd = cmd.env(k, v);
+                }
+                for k in &p.secret_env {
+                    cmd = cmd.secret_env(k, pw.as_ref());
+                }
+                let out = match &p.stdin {
+                    Some(input) => {
+                        let proc = cmd.stdin().spawn()?;
+                        {
+                            use std::io::Write;
+                            let mut w = sdk::io::StreamWriter(proc.take_stdin().unwrap());
+                            w.write_all(input.as_bytes())
+                                .map_err(|e| sdk::internal(e.to_string()))?;
+                        }
+                        let status = proc.wait()?;
+                        sdk::check_exit(&p.argv[0], &status)?;
+                        Vec::new()
+                    }
+                    None => cmd.run(None, 1 << 20)?,
+                };
+                let store = location::open("default")?;
+                let info =
+                    store.put_bytes("data.txt", b"ran", &opts(location::Compression::Zstd))?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("data", "default", &info)],
+                    outputs: vec![("stdout".into(), String::from_utf8_lossy(&out).into_owned())],
                 })
             }
             "ok" | "" => {

@@ -2,6 +2,10 @@
 //! JSON document. WAL mode and a busy timeout let a running backup, a `coffer get` and a
 //! daemon share it safely.
 
+mod action_sets;
+
+pub use action_sets::{ActionSetQuery, NotOurs, Retention};
+
 use crate::model::{Kind, now_rfc3339};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -11,7 +15,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: one table of documents. 2: ActionSets' state, workload, owner and heartbeat as
+/// columns (recovery and retention query them without reading documents), and their audit
+/// trails in a table of their own.
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct Catalog {
     conn: Mutex<Connection>,
@@ -19,6 +26,16 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
+        // Readable by this user only; SQLite gives its -wal and -shm files the same mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating the catalog {}", path.display()))?;
+        }
         let conn = Connection::open(path)
             .with_context(|| format!("opening the catalog {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(30))?;
@@ -43,10 +60,19 @@ impl Catalog {
              );",
         )
         .context("catalog: creating tables")?;
+        if version < 2 {
+            action_sets::migrate(&conn).context("catalog: upgrading to schema 2")?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(Catalog {
+        let catalog = Catalog {
             conn: Mutex::new(conn),
-        })
+        };
+        if version < 2 {
+            catalog
+                .move_audit_out_of_documents()
+                .context("catalog: upgrading to schema 2")?;
+        }
+        Ok(catalog)
     }
 
     /// Create or replace.

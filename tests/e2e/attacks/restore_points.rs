@@ -1,0 +1,149 @@
+//! Forged restore points: a record (catalog row, or a RestorePoint resource a tenant can
+//! write) that points elsewhere, lists other objects or digests, or a manifest in the
+//! location that coffer did not sign. Restore and delete refuse them and touch nothing.
+
+use super::common::{self, Fixture};
+use coffer::action::ActionRequest;
+use coffer::model::{Kind, Phase, RestorePoint};
+use coffer_tests::files_under;
+
+async fn a_restore_point(f: &Fixture) -> RestorePoint {
+    let a = common::backup(f, "ok").await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    let name = a.status.restore_point.unwrap();
+    f.coffer.restore_point(&name).unwrap()
+}
+
+/// Prepare `action` on `rp`: the error, if coffer refuses it.
+async fn refused(f: &Fixture, action: &str, rp: &str) -> String {
+    let req = ActionRequest {
+        action: action.into(),
+        restore_point: Some(rp.into()),
+        workload: (action == "restore").then(|| "victim".to_string()),
+        ..Default::default()
+    };
+    match f.coffer.prepare(req).await {
+        Ok(p) => {
+            let a = f.coffer.run(&p).await.unwrap();
+            assert_eq!(
+                a.status.phase,
+                Phase::Failed,
+                "{action} of a forged {rp} ran: {a:?}"
+            );
+            a.status.error.unwrap_or_default()
+        }
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+fn forge(f: &Fixture, rp: &RestorePoint, change: impl FnOnce(&mut RestorePoint)) {
+    let mut forged = rp.clone();
+    change(&mut forged);
+    f.coffer
+        .catalog
+        .put(Kind::RestorePoint, rp.name(), &forged)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_pointing_elsewhere_is_refused_and_nothing_is_deleted() {
+    let f = common::fixture("exec: []", "{}").await;
+    let location = f.home.path().join("locations/default");
+    // Something outside the Profile's directory, and another workload's backup inside it.
+    let victim = f.home.path().join("victim");
+    std::fs::create_dir_all(victim.join("data")).unwrap();
+    std::fs::write(victim.join("data/keep"), "precious").unwrap();
+    let other = a_restore_point(&f).await;
+    let rp = a_restore_point(&f).await;
+    let before = files_under(&location);
+    for (what, change) in [
+        (
+            "../../victim",
+            Box::new(|r: &mut RestorePoint| r.spec.prefix = "../../victim".into())
+                as Box<dyn Fn(&mut RestorePoint)>,
+        ),
+        (
+            "the whole Profile",
+            Box::new(|r: &mut RestorePoint| r.spec.prefix = String::new()),
+        ),
+        (
+            "another restore point",
+            Box::new({
+                let p = other.spec.prefix.clone();
+                move |r: &mut RestorePoint| r.spec.prefix = p.clone()
+            }),
+        ),
+        (
+            "another workload",
+            Box::new(|r: &mut RestorePoint| r.spec.workload = "../x".into()),
+        ),
+    ] {
+        forge(&f, &rp, change);
+        for action in ["delete", "restore"] {
+            let e = refused(&f, action, rp.name()).await;
+            assert!(
+                e.contains("cannot point elsewhere") || e.contains("not a valid name"),
+                "{what}, {action}: {e}"
+            );
+        }
+        assert!(
+            victim.join("data/keep").exists(),
+            "{what}: the directory outside was removed"
+        );
+        assert_eq!(
+            files_under(&location),
+            before,
+            "{what}: objects were removed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_and_manifests_coffer_did_not_write_are_refused() {
+    let f = common::fixture("exec: []", "{}").await;
+    let rp = a_restore_point(&f).await;
+    // A record whose object has no digest (it would be read unverified) or another one.
+    for change in [
+        Box::new(|r: &mut RestorePoint| r.spec.objects[0].sha256 = String::new())
+            as Box<dyn Fn(&mut RestorePoint)>,
+        Box::new(|r: &mut RestorePoint| r.spec.objects[0].sha256 = "ab".repeat(32)),
+        Box::new(|r: &mut RestorePoint| r.spec.profile = "elsewhere".into()),
+    ] {
+        forge(&f, &rp, change);
+        let e = refused(&f, "restore", rp.name()).await;
+        assert!(
+            e.contains("does not match its manifest") || e.contains("Profile elsewhere"),
+            "{e}"
+        );
+    }
+    forge(&f, &rp, |_| {});
+    // A manifest rewritten in the location: its digest changed, or no MAC at all.
+    let manifest = f
+        .home
+        .path()
+        .join("locations/default")
+        .join(&rp.spec.manifest_key);
+    let signed = std::fs::read_to_string(&manifest).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&signed).unwrap();
+    v["spec"]["objects"][0]["sha256"] = "cd".repeat(32).into();
+    std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = refused(&f, "restore", rp.name()).await;
+    assert!(e.contains("valid MAC"), "{e}");
+    v.as_object_mut().unwrap().remove("mac");
+    std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = refused(&f, "restore", rp.name()).await;
+    assert!(e.contains("carries no MAC"), "{e}");
+    // Put back as coffer signed it: accepted again (the check is not just "always no").
+    std::fs::write(&manifest, signed).unwrap();
+    let req = ActionRequest {
+        action: "delete".into(),
+        restore_point: Some(rp.name().to_string()),
+        ..Default::default()
+    };
+    let p = f.coffer.prepare(req).await.unwrap();
+    assert_eq!(
+        f.coffer.run(&p).await.unwrap().status.phase,
+        Phase::Completed
+    );
+    assert!(!manifest.exists());
+}
