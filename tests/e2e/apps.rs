@@ -629,3 +629,63 @@ fn plugin_run_traces_live_and_dry_run_touches_nothing() {
     ]);
     assert!(dev.ok, "{}", dev.stderr);
 }
+
+/// A MariaDB restore never loses the database that is there: a replay that fails midway
+/// (a view needs a function of another database that is gone) leaves it exactly as it was; a good one swaps the
+/// restored tables in, with their trigger, view and routine, and keeps the replaced ones.
+#[test]
+fn mysql_a_failed_restore_leaves_the_original_and_a_good_one_keeps_it() {
+    let pw = format!("root-{}", random_hex(6));
+    let m = MariaDb::start(&pw);
+    m.sql(SHOP);
+    let work = tempfile::tempdir().unwrap();
+    let pwf = password_file(work.path(), &pw);
+    let c = cli();
+    let port = m.port.to_string();
+    let env = [
+        ("MYSQL_HOST", "127.0.0.1"),
+        ("MYSQL_TCP_PORT", port.as_str()),
+    ];
+    let params = "{backup: {user: root, databases: [shop]}, restore: {user: root}}";
+    assert!(
+        c.apply(&workload("shop", "mysql-logical", &env, Some(&pwf), params))
+            .ok
+    );
+    // A view that needs a function of another database, which will be gone by restore time.
+    const LIB: &str = "CREATE DATABASE lib; CREATE FUNCTION lib.double_it(x INT) RETURNS INT DETERMINISTIC RETURN x * 2;";
+    m.sql(LIB);
+    m.sql("CREATE VIEW shop.doubled AS SELECT lib.double_it(id) AS d FROM shop.orders;");
+    let backed_up = mysql_state(&m, &["shop"]);
+    let rp = restore_point_of(&c.run(&["backup", "shop", "-o", "json"]));
+    m.sql("DELETE FROM shop.audit; DELETE FROM shop.orders WHERE id > 100; UPDATE shop.customers SET name = 'changed';");
+    m.sql("DROP DATABASE lib;");
+    let current = mysql_state(&m, &["shop"]);
+
+    let failed = c.run(&["restore", "shop", "--from", &rp]);
+    assert!(!failed.ok, "the replay should fail on the missing function");
+    assert!(
+        failed.stderr.contains("shop was left as it was"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(mysql_state(&m, &["shop"]), current, "the original changed");
+    assert!(
+        !m.sql("SHOW DATABASES").contains("__restore_"),
+        "a staging database was left"
+    );
+
+    m.sql(LIB);
+    let ok = c.run(&["restore", "shop", "--from", &rp, "-o", "json"]);
+    assert!(ok.ok, "{}", ok.stderr);
+    let previous = ok.json()["status"]["outputs"]["previous"]
+        .as_str()
+        .expect("the replaced database is named")
+        .to_string();
+    // Rows, trigger, view, routine and event as backed up; the replaced ones kept whole.
+    assert_eq!(mysql_state(&m, &["shop"]), backed_up);
+    let mut kept = mysql_state(&m, &[previous.as_str()]);
+    let mut was = current.clone();
+    kept.remove(0);
+    was.remove(0);
+    assert_eq!(kept, was, "{previous} is not what shop was");
+}

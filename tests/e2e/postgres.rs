@@ -459,3 +459,99 @@ fn bad_yaml_and_bad_params_name_the_field() {
         r.stderr
     );
 }
+
+/// A restore never loses the database that is there: one that fails midway (a role the
+/// archive needs was renamed) leaves it exactly as it was; one that succeeds swaps the
+/// restored database in and keeps the replaced one, whose rows are the ones it had.
+#[test]
+fn a_failed_restore_leaves_the_original_and_a_good_one_keeps_it() {
+    let pg = Postgres::start(None).unwrap();
+    pg.psql("postgres", "CREATE ROLE app LOGIN").unwrap();
+    pg.psql("postgres", "CREATE DATABASE shop OWNER app")
+        .unwrap();
+    pg.psql(
+        "shop",
+        "SET ROLE app; CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    let c = cli();
+    assert!(c.apply(&workload_yaml("shop-db", &pg, None, &[])).ok);
+    let rp = restore_point_of(&c.ok(&[
+        "backup",
+        "shop-db",
+        "-p",
+        r#"databases=["shop"]"#,
+        "-p",
+        "globals=false",
+        "-o",
+        "json",
+    ]));
+    // Later: rows changed, and the role the archive's objects belong to renamed.
+    pg.psql(
+        "shop",
+        "DELETE FROM items WHERE id > 900; UPDATE items SET v = 'changed'",
+    )
+    .unwrap();
+    pg.psql("postgres", "ALTER ROLE app RENAME TO app_renamed")
+        .unwrap();
+    let rows = "SELECT count(*) || ':' || md5(string_agg(x::text, '|' ORDER BY id)) FROM items x";
+    let current = pg.psql("shop", rows).unwrap();
+
+    let failed = c.run(&["restore", "shop-db", "--from", &rp, "-p", "globals=false"]);
+    assert!(!failed.ok, "the restore should fail on the missing role");
+    assert!(
+        failed.stderr.contains("shop was left as it was")
+            && failed.stderr.contains("role \"app\" does not exist"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        pg.psql("shop", rows).unwrap(),
+        current,
+        "the original changed"
+    );
+    let dbs = pg
+        .psql(
+            "postgres",
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database",
+        )
+        .unwrap();
+    assert!(
+        !dbs.contains("__restore_"),
+        "a staging database was left: {dbs}"
+    );
+
+    // With the role back, the restore succeeds: the backup's rows in shop, the replaced
+    // ones kept.
+    pg.psql("postgres", "ALTER ROLE app_renamed RENAME TO app")
+        .unwrap();
+    let ok = c.ok(&[
+        "restore",
+        "shop-db",
+        "--from",
+        &rp,
+        "-p",
+        "globals=false",
+        "-o",
+        "json",
+    ]);
+    let previous = ok.json()["status"]["outputs"]["previous"]
+        .as_str()
+        .expect("the replaced database is named")
+        .to_string();
+    assert!(previous.starts_with("shop__previous_"), "{previous}");
+    assert_eq!(
+        pg.psql("shop", "SELECT count(*) || ':' || min(v) FROM items")
+            .unwrap(),
+        "1000:v1"
+    );
+    assert_eq!(pg.psql(&previous, rows).unwrap(), current);
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'shop'"
+        )
+        .unwrap(),
+        "app"
+    );
+}

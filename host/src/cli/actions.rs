@@ -75,6 +75,11 @@ pub async fn follow_and_report(
                     Some(rp) => out!("{what}: completed in {took}, {bytes}; RestorePoint {rp}"),
                     None => out!("{what}: completed in {took}, {bytes}"),
                 }
+                if let Some(prev) = finished.status.outputs.get("previous") {
+                    out!(
+                        "kept what the restore replaced as {prev}; remove it once the restore is checked"
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

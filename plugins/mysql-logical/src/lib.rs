@@ -5,8 +5,11 @@
 //!           --events` (a consistent InnoDB snapshot per database, no global lock), streamed
 //!           by the host into the location; optionally users and grants
 //!           (`--system=users`).
-//! restore = users and grants first (when present), then for each database: drop it,
-//!           recreate it with its recorded character set and collation, replay the dump.
+//! restore = users and grants first (when present), then for each database: replay the
+//!           dump into a new database with its recorded character set and collation, and
+//!           only then swap it with the existing one (see `staged`): a restore that fails
+//!           leaves the original as it was, which is kept as `<db>__previous_…`
+//!           (`keepPrevious`). `replace: true` drops and replays in place instead.
 //! delete  = remove the restore point's objects.
 //!
 //! The password reaches the tools as MYSQL_PWD through a secret handle: never in argv.
@@ -18,6 +21,7 @@ use coffer_plugin_sdk::{
 use serde::Deserialize;
 
 mod names;
+mod staged;
 use names::{object_key_for, quote_ident, quote_string, unescape_batch};
 
 pub struct MysqlLogical;
@@ -72,6 +76,15 @@ pub struct RestoreParams {
     /// Replay users and grants first, when the backup has them (existing users are kept).
     #[serde(default = "yes")]
     pub users: bool,
+    /// Replay into a new database and swap it in only once it is complete (default), or
+    /// (`true`) drop the existing database first and replay in place: a restore that fails
+    /// then leaves nothing.
+    #[serde(default)]
+    pub replace: bool,
+    /// Keep the tables and definitions a restore replaced in `<name>__previous_<suffix>`;
+    /// `false` drops them after a successful swap.
+    #[serde(default = "yes")]
+    pub keep_previous: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -198,7 +211,11 @@ impl Plugin for MysqlLogical {
 
 /// `program --no-defaults` (no option files: the workload's env and params say it all) with
 /// the connection flags and the password.
-fn client<'a>(program: &str, c: &Connection, pw: Option<&'a secrets::Secret>) -> Cmd<'a> {
+pub(crate) fn client<'a>(
+    program: &str,
+    c: &Connection,
+    pw: Option<&'a secrets::Secret>,
+) -> Cmd<'a> {
     let mut cmd = Cmd::new([program, "--no-defaults"]);
     if let Some(h) = &c.host {
         cmd = cmd.arg(format!("--host={h}"));
@@ -348,26 +365,40 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
         log::info("replayed users and grants", &[]);
     }
     let mut restored = Vec::new();
+    let mut previous = Vec::new();
     for (i, (db, artifact)) in selected.iter().enumerate() {
         log::progress("databases", i as u64, Some(selected.len() as u64));
         let target = p.target_database.clone().unwrap_or_else(|| db.clone());
         let charset = sdk::meta(artifact, "charset").unwrap_or("utf8mb4");
         let collation = sdk::meta(artifact, "collation");
-        let mut create = format!(
-            "DROP DATABASE IF EXISTS {t}; CREATE DATABASE {t} CHARACTER SET {}",
-            quote_ident(charset),
-            t = quote_ident(&target)
-        );
-        if let Some(c) = collation {
-            create.push_str(&format!(" COLLATE {}", quote_ident(c)));
+        if p.replace {
+            let mut create = format!(
+                "DROP DATABASE IF EXISTS {t}; CREATE DATABASE {t} CHARACTER SET {}",
+                quote_ident(charset),
+                t = quote_ident(&target)
+            );
+            if let Some(c) = collation {
+                create.push_str(&format!(" COLLATE {}", quote_ident(c)));
+            }
+            client("mariadb", &p.conn(), pw.as_ref())
+                .args(["-e", &create])
+                .run(None, 64 << 10)?;
+            client("mariadb", &p.conn(), pw.as_ref())
+                .arg("--default-character-set=utf8mb4")
+                .arg(format!("--database={target}"))
+                .stdin_from(&store, &artifact.key)?;
+        } else if let Some(prev) = staged::restore(
+            &store,
+            &artifact.key,
+            &target,
+            charset,
+            collation,
+            &p.conn(),
+            pw.as_ref(),
+            p.keep_previous,
+        )? {
+            previous.push(prev);
         }
-        client("mariadb", &p.conn(), pw.as_ref())
-            .args(["-e", &create])
-            .run(None, 64 << 10)?;
-        client("mariadb", &p.conn(), pw.as_ref())
-            .arg("--default-character-set=utf8mb4")
-            .arg(format!("--database={target}"))
-            .stdin_from(&store, &artifact.key)?;
         log::info("restored database", &[("database", db), ("as", &target)]);
         restored.push(target);
     }
@@ -376,8 +407,12 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
         selected.len() as u64,
         Some(selected.len() as u64),
     );
+    let mut outputs = vec![("databases".into(), restored.join(","))];
+    if !previous.is_empty() {
+        outputs.push(("previous".into(), previous.join(",")));
+    }
     Ok(ActionOutput {
         artifacts: vec![],
-        outputs: vec![("databases".into(), restored.join(","))],
+        outputs,
     })
 }

@@ -2,8 +2,12 @@
 //!
 //! backup  = `pg_dumpall --globals-only` (roles, tablespaces) + `pg_dump -Fc -Z0` of each
 //!           database, each streamed by the host into the location with zstd.
-//! restore = replay globals, then for each database drop it, recreate it and `pg_restore`
-//!           from a stream the host reads (and checksums) out of the location.
+//! restore = replay globals, then for each database `pg_restore` into a new database from a
+//!           stream the host reads (and checksums) out of the location, and swap it with
+//!           the existing one by renaming both in one transaction: a restore that fails
+//!           leaves the original as it was, and the original is kept as `<db>__previous_…`
+//!           (`keepPrevious`). `replace: true` drops and recreates in place instead
+//!           (database-level settings and grants restored too; nothing kept on failure).
 //! delete  = remove the restore point's objects.
 //!
 //! The password (if the workload has one) reaches the pg tools as PGPASSWORD through a secret
@@ -16,6 +20,7 @@ use coffer_plugin_sdk::{
 use serde::Deserialize;
 
 mod names;
+mod staged;
 use names::{conninfo_dbname, object_key_for, quote_ident};
 
 pub struct PostgresLogical;
@@ -59,6 +64,16 @@ pub struct RestoreParams {
     pub globals: bool,
     #[serde(default = "postgres")]
     pub maintenance_database: String,
+    /// Restore into a new database and swap it in only once it is complete (default), or
+    /// (`true`) drop the existing database first and restore in place, as pg_restore
+    /// --create does: database-level settings, comments and grants come back too, but a
+    /// restore that fails leaves no database at all.
+    #[serde(default)]
+    pub replace: bool,
+    /// Keep the database a restore replaced, renamed `<name>__previous_<suffix>` (drop it
+    /// once the restore is checked); `false` drops it after a successful swap.
+    #[serde(default = "yes")]
+    pub keep_previous: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -145,9 +160,10 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
     let maint = conninfo_dbname(&p.maintenance_database);
 
+    let listed = list_databases(&maint, pw.as_ref())?;
     let mut databases = match &p.databases {
         Some(dbs) => dbs.clone(),
-        None => list_databases(&maint, pw.as_ref())?,
+        None => listed.iter().map(|d| d.name.clone()).collect(),
     };
     databases.retain(|d| !p.exclude_databases.contains(d));
     if databases.is_empty() {
@@ -193,6 +209,17 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
         a.metadata.push(("kind".into(), "database".into()));
         a.metadata.push(("database".into(), db.clone()));
         a.metadata.push(("format".into(), "pg_dump-custom".into()));
+        // What a staged restore needs to create the database as it was.
+        if let Some(d) = listed.iter().find(|d| &d.name == db) {
+            for (k, v) in [
+                ("encoding", &d.encoding),
+                ("collate", &d.collate),
+                ("ctype", &d.ctype),
+                ("owner", &d.owner),
+            ] {
+                a.metadata.push((k.into(), v.clone()));
+            }
+        }
         artifacts.push(a);
     }
     log::progress(
@@ -207,7 +234,19 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     })
 }
 
-fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<String>, Error> {
+/// A database as the server describes it.
+struct Database {
+    name: String,
+    encoding: String,
+    collate: String,
+    ctype: String,
+    owner: String,
+}
+
+/// Unit separator between fields (never in a name in practice), NUL between rows.
+const FIELD_SEPARATOR: &str = "\u{1f}";
+
+fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<Database>, Error> {
     let out = Cmd::new([
         "psql",
         "-X",
@@ -216,24 +255,39 @@ fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<Strin
         "-t",
         "-q",
         "-0",
+        "-F",
+        FIELD_SEPARATOR,
         "-v",
         "ON_ERROR_STOP=1",
     ])
     .arg(format!("--dbname={maint}"))
     .args([
         "-c",
-        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        "SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba) FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
     ])
     .secret_env("PGPASSWORD", pw)
     .run(None, MAX_LIST_BYTES)?;
     let text = String::from_utf8(out)
         .map_err(|_| sdk::internal("psql printed a database name that is not UTF-8"))?;
-    Ok(text
-        .split('\0')
+    text.split('\0')
         .map(|s| s.trim_end_matches('\n'))
         .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect())
+        .map(|row| {
+            let f: Vec<&str> = row.split(FIELD_SEPARATOR).collect();
+            match f.as_slice() {
+                [name, encoding, collate, ctype, owner] => Ok(Database {
+                    name: name.to_string(),
+                    encoding: encoding.to_string(),
+                    collate: collate.to_string(),
+                    ctype: ctype.to_string(),
+                    owner: owner.to_string(),
+                }),
+                _ => Err(sdk::internal(format!(
+                    "psql listed a database in an unexpected shape: {row:?}"
+                ))),
+            }
+        })
+        .collect()
 }
 
 fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -261,38 +315,29 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
     }
 
     let mut restored = Vec::new();
+    let mut previous = Vec::new();
     for (i, (db, artifact)) in selected.iter().enumerate() {
         log::progress("databases", i as u64, Some(selected.len() as u64));
         let target = p.target_database.clone().unwrap_or_else(|| db.clone());
-        // A database cannot be dropped over a connection to itself: work from template1
-        // when restoring the maintenance database.
+        // A database cannot be renamed or dropped over a connection to itself: work from
+        // template1 when restoring the maintenance database.
         let maint = if target == p.maintenance_database {
             conninfo_dbname("template1")
         } else {
             maint.clone()
         };
-        let drop_sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&target)
-        );
-        psql_command(&maint, pw.as_ref(), &drop_sql)?;
-        let restore = if target == *db {
-            // --create recreates the database with its original encoding, locale, owner
-            // and settings.
-            Cmd::new(["pg_restore", "--create", "--exit-on-error", "--no-password"])
-                .arg(format!("--dbname={maint}"))
-        } else {
-            let create = format!(
-                "CREATE DATABASE {} TEMPLATE template0",
-                quote_ident(&target)
-            );
-            psql_command(&maint, pw.as_ref(), &create)?;
-            Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
-                .arg(format!("--dbname={}", conninfo_dbname(&target)))
-        };
-        restore
-            .secret_env("PGPASSWORD", pw.as_ref())
-            .stdin_from(&store, &artifact.key)?;
+        if p.replace {
+            replace_in_place(&store, artifact, db, &target, &maint, pw.as_ref())?;
+        } else if let Some(prev) = staged::restore(
+            &store,
+            artifact,
+            &target,
+            &maint,
+            pw.as_ref(),
+            p.keep_previous,
+        )? {
+            previous.push(prev);
+        }
         log::info("restored database", &[("database", db), ("as", &target)]);
         restored.push(target);
     }
@@ -301,10 +346,45 @@ fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
         selected.len() as u64,
         Some(selected.len() as u64),
     );
+    let mut outputs = vec![("databases".into(), restored.join(","))];
+    if !previous.is_empty() {
+        outputs.push(("previous".into(), previous.join(",")));
+    }
     Ok(ActionOutput {
         artifacts: vec![],
-        outputs: vec![("databases".into(), restored.join(","))],
+        outputs,
     })
+}
+
+/// The destructive path (`replace: true`): drop, then `pg_restore --create` (or into a new
+/// empty database under another name).
+fn replace_in_place(
+    store: &location::Store,
+    artifact: &sdk::Artifact,
+    db: &str,
+    target: &str,
+    maint: &str,
+    pw: Option<&secrets::Secret>,
+) -> Result<(), Error> {
+    let drop_sql = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(target)
+    );
+    psql_command(maint, pw, &drop_sql)?;
+    let restore = if target == db {
+        // --create recreates the database with its original encoding, locale, owner
+        // and settings.
+        Cmd::new(["pg_restore", "--create", "--exit-on-error", "--no-password"])
+            .arg(format!("--dbname={maint}"))
+    } else {
+        let create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(target));
+        psql_command(maint, pw, &create)?;
+        Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
+            .arg(format!("--dbname={}", conninfo_dbname(target)))
+    };
+    restore
+        .secret_env("PGPASSWORD", pw)
+        .stdin_from(store, &artifact.key)
 }
 
 fn psql_command(maint: &str, pw: Option<&secrets::Secret>, sql: &str) -> Result<(), Error> {

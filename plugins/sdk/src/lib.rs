@@ -265,3 +265,26 @@ pub fn error_text(e: &Error) -> String {
         Error::Internal(s) => format!("internal: {s}"),
     }
 }
+
+/// A short suffix unlikely to repeat (for names of staging objects: `shop__restore_1a2b3c`).
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = (nanos as u64) ^ (u64::from(COUNTER.fetch_add(1, Ordering::Relaxed)) << 40);
+    format!("{:06x}", (n ^ (n >> 24)) & 0xff_ffff)
+}
+
+/// `name` with `tag` and `suffix` appended, its start cut (at a character boundary) so the
+/// whole fits in `max` bytes: names of staging databases next to the one they stand for.
+pub fn derived_name(name: &str, tag: &str, suffix: &str, max: usize) -> String {
+    let room = max.saturating_sub(tag.len() + suffix.len());
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{tag}{suffix}", &name[..end])
+}
