@@ -23,6 +23,14 @@ impl Home {
         create_private_dir(&root)
             .with_context(|| format!("creating the state directory {}", root.display()))?;
         check_private(&root)?;
+        // Readable by others is not refused, but tightened: the default location's dumps
+        // live below it.
+        let mode = std::fs::metadata(&root)?.mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private (chmod 700)", root.display()))?;
+            tracing::info!(dir = %root.display(), "made the state directory private (mode 700)");
+        }
         Ok(Home { root })
     }
 

@@ -7,4 +7,5 @@ mod common;
 
 mod exec;
 mod memory;
+mod records;
 mod restore_points;

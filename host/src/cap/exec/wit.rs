@@ -85,7 +85,9 @@ impl HostState {
             env: cmd.env.clone(),
             secret_env: secrets,
             stdin: cmd.stdin,
-            stderr_tail: self.ctx.limits.stderr_tail,
+            // Kept with room for the longest secret before the tail, so one cut by the
+            // tail's start is still recognised and redacted.
+            stderr_tail: self.ctx.limits.stderr_tail + self.ctx.redactor.longest(),
         };
         let proc = match self.ctx.exec.spawn(spec).await {
             Ok(p) => p,

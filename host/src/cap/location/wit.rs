@@ -96,6 +96,18 @@ impl HostState {
         Ok(())
     }
 
+    /// A key a plugin may use: well formed, and holding no secret value (keys are stored
+    /// and listed in the clear, in the manifest too).
+    fn key_ok(&self, key: &str) -> Result<(), WitError> {
+        check_key(key)?;
+        if self.ctx.redactor.redact(key) != key {
+            return Err(WitError::InvalidArgument(
+                "the object key contains one of the action's secret values; keys are stored in the clear".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Access check, key check and the record of an object to read: reads are only of
     /// objects with a record (the restore point's, or this action's own), so every read is
     /// verified.
@@ -106,7 +118,7 @@ impl HostState {
         key: &str,
     ) -> Result<ObjectRecord, WitError> {
         self.may(name, binding, LocationAccess::Read)?;
-        check_key(key)?;
+        self.key_ok(key)?;
         self.ctx.known_object(binding, key).ok_or_else(|| {
             WitError::NotFound(format!("object {key:?} is not in this restore point"))
         })
@@ -173,7 +185,7 @@ impl HostStore for HostState {
         let src: DynInputStream = self.table.delete(src)?;
         let checked = self
             .may(&name, &binding, LocationAccess::Write)
-            .and_then(|_| check_key(&key));
+            .and_then(|_| self.key_ok(&key));
         self.ctx
             .audit("location.put", &key, "stream", started, &checked, 0);
         if let Err(e) = checked {
@@ -259,7 +271,7 @@ impl HostStore for HostState {
     ) -> HostResult<ObjectInfo> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
-        let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| check_key(&key)).and_then(|_| {
+        let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| self.key_ok(&key)).and_then(|_| {
             if data.len() as u64 > self.ctx.limits.captured_output {
                 Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {} (spec.limits.capturedOutput); use put with a stream", data.len(), self.ctx.limits.captured_output)))
             } else {
@@ -354,7 +366,7 @@ impl HostStore for HostState {
         let (name, binding) = self.binding(&h)?;
         let res = self
             .may(&name, &binding, LocationAccess::Read)
-            .and_then(|_| check_key(&key))
+            .and_then(|_| self.key_ok(&key))
             .map(|_| self.ctx.known_object(&binding, &key).map(|r| info_of(&r)));
         self.ctx.audit("location.head", &key, "", started, &res, 0);
         Ok(res)
@@ -427,7 +439,7 @@ impl HostStore for HostState {
         let (name, binding) = self.binding(&h)?;
         let res = match self
             .may(&name, &binding, LocationAccess::Delete)
-            .and_then(|_| check_key(&key))
+            .and_then(|_| self.key_ok(&key))
         {
             Err(e) => Err(e),
             Ok(()) => {

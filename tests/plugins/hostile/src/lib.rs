@@ -40,6 +40,9 @@ struct Params {
     secret_env: Vec<String>,
     #[serde(default)]
     stdin: Option<String>,
+    /// For `audit-flood`: how many calls.
+    #[serde(default)]
+    count: u64,
 }
 
 impl Plugin for Hostile {
@@ -108,6 +111,20 @@ impl Plugin for Hostile {
                 proc.wait()?;
                 t.wait()?;
                 Err(sdk::internal("deliberate failure after writing"))
+            }
+            // Write an object, wait `bytes` seconds in a process, then finish well.
+            "slow-ok" => {
+                let store = location::open("default")?;
+                let info = store.put_bytes(
+                    "part.bin",
+                    b"written before the wait",
+                    &opts(location::Compression::Zstd),
+                )?;
+                Cmd::new(["sleep", &p.bytes.to_string()]).run(None, 1024)?;
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("part", "default", &info)],
+                    outputs: vec![],
+                })
             }
             // Write a whole object, then block in a long host call: the test kills coffer here.
             "hang-after-write" => {
@@ -302,6 +319,63 @@ impl Plugin for Hostile {
                         ("previous".into(), previous.to_string()),
                         ("scaledFrom".into(), back.to_string()),
                         ("denied".into(), denied),
+                    ],
+                })
+            }
+            // Make the host record as much as it can: `count` refused calls whose names and
+            // errors are `bytes` long, then outputs and artifact metadata of that size.
+            "audit-flood" => {
+                let big = "x".repeat(p.bytes as usize);
+                for _ in 0..p.count {
+                    let _ = secrets::get(&big);
+                }
+                let store = location::open("default")?;
+                let info =
+                    store.put_bytes("data.txt", b"flood", &opts(location::Compression::Zstd))?;
+                // What a call may return is capped by the host (limits.hostcallPayload): ten
+                // half-megabyte values of each.
+                let half = "y".repeat((p.bytes / 2) as usize);
+                let mut a = sdk::artifact("data", "default", &info);
+                for i in 0..10 {
+                    a.metadata.push((format!("k{i}"), half.clone()));
+                }
+                Ok(ActionOutput {
+                    artifacts: vec![a],
+                    outputs: (0..10).map(|i| (format!("o{i}"), half.clone())).collect(),
+                })
+            }
+            // Put the password where a plugin may put words: an artifact's metadata and
+            // name, an output, a log line, an object key.
+            "secret-in-record" => {
+                let pw = secrets::get("password")?;
+                let out = Cmd::new(["cat", "/proc/self/environ"])
+                    .secret_env("COFFER_PW", Some(&pw))
+                    .run(None, 1 << 20)?;
+                let env = String::from_utf8_lossy(&out).replace('\0', " ");
+                let value = env
+                    .split(' ')
+                    .find_map(|kv| kv.strip_prefix("COFFER_PW="))
+                    .unwrap_or_default()
+                    .to_string();
+                let store = location::open("default")?;
+                let refused_key = match store.put_bytes(
+                    &format!("k-{value}"),
+                    b"x",
+                    &opts(location::Compression::None),
+                ) {
+                    Err(e) => sdk::error_text(&e),
+                    Ok(_) => "ALLOWED".into(),
+                };
+                let info = store.put_bytes("data.txt", b"x", &opts(location::Compression::Zstd))?;
+                let mut a = sdk::artifact(&format!("name-{value}"), "default", &info);
+                a.metadata.push(("pw".into(), value.clone()));
+                a.metadata.push((format!("key-{value}"), "v".into()));
+                sdk::log::info(&format!("the password is {value}"), &[]);
+                Ok(ActionOutput {
+                    artifacts: vec![a],
+                    outputs: vec![
+                        ("pw".into(), value.clone()),
+                        ("refusedKey".into(), refused_key),
                     ],
                 })
             }
