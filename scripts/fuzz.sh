@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz plugin manifests (and exec patterns), the YAML kinds, and plugin admission, each for a
-# bounded time. Needs the nightly toolchain and cargo-fuzz (installed here when missing).
+# Fuzz plugin manifests (and exec patterns), the YAML kinds, plugin admission and the exec
+# argument policy, each for a bounded time. Needs the nightly toolchain and cargo-fuzz (installed here when missing).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60)
 #
@@ -18,7 +18,7 @@ export COFFER_PREBUILT_PLUGINS="$PWD/target/wasm-plugins/wasm32-wasip2/release"
 
 # Seed each target with real inputs.
 CORPUS="$PWD/target/fuzz-corpus"
-mkdir -p "$CORPUS"/{manifest,yaml_kinds,admission}
+mkdir -p "$CORPUS"/{manifest,yaml_kinds,admission,exec_policy}
 for m in plugins/*/manifest.json tests/plugins/*/manifest.json; do
   cp "$m" "$CORPUS/manifest/$(basename "$(dirname "$m")").json"
 done
@@ -28,7 +28,19 @@ for w in target/wasm-plugins/wasm32-wasip2/release/*.wasm target/wasm-test-plugi
   [ -f "$w" ] && cp "$w" "$CORPUS/admission/"
 done
 
-for t in manifest yaml_kinds admission; do
+# exec_policy: a program selector byte, then NUL-separated arguments.
+i=0
+for args in "-X --no-password -q --dbname=dbname='shop'" "-o |id -h /nonexistent" "-Xqo|id" \
+            "--format=custom --compress=0 -f /tmp/x shop" "--no-defaults --host=db --tee=/tmp/x -e select" \
+            "--rdb - -h 127.0.0.1" "snapshot save /tmp/coffer-scratch.fuzz/s.db" "-c \\! id"; do
+  for sel in 0 1 2 3 4 5 6 7; do
+    printf "\\x$(printf %02x $sel)" > "$CORPUS/exec_policy/seed-$i-$sel"
+    printf '%s' "$args" | tr ' ' '\0' >> "$CORPUS/exec_policy/seed-$i-$sel"
+  done
+  i=$((i+1))
+done
+
+for t in manifest yaml_kinds admission exec_policy; do
   echo "== fuzzing $t for ${SECS}s"
   cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "$CORPUS/$t" -- \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=4096 -max_len=1048576

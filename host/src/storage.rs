@@ -216,6 +216,7 @@ pub async fn verify(coffer: &Coffer, name: &str, bytes: Arc<AtomicU64>) -> Resul
             Sink::Discard,
             Some(&counters),
             loc.encryption.as_ref(),
+            pipeline::Pin::Any,
         )
         .await;
         objects.push(ObjectCheck {
@@ -339,6 +340,8 @@ pub async fn cat(
         Sink::Writer(w),
         None,
         loc.encryption.as_ref(),
+        // `location cat`: any object, with no record to check it against.
+        pipeline::Pin::Unverified,
     )
     .await;
     res.map_err(|e| anyhow!(e))

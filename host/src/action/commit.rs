@@ -236,9 +236,11 @@ impl Coffer {
             }
             Err(e) => return Err(format!("{e:#}")),
         }
+        let binding = p.ctx.locations.get("default");
         for o in &rp.spec.objects {
             let path = Path::parse(format!("{}/{}", rp.spec.prefix, o.stored_key))
                 .map_err(|e| e.to_string())?;
+            let read = std::sync::Mutex::new(None);
             pipeline::download(
                 p.location.store.as_ref(),
                 &path,
@@ -246,6 +248,7 @@ impl Coffer {
                 Sink::ChecksumOnly,
                 None,
                 None,
+                pipeline::Pin::Record(&read),
             )
             .await
             .map_err(|e| {
@@ -254,6 +257,10 @@ impl Coffer {
                     rp.name()
                 )
             })?;
+            // The plugin's reads get exactly what was verified.
+            if let (Some(b), Some(v)) = (binding, read.into_inner().unwrap()) {
+                b.verified.lock().unwrap().insert(o.stored_key.clone(), v);
+            }
             if o.encryption.is_some() {
                 pipeline::check_identity(
                     p.location.store.as_ref(),

@@ -376,6 +376,7 @@ impl Coffer {
             zstd_level: location.zstd_level,
             encryption: location.encryption.clone(),
             expected,
+            verified: Default::default(),
         };
         let ctx = Arc::new(ActionContext {
             action: action.clone(),

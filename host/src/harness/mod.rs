@@ -222,6 +222,7 @@ pub async fn run_action(
         zstd_level: Some(3),
         encryption: None,
         expected: BTreeMap::new(),
+        verified: Default::default(),
     };
     let mut expected = BTreeMap::new();
     for (key, content) in &c.objects {
@@ -254,6 +255,7 @@ pub async fn run_action(
         zstd_level: Some(3),
         encryption: None,
         expected: expected.clone(),
+        verified: Default::default(),
     });
     let mut redactor = Redactor::new();
     for v in c.secrets.values() {
@@ -491,6 +493,7 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
                         Sink::Buffer(&mut buf, 64 << 20),
                         None,
                         None,
+                        pipeline::Pin::Any,
                     )
                     .await
                     .map(|_| ()),

@@ -63,10 +63,17 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
         spec["deadline"] = json!(d);
     }
     let sets = api(&client, "ActionSet", &ns);
+    // A --local-run ActionSet says so: the daemon leaves it to this process.
+    let annotations = if req.local_run {
+        json!({super::daemon::LOCAL_RUN_ANNOTATION: format!("cli-{}", std::process::id())})
+    } else {
+        json!({})
+    };
     let obj: DynamicObject = serde_json::from_value(json!({
         "apiVersion": format!("{}/{}", super::GROUP, super::VERSION),
         "kind": "ActionSet",
-        "metadata": {"generateName": format!("{}-{wname}-", req.action), "namespace": ns},
+        "metadata": {"generateName": format!("{}-{wname}-", req.action), "namespace": ns,
+                     "annotations": annotations},
         "spec": spec,
     }))?;
     let created = sets
@@ -87,7 +94,14 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
             config_ns: super::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
         };
-        run::patch_status(&sets, &name, json!({"phase": "Running", "startTime": crate::model::now_rfc3339(), "runner": cx.identity})).await?;
+        match run::claim(&sets, &created, &cx.identity).await {
+            Ok(()) => {}
+            Err(e) if run::lost_claim(&e) => {
+                eprintln!("ActionSet {ns}/{name} was claimed by another runner; following it");
+                return follow(&sets, &name, &what, req.output).await;
+            }
+            Err(e) => return Err(e),
+        }
         let outcome = async {
             let p = run::prepare(&coffer, &cx, &created).await?;
             run::patch_status(&sets, &name, json!({"prefix": p.prefix, "blueprint": p.blueprint.name(), "profile": p.profile.name()})).await?;

@@ -15,6 +15,7 @@ use crate::model::{ActionSetSpec, ActionSetStatus, Phase, now_rfc3339};
 use anyhow::{Result, bail};
 use futures::StreamExt;
 use kube::Resource;
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -47,6 +48,10 @@ pub struct DaemonArgs {
     /// Actions run at the same time; more wait, Running, for a slot.
     #[arg(long, default_value_t = 16)]
     pub max_concurrent: usize,
+    /// A Running ActionSet of another runner whose heartbeat this instance has seen
+    /// unchanged this long is settled as lost (runners beat every 2 s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub runner_timeout: Duration,
 }
 
 struct Daemon {
@@ -57,6 +62,10 @@ struct Daemon {
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    /// Other runners' heartbeats as last seen, and when this instance saw them change: a
+    /// runner is judged by this instance's clock, never by timestamps from another machine.
+    seen: Mutex<HashMap<String, (String, Instant)>>,
+    runner_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +98,12 @@ pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Res
     let listener = metrics::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
     tokio::spawn(metrics::serve(listener, metrics.clone()));
-    let lock = LeaseLock {
-        api: Api::namespaced(client.clone(), &ns),
-        name: args.lease_name.clone(),
-        identity: identity.clone(),
-        duration: args.lease_duration,
-    };
+    let lock = LeaseLock::new(
+        Api::namespaced(client.clone(), &ns),
+        args.lease_name.clone(),
+        identity.clone(),
+        args.lease_duration,
+    );
     tracing::info!(namespace = %ns, identity = %identity, lease = %args.lease_name, "coffer daemon starting");
     tokio::select! {
         r = lock.acquire() => r?,
@@ -111,6 +120,8 @@ pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Res
             identity: identity.clone(),
         }),
         running: Mutex::default(),
+        seen: Mutex::default(),
+        runner_timeout: args.runner_timeout,
         slots: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
         metrics: metrics.clone(),
         recorder: Recorder::new(
@@ -195,6 +206,15 @@ async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, Reco
             }
         }
         (Phase::Running, None) => {
+            // Its runner is gone if it is this instance (a restart: nothing of it runs
+            // here), or its heartbeat has stood still for the runner timeout.
+            let runner = status.runner.clone().unwrap_or_default();
+            if runner != d.cx.identity
+                && let Some(wait) = d.runner_alive(&k, &status, &o)
+            {
+                return Ok(Action::requeue(wait));
+            }
+            d.seen.lock().unwrap().remove(&k);
             super::settle::settle_stale(&d.coffer, &d.cx, &o).await?;
             d.event(
                 &o,
@@ -206,6 +226,22 @@ async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, Reco
             .await;
         }
         (Phase::Pending, _) => {
+            // `coffer … --local-run` made it to run it itself: leave it to that process for a
+            // while (it claims it at once), then call it abandoned.
+            if o.annotations().contains_key(LOCAL_RUN_ANNOTATION) {
+                let age = o
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .unwrap_or_default();
+                if age < d.runner_timeout {
+                    return Ok(Action::requeue(d.runner_timeout - age));
+                }
+                patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": "the `coffer --local-run` process that made this ActionSet never started it"})).await?;
+                return Ok(Action::await_change());
+            }
             match spec {
                 Err(e) => {
                     patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": format!("{e:#}")})).await?;
@@ -220,7 +256,36 @@ async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, Reco
     Ok(Action::await_change())
 }
 
+/// On an ActionSet a `coffer … --local-run` process made to run itself.
+pub const LOCAL_RUN_ANNOTATION: &str = "coffer.dev/local-run";
+
 impl Daemon {
+    /// `Some(wait)` while another runner's heartbeat keeps moving (check again after
+    /// `wait`); `None` once it has stood still for the runner timeout.
+    fn runner_alive(
+        &self,
+        k: &str,
+        status: &ActionSetStatus,
+        o: &DynamicObject,
+    ) -> Option<Duration> {
+        let beat = status
+            .heartbeat
+            .clone()
+            .or_else(|| o.metadata.resource_version.clone())
+            .unwrap_or_default();
+        let mut seen = self.seen.lock().unwrap();
+        match seen.get(k) {
+            Some((last, since)) if *last == beat => {
+                let still = since.elapsed();
+                (still < self.runner_timeout).then(|| self.runner_timeout - still)
+            }
+            _ => {
+                seen.insert(k.to_string(), (beat, Instant::now()));
+                Some(self.runner_timeout)
+            }
+        }
+    }
+
     async fn event(
         &self,
         o: &DynamicObject,
@@ -266,20 +331,24 @@ impl Daemon {
         };
         let (tx, rx) = watch::channel(None);
         self.running.lock().unwrap().insert(k.clone(), tx);
+        // The claim names the version it read: if a `--local-run` CLI (or anyone) claimed it
+        // meanwhile, the API server refuses it and this instance leaves the action alone.
         let claimed = async {
-            set_finalizer(&sets, &o, true).await?;
-            patch_status(
-                &sets,
-                &name,
-                json!({"phase": "Running", "startTime": now_rfc3339(),
-                "runner": self.cx.identity}),
-            )
-            .await
+            run::claim(&sets, &o, &self.cx.identity).await?;
+            set_finalizer(&sets, &o, true).await
         }
         .await;
-        if let Err(e) = claimed {
-            self.running.lock().unwrap().remove(&k);
-            return Err(e);
+        match claimed {
+            Ok(()) => {}
+            Err(e) if run::lost_claim(&e) => {
+                self.running.lock().unwrap().remove(&k);
+                tracing::info!(actionset = %k, "another runner claimed it first");
+                return Ok(());
+            }
+            Err(e) => {
+                self.running.lock().unwrap().remove(&k);
+                return Err(e);
+            }
         }
         self.metrics.started();
         tracing::info!(actionset = %k, action = %spec.action, workload = %spec.workload, "starting");

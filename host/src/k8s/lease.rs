@@ -1,21 +1,28 @@
 //! Leader election on a coordination.k8s.io Lease, as client-go does it: the holder renews
-//! `renewTime` well within `leaseDurationSeconds`; anyone may take a lease whose renewal is
-//! older than its duration. Every write carries the resourceVersion it read, so two
-//! candidates racing for an expired lease cannot both win (the loser gets a 409).
+//! well within `leaseDurationSeconds`; a candidate takes a lease it has seen unchanged for
+//! a whole duration by its own clock (the holder's timestamps are from another machine's
+//! clock and are never compared with ours). Every write carries the resourceVersion it read,
+//! so two candidates racing for an expired lease cannot both win (the loser gets a 409), and
+//! every API call has a deadline, so a hung connection cannot keep a leader leading.
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub struct LeaseLock {
     pub api: Api<Lease>,
     pub name: String,
     pub identity: String,
     pub duration: Duration,
+    /// The lease as last seen (holder and renewTime, as written by its holder) and when this
+    /// instance saw it change.
+    pub observed: Mutex<Option<(String, Instant)>>,
 }
 
 /// Who holds the lease after an attempt.
@@ -30,14 +37,53 @@ fn conflict(e: &kube::Error) -> bool {
 }
 
 impl LeaseLock {
+    pub fn new(api: Api<Lease>, name: String, identity: String, duration: Duration) -> LeaseLock {
+        LeaseLock {
+            api,
+            name,
+            identity,
+            duration,
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// An API call with a deadline: a third of the lease's duration.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>> {
+        tokio::time::timeout(self.duration / 3, call)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{what} Lease {}: no answer within {:?}",
+                    self.name,
+                    self.duration / 3
+                )
+            })
+    }
+
+    /// Whether a lease held by someone else has gone unrenewed for a whole duration, as
+    /// this instance observed it.
+    fn expired(&self, seen: String, duration: Duration) -> bool {
+        let mut observed = self.observed.lock().unwrap();
+        match observed.as_ref() {
+            Some((last, since)) if *last == seen => since.elapsed() >= duration,
+            _ => {
+                *observed = Some((seen, Instant::now()));
+                false
+            }
+        }
+    }
+
     /// One attempt to take or renew the lease.
     pub async fn try_acquire(&self) -> Result<Holder> {
         let now = Timestamp::now();
         let secs = self.duration.as_secs().max(1) as i32;
         let current = self
-            .api
-            .get_opt(&self.name)
-            .await
+            .bounded("reading", self.api.get_opt(&self.name))
+            .await?
             .with_context(|| format!("reading Lease {}", self.name))?;
         let Some(mut lease) = current else {
             let lease = Lease {
@@ -54,7 +100,10 @@ impl LeaseLock {
                     ..Default::default()
                 }),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self
+                .bounded("creating", self.api.create(&PostParams::default(), &lease))
+                .await?
+            {
                 Ok(_) => Ok(Holder::Me),
                 Err(e) if conflict(&e) => Ok(Holder::Other("(just created by another)".into())),
                 Err(e) => Err(e).with_context(|| format!("creating Lease {}", self.name)),
@@ -62,11 +111,17 @@ impl LeaseLock {
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let held_for = spec.lease_duration_seconds.unwrap_or(secs);
-        let expired = spec
-            .renew_time
-            .as_ref()
-            .is_none_or(|t| t.0 + SignedDuration::from_secs(i64::from(held_for)) < now);
+        let held_for =
+            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(secs).max(1) as u64);
+        let seen = format!(
+            "{holder} {}",
+            spec.renew_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default()
+        );
+        let released = spec.renew_time.is_none();
+        let expired = released || self.expired(seen, held_for);
         if holder != self.identity && !holder.is_empty() && !expired {
             return Ok(Holder::Other(holder));
         }
@@ -78,9 +133,11 @@ impl LeaseLock {
         spec.renew_time = Some(MicroTime(now));
         spec.lease_duration_seconds = Some(secs);
         match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
+            .bounded(
+                "updating",
+                self.api.replace(&self.name, &PostParams::default(), &lease),
+            )
+            .await?
         {
             Ok(_) => Ok(Holder::Me),
             Err(e) if conflict(&e) => Ok(Holder::Other(holder)),
@@ -91,7 +148,8 @@ impl LeaseLock {
     /// Give the lease up (graceful shutdown), so a standby takes over at once instead of
     /// waiting for it to expire.
     pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+        let Ok(Ok(Some(mut lease))) = self.bounded("reading", self.api.get_opt(&self.name)).await
+        else {
             return;
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
@@ -101,12 +159,15 @@ impl LeaseLock {
         spec.holder_identity = None;
         spec.renew_time = None;
         match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .bounded(
+                "releasing",
+                self.api.replace(&self.name, &PostParams::default(), &lease),
+            )
             .await
         {
-            Ok(_) => tracing::info!(lease = %self.name, "released the lease"),
-            Err(e) => tracing::warn!(error = %e, "releasing the lease"),
+            Ok(Ok(_)) => tracing::info!(lease = %self.name, "released the lease"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "releasing the lease"),
         }
     }
 

@@ -57,6 +57,31 @@ pub async fn patch_status(
     Ok(())
 }
 
+/// Claim an ActionSet for `runner`: Running, compare-and-set on the resourceVersion of `o`
+/// (a 409 means someone else claimed it first: see [`lost_claim`]).
+pub async fn claim(api: &Api<DynamicObject>, o: &DynamicObject, runner: &str) -> Result<()> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({
+            "metadata": {"resourceVersion": o.metadata.resource_version},
+            "status": {"phase": "Running", "startTime": crate::model::now_rfc3339(),
+                       "runner": runner, "heartbeat": crate::model::now_rfc3339()},
+        })),
+    )
+    .await
+    .map_err(|e| anyhow::Error::new(e).context(format!("claiming ActionSet {name}")))?;
+    Ok(())
+}
+
+/// The claim lost the race (the object changed since it was read).
+pub fn lost_claim(e: &anyhow::Error) -> bool {
+    e.chain().any(
+        |c| matches!(c.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 409),
+    )
+}
+
 /// Add or remove coffer's finalizer.
 pub async fn set_finalizer(
     api: &Api<DynamicObject>,
@@ -255,6 +280,8 @@ fn status_json(s: &ActionSetStatus, runner: &str) -> serde_json::Value {
     let mut s = s.clone();
     s.owner = None;
     s.runner = Some(runner.to_string());
+    // The runner's heartbeat: the leader judges a runner by whether this keeps changing.
+    s.heartbeat = Some(crate::model::now_rfc3339());
     serde_json::to_value(s).unwrap_or_default()
 }
 

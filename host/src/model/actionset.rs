@@ -69,6 +69,9 @@ pub struct ActionSetStatus {
     /// On Kubernetes: the daemon instance running it (its Lease identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,
+    /// On Kubernetes: the runner's clock when it last showed it is alive (every 2 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
     /// On Kubernetes: the Blueprint and Profile the action resolved to (the spec may leave
     /// them to bindings and defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -147,3 +147,56 @@ async fn records_and_manifests_coffer_did_not_write_are_refused() {
     );
     assert!(!manifest.exists());
 }
+
+/// A restore reads what it verified: an object swapped in the location after verification
+/// is never streamed to the tool (the read is pinned to the verified version), and the
+/// restore fails saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_swapped_after_verification_never_reaches_the_tool() {
+    let f = common::fixture(
+        r#"exec: ["cat *", "sh -c * *", "sleep *"], unsafeArgs: true"#,
+        "{}",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::write(&src, "the verified bytes\n").unwrap();
+    let a = common::run(&f, "backup", "file", serde_json::json!({"path": src})).await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    let rp = f
+        .coffer
+        .restore_point(a.status.restore_point.as_deref().unwrap())
+        .unwrap();
+    let stored = f
+        .home
+        .path()
+        .join("locations/default")
+        .join(&rp.spec.prefix)
+        .join(&rp.spec.objects[0].stored_key);
+    let swapped = zstd::encode_all(&b"SWAPPED bytes a tool must never see\n"[..], 3).unwrap();
+    let req = ActionRequest {
+        action: "restore".into(),
+        workload: Some("victim".into()),
+        restore_point: Some(rp.name().to_string()),
+        params: serde_json::json!({"mode": "file", "path": dst, "count": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+        ..Default::default()
+    };
+    let p = f.coffer.prepare(req).await.unwrap();
+    let swap = async {
+        // Verification takes milliseconds; the plugin then waits 3 s before reading.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        std::fs::write(&stored, &swapped).unwrap();
+    };
+    let (a, ()) = tokio::join!(f.coffer.run(&p), swap);
+    let a = a.unwrap();
+    let e = common::error_of(&a);
+    assert!(e.contains("changed after it was verified"), "{e}");
+    let got = std::fs::read_to_string(&dst).unwrap_or_default();
+    assert!(
+        !got.contains("SWAPPED"),
+        "the tool got the swapped bytes: {got:?}"
+    );
+}

@@ -210,3 +210,56 @@ async fn a_forged_restore_point_cannot_reach_another_namespaces_backups() {
         "the victim's objects changed"
     );
 }
+
+/// A `--local-run` CLI and the daemon never both run an ActionSet, and the daemon never
+/// takes a live CLI run for a lost one: the CLI claims it with a resourceVersion
+/// precondition, and its heartbeat keeps the leader from settling it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_local_run_is_neither_taken_nor_settled_by_the_daemon() {
+    let env = Env::start().await;
+    let plugin = coffer_tests::test_plugin("hostile");
+    coffer_api(&env.client, "Blueprint", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(
+                json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                "metadata": {"name": "slow"},
+                "spec": {"plugin": {"path": plugin},
+                         "grants": {"exec": ["sleep *"], "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "slow-ok", "bytes": 9}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "slow"}))
+        .await;
+    let mut daemon = env.daemon("leader", coffer_tests::free_port());
+    // The daemon leads before the CLI starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = env.cli(&[
+        "backup",
+        "statefulset/app",
+        "-n",
+        "db",
+        "--local-run",
+        "-o",
+        "json",
+    ]);
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let log = daemon.log();
+    daemon.kill();
+    assert_eq!(
+        set["status"]["phase"],
+        "Completed",
+        "{}\n--- daemon:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runner = set["status"]["runner"].as_str().unwrap_or_default();
+    assert!(runner.starts_with("cli-"), "runner {runner}");
+    let name = set["metadata"]["name"].as_str().unwrap();
+    let touched = log
+        .lines()
+        .filter(|l| l.contains(name))
+        .any(|l| l.contains("starting") || l.contains("stopped before") || l.contains("claimed"));
+    assert!(!touched, "the daemon touched the CLI's action:\n{log}");
+}

@@ -118,6 +118,8 @@ impl Env {
                 identity,
                 "--lease-duration",
                 "3s",
+                "--runner-timeout",
+                "4s",
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics_port}"),
             ])

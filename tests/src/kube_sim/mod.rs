@@ -438,6 +438,19 @@ fn apply_request(req: &Request, t: &Target, st: &mut State) -> (u16, Value) {
                 }
                 None => return not_found(t, n),
             };
+            // A patch that names a resourceVersion is a precondition, as on a real server.
+            if let Some(rv) = body.pointer("/metadata/resourceVersion")
+                && Some(rv) != old.pointer("/metadata/resourceVersion")
+            {
+                return status(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again",
+                        t.plural
+                    ),
+                );
+            }
             let mut new = old.clone();
             if t.status {
                 let mut s = old.get("status").cloned().unwrap_or(json!({}));

@@ -34,6 +34,9 @@ pub struct LocationBinding {
     pub encryption: Option<crypt::Encryption>,
     /// Objects of the restore point being read, by key: what reads are verified against.
     pub expected: BTreeMap<String, ObjectRecord>,
+    /// The version of each object (by stored key) the restore verified before the plugin
+    /// ran: its reads get exactly those.
+    pub verified: std::sync::Mutex<BTreeMap<String, pipeline::ObjectVersion>>,
 }
 
 impl LocationBinding {

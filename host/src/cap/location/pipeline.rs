@@ -215,6 +215,28 @@ pub enum Sink<'a> {
 /// (decrypted with `decrypt`'s identity when the object is encrypted). A mismatch is
 /// reported after the last byte; callers that must not act on bad data verify first with
 /// [`Sink::ChecksumOnly`].
+/// Which object a read may get.
+pub enum Pin<'a> {
+    /// Whatever is there now; it is checked against its record as it streams.
+    Any,
+    /// No record to check against (`coffer location cat`): the only reads an empty sha256
+    /// is allowed for.
+    Unverified,
+    /// Note which version was read (a restore's verification pass).
+    Record(&'a std::sync::Mutex<Option<ObjectVersion>>),
+    /// Exactly the version read before (a restore reads what it verified, never an object
+    /// swapped in between).
+    Require(&'a ObjectVersion),
+}
+
+/// An object's identity in the store: its ETag and, on versioned buckets, its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn download(
     store: &dyn ObjectStore,
     path: &object_store::path::Path,
@@ -222,11 +244,32 @@ pub async fn download(
     mut sink: Sink<'_>,
     counters: Option<&Counters>,
     decrypt: Option<&Encryption>,
+    pin: Pin<'_>,
 ) -> PipeResult<u64> {
-    let got = store
-        .get(path)
-        .await
-        .map_err(|e| store_err(&format!("reading {}", rec.stored_key), e))?;
+    if rec.sha256.is_empty() && !matches!(pin, Pin::Unverified) {
+        return Err(format!(
+            "{} has no recorded sha256; it cannot be read verified",
+            rec.stored_key
+        ));
+    }
+    let mut opts = object_store::GetOptions::default();
+    if let Pin::Require(v) = &pin {
+        opts.if_match = v.e_tag.clone();
+        opts.version = v.version.clone();
+    }
+    let got = store.get_opts(path, opts).await.map_err(|e| match e {
+        object_store::Error::Precondition { .. } => format!(
+            "{} changed after it was verified; nothing more was read from it",
+            rec.stored_key
+        ),
+        e => store_err(&format!("reading {}", rec.stored_key), e),
+    })?;
+    if let Pin::Record(slot) = &pin {
+        *slot.lock().unwrap() = Some(ObjectVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        });
+    }
     let decode = !matches!(sink, Sink::ChecksumOnly);
     let encrypted = rec.encryption.as_deref() == Some("age");
     let identities = match (decode && encrypted, decrypt) {
@@ -307,7 +350,7 @@ pub async fn download(
         (std::mem::take(&mut h.0), h.1)
     };
     let digest = hex::encode(sha.finalize());
-    // An empty sha256 is an object read without a record (`coffer location cat`).
+    // An empty sha256 is an object read without a record (`coffer location cat`, Pin::Unverified).
     let recorded = !rec.sha256.is_empty();
     if recorded && (stored != rec.stored_size || digest != rec.sha256) {
         return Err(format!(

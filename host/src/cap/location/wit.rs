@@ -233,6 +233,16 @@ impl HostStore for HostState {
             let res = match binding.path(&rec.stored_key) {
                 Err(e) => Err(e),
                 Ok(path) => {
+                    let pinned = binding
+                        .verified
+                        .lock()
+                        .unwrap()
+                        .get(&rec.stored_key)
+                        .cloned();
+                    let pin = match &pinned {
+                        Some(v) => pipeline::Pin::Require(v),
+                        None => pipeline::Pin::Any,
+                    };
                     pipeline::download(
                         binding.store.as_ref(),
                         &path,
@@ -240,6 +250,7 @@ impl HostStore for HostState {
                         Sink::Stream(&mut dst),
                         Some(&counters),
                         binding.encryption.as_ref(),
+                        pin,
                     )
                     .await
                 }
@@ -331,6 +342,16 @@ impl HostStore for HostState {
                 let r = match binding.path(&rec.stored_key) {
                     Err(e) => Err(e),
                     Ok(path) => {
+                        let pinned = binding
+                            .verified
+                            .lock()
+                            .unwrap()
+                            .get(&rec.stored_key)
+                            .cloned();
+                        let pin = match &pinned {
+                            Some(v) => pipeline::Pin::Require(v),
+                            None => pipeline::Pin::Any,
+                        };
                         pipeline::download(
                             binding.store.as_ref(),
                             &path,
@@ -338,6 +359,7 @@ impl HostStore for HostState {
                             Sink::Buffer(&mut buf, cap),
                             None,
                             binding.encryption.as_ref(),
+                            pin,
                         )
                         .await
                     }

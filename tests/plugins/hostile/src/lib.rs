@@ -221,6 +221,10 @@ impl Plugin for Hostile {
             // round trip through the data path, for location tests.
             "file" if req.action == "restore" => {
                 let store = location::open("default")?;
+                // `count` seconds between the host's verification and the read.
+                if p.count > 0 {
+                    Cmd::new(["sleep", &p.count.to_string()]).run(None, 0)?;
+                }
                 let proc = Cmd::new(["sh", "-c", "cat > \"$0\""])
                     .arg(&p.path)
                     .stdin()
