@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod kube_sim;
 pub mod postgres;
+pub mod rbac;
 pub mod s3;
 pub mod servers;
 

@@ -262,4 +262,5 @@ async fn a_live_local_run_is_neither_taken_nor_settled_by_the_daemon() {
         .filter(|l| l.contains(name))
         .any(|l| l.contains("starting") || l.contains("stopped before") || l.contains("claimed"));
     assert!(!touched, "the daemon touched the CLI's action:\n{log}");
+    env.assert_daemon_rbac();
 }

@@ -16,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 pub use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+/// The daemon's identity towards the simulator: its requests are checked against
+/// deploy/rbac.yaml.
+pub const DAEMON_USER: &str = "coffer-daemon";
 
 pub fn cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache")
@@ -110,7 +113,7 @@ impl Env {
         let log = self.work.path().join(format!("{identity}.log"));
         let child = Command::new(BIN)
             .args(["daemon", "--kubeconfig"])
-            .arg(&self.sim.kubeconfig)
+            .arg(self.sim.kubeconfig_as(DAEMON_USER))
             .args([
                 "-n",
                 "coffer",
@@ -205,6 +208,21 @@ impl Env {
         let error = status["error"].as_str().unwrap_or_default();
         assert!(error.contains(why), "wanted {why:?} in: {error}");
         status
+    }
+
+    /// Every request the daemon made is allowed by the shipped RBAC (namespace db opted in).
+    pub fn assert_daemon_rbac(&self) {
+        let rbac = coffer_tests::rbac::shipped(&["db"]);
+        let seen = self.sim.requests();
+        assert!(
+            seen.iter().any(|s| s.user.as_deref() == Some(DAEMON_USER)),
+            "the daemon made no request"
+        );
+        let refused = coffer_tests::rbac::refused(&seen, DAEMON_USER, &rbac);
+        assert!(
+            refused.is_empty(),
+            "deploy/rbac.yaml does not allow what the daemon did:\n{refused:#?}"
+        );
     }
 
     pub fn objects_under(&self, prefix: &str) -> Vec<PathBuf> {

@@ -121,6 +121,7 @@ async fn cancel_delete_and_deadline_stop_actions_and_remove_partial_backups() {
         "spec.deadline",
     )
     .await;
+    env.assert_daemon_rbac();
 }
 
 #[tokio::test]
@@ -216,4 +217,5 @@ async fn a_daemon_killed_mid_action_never_leaves_it_running_and_only_the_lease_h
     assert_eq!(status["phase"], "Failed", "{status:#}");
     assert!(env.objects_under(&prefix).is_empty());
     drop(a);
+    env.assert_daemon_rbac();
 }

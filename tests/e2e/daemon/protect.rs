@@ -288,4 +288,5 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
         "{m}"
     );
     assert!(m.contains("coffer_leader 1"), "{m}");
+    env.assert_daemon_rbac();
 }

@@ -153,4 +153,5 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    env.assert_daemon_rbac();
 }

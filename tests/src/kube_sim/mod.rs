@@ -69,6 +69,8 @@ pub struct Seen {
     pub query: BTreeMap<String, String>,
     /// The `Impersonate-User` the client asked for, if any.
     pub impersonate: Option<String>,
+    /// Who asked: the bearer token of its kubeconfig (see [`KubeSim::kubeconfig_as`]).
+    pub user: Option<String>,
 }
 
 /// Record a change for watchers.
@@ -127,6 +129,20 @@ impl KubeSim {
             shared,
             _dir: dir,
         }
+    }
+
+    /// A kubeconfig whose requests carry bearer token `user` (recorded with each request).
+    pub fn kubeconfig_as(&self, user: &str) -> PathBuf {
+        let path = self.kubeconfig.with_file_name(format!("kubeconfig-{user}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {{server: \"http://127.0.0.1:{}\"}}\nusers:\n- name: {user}\n  user: {{token: {user}}}\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: {user}, namespace: default}}\ncurrent-context: sim\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        path
     }
 
     /// Every request so far.
@@ -237,6 +253,11 @@ fn serve(conn: TcpStream, shared: Arc<Shared>) {
             path: req.path.clone(),
             query: req.query.clone(),
             impersonate: req.headers.get("impersonate-user").cloned(),
+            user: req
+                .headers
+                .get("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .map(String::from),
         });
         if req.path.ends_with("/exec") {
             // The connection becomes the exec's websocket.
