@@ -377,6 +377,7 @@ impl Coffer {
             encryption: location.encryption.clone(),
             expected,
             verified: Default::default(),
+            uploads: crate::cap::location::upload_slots(),
         };
         let ctx = Arc::new(ActionContext {
             action: action.clone(),

@@ -223,6 +223,7 @@ pub async fn run_action(
         encryption: None,
         expected: BTreeMap::new(),
         verified: Default::default(),
+        uploads: crate::cap::location::upload_slots(),
     };
     let mut expected = BTreeMap::new();
     for (key, content) in &c.objects {
@@ -256,6 +257,7 @@ pub async fn run_action(
         encryption: None,
         expected: expected.clone(),
         verified: Default::default(),
+        uploads: crate::cap::location::upload_slots(),
     });
     let mut redactor = Redactor::new();
     for v in c.secrets.values() {

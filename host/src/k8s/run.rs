@@ -408,7 +408,23 @@ async fn record_outcome(
             for attempt in 0..5u32 {
                 match rps.create(&PostParams::default(), &obj).await {
                     Ok(_) => return Ok(()),
-                    Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+                    // Already there: fine if it is this backup's (an earlier attempt made
+                    // it), never if someone else put a RestorePoint under that name.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        let existing = rps
+                            .get(&name)
+                            .await
+                            .with_context(|| format!("reading RestorePoint {ns}/{name}"))?;
+                        let same =
+                            existing.data.get("spec") == Some(&serde_json::to_value(&rp.spec)?);
+                        return if same {
+                            Ok(())
+                        } else {
+                            Err(anyhow!(
+                                "RestorePoint {ns}/{name} already exists and is not this backup's; the backup is not recorded"
+                            ))
+                        };
+                    }
                     Err(e) => {
                         last = Some(e);
                         tokio::time::sleep(Duration::from_millis(200 << attempt)).await;

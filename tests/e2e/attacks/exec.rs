@@ -432,3 +432,21 @@ async fn the_password_only_goes_to_the_server_the_workload_names() {
     assert!(String::from_utf8_lossy(&got.lock().unwrap()).contains(&password));
     let _ = test_plugin;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_leaves_its_group_is_stopped_with_the_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = marker(dir.path(), "setsid");
+    let f = common::fixture(r#"exec: ["sh -c * *"], unsafeArgs: true"#, "{}").await;
+    let a = common::run(
+        &f,
+        "backup",
+        "setsid-escape",
+        serde_json::json!({"path": m.display().to_string()}),
+    )
+    .await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    // The detached child would touch the marker two seconds after it started.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!m.exists(), "a process outlived the action");
+}

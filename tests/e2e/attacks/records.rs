@@ -122,3 +122,16 @@ async fn a_secret_never_lands_in_the_record_or_the_manifest() {
     );
     let _ = error_of;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_uploads_at_once_wait_for_slots_instead_of_memory() {
+    let f = common::fixture(r#"exec: ["head -c * /dev/zero"], unsafeArgs: true"#, "{}").await;
+    // 100 uploads of 32 MiB started together: each holds up to three 8 MiB parts.
+    let (rss_kib, ok, stderr) = backup_in_child(
+        f.home.path(),
+        &["mode=many-puts", "bytes=33554432", "count=100"],
+    );
+    assert!(ok, "{stderr}");
+    eprintln!("peak RSS {} MiB", rss_kib / 1024);
+    assert!(rss_kib < 300 * 1024, "peak RSS {} MiB", rss_kib / 1024);
+}

@@ -120,8 +120,20 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
         )
         .await
         .unwrap();
-    env.statefulset("tool", vec![], json!({"coffer.dev/blueprint": "tasks"}))
-        .await;
+    // Its subject mounts the claim: a task pod may mount only the subject's claims.
+    apps(&env.client, "db")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "tool", "labels": {"app": "tool"}, "annotations": {"coffer.dev/blueprint": "tasks"}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "tool"}},
+                         "template": {"metadata": {"labels": {"app": "tool"}},
+                                      "spec": {"securityContext": {"runAsUser": 999, "fsGroup": 999},
+                                               "containers": [{"name": "postgres", "image": "postgres:15"}],
+                                               "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}})),
+        )
+        .await
+        .unwrap();
     let name = env
         .action_set(json!({"action": "backup", "workload": "statefulset/tool"}))
         .await;
@@ -143,6 +155,50 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
             .contains("evil:latest: not granted by Blueprint tasks"),
         "{out}"
     );
+    // The task pod as it was asked for: no API token, the subject's user, no escalation.
+    let made = env
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/api/v1/namespaces/db/pods")
+        .and_then(|r| r.body)
+        .expect("the task pod's creation");
+    assert_eq!(
+        made["spec"]["automountServiceAccountToken"], false,
+        "{made:#}"
+    );
+    assert_eq!(
+        made["spec"]["securityContext"]["runAsUser"], 999,
+        "{made:#}"
+    );
+    assert_eq!(made["spec"]["securityContext"]["fsGroup"], 999, "{made:#}");
+    let c = &made["spec"]["containers"][0];
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"], false,
+        "{made:#}"
+    );
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"][0], "ALL",
+        "{made:#}"
+    );
+    assert!(c["resources"]["limits"]["memory"].is_string(), "{made:#}");
+    // A claim the subject does not mount is refused.
+    coffer_api(&env.client, "Blueprint", "coffer")
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                "metadata": {"name": "tasks-other"},
+                "spec": {"plugin": {"path": coffer_tests::test_plugin("hostile")},
+                         "grants": {"images": ["busybox:*"], "exec": ["sh **"], "unsafeArgs": true, "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "task", "image": "busybox:1.36", "pvc": "data-restored"}}}})),
+        )
+        .await
+        .unwrap();
+    env.expect_failure(
+        json!({"action": "backup", "workload": "statefulset/tool", "blueprint": "tasks-other"}),
+        "a task pod may mount only the claims of StatefulSet db/tool",
+    )
+    .await;
     let pods: Api<coffer_tests::k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(env.client.clone(), "db");
     let deadline = Instant::now() + Duration::from_secs(10);

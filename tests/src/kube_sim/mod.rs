@@ -71,6 +71,8 @@ pub struct Seen {
     pub impersonate: Option<String>,
     /// Who asked: the bearer token of its kubeconfig (see [`KubeSim::kubeconfig_as`]).
     pub user: Option<String>,
+    /// The JSON body, if it had one.
+    pub body: Option<Value>,
 }
 
 /// Record a change for watchers.
@@ -258,6 +260,7 @@ fn serve(conn: TcpStream, shared: Arc<Shared>) {
                 .get("authorization")
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .map(String::from),
+            body: serde_json::from_slice(&req.body).ok(),
         });
         if req.path.ends_with("/exec") {
             // The connection becomes the exec's websocket.

@@ -136,6 +136,10 @@ impl ExecBackend for LocalExec {
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         cmd.envs(&self.env);
+        // A mark every descendant inherits: one that left the process group (setsid, a
+        // daemonizing tool) is still found and stopped when the process is cleaned up.
+        let mark = run_mark();
+        cmd.env(RUN_MARK, &mark);
         cmd.stdin(if spec.stdin {
             Stdio::piped()
         } else {
@@ -167,6 +171,7 @@ impl ExecBackend for LocalExec {
             stderr,
             pgid,
             exited: false,
+            mark,
         }))
     }
 
@@ -233,6 +238,44 @@ struct LocalProcess {
     stderr: Option<JoinHandle<Vec<u8>>>,
     pgid: Option<u32>,
     exited: bool,
+    /// The value of [`RUN_MARK`] in its environment (and its descendants').
+    mark: String,
+}
+
+/// The environment variable that marks a process and everything it starts.
+const RUN_MARK: &str = "COFFER_RUN";
+
+fn run_mark() -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("the OS random source failed");
+    hex::encode(b)
+}
+
+/// SIGKILL every process whose environment carries `RUN_MARK=mark`: what a command left
+/// running after its own group was stopped (a `setsid` child, a daemonized tool).
+fn kill_marked(mark: &str) {
+    let needle = format!("{RUN_MARK}={mark}");
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            // SAFETY: a plain syscall on a process that carries our mark.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -280,6 +323,8 @@ impl Drop for LocalProcess {
         if !self.exited {
             self.kill();
         }
+        // Whatever it started and left behind goes with it, even after it exited well.
+        kill_marked(&self.mark);
         if let Some(h) = self.stderr.take() {
             h.abort();
         }

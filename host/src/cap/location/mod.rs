@@ -37,6 +37,16 @@ pub struct LocationBinding {
     /// The version of each object (by stored key) the restore verified before the plugin
     /// ran: its reads get exactly those.
     pub verified: std::sync::Mutex<BTreeMap<String, pipeline::ObjectVersion>>,
+    /// Uploads that may run at once for this action ([`MAX_UPLOADS`]); more wait.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+}
+
+/// Uploads one action runs at once: each holds up to two 8 MiB parts in memory.
+pub const MAX_UPLOADS: usize = 4;
+
+/// The upload slots of a new binding.
+pub fn upload_slots() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS))
 }
 
 impl LocationBinding {

@@ -197,6 +197,9 @@ impl HostStore for HostState {
         let (bytes, counters) = self.counters();
         let ctx = self.ctx.clone();
         let fut = async move {
+            // Each upload holds multipart buffers: a plugin that starts many waits for slots
+            // rather than growing the host's memory.
+            let _slot = binding.uploads.clone().acquire_owned().await;
             let started = Instant::now();
             let res = pipeline::upload(src, &binding, &key, level, &counters)
                 .await

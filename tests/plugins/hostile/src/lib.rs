@@ -112,6 +112,42 @@ impl Plugin for Hostile {
                 t.wait()?;
                 Err(sdk::internal("deliberate failure after writing"))
             }
+            // Leave a process behind that left the process group, then finish well: it
+            // would touch `path` two seconds later.
+            "setsid-escape" => {
+                Cmd::new([
+                    "sh",
+                    "-c",
+                    "setsid sh -c 'sleep 2; touch \"$0\"' \"$0\" > /dev/null 2>&1 &",
+                ])
+                .arg(&p.path)
+                .run(None, 1024)?;
+                ok_artifact()
+            }
+            // Start many uploads at once, each of `bytes` zeros.
+            "many-puts" => {
+                let store = location::open("default")?;
+                let mut running = Vec::new();
+                for i in 0..p.count {
+                    let proc =
+                        Cmd::new(["head", "-c", &p.bytes.to_string(), "/dev/zero"]).spawn()?;
+                    let t = store.put(
+                        &format!("part-{i}.bin"),
+                        proc.take_stdout().unwrap(),
+                        &opts(location::Compression::None),
+                    )?;
+                    running.push((proc, t));
+                }
+                let mut last = None;
+                for (proc, t) in running {
+                    proc.wait()?;
+                    last = Some(t.wait()?);
+                }
+                Ok(ActionOutput {
+                    artifacts: vec![sdk::artifact("part", "default", &last.unwrap())],
+                    outputs: vec![],
+                })
+            }
             // Write an object, wait `bytes` seconds in a process, then finish well.
             "slow-ok" => {
                 let store = location::open("default")?;
