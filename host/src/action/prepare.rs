@@ -415,6 +415,7 @@ impl Coffer {
             progress: Progress::default(),
             records: Default::default(),
             on_audit: Default::default(),
+            exec_checks: Default::default(),
         });
         let input_artifacts = input
             .iter()

@@ -54,6 +54,9 @@ pub struct ActionContext {
     pub records: Mutex<Records>,
     /// Called with every audit entry as it is recorded (`coffer plugin run`'s live trace).
     pub on_audit: std::sync::OnceLock<AuditHook>,
+    /// What the exec capability learned about a workload's programs this action (whether
+    /// its psql honours `\restrict`), by workload and program.
+    pub exec_checks: Mutex<BTreeMap<String, Result<(), String>>>,
 }
 
 pub type AuditHook = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
@@ -114,6 +117,7 @@ impl ActionContext {
             progress: Progress::default(),
             records: Mutex::new(Records::default()),
             on_audit: Default::default(),
+            exec_checks: Default::default(),
         }
     }
 

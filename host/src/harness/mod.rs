@@ -284,6 +284,7 @@ pub async fn run_action(
         progress: Progress::default(),
         records: Default::default(),
         on_audit: Default::default(),
+        exec_checks: Default::default(),
     });
     let artifacts: Vec<ArtifactIn> = c.artifacts.clone().unwrap_or_else(|| {
         c.objects

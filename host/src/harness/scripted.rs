@@ -104,6 +104,10 @@ impl ScriptedExec {
 
 #[async_trait::async_trait]
 impl ExecBackend for ScriptedExec {
+    fn simulated(&self) -> bool {
+        true
+    }
+
     fn workload_env(&self) -> std::collections::BTreeMap<String, String> {
         self.env.clone()
     }

@@ -450,3 +450,39 @@ async fn a_process_that_leaves_its_group_is_stopped_with_the_action() {
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert!(!m.exists(), "a process outlived the action");
 }
+
+/// A psql that predates `\restrict` would run the meta-commands of a script on its stdin:
+/// it is not given one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_psql_gets_no_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let m = marker(dir.path(), "old-psql");
+    std::fs::write(
+        bin.join("psql"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'psql (PostgreSQL) 15.3'; exit 0; fi\n/usr/bin/touch {}\ncat > /dev/null\n",
+            m.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("psql"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = common::fixture(r#"exec: ["PGPASSWORD=* psql **"]"#, "{}").await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    workload_env(&f, &format!("PATH: {}", bin.display()), secret.path());
+    let a = common::run(
+        &f,
+        "backup",
+        "run",
+        serde_json::json!({"argv": ["psql", "-X", "-q", "--dbname=postgres"], "stdin": "\\! id\n"}),
+    )
+    .await;
+    let e = denied(&a);
+    assert!(
+        e.contains("psql 15.3 cannot switch off its meta-commands"),
+        "{e}"
+    );
+    assert!(!m.exists(), "the old psql was started with the script");
+}

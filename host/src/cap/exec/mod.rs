@@ -59,6 +59,11 @@ pub struct Place {
 pub trait ExecBackend: Send + Sync {
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError>;
 
+    /// A simulation that runs no program (the test harness): nothing to ask a program about.
+    fn simulated(&self) -> bool {
+        false
+    }
+
     /// The Workload's own environment: it wins over what a plugin sets, and it pins the
     /// servers a tool given a secret may talk to (PGHOST, MYSQL_HOST, …).
     fn workload_env(&self) -> std::collections::BTreeMap<String, String> {

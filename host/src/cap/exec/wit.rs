@@ -77,6 +77,15 @@ impl HostState {
             Ok(v) => v,
             Err(e) => return Ok(Err(WitError::Denied(format!("exec: {e}")))),
         };
+        // A script on psql's stdin is safe only with a psql that honours the host's
+        // `\restrict` line: asked once per workload and program.
+        if vetted.stdin_preamble.is_some()
+            && cmd.stdin
+            && !self.ctx.exec.simulated()
+            && let Err(e) = psql_can_restrict(self.ctx.clone(), &at, &cmd.argv[0]).await
+        {
+            return Ok(Err(WitError::Denied(format!("exec: {e}"))));
+        }
         let spec = SpawnSpec {
             workload: at.workload,
             container: at.container,
@@ -106,6 +115,58 @@ impl HostState {
             timeout: cmd.timeout_ms.map(Duration::from_millis),
             started: Instant::now(),
         }))
+    }
+}
+
+/// Run `program --version` (argv built by the host) in `at` and check the psql it names
+/// knows `\restrict`; the answer is kept for the action. (A free function over the context:
+/// the future holds no borrow of the non-Sync store state.)
+async fn psql_can_restrict(
+    ctx: Arc<ActionContext>,
+    at: &Place,
+    program: &str,
+) -> Result<(), String> {
+    {
+        let key = format!(
+            "{}|{}|{program}",
+            at.workload,
+            at.container.as_deref().unwrap_or("")
+        );
+        if let Some(r) = ctx.exec_checks.lock().unwrap().get(&key) {
+            return r.clone();
+        }
+        let spec = SpawnSpec {
+            workload: at.workload.clone(),
+            container: at.container.clone(),
+            argv: vec![program.to_string(), "--version".into()],
+            plugin_argv: vec![program.to_string(), "--version".into()],
+            env: vec![],
+            secret_env: vec![],
+            stdin: false,
+            stderr_tail: 1024,
+        };
+        let r = async {
+            let mut p = ctx.exec.spawn(spec).await.map_err(|e| {
+                format!(
+                    "asking {program} its version: {}",
+                    crate::cap::error_text(&e)
+                )
+            })?;
+            let mut out = Vec::new();
+            if let Some(r) = p.take_stdout() {
+                let _ = r.take(4096).read_to_end(&mut out).await;
+            }
+            p.wait().await.map_err(|e| {
+                format!(
+                    "asking {program} its version: {}",
+                    crate::cap::error_text(&e)
+                )
+            })?;
+            policy::psql_restricts(&String::from_utf8_lossy(&out))
+        }
+        .await;
+        ctx.exec_checks.lock().unwrap().insert(key, r.clone());
+        r
     }
 }
 

@@ -16,6 +16,7 @@ mod pg;
 mod redis;
 pub mod syntax;
 
+pub use pg::psql_restricts;
 use std::collections::BTreeMap;
 use syntax::{Item, Opt, Rule, Syntax};
 

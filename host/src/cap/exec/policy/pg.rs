@@ -254,6 +254,34 @@ pub fn restrict_preamble(key: &str) -> Vec<u8> {
     format!("\\restrict {key}\n").into_bytes()
 }
 
+/// Whether `psql --version` output names a psql that knows `\restrict` (13.22, 14.19,
+/// 15.14, 16.10, 17.6, 18 and later); older ones would run the meta-commands it should stop.
+pub fn psql_restricts(version_output: &str) -> Result<(), String> {
+    let v = version_output
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or_default();
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let ok = match major {
+        0..=12 => false,
+        13 => minor >= 22,
+        14 => minor >= 19,
+        15 => minor >= 14,
+        16 => minor >= 10,
+        17 => minor >= 6,
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "psql {v} cannot switch off its meta-commands (\\restrict came in 13.22, 14.19, 15.14, 16.10 and 17.6), so a script on its stdin could run shell commands; upgrade the workload's psql"
+        ))
+    }
+}
+
 fn psql_command(sql: &str, _: &Input) -> Result<(), String> {
     // psql runs a `-c` that starts with a backslash as a meta-command; anything else goes
     // to the server as it is (leading blanks included).
@@ -397,6 +425,15 @@ fn parse_conninfo(s: &str) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_psql_that_restricts_takes_a_script() {
+        assert!(psql_restricts("psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)").is_ok());
+        assert!(psql_restricts("psql (PostgreSQL) 18.1").is_ok());
+        assert!(psql_restricts("psql (PostgreSQL) 16.9").is_err());
+        assert!(psql_restricts("psql (PostgreSQL) 12.22").is_err());
+        assert!(psql_restricts("garbage").is_err());
+    }
 
     #[test]
     fn conninfo_is_parsed_like_libpq() {
