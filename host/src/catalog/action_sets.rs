@@ -161,27 +161,9 @@ impl Catalog {
     /// Write `a` only if the ActionSet is still owned by `expected` (its owner token; `None`:
     /// no owner). The audit trail is replaced with `a`'s. `Err(NotOurs)` when it is not.
     pub fn update_action_set(&self, a: &ActionSet, expected: Option<&str>) -> Result<()> {
-        let (doc, audit) = split(a)?;
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE objects SET doc = ?2, updated = ?3, state = ?4, workload = ?5, owner = ?6,
-                heartbeat = unixepoch()
-             WHERE kind = 'ActionSet' AND name = ?1 AND owner IS ?7",
-            params![
-                a.name(),
-                doc,
-                now_rfc3339(),
-                state(a),
-                a.spec.workload,
-                token(a),
-                expected
-            ],
-        )?;
-        if n == 0 {
-            return Err(NotOurs(a.name().to_string()).into());
-        }
-        write_audit(&tx, a.name(), &audit)?;
+        update_in(&tx, a, expected)?;
         tx.commit()?;
         Ok(())
     }
@@ -195,29 +177,11 @@ impl Catalog {
         a: &ActionSet,
         expected: Option<&str>,
     ) -> Result<()> {
-        let (doc, audit) = split(a)?;
         let rp_doc = serde_json::to_string(rp)?;
         let now = now_rfc3339();
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE objects SET doc = ?2, updated = ?3, state = ?4, workload = ?5, owner = ?6,
-                heartbeat = unixepoch()
-             WHERE kind = 'ActionSet' AND name = ?1 AND owner IS ?7",
-            params![
-                a.name(),
-                doc,
-                now,
-                state(a),
-                a.spec.workload,
-                token(a),
-                expected
-            ],
-        )?;
-        if n == 0 {
-            return Err(NotOurs(a.name().to_string()).into());
-        }
-        write_audit(&tx, a.name(), &audit)?;
+        update_in(&tx, a, expected)?;
         tx.execute(
             "INSERT INTO objects (kind, name, doc, created, updated) VALUES ('RestorePoint', ?1, ?2, ?3, ?3)",
             params![rp.name(), rp_doc, now],
@@ -340,6 +304,29 @@ fn split(a: &ActionSet) -> Result<(String, Vec<String>)> {
     let mut doc = a.clone();
     doc.status.audit.clear();
     Ok((serde_json::to_string(&doc)?, audit))
+}
+
+/// Write `a` (and its audit trail) in `tx` if its owner token is still `expected`.
+fn update_in(tx: &rusqlite::Transaction, a: &ActionSet, expected: Option<&str>) -> Result<()> {
+    let (doc, audit) = split(a)?;
+    let n = tx.execute(
+        "UPDATE objects SET doc = ?2, updated = ?3, state = ?4, workload = ?5, owner = ?6,
+            heartbeat = unixepoch()
+         WHERE kind = 'ActionSet' AND name = ?1 AND owner IS ?7",
+        params![
+            a.name(),
+            doc,
+            now_rfc3339(),
+            state(a),
+            a.spec.workload,
+            token(a),
+            expected
+        ],
+    )?;
+    if n == 0 {
+        return Err(NotOurs(a.name().to_string()).into());
+    }
+    write_audit(tx, a.name(), &audit)
 }
 
 fn write_audit(tx: &rusqlite::Transaction, name: &str, audit: &[String]) -> Result<()> {

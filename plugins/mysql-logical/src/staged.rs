@@ -16,21 +16,6 @@ use coffer_plugin_sdk::{self as sdk, Error, log, secrets};
 const MAX_NAME: usize = 64;
 const MAX_OUTPUT: u32 = 16 << 20;
 
-pub struct Names {
-    pub staging: String,
-    pub previous: String,
-}
-
-impl Names {
-    pub fn for_target(target: &str) -> Names {
-        let sfx = sdk::unique_suffix();
-        Names {
-            staging: sdk::derived_name(target, "__restore_", &sfx, MAX_NAME),
-            previous: sdk::derived_name(target, "__previous_", &sfx, MAX_NAME),
-        }
-    }
-}
-
 type Pw<'a> = Option<&'a secrets::Secret>;
 
 /// Rows of a query, fields unescaped.
@@ -282,7 +267,7 @@ pub fn restore(
     pw: Pw,
     keep_previous: bool,
 ) -> Result<Option<String>, Error> {
-    let n = Names::for_target(target);
+    let n = sdk::StagingNames::for_target(target, MAX_NAME);
     // 1. Everything that can fail, in the staging database.
     create_database(c, pw, &n.staging, cs, co)?;
     let replayed = client("mariadb", c, pw)

@@ -13,21 +13,6 @@ const MAX_NAME: usize = 63;
 /// Attempts at the swap: other sessions are ended first, and a new one can slip in.
 const SWAP_ATTEMPTS: u32 = 10;
 
-pub struct Names {
-    pub staging: String,
-    pub previous: String,
-}
-
-impl Names {
-    pub fn for_target(target: &str) -> Names {
-        let sfx = sdk::unique_suffix();
-        Names {
-            staging: sdk::derived_name(target, "__restore_", &sfx, MAX_NAME),
-            previous: sdk::derived_name(target, "__previous_", &sfx, MAX_NAME),
-        }
-    }
-}
-
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -60,7 +45,7 @@ pub fn restore(
     pw: Option<&secrets::Secret>,
     keep_previous: bool,
 ) -> Result<Option<String>, Error> {
-    let n = Names::for_target(target);
+    let n = sdk::StagingNames::for_target(target, MAX_NAME);
     psql_command(maint, pw, &create_sql(&n.staging, artifact))?;
     let loaded = (|| -> Result<(), Error> {
         Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
@@ -114,7 +99,12 @@ pub fn restore(
 
 /// Rename `target` to the previous name and the staging database to `target`, in one
 /// transaction (both or neither). Whether `target` existed.
-fn swap(maint: &str, pw: Option<&secrets::Secret>, target: &str, n: &Names) -> Result<bool, Error> {
+fn swap(
+    maint: &str,
+    pw: Option<&secrets::Secret>,
+    target: &str,
+    n: &sdk::StagingNames,
+) -> Result<bool, Error> {
     let exists = psql_query(
         maint,
         pw,

@@ -278,6 +278,24 @@ pub fn unique_suffix() -> String {
     format!("{:06x}", (n ^ (n >> 24)) & 0xff_ffff)
 }
 
+/// The names a staged restore uses beside a database `target`: where it restores first, and
+/// where the database it replaces is kept (`target__restore_1a2b3c`,
+/// `target__previous_1a2b3c`), each cut to `max` bytes.
+pub struct StagingNames {
+    pub staging: String,
+    pub previous: String,
+}
+
+impl StagingNames {
+    pub fn for_target(target: &str, max: usize) -> StagingNames {
+        let sfx = unique_suffix();
+        StagingNames {
+            staging: derived_name(target, "__restore_", &sfx, max),
+            previous: derived_name(target, "__previous_", &sfx, max),
+        }
+    }
+}
+
 /// `name` with `tag` and `suffix` appended, its start cut (at a character boundary) so the
 /// whole fits in `max` bytes: names of staging databases next to the one they stand for.
 pub fn derived_name(name: &str, tag: &str, suffix: &str, max: usize) -> String {

@@ -21,20 +21,14 @@ async fn plugin_kube_calls_stay_in_the_subject_namespace_and_act_as_its_service_
             .await
             .unwrap();
     }
-    let plugin = coffer_tests::test_plugin("hostile");
-    coffer_api(&env.client, "Blueprint", "coffer")
-        .create(
-            &PostParams::default(),
-            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
-                "metadata": {"name": "curious"},
-                "spec": {"plugin": {"path": plugin},
-                         "serviceAccount": "backup-agent",
+    env.hostile_blueprint(
+        "curious",
+        json!({"serviceAccount": "backup-agent",
                          "grants": {"kube": [{"apiGroup": "", "kind": "ConfigMap", "verbs": ["get", "list", "apply"]}],
                                     "location": ["read", "write", "delete"]},
-                         "params": {"backup": {"mode": "kube-escape"}}}})),
-        )
-        .await
-        .unwrap();
+                         "params": {"backup": {"mode": "kube-escape"}}}),
+    )
+    .await;
     env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "curious"}))
         .await;
     let before = env.sim.requests().len();
@@ -122,20 +116,12 @@ async fn plugin_kube_calls_stay_in_the_subject_namespace_and_act_as_its_service_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_restore_point_cannot_reach_another_namespaces_backups() {
     let env = Env::start().await;
-    let plugin = coffer_tests::test_plugin("hostile");
-    coffer_api(&env.client, "Blueprint", "coffer")
-        .create(
-            &PostParams::default(),
-            &obj(
-                json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
-                "metadata": {"name": "plain"},
-                "spec": {"plugin": {"path": plugin},
-                         "grants": {"location": ["read", "write", "delete"]},
-                         "params": {"backup": {"mode": "ok"}}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.hostile_blueprint(
+        "plain",
+        json!({"grants": {"location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "ok"}}}),
+    )
+    .await;
     env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "plain"}))
         .await;
     // The victim's backup, in namespace db.
@@ -217,20 +203,12 @@ async fn a_forged_restore_point_cannot_reach_another_namespaces_backups() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_local_run_is_neither_taken_nor_settled_by_the_daemon() {
     let env = Env::start().await;
-    let plugin = coffer_tests::test_plugin("hostile");
-    coffer_api(&env.client, "Blueprint", "coffer")
-        .create(
-            &PostParams::default(),
-            &obj(
-                json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
-                "metadata": {"name": "slow"},
-                "spec": {"plugin": {"path": plugin},
-                         "grants": {"exec": ["sleep *"], "location": ["read", "write", "delete"]},
-                         "params": {"backup": {"mode": "slow-ok", "bytes": 9}}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.hostile_blueprint(
+        "slow",
+        json!({"grants": {"exec": ["sleep *"], "location": ["read", "write", "delete"]},
+                         "params": {"backup": {"mode": "slow-ok", "bytes": 9}}}),
+    )
+    .await;
     env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "slow"}))
         .await;
     let mut daemon = env.daemon("leader", coffer_tests::free_port());

@@ -89,6 +89,22 @@ impl Env {
         }
     }
 
+    /// A Blueprint in namespace coffer running the hostile test plugin: `spec` without its
+    /// `plugin`.
+    pub async fn hostile_blueprint(&self, name: &str, mut spec: Value) {
+        spec["plugin"] = json!({"path": coffer_tests::test_plugin("hostile")});
+        coffer_api(&self.client, "Blueprint", "coffer")
+            .create(
+                &PostParams::default(),
+                &obj(
+                    json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                    "metadata": {"name": name}, "spec": spec}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A StatefulSet in namespace db with one container and this env.
     pub async fn statefulset(&self, name: &str, env: Vec<(String, String)>, annotations: Value) {
         let env: Vec<Value> = env

@@ -178,17 +178,39 @@ fn place(ctx: &ActionContext, t: &Target) -> Place {
     }
 }
 
-/// A host-made process (a scratch file read or written) as a handle, audited.
-fn file_process(
-    res: Result<Box<dyn RunningProcess>, WitError>,
-    what: &str,
-) -> Result<ProcessHandle, WitError> {
-    res.map(|proc| ProcessHandle {
-        proc,
-        program: what.to_string(),
-        timeout: None,
-        started: Instant::now(),
-    })
+impl HostState {
+    /// A scratch file read (to the process's stdout) or written (from its stdin) by a
+    /// process the host runs, as a handle; audited.
+    async fn file_op(
+        &mut self,
+        target: Target,
+        name: String,
+        read: bool,
+    ) -> HostResult<Resource<ProcessHandle>> {
+        let started = Instant::now();
+        let at = place(&self.ctx, &target);
+        let (cap, program) = if read {
+            ("exec.read-file", "coffer:read-file")
+        } else {
+            ("exec.write-file", "coffer:write-file")
+        };
+        let made = if read {
+            self.ctx.exec.read_file(&at, &name).await
+        } else {
+            self.ctx.exec.write_file(&at, &name).await
+        };
+        let res = made.map(|proc| ProcessHandle {
+            proc,
+            program: program.to_string(),
+            timeout: None,
+            started: Instant::now(),
+        });
+        self.ctx.audit(cap, &at.workload, &name, started, &res, 0);
+        match res {
+            Ok(p) => Ok(Ok(self.table.push(p)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
 }
 
 /// Wait for a process (within its timeout). A free function over the context, not a method,
@@ -266,18 +288,7 @@ impl Host for HostState {
         target: Target,
         name: String,
     ) -> HostResult<Resource<ProcessHandle>> {
-        let started = Instant::now();
-        let at = place(&self.ctx, &target);
-        let res = file_process(
-            self.ctx.exec.read_file(&at, &name).await,
-            "coffer:read-file",
-        );
-        self.ctx
-            .audit("exec.read-file", &at.workload, &name, started, &res, 0);
-        match res {
-            Ok(p) => Ok(Ok(self.table.push(p)?)),
-            Err(e) => Ok(Err(e)),
-        }
+        self.file_op(target, name, true).await
     }
 
     async fn write_file(
@@ -285,18 +296,7 @@ impl Host for HostState {
         target: Target,
         name: String,
     ) -> HostResult<Resource<ProcessHandle>> {
-        let started = Instant::now();
-        let at = place(&self.ctx, &target);
-        let res = file_process(
-            self.ctx.exec.write_file(&at, &name).await,
-            "coffer:write-file",
-        );
-        self.ctx
-            .audit("exec.write-file", &at.workload, &name, started, &res, 0);
-        match res {
-            Ok(p) => Ok(Ok(self.table.push(p)?)),
-            Err(e) => Ok(Err(e)),
-        }
+        self.file_op(target, name, false).await
     }
 
     async fn install_file(
