@@ -232,15 +232,7 @@ impl Catalog {
         let rows = stmt.query_map(rusqlite::params_from_iter(states.iter()), |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, doc) = row?;
-            out.push(
-                serde_json::from_str(&doc)
-                    .with_context(|| format!("catalog: ActionSet {name} is unreadable"))?,
-            );
-        }
-        Ok(out)
+        super::parse_docs(rows, "ActionSet")
     }
 
     /// Remove finished ActionSets past `r` (and their audit trails). Running ones and

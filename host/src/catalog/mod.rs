@@ -137,15 +137,7 @@ impl Catalog {
         let rows = stmt.query_map(params![kind.as_str()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, doc) = row?;
-            out.push(
-                serde_json::from_str(&doc)
-                    .with_context(|| format!("catalog: {kind} {name} is unreadable"))?,
-            );
-        }
-        Ok(out)
+        parse_docs(rows, kind.as_str())
     }
 
     pub fn delete(&self, kind: Kind, name: &str) -> Result<bool> {
@@ -160,6 +152,18 @@ impl Catalog {
             .with_context(|| format!("catalog: deleting {kind} {name}"))?;
         Ok(n > 0)
     }
+}
+
+/// `(name, doc)` rows decoded; an undecodable one names itself.
+fn parse_docs<T: DeserializeOwned>(
+    rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+    kind: &str,
+) -> Result<Vec<T>> {
+    rows.map(|row| {
+        let (name, doc) = row?;
+        serde_json::from_str(&doc).with_context(|| format!("catalog: {kind} {name} is unreadable"))
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -384,22 +384,7 @@ pub fn restore(
         )));
     }
     drop_quietly(c, pw, &n.staging);
-    match (existing.is_some(), keep_previous) {
-        (false, _) => Ok(None),
-        (true, true) => {
-            log::info(
-                "kept the database that was replaced",
-                &[("database", target), ("previous", &n.previous)],
-            );
-            Ok(Some(n.previous))
-        }
-        (true, false) => {
-            exec(
-                c,
-                pw,
-                &format!("DROP DATABASE {}", quote_ident(&n.previous)),
-            )?;
-            Ok(None)
-        }
-    }
+    n.settle_previous(target, existing.is_some(), keep_previous, |previous| {
+        exec(c, pw, &format!("DROP DATABASE {}", quote_ident(previous)))
+    })
 }

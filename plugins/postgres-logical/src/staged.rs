@@ -74,27 +74,16 @@ pub fn restore(
         )));
     }
     let existed = swap(maint, pw, target, &n)?;
-    match (existed, keep_previous) {
-        (false, _) => Ok(None),
-        (true, true) => {
-            log::info(
-                "kept the database that was replaced",
-                &[("database", target), ("previous", &n.previous)],
-            );
-            Ok(Some(n.previous))
-        }
-        (true, false) => {
-            psql_command(
-                maint,
-                pw,
-                &format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&n.previous)
-                ),
-            )?;
-            Ok(None)
-        }
-    }
+    n.settle_previous(target, existed, keep_previous, |previous| {
+        psql_command(
+            maint,
+            pw,
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(previous)
+            ),
+        )
+    })
 }
 
 /// Rename `target` to the previous name and the staging database to `target`, in one

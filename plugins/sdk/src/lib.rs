@@ -294,6 +294,31 @@ impl StagingNames {
             previous: derived_name(target, "__previous_", &sfx, max),
         }
     }
+
+    /// After the swap: the replaced database's name when it is kept, `None` when there
+    /// was none or `drop_previous` removed it (`keep_previous` false).
+    pub fn settle_previous(
+        self,
+        target: &str,
+        existed: bool,
+        keep_previous: bool,
+        drop_previous: impl FnOnce(&str) -> Result<(), Error>,
+    ) -> Result<Option<String>, Error> {
+        match (existed, keep_previous) {
+            (false, _) => Ok(None),
+            (true, true) => {
+                log::info(
+                    "kept the database that was replaced",
+                    &[("database", target), ("previous", &self.previous)],
+                );
+                Ok(Some(self.previous))
+            }
+            (true, false) => {
+                drop_previous(&self.previous)?;
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// `name` with `tag` and `suffix` appended, its start cut (at a character boundary) so the

@@ -32,24 +32,9 @@ async fn plugin_kube_calls_stay_in_the_subject_namespace_and_act_as_its_service_
     env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "curious"}))
         .await;
     let before = env.sim.requests().len();
-    let out = env.cli(&[
-        "backup",
-        "statefulset/app",
-        "-n",
-        "db",
-        "--local-run",
-        "-o",
-        "json",
-    ]);
     // The attempts and their outcomes are the backup's outputs.
-    let set: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(
-        set["status"]["phase"],
-        "Completed",
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (set, text) = env.local_backup("statefulset/app");
+    assert_eq!(set["status"]["phase"], "Completed", "{text}");
     let described = set["status"]["outputs"].to_string();
     let requests = env.sim.requests()[before..].to_vec();
 
@@ -125,22 +110,8 @@ async fn a_forged_restore_point_cannot_reach_another_namespaces_backups() {
     env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "plain"}))
         .await;
     // The victim's backup, in namespace db.
-    let out = env.cli(&[
-        "backup",
-        "statefulset/app",
-        "-n",
-        "db",
-        "--local-run",
-        "-o",
-        "json",
-    ]);
-    let set: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(
-        set["status"]["phase"],
-        "Completed",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (set, text) = env.local_backup("statefulset/app");
+    assert_eq!(set["status"]["phase"], "Completed", "{text}");
     let rp_name = set["status"]["restorePoint"].as_str().unwrap().to_string();
     let rp = env.get("RestorePoint", &rp_name).await.unwrap();
     let prefix = rp.data["spec"]["prefix"].as_str().unwrap().to_string();
@@ -214,23 +185,12 @@ async fn a_live_local_run_is_neither_taken_nor_settled_by_the_daemon() {
     let mut daemon = env.daemon("leader", coffer_tests::free_port());
     // The daemon leads before the CLI starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let out = env.cli(&[
-        "backup",
-        "statefulset/app",
-        "-n",
-        "db",
-        "--local-run",
-        "-o",
-        "json",
-    ]);
-    let set: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let (set, text) = env.local_backup("statefulset/app");
     let log = daemon.log();
     daemon.kill();
     assert_eq!(
-        set["status"]["phase"],
-        "Completed",
-        "{}\n--- daemon:\n{log}",
-        String::from_utf8_lossy(&out.stderr)
+        set["status"]["phase"], "Completed",
+        "{text}\n--- daemon:\n{log}"
     );
     let runner = set["status"]["runner"].as_str().unwrap_or_default();
     assert!(runner.starts_with("cli-"), "runner {runner}");

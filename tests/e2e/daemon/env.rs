@@ -163,6 +163,19 @@ impl Env {
             .unwrap()
     }
 
+    /// `coffer backup <target> -n db --local-run -o json`: the finished ActionSet and the
+    /// CLI's stderr (for failure messages).
+    pub fn local_backup(&self, target: &str) -> (Value, String) {
+        let out = self.cli(&["backup", target, "-n", "db", "--local-run", "-o", "json"]);
+        let set = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (set, text)
+    }
+
     pub async fn action_set(&self, spec: Value) -> String {
         let o = coffer_api(&self.client, "ActionSet", "db")
             .create(

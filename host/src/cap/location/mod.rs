@@ -54,6 +54,11 @@ impl LocationBinding {
     pub fn path(&self, stored: &str) -> Result<Path, String> {
         Path::parse(format!("{}/{stored}", self.prefix)).map_err(|e| format!("key {stored:?}: {e}"))
     }
+
+    /// The version of `stored` the restore verified, if it did.
+    pub fn verified_version(&self, stored: &str) -> Option<pipeline::ObjectVersion> {
+        self.verified.lock().unwrap().get(stored).cloned()
+    }
 }
 
 /// An object store error in one readable line. S3 errors carry the server's XML body,

@@ -229,6 +229,13 @@ pub enum Pin<'a> {
     Require(&'a ObjectVersion),
 }
 
+impl<'a> From<Option<&'a ObjectVersion>> for Pin<'a> {
+    /// A verified version is required; without one, whatever is there (checked as it streams).
+    fn from(verified: Option<&'a ObjectVersion>) -> Self {
+        verified.map_or(Pin::Any, Pin::Require)
+    }
+}
+
 /// An object's identity in the store: its ETag and, on versioned buckets, its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectVersion {

@@ -236,16 +236,8 @@ impl HostStore for HostState {
             let res = match binding.path(&rec.stored_key) {
                 Err(e) => Err(e),
                 Ok(path) => {
-                    let pinned = binding
-                        .verified
-                        .lock()
-                        .unwrap()
-                        .get(&rec.stored_key)
-                        .cloned();
-                    let pin = match &pinned {
-                        Some(v) => pipeline::Pin::Require(v),
-                        None => pipeline::Pin::Any,
-                    };
+                    let pinned = binding.verified_version(&rec.stored_key);
+                    let pin = pipeline::Pin::from(pinned.as_ref());
                     pipeline::download(
                         binding.store.as_ref(),
                         &path,
@@ -345,16 +337,8 @@ impl HostStore for HostState {
                 let r = match binding.path(&rec.stored_key) {
                     Err(e) => Err(e),
                     Ok(path) => {
-                        let pinned = binding
-                            .verified
-                            .lock()
-                            .unwrap()
-                            .get(&rec.stored_key)
-                            .cloned();
-                        let pin = match &pinned {
-                            Some(v) => pipeline::Pin::Require(v),
-                            None => pipeline::Pin::Any,
-                        };
+                        let pinned = binding.verified_version(&rec.stored_key);
+                        let pin = pipeline::Pin::from(pinned.as_ref());
                         pipeline::download(
                             binding.store.as_ref(),
                             &path,
