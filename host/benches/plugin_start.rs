@@ -1,10 +1,9 @@
 //! Plugin start-up cost: first compile, cached load of the compiled code, and instantiation,
 //! for the built-in postgres-logical plugin. `cargo bench -p coffer --bench plugin_start`.
 
-use coffer::cap::ActionContext;
+use coffer::cap::Lending;
+use coffer::engine::{Engine, PluginState, call_describe};
 use coffer::plugin::PluginBytes;
-use coffer::runtime::{HostState, Runtime, call_describe};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -27,8 +26,8 @@ fn main() {
     println!("plugin {name}: {} bytes", bytes.len());
 
     let t = Instant::now();
-    let runtime = Runtime::new(cache.path().to_path_buf()).unwrap();
-    runtime.prepare(&plugin).unwrap();
+    let engine = Engine::new(cache.path().to_path_buf()).unwrap();
+    engine.prepare(&plugin).unwrap();
     println!(
         "first load (compile with Cranelift, write cache): {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
@@ -37,7 +36,7 @@ fn main() {
     let loads: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
-            runtime.prepare(&plugin).unwrap();
+            engine.prepare(&plugin).unwrap();
             t.elapsed()
         })
         .collect();
@@ -47,12 +46,12 @@ fn main() {
         micros(load)
     );
 
-    let prepared = runtime.prepare(&plugin).unwrap();
-    let ctx = Arc::new(ActionContext::detached(name));
+    let prepared = engine.prepare(&plugin).unwrap();
+    let lending = Lending::detached(name);
     let (inst, call) = rt.block_on(async {
         let mut inst = Vec::new();
         for _ in 0..1000 {
-            let mut store = wasmtime::Store::new(runtime.engine(), HostState::new(ctx.clone()));
+            let mut store = wasmtime::Store::new(engine.wasmtime(), PluginState::new(&lending));
             store.set_epoch_deadline(1_000_000);
             let t = Instant::now();
             prepared.pre.instantiate_async(&mut store).await.unwrap();
@@ -61,7 +60,7 @@ fn main() {
         let mut call = Vec::new();
         for _ in 0..200 {
             let t = Instant::now();
-            call_describe(&prepared, ctx.clone()).await.unwrap();
+            call_describe(&prepared, &lending).await.unwrap();
             call.push(t.elapsed());
         }
         (median(inst), median(call))

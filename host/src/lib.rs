@@ -1,23 +1,27 @@
 //! coffer: a blueprint runtime for application-level data protection.
 //!
 //! App-specific backup / restore / delete logic ships as sandboxed WebAssembly components
-//! (plugins). This crate is the host: it loads plugins ([`plugin`]), lends them capabilities
-//! ([`cap`]) under the grants of a Blueprint, runs actions and records them ([`action`],
-//! [`catalog`]), and offers all of it as the `coffer` CLI ([`cli`]).
+//! (plugins). This crate is the host: it loads plugins ([`plugin`]) and runs them in a wasm
+//! sandbox ([`engine`]), lends them capabilities ([`cap`]) through the plugin ABI ([`wit`])
+//! under the grants of a Blueprint, runs actions and records them ([`action`], [`catalog`]),
+//! and offers all of it as the `coffer` CLI ([`cli`]).
 
 pub mod action;
 pub mod binding;
 pub mod cap;
 pub mod catalog;
 pub mod cli;
+pub mod credentials;
+pub mod engine;
 pub mod harness;
 pub mod home;
 pub mod k8s;
+pub mod limits;
 pub mod model;
 pub mod plugin;
 pub mod redact;
-pub mod runtime;
 pub mod storage;
+pub mod wit;
 
 /// Plugins and blueprints shipped inside the binary.
 pub mod builtin {

@@ -321,7 +321,7 @@ async fn the_kube_capability_drives_a_cluster() {
     .unwrap();
     sts.create(&PostParams::default(), &pg).await.unwrap();
 
-    let runtime = coffer::runtime::Runtime::new(
+    let runtime = coffer::engine::Engine::new(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache"),
     )
     .unwrap();
@@ -364,7 +364,7 @@ async fn the_kube_capability_drives_a_cluster() {
         "3"
     );
     // Every call is on the audit trail, the denied one included.
-    let trail = harness::trace_lines(&run.ctx).join("\n");
+    let trail = harness::trace_lines(&run.scope).join("\n");
     for want in [
         "kube.list",
         "kube.scale",

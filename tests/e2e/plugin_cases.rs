@@ -2,13 +2,13 @@
 //! test harness (scripted exec, in-memory location): plugins/<name>/tests/cases.yaml. And
 //! the harness itself: an expectation that does not hold must fail its case.
 
+use coffer::engine::Engine;
 use coffer::harness::{self, CaseFile};
 use coffer::plugin::PluginBytes;
-use coffer::runtime::Runtime;
 use std::path::Path;
 
-fn runtime() -> Runtime {
-    Runtime::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache")).unwrap()
+fn engine() -> Engine {
+    Engine::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache")).unwrap()
 }
 
 fn builtin(name: &str) -> PluginBytes {
@@ -18,7 +18,7 @@ fn builtin(name: &str) -> PluginBytes {
     )
 }
 
-async fn run_file(rt: &Runtime, name: &str) {
+async fn run_file(rt: &Engine, name: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins")
         .join(name)
@@ -45,7 +45,7 @@ async fn run_file(rt: &Runtime, name: &str) {
 
 #[tokio::test]
 async fn first_party_plugins_pass_their_cases() {
-    let rt = runtime();
+    let rt = engine();
     for name in ["postgres-logical", "mysql-logical", "etcd", "redis"] {
         run_file(&rt, name).await;
     }
@@ -53,7 +53,7 @@ async fn first_party_plugins_pass_their_cases() {
 
 #[tokio::test]
 async fn the_harness_fails_a_case_whose_expectation_does_not_hold() {
-    let rt = runtime();
+    let rt = engine();
     let cases: CaseFile = serde_yaml_ng::from_str(
         r#"
 cases:
@@ -96,7 +96,7 @@ cases:
 /// small object written with `Write`, and errors with context.
 #[tokio::test]
 async fn sdk_io_adapters_and_error_context() {
-    let rt = runtime();
+    let rt = engine();
     let hostile = PluginBytes::new(
         "hostile".into(),
         std::fs::read(coffer_tests::test_plugin("hostile")).unwrap(),

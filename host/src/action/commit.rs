@@ -9,7 +9,7 @@ use crate::model::{
     now_rfc3339,
 };
 use crate::redact::clip;
-use crate::runtime::bindings::wit_plugin::ActionOutput;
+use crate::wit::wit_plugin::ActionOutput;
 use anyhow::{Context, Result, bail};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -30,7 +30,7 @@ impl Coffer {
             .map(|(k, v)| {
                 (
                     clip(k, 128).to_string(),
-                    p.ctx.redactor.redact(clip(v, MAX_VALUE)),
+                    p.scope().redactor.redact(clip(v, MAX_VALUE)),
                 )
             })
             .collect();
@@ -73,7 +73,7 @@ impl Coffer {
     ) -> Result<RestorePoint> {
         // The last write of a key wins; the host's records are the authority on objects.
         let mut objects: Vec<ObjectRecord> = Vec::new();
-        for o in p.ctx.records.lock().unwrap().objects.iter() {
+        for o in p.scope().records.lock().unwrap().objects.iter() {
             objects.retain(|x| x.key != o.key);
             objects.push(o.clone());
         }
@@ -112,7 +112,7 @@ impl Coffer {
             }
             // What the plugin says is kept, so it is clipped and redacted like its logs: a
             // plugin may not put a secret into the manifest.
-            let red = |s: &str, max: usize| p.ctx.redactor.redact(clip(s, max));
+            let red = |s: &str, max: usize| p.scope().redactor.redact(clip(s, max));
             artifacts.push(ArtifactRecord {
                 name: red(&a.name, 256),
                 location: a.location.clone(),
@@ -236,7 +236,6 @@ impl Coffer {
             }
             Err(e) => return Err(format!("{e:#}")),
         }
-        let binding = p.ctx.locations.get("default");
         for o in &rp.spec.objects {
             let path = Path::parse(format!("{}/{}", rp.spec.prefix, o.stored_key))
                 .map_err(|e| e.to_string())?;
@@ -258,8 +257,12 @@ impl Coffer {
                 )
             })?;
             // The plugin's reads get exactly what was verified.
-            if let (Some(b), Some(v)) = (binding, read.into_inner().unwrap()) {
-                b.verified.lock().unwrap().insert(o.stored_key.clone(), v);
+            if let Some(v) = read.into_inner().unwrap() {
+                p.binding
+                    .verified
+                    .lock()
+                    .unwrap()
+                    .insert(o.stored_key.clone(), v);
             }
             if o.encryption.is_some() {
                 pipeline::check_identity(

@@ -14,9 +14,9 @@ pub use prepare::{ActionRequest, ClusterSubject, PreparedAction};
 pub use resources::Source;
 
 use crate::catalog::Catalog;
+use crate::engine::{CallError, Engine, call_describe, call_run, call_validate};
 use crate::home::Home;
 use crate::model::{ActionSet, Phase, now_rfc3339};
-use crate::runtime::{CallError, Runtime, call_describe, call_run, call_validate};
 use anyhow::Result;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,11 +26,11 @@ const PERSIST_EVERY: Duration = Duration::from_secs(2);
 /// Bytes of an action's error kept on its record.
 const MAX_ERROR: usize = 8 << 10;
 
-/// The local-mode host: state dir, catalog, wasm runtime.
+/// The local-mode host: state dir, catalog, wasm engine.
 pub struct Coffer {
     pub home: Home,
     pub catalog: Catalog,
-    runtime: OnceLock<Runtime>,
+    engine: OnceLock<Engine>,
     /// What restore point manifests are signed with: the state dir's key locally, the
     /// cluster's (set by the daemon and the CLI from a Secret) on Kubernetes.
     manifest_key: OnceLock<manifest::ManifestKey>,
@@ -44,20 +44,20 @@ impl Coffer {
         let coffer = Coffer {
             home,
             catalog,
-            runtime: OnceLock::new(),
+            engine: OnceLock::new(),
             manifest_key: OnceLock::new(),
         };
         coffer.recover_stale().await?;
         Ok(coffer)
     }
 
-    /// The wasm runtime, created on first use (commands that run no plugin never pay for it).
-    pub fn runtime(&self) -> Result<&Runtime> {
-        if let Some(r) = self.runtime.get() {
-            return Ok(r);
+    /// The wasm engine, created on first use (commands that run no plugin never pay for it).
+    pub fn engine(&self) -> Result<&Engine> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e);
         }
-        let r = Runtime::new(self.home.cache_dir())?;
-        Ok(self.runtime.get_or_init(|| r))
+        let e = Engine::new(self.home.cache_dir())?;
+        Ok(self.engine.get_or_init(|| e))
     }
 
     /// The manifest key; in local mode the state dir's, made on first use.
@@ -107,7 +107,7 @@ impl Coffer {
     /// Record an action that was interrupted (e.g. Ctrl-C): the caller has dropped the
     /// `run` future, which killed its processes and aborted its transfers.
     pub async fn abandon(&self, p: &PreparedAction, why: &str) -> Result<ActionSet> {
-        p.ctx
+        p.scope()
             .cancelled
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.fail(p, why).await;
@@ -116,10 +116,10 @@ impl Coffer {
 
     async fn execute(&self, p: &PreparedAction) -> Result<(), ActionError> {
         let prepared = self
-            .runtime()
-            .and_then(|r| r.prepare(&p.plugin))
+            .engine()
+            .and_then(|e| e.prepare(&p.plugin))
             .map_err(|e| ActionError(format!("{e:#}")))?;
-        let described = call_describe(&prepared, p.ctx.clone())
+        let described = call_describe(&prepared, &p.lending)
             .await
             .map_err(ActionError::call)?;
         let declared: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
@@ -149,7 +149,7 @@ impl Coffer {
             // refused before anything touches the workload.
             self.verify_input(p).await.map_err(ActionError)?;
         }
-        call_validate(&prepared, p.ctx.clone(), &p.wit_request)
+        call_validate(&prepared, &p.lending, &p.wit_request)
             .await
             .map_err(|e| match e {
                 CallError::Invalid(problems) => {
@@ -157,7 +157,7 @@ impl Coffer {
                 }
                 other => ActionError::call(other),
             })?;
-        let output = call_run(&prepared, p.ctx.clone(), &p.wit_request)
+        let output = call_run(&prepared, &p.lending, &p.wit_request)
             .await
             .map_err(ActionError::call)?;
         self.complete(p, output)
@@ -191,7 +191,7 @@ impl Coffer {
     /// Mark failed; a backup's partial objects are removed — never once its manifest is
     /// written (then it is a complete backup whose record failed, and it is kept).
     async fn fail(&self, p: &PreparedAction, why: &str) {
-        let why = crate::redact::clip(&p.ctx.redactor.redact(why), MAX_ERROR).to_string();
+        let why = crate::redact::clip(&p.scope().redactor.redact(why), MAX_ERROR).to_string();
         tracing::error!(actionset = %p.name, error = %why, "action failed");
         let mut cleanup_note = String::new();
         let mut cleanup_pending = false;

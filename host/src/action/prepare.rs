@@ -1,25 +1,23 @@
 //! Turning "back up workload W" into everything an action needs, and its ActionSet.
 
 use super::{Coffer, owner};
-use crate::cap::exec::LocalExec;
-use crate::cap::location::LocationBinding;
+use crate::cap::exec::{ExecBackend, LocalExec};
 use crate::cap::location::backend::Location;
+use crate::cap::location::{BoundLocations, LocationBinding};
 use crate::cap::secrets::SecretValues;
-use crate::cap::{ActionContext, Progress};
+use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
+use crate::limits::EffectiveLimits;
 use crate::model::{
     ActionSet, ActionSetSpec, ActionSetStatus, Blueprint, Kind, Phase, Profile, RestorePoint,
     Workload, WorkloadSpec, now_rfc3339,
 };
 use crate::plugin::PluginBytes;
-use crate::redact::Redactor;
-use crate::runtime::EffectiveLimits;
-use crate::runtime::bindings::coffer::blueprint::types::ObjectRef;
-use crate::runtime::bindings::wit_plugin;
+use crate::wit::coffer::blueprint::types::ObjectRef;
+use crate::wit::wit_plugin;
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_manifest::{LocationAccess, Manifest};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -54,9 +52,8 @@ pub struct ClusterSubject {
     /// Objects go under `<prefix_root>/<restore point>`.
     pub prefix_root: String,
     pub secrets: BTreeMap<String, String>,
-    pub exec: Arc<dyn crate::cap::exec::ExecBackend>,
-    pub kube: Arc<dyn crate::cap::kube::KubeBackend>,
-    pub snapshots: Arc<dyn crate::cap::snapshot::SnapshotBackend>,
+    /// The cluster's backends: pod exec, the plugin's kube client, CSI snapshots.
+    pub backends: Backends,
 }
 
 impl std::fmt::Debug for ClusterSubject {
@@ -85,7 +82,10 @@ pub struct PreparedAction {
     pub restore_point_name: Option<String>,
     pub params: serde_json::Value,
     pub started_at: String,
-    pub ctx: Arc<ActionContext>,
+    /// What the plugin is lent; its scope holds the action's records.
+    pub lending: Lending,
+    /// The action's location (the one bound as `default`).
+    pub binding: Arc<LocationBinding>,
     pub wit_request: wit_plugin::ActionRequest,
     /// This run's owner token: every status write compare-and-sets on it.
     pub owner_token: String,
@@ -94,15 +94,19 @@ pub struct PreparedAction {
 }
 
 impl PreparedAction {
+    pub fn scope(&self) -> &ActionScope {
+        &self.lending.scope
+    }
+
     /// Copy what the capability calls recorded (bytes moved, audit, logs, checkpoint) onto
     /// an ActionSet status.
     pub fn copy_records(&self, s: &mut ActionSetStatus) {
         s.bytes = self
-            .ctx
+            .scope()
             .progress
             .bytes
             .load(std::sync::atomic::Ordering::Relaxed);
-        let r = self.ctx.records.lock().unwrap();
+        let r = self.scope().records.lock().unwrap();
         s.audit = r.audit.clone();
         s.audit_dropped = r.audit_dropped;
         s.logs = r.logs.clone();
@@ -322,10 +326,6 @@ impl Coffer {
             None => SecretValues::resolve(&format!("Workload {wname}"), &workload.spec.secrets)
                 .map_err(|e| anyhow!(e))?,
         };
-        let mut redactor = Redactor::new();
-        for v in secrets.all() {
-            redactor.add(v);
-        }
 
         let (stamp, sfx) = (stamp(), suffix());
         let name = match &cluster {
@@ -368,7 +368,7 @@ impl Coffer {
                 (rp.spec.prefix.clone(), access, expected, None)
             }
         };
-        let binding = LocationBinding {
+        let binding = Arc::new(LocationBinding {
             profile: profile_name.clone(),
             store: location.store.clone(),
             prefix: prefix.clone(),
@@ -378,45 +378,33 @@ impl Coffer {
             expected,
             verified: Default::default(),
             uploads: crate::cap::location::upload_slots(),
-        };
-        let ctx = Arc::new(ActionContext {
-            action: action.clone(),
-            blueprint: bname.clone(),
-            plugin_name: manifest.name.clone(),
-            workload: wname.clone(),
-            declared: manifest.capabilities.clone(),
-            granted: if req.grant_declared {
-                manifest.capabilities.clone()
-            } else {
-                blueprint.spec.grants.clone()
-            },
-            exec: match &cluster {
-                Some(c) => c.exec.clone(),
-                None => Arc::new(LocalExec::new(
-                    wname.clone(),
-                    workload.spec.env.clone(),
-                    workload.spec.volumes.clone(),
-                )),
-            },
-            kube: match &cluster {
-                Some(c) => c.kube.clone(),
-                None => Arc::new(crate::cap::kube::NoCluster),
-            },
-            snapshots: match &cluster {
-                Some(c) => c.snapshots.clone(),
-                None => Arc::new(crate::cap::snapshot::NoSnapshots),
-            },
-            locations: BTreeMap::from([("default".to_string(), Arc::new(binding))]),
-            secrets,
-            redactor,
-            limits,
-            started: Instant::now(),
-            cancelled: Default::default(),
-            progress: Progress::default(),
-            records: Default::default(),
-            on_audit: Default::default(),
-            exec_checks: Default::default(),
         });
+        let mode = match &cluster {
+            Some(c) => c.backends.clone(),
+            None => Backends::default().with::<Arc<dyn ExecBackend>>(Arc::new(LocalExec::new(
+                wname.clone(),
+                workload.spec.env.clone(),
+                workload.spec.volumes.clone(),
+            ))),
+        };
+        let lending = Lending::new(
+            Actor {
+                action: action.clone(),
+                blueprint: bname.clone(),
+                plugin: manifest.name.clone(),
+                workload: wname.clone(),
+            },
+            limits,
+            Grants {
+                declared: manifest.capabilities.clone(),
+                granted: grants.clone(),
+                plugin: manifest.name.clone(),
+                blueprint: bname.clone(),
+            },
+            secrets,
+            BoundLocations(BTreeMap::from([("default".to_string(), binding.clone())])),
+            mode,
+        );
         let input_artifacts = input
             .iter()
             .flat_map(|rp| rp.spec.artifacts.iter())
@@ -492,7 +480,8 @@ impl Coffer {
             restore_point_name,
             params,
             started_at,
-            ctx,
+            lending,
+            binding,
             wit_request,
             owner_token,
             manifest_written: Default::default(),

@@ -2,10 +2,10 @@
 //! catalog) and applying documents.
 
 use super::Coffer;
+use crate::limits::EffectiveLimits;
 use crate::model::{
     Blueprint, Document, Kind, Profile, ProfileSpec, RestorePoint, Workload, parse_documents,
 };
-use crate::runtime::EffectiveLimits;
 use anyhow::{Context, Result, anyhow, bail};
 
 /// Where a resource comes from.

@@ -57,7 +57,7 @@ pub async fn follow_and_report(
         _ => prepared.request.action.clone(),
     };
     let finished: ActionSet = tokio::select! {
-        r = progress::follow(what.clone(), &prepared.ctx, coffer.run(&prepared)) => r?,
+        r = progress::follow(what.clone(), prepared.scope(), coffer.run(&prepared)) => r?,
         _ = tokio::signal::ctrl_c() => {
             progress::clear();
             coffer.abandon(&prepared, "cancelled by the user (interrupt)").await?

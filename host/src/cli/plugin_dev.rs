@@ -1,10 +1,10 @@
 //! `coffer plugin test`: a plugin's cases against scripted capabilities (the harness).
 
 use super::OutputFormat;
+use crate::engine::Engine;
 use crate::harness;
 use crate::home::Home;
 use crate::plugin::PluginBytes;
-use crate::runtime::Runtime;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,8 +42,8 @@ pub async fn test(
 ) -> Result<ExitCode> {
     let p = load_plugin(plugin)?;
     let cases = harness::load_cases(cases)?;
-    let runtime = Runtime::new(Home::resolve(home)?.cache_dir())?;
-    let reports = harness::run_cases(&runtime, &p, &cases).await?;
+    let engine = Engine::new(Home::resolve(home)?.cache_dir())?;
+    let reports = harness::run_cases(&engine, &p, &cases).await?;
     let failed = reports.iter().filter(|r| !r.passed).count();
     match output {
         OutputFormat::Table => {
@@ -119,7 +119,7 @@ pub async fn run(home: Option<PathBuf>, a: RunArgs) -> Result<ExitCode> {
         let line = trace_line(e);
         super::progress::suspend(|| eprintln!("{line}"));
     });
-    let _ = prepared.ctx.on_audit.set(hook);
+    let _ = prepared.scope().on_audit.set(hook);
     eprintln!(
         "running {} of plugin {} ({}) on workload {} — ActionSet {}",
         a.action, prepared.manifest.name, a.plugin, prepared.workload.metadata.name, prepared.name
@@ -227,13 +227,13 @@ async fn dry_run(
         expect: Default::default(),
     };
     let exec = Arc::new(harness::ScriptedExec::permissive().with_env(workload.spec.env.clone()));
-    let runtime = coffer.runtime()?;
+    let engine = coffer.engine()?;
     let no_cluster = Arc::new(crate::cap::kube::NoCluster);
-    let run = harness::run_action(runtime, &plugin, &manifest, &case, exec, no_cluster).await?;
+    let run = harness::run_action(engine, &plugin, &manifest, &case, exec, no_cluster).await?;
     out!(
         "calls the plugin makes when every command succeeds with no output (simulated; nothing ran):"
     );
-    for e in run.ctx.records.lock().unwrap().audit.iter() {
+    for e in run.scope.records.lock().unwrap().audit.iter() {
         let denied = !e.result.starts_with("ok") && e.result.starts_with("denied");
         out!(
             "{}{}",
@@ -277,8 +277,8 @@ async fn dry_run(
 /// types), printed, or written into a manifest.json.
 pub async fn schema(home: Option<PathBuf>, plugin: &str, write: Option<&Path>) -> Result<ExitCode> {
     let p = load_plugin(plugin)?;
-    let runtime = Runtime::new(Home::resolve(home)?.cache_dir())?;
-    let schemas = harness::described_schemas(&runtime, &p).await?;
+    let engine = Engine::new(Home::resolve(home)?.cache_dir())?;
+    let schemas = harness::described_schemas(&engine, &p).await?;
     let Some(path) = write else {
         out!("{}", serde_json::to_string_pretty(&schemas)?);
         return Ok(ExitCode::SUCCESS);

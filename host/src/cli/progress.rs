@@ -1,7 +1,7 @@
 //! Progress of a running action: a bar with bytes and rate on a terminal, a plain line now
 //! and then otherwise.
 
-use crate::cap::ActionContext;
+use crate::cap::ActionScope;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -30,10 +30,10 @@ fn human(n: u64) -> String {
 }
 
 /// Follow an action until `done` resolves.
-pub async fn follow<T>(label: String, ctx: &ActionContext, done: impl Future<Output = T>) -> T {
+pub async fn follow<T>(label: String, scope: &ActionScope, done: impl Future<Output = T>) -> T {
     let sample = || {
-        let bytes = ctx.progress.bytes.load(Ordering::Relaxed);
-        let step = ctx.progress.step.lock().unwrap().clone();
+        let bytes = scope.progress.bytes.load(Ordering::Relaxed);
+        let step = scope.progress.step.lock().unwrap().clone();
         let step = step
             .map(|(s, d, t)| match t {
                 Some(t) => format!(" [{s} {d}/{t}]"),

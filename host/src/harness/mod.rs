@@ -17,20 +17,19 @@
 //!       objects: {databases/shop.pgdump: "PGDMP fake"}
 //! ```
 
-mod scripted;
+pub use crate::cap::exec::scripted::{ExecCall, ExecScript, ScriptedExec};
 
-pub use scripted::{ExecCall, ExecScript, ScriptedExec};
-
-use crate::cap::location::LocationBinding;
+use crate::cap::exec::ExecBackend;
+use crate::cap::kube::KubeBackend;
 use crate::cap::location::pipeline::{self, Counters, Sink};
+use crate::cap::location::{BoundLocations, LocationBinding};
 use crate::cap::secrets::SecretValues;
-use crate::cap::{ActionContext, Progress};
+use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
+use crate::engine::{CallError, EffectiveLimits, Engine, call_run, call_validate};
 use crate::model::ObjectRecord;
 use crate::plugin::PluginBytes;
-use crate::redact::Redactor;
-use crate::runtime::bindings::coffer::blueprint::types::ObjectRef;
-use crate::runtime::bindings::wit_plugin;
-use crate::runtime::{CallError, EffectiveLimits, Runtime, call_run, call_validate};
+use crate::wit::coffer::blueprint::types::ObjectRef;
+use crate::wit::wit_plugin;
 use anyhow::{Context, Result};
 use coffer_manifest::{LocationAccess, Manifest};
 use object_store::memory::InMemory;
@@ -38,7 +37,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,13 +115,12 @@ pub struct CaseReport {
 /// The params schemas `describe()` returns (derived from the plugin's params types when it
 /// derives them), by action.
 pub async fn described_schemas(
-    runtime: &Runtime,
+    engine: &Engine,
     plugin: &PluginBytes,
 ) -> Result<BTreeMap<String, Option<serde_json::Value>>> {
     let manifest = crate::plugin::inspect(plugin)?.manifest;
-    let prepared = runtime.prepare(plugin)?;
-    let ctx = Arc::new(ActionContext::detached(&manifest.name));
-    let described = crate::runtime::call_describe(&prepared, ctx)
+    let prepared = engine.prepare(plugin)?;
+    let described = crate::engine::call_describe(&prepared, &Lending::detached(&manifest.name))
         .await
         .map_err(|e| anyhow::anyhow!("describe(): {e}"))?;
     described
@@ -143,9 +140,9 @@ pub async fn described_schemas(
 }
 
 /// Actions whose paramsSchema in manifest.json differs from the one `describe()` derives.
-pub async fn schema_drift(runtime: &Runtime, plugin: &PluginBytes) -> Result<Vec<String>> {
+pub async fn schema_drift(engine: &Engine, plugin: &PluginBytes) -> Result<Vec<String>> {
     let manifest = crate::plugin::inspect(plugin)?.manifest;
-    let described = described_schemas(runtime, plugin).await?;
+    let described = described_schemas(engine, plugin).await?;
     Ok(manifest
         .actions
         .iter()
@@ -161,13 +158,13 @@ pub async fn schema_drift(runtime: &Runtime, plugin: &PluginBytes) -> Result<Vec
 /// Run every case of `cases` against the plugin. A first report checks that manifest.json's
 /// params schemas are the ones derived from the params types.
 pub async fn run_cases(
-    runtime: &Runtime,
+    engine: &Engine,
     plugin: &PluginBytes,
     cases: &CaseFile,
 ) -> Result<Vec<CaseReport>> {
     let manifest = crate::plugin::inspect(plugin)?.manifest;
     let mut out = Vec::new();
-    let drift = schema_drift(runtime, plugin).await?;
+    let drift = schema_drift(engine, plugin).await?;
     out.push(CaseReport {
         name: "manifest.json params schemas match the params types".into(),
         passed: drift.is_empty(),
@@ -179,7 +176,7 @@ pub async fn run_cases(
         trace: vec![],
     });
     for c in &cases.cases {
-        out.push(run_case(runtime, plugin, &manifest, c).await?);
+        out.push(run_case(engine, plugin, &manifest, c).await?);
     }
     Ok(out)
 }
@@ -195,7 +192,7 @@ pub fn load_cases(path: &std::path::Path) -> Result<CaseFile> {
 /// The outcome of one action in the harness, before it is checked.
 pub struct Run {
     pub result: Result<wit_plugin::ActionOutput, String>,
-    pub ctx: Arc<ActionContext>,
+    pub scope: Arc<ActionScope>,
     pub exec: Arc<ScriptedExec>,
     pub store: Arc<InMemory>,
     pub binding: Arc<LocationBinding>,
@@ -203,12 +200,12 @@ pub struct Run {
 
 /// Run one action with scripted capabilities. The plugin is granted what it declares.
 pub async fn run_action(
-    runtime: &Runtime,
+    engine: &Engine,
     plugin: &PluginBytes,
     manifest: &Manifest,
     c: &Case,
     exec: Arc<ScriptedExec>,
-    kube: Arc<dyn crate::cap::kube::KubeBackend>,
+    kube: Arc<dyn KubeBackend>,
 ) -> Result<Run> {
     let store = Arc::new(InMemory::new());
     let prefix = "restorepoints/test/rp".to_string();
@@ -259,33 +256,28 @@ pub async fn run_action(
         verified: Default::default(),
         uploads: crate::cap::location::upload_slots(),
     });
-    let mut redactor = Redactor::new();
-    for v in c.secrets.values() {
-        redactor.add(v);
-    }
     let limits =
         EffectiveLimits::resolve(&Default::default(), &c.action).map_err(|e| anyhow::anyhow!(e))?;
-    let ctx = Arc::new(ActionContext {
-        action: c.action.clone(),
-        blueprint: "harness".into(),
-        plugin_name: manifest.name.clone(),
-        workload: "test".into(),
-        declared: manifest.capabilities.clone(),
-        granted: manifest.capabilities.clone(),
-        exec: exec.clone(),
-        kube,
-        snapshots: Arc::new(crate::cap::snapshot::NoSnapshots),
-        locations: BTreeMap::from([("default".to_string(), binding.clone())]),
-        secrets: SecretValues::from_values("the scripted workload", &c.secrets),
-        redactor,
+    let lending = Lending::new(
+        Actor {
+            action: c.action.clone(),
+            blueprint: "harness".into(),
+            plugin: manifest.name.clone(),
+            workload: "test".into(),
+        },
         limits,
-        started: Instant::now(),
-        cancelled: Default::default(),
-        progress: Progress::default(),
-        records: Default::default(),
-        on_audit: Default::default(),
-        exec_checks: Default::default(),
-    });
+        Grants {
+            declared: manifest.capabilities.clone(),
+            granted: manifest.capabilities.clone(),
+            plugin: manifest.name.clone(),
+            blueprint: "harness".into(),
+        },
+        SecretValues::from_values("the scripted workload", &c.secrets),
+        BoundLocations(BTreeMap::from([("default".to_string(), binding.clone())])),
+        Backends::default()
+            .with::<Arc<dyn ExecBackend>>(exec.clone())
+            .with(kube),
+    );
     let artifacts: Vec<ArtifactIn> = c.artifacts.clone().unwrap_or_else(|| {
         c.objects
             .keys()
@@ -326,17 +318,17 @@ pub async fn run_action(
             .collect(),
         checkpoint: None,
     };
-    let prepared = runtime.prepare(plugin)?;
-    let result = match call_validate(&prepared, ctx.clone(), &request).await {
+    let prepared = engine.prepare(plugin)?;
+    let result = match call_validate(&prepared, &lending, &request).await {
         Err(CallError::Invalid(p)) => Err(format!("invalid request: {}", p.join("; "))),
         Err(e) => Err(e.to_string()),
-        Ok(()) => call_run(&prepared, ctx.clone(), &request)
+        Ok(()) => call_run(&prepared, &lending, &request)
             .await
             .map_err(|e| e.to_string()),
     };
     Ok(Run {
         result,
-        ctx,
+        scope: lending.scope.clone(),
         exec,
         store,
         binding,
@@ -344,14 +336,14 @@ pub async fn run_action(
 }
 
 async fn run_case(
-    runtime: &Runtime,
+    engine: &Engine,
     plugin: &PluginBytes,
     manifest: &Manifest,
     c: &Case,
 ) -> Result<CaseReport> {
     let exec = Arc::new(ScriptedExec::new(c.exec.clone()).with_env(c.workload_env.clone()));
     let no_cluster = Arc::new(crate::cap::kube::NoCluster);
-    let run = run_action(runtime, plugin, manifest, c, exec, no_cluster).await?;
+    let run = run_action(engine, plugin, manifest, c, exec, no_cluster).await?;
     let failures = check(c, &run).await;
     Ok(CaseReport {
         name: c.name.clone(),
@@ -361,13 +353,14 @@ async fn run_case(
             Ok(_) => "ok".into(),
             Err(e) => e.clone(),
         },
-        trace: trace_lines(&run.ctx),
+        trace: trace_lines(&run.scope),
     })
 }
 
 /// The audit trail as lines.
-pub fn trace_lines(ctx: &ActionContext) -> Vec<String> {
-    ctx.records
+pub fn trace_lines(scope: &ActionScope) -> Vec<String> {
+    scope
+        .records
         .lock()
         .unwrap()
         .audit
@@ -470,7 +463,7 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
     }
     if let Some(want) = &e.objects {
         let written: Vec<ObjectRecord> = {
-            let r = run.ctx.records.lock().unwrap();
+            let r = run.scope.records.lock().unwrap();
             let mut v: Vec<ObjectRecord> = Vec::new();
             for o in &r.objects {
                 v.retain(|x| x.key != o.key);

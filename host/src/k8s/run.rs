@@ -12,12 +12,16 @@ use super::sync::{gvk_api, read_secret, resolve_blueprint, sync};
 use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, api, parse_subject, spec_of};
 use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction};
 use crate::binding::{Resolution, WorkloadInfo};
-use crate::cap::exec::{PodExec, PodTarget};
+use crate::cap::Backends;
+use crate::cap::exec::{ExecBackend, PodExec, PodTarget};
+use crate::cap::kube::KubeBackend;
 use crate::cap::kube::client::ClusterKube;
+use crate::cap::snapshot::SnapshotBackend;
+use crate::cap::snapshot::csi::CsiSnapshots;
 use crate::model::{
     ActionSet, ActionSetSpec, ActionSetStatus, Kind, Phase, RestorePoint, Workload, WorkloadSpec,
 };
-use crate::runtime::bindings::coffer::blueprint::types::ObjectRef;
+use crate::wit::coffer::blueprint::types::ObjectRef;
 use anyhow::{Context, Result, anyhow, bail};
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -242,25 +246,26 @@ pub async fn prepare(
         },
         prefix_root: format!("restorepoints/{ns}/{safe}"),
         secrets,
-        exec: Arc::new(PodExec::new(
-            cx.client.clone(),
-            PodTarget {
-                api_version: sk.api_version.into(),
-                kind: sk.kind.into(),
+        backends: Backends::default()
+            .with::<Arc<dyn ExecBackend>>(Arc::new(PodExec::new(
+                cx.client.clone(),
+                PodTarget {
+                    api_version: sk.api_version.into(),
+                    kind: sk.kind.into(),
+                    namespace: ns.clone(),
+                    name: wname.clone(),
+                    container: info.annotations.get("coffer.dev/container").cloned(),
+                },
+                name.clone(),
+            )))
+            .with::<Arc<dyn SnapshotBackend>>(Arc::new(CsiSnapshots {
+                client: cx.client.clone(),
                 namespace: ns.clone(),
-                name: wname.clone(),
-                container: info.annotations.get("coffer.dev/container").cloned(),
-            },
-            name.clone(),
-        )),
-        snapshots: Arc::new(crate::cap::snapshot::csi::CsiSnapshots {
-            client: cx.client.clone(),
-            namespace: ns.clone(),
-        }),
-        kube: Arc::new(ClusterKube {
-            client: super::plugin_client(&cx.config, &ns, &service_account)?,
-            default_namespace: ns,
-        }),
+            }))
+            .with::<Arc<dyn KubeBackend>>(Arc::new(ClusterKube {
+                client: super::plugin_client(&cx.config, &ns, &service_account)?,
+                default_namespace: ns,
+            })),
     };
     coffer
         .prepare(ActionRequest {

@@ -114,7 +114,7 @@ async fn read_profile_secrets(
         let Some(k) = &r.secret else { continue };
         let purpose = format!("Profile {ns}/{profile} spec.{field}");
         let value = read_secret(client, ns, &purpose, &k.name, &k.key).await?;
-        crate::cap::secrets::remember_cluster_secret(k, value);
+        crate::credentials::remember_cluster_secret(k, value);
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub struct PluginRef {
     pub signature: Option<std::path::PathBuf>,
 }
 
-/// Sandbox limits. Unset fields take the defaults in `crate::runtime::limits`.
+/// Sandbox limits. Unset fields take the defaults listed in docs/security.md (Limits).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {

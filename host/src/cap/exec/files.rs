@@ -3,7 +3,7 @@
 //! a plugin-chosen program, and only ever touch the scratch directory and the named volume.
 
 use super::{BoxRead, BoxWrite, ExitInfo, RunningProcess};
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;

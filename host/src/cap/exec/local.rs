@@ -5,7 +5,7 @@
 
 use super::files::{self, Scratch};
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

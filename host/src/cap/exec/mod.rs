@@ -3,20 +3,59 @@
 //! secret handles, wires stdio to wasi streams, and records every call.
 
 mod files;
+mod grant;
 mod local;
 mod pod;
 pub mod policy;
+pub mod scripted;
 mod stdin_filter;
 mod wit;
 
+pub use grant::ExecGrant;
 pub use local::LocalExec;
 pub use pod::{PodExec, PodTarget, TASK_LABEL, task_label_value};
 pub use wit::ProcessHandle;
 
-use crate::runtime::bindings::WitError;
+use super::{Backends, CapView, Capability, Grants, HasCap};
+use crate::wit::WitError;
+use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
+use wasmtime::component::Linker;
+
+/// One call's exec: its grant, the mode's backend, and what it learned about the
+/// workload's programs (whether its psql honours `\restrict`), by workload and program.
+pub struct Exec {
+    grant: ExecGrant,
+    backend: Arc<dyn ExecBackend>,
+    program_checks: Mutex<BTreeMap<String, Result<(), String>>>,
+}
+
+impl Capability for Exec {
+    fn build(grants: &Grants, backends: &Backends) -> Exec {
+        Exec {
+            grant: ExecGrant::new(grants),
+            // Without a workload (describe), processes start nowhere useful: nothing is
+            // granted then anyway.
+            backend: backends.get::<Arc<dyn ExecBackend>>().unwrap_or_else(|| {
+                Arc::new(LocalExec::new(
+                    String::new(),
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                ))
+            }),
+            program_checks: Mutex::default(),
+        }
+    }
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> CapView<'_, Self>,
+    ) -> wasmtime::Result<()> {
+        crate::wit::coffer::blueprint::exec::add_to_linker::<T, HasCap<Exec>>(linker, get)
+    }
+}
 
 /// What to start.
 pub struct SpawnSpec {
@@ -207,49 +246,4 @@ pub fn forbidden_env(name: &str) -> bool {
         || name.starts_with("PYTHON")
         || name.starts_with("GLIBC_")
         || name.starts_with("MALLOC_")
-}
-
-/// A process whose stdin starts with bytes the host wrote (psql's `\restrict` line) before
-/// the plugin's.
-pub(crate) struct Preambled {
-    inner: Box<dyn RunningProcess>,
-    stdin: Option<BoxWrite>,
-}
-
-impl Preambled {
-    pub(crate) async fn start(
-        mut inner: Box<dyn RunningProcess>,
-        preamble: &[u8],
-    ) -> Result<Box<dyn RunningProcess>, WitError> {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = inner.take_stdin();
-        if let Some(w) = stdin.as_mut() {
-            w.write_all(preamble)
-                .await
-                .map_err(|e| WitError::Io(format!("writing to the process's stdin: {e}")))?;
-        }
-        let stdin = stdin.map(|w| Box::pin(stdin_filter::DropRestrictLines::new(w)) as BoxWrite);
-        Ok(Box::new(Preambled { inner, stdin }))
-    }
-}
-
-#[async_trait::async_trait]
-impl RunningProcess for Preambled {
-    fn take_stdin(&mut self) -> Option<BoxWrite> {
-        self.stdin.take()
-    }
-    fn take_stdout(&mut self) -> Option<BoxRead> {
-        self.inner.take_stdout()
-    }
-    async fn wait(&mut self) -> Result<ExitInfo, WitError> {
-        // No more input is coming once the plugin waits.
-        if let Some(mut w) = self.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            let _ = w.shutdown().await;
-        }
-        self.inner.wait().await
-    }
-    fn kill(&mut self) {
-        self.inner.kill()
-    }
 }

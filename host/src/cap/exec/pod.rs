@@ -15,7 +15,7 @@ mod files;
 
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
 use crate::cap::kube::client::err;
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, AttachParams, AttachedProcess, DynamicObject, ListParams, PostParams};

@@ -5,7 +5,7 @@
 use super::PodExec;
 use crate::cap::exec::policy::scratch_name;
 use crate::cap::exec::{Place, RunningProcess};
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 

@@ -5,6 +5,8 @@
 //! compatibility only: the host's key is never on the stream, so no line of it can lift the
 //! restriction. Memory stays bounded: only the start of a line is held while deciding.
 
+use super::{BoxRead, BoxWrite, ExitInfo, RunningProcess};
+use crate::wit::WitError;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
@@ -147,6 +149,51 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for DropRestrictLines<W> {
             Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
             other => other,
         }
+    }
+}
+
+/// A process whose stdin starts with bytes the host wrote (psql's `\restrict` line) before
+/// the plugin's.
+pub(crate) struct Preambled {
+    inner: Box<dyn RunningProcess>,
+    stdin: Option<BoxWrite>,
+}
+
+impl Preambled {
+    pub(crate) async fn start(
+        mut inner: Box<dyn RunningProcess>,
+        preamble: &[u8],
+    ) -> Result<Box<dyn RunningProcess>, WitError> {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = inner.take_stdin();
+        if let Some(w) = stdin.as_mut() {
+            w.write_all(preamble)
+                .await
+                .map_err(|e| WitError::Io(format!("writing to the process's stdin: {e}")))?;
+        }
+        let stdin = stdin.map(|w| Box::pin(DropRestrictLines::new(w)) as BoxWrite);
+        Ok(Box::new(Preambled { inner, stdin }))
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningProcess for Preambled {
+    fn take_stdin(&mut self) -> Option<BoxWrite> {
+        self.stdin.take()
+    }
+    fn take_stdout(&mut self) -> Option<BoxRead> {
+        self.inner.take_stdout()
+    }
+    async fn wait(&mut self) -> Result<ExitInfo, WitError> {
+        // No more input is coming once the plugin waits.
+        if let Some(mut w) = self.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            let _ = w.shutdown().await;
+        }
+        self.inner.wait().await
+    }
+    fn kill(&mut self) {
+        self.inner.kill()
     }
 }
 

@@ -1,14 +1,14 @@
 //! The WIT side of `exec`: grant checks, secret handles, stdio as wasi streams, auditing.
 
-use super::{Place, Preambled, RunningProcess, SpawnSpec, forbidden_env, policy};
-use crate::cap::{ActionContext, HostResult};
-use crate::runtime::HostState;
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::coffer::blueprint::exec::{
-    Command, ExitStatus, Host, HostProcess, Output, Target,
+use super::stdin_filter::Preambled;
+use super::{Exec, Place, RunningProcess, SpawnSpec, forbidden_env, policy};
+use crate::cap::secrets::secret_value;
+use crate::cap::{ActionScope, CapView, HostResult};
+use crate::wit::coffer::blueprint::exec::{
+    Command, ExitStatus, Host, HostProcess, Output, Process, Target,
 };
-use crate::runtime::bindings::coffer::blueprint::secrets::Secret;
-use std::sync::Arc;
+use crate::wit::coffer::blueprint::secrets::Secret;
+use crate::wit::{RemoteError, WitError, retype};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmtime::component::Resource;
@@ -26,7 +26,9 @@ pub struct ProcessHandle {
 /// Bytes the host buffers between a process's stdin and the stream that feeds it.
 const STDIN_BUDGET: usize = 1 << 20;
 
-impl HostState {
+type View<'a> = CapView<'a, Exec>;
+
+impl View<'_> {
     /// Check and start a command; the audit entry is written by the caller.
     ///
     /// In order: the grant (argv and every environment name, declared and granted), names
@@ -43,7 +45,7 @@ impl HostState {
             .map(|(k, v)| (k.as_str(), Some(v.as_str())))
             .collect();
         env.extend(secret_env.iter().map(|(k, _)| (k.as_str(), None)));
-        if let Err(e) = self.ctx.check_exec(&cmd.argv, &env) {
+        if let Err(e) = self.cap.grant.check(&cmd.argv, &env) {
             return Ok(Err(e));
         }
         if let Some((k, _)) = env.iter().find(|(k, _)| forbidden_env(k)) {
@@ -51,7 +53,7 @@ impl HostState {
                 "exec: environment variable {k:?} changes what code the process runs; no grant can allow it"
             ))));
         }
-        let pinned = self.ctx.exec.workload_env();
+        let pinned = self.cap.backend.workload_env();
         if let Some((k, _)) = env.iter().find(|(k, _)| pinned.contains_key(*k)) {
             return Ok(Err(WitError::Denied(format!(
                 "exec: {k} is set by the workload's own environment (spec.env); a plugin cannot change it"
@@ -59,13 +61,10 @@ impl HostState {
         }
         let mut secrets = Vec::new();
         for (k, h) in secret_env {
-            match self.secret_value(h)? {
-                Ok(v) => secrets.push((k.clone(), v)),
-                Err(e) => return Ok(Err(e)),
-            }
+            secrets.push((k.clone(), secret_value(self.table, h)?));
         }
-        let at = place(&self.ctx, &cmd.target);
-        let scratch = self.ctx.exec.scratch(&at);
+        let at = place(self.scope, &cmd.target);
+        let scratch = self.cap.backend.scratch(&at);
         let vetted = match policy::vet(
             &cmd.argv,
             &policy::Input {
@@ -81,8 +80,8 @@ impl HostState {
         // `\restrict` line: asked once per workload and program.
         if vetted.stdin_preamble.is_some()
             && cmd.stdin
-            && !self.ctx.exec.simulated()
-            && let Err(e) = psql_can_restrict(self.ctx.clone(), &at, &cmd.argv[0]).await
+            && !self.cap.backend.simulated()
+            && let Err(e) = psql_can_restrict(self.cap, &at, &cmd.argv[0]).await
         {
             return Ok(Err(WitError::Denied(format!("exec: {e}"))));
         }
@@ -96,9 +95,9 @@ impl HostState {
             stdin: cmd.stdin,
             // Kept with room for the longest secret before the tail, so one cut by the
             // tail's start is still recognised and redacted.
-            stderr_tail: self.ctx.limits.stderr_tail + self.ctx.redactor.longest(),
+            stderr_tail: self.scope.limits.stderr_tail + self.scope.redactor.longest(),
         };
-        let proc = match self.ctx.exec.spawn(spec).await {
+        let proc = match self.cap.backend.spawn(spec).await {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -119,20 +118,15 @@ impl HostState {
 }
 
 /// Run `program --version` (argv built by the host) in `at` and check the psql it names
-/// knows `\restrict`; the answer is kept for the action. (A free function over the context:
-/// the future holds no borrow of the non-Sync store state.)
-async fn psql_can_restrict(
-    ctx: Arc<ActionContext>,
-    at: &Place,
-    program: &str,
-) -> Result<(), String> {
+/// knows `\restrict`; the answer is kept for the call.
+async fn psql_can_restrict(exec: &Exec, at: &Place, program: &str) -> Result<(), String> {
     {
         let key = format!(
             "{}|{}|{program}",
             at.workload,
             at.container.as_deref().unwrap_or("")
         );
-        if let Some(r) = ctx.exec_checks.lock().unwrap().get(&key) {
+        if let Some(r) = exec.program_checks.lock().unwrap().get(&key) {
             return r.clone();
         }
         let spec = SpawnSpec {
@@ -146,7 +140,7 @@ async fn psql_can_restrict(
             stderr_tail: 1024,
         };
         let r = async {
-            let mut p = ctx.exec.spawn(spec).await.map_err(|e| {
+            let mut p = exec.backend.spawn(spec).await.map_err(|e| {
                 format!(
                     "asking {program} its version: {}",
                     crate::cap::error_text(&e)
@@ -165,20 +159,23 @@ async fn psql_can_restrict(
             policy::psql_restricts(&String::from_utf8_lossy(&out))
         }
         .await;
-        ctx.exec_checks.lock().unwrap().insert(key, r.clone());
+        exec.program_checks.lock().unwrap().insert(key, r.clone());
         r
     }
 }
 
 /// Where a target points: the action's workload unless it names another.
-fn place(ctx: &ActionContext, t: &Target) -> Place {
+fn place(scope: &ActionScope, t: &Target) -> Place {
     Place {
-        workload: t.workload.clone().unwrap_or_else(|| ctx.workload.clone()),
+        workload: t
+            .workload
+            .clone()
+            .unwrap_or_else(|| scope.actor.workload.clone()),
         container: t.container.clone(),
     }
 }
 
-impl HostState {
+impl View<'_> {
     /// A scratch file read (to the process's stdout) or written (from its stdin) by a
     /// process the host runs, as a handle; audited.
     async fn file_op(
@@ -186,18 +183,18 @@ impl HostState {
         target: Target,
         name: String,
         read: bool,
-    ) -> HostResult<Resource<ProcessHandle>> {
+    ) -> HostResult<Resource<Process>> {
         let started = Instant::now();
-        let at = place(&self.ctx, &target);
+        let at = place(self.scope, &target);
         let (cap, program) = if read {
             ("exec.read-file", "coffer:read-file")
         } else {
             ("exec.write-file", "coffer:write-file")
         };
         let made = if read {
-            self.ctx.exec.read_file(&at, &name).await
+            self.cap.backend.read_file(&at, &name).await
         } else {
-            self.ctx.exec.write_file(&at, &name).await
+            self.cap.backend.write_file(&at, &name).await
         };
         let res = made.map(|proc| ProcessHandle {
             proc,
@@ -205,17 +202,20 @@ impl HostState {
             timeout: None,
             started: Instant::now(),
         });
-        self.ctx.audit(cap, &at.workload, &name, started, &res, 0);
+        self.scope.audit(cap, &at.workload, &name, started, &res, 0);
+        self.push(res)
+    }
+
+    fn push(&mut self, res: Result<ProcessHandle, WitError>) -> HostResult<Resource<Process>> {
         match res {
-            Ok(p) => Ok(Ok(self.table.push(p)?)),
+            Ok(p) => Ok(Ok(retype(&self.table.push(p)?))),
             Err(e) => Ok(Err(e)),
         }
     }
 }
 
-/// Wait for a process (within its timeout). A free function over the context, not a method,
-/// so the future does not hold the (non-Sync) store state across the await.
-async fn wait_for(ctx: Arc<ActionContext>, p: &mut ProcessHandle) -> Result<ExitStatus, WitError> {
+/// Wait for a process (within its timeout).
+async fn wait_for(scope: &ActionScope, p: &mut ProcessHandle) -> Result<ExitStatus, WitError> {
     let waited = match p.timeout {
         Some(t) => {
             let left = t.saturating_sub(p.started.elapsed());
@@ -236,9 +236,9 @@ async fn wait_for(ctx: Arc<ActionContext>, p: &mut ProcessHandle) -> Result<Exit
     Ok(ExitStatus {
         code: waited.code,
         signal: waited.signal,
-        stderr_tail: ctx
+        stderr_tail: scope
             .redactor
-            .redact_tail(&waited.stderr, ctx.limits.stderr_tail),
+            .redact_tail(&waited.stderr, scope.limits.stderr_tail),
     })
 }
 
@@ -259,7 +259,7 @@ fn describe_argv(argv: &[String]) -> String {
 fn exit_summary(r: &Result<ExitStatus, WitError>) -> Result<(), WitError> {
     match r {
         Ok(s) if s.code == Some(0) => Ok(()),
-        Ok(s) => Err(WitError::Remote(crate::runtime::bindings::RemoteError {
+        Ok(s) => Err(WitError::Remote(RemoteError {
             system: "process".into(),
             code: s.code.map(|c| c.to_string()),
             message: match (s.code, s.signal) {
@@ -273,29 +273,21 @@ fn exit_summary(r: &Result<ExitStatus, WitError>) -> Result<(), WitError> {
     }
 }
 
-impl Host for HostState {
+impl Host for View<'_> {
     async fn scratch_dir(&mut self, target: Target) -> HostResult<String> {
         let started = Instant::now();
-        let at = place(&self.ctx, &target);
-        let res = self.ctx.exec.scratch_dir(&at).await;
-        self.ctx
+        let at = place(self.scope, &target);
+        let res = self.cap.backend.scratch_dir(&at).await;
+        self.scope
             .audit("exec.scratch-dir", &at.workload, "", started, &res, 0);
         Ok(res)
     }
 
-    async fn read_file(
-        &mut self,
-        target: Target,
-        name: String,
-    ) -> HostResult<Resource<ProcessHandle>> {
+    async fn read_file(&mut self, target: Target, name: String) -> HostResult<Resource<Process>> {
         self.file_op(target, name, true).await
     }
 
-    async fn write_file(
-        &mut self,
-        target: Target,
-        name: String,
-    ) -> HostResult<Resource<ProcessHandle>> {
+    async fn write_file(&mut self, target: Target, name: String) -> HostResult<Resource<Process>> {
         self.file_op(target, name, false).await
     }
 
@@ -308,31 +300,31 @@ impl Host for HostState {
         replace: bool,
     ) -> HostResult<()> {
         let started = Instant::now();
-        let at = place(&self.ctx, &target);
+        let at = place(self.scope, &target);
         let res = self
-            .ctx
-            .exec
+            .cap
+            .backend
             .install_file(&at, &name, &volume, &dest, replace)
             .await;
         let args = format!(
             "{name} -> {volume}:{dest}{}",
             if replace { " (replace)" } else { "" }
         );
-        self.ctx
+        self.scope
             .audit("exec.install-file", &at.workload, &args, started, &res, 0);
         Ok(res)
     }
 
     async fn task_pod(&mut self, image: String, claims: Vec<String>) -> HostResult<String> {
         let started = Instant::now();
-        let ctx = self.ctx.clone();
+        let scope = self.scope;
         // Ready within what is left of the action's deadline.
-        let left = ctx.limits.timeout.saturating_sub(ctx.started.elapsed());
-        let res = match ctx.check_image(&image) {
+        let left = scope.limits.timeout.saturating_sub(scope.started.elapsed());
+        let res = match self.cap.grant.check_image(&image) {
             Err(e) => Err(e),
-            Ok(()) => ctx.exec.task_pod(&image, &claims, left).await,
+            Ok(()) => self.cap.backend.task_pod(&image, &claims, left).await,
         };
-        ctx.audit("exec.task-pod", &image, &claims.join(" "), started, &res, 0);
+        scope.audit("exec.task-pod", &image, &claims.join(" "), started, &res, 0);
         Ok(res)
     }
 
@@ -340,11 +332,11 @@ impl Host for HostState {
         &mut self,
         cmd: Command,
         secret_env: Vec<(String, Resource<Secret>)>,
-    ) -> HostResult<Resource<ProcessHandle>> {
+    ) -> HostResult<Resource<Process>> {
         let started = Instant::now();
         let res = self.start(&cmd, &secret_env).await?;
         let target = cmd.argv.first().cloned().unwrap_or_default();
-        self.ctx.audit(
+        self.scope.audit(
             "exec.spawn",
             &target,
             &describe_argv(&cmd.argv),
@@ -352,10 +344,7 @@ impl Host for HostState {
             &res,
             0,
         );
-        match res {
-            Ok(p) => Ok(Ok(self.table.push(p)?)),
-            Err(e) => Ok(Err(e)),
-        }
+        self.push(res)
     }
 
     async fn run(
@@ -372,7 +361,7 @@ impl Host for HostState {
         let res = match self.start(&cmd, &secret_env).await? {
             Err(e) => Err(e),
             Ok(mut p) => {
-                let cap = (max_stdout as u64).min(self.ctx.limits.captured_output);
+                let cap = (max_stdout as u64).min(self.scope.limits.captured_output);
                 let input = p.proc.take_stdin();
                 let output = p.proc.take_stdout();
                 let feed = async move {
@@ -401,7 +390,7 @@ impl Host for HostState {
                             "exec.run: `{target}` wrote more than {cap} bytes to stdout (spec.limits.capturedOutput); use exec.spawn and location.put for bulk output"
                         )))
                     }
-                    Ok(stdout) => wait_for(self.ctx.clone(), &mut p)
+                    Ok(stdout) => wait_for(self.scope, &mut p)
                         .await
                         .map(|status| Output { status, stdout }),
                 }
@@ -409,7 +398,7 @@ impl Host for HostState {
         };
         let summary = res.as_ref().map(|o| o.status.clone()).map_err(Clone::clone);
         let bytes = res.as_ref().map_or(0, |o| o.stdout.len() as u64);
-        self.ctx.audit(
+        self.scope.audit(
             "exec.run",
             &target,
             &describe_argv(&cmd.argv),
@@ -421,12 +410,12 @@ impl Host for HostState {
     }
 }
 
-impl HostProcess for HostState {
+impl HostProcess for View<'_> {
     async fn take_stdin(
         &mut self,
-        h: Resource<ProcessHandle>,
+        h: Resource<Process>,
     ) -> wasmtime::Result<Option<Resource<DynOutputStream>>> {
-        let Some(w) = self.table.get_mut(&h)?.proc.take_stdin() else {
+        let Some(w) = self.table.get_mut(&own(&h))?.proc.take_stdin() else {
             return Ok(None);
         };
         let stream: DynOutputStream = Box::new(AsyncWriteStream::new(STDIN_BUDGET, w));
@@ -435,32 +424,21 @@ impl HostProcess for HostState {
 
     async fn take_stdout(
         &mut self,
-        h: Resource<ProcessHandle>,
+        h: Resource<Process>,
     ) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
-        let Some(r) = self.table.get_mut(&h)?.proc.take_stdout() else {
+        let Some(r) = self.table.get_mut(&own(&h))?.proc.take_stdout() else {
             return Ok(None);
         };
         let stream: DynInputStream = Box::new(AsyncReadStream::new(r));
         Ok(Some(self.table.push(stream)?))
     }
 
-    async fn wait(&mut self, h: Resource<ProcessHandle>) -> HostResult<ExitStatus> {
+    async fn wait(&mut self, h: Resource<Process>) -> HostResult<ExitStatus> {
         let started = Instant::now();
-        // Take the process out of the table while waiting, so `self` stays usable.
-        let (program, since) = {
-            let p = self.table.get(&h)?;
-            (p.program.clone(), p.started)
-        };
-        let placeholder = ProcessHandle {
-            proc: Box::new(Exited),
-            program: program.clone(),
-            timeout: None,
-            started: since,
-        };
-        let mut owned = std::mem::replace(self.table.get_mut(&h)?, placeholder);
-        let res = wait_for(self.ctx.clone(), &mut owned).await;
-        *self.table.get_mut(&h)? = owned;
-        self.ctx.audit(
+        let p = self.table.get_mut(&own(&h))?;
+        let res = wait_for(self.scope, p).await;
+        let program = p.program.clone();
+        self.scope.audit(
             "process.wait",
             &program,
             "",
@@ -471,34 +449,20 @@ impl HostProcess for HostState {
         Ok(res)
     }
 
-    async fn kill(&mut self, h: Resource<ProcessHandle>) -> wasmtime::Result<()> {
-        let p = self.table.get_mut(&h)?;
+    async fn kill(&mut self, h: Resource<Process>) -> wasmtime::Result<()> {
+        let p = self.table.get_mut(&own(&h))?;
         p.proc.kill();
         Ok(())
     }
 
-    async fn drop(&mut self, h: Resource<ProcessHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, h: Resource<Process>) -> wasmtime::Result<()> {
         // Dropping the backend process kills it if it is still running.
-        self.table.delete(h)?;
+        self.table.delete(own(&h))?;
         Ok(())
     }
 }
 
-/// Stands in for a process while the real one is being waited on.
-struct Exited;
-
-#[async_trait::async_trait]
-impl RunningProcess for Exited {
-    fn take_stdin(&mut self) -> Option<super::BoxWrite> {
-        None
-    }
-    fn take_stdout(&mut self) -> Option<super::BoxRead> {
-        None
-    }
-    async fn wait(&mut self) -> Result<super::ExitInfo, WitError> {
-        Err(WitError::Conflict(
-            "process is already being waited on".into(),
-        ))
-    }
-    fn kill(&mut self) {}
+/// The process handle behind a WIT `process`.
+fn own(h: &Resource<Process>) -> Resource<ProcessHandle> {
+    retype(h)
 }

@@ -2,7 +2,7 @@
 //! so any kind a Blueprint grants can be reached.
 
 use super::{Condition, KubeBackend, ObjRef};
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,

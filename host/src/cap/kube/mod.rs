@@ -3,12 +3,42 @@
 //! ([`wit`]) checks grants (kind and verb) and records every call.
 
 pub mod client;
+mod grant;
 pub mod names;
 mod wit;
 
-use crate::runtime::bindings::WitError;
+pub use grant::KubeGrant;
+
+use crate::wit::WitError;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// One call's kube: its grant and the cluster's backend ([`NoCluster`] in local mode).
+pub struct Kube {
+    grant: KubeGrant,
+    backend: Arc<dyn KubeBackend>,
+}
+
+impl crate::cap::Capability for Kube {
+    fn build(grants: &crate::cap::Grants, backends: &crate::cap::Backends) -> Kube {
+        Kube {
+            grant: KubeGrant::new(grants),
+            backend: backends
+                .get::<Arc<dyn KubeBackend>>()
+                .unwrap_or_else(|| Arc::new(NoCluster)),
+        }
+    }
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> crate::cap::CapView<'_, Self>,
+    ) -> wasmtime::Result<()> {
+        crate::wit::coffer::blueprint::kube::add_to_linker::<T, crate::cap::HasCap<Kube>>(
+            linker, get,
+        )
+    }
+}
 
 /// An object by apiVersion, kind, namespace and name.
 #[derive(Debug, Clone)]
@@ -166,54 +196,6 @@ impl KubeBackend for NoCluster {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn grants_name_the_group_kind_and_verb() {
-        let caps = coffer_manifest::Capabilities {
-            kube: vec![coffer_manifest::KindGrant {
-                api_group: "apps".into(),
-                kind: "StatefulSet".into(),
-                verbs: vec!["get".into(), "patch".into()],
-                namespaces: vec![],
-            }],
-            ..Default::default()
-        };
-        let mut ctx = crate::cap::ActionContext::detached("p");
-        ctx.declared = caps.clone();
-        ctx.granted = caps;
-        // No cluster here, so no namespace is the subject's: only granted ones pass.
-        assert!(
-            ctx.check_kube("apps/v1", "StatefulSet", "get", "db")
-                .is_err()
-        );
-        ctx.declared.kube[0].namespaces = vec!["*".into()];
-        ctx.granted.kube[0].namespaces = vec!["db".into(), "team-*".into()];
-        assert!(
-            ctx.check_kube("apps/v1", "StatefulSet", "get", "db")
-                .is_ok()
-        );
-        assert!(
-            ctx.check_kube("apps/v1", "StatefulSet", "get", "team-a")
-                .is_ok()
-        );
-        let e = ctx
-            .check_kube("apps/v1", "StatefulSet", "get", "kube-system")
-            .unwrap_err();
-        assert!(format!("{e:?}").contains("namespace kube-system"), "{e:?}");
-        assert!(
-            ctx.check_kube("apps/v1", "StatefulSet", "delete", "db")
-                .is_err()
-        );
-        // The same kind name in another group is another resource.
-        let e = ctx
-            .check_kube("example.com/v1", "StatefulSet", "get", "db")
-            .unwrap_err();
-        assert!(
-            format!("{e:?}").contains("StatefulSet.example.com"),
-            "{e:?}"
-        );
-        assert!(ctx.check_kube("v1", "StatefulSet", "get", "db").is_err());
-    }
 
     #[test]
     fn conditions_parse_and_hold() {

@@ -2,7 +2,7 @@
 //! puts them into the path as they are (a namespace `kube-system/secrets/x?` would address
 //! another resource). Errors name the field and the rule.
 
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 
 /// A DNS-1123 label: what namespaces (and many names) must be.
 pub fn is_label(s: &str) -> bool {

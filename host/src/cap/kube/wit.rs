@@ -2,13 +2,11 @@
 //! subject's namespace unless the grant lists another, the grant check (group, kind, verb,
 //! namespace), the call, and an audit entry with the request path it resolved to.
 
-use super::{Condition, ObjRef, names};
-use crate::cap::{ActionContext, HostResult};
-use crate::runtime::HostState;
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::coffer::blueprint::kube;
+use super::{Condition, Kube, ObjRef, names};
+use crate::cap::{ActionScope, CapView, HostResult};
+use crate::wit::WitError;
+use crate::wit::coffer::blueprint::kube;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn json_arg(what: &str, s: &str) -> Result<Value, WitError> {
@@ -18,7 +16,7 @@ fn json_arg(what: &str, s: &str) -> Result<Value, WitError> {
 
 /// A checked object reference, its namespace resolved (the subject's when it names none).
 fn checked(
-    ctx: &ActionContext,
+    cap: &Kube,
     api_version: &str,
     kind: &str,
     namespace: Option<&str>,
@@ -28,7 +26,7 @@ fn checked(
     names::kind(kind)?;
     let ns = match namespace {
         Some(ns) => ns.to_string(),
-        None => ctx.kube.home_namespace().unwrap_or_default().to_string(),
+        None => cap.backend.home_namespace().unwrap_or_default().to_string(),
     };
     // Local mode has no namespace; the backend answers `unavailable` after the checks.
     if !ns.is_empty() {
@@ -45,11 +43,11 @@ fn checked(
     })
 }
 
-/// Check, run, audit: the shape of every kube call. (A free function over the context, so
-/// the future holds no borrow of the non-Sync store state.)
+/// Check, run, audit: the shape of every kube call.
 async fn kube_call<T, F>(
-    ctx: Arc<ActionContext>,
-    cap: &str,
+    cap: &Kube,
+    scope: &ActionScope,
+    call_name: &str,
     verb: &str,
     obj: Result<ObjRef, WitError>,
     call: impl FnOnce(ObjRef) -> F,
@@ -62,20 +60,21 @@ where
         Err(e) => (String::new(), Err(e)),
         Ok(o) => {
             let ns = o.namespace.clone().unwrap_or_default();
-            let target = ctx.kube.url(&o);
-            match ctx.check_kube(&o.api_version, &o.kind, verb, &ns) {
+            let target = cap.backend.url(&o);
+            let home = cap.backend.home_namespace();
+            match cap.grant.check(&o.api_version, &o.kind, verb, &ns, home) {
                 Err(e) => (target, Err(e)),
                 Ok(()) => (target, call(o).await),
             }
         }
     };
-    ctx.audit(cap, &target, verb, started, &res, 0);
+    scope.audit(call_name, &target, verb, started, &res, 0);
     Ok(res)
 }
 
-fn of(ctx: &ActionContext, o: &kube::ObjectRef) -> Result<ObjRef, WitError> {
+fn of(cap: &Kube, o: &kube::ObjectRef) -> Result<ObjRef, WitError> {
     checked(
-        ctx,
+        cap,
         &o.api_version,
         &o.kind,
         o.namespace.as_deref(),
@@ -83,11 +82,11 @@ fn of(ctx: &ActionContext, o: &kube::ObjectRef) -> Result<ObjRef, WitError> {
     )
 }
 
-impl kube::Host for HostState {
+impl kube::Host for CapView<'_, Kube> {
     async fn get(&mut self, obj: kube::ObjectRef) -> HostResult<String> {
-        let k = self.ctx.kube.clone();
-        let o = of(&self.ctx, &obj);
-        let r = kube_call(self.ctx.clone(), "kube.get", "get", o, |o| async move {
+        let k = self.cap.backend.clone();
+        let o = of(self.cap, &obj);
+        let r = kube_call(self.cap, self.scope, "kube.get", "get", o, |o| async move {
             k.get(&o).await
         })
         .await?;
@@ -101,17 +100,24 @@ impl kube::Host for HostState {
         namespace: Option<String>,
         label_selector: Option<String>,
     ) -> HostResult<Vec<String>> {
-        let k = self.ctx.kube.clone();
-        let o = checked(&self.ctx, &api_version, &kind, namespace.as_deref(), None);
-        let r = kube_call(self.ctx.clone(), "kube.list", "list", o, |o| async move {
-            k.list(
-                &o.api_version,
-                &o.kind,
-                o.namespace.as_deref(),
-                label_selector.as_deref(),
-            )
-            .await
-        })
+        let k = self.cap.backend.clone();
+        let o = checked(self.cap, &api_version, &kind, namespace.as_deref(), None);
+        let r = kube_call(
+            self.cap,
+            self.scope,
+            "kube.list",
+            "list",
+            o,
+            |o| async move {
+                k.list(
+                    &o.api_version,
+                    &o.kind,
+                    o.namespace.as_deref(),
+                    label_selector.as_deref(),
+                )
+                .await
+            },
+        )
         .await?;
         Ok(r.map(|v| v.into_iter().map(|o| o.to_string()).collect()))
     }
@@ -128,7 +134,7 @@ impl kube::Host for HostState {
             field("/metadata/name"),
         ) {
             (Some(av), Some(kind), Some(name)) => checked(
-                &self.ctx,
+                self.cap,
                 &av,
                 &kind,
                 field("/metadata/namespace").as_deref(),
@@ -145,10 +151,15 @@ impl kube::Host for HostState {
         {
             meta.insert("namespace".into(), Value::String(ns.clone()));
         }
-        let k = self.ctx.kube.clone();
-        let r = kube_call(self.ctx.clone(), "kube.apply", "apply", o, |_| async move {
-            k.apply(&m, &field_manager).await
-        })
+        let k = self.cap.backend.clone();
+        let r = kube_call(
+            self.cap,
+            self.scope,
+            "kube.apply",
+            "apply",
+            o,
+            |_| async move { k.apply(&m, &field_manager).await },
+        )
         .await?;
         Ok(r.map(|v| v.to_string()))
     }
@@ -158,20 +169,26 @@ impl kube::Host for HostState {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let k = self.ctx.kube.clone();
-        let o = of(&self.ctx, &obj);
-        let r = kube_call(self.ctx.clone(), "kube.patch", "patch", o, |o| async move {
-            k.patch(&o, &p).await
-        })
+        let k = self.cap.backend.clone();
+        let o = of(self.cap, &obj);
+        let r = kube_call(
+            self.cap,
+            self.scope,
+            "kube.patch",
+            "patch",
+            o,
+            |o| async move { k.patch(&o, &p).await },
+        )
         .await?;
         Ok(r.map(|v| v.to_string()))
     }
 
     async fn delete(&mut self, obj: kube::ObjectRef) -> HostResult<()> {
-        let k = self.ctx.kube.clone();
-        let o = of(&self.ctx, &obj);
+        let k = self.cap.backend.clone();
+        let o = of(self.cap, &obj);
         kube_call(
-            self.ctx.clone(),
+            self.cap,
+            self.scope,
             "kube.delete",
             "delete",
             o,
@@ -191,11 +208,12 @@ impl kube::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         // Never past the action's own deadline.
-        let timeout = Duration::from_millis(timeout_ms).min(self.ctx.limits.timeout);
-        let k = self.ctx.kube.clone();
-        let o = of(&self.ctx, &obj);
+        let timeout = Duration::from_millis(timeout_ms).min(self.scope.limits.timeout);
+        let k = self.cap.backend.clone();
+        let o = of(self.cap, &obj);
         let r = kube_call(
-            self.ctx.clone(),
+            self.cap,
+            self.scope,
             "kube.wait-for",
             "get",
             o,
@@ -206,11 +224,16 @@ impl kube::Host for HostState {
     }
 
     async fn scale(&mut self, obj: kube::ObjectRef, replicas: u32) -> HostResult<u32> {
-        let k = self.ctx.kube.clone();
-        let o = of(&self.ctx, &obj);
-        kube_call(self.ctx.clone(), "kube.scale", "patch", o, |o| async move {
-            k.scale(&o, replicas).await
-        })
+        let k = self.cap.backend.clone();
+        let o = of(self.cap, &obj);
+        kube_call(
+            self.cap,
+            self.scope,
+            "kube.scale",
+            "patch",
+            o,
+            |o| async move { k.scale(&o, replicas).await },
+        )
         .await
     }
 }

@@ -95,7 +95,7 @@ impl Encryption {
                 "Profile {p} encrypts with age, but has no spec.encryption.identity to decrypt with; add one (a file or an environment variable holding AGE-SECRET-KEY-1...)"
             ));
         };
-        let text = crate::cap::secrets::read_secret_ref(
+        let text = crate::credentials::read_secret_ref(
             &format!("Profile {p}: spec.encryption.identity"),
             r,
         )?;

@@ -1,6 +1,6 @@
 //! Object keys a plugin may use: relative, confined to the action's prefix.
 
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 
 /// The manifest object that commits a restore point; written by the host only.
 pub const MANIFEST_NAME: &str = "coffer-manifest.json";

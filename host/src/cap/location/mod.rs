@@ -3,12 +3,14 @@
 
 pub mod backend;
 pub mod crypt;
+mod grant;
 mod keys;
 pub mod pipeline;
 mod s3api;
 mod store;
 mod wit;
 
+pub use grant::LocationGrant;
 pub use keys::{MANIFEST_NAME, check_key, logical_key, stored_key};
 pub use wit::{StoreHandle, TransferHandle};
 
@@ -18,6 +20,34 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The locations bound to an action, by the logical name a plugin opens.
+#[derive(Default)]
+pub struct BoundLocations(pub BTreeMap<String, Arc<LocationBinding>>);
+
+/// One call's location capability: its grant and the action's locations.
+pub struct Location {
+    grant: LocationGrant,
+    bound: Arc<BoundLocations>,
+}
+
+impl crate::cap::Capability for Location {
+    fn build(grants: &crate::cap::Grants, backends: &crate::cap::Backends) -> Location {
+        Location {
+            grant: LocationGrant::new(grants),
+            bound: backends.get::<Arc<BoundLocations>>().unwrap_or_default(),
+        }
+    }
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> crate::cap::CapView<'_, Self>,
+    ) -> wasmtime::Result<()> {
+        crate::wit::coffer::blueprint::location::add_to_linker::<T, crate::cap::HasCap<Location>>(
+            linker, get,
+        )
+    }
+}
 
 /// A location as one action sees it.
 pub struct LocationBinding {

@@ -3,7 +3,7 @@
 //! in the Profile, and stay in the host.
 
 use super::s3api::S3Api;
-use crate::cap::secrets::read_secret_ref;
+use crate::credentials::read_secret_ref;
 use crate::model::{Profile, ProfileType, SecretRef, parse_duration};
 use anyhow::{Context, Result, anyhow, bail};
 use object_store::aws::AmazonS3Builder;

@@ -2,14 +2,13 @@
 
 use super::keys::{logical_key, stored_variants};
 use super::pipeline::{self, Counters, Sink};
-use super::{LocationBinding, check_key};
-use crate::cap::{ActionContext, HostResult};
+use super::{Location, LocationBinding, check_key};
+use crate::cap::{ActionScope, CapView, HostResult};
 use crate::model::ObjectRecord;
-use crate::runtime::HostState;
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::coffer::blueprint::location::{
-    Compression, Host, HostStore, HostTransfer, ObjectInfo, PutOptions,
+use crate::wit::coffer::blueprint::location::{
+    Compression, Host, HostStore, HostTransfer, ObjectInfo, PutOptions, Store, Transfer,
 };
+use crate::wit::{WitError, retype};
 use coffer_manifest::LocationAccess;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -56,24 +55,21 @@ fn info_of(rec: &ObjectRecord) -> ObjectInfo {
     }
 }
 
-impl ActionContext {
-    /// The record of an object this action may read: one of the restore point's, or one it
-    /// wrote itself. Reads are always verified against such a record.
-    fn known_object(&self, binding: &LocationBinding, key: &str) -> Option<ObjectRecord> {
-        if let Some(r) = binding.expected.get(key) {
-            return Some(r.clone());
-        }
-        let records = self.records.lock().unwrap();
-        records.objects.iter().rev().find(|o| o.key == key).cloned()
+/// The record of an object this action may read: one of the restore point's, or one it
+/// wrote itself. Reads are always verified against such a record.
+fn known_object(scope: &ActionScope, binding: &LocationBinding, key: &str) -> Option<ObjectRecord> {
+    if let Some(r) = binding.expected.get(key) {
+        return Some(r.clone());
     }
+    let records = scope.records.lock().unwrap();
+    records.objects.iter().rev().find(|o| o.key == key).cloned()
 }
 
-impl HostState {
-    fn binding(
-        &self,
-        h: &Resource<StoreHandle>,
-    ) -> wasmtime::Result<(String, Arc<LocationBinding>)> {
-        let s = self.table.get(h)?;
+type View<'a> = CapView<'a, Location>;
+
+impl View<'_> {
+    fn binding(&self, h: &Resource<Store>) -> wasmtime::Result<(String, Arc<LocationBinding>)> {
+        let s = self.table.get(&retype::<_, StoreHandle>(h))?;
         Ok((s.name.clone(), s.binding.clone()))
     }
 
@@ -85,11 +81,11 @@ impl HostState {
         binding: &LocationBinding,
         access: LocationAccess,
     ) -> Result<(), WitError> {
-        self.ctx.check_location(name, access)?;
+        self.cap.grant.check(name, access)?;
         if !binding.access.contains(&access) {
             return Err(WitError::Denied(format!(
                 "location {name:?}: a {} action may not {} here",
-                self.ctx.action,
+                self.scope.actor.action,
                 access.as_str()
             )));
         }
@@ -100,7 +96,7 @@ impl HostState {
     /// and listed in the clear, in the manifest too).
     fn key_ok(&self, key: &str) -> Result<(), WitError> {
         check_key(key)?;
-        if self.ctx.redactor.redact(key) != key {
+        if self.scope.redactor.redact(key) != key {
             return Err(WitError::InvalidArgument(
                 "the object key contains one of the action's secret values; keys are stored in the clear".into(),
             ));
@@ -119,7 +115,7 @@ impl HostState {
     ) -> Result<ObjectRecord, WitError> {
         self.may(name, binding, LocationAccess::Read)?;
         self.key_ok(key)?;
-        self.ctx.known_object(binding, key).ok_or_else(|| {
+        known_object(self.scope, binding, key).ok_or_else(|| {
             WitError::NotFound(format!("object {key:?} is not in this restore point"))
         })
     }
@@ -129,7 +125,7 @@ impl HostState {
         let bytes = Arc::new(AtomicU64::new(0));
         let counters = Counters {
             transfer: bytes.clone(),
-            action: self.ctx.progress.bytes_counter(),
+            action: self.scope.progress.bytes_counter(),
         };
         (bytes, counters)
     }
@@ -138,47 +134,45 @@ impl HostState {
         &mut self,
         bytes: Arc<AtomicU64>,
         fut: impl Future<Output = Result<ObjectInfo, WitError>> + Send + 'static,
-    ) -> wasmtime::Result<Resource<TransferHandle>> {
+    ) -> wasmtime::Result<Resource<Transfer>> {
         // The transfer runs on its own task: keep it in the action's span.
         let task = tokio::spawn(tracing::Instrument::in_current_span(fut));
-        Ok(self.table.push(TransferHandle {
+        let h = self.table.push(TransferHandle {
             task: Some(task),
             result: None,
             bytes,
-        })?)
+        })?;
+        Ok(retype(&h))
     }
 }
 
-impl Host for HostState {
-    async fn open(&mut self, name: String) -> HostResult<Resource<StoreHandle>> {
+impl Host for View<'_> {
+    async fn open(&mut self, name: String) -> HostResult<Resource<Store>> {
         let started = Instant::now();
-        let res = self.ctx.locations.get(&name).cloned().ok_or_else(|| {
+        let bound = &self.cap.bound.0;
+        let res = bound.get(&name).cloned().ok_or_else(|| {
             WitError::NotFound(format!(
                 "location {name:?} is not bound to this action (bound: {})",
-                self.ctx
-                    .locations
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                bound.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         });
-        self.ctx.audit("location.open", &name, "", started, &res, 0);
+        self.scope
+            .audit("location.open", &name, "", started, &res, 0);
         match res {
-            Ok(binding) => Ok(Ok(self.table.push(StoreHandle { name, binding })?)),
+            Ok(binding) => Ok(Ok(retype(&self.table.push(StoreHandle { name, binding })?))),
             Err(e) => Ok(Err(e)),
         }
     }
 }
 
-impl HostStore for HostState {
+impl HostStore for View<'_> {
     async fn put(
         &mut self,
-        h: Resource<StoreHandle>,
+        h: Resource<Store>,
         key: String,
         src: Resource<DynInputStream>,
         opts: PutOptions,
-    ) -> HostResult<Resource<TransferHandle>> {
+    ) -> HostResult<Resource<Transfer>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         // Take the stream even when refusing, so the guest's handle does not dangle.
@@ -186,7 +180,7 @@ impl HostStore for HostState {
         let checked = self
             .may(&name, &binding, LocationAccess::Write)
             .and_then(|_| self.key_ok(&key));
-        self.ctx
+        self.scope
             .audit("location.put", &key, "stream", started, &checked, 0);
         if let Err(e) = checked {
             return Ok(Err(e));
@@ -195,7 +189,7 @@ impl HostStore for HostState {
             .zstd_level
             .filter(|_| opts.compression == Compression::Zstd);
         let (bytes, counters) = self.counters();
-        let ctx = self.ctx.clone();
+        let scope = self.scope.clone();
         let fut = async move {
             // Each upload holds multipart buffers: a plugin that starts many waits for slots
             // rather than growing the host's memory.
@@ -205,9 +199,9 @@ impl HostStore for HostState {
                 .await
                 .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
             let moved = counters.transfer.load(Ordering::Relaxed);
-            ctx.audit("transfer.put", &key, "", started, &res, moved);
+            scope.audit("transfer.put", &key, "", started, &res, moved);
             let rec = res?;
-            ctx.records.lock().unwrap().objects.push(rec.clone());
+            scope.records.lock().unwrap().objects.push(rec.clone());
             Ok(info_of(&rec))
         };
         Ok(Ok(self.spawn_transfer(bytes, fut)?))
@@ -215,22 +209,22 @@ impl HostStore for HostState {
 
     async fn get_into(
         &mut self,
-        h: Resource<StoreHandle>,
+        h: Resource<Store>,
         key: String,
         dst: Resource<DynOutputStream>,
-    ) -> HostResult<Resource<TransferHandle>> {
+    ) -> HostResult<Resource<Transfer>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let mut dst: DynOutputStream = self.table.delete(dst)?;
         let rec = self.readable(&name, &binding, &key);
-        self.ctx
+        self.scope
             .audit("location.get-into", &key, "stream", started, &rec, 0);
         let rec = match rec {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
         let (bytes, counters) = self.counters();
-        let ctx = self.ctx.clone();
+        let scope = self.scope.clone();
         let fut = async move {
             let started = Instant::now();
             let res = match binding.path(&rec.stored_key) {
@@ -255,7 +249,7 @@ impl HostStore for HostState {
             let res = res
                 .map(|_| info_of(&rec))
                 .map_err(|e| WitError::Io(format!("location.get-into {key}: {e}")));
-            ctx.audit(
+            scope.audit(
                 "transfer.get",
                 &key,
                 &rec.stored_key,
@@ -270,7 +264,7 @@ impl HostStore for HostState {
 
     async fn put_bytes(
         &mut self,
-        h: Resource<StoreHandle>,
+        h: Resource<Store>,
         key: String,
         data: Vec<u8>,
         opts: PutOptions,
@@ -278,14 +272,14 @@ impl HostStore for HostState {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| self.key_ok(&key)).and_then(|_| {
-            if data.len() as u64 > self.ctx.limits.captured_output {
-                Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {} (spec.limits.capturedOutput); use put with a stream", data.len(), self.ctx.limits.captured_output)))
+            if data.len() as u64 > self.scope.limits.captured_output {
+                Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {} (spec.limits.capturedOutput); use put with a stream", data.len(), self.scope.limits.captured_output)))
             } else {
                 Ok(())
             }
         });
         if let Err(e) = checked {
-            self.ctx.audit(
+            self.scope.audit(
                 "location.put-bytes",
                 &key,
                 "",
@@ -301,12 +295,12 @@ impl HostStore for HostState {
         let src: DynInputStream = Box::new(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(data));
         let counters = Counters {
             transfer: Arc::new(AtomicU64::new(0)),
-            action: self.ctx.progress.bytes_counter(),
+            action: self.scope.progress.bytes_counter(),
         };
         let res = pipeline::upload(src, &binding, &key, level, &counters)
             .await
             .map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}")));
-        self.ctx.audit(
+        self.scope.audit(
             "location.put-bytes",
             &key,
             "",
@@ -315,14 +309,14 @@ impl HostStore for HostState {
             res.as_ref().map_or(0, |r| r.size),
         );
         Ok(res.map(|rec| {
-            self.ctx.records.lock().unwrap().objects.push(rec.clone());
+            self.scope.records.lock().unwrap().objects.push(rec.clone());
             info_of(&rec)
         }))
     }
 
     async fn get_bytes(
         &mut self,
-        h: Resource<StoreHandle>,
+        h: Resource<Store>,
         key: String,
         max_bytes: u64,
     ) -> HostResult<Vec<u8>> {
@@ -332,7 +326,7 @@ impl HostStore for HostState {
         let res = match rec {
             Err(e) => Err(e),
             Ok(rec) => {
-                let cap = max_bytes.min(self.ctx.limits.captured_output);
+                let cap = max_bytes.min(self.scope.limits.captured_output);
                 let mut buf = Vec::new();
                 let r = match binding.path(&rec.stored_key) {
                     Err(e) => Err(e),
@@ -355,7 +349,7 @@ impl HostStore for HostState {
                     .map_err(|e| WitError::Io(format!("location.get-bytes {key}: {e}")))
             }
         };
-        self.ctx.audit(
+        self.scope.audit(
             "location.get-bytes",
             &key,
             "",
@@ -366,24 +360,21 @@ impl HostStore for HostState {
         Ok(res)
     }
 
-    async fn head(
-        &mut self,
-        h: Resource<StoreHandle>,
-        key: String,
-    ) -> HostResult<Option<ObjectInfo>> {
+    async fn head(&mut self, h: Resource<Store>, key: String) -> HostResult<Option<ObjectInfo>> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let res = self
             .may(&name, &binding, LocationAccess::Read)
             .and_then(|_| self.key_ok(&key))
-            .map(|_| self.ctx.known_object(&binding, &key).map(|r| info_of(&r)));
-        self.ctx.audit("location.head", &key, "", started, &res, 0);
+            .map(|_| known_object(self.scope, &binding, &key).map(|r| info_of(&r)));
+        self.scope
+            .audit("location.head", &key, "", started, &res, 0);
         Ok(res)
     }
 
     async fn list_keys(
         &mut self,
-        h: Resource<StoreHandle>,
+        h: Resource<Store>,
         prefix: String,
     ) -> HostResult<Vec<ObjectInfo>> {
         let started = Instant::now();
@@ -413,7 +404,7 @@ impl HostStore for HostState {
                             if !key.starts_with(prefix.as_str()) || key == super::MANIFEST_NAME {
                                 continue;
                             }
-                            out.push(match self.ctx.known_object(&binding, &key) {
+                            out.push(match known_object(self.scope, &binding, &key) {
                                 Some(r) => info_of(&r),
                                 None => ObjectInfo {
                                     key,
@@ -438,12 +429,12 @@ impl HostStore for HostState {
                 }
             }
         };
-        self.ctx
+        self.scope
             .audit("location.list-keys", &prefix, "", started, &res, 0);
         Ok(res)
     }
 
-    async fn delete(&mut self, h: Resource<StoreHandle>, key: String) -> HostResult<()> {
+    async fn delete(&mut self, h: Resource<Store>, key: String) -> HostResult<()> {
         let started = Instant::now();
         let (name, binding) = self.binding(&h)?;
         let res = match self
@@ -473,24 +464,28 @@ impl HostStore for HostState {
                 }
             }
         };
-        self.ctx
+        self.scope
             .audit("location.delete", &key, "", started, &res, 0);
         Ok(res)
     }
 
-    async fn drop(&mut self, h: Resource<StoreHandle>) -> wasmtime::Result<()> {
-        self.table.delete(h)?;
+    async fn drop(&mut self, h: Resource<Store>) -> wasmtime::Result<()> {
+        self.table.delete(retype::<_, StoreHandle>(&h))?;
         Ok(())
     }
 }
 
-impl HostTransfer for HostState {
-    async fn bytes(&mut self, h: Resource<TransferHandle>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&h)?.bytes.load(Ordering::Relaxed))
+impl HostTransfer for View<'_> {
+    async fn bytes(&mut self, h: Resource<Transfer>) -> wasmtime::Result<u64> {
+        Ok(self
+            .table
+            .get(&retype::<_, TransferHandle>(&h))?
+            .bytes
+            .load(Ordering::Relaxed))
     }
 
-    async fn wait(&mut self, h: Resource<TransferHandle>) -> HostResult<ObjectInfo> {
-        let t = self.table.get_mut(&h)?;
+    async fn wait(&mut self, h: Resource<Transfer>) -> HostResult<ObjectInfo> {
+        let t = self.table.get_mut(&retype::<_, TransferHandle>(&h))?;
         if let Some(task) = t.task.take() {
             let res = match task.await {
                 Ok(r) => r,
@@ -503,8 +498,8 @@ impl HostTransfer for HostState {
             .unwrap_or_else(|| Err(WitError::Internal("transfer has no result".into()))))
     }
 
-    async fn drop(&mut self, h: Resource<TransferHandle>) -> wasmtime::Result<()> {
-        self.table.delete(h)?;
+    async fn drop(&mut self, h: Resource<Transfer>) -> wasmtime::Result<()> {
+        self.table.delete(retype::<_, TransferHandle>(&h))?;
         Ok(())
     }
 }

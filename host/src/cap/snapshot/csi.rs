@@ -4,7 +4,7 @@
 
 use super::{Ref, SnapInfo, SnapshotBackend};
 use crate::cap::kube::client::err;
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};

@@ -6,8 +6,48 @@
 pub mod csi;
 mod wit;
 
-use crate::runtime::bindings::WitError;
+use crate::cap::{Backends, CapView, Capability, Grant, Grants, HasCap};
+use crate::wit::WitError;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Whether a plugin may take and restore volume snapshots.
+pub struct SnapshotGrant(Grant<bool>);
+
+impl SnapshotGrant {
+    pub fn new(grants: &Grants) -> SnapshotGrant {
+        SnapshotGrant(Grant::new(grants, |c| c.snapshot))
+    }
+
+    pub fn check(&self) -> Result<(), WitError> {
+        self.0
+            .check(|on| *on, || "volume snapshots".into(), "snapshot")
+    }
+}
+
+/// One call's snapshots: its grant and the mode's backend ([`NoSnapshots`] in local mode).
+pub struct Snapshot {
+    grant: SnapshotGrant,
+    backend: Arc<dyn SnapshotBackend>,
+}
+
+impl Capability for Snapshot {
+    fn build(grants: &Grants, backends: &Backends) -> Snapshot {
+        Snapshot {
+            grant: SnapshotGrant::new(grants),
+            backend: backends
+                .get::<Arc<dyn SnapshotBackend>>()
+                .unwrap_or_else(|| Arc::new(NoSnapshots)),
+        }
+    }
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> CapView<'_, Self>,
+    ) -> wasmtime::Result<()> {
+        crate::wit::coffer::blueprint::snapshot::add_to_linker::<T, HasCap<Snapshot>>(linker, get)
+    }
+}
 
 /// A snapshot or a volume (PVC), by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,5 +111,35 @@ impl SnapshotBackend for NoSnapshots {
     }
     async fn delete(&self, _: &Ref) -> Result<(), WitError> {
         unavailable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_manifest::Capabilities;
+
+    #[test]
+    fn snapshots_must_be_declared_and_granted() {
+        for (declared, granted, ok) in [
+            (true, true, true),
+            (true, false, false),
+            (false, true, false),
+            (false, false, false),
+        ] {
+            let g = SnapshotGrant::new(&Grants {
+                declared: Capabilities {
+                    snapshot: declared,
+                    ..Default::default()
+                },
+                granted: Capabilities {
+                    snapshot: granted,
+                    ..Default::default()
+                },
+                plugin: "p".into(),
+                blueprint: "bp".into(),
+            });
+            assert_eq!(g.check().is_ok(), ok, "{declared} {granted}");
+        }
     }
 }

@@ -1,11 +1,9 @@
 //! `snapshot` host functions: grant check, the call, the audit entry.
 
-use super::{Ref, SnapInfo};
-use crate::cap::{ActionContext, HostResult};
-use crate::runtime::HostState;
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::coffer::blueprint::snapshot;
-use std::sync::Arc;
+use super::{Ref, SnapInfo, Snapshot};
+use crate::cap::{ActionScope, CapView, HostResult};
+use crate::wit::WitError;
+use crate::wit::coffer::blueprint::snapshot;
 use std::time::{Duration, Instant};
 
 fn vol(v: &snapshot::VolumeRef) -> Ref {
@@ -38,31 +36,36 @@ fn info(i: SnapInfo) -> snapshot::SnapshotInfo {
 }
 
 async fn call<T>(
-    ctx: Arc<ActionContext>,
-    cap: &str,
+    cap: &Snapshot,
+    scope: &ActionScope,
+    call_name: &str,
     target: &str,
     work: impl Future<Output = Result<T, WitError>>,
 ) -> HostResult<T> {
     let started = Instant::now();
-    let res = match ctx.check_snapshot() {
+    let res = match cap.grant.check() {
         Err(e) => Err(e),
         Ok(()) => work.await,
     };
-    ctx.audit(cap, target, "", started, &res, 0);
+    scope.audit(call_name, target, "", started, &res, 0);
     Ok(res)
 }
 
-impl snapshot::Host for HostState {
+impl snapshot::Host for CapView<'_, Snapshot> {
     async fn create(
         &mut self,
         source: snapshot::VolumeRef,
         class: Option<String>,
         labels: Vec<(String, String)>,
     ) -> HostResult<snapshot::SnapshotInfo> {
-        let (b, s) = (self.ctx.snapshots.clone(), vol(&source));
-        let r = call(self.ctx.clone(), "snapshot.create", &source.name, async {
-            b.create(&s, class.as_deref(), &labels).await
-        })
+        let (b, s) = (self.cap.backend.clone(), vol(&source));
+        let r = call(
+            self.cap,
+            self.scope,
+            "snapshot.create",
+            &source.name,
+            async { b.create(&s, class.as_deref(), &labels).await },
+        )
         .await?;
         Ok(r.map(info))
     }
@@ -73,10 +76,11 @@ impl snapshot::Host for HostState {
         timeout_ms: u64,
     ) -> HostResult<snapshot::SnapshotInfo> {
         // Never past the action's own deadline.
-        let timeout = Duration::from_millis(timeout_ms).min(self.ctx.limits.timeout);
-        let (b, s) = (self.ctx.snapshots.clone(), snap(&snapshot));
+        let timeout = Duration::from_millis(timeout_ms).min(self.scope.limits.timeout);
+        let (b, s) = (self.cap.backend.clone(), snap(&snapshot));
         let r = call(
-            self.ctx.clone(),
+            self.cap,
+            self.scope,
             "snapshot.wait-ready",
             &snapshot.name,
             async { b.wait_ready(&s, timeout).await },
@@ -91,19 +95,23 @@ impl snapshot::Host for HostState {
         target: snapshot::VolumeRef,
         storage_class: Option<String>,
     ) -> HostResult<()> {
-        let (b, s, t) = (self.ctx.snapshots.clone(), snap(&snapshot), vol(&target));
+        let (b, s, t) = (self.cap.backend.clone(), snap(&snapshot), vol(&target));
         let what = format!("{} -> {}", snapshot.name, target.name);
-        call(self.ctx.clone(), "snapshot.restore", &what, async {
+        call(self.cap, self.scope, "snapshot.restore", &what, async {
             b.restore(&s, &t, storage_class.as_deref()).await
         })
         .await
     }
 
     async fn delete(&mut self, snapshot: snapshot::SnapshotRef) -> HostResult<()> {
-        let (b, s) = (self.ctx.snapshots.clone(), snap(&snapshot));
-        call(self.ctx.clone(), "snapshot.delete", &snapshot.name, async {
-            b.delete(&s).await
-        })
+        let (b, s) = (self.cap.backend.clone(), snap(&snapshot));
+        call(
+            self.cap,
+            self.scope,
+            "snapshot.delete",
+            &snapshot.name,
+            async { b.delete(&s).await },
+        )
         .await
     }
 }

@@ -1,7 +1,7 @@
-//! What a Store holds for one action.
+//! What a Store holds for one call into a plugin: its parts, listed.
 
-use super::limits::MemoryLimiter;
-use crate::cap::ActionContext;
+use super::limiter::MemoryLimiter;
+use crate::cap::{ActionScope, CapabilitySet, HasCapabilities, Lending, Parts};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -10,37 +10,50 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Bytes of guest stderr kept.
 const GUEST_STDERR: usize = 4096;
 
-pub struct HostState {
+pub struct PluginState {
+    /// Handles of every capability and of wasi:io streams.
     pub table: ResourceTable,
+    wasi: WasiCtx,
     /// The guest's stderr (a panic message lands here), bounded; shown when it traps.
     pub guest_stderr: MemoryOutputPipe,
-    wasi: WasiCtx,
     pub limiter: MemoryLimiter,
     /// Epoch ticks during which guest code ran (≈ guest CPU time).
     pub cpu_ticks: u64,
-    pub ctx: Arc<ActionContext>,
+    pub scope: Arc<ActionScope>,
+    pub caps: CapabilitySet,
 }
 
-impl HostState {
-    pub fn new(ctx: Arc<ActionContext>) -> HostState {
+impl PluginState {
+    pub fn new(lending: &Lending) -> PluginState {
+        let scope = lending.scope.clone();
         let mut table = ResourceTable::new();
-        table.set_max_capacity(ctx.limits.handles);
-        let memory = ctx.limits.memory;
+        table.set_max_capacity(scope.limits.handles);
         let guest_stderr = MemoryOutputPipe::new(GUEST_STDERR);
-        HostState {
+        PluginState {
             table,
             // Nothing: no preopens, no env, no args, no sockets; stdin closed, stdout
             // discarded, stderr kept (bounded) for trap reports.
             wasi: WasiCtx::builder().stderr(guest_stderr.clone()).build(),
             guest_stderr,
-            limiter: MemoryLimiter::new(memory),
+            limiter: MemoryLimiter::new(scope.limits.memory),
             cpu_ticks: 0,
-            ctx,
+            caps: CapabilitySet::build(&lending.grants, &lending.backends),
+            scope,
         }
     }
 }
 
-impl WasiView for HostState {
+impl HasCapabilities for PluginState {
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            set: &mut self.caps,
+            table: &mut self.table,
+            scope: &self.scope,
+        }
+    }
+}
+
+impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,

@@ -4,7 +4,7 @@
 use crate::cap::exec::{
     BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec,
 };
-use crate::runtime::bindings::WitError;
+use crate::wit::WitError;
 use serde::Deserialize;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -1,10 +1,9 @@
 //! Calling into a plugin: a fresh Store per call with its limits, and the outcome sorted into
 //! what the user needs to know (the plugin failed, a limit was hit, it crashed, time ran out).
 
-use super::bindings::wit_plugin;
-use super::{EPOCH_TICK, EffectiveLimits, HostState, Prepared};
-use crate::cap::ActionContext;
-use std::sync::Arc;
+use super::{EPOCH_TICK, EffectiveLimits, PluginState, Prepared};
+use crate::cap::Lending;
+use crate::wit::wit_plugin;
 use std::time::Duration;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -24,9 +23,9 @@ pub enum CallError {
 
 const CPU_LIMIT_MSG: &str = "guest CPU limit reached";
 
-fn new_store(prepared: &Prepared, ctx: Arc<ActionContext>) -> Store<HostState> {
-    let lim = ctx.limits.clone();
-    let mut store = Store::new(&prepared.engine, HostState::new(ctx));
+fn new_store(prepared: &Prepared, lending: &Lending) -> Store<PluginState> {
+    let lim = lending.scope.limits.clone();
+    let mut store = Store::new(&prepared.engine, PluginState::new(lending));
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(lim.hostcall_payload as usize);
     store.set_max_component_handles(lim.handles);
@@ -47,10 +46,10 @@ fn new_store(prepared: &Prepared, ctx: Arc<ActionContext>) -> Store<HostState> {
 }
 
 /// Sort a trap into a limit (naming it and how to raise it) or a crash.
-fn classify(store: &Store<HostState>, err: wasmtime::Error, lim: &EffectiveLimits) -> CallError {
+fn classify(store: &Store<PluginState>, err: wasmtime::Error, lim: &EffectiveLimits) -> CallError {
     let st = store.data();
-    let bp = &st.ctx.blueprint;
-    let plugin = &st.ctx.plugin_name;
+    let bp = &st.scope.actor.blueprint;
+    let plugin = &st.scope.actor.plugin;
     if let Some(asked) = st.limiter.hit {
         return CallError::Limit(format!(
             "plugin {plugin} exceeded its memory limit of {} MiB (its memories and tables together asked for {} MiB); raise spec.limits.memory in Blueprint {bp} if it needs more",
@@ -85,7 +84,7 @@ fn classify(store: &Store<HostState>, err: wasmtime::Error, lim: &EffectiveLimit
             stderr.replace('\n', " ")
         ));
     }
-    CallError::Trap(st.ctx.redactor.redact(&why))
+    CallError::Trap(st.scope.redactor.redact(&why))
 }
 
 async fn with_deadline<T>(
@@ -104,10 +103,10 @@ async fn with_deadline<T>(
 /// Ask a plugin for its manifest.
 pub async fn call_describe(
     prepared: &Prepared,
-    ctx: Arc<ActionContext>,
+    lending: &Lending,
 ) -> Result<wit_plugin::Manifest, CallError> {
-    let lim = ctx.limits.clone();
-    let mut store = new_store(prepared, ctx);
+    let lim = lending.scope.limits.clone();
+    let mut store = new_store(prepared, lending);
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
@@ -123,11 +122,11 @@ pub async fn call_describe(
 /// Run the plugin's `validate`.
 pub async fn call_validate(
     prepared: &Prepared,
-    ctx: Arc<ActionContext>,
+    lending: &Lending,
     req: &wit_plugin::ActionRequest,
 ) -> Result<(), CallError> {
-    let lim = ctx.limits.clone();
-    let mut store = new_store(prepared, ctx);
+    let lim = lending.scope.limits.clone();
+    let mut store = new_store(prepared, lending);
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
@@ -142,7 +141,7 @@ pub async fn call_validate(
     match res {
         Ok(Ok(())) => Ok(()),
         Ok(Err(problems)) => {
-            let r = &store.data().ctx.redactor;
+            let r = &store.data().scope.redactor;
             Err(CallError::Invalid(
                 problems.iter().map(|p| r.redact(p)).collect(),
             ))
@@ -155,11 +154,11 @@ pub async fn call_validate(
 /// opened, is dropped before this returns, whatever the outcome.
 pub async fn call_run(
     prepared: &Prepared,
-    ctx: Arc<ActionContext>,
+    lending: &Lending,
     req: &wit_plugin::ActionRequest,
 ) -> Result<wit_plugin::ActionOutput, CallError> {
-    let lim = ctx.limits.clone();
-    let mut store = new_store(prepared, ctx);
+    let lim = lending.scope.limits.clone();
+    let mut store = new_store(prepared, lending);
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
@@ -172,7 +171,7 @@ pub async fn call_run(
     match res {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => {
-            let r = &store.data().ctx.redactor;
+            let r = &store.data().scope.redactor;
             Err(CallError::Plugin(r.redact(&crate::cap::error_text(&e))))
         }
         Err(e) => Err(classify(&store, e, &lim)),

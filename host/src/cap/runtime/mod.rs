@@ -1,20 +1,41 @@
-//! The `runtime` interface: plugin logs, progress, checkpoints and cancellation.
+//! The `runtime` interface: plugin logs, progress, checkpoints and cancellation, all kept
+//! on the action's scope. It holds no state of its own and needs no grant. It also links
+//! `types`, the interface every other one shares.
 
+use super::{Backends, CapView, Capability, Grants, HasCap};
+use crate::limits::MAX_LOG_MESSAGE;
 use crate::model::LogLine;
-use crate::runtime::HostState;
-use crate::runtime::bindings::coffer::blueprint::runtime::{Host, Level};
-use crate::runtime::limits::MAX_LOG_MESSAGE;
-
 use crate::redact::clip;
+use crate::wit::coffer::blueprint::{runtime, types};
+use runtime::{Host, Level};
+use wasmtime::component::Linker;
 
-impl Host for HostState {
+pub struct Runtime;
+
+impl Capability for Runtime {
+    fn build(_: &Grants, _: &Backends) -> Runtime {
+        Runtime
+    }
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> CapView<'_, Self>,
+    ) -> wasmtime::Result<()> {
+        types::add_to_linker::<T, HasCap<Runtime>>(linker, get)?;
+        runtime::add_to_linker::<T, HasCap<Runtime>>(linker, get)
+    }
+}
+
+impl types::Host for CapView<'_, Runtime> {}
+
+impl Host for CapView<'_, Runtime> {
     async fn log(
         &mut self,
         level: Level,
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        let ctx = &self.ctx;
+        let ctx = self.scope;
         // Past the cap a flood costs nothing but a counter: no formatting, no output.
         if ctx.logs_full() {
             return Ok(());
@@ -30,7 +51,7 @@ impl Host for HostState {
                 )
             })
             .collect();
-        let plugin = ctx.plugin_name.as_str();
+        let plugin = ctx.actor.plugin.as_str();
         let rendered = fields
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -66,18 +87,19 @@ impl Host for HostState {
         done: u64,
         total: Option<u64>,
     ) -> wasmtime::Result<()> {
-        *self.ctx.progress.step.lock().unwrap() = Some((clip(&step, 256).to_string(), done, total));
+        *self.scope.progress.step.lock().unwrap() =
+            Some((clip(&step, 256).to_string(), done, total));
         Ok(())
     }
 
     async fn checkpoint(&mut self, state: String) -> wasmtime::Result<()> {
         // Bounded like a log message; a plugin that needs more should store an object.
         let state = clip(&state, 64 << 10).to_string();
-        self.ctx.records.lock().unwrap().checkpoint = Some(self.ctx.redactor.redact(&state));
+        self.scope.records.lock().unwrap().checkpoint = Some(self.scope.redactor.redact(&state));
         Ok(())
     }
 
     async fn cancelled(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.ctx.is_cancelled())
+        Ok(self.scope.is_cancelled())
     }
 }

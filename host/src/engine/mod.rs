@@ -1,14 +1,13 @@
 //! The wasm host: one wasmtime Engine per process, plugins compiled once per digest and
 //! cached on disk, one Store per action with limits, and the calls into a plugin.
 
-pub mod bindings;
 mod call;
-pub mod limits;
+pub mod limiter;
 mod state;
 
+pub use crate::limits::EffectiveLimits;
 pub use call::{CallError, call_describe, call_run, call_validate};
-pub use limits::EffectiveLimits;
-pub use state::HostState;
+pub use state::PluginState;
 
 use crate::plugin::PluginBytes;
 use anyhow::{Context, Result};
@@ -29,48 +28,49 @@ impl<T> WasmContext<T> for wasmtime::Result<T> {
 }
 use std::path::PathBuf;
 use std::time::Duration;
+use wasmtime::Config;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
 
 /// Epoch tick: the granularity of guest CPU accounting and preemption.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The engine, the linker with every capability wired in, and the compile cache.
-pub struct Runtime {
-    engine: Engine,
-    linker: Linker<HostState>,
+/// The wasmtime engine, the linker with every capability wired in, and the compile cache.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<PluginState>,
     cache_dir: PathBuf,
 }
 
 /// A plugin ready to instantiate (import resolution and type checks done once).
 pub struct Prepared {
-    pub pre: bindings::BlueprintPre<HostState>,
-    pub engine: Engine,
+    pub pre: crate::wit::BlueprintPre<PluginState>,
+    pub engine: wasmtime::Engine,
 }
 
-impl Runtime {
-    pub fn new(cache_dir: PathBuf) -> Result<Runtime> {
+impl Engine {
+    pub fn new(cache_dir: PathBuf) -> Result<Engine> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .max_wasm_stack(512 << 10)
             .async_stack_size(2 << 20);
         pin_wasm_features(&mut cfg);
-        let engine = Engine::new(&cfg).wctx(|| "creating the wasm engine")?;
+        let engine = wasmtime::Engine::new(&cfg).wctx(|| "creating the wasm engine")?;
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         // WASI p2 with an empty WasiCtx: Rust's std imports wasi:cli/io/clocks/random, and
         // with no preopens, env or sockets they grant nothing.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).wctx(|| "linking WASI")?;
-        bindings::add_capabilities(&mut linker).wctx(|| "linking coffer capabilities")?;
-        Ok(Runtime {
+        crate::cap::CapabilitySet::add_to_linker(&mut linker)
+            .wctx(|| "linking coffer capabilities")?;
+        Ok(Engine {
             engine,
             linker,
             cache_dir,
         })
     }
 
-    pub fn engine(&self) -> &Engine {
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
     }
 
@@ -83,7 +83,7 @@ impl Runtime {
                 plugin.label
             )
         })?;
-        let pre = bindings::BlueprintPre::new(pre).wctx(|| {
+        let pre = crate::wit::BlueprintPre::new(pre).wctx(|| {
             format!(
                 "plugin {}: it does not export coffer:blueprint/plugin",
                 plugin.label
@@ -195,7 +195,7 @@ fn pin_wasm_features(cfg: &mut Config) {
 }
 
 /// Advance the engine's epoch every tick for as long as the engine lives.
-fn spawn_epoch_ticker(engine: &Engine) {
+fn spawn_epoch_ticker(engine: &wasmtime::Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("coffer-epoch".into())
