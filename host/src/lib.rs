@@ -16,6 +16,8 @@ pub mod engine;
 pub mod harness;
 pub mod home;
 pub mod k8s;
+#[cfg(test)]
+mod layering;
 pub mod limits;
 pub mod model;
 pub mod plugin;

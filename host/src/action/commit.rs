@@ -2,13 +2,13 @@
 //! recorded as a RestorePoint; a delete removes the manifest first, then the rest.
 
 use super::{Coffer, PreparedAction};
-use crate::cap::location::MANIFEST_NAME;
-use crate::cap::location::pipeline::{self, Sink};
 use crate::model::{
     ArtifactRecord, Kind, ObjectRecord, Phase, PluginInfo, RestorePoint, RestorePointSpec,
     now_rfc3339,
 };
 use crate::redact::clip;
+use crate::storage::MANIFEST_NAME;
+use crate::storage::pipeline::{self, Sink};
 use crate::wit::wit_plugin::ActionOutput;
 use anyhow::{Context, Result, bail};
 use object_store::path::Path;
@@ -189,7 +189,7 @@ impl Coffer {
                 anyhow::anyhow!(
                     "writing the manifest {}: {}",
                     rp.spec.manifest_key,
-                    crate::cap::location::store_error(&e)
+                    crate::storage::store_error(&e)
                 )
             })?;
         p.manifest_written

@@ -3,7 +3,7 @@
 //! whose process died.
 
 mod commit;
-pub mod manifest;
+
 mod owner;
 mod prepare;
 mod recovery;
@@ -14,9 +14,11 @@ pub use prepare::{ActionRequest, ClusterSubject, PreparedAction};
 pub use resources::Source;
 
 use crate::catalog::Catalog;
+use crate::credentials::Credentials;
 use crate::engine::{CallError, Engine, call_describe, call_run, call_validate};
 use crate::home::Home;
 use crate::model::{ActionSet, Phase, now_rfc3339};
+use crate::storage::manifest;
 use anyhow::Result;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,6 +32,8 @@ const MAX_ERROR: usize = 8 << 10;
 pub struct Coffer {
     pub home: Home,
     pub catalog: Catalog,
+    /// Where Profiles' and Workloads' secret references are read from.
+    pub credentials: Credentials,
     engine: OnceLock<Engine>,
     /// What restore point manifests are signed with: the state dir's key locally, the
     /// cluster's (set by the daemon and the CLI from a Secret) on Kubernetes.
@@ -44,6 +48,7 @@ impl Coffer {
         let coffer = Coffer {
             home,
             catalog,
+            credentials: Credentials::local(),
             engine: OnceLock::new(),
             manifest_key: OnceLock::new(),
         };

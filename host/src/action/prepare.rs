@@ -2,8 +2,7 @@
 
 use super::{Coffer, owner};
 use crate::cap::exec::{ExecBackend, LocalExec};
-use crate::cap::location::backend::Location;
-use crate::cap::location::{BoundLocations, LocationBinding};
+use crate::cap::location::{BoundLocation, BoundLocations};
 use crate::cap::secrets::SecretValues;
 use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
 use crate::limits::EffectiveLimits;
@@ -12,6 +11,7 @@ use crate::model::{
     Workload, WorkloadSpec, now_rfc3339,
 };
 use crate::plugin::PluginBytes;
+use crate::storage::{Location, Prefix};
 use crate::wit::coffer::blueprint::types::ObjectRef;
 use crate::wit::wit_plugin;
 use anyhow::{Context, Result, anyhow, bail};
@@ -85,7 +85,7 @@ pub struct PreparedAction {
     /// What the plugin is lent; its scope holds the action's records.
     pub lending: Lending,
     /// The action's location (the one bound as `default`).
-    pub binding: Arc<LocationBinding>,
+    pub binding: Arc<BoundLocation>,
     pub wit_request: wit_plugin::ActionRequest,
     /// This run's owner token: every status write compare-and-sets on it.
     pub owner_token: String,
@@ -170,7 +170,7 @@ impl Coffer {
                 c.prefix_root.clone()
             }
             None => {
-                if !crate::cap::kube::names::is_subdomain(&rp.spec.workload) {
+                if !crate::model::names::is_subdomain(&rp.spec.workload) {
                     bail!(
                         "RestorePoint {}: workload {:?} is not a valid name",
                         rp.name(),
@@ -180,8 +180,8 @@ impl Coffer {
                 format!("restorepoints/{}", rp.spec.workload)
             }
         };
-        let prefix = super::manifest::expected_prefix(&root, &rp)?;
-        let manifest_key = format!("{prefix}/{}", crate::cap::location::MANIFEST_NAME);
+        let prefix = crate::storage::manifest::expected_prefix(&root, &rp)?;
+        let manifest_key = format!("{prefix}/{}", crate::storage::MANIFEST_NAME);
         if rp.spec.prefix != prefix || rp.spec.manifest_key != manifest_key {
             bail!(
                 "RestorePoint {} says its objects are under {:?}, but a restore point of {} lives under {prefix}; a RestorePoint cannot point elsewhere, refusing",
@@ -190,9 +190,9 @@ impl Coffer {
                 rp.spec.workload
             );
         }
-        match super::manifest::read(loc, self.manifest_key()?, &prefix).await? {
+        match crate::storage::manifest::read(loc, self.manifest_key()?, &prefix).await? {
             Some(m) => {
-                super::manifest::check_matches(&rp, &m)?;
+                crate::storage::manifest::check_matches(&rp, &m)?;
                 Ok(m)
             }
             // An incomplete restore point can still be deleted: only its own prefix is
@@ -255,7 +255,7 @@ impl Coffer {
                 .unwrap_or_else(|| super::resources::DEFAULT_PROFILE.into()),
         };
         let (profile, _) = self.profile(&profile_name)?;
-        let location = Location::from_profile(&profile)?;
+        let location = Location::from_profile(&profile, &self.credentials)?;
         // What a restore or delete acts on is what coffer's signed manifest says, at the
         // place derived from the workload and name, never what the record claims.
         let input = match input {
@@ -323,8 +323,12 @@ impl Coffer {
         )?;
         let secrets = match &cluster {
             Some(c) => SecretValues::from_values(&c.label, &c.secrets),
-            None => SecretValues::resolve(&format!("Workload {wname}"), &workload.spec.secrets)
-                .map_err(|e| anyhow!(e))?,
+            None => SecretValues::resolve(
+                &format!("Workload {wname}"),
+                &workload.spec.secrets,
+                &self.credentials,
+            )
+            .map_err(|e| anyhow!(e))?,
         };
 
         let (stamp, sfx) = (stamp(), suffix());
@@ -368,17 +372,17 @@ impl Coffer {
                 (rp.spec.prefix.clone(), access, expected, None)
             }
         };
-        let binding = Arc::new(LocationBinding {
-            profile: profile_name.clone(),
-            store: location.store.clone(),
-            prefix: prefix.clone(),
+        let binding = Arc::new(BoundLocation::new(
+            Prefix {
+                profile: profile_name.clone(),
+                store: location.store.clone(),
+                root: prefix.clone(),
+                encryption: location.encryption.clone(),
+            },
             access,
-            zstd_level: location.zstd_level,
-            encryption: location.encryption.clone(),
+            location.zstd_level,
             expected,
-            verified: Default::default(),
-            uploads: crate::cap::location::upload_slots(),
-        });
+        ));
         let mode = match &cluster {
             Some(c) => c.backends.clone(),
             None => Backends::default().with::<Arc<dyn ExecBackend>>(Arc::new(LocalExec::new(

@@ -5,9 +5,9 @@
 //! runner that is alive after all keeps its action. Old finished ActionSets are pruned.
 
 use super::{Coffer, owner};
-use crate::cap::location::backend::Location;
 use crate::catalog::{ActionSetQuery, Retention};
 use crate::model::{ActionSet, Phase, now_rfc3339};
+use crate::storage::Location;
 use anyhow::Result;
 
 /// How many later coffer commands retry a failed backup's cleanup before giving up (with a
@@ -70,7 +70,7 @@ impl Coffer {
         {
             let removed = match self
                 .profile(&a.spec.profile)
-                .and_then(|(p, _)| Location::from_profile(&p))
+                .and_then(|(p, _)| Location::from_profile(&p, &self.credentials))
             {
                 Ok(loc) => loc.remove_prefix(prefix).await,
                 Err(e) => Err(e),
@@ -102,7 +102,7 @@ impl Coffer {
         };
         let removed = match self
             .profile(&a.spec.profile)
-            .and_then(|(p, _)| Location::from_profile(&p))
+            .and_then(|(p, _)| Location::from_profile(&p, &self.credentials))
         {
             Ok(loc) => loc.remove_prefix(prefix).await,
             Err(e) => Err(e),

@@ -199,7 +199,7 @@ impl Coffer {
                 Ok(())
             }
             Document::Profile(p) => {
-                crate::cap::location::backend::Location::from_profile(p).map(|_| ())
+                crate::storage::Location::from_profile(p, &self.credentials).map(|_| ())
             }
             Document::BlueprintBinding(b) => {
                 if b.spec.blueprint.is_empty() {

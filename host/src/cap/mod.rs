@@ -16,7 +16,6 @@ pub mod secrets;
 mod set;
 pub mod signed_http;
 pub mod snapshot;
-pub mod streams;
 
 pub use grant::{Grant, Grants};
 pub use scope::{ActionScope, Actor, AuditHook, Progress, Records};
@@ -29,7 +28,7 @@ capability_set! {
     runtime: runtime::Runtime,
     secrets: secrets::Secrets,
     exec: exec::Exec,
-    location: location::Location,
+    location: location::Locations,
     snapshot: snapshot::Snapshot,
     kube: kube::Kube,
     signed_http: signed_http::SignedHttp,

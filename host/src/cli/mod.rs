@@ -12,6 +12,7 @@ macro_rules! out_raw {
 }
 
 mod actions;
+mod cluster;
 mod logging;
 pub(crate) mod output;
 mod plugin_cmd;
@@ -50,7 +51,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(flatten)]
-    cluster: crate::k8s::ClusterArgs,
+    cluster: cluster::ClusterArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -152,7 +153,7 @@ enum Command {
         command: storage_cmd::LocationCommand,
     },
     /// Run the Kubernetes controller: reconcile ActionSets while holding the Lease.
-    Daemon(crate::k8s::daemon::DaemonArgs),
+    Daemon(cluster::DaemonArgs),
     /// Print the CustomResourceDefinitions (`coffer crds | kubectl apply -f -`).
     Crds,
     /// Work with plugin files.
@@ -243,7 +244,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } = &cli.command
     {
-        return crate::k8s::cli::get(&cli.cluster, kind, namespace.clone(), *all_namespaces).await;
+        return cluster::get(
+            &cli.cluster.target(),
+            kind,
+            namespace.clone(),
+            *all_namespaces,
+        )
+        .await;
     }
     if cli.cluster.wanted()
         && let Command::Describe {
@@ -252,15 +259,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             namespace,
         } = &cli.command
     {
-        return crate::k8s::cli::describe(&cli.cluster, kind, name, namespace.clone()).await;
+        return cluster::describe(&cli.cluster.target(), kind, name, namespace.clone()).await;
     }
     let coffer = Coffer::open(Home::resolve(cli.home)?).await?;
     if let Command::Daemon(args) = cli.command {
-        crate::k8s::daemon::run(coffer, &cli.cluster, args).await?;
+        crate::k8s::daemon::run(coffer, &cli.cluster.target(), args.config()).await?;
         return Ok(ExitCode::SUCCESS);
     }
     if cli.cluster.wanted() {
-        return on_cluster(coffer, &cli.cluster, cli.command).await;
+        return on_cluster(coffer, &cli.cluster.target(), cli.command).await;
     }
     match cli.command {
         Command::Apply { files } => apply(&coffer, &files),
@@ -313,10 +320,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// backup / restore / delete against a cluster.
 async fn on_cluster(
     coffer: Coffer,
-    cluster: &crate::k8s::ClusterArgs,
+    cluster: &crate::k8s::ClusterTarget,
     command: Command,
 ) -> Result<ExitCode> {
-    use crate::k8s::cli::{Request, action};
+    use cluster::{Request, action};
     let (req, on, output) = match command {
         Command::Backup {
             workload,

@@ -2,9 +2,8 @@
 
 use super::{OutputFormat, progress};
 use crate::action::Coffer;
-use crate::cap::location::backend::Location;
-use crate::storage;
-use anyhow::Result;
+use crate::storage::{Location, ops};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -59,7 +58,7 @@ pub enum LocationCommand {
 pub async fn profile(coffer: &Coffer, cmd: ProfileCommand) -> Result<ExitCode> {
     let ProfileCommand::Validate { name, output } = cmd;
     let (p, _) = coffer.profile(&name)?;
-    let probes = storage::validate_profile(&p).await?;
+    let probes = ops::validate_profile(&p, &coffer.credentials).await?;
     let ok = probes.iter().all(|p| p.ok);
     match output {
         OutputFormat::Table => {
@@ -86,12 +85,16 @@ pub async fn profile(coffer: &Coffer, cmd: ProfileCommand) -> Result<ExitCode> {
 
 pub async fn verify(coffer: &Coffer, name: &str, output: OutputFormat) -> Result<ExitCode> {
     let rp = coffer.restore_point(name)?;
+    let (profile, _) = coffer
+        .profile(&rp.spec.profile)
+        .with_context(|| format!("RestorePoint {name}: its Profile"))?;
+    let loc = Location::from_profile(&profile, &coffer.credentials)?;
     let bytes = Arc::new(AtomicU64::new(0));
     let report = progress::follow_bytes(
         format!("verify {name}"),
         Some(rp.spec.size),
         &bytes,
-        storage::verify(coffer, name, bytes.clone()),
+        ops::verify(&loc, coffer.manifest_key()?, &rp, bytes.clone()),
     )
     .await?;
     let ok = report.ok();
@@ -129,7 +132,7 @@ pub async fn location(coffer: &Coffer, cmd: LocationCommand) -> Result<ExitCode>
             output,
         } => {
             let loc = open(coffer, &profile)?;
-            let items = storage::list(&loc, prefix.as_deref()).await?;
+            let items = ops::list(&loc, prefix.as_deref()).await?;
             match output {
                 OutputFormat::Table => {
                     for i in &items {
@@ -143,7 +146,7 @@ pub async fn location(coffer: &Coffer, cmd: LocationCommand) -> Result<ExitCode>
         LocationCommand::Cat { key, profile, raw } => {
             let loc = open(coffer, &profile)?;
             let mut stdout = std::io::stdout();
-            let res = storage::cat(&loc, &key, raw, &mut stdout)
+            let res = ops::cat(&loc, &key, raw, &mut stdout)
                 .await
                 .and_then(|_| Ok(std::io::Write::flush(&mut stdout)?));
             match res {
@@ -160,8 +163,11 @@ pub async fn location(coffer: &Coffer, cmd: LocationCommand) -> Result<ExitCode>
             force,
         } => {
             let loc = open(coffer, &profile)?;
+            let protected = coffer
+                .catalog
+                .list::<crate::model::RestorePoint>(crate::model::Kind::RestorePoint)?;
             for key in keys {
-                for removed in storage::remove(coffer, &loc, &key, recursive, force).await? {
+                for removed in ops::remove(&protected, &loc, &key, recursive, force).await? {
                     out!("removed {removed}");
                 }
             }
@@ -172,7 +178,7 @@ pub async fn location(coffer: &Coffer, cmd: LocationCommand) -> Result<ExitCode>
 
 fn open(coffer: &Coffer, profile: &str) -> Result<Location> {
     let (p, _) = coffer.profile(profile)?;
-    Location::from_profile(&p)
+    Location::from_profile(&p, &coffer.credentials)
 }
 
 fn print_value(v: &serde_json::Value, f: OutputFormat) -> Result<()> {

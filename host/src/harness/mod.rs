@@ -21,13 +21,14 @@ pub use crate::cap::exec::scripted::{ExecCall, ExecScript, ScriptedExec};
 
 use crate::cap::exec::ExecBackend;
 use crate::cap::kube::KubeBackend;
-use crate::cap::location::pipeline::{self, Counters, Sink};
-use crate::cap::location::{BoundLocations, LocationBinding};
+use crate::cap::location::{BoundLocation, BoundLocations};
 use crate::cap::secrets::SecretValues;
 use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
 use crate::engine::{CallError, EffectiveLimits, Engine, call_run, call_validate};
 use crate::model::ObjectRecord;
 use crate::plugin::PluginBytes;
+use crate::storage::Prefix;
+use crate::storage::pipeline::{self, Counters, Sink};
 use crate::wit::coffer::blueprint::types::ObjectRef;
 use crate::wit::wit_plugin;
 use anyhow::{Context, Result};
@@ -195,7 +196,7 @@ pub struct Run {
     pub scope: Arc<ActionScope>,
     pub exec: Arc<ScriptedExec>,
     pub store: Arc<InMemory>,
-    pub binding: Arc<LocationBinding>,
+    pub binding: Arc<BoundLocation>,
 }
 
 /// Run one action with scripted capabilities. The plugin is granted what it declares.
@@ -211,16 +212,11 @@ pub async fn run_action(
     let prefix = "restorepoints/test/rp".to_string();
     // The restore point's objects go through the real data path, so the plugin reads them
     // exactly as it would from a Profile (checksums and all).
-    let seed = LocationBinding {
+    let seed = Prefix {
         profile: "harness".into(),
         store: store.clone(),
-        prefix: prefix.clone(),
-        access: vec![LocationAccess::Write],
-        zstd_level: Some(3),
+        root: prefix,
         encryption: None,
-        expected: BTreeMap::new(),
-        verified: Default::default(),
-        uploads: crate::cap::location::upload_slots(),
     };
     let mut expected = BTreeMap::new();
     for (key, content) in &c.objects {
@@ -245,17 +241,7 @@ pub async fn run_action(
         "delete" => vec![LocationAccess::Read, LocationAccess::Delete],
         _ => vec![LocationAccess::Read],
     };
-    let binding = Arc::new(LocationBinding {
-        profile: "harness".into(),
-        store: store.clone(),
-        prefix,
-        access,
-        zstd_level: Some(3),
-        encryption: None,
-        expected: expected.clone(),
-        verified: Default::default(),
-        uploads: crate::cap::location::upload_slots(),
-    });
+    let binding = Arc::new(BoundLocation::new(seed, access, Some(3), expected.clone()));
     let limits =
         EffectiveLimits::resolve(&Default::default(), &c.action).map_err(|e| anyhow::anyhow!(e))?;
     let lending = Lending::new(
@@ -481,7 +467,7 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
             };
             if let Some(content) = content {
                 let mut buf = Vec::new();
-                let read = match run.binding.path(&rec.stored_key) {
+                let read = match run.binding.prefix.path(&rec.stored_key) {
                     Ok(path) => pipeline::download(
                         run.store.as_ref(),
                         &path,

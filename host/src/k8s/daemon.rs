@@ -9,7 +9,7 @@
 use super::lease::LeaseLock;
 use super::metrics::{self, Metrics};
 use super::run::{self, ClusterCtx, patch_status, set_finalizer};
-use super::{ClusterArgs, api, key, resource, spec_of, status_of};
+use super::{ClusterTarget, api, key, resource, spec_of, status_of};
 use crate::action::Coffer;
 use crate::model::{ActionSetSpec, ActionSetStatus, Phase, now_rfc3339};
 use anyhow::{Result, bail};
@@ -27,30 +27,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct DaemonArgs {
+/// How the daemon runs (the CLI's `coffer daemon` flags, see `cli::DaemonArgs`).
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
     /// Namespace of the Blueprints, Profiles, BlueprintBindings and the Lease (default:
-    /// POD_NAMESPACE, else COFFER_NAMESPACE, else `coffer`).
-    #[arg(long = "namespace", short = 'n', env = "POD_NAMESPACE")]
+    /// COFFER_NAMESPACE, else `coffer`).
     pub namespace: Option<String>,
-    /// This instance's name in the Lease and in `status.runner` (default: POD_NAME, else
-    /// host name and pid).
-    #[arg(long, env = "POD_NAME")]
+    /// This instance's name in the Lease and in `status.runner` (default: host name and pid).
     pub identity: Option<String>,
-    #[arg(long, default_value = "coffer-daemon")]
     pub lease_name: String,
     /// How long the Lease lasts without renewal (renewed every third of it).
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
-    /// Serve Prometheus metrics (`/metrics`) and `/healthz` here.
-    #[arg(long, default_value = "0.0.0.0:9464")]
+    /// Where Prometheus metrics (`/metrics`) and `/healthz` are served.
     pub metrics_addr: SocketAddr,
     /// Actions run at the same time; more wait, Running, for a slot.
-    #[arg(long, default_value_t = 16)]
     pub max_concurrent: usize,
     /// A Running ActionSet of another runner whose heartbeat this instance has seen
     /// unchanged this long is settled as lost (runners beat every 2 s).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub runner_timeout: Duration,
 }
 
@@ -78,7 +71,7 @@ impl From<anyhow::Error> for ReconcileError {
     }
 }
 
-fn identity(args: &DaemonArgs) -> String {
+fn identity(args: &DaemonConfig) -> String {
     args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -87,7 +80,7 @@ fn identity(args: &DaemonArgs) -> String {
     })
 }
 
-pub async fn run(coffer: Coffer, cluster: &ClusterArgs, args: DaemonArgs) -> Result<()> {
+pub async fn run(coffer: Coffer, cluster: &ClusterTarget, args: DaemonConfig) -> Result<()> {
     let (client, _, config) = cluster.connect_with_config().await?;
     let ns = args
         .namespace

@@ -3,7 +3,7 @@
 //! manifests with it; tenants, who can write RestorePoint resources in their namespaces,
 //! cannot read it.
 
-use crate::action::manifest::ManifestKey;
+use crate::storage::manifest::ManifestKey;
 use anyhow::{Context, Result, anyhow};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;

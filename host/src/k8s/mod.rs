@@ -2,7 +2,6 @@
 //! ActionSet against a cluster (`run`), the controller daemon (`daemon`), and the CLI verbs
 //! against a cluster (`cli`).
 
-pub mod cli;
 pub mod crd;
 pub mod daemon;
 pub mod keys;
@@ -10,7 +9,7 @@ mod lease;
 mod metrics;
 pub mod run;
 mod settle;
-mod sync;
+pub mod sync;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -38,23 +37,15 @@ pub fn config_namespace() -> String {
         .unwrap_or_else(|| "coffer".into())
 }
 
-/// Which cluster: `--kubeconfig` / `--context`, else the usual (KUBECONFIG, ~/.kube/config,
-/// in-cluster service account).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ClusterArgs {
-    /// Talk to this cluster (a kubeconfig file) instead of local mode.
-    #[arg(long, global = true, value_name = "FILE", env = "COFFER_KUBECONFIG")]
+/// Which cluster: a kubeconfig file and/or context, else the usual (KUBECONFIG,
+/// ~/.kube/config, in-cluster service account).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterTarget {
     pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use (implies cluster mode).
-    #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
 }
 
-impl ClusterArgs {
-    pub fn wanted(&self) -> bool {
-        self.kubeconfig.is_some() || self.context.is_some()
-    }
-
+impl ClusterTarget {
     /// A client and the context's default namespace.
     pub async fn connect(&self) -> Result<(Client, String)> {
         let (client, ns, _) = self.connect_with_config().await?;
@@ -96,7 +87,7 @@ pub const PLUGIN_SERVICE_ACCOUNT: &str = "coffer-plugin";
 /// calls use, so they can do only what that account's RBAC allows, never what the daemon's
 /// own identity may (every namespace, Profile Secrets).
 pub fn plugin_client(config: &Config, ns: &str, sa: &str) -> Result<Client> {
-    if !crate::cap::kube::names::is_subdomain(sa) {
+    if !crate::model::names::is_subdomain(sa) {
         bail!("ServiceAccount name {sa:?} is not a valid Kubernetes name");
     }
     let mut c = config.clone();
@@ -157,7 +148,7 @@ pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
             "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod"
         ),
     };
-    if !crate::cap::kube::names::is_subdomain(name) {
+    if !crate::model::names::is_subdomain(name) {
         bail!(
             "{s:?}: the name after the kind must be a Kubernetes object name (lowercase letters, digits, '-' and '.')"
         );

@@ -6,8 +6,8 @@ use super::run::{ClusterCtx, patch_status};
 use super::sync::sync;
 use super::{api, spec_of};
 use crate::action::Coffer;
-use crate::cap::location::backend::Location;
 use crate::model::{ActionSetSpec, ActionSetStatus, Kind, now_rfc3339};
+use crate::storage::Location;
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::json;
@@ -79,7 +79,9 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
                 bail!("Profile {profile} not found in namespace {}", cx.config_ns);
             }
             let (p, _) = coffer.profile(&profile)?;
-            Location::from_profile(&p)?.remove_prefix(prefix).await
+            Location::from_profile(&p, &coffer.credentials)?
+                .remove_prefix(prefix)
+                .await
         }
         .await;
         match removed {

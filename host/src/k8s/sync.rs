@@ -65,7 +65,7 @@ pub(super) async fn sync(
                 >(kind, &o)?)?,
                 Kind::Profile => {
                     let p = to_object::<crate::model::ProfileSpec, Empty>(kind, &o)?;
-                    read_profile_secrets(client, ns, name, &p.spec).await?;
+                    read_profile_secrets(coffer, client, ns, name, &p.spec).await?;
                     serde_json::to_value(p)?
                 }
                 Kind::RestorePoint => {
@@ -86,6 +86,7 @@ pub(super) async fn sync(
 /// A Profile's `secret:` references, read from Secrets in its namespace into memory, where
 /// the location code finds them.
 async fn read_profile_secrets(
+    coffer: &Coffer,
     client: &Client,
     ns: &str,
     profile: &str,
@@ -114,7 +115,7 @@ async fn read_profile_secrets(
         let Some(k) = &r.secret else { continue };
         let purpose = format!("Profile {ns}/{profile} spec.{field}");
         let value = read_secret(client, ns, &purpose, &k.name, &k.key).await?;
-        crate::credentials::remember_cluster_secret(k, value);
+        coffer.credentials.remember_cluster_secret(k, value);
     }
     Ok(())
 }

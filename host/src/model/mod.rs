@@ -5,6 +5,7 @@
 mod actionset;
 mod binding;
 mod blueprint;
+pub mod names;
 mod parse;
 mod profile;
 mod restorepoint;

@@ -2,22 +2,8 @@
 //! puts them into the path as they are (a namespace `kube-system/secrets/x?` would address
 //! another resource). Errors name the field and the rule.
 
+pub use crate::model::names::{is_label, is_subdomain};
 use crate::wit::WitError;
-
-/// A DNS-1123 label: what namespaces (and many names) must be.
-pub fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A DNS-1123 subdomain: what most object names must be.
-pub fn is_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_label)
-}
 
 fn bad(what: &str, value: &str, rule: &str) -> WitError {
     WitError::InvalidArgument(format!(

@@ -1,11 +1,8 @@
 //! Object keys a plugin may use: relative, confined to the action's prefix.
 
+use crate::storage::keys::{AGE_SUFFIX, MANIFEST_NAME, ZSTD_SUFFIX};
 use crate::wit::WitError;
 
-/// The manifest object that commits a restore point; written by the host only.
-pub const MANIFEST_NAME: &str = "coffer-manifest.json";
-const ZSTD_SUFFIX: &str = ".zst";
-const AGE_SUFFIX: &str = ".age";
 const MAX_KEY: usize = 1024;
 
 /// Refuse keys that could leave the prefix or collide with what the host writes.
@@ -41,35 +38,6 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
     Ok(())
 }
 
-/// The key an object is stored under: compressed objects get `.zst`, encrypted ones then
-/// `.age`, so standard tools recognise them (`age -d | zstd -d`).
-pub fn stored_key(key: &str, compressed: bool, encrypted: bool) -> String {
-    let mut k = key.to_string();
-    if compressed {
-        k.push_str(ZSTD_SUFFIX);
-    }
-    if encrypted {
-        k.push_str(AGE_SUFFIX);
-    }
-    k
-}
-
-/// Every key an object with this plugin key may be stored under.
-pub fn stored_variants(key: &str) -> [String; 4] {
-    [
-        stored_key(key, true, true),
-        stored_key(key, true, false),
-        stored_key(key, false, true),
-        stored_key(key, false, false),
-    ]
-}
-
-/// The plugin's key for a stored key.
-pub fn logical_key(stored: &str) -> String {
-    let k = stored.strip_suffix(AGE_SUFFIX).unwrap_or(stored);
-    k.strip_suffix(ZSTD_SUFFIX).unwrap_or(k).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,9 +70,5 @@ mod tests {
         ] {
             assert!(check_key(good).is_ok(), "{good:?} should be allowed");
         }
-        for v in stored_variants("a/b") {
-            assert_eq!(logical_key(&v), "a/b");
-        }
-        assert_eq!(stored_key("a/b", true, true), "a/b.zst.age");
     }
 }

@@ -1,10 +1,10 @@
 //! The WIT side of `location`: access checks, key confinement, transfers as host tasks.
 
-use super::keys::{logical_key, stored_variants};
-use super::pipeline::{self, Counters, Sink};
-use super::{Location, LocationBinding, check_key};
+use super::{BoundLocation, Locations, check_key};
 use crate::cap::{ActionScope, CapView, HostResult};
 use crate::model::ObjectRecord;
+use crate::storage::keys::{MANIFEST_NAME, logical_key, stored_variants};
+use crate::storage::pipeline::{self, Counters, Sink};
 use crate::wit::coffer::blueprint::location::{
     Compression, Host, HostStore, HostTransfer, ObjectInfo, PutOptions, Store, Transfer,
 };
@@ -22,7 +22,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 /// A location handle held by a plugin.
 pub struct StoreHandle {
     name: String,
-    binding: Arc<LocationBinding>,
+    binding: Arc<BoundLocation>,
 }
 
 /// A copy the host drives. Dropping it aborts the copy (and an upload's multipart upload).
@@ -57,7 +57,7 @@ fn info_of(rec: &ObjectRecord) -> ObjectInfo {
 
 /// The record of an object this action may read: one of the restore point's, or one it
 /// wrote itself. Reads are always verified against such a record.
-fn known_object(scope: &ActionScope, binding: &LocationBinding, key: &str) -> Option<ObjectRecord> {
+fn known_object(scope: &ActionScope, binding: &BoundLocation, key: &str) -> Option<ObjectRecord> {
     if let Some(r) = binding.expected.get(key) {
         return Some(r.clone());
     }
@@ -65,10 +65,10 @@ fn known_object(scope: &ActionScope, binding: &LocationBinding, key: &str) -> Op
     records.objects.iter().rev().find(|o| o.key == key).cloned()
 }
 
-type View<'a> = CapView<'a, Location>;
+type View<'a> = CapView<'a, Locations>;
 
 impl View<'_> {
-    fn binding(&self, h: &Resource<Store>) -> wasmtime::Result<(String, Arc<LocationBinding>)> {
+    fn binding(&self, h: &Resource<Store>) -> wasmtime::Result<(String, Arc<BoundLocation>)> {
         let s = self.table.get(&retype::<_, StoreHandle>(h))?;
         Ok((s.name.clone(), s.binding.clone()))
     }
@@ -78,7 +78,7 @@ impl View<'_> {
     fn may(
         &self,
         name: &str,
-        binding: &LocationBinding,
+        binding: &BoundLocation,
         access: LocationAccess,
     ) -> Result<(), WitError> {
         self.cap.grant.check(name, access)?;
@@ -110,7 +110,7 @@ impl View<'_> {
     fn readable(
         &self,
         name: &str,
-        binding: &LocationBinding,
+        binding: &BoundLocation,
         key: &str,
     ) -> Result<ObjectRecord, WitError> {
         self.may(name, binding, LocationAccess::Read)?;
@@ -195,7 +195,7 @@ impl HostStore for View<'_> {
             // rather than growing the host's memory.
             let _slot = binding.uploads.clone().acquire_owned().await;
             let started = Instant::now();
-            let res = pipeline::upload(src, &binding, &key, level, &counters)
+            let res = pipeline::upload(src, &binding.prefix, &key, level, &counters)
                 .await
                 .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
             let moved = counters.transfer.load(Ordering::Relaxed);
@@ -227,18 +227,18 @@ impl HostStore for View<'_> {
         let scope = self.scope.clone();
         let fut = async move {
             let started = Instant::now();
-            let res = match binding.path(&rec.stored_key) {
+            let res = match binding.prefix.path(&rec.stored_key) {
                 Err(e) => Err(e),
                 Ok(path) => {
                     let pinned = binding.verified_version(&rec.stored_key);
                     let pin = pipeline::Pin::from(pinned.as_ref());
                     pipeline::download(
-                        binding.store.as_ref(),
+                        binding.prefix.store.as_ref(),
                         &path,
                         &rec,
                         Sink::Stream(&mut dst),
                         Some(&counters),
-                        binding.encryption.as_ref(),
+                        binding.prefix.encryption.as_ref(),
                         pin,
                     )
                     .await
@@ -297,7 +297,7 @@ impl HostStore for View<'_> {
             transfer: Arc::new(AtomicU64::new(0)),
             action: self.scope.progress.bytes_counter(),
         };
-        let res = pipeline::upload(src, &binding, &key, level, &counters)
+        let res = pipeline::upload(src, &binding.prefix, &key, level, &counters)
             .await
             .map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}")));
         self.scope.audit(
@@ -328,18 +328,18 @@ impl HostStore for View<'_> {
             Ok(rec) => {
                 let cap = max_bytes.min(self.scope.limits.captured_output);
                 let mut buf = Vec::new();
-                let r = match binding.path(&rec.stored_key) {
+                let r = match binding.prefix.path(&rec.stored_key) {
                     Err(e) => Err(e),
                     Ok(path) => {
                         let pinned = binding.verified_version(&rec.stored_key);
                         let pin = pipeline::Pin::from(pinned.as_ref());
                         pipeline::download(
-                            binding.store.as_ref(),
+                            binding.prefix.store.as_ref(),
                             &path,
                             &rec,
                             Sink::Buffer(&mut buf, cap),
                             None,
-                            binding.encryption.as_ref(),
+                            binding.prefix.encryption.as_ref(),
                             pin,
                         )
                         .await
@@ -382,9 +382,9 @@ impl HostStore for View<'_> {
         let res = match self.may(&name, &binding, LocationAccess::Read) {
             Err(e) => Err(e),
             Ok(()) => {
-                let root = object_store::path::Path::from(binding.prefix.as_str());
+                let root = object_store::path::Path::from(binding.prefix.root.as_str());
                 let mut out = Vec::new();
-                let mut listing = binding.store.list(Some(&root));
+                let mut listing = binding.prefix.store.list(Some(&root));
                 let mut failed = None;
                 while let Some(item) = listing.next().await {
                     match item {
@@ -395,13 +395,13 @@ impl HostStore for View<'_> {
                         Ok(meta) => {
                             let full = meta.location.as_ref();
                             let rel = full
-                                .strip_prefix(binding.prefix.as_str())
+                                .strip_prefix(binding.prefix.root.as_str())
                                 .unwrap_or(full)
                                 .trim_start_matches('/');
                             let key = logical_key(rel);
                             let zstd = rel.ends_with(".zst") || rel.ends_with(".zst.age");
                             let plain = rel == key;
-                            if !key.starts_with(prefix.as_str()) || key == super::MANIFEST_NAME {
+                            if !key.starts_with(prefix.as_str()) || key == MANIFEST_NAME {
                                 continue;
                             }
                             out.push(match known_object(self.scope, &binding, &key) {
@@ -446,10 +446,10 @@ impl HostStore for View<'_> {
                 let mut deleted = false;
                 let mut failed = None;
                 for stored in stored_variants(&key) {
-                    let Ok(path) = binding.path(&stored) else {
+                    let Ok(path) = binding.prefix.path(&stored) else {
                         continue;
                     };
-                    match binding.store.delete(&path).await {
+                    match binding.prefix.store.delete(&path).await {
                         Ok(()) => deleted = true,
                         Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => {

@@ -2,10 +2,10 @@
 //! when the action starts, lives only in host memory, and is written by the host into a
 //! process's environment or a stream; it never enters the guest.
 
-use super::streams::{flush, stream_error_text, write_all};
 use super::{Backends, CapView, Capability, Grant, Grants, HasCap, HostResult};
-use crate::credentials::read_secret_ref;
+use crate::credentials::Credentials;
 use crate::model::SecretRef;
+use crate::storage::streams::{flush, stream_error_text, write_all};
 use crate::wit::coffer::blueprint::secrets::{self, Host, HostSecret, Secret};
 use crate::wit::{WitError, retype};
 use std::collections::BTreeMap;
@@ -34,10 +34,11 @@ impl SecretValues {
     pub fn resolve(
         owner: &str,
         refs: &BTreeMap<String, SecretRef>,
+        credentials: &Credentials,
     ) -> Result<SecretValues, String> {
         let mut values = BTreeMap::new();
         for (name, r) in refs {
-            let value = read_secret_ref(&format!("{owner}: secret {name:?}"), r)?;
+            let value = credentials.read(&format!("{owner}: secret {name:?}"), r)?;
             values.insert(name.clone(), Arc::new(value));
         }
         Ok(SecretValues {

@@ -3,9 +3,9 @@
 //! restore point's record. Memory is bounded by the read chunk plus the upload parts in
 //! flight, whatever the size.
 
-use super::LocationBinding;
+use super::Prefix;
 use super::crypt::{Encryption, Sealer, decrypt_error_text};
-use crate::cap::streams::{flush, stream_error_text, write_all};
+use super::streams::{flush, stream_error_text, write_all};
 use crate::model::ObjectRecord;
 use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, TryStreamExt};
@@ -77,29 +77,25 @@ impl Compressor {
     }
 }
 
-/// Upload everything `src` yields to `stored` (a key under the binding's prefix). An upload
-/// that fails is aborted, leaving no object behind.
+/// Upload everything `src` yields as `key` under `prefix` (stored under the key with the
+/// suffixes of its encodings). An upload that fails is aborted, leaving no object behind.
 pub async fn upload(
     mut src: DynInputStream,
-    binding: &LocationBinding,
+    prefix: &Prefix,
     key: &str,
     zstd_level: Option<i32>,
     counters: &Counters,
 ) -> PipeResult<ObjectRecord> {
-    let stored = super::stored_key(key, zstd_level.is_some(), binding.encryption.is_some());
-    let path = binding.path(&stored)?;
-    let upload = binding
+    let stored = super::keys::stored_key(key, zstd_level.is_some(), prefix.encryption.is_some());
+    let path = prefix.path(&stored)?;
+    let upload = prefix
         .store
         .put_multipart(&path)
         .await
         .map_err(|e| store_err("starting the upload", e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let mut comp = Compressor::new(zstd_level)?;
-    let mut sealer: Option<Sealer> = binding
-        .encryption
-        .as_ref()
-        .map(|e| e.sealer())
-        .transpose()?;
+    let mut sealer: Option<Sealer> = prefix.encryption.as_ref().map(|e| e.sealer()).transpose()?;
     let mut sha = Sha256::new();
     let (mut size, mut stored_size) = (0u64, 0u64);
     let copied: PipeResult<()> = async {
@@ -158,7 +154,7 @@ pub async fn upload(
         stored_size,
         sha256: hex::encode(sha.finalize()),
         compression: if zstd_level.is_some() { "zstd" } else { "none" }.to_string(),
-        encryption: binding.encryption.as_ref().map(|_| "age".to_string()),
+        encryption: prefix.encryption.as_ref().map(|_| "age".to_string()),
     })
 }
 

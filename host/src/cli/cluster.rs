@@ -2,20 +2,90 @@
 //! resource and follow it until the daemon finishes it (or run it in-process with
 //! `--local-run`); `get` lists coffer's resources and which Blueprint protects each workload.
 
-use super::run::{self, ClusterCtx};
-use super::{ClusterArgs, api, parse_subject, spec_of, status_of};
 use crate::action::Coffer;
 use crate::binding::{Resolution, WorkloadInfo};
+use crate::k8s::daemon::DaemonConfig;
+use crate::k8s::run::{self, ClusterCtx};
+use crate::k8s::{ClusterTarget, api, parse_subject, spec_of, status_of};
 use crate::model::{ActionSetStatus, Phase, RestorePointSpec};
 use anyhow::{Context, Result, anyhow, bail};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Which cluster: `--kubeconfig` / `--context`, else the usual (KUBECONFIG, ~/.kube/config,
+/// in-cluster service account).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Talk to this cluster (a kubeconfig file) instead of local mode.
+    #[arg(long, global = true, value_name = "FILE", env = "COFFER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (implies cluster mode).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// Whether a cluster was asked for (else local mode).
+    pub fn wanted(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some()
+    }
+
+    pub fn target(&self) -> ClusterTarget {
+        ClusterTarget {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Namespace of the Blueprints, Profiles, BlueprintBindings and the Lease (default:
+    /// POD_NAMESPACE, else COFFER_NAMESPACE, else `coffer`).
+    #[arg(long = "namespace", short = 'n', env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This instance's name in the Lease and in `status.runner` (default: POD_NAME, else
+    /// host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, default_value = "coffer-daemon")]
+    pub lease_name: String,
+    /// How long the Lease lasts without renewal (renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` here.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Actions run at the same time; more wait, Running, for a slot.
+    #[arg(long, default_value_t = 16)]
+    pub max_concurrent: usize,
+    /// A Running ActionSet of another runner whose heartbeat this instance has seen
+    /// unchanged this long is settled as lost (runners beat every 2 s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub runner_timeout: Duration,
+}
+
+impl DaemonArgs {
+    pub fn config(self) -> DaemonConfig {
+        DaemonConfig {
+            namespace: self.namespace,
+            identity: self.identity,
+            lease_name: self.lease_name,
+            lease_duration: self.lease_duration,
+            metrics_addr: self.metrics_addr,
+            max_concurrent: self.max_concurrent,
+            runner_timeout: self.runner_timeout,
+        }
+    }
+}
+
 macro_rules! out {
-    ($($t:tt)*) => { crate::cli::emit(&format!("{}\n", format_args!($($t)*))) };
+    ($($t:tt)*) => { super::emit(&format!("{}\n", format_args!($($t)*))) };
 }
 
 /// What to run.
@@ -30,10 +100,10 @@ pub struct Request {
     pub local_run: bool,
     pub deadline: Option<String>,
     /// Print the final ActionSet resource instead of a summary line.
-    pub output: Option<crate::cli::OutputFormat>,
+    pub output: Option<super::OutputFormat>,
 }
 
-pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Result<ExitCode> {
+pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Result<ExitCode> {
     let (client, default_ns, config) = cluster.connect_with_config().await?;
     let ns = req.namespace.clone().unwrap_or(default_ns);
     let workload = match (&req.workload, &req.restore_point) {
@@ -65,12 +135,12 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
     let sets = api(&client, "ActionSet", &ns);
     // A --local-run ActionSet says so: the daemon leaves it to this process.
     let annotations = if req.local_run {
-        json!({super::daemon::LOCAL_RUN_ANNOTATION: format!("cli-{}", std::process::id())})
+        json!({crate::k8s::daemon::LOCAL_RUN_ANNOTATION: format!("cli-{}", std::process::id())})
     } else {
         json!({})
     };
     let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": format!("{}/{}", super::GROUP, super::VERSION),
+        "apiVersion": format!("{}/{}", crate::k8s::GROUP, crate::k8s::VERSION),
         "kind": "ActionSet",
         "metadata": {"generateName": format!("{}-{wname}-", req.action), "namespace": ns,
                      "annotations": annotations},
@@ -86,12 +156,12 @@ pub async fn action(coffer: Coffer, cluster: &ClusterArgs, req: Request) -> Resu
     if req.local_run {
         // This process is the runner, exactly as the daemon would be.
         coffer.set_manifest_key(
-            super::keys::manifest_key(&client, &super::config_namespace()).await?,
+            crate::k8s::keys::manifest_key(&client, &crate::k8s::config_namespace()).await?,
         );
         let cx = ClusterCtx {
             client: client.clone(),
             config,
-            config_ns: super::config_namespace(),
+            config_ns: crate::k8s::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
         };
         match run::claim(&sets, &created, &cx.identity).await {
@@ -131,7 +201,7 @@ async fn follow(
     sets: &Api<DynamicObject>,
     name: &str,
     what: &str,
-    output: Option<crate::cli::OutputFormat>,
+    output: Option<super::OutputFormat>,
 ) -> Result<ExitCode> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -144,7 +214,7 @@ async fn follow(
         let s: ActionSetStatus = status_of(&o);
         if let (Some(format), Phase::Completed | Phase::Failed) = (output, s.phase) {
             bar.finish_and_clear();
-            crate::cli::output::print_one(&o, format)?;
+            super::output::print_one(&o, format)?;
             return Ok(if s.phase == Phase::Completed {
                 ExitCode::SUCCESS
             } else {
@@ -186,7 +256,7 @@ async fn follow(
 
 /// `coffer get actionsets|restorepoints|bindings` on a cluster.
 pub async fn get(
-    cluster: &ClusterArgs,
+    cluster: &ClusterTarget,
     kind: &str,
     namespace: Option<String>,
     all_namespaces: bool,
@@ -194,7 +264,7 @@ pub async fn get(
     let (client, default_ns) = cluster.connect().await?;
     let ns = namespace.unwrap_or(default_ns);
     let list = |k: &str| {
-        let ar = super::resource(k);
+        let ar = crate::k8s::resource(k);
         if all_namespaces {
             Api::<DynamicObject>::all_with(client.clone(), &ar)
         } else {
@@ -263,7 +333,7 @@ pub async fn get(
 
 /// `coffer describe actionset|restorepoint NAME` on a cluster.
 pub async fn describe(
-    cluster: &ClusterArgs,
+    cluster: &ClusterTarget,
     kind: &str,
     name: &str,
     namespace: Option<String>,
@@ -283,9 +353,10 @@ pub async fn describe(
         .with_context(|| format!("reading {kind} {ns}/{name}"))?
         .ok_or_else(|| anyhow!("{kind} {ns}/{name} not found"))?;
     if kind == "ActionSet" {
-        let mut a: crate::model::ActionSet = super::to_object(crate::model::Kind::ActionSet, &o)?;
+        let mut a: crate::model::ActionSet =
+            crate::k8s::to_object(crate::model::Kind::ActionSet, &o)?;
         a.status = status_of(&o);
-        crate::cli::output::describe_action_set(&a);
+        super::output::describe_action_set(&a);
     } else {
         out!(
             "{}",
@@ -299,7 +370,7 @@ pub async fn describe(
 
 /// Every StatefulSet and Deployment with the Blueprint that protects it, and how.
 async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
-    let config_ns = super::config_namespace();
+    let config_ns = crate::k8s::config_namespace();
     out!(
         "{:<14} {:<28} {:<20} VIA",
         "NAMESPACE",
@@ -326,7 +397,7 @@ async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
                 labels: w.metadata.labels.clone().unwrap_or_default(),
                 annotations: w.metadata.annotations.clone().unwrap_or_default(),
             };
-            let r = super::sync::resolve_blueprint(client, &config_ns, &info).await?;
+            let r = crate::k8s::sync::resolve_blueprint(client, &config_ns, &info).await?;
             let via = match &r {
                 Resolution::Binding { binding, also, .. } if also.is_empty() => {
                     format!("BlueprintBinding {binding}")

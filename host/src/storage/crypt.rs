@@ -2,6 +2,7 @@
 //! stored object reads back with `age -d -i key.txt obj.zst.age | zstd -d`. Encryption
 //! streams in age's 64 KiB chunks: memory stays bounded whatever the object's size.
 
+use crate::credentials::Credentials;
 use crate::model::{EncryptionSpec, ProfileType, SecretRef};
 use age::x25519;
 use anyhow::{Result, bail};
@@ -16,6 +17,7 @@ pub struct Encryption {
     pub profile: String,
     recipients: Vec<x25519::Recipient>,
     identity: Option<SecretRef>,
+    credentials: Credentials,
     /// The identities, read once per opened Profile (a restore decrypts many objects).
     identities: Arc<std::sync::OnceLock<Result<Arc<Vec<x25519::Identity>>, String>>>,
 }
@@ -26,6 +28,7 @@ impl Encryption {
         profile: &str,
         kind: ProfileType,
         spec: Option<&EncryptionSpec>,
+        credentials: &Credentials,
     ) -> Result<Option<Encryption>> {
         let age = match spec {
             None if kind.is_remote() => bail!(
@@ -64,6 +67,7 @@ impl Encryption {
             profile: profile.to_string(),
             recipients,
             identity: age.identity.clone(),
+            credentials: credentials.clone(),
             identities: Default::default(),
         }))
     }
@@ -95,10 +99,9 @@ impl Encryption {
                 "Profile {p} encrypts with age, but has no spec.encryption.identity to decrypt with; add one (a file or an environment variable holding AGE-SECRET-KEY-1...)"
             ));
         };
-        let text = crate::credentials::read_secret_ref(
-            &format!("Profile {p}: spec.encryption.identity"),
-            r,
-        )?;
+        let text = self
+            .credentials
+            .read(&format!("Profile {p}: spec.encryption.identity"), r)?;
         parse_identities(&text)
             .map(Arc::new)
             .map_err(|e| format!("Profile {p}: spec.encryption.identity: {e}"))
@@ -189,6 +192,7 @@ mod tests {
     fn seals_in_chunks_and_age_reads_it_back() {
         let id = x25519::Identity::generate();
         let enc = Encryption {
+            credentials: Credentials::local(),
             profile: "p".into(),
             recipients: vec![id.to_public()],
             identity: None,
@@ -222,18 +226,18 @@ mod tests {
 
     #[test]
     fn remote_profiles_must_choose() {
-        let e = Encryption::from_spec("s3", ProfileType::S3, None)
+        let e = Encryption::from_spec("s3", ProfileType::S3, None, &Credentials::local())
             .err()
             .unwrap();
         assert!(e.to_string().contains("encryption: none"), "{e}");
         assert!(
-            Encryption::from_spec("f", ProfileType::File, None)
+            Encryption::from_spec("f", ProfileType::File, None, &Credentials::local())
                 .unwrap()
                 .is_none()
         );
         let none = EncryptionSpec::Keyword("none".into());
         assert!(
-            Encryption::from_spec("s3", ProfileType::S3, Some(&none))
+            Encryption::from_spec("s3", ProfileType::S3, Some(&none), &Credentials::local())
                 .unwrap()
                 .is_none()
         );
@@ -241,7 +245,7 @@ mod tests {
             recipients: vec!["age1nope".into()],
             identity: None,
         });
-        let e = Encryption::from_spec("s3", ProfileType::S3, Some(&bad))
+        let e = Encryption::from_spec("s3", ProfileType::S3, Some(&bad), &Credentials::local())
             .err()
             .unwrap();
         assert!(e.to_string().contains("recipients[0]"), "{e}");

@@ -2,10 +2,10 @@
 //! verifying a restore point end to end, and listing / reading / removing objects (the
 //! `coffer location` commands, coffer's kando).
 
-use crate::action::Coffer;
-use crate::cap::location::backend::Location;
-use crate::cap::location::pipeline::{self, Counters, Sink};
-use crate::cap::location::store_error;
+use super::manifest::{self, ManifestKey};
+use super::pipeline::{self, Counters, Sink};
+use super::{Location, store_error};
+use crate::credentials::Credentials;
 use crate::model::{ObjectRecord, Profile, RestorePoint};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -26,8 +26,8 @@ pub struct Probe {
 /// Probe LIST, PUT, GET and DELETE with a throwaway object under `coffer-probe/`, then the
 /// Profile's encryption keys and Object Lock. Every check runs even when one fails, so
 /// the report names each missing permission.
-pub async fn validate_profile(p: &Profile) -> Result<Vec<Probe>> {
-    let loc = Location::from_profile(p)?;
+pub async fn validate_profile(p: &Profile, credentials: &Credentials) -> Result<Vec<Probe>> {
+    let loc = Location::from_profile(p, credentials)?;
     let mut out = Vec::new();
     let mut probe = |check: &str, r: Result<String, String>| {
         let ok = r.is_ok();
@@ -136,7 +136,7 @@ async fn list_some(loc: &Location, prefix: &str) -> Result<usize, String> {
 }
 
 /// Encrypt a few bytes to the Profile's recipients and decrypt them with its identity.
-async fn age_round_trip(enc: &crate::cap::location::crypt::Encryption) -> Result<String, String> {
+async fn age_round_trip(enc: &crate::storage::crypt::Encryption) -> Result<String, String> {
     let plain = b"coffer probe";
     let mut s = enc.sealer()?;
     let mut sealed = s.push(plain)?.to_vec();
@@ -154,7 +154,7 @@ async fn age_round_trip(enc: &crate::cap::location::crypt::Encryption) -> Result
     let d = age::Decryptor::new(&sealed[..]).map_err(|e| format!("age: {e}"))?;
     let mut r = d
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| crate::cap::location::crypt::decrypt_error_text(&enc.profile, &e))?;
+        .map_err(|e| crate::storage::crypt::decrypt_error_text(&enc.profile, &e))?;
     let mut back = Vec::new();
     std::io::Read::read_to_end(&mut r, &mut back).map_err(|e| format!("age: {e}"))?;
     if back != plain {
@@ -193,15 +193,16 @@ impl VerifyReport {
     }
 }
 
-/// Re-read every object of a restore point: stored size and sha256, then decrypt and
-/// decompress to the end (sizes checked), writing nothing. `bytes` counts decoded bytes.
-pub async fn verify(coffer: &Coffer, name: &str, bytes: Arc<AtomicU64>) -> Result<VerifyReport> {
-    let rp = coffer.restore_point(name)?;
-    let (profile, _) = coffer
-        .profile(&rp.spec.profile)
-        .with_context(|| format!("RestorePoint {name}: its Profile"))?;
-    let loc = Location::from_profile(&profile)?;
-    let manifest = check_manifest(&loc, coffer.manifest_key()?, &rp).await;
+/// Re-read every object of restore point `rp` in `loc` (its Profile's location): stored size
+/// and sha256, then decrypt and decompress to the end (sizes checked), writing nothing; and
+/// its manifest, signed with `key`. `bytes` counts decoded bytes.
+pub async fn verify(
+    loc: &Location,
+    key: &ManifestKey,
+    rp: &RestorePoint,
+    bytes: Arc<AtomicU64>,
+) -> Result<VerifyReport> {
+    let manifest = check_manifest(loc, key, rp).await;
     let counters = Counters {
         transfer: Arc::new(AtomicU64::new(0)),
         action: bytes,
@@ -245,8 +246,8 @@ pub async fn verify(coffer: &Coffer, name: &str, bytes: Arc<AtomicU64>) -> Resul
         });
     }
     Ok(VerifyReport {
-        restore_point: name.to_string(),
-        profile: profile.name().to_string(),
+        restore_point: rp.name().to_string(),
+        profile: loc.profile.clone(),
         manifest,
         objects,
     })
@@ -254,20 +255,16 @@ pub async fn verify(coffer: &Coffer, name: &str, bytes: Arc<AtomicU64>) -> Resul
 
 /// The manifest object must exist, carry coffer's MAC, and describe the same restore point
 /// as the catalog.
-async fn check_manifest(
-    loc: &Location,
-    key: &crate::action::manifest::ManifestKey,
-    rp: &RestorePoint,
-) -> Probe {
+async fn check_manifest(loc: &Location, key: &ManifestKey, rp: &RestorePoint) -> Probe {
     let mkey = &rp.spec.manifest_key;
     let r: Result<String, String> = async {
-        let stored = crate::action::manifest::read(loc, key, &rp.spec.prefix)
+        let stored = manifest::read(loc, key, &rp.spec.prefix)
             .await
             .map_err(|e| format!("{e:#}"))?
             .ok_or_else(|| {
                 format!("{mkey} is missing: the backup is incomplete or its manifest was removed")
             })?;
-        crate::action::manifest::check_matches(rp, &stored).map_err(|e| format!("{e:#}"))?;
+        manifest::check_matches(rp, &stored).map_err(|e| format!("{e:#}"))?;
         Ok(format!(
             "{mkey} present, signed by this coffer, {} object(s) listed",
             stored.spec.objects.len()
@@ -347,10 +344,10 @@ pub async fn cat(
     res.map_err(|e| anyhow!(e))
 }
 
-/// Remove objects: `key` itself, or everything under it with `recursive`. A restore
-/// point's objects are refused unless `force` (use `coffer delete` for those).
+/// Remove objects: `key` itself, or everything under it with `recursive`. Objects of the
+/// restore points in `protected` are refused unless `force` (use `coffer delete` for those).
 pub async fn remove(
-    coffer: &Coffer,
+    protected: &[RestorePoint],
     loc: &Location,
     key: &str,
     recursive: bool,
@@ -370,10 +367,7 @@ pub async fn remove(
         bail!("nothing under {key} in Profile {}", loc.profile);
     }
     if !force {
-        for rp in coffer
-            .catalog
-            .list::<RestorePoint>(crate::model::Kind::RestorePoint)?
-        {
+        for rp in protected {
             if rp.spec.profile == loc.profile
                 && targets
                     .iter()

@@ -2,8 +2,9 @@
 //! and the housekeeping every backend needs (removing a prefix, aborting open uploads).
 
 use super::crypt::Encryption;
+use super::open;
 use super::s3api::S3Api;
-use super::store;
+use crate::credentials::Credentials;
 use crate::model::{ObjectLockSpec, Profile};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -29,7 +30,7 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn from_profile(p: &Profile) -> Result<Location> {
+    pub fn from_profile(p: &Profile, credentials: &Credentials) -> Result<Location> {
         let name = p.name();
         let zstd_level = match p.spec.compression.as_deref() {
             None | Some("zstd") => Some(p.spec.compression_level.unwrap_or(DEFAULT_ZSTD_LEVEL)),
@@ -43,8 +44,9 @@ impl Location {
         {
             bail!("Profile {name}: spec.compressionLevel {l} is not between 1 and 19");
         }
-        let encryption = Encryption::from_spec(name, p.spec.kind, p.spec.encryption.as_ref())?;
-        let opened = store::open(p)?;
+        let encryption =
+            Encryption::from_spec(name, p.spec.kind, p.spec.encryption.as_ref(), credentials)?;
+        let opened = open::open(p, credentials)?;
         Ok(Location {
             profile: name.to_string(),
             store: opened.store,

@@ -3,7 +3,7 @@
 //! in the Profile, and stay in the host.
 
 use super::s3api::S3Api;
-use crate::credentials::read_secret_ref;
+use crate::credentials::Credentials;
 use crate::model::{Profile, ProfileType, SecretRef, parse_duration};
 use anyhow::{Context, Result, anyhow, bail};
 use object_store::aws::AmazonS3Builder;
@@ -29,7 +29,7 @@ pub struct Opened {
     pub s3: Option<S3Api>,
 }
 
-pub fn open(p: &Profile) -> Result<Opened> {
+pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
     let name = p.name();
     let spec = &p.spec;
     let need = |field: &str, v: &Option<String>| -> Result<String> {
@@ -43,7 +43,7 @@ pub fn open(p: &Profile) -> Result<Opened> {
     };
     let secret = |field: &str, r: &Option<SecretRef>| -> Result<Option<String>> {
         r.as_ref()
-            .map(|r| read_secret_ref(&format!("Profile {name}: spec.credentials.{field}"), r))
+            .map(|r| credentials.read(&format!("Profile {name}: spec.credentials.{field}"), r))
             .transpose()
             .map_err(|e| anyhow!(e))
     };
@@ -226,7 +226,7 @@ mod tests {
     }
 
     fn err(yaml: &str) -> String {
-        match open(&profile(yaml)) {
+        match open(&profile(yaml), &Credentials::local()) {
             Ok(_) => panic!("{yaml} was accepted"),
             Err(e) => format!("{e:#}"),
         }
@@ -254,9 +254,10 @@ mod tests {
         let e = err("{type: s3, bucket: b, retryTimeout: soon}");
         assert!(e.contains("spec.retryTimeout"), "{e}");
         assert!(
-            open(&profile(
-                "{type: s3, bucket: b, endpoint: 'http://127.0.0.1:9'}"
-            ))
+            open(
+                &profile("{type: s3, bucket: b, endpoint: 'http://127.0.0.1:9'}"),
+                &Credentials::local()
+            )
             .is_ok()
         );
     }

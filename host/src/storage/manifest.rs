@@ -106,7 +106,7 @@ impl ManifestKey {
 /// `restorepoints/<namespace>/<kind>-<name>` as `root`.
 pub fn expected_prefix(root: &str, rp: &RestorePoint) -> Result<String> {
     let name = rp.name();
-    if !crate::cap::kube::names::is_subdomain(name) {
+    if !crate::model::names::is_subdomain(name) {
         bail!("RestorePoint name {name:?} is not a valid name");
     }
     Ok(format!("{root}/{name}"))
@@ -129,12 +129,12 @@ pub fn check_digests(rp: &RestorePoint) -> Result<()> {
 
 /// Read and authenticate the manifest under `prefix`. `Ok(None)`: there is none.
 pub async fn read(
-    loc: &crate::cap::location::backend::Location,
+    loc: &crate::storage::Location,
     key: &ManifestKey,
     prefix: &str,
 ) -> Result<Option<RestorePoint>> {
     use object_store::ObjectStoreExt;
-    let path = format!("{prefix}/{}", crate::cap::location::MANIFEST_NAME);
+    let path = format!("{prefix}/{}", crate::storage::MANIFEST_NAME);
     let got = match loc
         .store
         .get(&object_store::path::Path::from(path.as_str()))
@@ -145,7 +145,7 @@ pub async fn read(
         Err(e) => bail!(
             "reading {path} from Profile {}: {}",
             loc.profile,
-            crate::cap::location::store_error(&e)
+            crate::storage::store_error(&e)
         ),
     };
     let body = got
