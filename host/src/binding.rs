@@ -88,7 +88,10 @@ pub fn matches(s: &WorkloadSelector, w: &WorkloadInfo) -> bool {
         return false;
     }
     let kind_ok = s.kinds.is_empty() || s.kinds.iter().any(|k| k.eq_ignore_ascii_case(&w.kind));
-    let ns_ok = s.namespaces.is_empty() || s.namespaces.iter().any(|p| glob(p, &w.namespace));
+    let ns_ok = s.namespaces.is_empty()
+        || s.namespaces
+            .iter()
+            .any(|p| coffer_manifest::glob_matches(p, &w.namespace));
     kind_ok
         && ns_ok
         && all_present(&s.labels, &w.labels)
@@ -98,26 +101,6 @@ pub fn matches(s: &WorkloadSelector, w: &WorkloadInfo) -> bool {
 fn all_present(want: &BTreeMap<String, String>, have: &BTreeMap<String, String>) -> bool {
     want.iter()
         .all(|(k, v)| have.get(k).is_some_and(|hv| v == "*" || hv == v))
-}
-
-/// `*` matches any run of characters; everything else is literal.
-fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -234,7 +217,7 @@ mod tests {
             ("db", "db", true),
             ("db", "db2", false),
         ] {
-            assert_eq!(glob(p, t), want, "{p} ~ {t}");
+            assert_eq!(coffer_manifest::glob_matches(p, t), want, "{p} ~ {t}");
         }
     }
 }

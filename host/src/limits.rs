@@ -1,20 +1,10 @@
 //! The limits one action runs under: defaults, and the Blueprint's overrides of them.
 
-use crate::model::{Limits, parse_duration, parse_size};
+use crate::model::{ActionKind, Limits, parse_duration, parse_size};
 use std::time::Duration;
 
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_CPU: Duration = Duration::from_secs(300);
-/// K10's defaults for hooks, backup, restore and delete.
-pub fn default_timeout(action: &str) -> Duration {
-    let minutes = match action {
-        "backup" => 45,
-        "restore" => 600,
-        "delete" => 45,
-        _ => 20,
-    };
-    Duration::from_secs(minutes * 60)
-}
 /// Live handles (processes, streams, transfers, stores, secrets) per action.
 pub const DEFAULT_HANDLES: usize = 1024;
 /// Bytes the host will lift from guest arguments in one call.
@@ -62,7 +52,7 @@ impl EffectiveLimits {
             Some(s) => {
                 parse_duration(s).map_err(|e| format!("spec.limits.timeouts.{action}: {e}"))?
             }
-            None => default_timeout(action),
+            None => ActionKind::parse(action).default_timeout(),
         };
         let size = |v: &Option<String>, field: &str, default: u64| match v {
             Some(s) => parse_size(s).map_err(|e| format!("spec.limits.{field}: {e}")),

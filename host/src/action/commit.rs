@@ -2,6 +2,7 @@
 //! recorded as a RestorePoint; a delete removes the manifest first, then the rest.
 
 use super::{Coffer, PreparedAction};
+use crate::model::ActionKind;
 use crate::model::{
     ArtifactRecord, Kind, ObjectRecord, Phase, PluginInfo, RestorePoint, RestorePointSpec,
     now_rfc3339,
@@ -41,8 +42,8 @@ impl Coffer {
             a.status.outputs = outputs.clone();
             p.copy_records(&mut a.status);
         };
-        match p.request.action.as_str() {
-            "backup" => {
+        match &p.request.action {
+            ActionKind::Backup => {
                 let rp = self.commit_backup(p, &output).await?;
                 let mut a = self.action_set(&p.name)?;
                 finish(&mut a);
@@ -53,10 +54,11 @@ impl Coffer {
                 self.catalog.record_backup(&rp, &a, Some(&p.owner_token))?;
                 tracing::info!(restorepoint = %rp.name(), bytes = rp.spec.size, stored = rp.spec.stored_size, "backup committed");
             }
-            action => {
-                if action == "delete" {
-                    self.remove_restore_point(p).await?;
-                }
+            ActionKind::Delete => {
+                self.remove_restore_point(p).await?;
+                self.update(&p.name, Some(&p.owner_token), finish)?;
+            }
+            ActionKind::Restore | ActionKind::Other(_) => {
                 self.update(&p.name, Some(&p.owner_token), finish)?;
             }
         }

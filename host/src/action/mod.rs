@@ -2,6 +2,7 @@
 //! call the plugin, commit a backup by writing its manifest last, and recover ActionSets
 //! whose process died.
 
+pub mod cleanup;
 mod commit;
 
 mod owner;
@@ -17,7 +18,9 @@ use crate::catalog::Catalog;
 use crate::credentials::Credentials;
 use crate::engine::{CallError, Engine, call_describe, call_run, call_validate};
 use crate::home::Home;
+use crate::model::ActionKind;
 use crate::model::{ActionSet, Phase, now_rfc3339};
+use crate::storage::Location;
 use crate::storage::manifest;
 use anyhow::Result;
 use std::sync::OnceLock;
@@ -143,13 +146,13 @@ impl Coffer {
                 p.manifest.version
             )));
         }
-        if p.request.action == "backup" {
+        if p.request.action == ActionKind::Backup {
             p.location
                 .check_object_lock()
                 .await
                 .map_err(|e| ActionError(format!("{e:#}")))?;
         }
-        if p.request.action == "restore" {
+        if p.request.action == ActionKind::Restore {
             // Verify every object before the plugin runs, so a corrupt restore point is
             // refused before anything touches the workload.
             self.verify_input(p).await.map_err(ActionError)?;
@@ -206,20 +209,11 @@ impl Coffer {
                 p.profile.name(),
                 p.prefix
             );
-        } else if p.request.action == "backup" {
-            match p.location.remove_prefix(&p.prefix).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(objects = n, prefix = %p.prefix, "removed the partial backup")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    cleanup_pending = true;
-                    cleanup_note = format!(
-                        " (its partial objects or open uploads under {} could not be removed yet: {e:#}; the next coffer command tries again)",
-                        p.prefix
-                    );
-                }
-            }
+        } else if p.request.action.removes_objects_on_failure() {
+            let location = Location::from_profile(&p.profile, &self.credentials);
+            let c = cleanup::remove_partial_backup(location, &p.prefix).await;
+            cleanup_pending = c.pending();
+            cleanup_note = c.note(&p.prefix, "the next coffer command tries again");
         }
         let res = self.update(&p.name, Some(&p.owner_token), |a| {
             a.status.phase = Phase::Failed;

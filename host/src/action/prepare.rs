@@ -7,22 +7,22 @@ use crate::cap::secrets::SecretValues;
 use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
 use crate::limits::EffectiveLimits;
 use crate::model::{
-    ActionSet, ActionSetSpec, ActionSetStatus, Blueprint, Kind, Phase, Profile, RestorePoint,
-    Workload, WorkloadSpec, now_rfc3339,
+    ActionKind, ActionSet, ActionSetSpec, ActionSetStatus, Blueprint, Kind, Phase, Profile,
+    RestorePoint, Workload, WorkloadSpec, now_rfc3339,
 };
 use crate::plugin::PluginBytes;
 use crate::storage::{Location, Prefix};
 use crate::wit::coffer::blueprint::types::ObjectRef;
 use crate::wit::wit_plugin;
 use anyhow::{Context, Result, anyhow, bail};
-use coffer_manifest::{LocationAccess, Manifest};
+use coffer_manifest::Manifest;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
 pub struct ActionRequest {
-    pub action: String,
+    pub action: ActionKind,
     /// The workload (for delete: taken from the restore point).
     pub workload: Option<String>,
     pub profile: Option<String>,
@@ -197,7 +197,7 @@ impl Coffer {
             }
             // An incomplete restore point can still be deleted: only its own prefix is
             // touched.
-            None if action == "delete" => Ok(rp),
+            None if action == ActionKind::Delete.name() => Ok(rp),
             None => bail!(
                 "RestorePoint {}: its manifest {manifest_key} is missing from Profile {}; the backup is incomplete or was removed",
                 rp.name(),
@@ -207,13 +207,14 @@ impl Coffer {
     }
 
     pub async fn prepare(&self, req: ActionRequest) -> Result<PreparedAction> {
-        let action = req.action.clone();
+        let kind = req.action.clone();
+        let action = kind.name().to_string();
         let input = req
             .restore_point
             .as_deref()
             .map(|n| self.restore_point(n))
             .transpose()?;
-        if matches!(action.as_str(), "restore" | "delete") && input.is_none() {
+        if kind.needs_restore_point() && input.is_none() {
             bail!("{action} needs a restore point");
         }
         let cluster = req.cluster.clone();
@@ -339,7 +340,8 @@ impl Coffer {
         let workload_label = cluster
             .as_ref()
             .map_or_else(|| wname.clone(), |c| c.label.clone());
-        let (prefix, access, expected, restore_point_name) = match &input {
+        let access = kind.location_access(input.is_some());
+        let (prefix, expected, restore_point_name) = match &input {
             None => {
                 let rp = format!("{wname}-{stamp}-{sfx}");
                 let prefix = match &cluster {
@@ -348,28 +350,18 @@ impl Coffer {
                 };
                 (
                     prefix,
-                    vec![
-                        LocationAccess::Read,
-                        LocationAccess::Write,
-                        LocationAccess::Delete,
-                    ],
                     BTreeMap::new(),
-                    Some(rp),
+                    kind.makes_restore_point().then_some(rp),
                 )
             }
             Some(rp) => {
-                let access = if action == "delete" {
-                    vec![LocationAccess::Read, LocationAccess::Delete]
-                } else {
-                    vec![LocationAccess::Read]
-                };
                 let expected = rp
                     .spec
                     .objects
                     .iter()
                     .map(|o| (o.key.clone(), o.clone()))
                     .collect();
-                (rp.spec.prefix.clone(), access, expected, None)
+                (rp.spec.prefix.clone(), expected, None)
             }
         };
         let binding = Arc::new(BoundLocation::new(

@@ -4,6 +4,7 @@
 //! its heartbeat; the settling write is compare-and-set on the runner's owner token, so a
 //! runner that is alive after all keeps its action. Old finished ActionSets are pruned.
 
+use super::cleanup::{self, Cleanup};
 use super::{Coffer, owner};
 use crate::catalog::{ActionSetQuery, Retention};
 use crate::model::{ActionSet, Phase, now_rfc3339};
@@ -65,25 +66,15 @@ impl Coffer {
             tracing::debug!(actionset = %a.name(), error = %e, "the ActionSet changed hands; leaving it");
             return Ok(());
         }
-        if a.spec.action == "backup"
+        if a.spec.kind().removes_objects_on_failure()
             && let Some(prefix) = &a.status.prefix
         {
-            let removed = match self
+            let location = self
                 .profile(&a.spec.profile)
-                .and_then(|(p, _)| Location::from_profile(&p, &self.credentials))
-            {
-                Ok(loc) => loc.remove_prefix(prefix).await,
-                Err(e) => Err(e),
-            };
-            match removed {
-                Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
-                Err(e) => {
-                    pending = true;
-                    why.push_str(&format!(
-                        "; its partial objects under {prefix} could not be removed yet: {e:#}; the next coffer command tries again"
-                    ))
-                }
-            }
+                .and_then(|(p, _)| Location::from_profile(&p, &self.credentials));
+            let c = cleanup::remove_partial_backup(location, prefix).await;
+            pending = c.pending();
+            why.push_str(&c.note(prefix, "the next coffer command tries again"));
         }
         tracing::warn!(actionset = %a.name(), "{why}");
         self.update(a.name(), None, |a| {
@@ -100,23 +91,18 @@ impl Coffer {
         let Some(prefix) = &a.status.prefix else {
             return Ok(());
         };
-        let removed = match self
+        let location = self
             .profile(&a.spec.profile)
-            .and_then(|(p, _)| Location::from_profile(&p, &self.credentials))
-        {
-            Ok(loc) => loc.remove_prefix(prefix).await,
-            Err(e) => Err(e),
-        };
-        match removed {
-            Ok(n) => {
-                tracing::info!(actionset = %a.name(), objects = n, prefix = %prefix, "removed what the failed backup left");
+            .and_then(|(p, _)| Location::from_profile(&p, &self.credentials));
+        match cleanup::remove_partial_backup(location, prefix).await {
+            Cleanup::Removed(_) => {
                 self.update(a.name(), None, |a| a.status.cleanup_pending = false)
             }
-            Err(e) => {
+            Cleanup::Pending(e) => {
                 let attempts = a.status.cleanup_attempts + 1;
                 if attempts >= MAX_CLEANUP_ATTEMPTS {
                     let note = format!(
-                        "; gave up removing what it left under {prefix} after {attempts} attempts ({e:#}); remove it with `coffer location rm -r --profile {} {prefix}`",
+                        "; gave up removing what it left under {prefix} after {attempts} attempts ({e}); remove it with `coffer location rm -r --profile {} {prefix}`",
                         a.spec.profile
                     );
                     tracing::warn!(actionset = %a.name(), "{}", note.trim_start_matches("; "));
@@ -128,7 +114,7 @@ impl Coffer {
                         }
                     });
                 }
-                tracing::warn!(actionset = %a.name(), prefix = %prefix, attempt = attempts, error = %format!("{e:#}"), "what the failed backup left could not be removed yet");
+                tracing::warn!(actionset = %a.name(), prefix = %prefix, attempt = attempts, error = %e, "what the failed backup left could not be removed yet");
                 self.update(a.name(), None, |a| a.status.cleanup_attempts = attempts)
             }
         }

@@ -2,13 +2,14 @@
 
 use super::{OutputFormat, output, progress};
 use crate::action::{ActionRequest, Coffer};
+use crate::model::ActionKind;
 use crate::model::{ActionSet, Phase};
 use anyhow::{Result, anyhow, bail};
 use std::process::ExitCode;
 
 /// Build a request from CLI arguments; `--param k=v` values are JSON when they parse as JSON.
 pub fn request(
-    action: &str,
+    action: ActionKind,
     workload: Option<String>,
     profile: Option<String>,
     restore_point: Option<String>,
@@ -27,7 +28,7 @@ pub fn request(
         map.insert(k.to_string(), value);
     }
     Ok(ActionRequest {
-        action: action.to_string(),
+        action,
         workload,
         profile,
         restore_point,
@@ -54,7 +55,7 @@ pub async fn follow_and_report(
     let what = match (&prepared.request.workload, &prepared.request.restore_point) {
         (Some(w), _) => format!("{} {w}", prepared.request.action),
         (None, Some(rp)) => format!("{} {rp}", prepared.request.action),
-        _ => prepared.request.action.clone(),
+        _ => prepared.request.action.to_string(),
     };
     let finished: ActionSet = tokio::select! {
         r = progress::follow(what.clone(), prepared.scope(), coffer.run(&prepared)) => r?,

@@ -7,7 +7,7 @@ use crate::binding::{Resolution, WorkloadInfo};
 use crate::k8s::daemon::DaemonConfig;
 use crate::k8s::run::{self, ClusterCtx};
 use crate::k8s::{ClusterTarget, api, parse_subject, spec_of, status_of};
-use crate::model::{ActionSetStatus, Phase, RestorePointSpec};
+use crate::model::{ActionKind, ActionSetStatus, Phase, RestorePointSpec};
 use anyhow::{Context, Result, anyhow, bail};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use serde_json::json;
@@ -90,7 +90,7 @@ macro_rules! out {
 
 /// What to run.
 pub struct Request {
-    pub action: String,
+    pub action: ActionKind,
     /// `kind/name`; for delete, taken from the restore point when absent.
     pub workload: Option<String>,
     pub restore_point: Option<String>,
@@ -119,7 +119,7 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
         (None, None) => bail!("{} needs a workload", req.action),
     };
     let (_, wname) = parse_subject(&workload)?;
-    let mut spec = json!({"action": req.action, "workload": workload});
+    let mut spec = json!({"action": req.action.name(), "workload": workload});
     if let Some(p) = &req.profile {
         spec["profile"] = json!(p);
     }

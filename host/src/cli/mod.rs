@@ -23,6 +23,7 @@ mod storage_cmd;
 
 use crate::action::Coffer;
 use crate::home::Home;
+use crate::model::ActionKind;
 use crate::model::Kind;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -284,7 +285,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output,
             ..
         } => {
-            let req = actions::request("backup", Some(workload), profile, None, &params)?;
+            let req = actions::request(ActionKind::Backup, Some(workload), profile, None, &params)?;
             actions::run(&coffer, req, output).await
         }
         Command::Restore {
@@ -294,7 +295,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output,
             ..
         } => {
-            let req = actions::request("restore", Some(workload), None, Some(from), &params)?;
+            let req = actions::request(
+                ActionKind::Restore,
+                Some(workload),
+                None,
+                Some(from),
+                &params,
+            )?;
             actions::run(&coffer, req, output).await
         }
         Command::Delete {
@@ -302,7 +309,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output,
             ..
         } => {
-            let req = actions::request("delete", None, None, Some(restore_point), &[])?;
+            let req = actions::request(ActionKind::Delete, None, None, Some(restore_point), &[])?;
             actions::run(&coffer, req, output).await
         }
         Command::Verify {
@@ -332,7 +339,7 @@ async fn on_cluster(
             params,
             output,
         } => {
-            let r = actions::request("backup", Some(workload), profile, None, &params)?;
+            let r = actions::request(ActionKind::Backup, Some(workload), profile, None, &params)?;
             (r, on_cluster, output)
         }
         Command::Restore {
@@ -342,7 +349,13 @@ async fn on_cluster(
             params,
             output,
         } => {
-            let r = actions::request("restore", Some(workload), None, Some(from), &params)?;
+            let r = actions::request(
+                ActionKind::Restore,
+                Some(workload),
+                None,
+                Some(from),
+                &params,
+            )?;
             (r, on_cluster, output)
         }
         Command::Delete {
@@ -350,7 +363,7 @@ async fn on_cluster(
             on_cluster,
             output,
         } => {
-            let r = actions::request("delete", None, None, Some(restore_point), &[])?;
+            let r = actions::request(ActionKind::Delete, None, None, Some(restore_point), &[])?;
             (r, on_cluster, output)
         }
         _ => anyhow::bail!(

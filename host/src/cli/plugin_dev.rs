@@ -91,7 +91,7 @@ pub struct RunArgs {
 pub async fn run(home: Option<PathBuf>, a: RunArgs) -> Result<ExitCode> {
     let coffer = crate::action::Coffer::open(Home::resolve(home)?).await?;
     let mut req = super::actions::request(
-        &a.action,
+        crate::model::ActionKind::parse(&a.action),
         a.workload.clone(),
         a.profile.clone(),
         a.from.clone(),

@@ -25,14 +25,14 @@ use crate::cap::location::{BoundLocation, BoundLocations};
 use crate::cap::secrets::SecretValues;
 use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
 use crate::engine::{CallError, EffectiveLimits, Engine, call_run, call_validate};
-use crate::model::ObjectRecord;
+use crate::model::{ActionKind, ObjectRecord};
 use crate::plugin::PluginBytes;
 use crate::storage::Prefix;
 use crate::storage::pipeline::{self, Counters, Sink};
 use crate::wit::coffer::blueprint::types::ObjectRef;
 use crate::wit::wit_plugin;
 use anyhow::{Context, Result};
-use coffer_manifest::{LocationAccess, Manifest};
+use coffer_manifest::Manifest;
 use object_store::memory::InMemory;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -232,15 +232,8 @@ pub async fn run_action(
             .map_err(|e| anyhow::anyhow!("case {}: seeding object {key}: {e}", c.name))?;
         expected.insert(key.clone(), rec);
     }
-    let access = match c.action.as_str() {
-        "backup" => vec![
-            LocationAccess::Read,
-            LocationAccess::Write,
-            LocationAccess::Delete,
-        ],
-        "delete" => vec![LocationAccess::Read, LocationAccess::Delete],
-        _ => vec![LocationAccess::Read],
-    };
+    let kind = ActionKind::parse(&c.action);
+    let access = kind.location_access(kind.needs_restore_point() || !c.objects.is_empty());
     let binding = Arc::new(BoundLocation::new(seed, access, Some(3), expected.clone()));
     let limits =
         EffectiveLimits::resolve(&Default::default(), &c.action).map_err(|e| anyhow::anyhow!(e))?;

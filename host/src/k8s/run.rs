@@ -10,7 +10,7 @@
 
 use super::sync::{gvk_api, read_secret, resolve_blueprint, sync};
 use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, api, parse_subject, spec_of};
-use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction};
+use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction, cleanup};
 use crate::binding::{Resolution, WorkloadInfo};
 use crate::cap::Backends;
 use crate::cap::exec::{ExecBackend, PodExec, PodTarget};
@@ -19,8 +19,10 @@ use crate::cap::kube::client::ClusterKube;
 use crate::cap::snapshot::SnapshotBackend;
 use crate::cap::snapshot::csi::CsiSnapshots;
 use crate::model::{
-    ActionSet, ActionSetSpec, ActionSetStatus, Kind, Phase, RestorePoint, Workload, WorkloadSpec,
+    ActionKind, ActionSet, ActionSetSpec, ActionSetStatus, Kind, Phase, RestorePoint, Workload,
+    WorkloadSpec,
 };
+use crate::storage::Location;
 use crate::wit::coffer::blueprint::types::ObjectRef;
 use anyhow::{Context, Result, anyhow, bail};
 use kube::Client;
@@ -144,7 +146,7 @@ pub async fn prepare(
         .get_opt(&wname)
         .await
         .with_context(|| format!("reading {} {ns}/{wname}", sk.kind))?;
-    if subject.is_none() && spec.action != "delete" {
+    if subject.is_none() && spec.kind() != ActionKind::Delete {
         bail!("{} {ns}/{wname} not found", sk.kind);
     }
     let meta = subject
@@ -269,7 +271,7 @@ pub async fn prepare(
     };
     coffer
         .prepare(ActionRequest {
-            action: spec.action.clone(),
+            action: ActionKind::parse(&spec.action),
             workload: Some(cluster.label.clone()),
             profile: Some(profile),
             restore_point: spec.restore_point.clone(),
@@ -345,8 +347,9 @@ pub async fn execute(
     {
         // Not recorded on the cluster means not a backup: remove what it wrote.
         let why = format!("{e:#}");
-        if p.request.action == "backup" {
-            let _ = p.location.remove_prefix(&p.prefix).await;
+        if p.request.action.removes_objects_on_failure() {
+            let location = Location::from_profile(&p.profile, &coffer.credentials);
+            let _ = cleanup::remove_partial_backup(location, &p.prefix).await;
         }
         done.status.phase = Phase::Failed;
         done.status.restore_point = None;
@@ -394,8 +397,8 @@ async fn record_outcome(
         .and_then(|c| c.subject.namespace.clone())
         .unwrap_or_default();
     let rps = api(&cx.client, "RestorePoint", &ns);
-    match p.request.action.as_str() {
-        "backup" => {
+    match &p.request.action {
+        ActionKind::Backup => {
             let name = done
                 .status
                 .restore_point
@@ -441,7 +444,7 @@ async fn record_outcome(
                 last.map(|e| e.to_string()).unwrap_or_default()
             ))
         }
-        "delete" => {
+        ActionKind::Delete => {
             if let Some(rp) = &p.input {
                 match rps.delete(rp.name(), &Default::default()).await {
                     Ok(_) => {}
@@ -453,6 +456,6 @@ async fn record_outcome(
             }
             Ok(())
         }
-        _ => Ok(()),
+        ActionKind::Restore | ActionKind::Other(_) => Ok(()),
     }
 }

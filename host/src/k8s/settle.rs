@@ -5,8 +5,8 @@
 use super::run::{ClusterCtx, patch_status};
 use super::sync::sync;
 use super::{api, spec_of};
-use crate::action::Coffer;
-use crate::model::{ActionSetSpec, ActionSetStatus, Kind, now_rfc3339};
+use crate::action::{Coffer, cleanup};
+use crate::model::{ActionKind, ActionSetSpec, ActionSetStatus, Kind, now_rfc3339};
 use crate::storage::Location;
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -20,7 +20,7 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
     let spec: ActionSetSpec = spec_of(set)?;
     let status: ActionSetStatus = super::status_of(set);
     let runner = status.runner.clone().unwrap_or_else(|| "unknown".into());
-    if spec.action == "backup" {
+    if spec.kind() == ActionKind::Backup {
         // Committed but not marked: the RestorePoint resource is the proof.
         let rps = api(&cx.client, "RestorePoint", &ns)
             .list(&ListParams::default())
@@ -59,7 +59,7 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
         "the coffer daemon running it ({runner}) stopped before it finished; nothing was recorded as a restore point"
     );
     let mut pending = false;
-    if spec.action == "backup"
+    if spec.kind().removes_objects_on_failure()
         && let Some(prefix) = &status.prefix
     {
         let profile = status.profile.clone().unwrap_or_else(|| {
@@ -69,7 +69,7 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
                 spec.profile.clone()
             }
         });
-        let removed = async {
+        let location = async {
             // The status is on the tenant's resource: only this namespace's own restore
             // points are ever removed.
             if !prefix.starts_with(&format!("restorepoints/{ns}/")) {
@@ -79,20 +79,15 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
                 bail!("Profile {profile} not found in namespace {}", cx.config_ns);
             }
             let (p, _) = coffer.profile(&profile)?;
-            Location::from_profile(&p, &coffer.credentials)?
-                .remove_prefix(prefix)
-                .await
+            Location::from_profile(&p, &coffer.credentials)
         }
         .await;
-        match removed {
-            Ok(n) => why.push_str(&format!("; its {n} partial object(s) were removed")),
-            Err(e) => {
-                pending = true;
-                why.push_str(&format!(
-                    "; its partial objects under {prefix} could not be removed: {e:#}; remove them with `coffer location rm -r --profile {profile} {prefix}`"
-                ));
-            }
-        }
+        let c = cleanup::remove_partial_backup(location, prefix).await;
+        pending = c.pending();
+        why.push_str(&c.note(
+            prefix,
+            &format!("remove them with `coffer location rm -r --profile {profile} {prefix}`"),
+        ));
     }
     tracing::warn!(actionset = %format!("{ns}/{name}"), "{why}");
     patch_status(

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionSetSpec {
+    /// `backup`, `restore`, `delete`, a hook, or an action the plugin defines.
     pub action: String,
     /// Local mode: a Workload's name. On Kubernetes: `kind/name` in the ActionSet's
     /// namespace, e.g. `statefulset/pg`.
@@ -30,6 +31,12 @@ pub struct ActionSetSpec {
     /// Blueprint's timeout for the action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+}
+
+impl ActionSetSpec {
+    pub fn kind(&self) -> super::ActionKind {
+        super::ActionKind::parse(&self.action)
+    }
 }
 
 #[derive(

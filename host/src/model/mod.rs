@@ -2,6 +2,7 @@
 //! coffer records (ActionSet, RestorePoint). All are `coffer.dev/v1alpha1`, the same YAML in
 //! local mode (kept in the catalog) and, later, on Kubernetes (CRDs).
 
+mod action_kind;
 mod actionset;
 mod binding;
 mod blueprint;
@@ -14,6 +15,7 @@ mod workload;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use action_kind::ActionKind;
 pub use actionset::{ActionSetSpec, ActionSetStatus, AuditEntry, LogLine, Owner, Phase};
 pub use binding::{BlueprintBindingSpec, WorkloadSelector};
 pub use blueprint::{BlueprintSpec, Limits, PluginRef};

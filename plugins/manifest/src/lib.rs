@@ -118,19 +118,25 @@ pub struct Capabilities {
     pub images: Vec<String>,
 }
 
-/// `*` matches any run of characters; everything else literally.
+/// `*` matches any run of characters; everything else literally. Linear in the text: each
+/// piece between stars is found leftmost, which is enough when `*` is the only wildcard
+/// (patterns come from plugin manifests, so no pattern may cost exponential time).
 pub fn glob_matches(pattern: &str, s: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == s,
-        Some((head, rest)) => {
-            let Some(tail) = s.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|i| tail.is_char_boundary(*i))
-                .any(|i| glob_matches(rest, &tail[i..]))
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == s;
+    };
+    if s.len() < first.len() + last.len() || !s.starts_with(first) || !s.ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for piece in middle {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
         }
     }
+    true
 }
 
 fn is_false(b: &bool) -> bool {
@@ -347,6 +353,31 @@ fn wildcard(pat: &[u8], s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_stars_only_and_in_linear_time() {
+        for (p, t, want) in [
+            ("abc", "abc", true),
+            ("abc", "abd", false),
+            ("*", "", true),
+            ("*", "anything", true),
+            ("a*", "a", true),
+            ("a*c", "abbc", true),
+            ("a*c", "ac", true),
+            ("a*a", "a", false),
+            ("ab*ba", "aba", false),
+            ("*b*d*", "abcde", true),
+            ("*b*d*", "adcbe", false),
+            ("team-*", "team-a", true),
+            ("team-*", "tea", false),
+            ("*é*", "café", true),
+        ] {
+            assert_eq!(glob_matches(p, t), want, "{p} ~ {t}");
+        }
+        // A pattern a hostile manifest could send: answers at once, not after 2^40 steps.
+        let text = "a".repeat(100_000);
+        assert!(!glob_matches(&format!("{}b", "*a".repeat(40)), &text));
+    }
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
