@@ -165,9 +165,11 @@ impl Coffer {
                 }
                 other => ActionError::call(other),
             })?;
-        let output = call_run(&prepared, &p.lending, &p.wit_request)
-            .await
-            .map_err(ActionError::call)?;
+        let output = call_run(&prepared, &p.lending, &p.wit_request).await;
+        // The plugin's Store is gone: transfers it left running are cancelled. Let them end
+        // before anything is recorded, so the record sees every object there will be.
+        p.scope().settle_transfers().await;
+        let output = output.map_err(ActionError::call)?;
         self.complete(p, output)
             .await
             .map_err(|e| ActionError(format!("{e:#}")))
@@ -201,6 +203,8 @@ impl Coffer {
     async fn fail(&self, p: &PreparedAction, why: &str) {
         let why = crate::redact::clip(&p.scope().redactor.redact(why), MAX_ERROR).to_string();
         tracing::error!(actionset = %p.name, error = %why, "action failed");
+        // Nothing may still be writing under the prefix while it is judged and cleaned.
+        p.scope().settle_transfers().await;
         let mut cleanup_note = String::new();
         let mut cleanup_pending = false;
         if p.manifest_written.load(std::sync::atomic::Ordering::SeqCst) {

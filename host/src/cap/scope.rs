@@ -12,6 +12,7 @@ use crate::wit::WitError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio_util::task::TaskTracker;
 
 /// Who acts: the names errors and records carry.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +35,13 @@ pub struct ActionScope {
     pub records: Mutex<Records>,
     /// Called with every audit entry as it is recorded (`coffer plugin run`'s live trace).
     pub on_audit: std::sync::OnceLock<AuditHook>,
+    /// The transfers the host runs for the plugin: waited for (see [`Self::settle_transfers`])
+    /// before the action's outcome is recorded or a failed backup's objects are removed.
+    pub transfers: TaskTracker,
 }
+
+/// How long the end of an action waits for its cancelled transfers to abort.
+const SETTLE_TRANSFERS: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub type AuditHook = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
 
@@ -77,6 +84,7 @@ impl ActionScope {
             progress: Progress::default(),
             records: Mutex::new(Records::default()),
             on_audit: Default::default(),
+            transfers: TaskTracker::new(),
         }
     }
 
@@ -92,6 +100,24 @@ impl ActionScope {
                 .expect("default limits are valid"),
             Redactor::new(),
         )
+    }
+
+    /// Wait until every transfer has ended. Once the plugin's Store is gone its transfers
+    /// are cancelled; an upload then aborts (its staging files and parts removed) before its
+    /// task ends, so nothing writes under the action's prefix after this returns. Bounded: a
+    /// store that hangs is reported, not waited on forever.
+    pub async fn settle_transfers(&self) {
+        self.transfers.close();
+        if tokio::time::timeout(SETTLE_TRANSFERS, self.transfers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                transfers = self.transfers.len(),
+                "transfers still running {}s after the action ended",
+                SETTLE_TRANSFERS.as_secs()
+            );
+        }
     }
 
     pub fn elapsed_ms(&self) -> u64 {

@@ -78,15 +78,6 @@ pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<ExitCod
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)?;
     let crate_file = name.replace('-', "_");
-    let type_name: String = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
-        })
-        .collect();
     let wasm = dir
         .join("target/wasm32-wasip2/release")
         .join(format!("{crate_file}.wasm"));
@@ -95,7 +86,6 @@ pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<ExitCod
             .replace("{{name}}", name)
             .replace("{{crate}}", name)
             .replace("{{crate_file}}", &crate_file)
-            .replace("{{type}}", &type_name)
             .replace("{{sdk}}", &sdk.display().to_string())
             .replace("{{wasm}}", &wasm.display().to_string());
         let path = dir.join(file);

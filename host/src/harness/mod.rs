@@ -227,7 +227,7 @@ pub async fn run_action(
             transfer: Arc::new(AtomicU64::new(0)),
             action: Arc::new(AtomicU64::new(0)),
         };
-        let rec = pipeline::upload(src, &seed, key, Some(3), &counters)
+        let rec = pipeline::upload(src, &seed, key, Some(3), &counters, &Default::default())
             .await
             .map_err(|e| anyhow::anyhow!("case {}: seeding object {key}: {e}", c.name))?;
         expected.insert(key.clone(), rec);

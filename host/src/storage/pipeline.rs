@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
 
 /// Largest read from a source stream.
@@ -78,14 +79,19 @@ impl Compressor {
 }
 
 /// Upload everything `src` yields as `key` under `prefix` (stored under the key with the
-/// suffixes of its encodings). An upload that fails is aborted, leaving no object behind.
+/// suffixes of its encodings). An upload that fails, or is cancelled through `cancel`, is
+/// aborted, leaving no object behind; it returns only once the store has nothing of it in
+/// flight (cancellation is checked between steps, never inside one, so no store call is
+/// left running after it returns).
 pub async fn upload(
     mut src: DynInputStream,
     prefix: &Prefix,
     key: &str,
     zstd_level: Option<i32>,
     counters: &Counters,
+    cancel: &CancellationToken,
 ) -> PipeResult<ObjectRecord> {
+    const CANCELLED: &str = "cancelled: the action ended before the upload finished";
     let stored = super::keys::stored_key(key, zstd_level.is_some(), prefix.encryption.is_some());
     let path = prefix.path(&stored)?;
     let upload = prefix
@@ -100,7 +106,11 @@ pub async fn upload(
     let (mut size, mut stored_size) = (0u64, 0u64);
     let copied: PipeResult<()> = async {
         loop {
-            src.ready().await;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(CANCELLED.to_string()),
+                _ = src.ready() => {}
+            }
             let chunk = match src.read(READ_CHUNK) {
                 Ok(c) if c.is_empty() => continue,
                 Ok(c) => c,
@@ -119,11 +129,19 @@ pub async fn upload(
                 sha.update(&out);
                 stored_size += out.len() as u64;
                 writer.write(&out);
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| store_err("uploading", e))?;
+                // Dropping this wait on cancellation leaves the parts in flight to the
+                // writer, whose abort below ends them.
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(CANCELLED.to_string()),
+                    r = writer.wait_for_capacity(PARTS_IN_FLIGHT) => {
+                        r.map_err(|e| store_err("uploading", e))?
+                    }
+                }
             }
+        }
+        if cancel.is_cancelled() {
+            return Err(CANCELLED.to_string());
         }
         let mut tail = std::mem::replace(&mut comp, Compressor(None)).finish()?;
         if let Some(mut s) = sealer.take() {

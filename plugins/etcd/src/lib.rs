@@ -14,13 +14,14 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, Scratch, location, log, secrets,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, Scratch, location, log, secrets,
 };
 use serde::Deserialize;
 
-pub struct Etcd;
+pub struct Backup;
+pub struct Restore;
 
-sdk::export_plugin!(Etcd, "manifest.json");
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, sdk::DeleteArtifacts]);
 
 const LOCATION: &str = "default";
 const SNAPSHOT_KEY: &str = "snapshot.db";
@@ -55,11 +56,6 @@ pub struct RestoreParams {
     pub initial_advertise_peer_urls: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(crate = "coffer_plugin_sdk::schemars")]
-#[serde(deny_unknown_fields)]
-pub struct DeleteParams {}
-
 /// Absolute paths only: the process runs wherever the workload does.
 fn absolute(field: &str, v: &str, problems: &mut Vec<String>) {
     if !v.starts_with('/') {
@@ -67,63 +63,47 @@ fn absolute(field: &str, v: &str, problems: &mut Vec<String>) {
     }
 }
 
-impl Plugin for Etcd {
-    fn params_schema(action: &str) -> Option<serde_json::Value> {
-        match action {
-            "backup" => Some(sdk::schema_for::<BackupParams>()),
-            "restore" => Some(sdk::schema_for::<RestoreParams>()),
-            "delete" => Some(sdk::schema_for::<DeleteParams>()),
-            _ => None,
-        }
-    }
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
 
-    fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        match req.action.as_str() {
-            "backup" => {
-                let p: BackupParams = sdk::params(req)?;
-                if let Some(e) = &p.endpoint
-                    && (e.is_empty() || e.contains(',') || e.starts_with('-'))
-                {
-                    problems.push(format!(
-                        "params.endpoint: {e:?} must be one endpoint (a snapshot is taken from one member)"
-                    ));
-                }
-                for (f, v) in [("cacert", &p.cacert), ("cert", &p.cert), ("key", &p.key)] {
-                    if let Some(v) = v {
-                        absolute(f, v, &mut problems);
-                    }
-                }
-            }
-            "restore" => {
-                let p: RestoreParams = sdk::params(req)?;
-                absolute("dataDir", &p.data_dir, &mut problems);
-                if !req.input_artifacts.iter().any(|a| a.key == SNAPSHOT_KEY) {
-                    problems.push("the restore point has no snapshot.db artifact".into());
-                }
-            }
-            "delete" => {
-                sdk::params::<DeleteParams>(req)?;
-            }
-            other => problems.push(format!(
-                "unknown action {other:?}: this plugin has backup, restore and delete"
-            )),
+        if let Some(e) = &p.endpoint
+            && (e.is_empty() || e.contains(',') || e.starts_with('-'))
+        {
+            problems.push(format!(
+                "params.endpoint: {e:?} must be one endpoint (a snapshot is taken from one member)"
+            ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
+        for (f, v) in [("cacert", &p.cacert), ("cert", &p.cert), ("key", &p.key)] {
+            if let Some(v) = v {
+                absolute(f, v, &mut problems);
+            }
         }
+        sdk::checked(problems)
     }
 
-    fn run(req: ActionRequest) -> Result<ActionOutput, Error> {
-        Self::validate(&req).map_err(|e| sdk::invalid(e.join("; ")))?;
-        match req.action.as_str() {
-            "backup" => backup(&req),
-            "restore" => restore(&req),
-            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
-            other => Err(sdk::invalid(format!("unknown action {other:?}"))),
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup(p)
+    }
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        absolute("dataDir", &p.data_dir, &mut problems);
+        if !req.input_artifacts.iter().any(|a| a.key == SNAPSHOT_KEY) {
+            problems.push("the restore point has no snapshot.db artifact".into());
         }
+        sdk::checked(problems)
+    }
+
+    fn run(p: RestoreParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        restore(p)
     }
 }
 
@@ -136,8 +116,7 @@ struct SnapshotStatus {
     total_size: i64,
 }
 
-fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: BackupParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let pw = sdk::optional_secret("password")?;
     let store = location::open(LOCATION)?;
     // A member that is down or refuses the credentials makes `snapshot save` wait for its
@@ -218,8 +197,7 @@ fn snapshot_status(file: &str) -> Result<SnapshotStatus, Error> {
     })
 }
 
-fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn restore(p: RestoreParams) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
     let scratch = Scratch::new()?;
     scratch.get(&store, SNAPSHOT_KEY, SNAPSHOT_FILE)?;

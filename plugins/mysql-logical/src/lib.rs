@@ -16,7 +16,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log, secrets,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, location, log, secrets,
 };
 use serde::Deserialize;
 
@@ -24,9 +24,10 @@ mod names;
 mod staged;
 use names::{object_key_for, quote_ident, quote_string, unescape_batch};
 
-pub struct MysqlLogical;
+pub struct Backup;
+pub struct Restore;
 
-sdk::export_plugin!(MysqlLogical, "manifest.json");
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, sdk::DeleteArtifacts]);
 
 const LOCATION: &str = "default";
 const USERS_KEY: &str = "users.sql";
@@ -87,11 +88,6 @@ pub struct RestoreParams {
     pub keep_previous: bool,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(crate = "coffer_plugin_sdk::schemars")]
-#[serde(deny_unknown_fields)]
-pub struct DeleteParams {}
-
 fn yes() -> bool {
     true
 }
@@ -141,71 +137,58 @@ fn check_conn(c: &Connection, problems: &mut Vec<String>) {
     }
 }
 
-impl Plugin for MysqlLogical {
-    fn params_schema(action: &str) -> Option<serde_json::Value> {
-        match action {
-            "backup" => Some(sdk::schema_for::<BackupParams>()),
-            "restore" => Some(sdk::schema_for::<RestoreParams>()),
-            "delete" => Some(sdk::schema_for::<DeleteParams>()),
-            _ => None,
-        }
-    }
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
 
-    fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        match req.action.as_str() {
-            "backup" => {
-                let p: BackupParams = sdk::params(req)?;
-                check_conn(&p.conn(), &mut problems);
-                if let Some(dbs) = &p.databases {
-                    if dbs.is_empty() {
-                        problems.push("params.databases: list at least one database, or leave it out to dump all".into());
-                    }
-                    for d in dbs {
-                        check_name("params.databases", d, &mut problems);
-                    }
-                }
+        check_conn(&p.conn(), &mut problems);
+        if let Some(dbs) = &p.databases {
+            if dbs.is_empty() {
+                problems.push(
+                    "params.databases: list at least one database, or leave it out to dump all"
+                        .into(),
+                );
             }
-            "restore" => {
-                let p: RestoreParams = sdk::params(req)?;
-                check_conn(&p.conn(), &mut problems);
-                match sdk::select_databases(&req.input_artifacts, p.databases.as_deref()) {
-                    Err(e) => problems.push(e),
-                    Ok(selected) => {
-                        if let Some(t) = &p.target_database {
-                            check_name("params.targetDatabase", t, &mut problems);
-                            if selected.len() != 1 {
-                                problems.push(format!(
-                                    "params.targetDatabase: needs exactly one database to restore, but {} are selected; add params.databases with one name",
-                                    selected.len()
-                                ));
-                            }
-                        }
-                    }
-                }
+            for d in dbs {
+                check_name("params.databases", d, &mut problems);
             }
-            "delete" => {
-                sdk::params::<DeleteParams>(req)?;
-            }
-            other => problems.push(format!(
-                "unknown action {other:?}: this plugin has backup, restore and delete"
-            )),
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        sdk::checked(problems)
     }
 
-    fn run(req: ActionRequest) -> Result<ActionOutput, Error> {
-        Self::validate(&req).map_err(|e| sdk::invalid(e.join("; ")))?;
-        match req.action.as_str() {
-            "backup" => backup(&req),
-            "restore" => restore(&req),
-            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
-            other => Err(sdk::invalid(format!("unknown action {other:?}"))),
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup(p)
+    }
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        check_conn(&p.conn(), &mut problems);
+        match sdk::select_databases(&req.input_artifacts, p.databases.as_deref()) {
+            Err(e) => problems.push(e),
+            Ok(selected) => {
+                if let Some(t) = &p.target_database {
+                    check_name("params.targetDatabase", t, &mut problems);
+                    if selected.len() != 1 {
+                        problems.push(format!(
+                            "params.targetDatabase: needs exactly one database to restore, but {} are selected; add params.databases with one name",
+                            selected.len()
+                        ));
+                    }
+                }
+            }
         }
+        sdk::checked(problems)
+    }
+
+    fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        restore(p, req)
     }
 }
 
@@ -265,8 +248,7 @@ fn list_databases(c: &Connection, pw: Option<&secrets::Secret>) -> Result<Vec<Sc
         .collect()
 }
 
-fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: BackupParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let pw = sdk::optional_secret("password")?;
     let store = location::open(LOCATION)?;
     let all = list_databases(&p.conn(), pw.as_ref())?;
@@ -346,8 +328,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     })
 }
 
-fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
         .map_err(sdk::invalid)?;
     let pw = sdk::optional_secret("password")?;

@@ -15,7 +15,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, location, log, secrets,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, location, log, secrets,
 };
 use serde::Deserialize;
 
@@ -23,9 +23,10 @@ mod names;
 mod staged;
 use names::{conninfo_dbname, object_key_for, quote_ident};
 
-pub struct PostgresLogical;
+pub struct Backup;
+pub struct Restore;
 
-sdk::export_plugin!(PostgresLogical, "manifest.json");
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, sdk::DeleteArtifacts]);
 
 const LOCATION: &str = "default";
 const GLOBALS_KEY: &str = "globals.sql";
@@ -76,11 +77,6 @@ pub struct RestoreParams {
     pub keep_previous: bool,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(crate = "coffer_plugin_sdk::schemars")]
-#[serde(deny_unknown_fields)]
-pub struct DeleteParams {}
-
 fn yes() -> bool {
     true
 }
@@ -88,64 +84,55 @@ fn postgres() -> String {
     "postgres".to_string()
 }
 
-impl Plugin for PostgresLogical {
-    fn params_schema(action: &str) -> Option<serde_json::Value> {
-        match action {
-            "backup" => Some(sdk::schema_for::<BackupParams>()),
-            "restore" => Some(sdk::schema_for::<RestoreParams>()),
-            "delete" => Some(sdk::schema_for::<DeleteParams>()),
-            _ => None,
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
+
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        if let Some(dbs) = &p.databases {
+            if dbs.is_empty() {
+                return Err(vec![
+                    "params.databases: list at least one database, or leave it out to dump all"
+                        .into(),
+                ]);
+            }
+            if let Some(bad) = dbs.iter().find(|d| d.is_empty()) {
+                return Err(vec![format!(
+                    "params.databases: empty database name {bad:?}"
+                )]);
+            }
         }
+        Ok(())
     }
 
-    fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
-        match req.action.as_str() {
-            "backup" => {
-                let p: BackupParams = sdk::params(req)?;
-                if let Some(dbs) = &p.databases {
-                    if dbs.is_empty() {
-                        return Err(vec!["params.databases: list at least one database, or leave it out to dump all".into()]);
-                    }
-                    if let Some(bad) = dbs.iter().find(|d| d.is_empty()) {
-                        return Err(vec![format!(
-                            "params.databases: empty database name {bad:?}"
-                        )]);
-                    }
-                }
-                Ok(())
-            }
-            "restore" => {
-                let p: RestoreParams = sdk::params(req)?;
-                let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
-                    .map_err(|e| vec![e])?;
-                if p.target_database.is_some() && selected.len() != 1 {
-                    return Err(vec![format!(
-                        "params.targetDatabase: needs exactly one database to restore, but {} are selected ({}); add params.databases with one name",
-                        selected.len(),
-                        selected
-                            .iter()
-                            .map(|(d, _)| d.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )]);
-                }
-                Ok(())
-            }
-            "delete" => sdk::params::<DeleteParams>(req).map(|_| ()),
-            other => Err(vec![format!(
-                "unknown action {other:?}: this plugin has backup, restore and delete"
-            )]),
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup(p)
+    }
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
+            .map_err(|e| vec![e])?;
+        if p.target_database.is_some() && selected.len() != 1 {
+            return Err(vec![format!(
+                "params.targetDatabase: needs exactly one database to restore, but {} are selected ({}); add params.databases with one name",
+                selected.len(),
+                selected
+                    .iter()
+                    .map(|(d, _)| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )]);
         }
+        Ok(())
     }
 
-    fn run(req: ActionRequest) -> Result<ActionOutput, Error> {
-        Self::validate(&req).map_err(|e| sdk::invalid(e.join("; ")))?;
-        match req.action.as_str() {
-            "backup" => backup(&req),
-            "restore" => restore(&req),
-            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
-            other => Err(sdk::invalid(format!("unknown action {other:?}"))),
-        }
+    fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        restore(p, req)
     }
 }
 
@@ -154,8 +141,7 @@ fn password() -> Result<Option<secrets::Secret>, Error> {
     sdk::optional_secret("password")
 }
 
-fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: BackupParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let pw = password()?;
     let store = location::open(LOCATION)?;
     let maint = conninfo_dbname(&p.maintenance_database);
@@ -290,8 +276,7 @@ fn list_databases(maint: &str, pw: Option<&secrets::Secret>) -> Result<Vec<Datab
         .collect()
 }
 
-fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let selected = sdk::select_databases(&req.input_artifacts, p.databases.as_deref())
         .map_err(sdk::invalid)?;
     let pw = password()?;

@@ -13,13 +13,14 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, ActionOutput, ActionRequest, Cmd, Error, Plugin, Scratch, location, log,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, Scratch, location, log,
 };
 use serde::Deserialize;
 
-pub struct Redis;
+pub struct Backup;
+pub struct Restore;
 
-sdk::export_plugin!(Redis, "manifest.json");
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, sdk::DeleteArtifacts]);
 
 const LOCATION: &str = "default";
 const RDB_KEY: &str = "dump.rdb";
@@ -54,11 +55,6 @@ pub struct RestoreParams {
     pub overwrite: bool,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(crate = "coffer_plugin_sdk::schemars")]
-#[serde(deny_unknown_fields)]
-pub struct DeleteParams {}
-
 fn data() -> String {
     "data".into()
 }
@@ -66,74 +62,56 @@ fn dump_rdb() -> String {
     "dump.rdb".into()
 }
 
-impl Plugin for Redis {
-    fn params_schema(action: &str) -> Option<serde_json::Value> {
-        match action {
-            "backup" => Some(sdk::schema_for::<BackupParams>()),
-            "restore" => Some(sdk::schema_for::<RestoreParams>()),
-            "delete" => Some(sdk::schema_for::<DeleteParams>()),
-            _ => None,
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
+
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(h) = &p.host
+            && (h.is_empty() || h.starts_with('-'))
+        {
+            problems.push(format!("params.host: {h:?} is not a host name"));
         }
+        if p.port == Some(0) {
+            problems.push("params.port: must be between 1 and 65535".into());
+        }
+        sdk::checked(problems)
     }
 
-    fn validate(req: &ActionRequest) -> Result<(), Vec<String>> {
-        match req.action.as_str() {
-            "backup" => {
-                let p: BackupParams = sdk::params(req)?;
-                if let Some(h) = &p.host
-                    && (h.is_empty() || h.starts_with('-'))
-                {
-                    return Err(vec![format!("params.host: {h:?} is not a host name")]);
-                }
-                if p.port == Some(0) {
-                    return Err(vec!["params.port: must be between 1 and 65535".into()]);
-                }
-                Ok(())
-            }
-            "restore" => {
-                let p: RestoreParams = sdk::params(req)?;
-                let mut problems = Vec::new();
-                if p.volume.is_empty() {
-                    problems.push("params.volume: name a volume of the Workload".into());
-                }
-                if p.db_filename.is_empty()
-                    || p.db_filename.contains('/')
-                    || p.db_filename.starts_with('.')
-                {
-                    problems.push(format!(
-                        "params.dbFilename: {:?} must be a plain file name",
-                        p.db_filename
-                    ));
-                }
-                if !req.input_artifacts.iter().any(|a| a.key == RDB_KEY) {
-                    problems.push("the restore point has no dump.rdb artifact".into());
-                }
-                if problems.is_empty() {
-                    Ok(())
-                } else {
-                    Err(problems)
-                }
-            }
-            "delete" => sdk::params::<DeleteParams>(req).map(|_| ()),
-            other => Err(vec![format!(
-                "unknown action {other:?}: this plugin has backup, restore and delete"
-            )]),
-        }
-    }
-
-    fn run(req: ActionRequest) -> Result<ActionOutput, Error> {
-        Self::validate(&req).map_err(|e| sdk::invalid(e.join("; ")))?;
-        match req.action.as_str() {
-            "backup" => backup(&req),
-            "restore" => restore(&req),
-            "delete" => sdk::delete_input_artifacts(&req, LOCATION),
-            other => Err(sdk::invalid(format!("unknown action {other:?}"))),
-        }
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup(p)
     }
 }
 
-fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: BackupParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if p.volume.is_empty() {
+            problems.push("params.volume: name a volume of the Workload".into());
+        }
+        if p.db_filename.is_empty() || p.db_filename.contains('/') || p.db_filename.starts_with('.')
+        {
+            problems.push(format!(
+                "params.dbFilename: {:?} must be a plain file name",
+                p.db_filename
+            ));
+        }
+        if !req.input_artifacts.iter().any(|a| a.key == RDB_KEY) {
+            problems.push("the restore point has no dump.rdb artifact".into());
+        }
+        sdk::checked(problems)
+    }
+
+    fn run(p: RestoreParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        restore(p)
+    }
+}
+
+fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let pw = sdk::optional_secret("password")?;
     let store = location::open(LOCATION)?;
     let mut cmd = Cmd::new(["redis-cli", "--no-auth-warning"]);
@@ -167,8 +145,7 @@ fn backup(req: &ActionRequest) -> Result<ActionOutput, Error> {
     })
 }
 
-fn restore(req: &ActionRequest) -> Result<ActionOutput, Error> {
-    let p: RestoreParams = sdk::params(req).map_err(|e| sdk::invalid(e.join("; ")))?;
+fn restore(p: RestoreParams) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
     let scratch = Scratch::new()?;
     const FILE: &str = "dump.rdb";

@@ -19,12 +19,14 @@ pub mod bindings {
     });
 }
 
+pub mod action;
 mod cmd;
 mod context;
 pub mod io;
 pub mod log;
 pub mod scratch;
 
+pub use action::{Action, DeleteArtifacts, NoParams, checked};
 pub use bindings::coffer::blueprint::{exec, kube, location, runtime, secrets, snapshot, types};
 pub use bindings::exports::coffer::blueprint::plugin::{
     ActionOutput, ActionRequest, ActionSpec, Artifact, Capability, KindGrant, Manifest,
@@ -37,18 +39,6 @@ pub use scratch::Scratch;
 pub use serde_json;
 pub use types::{Error, RemoteError};
 
-/// What a plugin implements. `validate` runs before anything touches the workload.
-pub trait Plugin {
-    fn validate(req: &ActionRequest) -> Result<(), Vec<String>>;
-    fn run(req: ActionRequest) -> Result<ActionOutput, Error>;
-    /// The JSON schema of an action's params, derived from its params type with
-    /// [`schema_for`]. `describe()` returns it; `coffer plugin schema` prints it and
-    /// `coffer plugin test` fails when manifest.json's copy differs from it.
-    fn params_schema(_action: &str) -> Option<serde_json::Value> {
-        None
-    }
-}
-
 /// The JSON schema of a params type (`#[derive(Deserialize, JsonSchema)]`): field doc
 /// comments become descriptions, serde defaults become `default`s.
 pub fn schema_for<T: JsonSchema>() -> serde_json::Value {
@@ -58,49 +48,6 @@ pub fn schema_for<T: JsonSchema>() -> serde_json::Value {
         o.remove("title");
     }
     v
-}
-
-/// Export `$plugin` as the component's `plugin` interface, with the manifest at
-/// `$manifest` (a path relative to the crate root) as its manifest.
-#[macro_export]
-macro_rules! export_plugin {
-    ($plugin:ty, $manifest:literal) => {
-        // Read by the host without running code. Custom sections are not in linear memory,
-        // so `describe()` uses the second copy below.
-        #[cfg_attr(target_arch = "wasm32", unsafe(link_section = "coffer:manifest"))]
-        #[used]
-        static COFFER_MANIFEST_SECTION: [u8; include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/",
-            $manifest
-        ))
-        .len()] = *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $manifest));
-
-        const COFFER_MANIFEST: &[u8] =
-            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $manifest));
-
-        struct CofferExport;
-
-        impl $crate::bindings::exports::coffer::blueprint::plugin::Guest for CofferExport {
-            fn describe() -> $crate::Manifest {
-                let mut m = $crate::describe(COFFER_MANIFEST);
-                for a in m.actions.iter_mut() {
-                    if let Some(s) = <$plugin as $crate::Plugin>::params_schema(&a.name) {
-                        a.params_schema = Some(s.to_string());
-                    }
-                }
-                m
-            }
-            fn validate(req: $crate::ActionRequest) -> Result<(), Vec<String>> {
-                <$plugin as $crate::Plugin>::validate(&req)
-            }
-            fn run(req: $crate::ActionRequest) -> Result<$crate::ActionOutput, $crate::Error> {
-                <$plugin as $crate::Plugin>::run(req)
-            }
-        }
-
-        $crate::bindings::export_blueprint!(CofferExport with_types_in $crate::bindings);
-    };
 }
 
 /// Convert the embedded manifest document into the WIT record. The document was checked at

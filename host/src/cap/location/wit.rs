@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
@@ -25,18 +26,18 @@ pub struct StoreHandle {
     binding: Arc<BoundLocation>,
 }
 
-/// A copy the host drives. Dropping it aborts the copy (and an upload's multipart upload).
+/// A copy the host drives. Dropping it cancels the copy: an upload then aborts its
+/// multipart upload before its task ends (the action waits for that); a download just stops.
 pub struct TransferHandle {
     task: Option<JoinHandle<Result<ObjectInfo, WitError>>>,
     result: Option<Result<ObjectInfo, WitError>>,
     bytes: Arc<AtomicU64>,
+    cancel: CancellationToken,
 }
 
 impl Drop for TransferHandle {
     fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+        self.cancel.cancel();
     }
 }
 
@@ -130,17 +131,25 @@ impl View<'_> {
         (bytes, counters)
     }
 
+    /// Run a transfer on its own task, tracked by the action, cancelled through `cancel`
+    /// when its handle goes. A download may simply stop where it is; an upload (`put`)
+    /// watches `cancel` itself so it can abort cleanly first.
     fn spawn_transfer(
         &mut self,
         bytes: Arc<AtomicU64>,
+        cancel: CancellationToken,
         fut: impl Future<Output = Result<ObjectInfo, WitError>> + Send + 'static,
     ) -> wasmtime::Result<Resource<Transfer>> {
         // The transfer runs on its own task: keep it in the action's span.
-        let task = tokio::spawn(tracing::Instrument::in_current_span(fut));
+        let task = self
+            .scope
+            .transfers
+            .spawn(tracing::Instrument::in_current_span(fut));
         let h = self.table.push(TransferHandle {
             task: Some(task),
             result: None,
             bytes,
+            cancel,
         })?;
         Ok(retype(&h))
     }
@@ -190,12 +199,17 @@ impl HostStore for View<'_> {
             .filter(|_| opts.compression == Compression::Zstd);
         let (bytes, counters) = self.counters();
         let scope = self.scope.clone();
+        let cancel = CancellationToken::new();
+        let cancelled = cancel.clone();
         let fut = async move {
             // Each upload holds multipart buffers: a plugin that starts many waits for slots
             // rather than growing the host's memory.
-            let _slot = binding.uploads.clone().acquire_owned().await;
+            let _slot = tokio::select! {
+                _ = cancelled.cancelled() => return Err(WitError::Cancelled),
+                slot = binding.uploads.clone().acquire_owned() => slot,
+            };
             let started = Instant::now();
-            let res = pipeline::upload(src, &binding.prefix, &key, level, &counters)
+            let res = pipeline::upload(src, &binding.prefix, &key, level, &counters, &cancelled)
                 .await
                 .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
             let moved = counters.transfer.load(Ordering::Relaxed);
@@ -204,7 +218,7 @@ impl HostStore for View<'_> {
             scope.records.lock().unwrap().objects.push(rec.clone());
             Ok(info_of(&rec))
         };
-        Ok(Ok(self.spawn_transfer(bytes, fut)?))
+        Ok(Ok(self.spawn_transfer(bytes, cancel, fut)?))
     }
 
     async fn get_into(
@@ -225,6 +239,8 @@ impl HostStore for View<'_> {
         };
         let (bytes, counters) = self.counters();
         let scope = self.scope.clone();
+        let cancel = CancellationToken::new();
+        let cancelled = cancel.clone();
         let fut = async move {
             let started = Instant::now();
             let res = match binding.prefix.path(&rec.stored_key) {
@@ -232,16 +248,19 @@ impl HostStore for View<'_> {
                 Ok(path) => {
                     let pinned = binding.verified_version(&rec.stored_key);
                     let pin = pipeline::Pin::from(pinned.as_ref());
-                    pipeline::download(
-                        binding.prefix.store.as_ref(),
-                        &path,
-                        &rec,
-                        Sink::Stream(&mut dst),
-                        Some(&counters),
-                        binding.prefix.encryption.as_ref(),
-                        pin,
-                    )
-                    .await
+                    // A download writes nothing to the store: stopping it anywhere is safe.
+                    tokio::select! {
+                        _ = cancelled.cancelled() => Err("cancelled: the action ended".to_string()),
+                        r = pipeline::download(
+                            binding.prefix.store.as_ref(),
+                            &path,
+                            &rec,
+                            Sink::Stream(&mut dst),
+                            Some(&counters),
+                            binding.prefix.encryption.as_ref(),
+                            pin,
+                        ) => r,
+                    }
                 }
             };
             // Dropping the stream closes the process's stdin: end of input.
@@ -259,7 +278,7 @@ impl HostStore for View<'_> {
             );
             res
         };
-        Ok(Ok(self.spawn_transfer(bytes, fut)?))
+        Ok(Ok(self.spawn_transfer(bytes, cancel, fut)?))
     }
 
     async fn put_bytes(
@@ -297,9 +316,18 @@ impl HostStore for View<'_> {
             transfer: Arc::new(AtomicU64::new(0)),
             action: self.scope.progress.bytes_counter(),
         };
-        let res = pipeline::upload(src, &binding.prefix, &key, level, &counters)
-            .await
-            .map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}")));
+        // On the action's tracker, like a `put`: if this call is dropped mid-way (a timeout, an
+        // interrupt), the guard cancels the upload, which aborts cleanly before its task ends.
+        let cancel = CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let upload = {
+            let key = key.clone();
+            async move { pipeline::upload(src, &binding.prefix, &key, level, &counters, &cancel).await }
+        };
+        let res = match self.scope.transfers.spawn(upload).await {
+            Ok(r) => r.map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}"))),
+            Err(e) => Err(WitError::Internal(format!("location.put-bytes {key}: {e}"))),
+        };
         self.scope.audit(
             "location.put-bytes",
             &key,
