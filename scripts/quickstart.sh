@@ -6,9 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ -z "${PGBIN:-}" ] && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  # PostgreSQL 15 (server and client) and the rest the tests use, from Debian.
+  scripts/test-packages.sh
+fi
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
-  echo "PostgreSQL server binaries not found; install them (e.g. apt-get install postgresql-15) or set PGBIN" >&2
+  echo "PostgreSQL server binaries not found; install them (apt-get install postgresql-15) or set PGBIN" >&2
   exit 1
 fi
 

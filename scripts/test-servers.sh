@@ -8,6 +8,8 @@
 # Safe to run concurrently (flock) and repeatedly (does nothing when both are there).
 # Called by .ci/run, and by the tests themselves when a server is missing.
 set -euo pipefail
+# npm and python3-venv come from Debian.
+"$(dirname "$0")/test-packages.sh"
 TOOLS="${COFFER_TOOLS:-$HOME/.cache/coffer-tools}"
 mkdir -p "$TOOLS"
 exec 9>"$TOOLS/.install.lock"

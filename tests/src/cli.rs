@@ -37,6 +37,7 @@ impl Run {
 impl Cli {
     /// `bin` is `env!("CARGO_BIN_EXE_coffer")`; `cache` a compile cache shared between tests.
     pub fn new(bin: &str, cache: Option<&Path>) -> Cli {
+        crate::ensure_packages();
         Cli {
             bin: PathBuf::from(bin),
             home: tempfile::Builder::new()

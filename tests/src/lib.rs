@@ -13,9 +13,34 @@ pub use k8s_openapi;
 pub use kube;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The Debian packages the tests need (PostgreSQL 15, MariaDB, etcd, Redis, age, zstd, npm,
+/// python3-venv): installed by scripts/test-packages.sh the first time a test process needs
+/// them, so `cargo test` is all the set-up (the script locks, and installs only what is
+/// missing). The server launchers and the test plugins call it.
+pub fn ensure_packages() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    let done = DONE.get_or_init(|| {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-packages.sh");
+        match std::process::Command::new(&script).status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!(
+                "{} failed ({s}); see its output above for the packages to install",
+                script.display()
+            )),
+            Err(e) => Err(format!("running {}: {e}", script.display())),
+        }
+    });
+    if let Err(e) = done {
+        panic!("{e}");
+    }
+}
 
 /// A test plugin (tests/plugins) built for wasm32-wasip2, by crate file stem.
 pub fn test_plugin(stem: &str) -> PathBuf {
+    ensure_packages();
     PathBuf::from(env!("COFFER_TEST_PLUGINS")).join(format!("{stem}.wasm"))
 }
 

@@ -47,6 +47,7 @@ fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
 impl Postgres {
     /// initdb and start a server; with a password, TCP connections need it (scram-sha-256).
     pub fn start(password: Option<&str>) -> Result<Postgres> {
+        crate::ensure_packages();
         let ids = postgres_ids();
         // Not under /root: every parent of the data dir must be readable by `postgres`.
         let dir = tempfile::Builder::new()

@@ -23,6 +23,7 @@ fn tools_dir() -> PathBuf {
 
 /// Run scripts/test-servers.sh (it installs only what is missing, under a lock).
 fn install_tools() {
+    crate::ensure_packages();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-servers.sh");
     let status = Command::new(&script)
         .env("COFFER_TOOLS", tools_dir())

@@ -61,6 +61,7 @@ pub struct MariaDb {
 
 impl MariaDb {
     pub fn start(password: &str) -> MariaDb {
+        crate::ensure_packages();
         let dir = tempfile::Builder::new()
             .prefix("coffer-mariadb-")
             .tempdir_in("/tmp")
@@ -195,6 +196,7 @@ impl Etcd {
 
     /// Start a member on an existing data dir (e.g. one a restore produced).
     pub fn start_on(dir: tempfile::TempDir, data: PathBuf) -> Etcd {
+        crate::ensure_packages();
         let mut e = Etcd {
             dir,
             client_port: free_port(),
@@ -269,6 +271,7 @@ impl Redis {
 
     /// Start with `dir` as its working dir: it loads `dir/dump.rdb` if there is one.
     pub fn start_in(dir: tempfile::TempDir, password: Option<&str>) -> Redis {
+        crate::ensure_packages();
         let port = free_port();
         let log = dir.path().join(format!("redis-{port}.log"));
         let mut cmd = Command::new("redis-server");
