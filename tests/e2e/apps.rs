@@ -432,6 +432,38 @@ fn redis_rdb_backup_restore_and_failures() {
     restored.stop();
     c.ok(&["restore", "cache", "--from", &rp, "-p", "overwrite=true"]);
 
+    // Another workload's restore point is restored into this one only when asked for, and
+    // then it is the same dataset.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = with_data_volume(
+        workload("cache-copy", "redis", &env, Some(&pwf), "{}"),
+        copy_dir.path(),
+    );
+    assert!(c.apply(&copy).ok);
+    fails_with(
+        &c,
+        &["restore", "cache-copy", "--from", &rp],
+        "Pass --allow-other-workload",
+    );
+    assert!(std::fs::read_dir(copy_dir.path()).unwrap().next().is_none());
+    let crossed = c.ok(&[
+        "restore",
+        "cache-copy",
+        "--from",
+        &rp,
+        "--allow-other-workload",
+    ]);
+    assert!(
+        crossed
+            .stderr
+            .contains("restoring another workload's restore point"),
+        "{}",
+        crossed.stderr
+    );
+    let copied = Redis::start_in(copy_dir, Some(&pw));
+    assert_eq!(redis_digest(&copied), before);
+    drop(copied);
+
     // Bad params.
     fails_with(&c, &["backup", "cache", "-p", "port=0"], "params.port");
     // A port other than the pinned one.
@@ -588,8 +620,20 @@ fn plugin_run_traces_live_and_dry_run_touches_nothing() {
         bad.stderr
     );
 
+    // A restore needs a restore point, and the error says which flag gives it.
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let mut args = vec!["plugin", "run", "builtin:redis", "restore", "-w", "cache"];
+        args.extend_from_slice(extra);
+        let r = c.run(&args);
+        assert!(
+            !r.ok && r.stderr.contains("--from RESTOREPOINT"),
+            "{}",
+            r.stderr
+        );
+    }
+
     // A Blueprint that does not grant what the plugin needs: the dry run says so.
-    let narrow = "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: redis-narrow}\nspec:\n  plugin: {builtin: redis}\n  grants: {exec: [\"redis-check-rdb **\"], location: [read, write, delete]}\n";
+    let narrow = "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: redis-narrow}\nspec:\n  plugin: {builtin: redis}\n  grants: {exec: [\"redis-check-rdb **\"], location: [read, write, delete], secrets: [password]}\n";
     assert!(c.apply(narrow).ok);
     assert!(
         c.apply(&workload("cache2", "redis-narrow", &[], None, &params))
@@ -610,12 +654,27 @@ fn plugin_run_traces_live_and_dry_run_touches_nothing() {
         "{}",
         denied.stdout
     );
+    // The simulation runs under the Blueprint's grants: the refused call is shown refused
+    // (never "ok" first), and the outcome is not a success.
+    let refused_line = denied
+        .stdout
+        .lines()
+        .find(|l| l.contains("exec.spawn") && l.contains("redis-cli"))
+        .unwrap_or_else(|| panic!("no redis-cli call in:\n{}", denied.stdout));
     assert!(
-        denied
-            .stdout
-            .contains("would be DENIED by the grants: exec `redis-cli"),
+        refused_line.contains("denied") && refused_line.ends_with("<- DENIED"),
         "{}",
         denied.stdout
+    );
+    assert!(
+        !denied.stdout.contains("simulated result: ok"),
+        "{}",
+        denied.stdout
+    );
+    assert!(
+        denied.stderr.contains("would be denied by the Blueprint"),
+        "{}",
+        denied.stderr
     );
     // ... and --grant-declared lets the real run go through while the Blueprint is written.
     let dev = c.run(&[

@@ -6,6 +6,10 @@ use std::path::Path;
 
 const MARKER: &str = "## ABI reference";
 
+/// Two tests read and (with COFFER_UPDATE_DOCS) rewrite docs/plugin-authoring.md: one at a
+/// time.
+static PLUGIN_AUTHORING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One documented item of the WIT.
 struct Item {
     interface: String,
@@ -115,6 +119,7 @@ fn generate(wit: &str) -> String {
 
 #[test]
 fn plugin_authoring_abi_reference_matches_the_wit() {
+    let _one_at_a_time = PLUGIN_AUTHORING.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wit = std::fs::read_to_string(root.join("wit/blueprint.wit")).unwrap();
     let doc_path = root.join("docs/plugin-authoring.md");
@@ -212,4 +217,38 @@ fn deploy_examples_parse_as_coffer_kinds() {
         }
     }
     assert!(seen >= 2);
+}
+
+const SDK_START: &str = "<!-- sdk-reference: generated from plugins/sdk/src (tests/src/sdk_reference.rs); `COFFER_UPDATE_DOCS=1 cargo test --test docs` rewrites it -->";
+const SDK_END: &str = "<!-- end of sdk-reference -->";
+
+/// The SDK reference in docs/plugin-authoring.md is the one generated from the SDK's
+/// source, and every public item of the SDK is documented.
+#[test]
+fn the_sdk_reference_matches_the_sdk() {
+    let _one_at_a_time = PLUGIN_AUTHORING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let generated = coffer_tests::sdk_reference::render(&root.join("plugins/sdk/src"))
+        .unwrap_or_else(|missing| {
+            panic!(
+                "public SDK items without a doc comment (document them): {}",
+                missing.join(", ")
+            )
+        });
+    let path = root.join("docs/plugin-authoring.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = match (doc.find(SDK_START), doc.find(SDK_END)) {
+        (Some(s), Some(e)) => (s + SDK_START.len(), e),
+        _ => panic!("docs/plugin-authoring.md has no SDK reference markers"),
+    };
+    let want = format!("\n{}\n", generated.trim());
+    if std::env::var_os("COFFER_UPDATE_DOCS").is_some() {
+        let updated = format!("{}{want}{}", &doc[..start], &doc[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert!(
+        doc[start..end] == want,
+        "docs/plugin-authoring.md's SDK reference is out of date with plugins/sdk/src; run `COFFER_UPDATE_DOCS=1 cargo test --test docs`"
+    );
 }

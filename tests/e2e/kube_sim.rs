@@ -341,6 +341,7 @@ async fn the_kube_capability_drives_a_cluster() {
         &plugin,
         &manifest,
         &case,
+        None,
         Arc::new(ScriptedExec::new(vec![])),
         kube,
     )

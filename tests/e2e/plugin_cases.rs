@@ -70,6 +70,16 @@ cases:
     expect: {error: "boom"}
   - name: a command with no scripted answer fails the action
     action: backup
+  - name: an object expected deleted that is still there, and one that never was
+    action: restore
+    params: {volume: redis-data}
+    objects: {dump.rdb: "REDIS0011"}
+    exec:
+      - {argv: "coffer:write-file **"}
+      - {argv: "redis-check-rdb **"}
+      - {argv: "coffer:install-file **"}
+    expect:
+      deleted: [dump.rdb, nothing.rdb]
 "#,
     )
     .unwrap();
@@ -89,6 +99,18 @@ cases:
     assert!(
         r[2].result
             .contains("the test script has no answer for `redis-cli")
+    );
+    assert_eq!(r[3].result, "ok", "{:?}", r[3]);
+    assert!(
+        r[3].failures
+            .iter()
+            .any(|f| f.contains("object dump.rdb still exists"))
+            && r[3]
+                .failures
+                .iter()
+                .any(|f| f.contains("nothing.rdb was never there")),
+        "{:?}",
+        r[3].failures
     );
 }
 

@@ -12,7 +12,20 @@ fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
     let c = Cli::new(env!("CARGO_BIN_EXE_coffer"), Some(&cache));
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("pg-pipe");
-    c.ok(&["plugin", "new", "pg-pipe", "--dir", dir.to_str().unwrap()]);
+    // A shared target dir (compile cache between runs), which the scaffold must honour.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    let made = c
+        .command()
+        .args(["plugin", "new", "pg-pipe", "--dir", dir.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let wasm = target.join("wasm32-wasip2/release/pg_pipe.wasm");
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(said.contains(wasm.to_str().unwrap()), "{said}");
+    let blueprint = std::fs::read_to_string(dir.join("blueprint.yaml")).unwrap();
+    assert!(blueprint.contains(wasm.to_str().unwrap()), "{blueprint}");
     for f in [
         "Cargo.toml",
         "manifest.json",
@@ -31,19 +44,10 @@ fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
         again.stderr
     );
 
-    // Build it as its README says. The target dir is shared between runs (compile cache);
-    // the component is then put where the scaffolded blueprint.yaml expects it.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    // Build it as its README says, with the same CARGO_TARGET_DIR.
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
         .current_dir(&dir);
     for var in [
         "RUSTFLAGS",
@@ -51,22 +55,20 @@ fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
         "RUSTC_WRAPPER",
         "RUSTC_WORKSPACE_WRAPPER",
         "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
         "CARGO_MAKEFLAGS",
         "MAKEFLAGS",
         "MFLAGS",
     ] {
         build.env_remove(var);
     }
+    build.env("CARGO_TARGET_DIR", &target);
     let out = build.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let wasm = dir.join("target/wasm32-wasip2/release/pg_pipe.wasm");
-    std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
-    std::fs::copy(target.join("wasm32-wasip2/release/pg_pipe.wasm"), &wasm).unwrap();
+    assert!(wasm.exists(), "{} was not built", wasm.display());
 
     // Its own cases pass.
     let t = c.ok(&[
@@ -75,7 +77,7 @@ fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
         wasm.to_str().unwrap(),
         dir.join("tests/cases.yaml").to_str().unwrap(),
     ]);
-    assert!(t.stdout.contains("5 passed, 0 failed"), "{}", t.stdout);
+    assert!(t.stdout.contains("6 passed, 0 failed"), "{}", t.stdout);
 
     // And it protects a real database.
     let pw = "scaffold-pw";

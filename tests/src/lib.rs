@@ -6,6 +6,7 @@ pub mod kube_sim;
 pub mod postgres;
 pub mod rbac;
 pub mod s3;
+pub mod sdk_reference;
 pub mod servers;
 
 /// The Kubernetes client the simulator's tests (and, later, coffer's kube backend) use.

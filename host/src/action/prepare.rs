@@ -34,6 +34,9 @@ pub struct ActionRequest {
     pub plugin_override: Option<crate::model::PluginRef>,
     /// Grant what the plugin declares instead of what the Blueprint grants (development).
     pub grant_declared: bool,
+    /// Restore a restore point of another workload into this one (local mode; refused
+    /// unless asked for, since it overwrites this workload with another's data).
+    pub allow_other_workload: bool,
     /// On Kubernetes: the subject and its backends, resolved by the caller (`k8s::run`).
     pub cluster: Option<Arc<ClusterSubject>>,
 }
@@ -215,7 +218,9 @@ impl Coffer {
             .map(|n| self.restore_point(n))
             .transpose()?;
         if kind.needs_restore_point() && input.is_none() {
-            bail!("{action} needs a restore point");
+            bail!(
+                "{action} needs a restore point: give it with --from RESTOREPOINT (`coffer get restorepoints` lists them)"
+            );
         }
         let cluster = req.cluster.clone();
         let workload = match (&req.workload, &input) {
@@ -300,6 +305,25 @@ impl Coffer {
                 rp.name(),
                 rp.spec.plugin.name,
                 manifest.name
+            );
+        }
+        if let Some(rp) = &input
+            && cluster.is_none()
+            && rp.spec.workload != wname
+        {
+            if !req.allow_other_workload {
+                bail!(
+                    "RestorePoint {} is a backup of workload {}, not of {wname}; restoring it into {wname} replaces {wname}'s data with {}'s. Pass --allow-other-workload to do that on purpose",
+                    rp.name(),
+                    rp.spec.workload,
+                    rp.spec.workload
+                );
+            }
+            tracing::warn!(
+                restorepoint = %rp.name(),
+                from = %rp.spec.workload,
+                into = %wname,
+                "restoring another workload's restore point (--allow-other-workload)"
             );
         }
         let limits = EffectiveLimits::resolve(&blueprint.spec.limits, &action)

@@ -123,6 +123,10 @@ enum Command {
         on_cluster: ClusterRun,
         #[arg(long = "from", value_name = "RESTOREPOINT")]
         from: String,
+        /// Restore a RestorePoint of another workload into this one (local mode): its data
+        /// replaces this workload's. Refused without this flag.
+        #[arg(long)]
+        allow_other_workload: bool,
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
         #[arg(short, long, value_enum)]
@@ -291,17 +295,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restore {
             workload,
             from,
+            allow_other_workload,
             params,
             output,
             ..
         } => {
-            let req = actions::request(
+            let mut req = actions::request(
                 ActionKind::Restore,
                 Some(workload),
                 None,
                 Some(from),
                 &params,
             )?;
+            req.allow_other_workload = allow_other_workload;
             actions::run(&coffer, req, output).await
         }
         Command::Delete {
@@ -346,9 +352,15 @@ async fn on_cluster(
             workload,
             on_cluster,
             from,
+            allow_other_workload,
             params,
             output,
         } => {
+            if allow_other_workload {
+                anyhow::bail!(
+                    "--allow-other-workload is for local mode; on a cluster a RestorePoint is restored into its own workload only"
+                );
+            }
             let r = actions::request(
                 ActionKind::Restore,
                 Some(workload),

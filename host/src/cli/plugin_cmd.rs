@@ -73,6 +73,9 @@ pub enum PluginCommand {
         /// The RestorePoint a restore or delete works on.
         #[arg(long = "from", value_name = "RESTOREPOINT")]
         from: Option<String>,
+        /// Restore a RestorePoint of another workload into this one.
+        #[arg(long)]
+        allow_other_workload: bool,
         #[arg(long)]
         profile: Option<String>,
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
@@ -119,6 +122,7 @@ pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode>
             action,
             workload,
             from,
+            allow_other_workload,
             profile,
             params,
             grant_declared,
@@ -129,6 +133,7 @@ pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode>
                 action: action.clone(),
                 workload: workload.clone(),
                 from: from.clone(),
+                allow_other_workload: *allow_other_workload,
                 profile: profile.clone(),
                 params: params.clone(),
                 grant_declared: *grant_declared,

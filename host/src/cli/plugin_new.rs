@@ -78,8 +78,14 @@ pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<ExitCod
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)?;
     let crate_file = name.replace('-', "_");
-    let wasm = dir
-        .join("target/wasm32-wasip2/release")
+    // Where cargo will put the component: CARGO_TARGET_DIR when set (relative to the
+    // plugin's directory, as cargo reads it there), else the plugin's own target/.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|v| !v.is_empty())
+        .map(|v| dir.join(PathBuf::from(v)))
+        .unwrap_or_else(|| dir.join("target"));
+    let wasm = target_dir
+        .join("wasm32-wasip2/release")
         .join(format!("{crate_file}.wasm"));
     for (file, template) in FILES {
         let text = template
@@ -97,7 +103,7 @@ pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<ExitCod
     out!("created plugin {name} in {}", dir.display());
     out!("  cd {}", dir.display());
     out!("  cargo build --release --target wasm32-wasip2");
-    out!("  coffer plugin test target/wasm32-wasip2/release/{crate_file}.wasm tests/cases.yaml");
+    out!("  coffer plugin test {} tests/cases.yaml", wasm.display());
     out!("  coffer apply -f blueprint.yaml");
     Ok(ExitCode::SUCCESS)
 }

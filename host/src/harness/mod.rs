@@ -99,6 +99,10 @@ pub struct Expect {
     /// Secrets each command got in its environment, by argv pattern: variable names.
     #[serde(default)]
     pub secret_env: BTreeMap<String, Vec<String>>,
+    /// Objects (of the restore point given in `objects`, or written by the action) that
+    /// must be gone afterwards: what a delete is tested with.
+    #[serde(default)]
+    pub deleted: Vec<String>,
 }
 
 /// What one case did, and whether it matched.
@@ -199,12 +203,14 @@ pub struct Run {
     pub binding: Arc<BoundLocation>,
 }
 
-/// Run one action with scripted capabilities. The plugin is granted what it declares.
+/// Run one action with scripted capabilities under `grants` (`None`: the plugin is granted
+/// what it declares, as `coffer plugin test` does).
 pub async fn run_action(
     engine: &Engine,
     plugin: &PluginBytes,
     manifest: &Manifest,
     c: &Case,
+    grants: Option<Grants>,
     exec: Arc<ScriptedExec>,
     kube: Arc<dyn KubeBackend>,
 ) -> Result<Run> {
@@ -245,12 +251,12 @@ pub async fn run_action(
             workload: "test".into(),
         },
         limits,
-        Grants {
+        grants.unwrap_or_else(|| Grants {
             declared: manifest.capabilities.clone(),
             granted: manifest.capabilities.clone(),
             plugin: manifest.name.clone(),
             blueprint: "harness".into(),
-        },
+        }),
         SecretValues::from_values("the scripted workload", &c.secrets),
         BoundLocations(BTreeMap::from([("default".to_string(), binding.clone())])),
         Backends::default()
@@ -322,7 +328,7 @@ async fn run_case(
 ) -> Result<CaseReport> {
     let exec = Arc::new(ScriptedExec::new(c.exec.clone()).with_env(c.workload_env.clone()));
     let no_cluster = Arc::new(crate::cap::kube::NoCluster);
-    let run = run_action(engine, plugin, manifest, c, exec, no_cluster).await?;
+    let run = run_action(engine, plugin, manifest, c, None, exec, no_cluster).await?;
     let failures = check(c, &run).await;
     Ok(CaseReport {
         name: c.name.clone(),
@@ -489,6 +495,33 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
                 f.push(format!(
                     "object {k} was written, but expect.objects does not list it"
                 ));
+            }
+        }
+    }
+    for key in &e.deleted {
+        let written = run
+            .scope
+            .records
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .any(|o| &o.key == key);
+        if !c.objects.contains_key(key) && !written {
+            f.push(format!(
+                "expect.deleted: {key} was never there (give it in the case's objects)"
+            ));
+            continue;
+        }
+        for stored in crate::storage::keys::stored_variants(key) {
+            let Ok(path) = run.binding.prefix.path(&stored) else {
+                continue;
+            };
+            if object_store::ObjectStoreExt::head(run.store.as_ref(), &path)
+                .await
+                .is_ok()
+            {
+                f.push(format!("object {key} still exists (as {stored})"));
             }
         }
     }

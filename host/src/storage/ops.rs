@@ -310,13 +310,28 @@ pub async fn cat(
     raw: bool,
     w: &mut (dyn std::io::Write + Send),
 ) -> Result<u64> {
-    let path = Path::parse(key.trim_start_matches('/')).map_err(|e| anyhow!("key {key:?}: {e}"))?;
-    let meta = loc.store.head(&path).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => {
-            anyhow!("{key} not found in Profile {}", loc.profile)
+    let asked = key.trim_start_matches('/');
+    // The key as stored, or the key a plugin wrote (then stored with `.zst` / `.age`).
+    let mut found = None;
+    for candidate in std::iter::once(asked.to_string()).chain(super::keys::stored_variants(asked)) {
+        let path = Path::parse(&candidate).map_err(|e| anyhow!("key {candidate:?}: {e}"))?;
+        match loc.store.head(&path).await {
+            Ok(meta) => {
+                found = Some((candidate, path, meta));
+                break;
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => bail!("reading {candidate}: {}", store_error(&e)),
         }
-        e => anyhow!("reading {key}: {e}"),
-    })?;
+    }
+    let Some((key, path, meta)) = found else {
+        let parent = asked.rsplit_once('/').map_or("", |(p, _)| p);
+        bail!(
+            "{asked} not found in Profile {profile} (nor {asked}.zst, .age or .zst.age, the names a plugin's key is stored under when compressed or encrypted); list what is there with `coffer location ls --profile {profile} {parent}`",
+            profile = loc.profile
+        );
+    };
+    let key = key.as_str();
     let encrypted = !raw && key.ends_with(".age");
     let zstd = !raw && (key.ends_with(".zst") || key.ends_with(".zst.age"));
     // No record to check against (an empty sha256 means unknown): the stored size comes

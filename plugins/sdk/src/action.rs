@@ -53,7 +53,9 @@ pub fn checked(problems: Vec<String>) -> Result<(), Vec<String>> {
 }
 
 // Params of an action that takes none: `{}` (or nothing) is accepted, anything else is an
-// error. (No doc comment: it would become the schema's description.)
+// error.
+//
+// (A plain comment: a doc comment would become the schema's description.)
 #[derive(Debug, serde::Deserialize, JsonSchema)]
 #[schemars(crate = "crate::schemars")]
 #[serde(deny_unknown_fields)]

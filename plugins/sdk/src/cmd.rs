@@ -16,6 +16,9 @@ pub struct Cmd<'a> {
 }
 
 impl<'a> Cmd<'a> {
+    /// A command: the program and its first arguments, run in the action's workload. Its
+    /// argv (and every variable it is given) must match an exec pattern of the manifest and
+    /// of the Blueprint's grants.
     pub fn new<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -33,10 +36,12 @@ impl<'a> Cmd<'a> {
             timeout_ms: None,
         }
     }
+    /// One more argument.
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.argv.push(a.into());
         self
     }
+    /// More arguments.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -45,21 +50,26 @@ impl<'a> Cmd<'a> {
         self.argv.extend(args.into_iter().map(Into::into));
         self
     }
+    /// An environment variable (the grant must allow its name; the Workload's own
+    /// variables win, and some names are refused whatever the grants say).
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
         self
     }
-    /// Put a secret into the process environment; the plugin never sees its value.
+    /// Put a secret into the process environment (nothing when `s` is `None`, so an optional
+    /// secret passes straight through); the plugin never sees its value.
     pub fn secret_env(mut self, k: impl Into<String>, s: Option<&'a Secret>) -> Self {
         if let Some(s) = s {
             self.secret_env.push((k.into(), s));
         }
         self
     }
+    /// On Kubernetes, the container to run in (else the workload's default container).
     pub fn container(mut self, c: impl Into<String>) -> Self {
         self.target.container = Some(c.into());
         self
     }
+    /// Run in another workload of the action (a task pod's name, from `exec::task_pod`).
     pub fn workload(mut self, w: impl Into<String>) -> Self {
         self.target.workload = Some(w.into());
         self
@@ -69,6 +79,7 @@ impl<'a> Cmd<'a> {
         self.stdin = true;
         self
     }
+    /// Kill the process if it runs longer than this (`wait` then fails with `timeout`).
     pub fn timeout_ms(mut self, ms: u64) -> Self {
         self.timeout_ms = Some(ms);
         self
@@ -88,13 +99,16 @@ impl<'a> Cmd<'a> {
         self.secret_env.clone()
     }
 
-    /// Start the process.
+    /// Start the process; read and write it through the returned handle (`take_stdout`,
+    /// `take_stdin`, `wait`, `kill`). A process still running when the action ends is killed.
     pub fn spawn(&self) -> Result<Process, Error> {
         exec::spawn(&self.command(), &self.secrets())
     }
 
-    /// Run to completion, capturing at most `max_stdout` bytes of stdout, and fail unless it
-    /// exits 0.
+    /// Run to completion with `stdin` (if any) as its input, capturing at most `max_stdout`
+    /// bytes of stdout (more is a `limit` error: use `stdout_to` for bulk output). Fails
+    /// unless it exits 0, with an error naming the program, its exit code and the end of its
+    /// stderr (see `check_exit`).
     pub fn run(&self, stdin: Option<&[u8]>, max_stdout: u32) -> Result<Vec<u8>, Error> {
         let Output { status, stdout } =
             exec::run(&self.command(), &self.secrets(), stdin, max_stdout)?;

@@ -38,6 +38,7 @@ impl<T> ErrorContext<T> for Result<T, Error> {
 pub mod checkpoint {
     use super::*;
 
+    /// Save `state` (as JSON) on the ActionSet, replacing what was saved before.
     pub fn save<T: serde::Serialize>(state: &T) -> Result<(), Error> {
         let json = serde_json::to_string(state)
             .map_err(|e| Error::Internal(format!("checkpoint: {e}")))?;

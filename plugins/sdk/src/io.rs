@@ -63,6 +63,7 @@ pub struct ObjectWriter<'a> {
 }
 
 impl<'a> ObjectWriter<'a> {
+    /// A writer for object `key` of `store`, stored with `opts` on `finish`.
     pub fn new(store: &'a Store, key: impl Into<String>, opts: PutOptions) -> Self {
         ObjectWriter {
             store,

@@ -108,10 +108,12 @@ pub fn params<T: serde::de::DeserializeOwned>(req: &ActionRequest) -> Result<T, 
     serde_json::from_str(text).map_err(|e| vec![format!("params of action {}: {e}", req.action)])
 }
 
-/// Shorthands for errors.
+/// An `invalid-argument` error: the request is wrong (the user's params, the restore point).
 pub fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
 }
+
+/// An `internal` error: something the plugin did not expect.
 pub fn internal(msg: impl Into<String>) -> Error {
     Error::Internal(msg.into())
 }
@@ -234,6 +236,7 @@ pub struct StagingNames {
 }
 
 impl StagingNames {
+    /// Fresh names beside `target`, each at most `max` bytes (the server's name limit).
     pub fn for_target(target: &str, max: usize) -> StagingNames {
         let sfx = unique_suffix();
         StagingNames {

@@ -10,15 +10,20 @@ fn emit(level: Level, msg: &str, fields: &[(&str, &str)]) {
     runtime::log(level, msg, &fields);
 }
 
+/// A debug line, with `key=value` fields (the host's COFFER_LOG=debug shows it).
 pub fn debug(msg: &str, fields: &[(&str, &str)]) {
     emit(Level::Debug, msg, fields)
 }
+/// An info line, with `key=value` fields; kept on the ActionSet (`coffer describe
+/// actionset`). Secret values are redacted by the host.
 pub fn info(msg: &str, fields: &[(&str, &str)]) {
     emit(Level::Info, msg, fields)
 }
+/// A warning, with `key=value` fields.
 pub fn warn(msg: &str, fields: &[(&str, &str)]) {
     emit(Level::Warn, msg, fields)
 }
+/// An error line, with `key=value` fields (return an `Error` to fail the action).
 pub fn error(msg: &str, fields: &[(&str, &str)]) {
     emit(Level::Error, msg, fields)
 }

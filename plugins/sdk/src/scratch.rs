@@ -22,6 +22,7 @@ impl Scratch {
         })
     }
 
+    /// The scratch directory of another workload of the action (a task pod).
     pub fn in_target(target: Target) -> Result<Scratch, Error> {
         let dir = exec::scratch_dir(&target)?;
         Ok(Scratch { target, dir })

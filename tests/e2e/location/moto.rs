@@ -134,6 +134,40 @@ fn moto_encrypted_round_trip_verify_object_lock_and_faults() {
     );
     assert!(ls.stdout.contains("coffer-manifest.json"), "{}", ls.stdout);
 
+    // location cat takes the key the plugin wrote (stored as file.bin.zst.age) and decodes
+    // it; a key that is not there says what it tried and where to look.
+    let plugin_key = format!("restorepoints/files/{rp}/file.bin");
+    let cat = c
+        .command()
+        .args(["location", "cat", "--profile", "enc", &plugin_key])
+        .output()
+        .unwrap();
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    assert!(
+        cat.stdout == std::fs::read(&src).unwrap(),
+        "location cat {plugin_key} differs from the source"
+    );
+    let nothing = c.run(&[
+        "location",
+        "cat",
+        "--profile",
+        "enc",
+        &format!("restorepoints/files/{rp}/nothing"),
+    ]);
+    assert!(
+        !nothing.ok
+            && nothing.stderr.contains(".zst")
+            && nothing.stderr.contains(&format!(
+                "coffer location ls --profile enc restorepoints/files/{rp}"
+            )),
+        "{}",
+        nothing.stderr
+    );
+
     // location cat / rm: a plain object written behind coffer's back, then removed; the
     // objects of a RestorePoint are refused without --force.
     moto.put(

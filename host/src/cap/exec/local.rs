@@ -1,7 +1,7 @@
-//! Local processes (local mode): argv run directly, never through a shell, with a clean
-//! environment made of a few basics, what the plugin adds, and the Workload's env (which
-//! wins). The program is found on the Workload's PATH (else coffer's) by the host, before
-//! anything a plugin sets could matter.
+//! Local processes (local mode): argv run directly, never through a shell, as coffer's own
+//! user, in `/`, with a clean environment made of a few basics, what the plugin adds, and
+//! the Workload's env (which wins). The program is found on the Workload's PATH (else
+//! coffer's) by the host, before anything a plugin sets could matter.
 
 use super::files::{self, Scratch};
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
@@ -122,7 +122,12 @@ impl ExecBackend for LocalExec {
             ))
         })?;
         let mut cmd = Command::new(&resolved);
-        cmd.arg0(program).args(&spec.argv[1..]).env_clear();
+        // Never coffer's own working directory (a user's home, a checkout): programs get
+        // absolute paths (scratch files, volumes) from the plugin.
+        cmd.arg0(program)
+            .args(&spec.argv[1..])
+            .env_clear()
+            .current_dir("/");
         for k in PASSTHROUGH {
             if let Some(v) = std::env::var_os(k) {
                 cmd.env(k, v);
