@@ -260,7 +260,7 @@ impl Coffer {
             })?;
             // The plugin's reads get exactly what was verified.
             if let Some(v) = read.into_inner().unwrap() {
-                p.binding
+                p.bound
                     .verified
                     .lock()
                     .unwrap()

@@ -88,7 +88,7 @@ pub struct PreparedAction {
     /// What the plugin is lent; its scope holds the action's records.
     pub lending: Lending,
     /// The action's location (the one bound as `default`).
-    pub binding: Arc<BoundLocation>,
+    pub bound: Arc<BoundLocation>,
     pub wit_request: wit_plugin::ActionRequest,
     /// This run's owner token: every status write compare-and-sets on it.
     pub owner_token: String,
@@ -388,7 +388,7 @@ impl Coffer {
                 (rp.spec.prefix.clone(), expected, None)
             }
         };
-        let binding = Arc::new(BoundLocation::new(
+        let bound = Arc::new(BoundLocation::new(
             Prefix {
                 profile: profile_name.clone(),
                 store: location.store.clone(),
@@ -422,7 +422,7 @@ impl Coffer {
                 blueprint: bname.clone(),
             },
             secrets,
-            BoundLocations(BTreeMap::from([("default".to_string(), binding.clone())])),
+            BoundLocations(BTreeMap::from([("default".to_string(), bound.clone())])),
             mode,
         );
         let input_artifacts = input
@@ -501,7 +501,7 @@ impl Coffer {
             params,
             started_at,
             lending,
-            binding,
+            bound,
             wit_request,
             owner_token,
             manifest_written: Default::default(),

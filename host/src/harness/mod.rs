@@ -200,7 +200,7 @@ pub struct Run {
     pub scope: Arc<ActionScope>,
     pub exec: Arc<ScriptedExec>,
     pub store: Arc<InMemory>,
-    pub binding: Arc<BoundLocation>,
+    pub bound: Arc<BoundLocation>,
 }
 
 /// Run one action with scripted capabilities under `grants` (`None`: the plugin is granted
@@ -240,7 +240,7 @@ pub async fn run_action(
     }
     let kind = ActionKind::parse(&c.action);
     let access = kind.location_access(kind.needs_restore_point() || !c.objects.is_empty());
-    let binding = Arc::new(BoundLocation::new(seed, access, Some(3), expected.clone()));
+    let bound = Arc::new(BoundLocation::new(seed, access, Some(3), expected.clone()));
     let limits =
         EffectiveLimits::resolve(&Default::default(), &c.action).map_err(|e| anyhow::anyhow!(e))?;
     let lending = Lending::new(
@@ -258,7 +258,7 @@ pub async fn run_action(
             blueprint: "harness".into(),
         }),
         SecretValues::from_values("the scripted workload", &c.secrets),
-        BoundLocations(BTreeMap::from([("default".to_string(), binding.clone())])),
+        BoundLocations(BTreeMap::from([("default".to_string(), bound.clone())])),
         Backends::default()
             .with::<Arc<dyn ExecBackend>>(exec.clone())
             .with(kube),
@@ -316,7 +316,7 @@ pub async fn run_action(
         scope: lending.scope.clone(),
         exec,
         store,
-        binding,
+        bound,
     })
 }
 
@@ -466,7 +466,7 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
             };
             if let Some(content) = content {
                 let mut buf = Vec::new();
-                let read = match run.binding.prefix.path(&rec.stored_key) {
+                let read = match run.bound.prefix.path(&rec.stored_key) {
                     Ok(path) => pipeline::download(
                         run.store.as_ref(),
                         &path,
@@ -514,7 +514,7 @@ async fn check(c: &Case, run: &Run) -> Vec<String> {
             continue;
         }
         for stored in crate::storage::keys::stored_variants(key) {
-            let Ok(path) = run.binding.prefix.path(&stored) else {
+            let Ok(path) = run.bound.prefix.path(&stored) else {
                 continue;
             };
             if object_store::ObjectStoreExt::head(run.store.as_ref(), &path)

@@ -1,5 +1,5 @@
 //! What a plugin may do at its locations: read, write, delete. The action adds its own
-//! limit on top (a restore only reads): see `LocationBinding::access`.
+//! limit on top (a restore only reads): see `BoundLocation::access`.
 
 use crate::cap::{Grant, Grants};
 use crate::wit::WitError;

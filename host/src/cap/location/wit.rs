@@ -23,7 +23,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 /// A location handle held by a plugin.
 pub struct StoreHandle {
     name: String,
-    binding: Arc<BoundLocation>,
+    bound: Arc<BoundLocation>,
 }
 
 /// A copy the host drives. Dropping it cancels the copy: an upload then aborts its
@@ -58,8 +58,8 @@ fn info_of(rec: &ObjectRecord) -> ObjectInfo {
 
 /// The record of an object this action may read: one of the restore point's, or one it
 /// wrote itself. Reads are always verified against such a record.
-fn known_object(scope: &ActionScope, binding: &BoundLocation, key: &str) -> Option<ObjectRecord> {
-    if let Some(r) = binding.expected.get(key) {
+fn known_object(scope: &ActionScope, bound: &BoundLocation, key: &str) -> Option<ObjectRecord> {
+    if let Some(r) = bound.expected.get(key) {
         return Some(r.clone());
     }
     let records = scope.records.lock().unwrap();
@@ -69,9 +69,9 @@ fn known_object(scope: &ActionScope, binding: &BoundLocation, key: &str) -> Opti
 type View<'a> = CapView<'a, Locations>;
 
 impl View<'_> {
-    fn binding(&self, h: &Resource<Store>) -> wasmtime::Result<(String, Arc<BoundLocation>)> {
+    fn bound(&self, h: &Resource<Store>) -> wasmtime::Result<(String, Arc<BoundLocation>)> {
         let s = self.table.get(&retype::<_, StoreHandle>(h))?;
-        Ok((s.name.clone(), s.binding.clone()))
+        Ok((s.name.clone(), s.bound.clone()))
     }
 
     /// Access check for one operation: the grant (declared AND granted) and what this
@@ -79,11 +79,11 @@ impl View<'_> {
     fn may(
         &self,
         name: &str,
-        binding: &BoundLocation,
+        bound: &BoundLocation,
         access: LocationAccess,
     ) -> Result<(), WitError> {
         self.cap.grant.check(name, access)?;
-        if !binding.access.contains(&access) {
+        if !bound.access.contains(&access) {
             return Err(WitError::Denied(format!(
                 "location {name:?}: a {} action may not {} here",
                 self.scope.actor.action,
@@ -111,12 +111,12 @@ impl View<'_> {
     fn readable(
         &self,
         name: &str,
-        binding: &BoundLocation,
+        bound: &BoundLocation,
         key: &str,
     ) -> Result<ObjectRecord, WitError> {
-        self.may(name, binding, LocationAccess::Read)?;
+        self.may(name, bound, LocationAccess::Read)?;
         self.key_ok(key)?;
-        known_object(self.scope, binding, key).ok_or_else(|| {
+        known_object(self.scope, bound, key).ok_or_else(|| {
             WitError::NotFound(format!("object {key:?} is not in this restore point"))
         })
     }
@@ -168,7 +168,7 @@ impl Host for View<'_> {
         self.scope
             .audit("location.open", &name, "", started, &res, 0);
         match res {
-            Ok(binding) => Ok(Ok(retype(&self.table.push(StoreHandle { name, binding })?))),
+            Ok(bound) => Ok(Ok(retype(&self.table.push(StoreHandle { name, bound })?))),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -183,18 +183,18 @@ impl HostStore for View<'_> {
         opts: PutOptions,
     ) -> HostResult<Resource<Transfer>> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
+        let (name, bound) = self.bound(&h)?;
         // Take the stream even when refusing, so the guest's handle does not dangle.
         let src: DynInputStream = self.table.delete(src)?;
         let checked = self
-            .may(&name, &binding, LocationAccess::Write)
+            .may(&name, &bound, LocationAccess::Write)
             .and_then(|_| self.key_ok(&key));
         self.scope
             .audit("location.put", &key, "stream", started, &checked, 0);
         if let Err(e) = checked {
             return Ok(Err(e));
         }
-        let level = binding
+        let level = bound
             .zstd_level
             .filter(|_| opts.compression == Compression::Zstd);
         let (bytes, counters) = self.counters();
@@ -206,10 +206,10 @@ impl HostStore for View<'_> {
             // rather than growing the host's memory.
             let _slot = tokio::select! {
                 _ = cancelled.cancelled() => return Err(WitError::Cancelled),
-                slot = binding.uploads.clone().acquire_owned() => slot,
+                slot = bound.uploads.clone().acquire_owned() => slot,
             };
             let started = Instant::now();
-            let res = pipeline::upload(src, &binding.prefix, &key, level, &counters, &cancelled)
+            let res = pipeline::upload(src, &bound.prefix, &key, level, &counters, &cancelled)
                 .await
                 .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
             let moved = counters.transfer.load(Ordering::Relaxed);
@@ -228,9 +228,9 @@ impl HostStore for View<'_> {
         dst: Resource<DynOutputStream>,
     ) -> HostResult<Resource<Transfer>> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
+        let (name, bound) = self.bound(&h)?;
         let mut dst: DynOutputStream = self.table.delete(dst)?;
-        let rec = self.readable(&name, &binding, &key);
+        let rec = self.readable(&name, &bound, &key);
         self.scope
             .audit("location.get-into", &key, "stream", started, &rec, 0);
         let rec = match rec {
@@ -243,21 +243,21 @@ impl HostStore for View<'_> {
         let cancelled = cancel.clone();
         let fut = async move {
             let started = Instant::now();
-            let res = match binding.prefix.path(&rec.stored_key) {
+            let res = match bound.prefix.path(&rec.stored_key) {
                 Err(e) => Err(e),
                 Ok(path) => {
-                    let pinned = binding.verified_version(&rec.stored_key);
+                    let pinned = bound.verified_version(&rec.stored_key);
                     let pin = pipeline::Pin::from(pinned.as_ref());
                     // A download writes nothing to the store: stopping it anywhere is safe.
                     tokio::select! {
                         _ = cancelled.cancelled() => Err("cancelled: the action ended".to_string()),
                         r = pipeline::download(
-                            binding.prefix.store.as_ref(),
+                            bound.prefix.store.as_ref(),
                             &path,
                             &rec,
                             Sink::Stream(&mut dst),
                             Some(&counters),
-                            binding.prefix.encryption.as_ref(),
+                            bound.prefix.encryption.as_ref(),
                             pin,
                         ) => r,
                     }
@@ -289,8 +289,8 @@ impl HostStore for View<'_> {
         opts: PutOptions,
     ) -> HostResult<ObjectInfo> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
-        let checked = self.may(&name, &binding, LocationAccess::Write).and_then(|_| self.key_ok(&key)).and_then(|_| {
+        let (name, bound) = self.bound(&h)?;
+        let checked = self.may(&name, &bound, LocationAccess::Write).and_then(|_| self.key_ok(&key)).and_then(|_| {
             if data.len() as u64 > self.scope.limits.captured_output {
                 Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {} (spec.limits.capturedOutput); use put with a stream", data.len(), self.scope.limits.captured_output)))
             } else {
@@ -308,7 +308,7 @@ impl HostStore for View<'_> {
             );
             return Ok(Err(e));
         }
-        let level = binding
+        let level = bound
             .zstd_level
             .filter(|_| opts.compression == Compression::Zstd);
         let src: DynInputStream = Box::new(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(data));
@@ -322,7 +322,7 @@ impl HostStore for View<'_> {
         let _cancel_on_drop = cancel.clone().drop_guard();
         let upload = {
             let key = key.clone();
-            async move { pipeline::upload(src, &binding.prefix, &key, level, &counters, &cancel).await }
+            async move { pipeline::upload(src, &bound.prefix, &key, level, &counters, &cancel).await }
         };
         let res = match self.scope.transfers.spawn(upload).await {
             Ok(r) => r.map_err(|e| WitError::Io(format!("location.put-bytes {key}: {e}"))),
@@ -349,25 +349,25 @@ impl HostStore for View<'_> {
         max_bytes: u64,
     ) -> HostResult<Vec<u8>> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
-        let rec = self.readable(&name, &binding, &key);
+        let (name, bound) = self.bound(&h)?;
+        let rec = self.readable(&name, &bound, &key);
         let res = match rec {
             Err(e) => Err(e),
             Ok(rec) => {
                 let cap = max_bytes.min(self.scope.limits.captured_output);
                 let mut buf = Vec::new();
-                let r = match binding.prefix.path(&rec.stored_key) {
+                let r = match bound.prefix.path(&rec.stored_key) {
                     Err(e) => Err(e),
                     Ok(path) => {
-                        let pinned = binding.verified_version(&rec.stored_key);
+                        let pinned = bound.verified_version(&rec.stored_key);
                         let pin = pipeline::Pin::from(pinned.as_ref());
                         pipeline::download(
-                            binding.prefix.store.as_ref(),
+                            bound.prefix.store.as_ref(),
                             &path,
                             &rec,
                             Sink::Buffer(&mut buf, cap),
                             None,
-                            binding.prefix.encryption.as_ref(),
+                            bound.prefix.encryption.as_ref(),
                             pin,
                         )
                         .await
@@ -390,11 +390,11 @@ impl HostStore for View<'_> {
 
     async fn head(&mut self, h: Resource<Store>, key: String) -> HostResult<Option<ObjectInfo>> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
+        let (name, bound) = self.bound(&h)?;
         let res = self
-            .may(&name, &binding, LocationAccess::Read)
+            .may(&name, &bound, LocationAccess::Read)
             .and_then(|_| self.key_ok(&key))
-            .map(|_| known_object(self.scope, &binding, &key).map(|r| info_of(&r)));
+            .map(|_| known_object(self.scope, &bound, &key).map(|r| info_of(&r)));
         self.scope
             .audit("location.head", &key, "", started, &res, 0);
         Ok(res)
@@ -406,13 +406,13 @@ impl HostStore for View<'_> {
         prefix: String,
     ) -> HostResult<Vec<ObjectInfo>> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
-        let res = match self.may(&name, &binding, LocationAccess::Read) {
+        let (name, bound) = self.bound(&h)?;
+        let res = match self.may(&name, &bound, LocationAccess::Read) {
             Err(e) => Err(e),
             Ok(()) => {
-                let root = object_store::path::Path::from(binding.prefix.root.as_str());
+                let root = object_store::path::Path::from(bound.prefix.root.as_str());
                 let mut out = Vec::new();
-                let mut listing = binding.prefix.store.list(Some(&root));
+                let mut listing = bound.prefix.store.list(Some(&root));
                 let mut failed = None;
                 while let Some(item) = listing.next().await {
                     match item {
@@ -423,7 +423,7 @@ impl HostStore for View<'_> {
                         Ok(meta) => {
                             let full = meta.location.as_ref();
                             let rel = full
-                                .strip_prefix(binding.prefix.root.as_str())
+                                .strip_prefix(bound.prefix.root.as_str())
                                 .unwrap_or(full)
                                 .trim_start_matches('/');
                             let key = logical_key(rel);
@@ -432,7 +432,7 @@ impl HostStore for View<'_> {
                             if !key.starts_with(prefix.as_str()) || key == MANIFEST_NAME {
                                 continue;
                             }
-                            out.push(match known_object(self.scope, &binding, &key) {
+                            out.push(match known_object(self.scope, &bound, &key) {
                                 Some(r) => info_of(&r),
                                 None => ObjectInfo {
                                     key,
@@ -464,9 +464,9 @@ impl HostStore for View<'_> {
 
     async fn delete(&mut self, h: Resource<Store>, key: String) -> HostResult<()> {
         let started = Instant::now();
-        let (name, binding) = self.binding(&h)?;
+        let (name, bound) = self.bound(&h)?;
         let res = match self
-            .may(&name, &binding, LocationAccess::Delete)
+            .may(&name, &bound, LocationAccess::Delete)
             .and_then(|_| self.key_ok(&key))
         {
             Err(e) => Err(e),
@@ -474,10 +474,10 @@ impl HostStore for View<'_> {
                 let mut deleted = false;
                 let mut failed = None;
                 for stored in stored_variants(&key) {
-                    let Ok(path) = binding.prefix.path(&stored) else {
+                    let Ok(path) = bound.prefix.path(&stored) else {
                         continue;
                     };
-                    match binding.prefix.store.delete(&path).await {
+                    match bound.prefix.store.delete(&path).await {
                         Ok(()) => deleted = true,
                         Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => {
