@@ -45,21 +45,21 @@ impl Coffer {
         match &p.request.action {
             ActionKind::Backup => {
                 let rp = self.commit_backup(p, &output).await?;
-                let mut a = self.action_set(&p.name)?;
+                let mut a = p.record.current().await?;
                 finish(&mut a);
                 a.status.artifacts = rp.spec.artifacts.clone();
                 a.status.restore_point = Some(rp.name().to_string());
                 // The RestorePoint and the Completed ActionSet together, or neither (then
                 // the backup fails, its objects kept: the manifest is written).
-                self.catalog.record_backup(&rp, &a, Some(&p.owner_token))?;
+                p.record.commit_backup(&rp, &a).await?;
                 tracing::info!(restorepoint = %rp.name(), bytes = rp.spec.size, stored = rp.spec.stored_size, "backup committed");
             }
             ActionKind::Delete => {
                 self.remove_restore_point(p).await?;
-                self.update(&p.name, Some(&p.owner_token), finish)?;
+                p.record.update(&finish).await?;
             }
             ActionKind::Restore | ActionKind::Other(_) => {
-                self.update(&p.name, Some(&p.owner_token), finish)?;
+                p.record.update(&finish).await?;
             }
         }
         tracing::info!("action completed");
@@ -177,7 +177,7 @@ impl Coffer {
         let body = self.manifest_key()?.seal(&rp)?;
         // Committing is this process's to do only while the action is still its own (a
         // coffer elsewhere may have settled it as lost).
-        if !self.catalog.owns(&p.name, &p.owner_token)? {
+        if !p.record.owned().await? {
             return Err(crate::catalog::NotOurs(p.name.clone()).into());
         }
         p.location
@@ -216,7 +216,7 @@ impl Coffer {
             Err(e) => return Err(e).with_context(|| format!("deleting {}", rp.spec.manifest_key)),
         }
         p.location.remove_prefix(&rp.spec.prefix).await?;
-        self.catalog.delete(Kind::RestorePoint, rp.name())?;
+        p.record.remove_restore_point(rp).await?;
         Ok(())
     }
 

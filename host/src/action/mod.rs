@@ -7,6 +7,7 @@ mod commit;
 
 mod owner;
 mod prepare;
+pub mod record;
 mod recovery;
 mod resources;
 
@@ -23,6 +24,7 @@ use crate::model::{ActionSet, Phase, now_rfc3339};
 use crate::storage::Location;
 use crate::storage::manifest;
 use anyhow::Result;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ const MAX_ERROR: usize = 8 << 10;
 /// The local-mode host: state dir, catalog, wasm engine.
 pub struct Coffer {
     pub home: Home,
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// Where Profiles' and Workloads' secret references are read from.
     pub credentials: Credentials,
     engine: OnceLock<Engine>,
@@ -47,7 +49,7 @@ impl Coffer {
     /// Open the state dir and catalog, and settle ActionSets left running by a process that
     /// is gone.
     pub async fn open(home: Home) -> Result<Coffer> {
-        let catalog = Catalog::open(&home.catalog())?;
+        let catalog = Arc::new(Catalog::open(&home.catalog())?);
         let coffer = Coffer {
             home,
             catalog,
@@ -95,14 +97,14 @@ impl Coffer {
         let outcome = loop {
             tokio::select! {
                 r = &mut work => break r,
-                _ = tick.tick() => self.persist_progress(p),
+                _ = tick.tick() => self.persist_progress(p).await,
             }
         };
         match outcome {
             Ok(()) => {}
             Err(e) => self.fail(p, &e.to_string()).await,
         }
-        self.action_set(&p.name)
+        p.record.current().await
     }
 
     /// An ActionSet with its audit trail.
@@ -119,7 +121,7 @@ impl Coffer {
             .cancelled
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.fail(p, why).await;
-        self.action_set(&p.name)
+        p.record.current().await
     }
 
     async fn execute(&self, p: &PreparedAction) -> Result<(), ActionError> {
@@ -176,10 +178,11 @@ impl Coffer {
     }
 
     /// Progress on the record, and the runner's heartbeat (every write beats).
-    fn persist_progress(&self, p: &PreparedAction) {
-        let res = self.update(&p.name, Some(&p.owner_token), |a| {
-            p.copy_records(&mut a.status);
-        });
+    async fn persist_progress(&self, p: &PreparedAction) {
+        let res = p
+            .record
+            .update(&|a: &mut ActionSet| p.copy_records(&mut a.status))
+            .await;
         if let Err(e) = res {
             tracing::warn!(error = %e, "could not record progress");
         }
@@ -219,14 +222,18 @@ impl Coffer {
             cleanup_pending = c.pending();
             cleanup_note = c.note(&p.prefix, "the next coffer command tries again");
         }
-        let res = self.update(&p.name, Some(&p.owner_token), |a| {
-            a.status.phase = Phase::Failed;
-            a.status.end_time = Some(now_rfc3339());
-            a.status.error = Some(format!("{why}{cleanup_note}"));
-            a.status.cleanup_pending = cleanup_pending;
-            a.status.owner = None;
-            p.copy_records(&mut a.status);
-        });
+        let error = format!("{why}{cleanup_note}");
+        let res = p
+            .record
+            .update(&|a: &mut ActionSet| {
+                a.status.phase = Phase::Failed;
+                a.status.end_time = Some(now_rfc3339());
+                a.status.error = Some(error.clone());
+                a.status.cleanup_pending = cleanup_pending;
+                a.status.owner = None;
+                p.copy_records(&mut a.status);
+            })
+            .await;
         if let Err(e) = res {
             tracing::error!(error = %e, "could not record the failure");
         }

@@ -1,5 +1,6 @@
 //! Turning "back up workload W" into everything an action needs, and its ActionSet.
 
+use super::record::{ActionRecord, CatalogRecord};
 use super::{Coffer, owner};
 use crate::cap::exec::{ExecBackend, LocalExec};
 use crate::cap::location::{BoundLocation, BoundLocations};
@@ -57,6 +58,14 @@ pub struct ClusterSubject {
     pub secrets: BTreeMap<String, String>,
     /// The cluster's backends: pod exec, the plugin's kube client, CSI snapshots.
     pub backends: Backends,
+    /// What the action works with, read from the cluster.
+    pub blueprint: Blueprint,
+    pub profile: Profile,
+    pub restore_point: Option<RestorePoint>,
+    /// The Secret values the Profile's credentials name.
+    pub credentials: crate::credentials::Credentials,
+    /// Where the action is recorded: its ActionSet and RestorePoint resources.
+    pub record: Arc<dyn ActionRecord>,
 }
 
 impl std::fmt::Debug for ClusterSubject {
@@ -92,6 +101,8 @@ pub struct PreparedAction {
     pub wit_request: wit_plugin::ActionRequest,
     /// This run's owner token: every status write compare-and-sets on it.
     pub owner_token: String,
+    /// Where the action's record is kept (the catalog, or the cluster's resources).
+    pub record: Arc<dyn ActionRecord>,
     /// A backup's manifest is written: from then on its objects are never removed.
     pub manifest_written: std::sync::atomic::AtomicBool,
 }
@@ -212,17 +223,21 @@ impl Coffer {
     pub async fn prepare(&self, req: ActionRequest) -> Result<PreparedAction> {
         let kind = req.action.clone();
         let action = kind.name().to_string();
-        let input = req
-            .restore_point
-            .as_deref()
-            .map(|n| self.restore_point(n))
-            .transpose()?;
+        let cluster = req.cluster.clone();
+        // On a cluster, what the action needs was read from it by the caller.
+        let input = match &cluster {
+            Some(c) => c.restore_point.clone(),
+            None => req
+                .restore_point
+                .as_deref()
+                .map(|n| self.restore_point(n))
+                .transpose()?,
+        };
         if kind.needs_restore_point() && input.is_none() {
             bail!(
                 "{action} needs a restore point: give it with --from RESTOREPOINT (`coffer get restorepoints` lists them)"
             );
         }
-        let cluster = req.cluster.clone();
         let workload = match (&req.workload, &input) {
             _ if cluster.is_some() => cluster.as_ref().unwrap().workload.clone(),
             (Some(w), _) => self.workload(w)?,
@@ -248,9 +263,14 @@ impl Coffer {
             (None, None) => bail!("{action} needs a workload"),
         };
         let wname = workload.name().to_string();
-        let (blueprint, _) = self
-            .blueprint(&workload.spec.blueprint)
-            .with_context(|| format!("Workload {wname}: spec.blueprint"))?;
+        let blueprint = match &cluster {
+            Some(c) => c.blueprint.clone(),
+            None => {
+                self.blueprint(&workload.spec.blueprint)
+                    .with_context(|| format!("Workload {wname}: spec.blueprint"))?
+                    .0
+            }
+        };
         let bname = blueprint.name().to_string();
         let profile_name = match &input {
             Some(rp) => rp.spec.profile.clone(),
@@ -260,8 +280,11 @@ impl Coffer {
                 .or_else(|| workload.spec.profile.clone())
                 .unwrap_or_else(|| super::resources::DEFAULT_PROFILE.into()),
         };
-        let (profile, _) = self.profile(&profile_name)?;
-        let location = Location::from_profile(&profile, &self.credentials)?;
+        let (profile, credentials) = match &cluster {
+            Some(c) => (c.profile.clone(), c.credentials.clone()),
+            None => (self.profile(&profile_name)?.0, self.credentials.clone()),
+        };
+        let location = Location::from_profile(&profile, &credentials)?;
         // What a restore or delete acts on is what coffer's signed manifest says, at the
         // place derived from the workload and name, never what the record claims.
         let input = match input {
@@ -351,7 +374,7 @@ impl Coffer {
             None => SecretValues::resolve(
                 &format!("Workload {wname}"),
                 &workload.spec.secrets,
-                &self.credentials,
+                &credentials,
             )
             .map_err(|e| anyhow!(e))?,
         };
@@ -483,7 +506,20 @@ impl Coffer {
             prefix: Some(prefix.clone()),
             ..Default::default()
         };
-        self.catalog.insert_action_set(&set)?;
+        if cluster.is_some() {
+            // A cluster ActionSet's spec may leave both to bindings and defaults.
+            set.status.blueprint = Some(set.spec.blueprint.clone());
+            set.status.profile = Some(set.spec.profile.clone());
+        }
+        let record: Arc<dyn ActionRecord> = match &cluster {
+            Some(c) => c.record.clone(),
+            None => Arc::new(CatalogRecord {
+                catalog: self.catalog.clone(),
+                name: name.clone(),
+                owner_token: owner_token.clone(),
+            }),
+        };
+        record.started(&set).await?;
         tracing::info!(actionset = %name, action = %action, workload = %wname, "action started");
         Ok(PreparedAction {
             name,
@@ -504,6 +540,7 @@ impl Coffer {
             bound,
             wit_request,
             owner_token,
+            record,
             manifest_written: Default::default(),
         })
     }

@@ -40,6 +40,14 @@ impl Coffer {
         Ok(out)
     }
 
+    /// The built-in Blueprint `name`, if there is one.
+    pub fn builtin_blueprint(&self, name: &str) -> Result<Option<Blueprint>> {
+        Ok(self
+            .builtin_blueprints()?
+            .into_iter()
+            .find(|b| b.name() == name))
+    }
+
     /// A Blueprint from the catalog, else a built-in one.
     pub fn blueprint(&self, name: &str) -> Result<(Blueprint, Source)> {
         if let Some(b) = self.catalog.get::<Blueprint>(Kind::Blueprint, name)? {

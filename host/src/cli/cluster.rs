@@ -5,12 +5,15 @@
 use crate::action::Coffer;
 use crate::binding::{Resolution, WorkloadInfo};
 use crate::k8s::daemon::DaemonConfig;
+use crate::k8s::kinds::{
+    self, ActionSetResource, RestorePointResource, StatusPatch, patch_status, status,
+};
 use crate::k8s::run::{self, ClusterCtx};
-use crate::k8s::{ClusterTarget, api, parse_subject, spec_of, status_of};
-use crate::model::{ActionKind, ActionSetStatus, Phase, RestorePointSpec};
+use crate::k8s::{ClusterTarget, parse_subject};
+use crate::model::{ActionKind, ActionSetSpec, Phase};
 use anyhow::{Context, Result, anyhow, bail};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use serde_json::json;
+use kube::core::ObjectMeta;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,43 +112,51 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
     let workload = match (&req.workload, &req.restore_point) {
         (Some(w), _) => w.clone(),
         (None, Some(rp)) => {
-            let o = api(&client, "RestorePoint", &ns)
+            Api::<RestorePointResource>::namespaced(client.clone(), &ns)
                 .get_opt(rp)
                 .await
                 .with_context(|| format!("reading RestorePoint {ns}/{rp}"))?
-                .ok_or_else(|| anyhow!("RestorePoint {ns}/{rp} not found (`coffer get restorepoints -n {ns}` lists them)"))?;
-            spec_of::<RestorePointSpec>(&o)?.workload
+                .ok_or_else(|| anyhow!("RestorePoint {ns}/{rp} not found (`coffer get restorepoints -n {ns}` lists them)"))?
+                .spec
+                .workload
         }
         (None, None) => bail!("{} needs a workload", req.action),
     };
     let (_, wname) = parse_subject(&workload)?;
-    let mut spec = json!({"action": req.action.name(), "workload": workload});
-    if let Some(p) = &req.profile {
-        spec["profile"] = json!(p);
-    }
-    if let Some(rp) = &req.restore_point {
-        spec["restorePoint"] = json!(rp);
-    }
-    if !req.params.is_empty() {
-        spec["params"] = serde_json::Value::Object(req.params.clone());
-    }
-    if let Some(d) = &req.deadline {
-        spec["deadline"] = json!(d);
-    }
-    let sets = api(&client, "ActionSet", &ns);
-    // A --local-run ActionSet says so: the daemon leaves it to this process.
-    let annotations = if req.local_run {
-        json!({crate::k8s::daemon::LOCAL_RUN_ANNOTATION: format!("cli-{}", std::process::id())})
-    } else {
-        json!({})
+    let spec = ActionSetSpec {
+        action: req.action.name().to_string(),
+        workload: workload.clone(),
+        blueprint: String::new(),
+        profile: req.profile.clone().unwrap_or_default(),
+        restore_point: req.restore_point.clone(),
+        params: if req.params.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::Object(req.params.clone())
+        },
+        cancel: false,
+        deadline: req.deadline.clone(),
     };
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": format!("{}/{}", crate::k8s::GROUP, crate::k8s::VERSION),
-        "kind": "ActionSet",
-        "metadata": {"generateName": format!("{}-{wname}-", req.action), "namespace": ns,
-                     "annotations": annotations},
-        "spec": spec,
-    }))?;
+    let sets: Api<ActionSetResource> = Api::namespaced(client.clone(), &ns);
+    // A --local-run ActionSet says so: the daemon leaves it to this process.
+    let mut obj = ActionSetResource {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-{wname}-", req.action)),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    };
+    if req.local_run {
+        obj.metadata.annotations = Some(
+            [(
+                crate::k8s::daemon::LOCAL_RUN_ANNOTATION.to_string(),
+                format!("cli-{}", std::process::id()),
+            )]
+            .into_iter()
+            .collect(),
+        );
+    }
     let created = sets
         .create(&PostParams::default(), &obj)
         .await
@@ -164,24 +175,25 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
             config_ns: crate::k8s::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
         };
-        match run::claim(&sets, &created, &cx.identity).await {
-            Ok(()) => {}
+        let claimed = match run::claim(&sets, &created, &cx.identity).await {
+            Ok(c) => c,
             Err(e) if run::lost_claim(&e) => {
                 eprintln!("ActionSet {ns}/{name} was claimed by another runner; following it");
                 return follow(&sets, &name, &what, req.output).await;
             }
-            Err(e) => return Err(e),
-        }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("claiming ActionSet {name}")));
+            }
+        };
         let outcome = async {
-            let p = run::prepare(&coffer, &cx, &created).await?;
-            run::patch_status(&sets, &name, json!({"prefix": p.prefix, "blueprint": p.blueprint.name(), "profile": p.profile.name()})).await?;
             let (tx, rx) = watch::channel(None);
+            let p = crate::k8s::resolve::prepare(&coffer, &cx, &claimed, Some(tx.clone())).await?;
             let interrupt = async {
                 let _ = tokio::signal::ctrl_c().await;
                 let _ = tx.send(Some("cancelled by the user (interrupt)".into()));
                 std::future::pending::<()>().await;
             };
-            let work = run::execute(&coffer, &cx, &sets, &p, rx, None);
+            let work = run::execute(&coffer, &p, rx, None);
             tokio::select! {
                 r = work => r,
                 _ = interrupt => unreachable!("never completes"),
@@ -190,7 +202,9 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
         .await;
         if let Err(e) = outcome {
             let why = format!("{e:#}");
-            run::patch_status(&sets, &name, json!({"phase": "Failed", "endTime": crate::model::now_rfc3339(), "error": why, "runner": null})).await?;
+            patch_status(&sets, &name, &StatusPatch::failed(why), None)
+                .await
+                .with_context(|| format!("recording the failure of ActionSet {name}"))?;
         }
     }
     follow(&sets, &name, &what, req.output).await
@@ -198,7 +212,7 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
 
 /// Poll the ActionSet until it ends, showing its phase and bytes.
 async fn follow(
-    sets: &Api<DynamicObject>,
+    sets: &Api<ActionSetResource>,
     name: &str,
     what: &str,
     output: Option<super::OutputFormat>,
@@ -211,7 +225,7 @@ async fn follow(
             .get(name)
             .await
             .with_context(|| format!("reading ActionSet {name}"))?;
-        let s: ActionSetStatus = status_of(&o);
+        let s = status(&o);
         if let (Some(format), Phase::Completed | Phase::Failed) = (output, s.phase) {
             bar.finish_and_clear();
             super::output::print_one(&o, format)?;
@@ -263,17 +277,20 @@ pub async fn get(
 ) -> Result<ExitCode> {
     let (client, default_ns) = cluster.connect().await?;
     let ns = namespace.unwrap_or(default_ns);
-    let list = |k: &str| {
-        let ar = crate::k8s::resource(k);
-        if all_namespaces {
-            Api::<DynamicObject>::all_with(client.clone(), &ar)
+    fn list_api<K>(client: &kube::Client, ns: &str, all: bool) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        if all {
+            Api::all(client.clone())
         } else {
-            Api::namespaced_with(client.clone(), &ns, &ar)
+            Api::namespaced(client.clone(), ns)
         }
-    };
+    }
     match kind.to_ascii_lowercase().trim_end_matches('s') {
         "actionset" | "a" => {
-            let items = list("ActionSet")
+            let items = list_api::<ActionSetResource>(&client, &ns, all_namespaces)
                 .list(&ListParams::default())
                 .await
                 .context("listing ActionSets")?;
@@ -286,21 +303,20 @@ pub async fn get(
                 "PHASE"
             );
             for o in items.items {
-                let s: ActionSetStatus = status_of(&o);
-                let spec: serde_json::Value = o.data.get("spec").cloned().unwrap_or_default();
+                let s = status(&o);
                 out!(
                     "{:<14} {:<40} {:<8} {:<22} {:<10} {}",
                     o.metadata.namespace.unwrap_or_default(),
                     o.metadata.name.unwrap_or_default(),
-                    spec["action"].as_str().unwrap_or(""),
-                    spec["workload"].as_str().unwrap_or(""),
+                    o.spec.action,
+                    o.spec.workload,
                     s.phase.as_str(),
                     s.restore_point.unwrap_or_default()
                 );
             }
         }
         "restorepoint" | "rp" => {
-            let items = list("RestorePoint")
+            let items = list_api::<RestorePointResource>(&client, &ns, all_namespaces)
                 .list(&ListParams::default())
                 .await
                 .context("listing RestorePoints")?;
@@ -312,14 +328,13 @@ pub async fn get(
                 "PROFILE"
             );
             for o in items.items {
-                let spec: RestorePointSpec = spec_of(&o)?;
                 out!(
                     "{:<14} {:<44} {:<22} {:<10} {}",
                     o.metadata.namespace.unwrap_or_default(),
                     o.metadata.name.unwrap_or_default(),
-                    spec.workload,
-                    spec.profile,
-                    indicatif::HumanBytes(spec.size)
+                    o.spec.workload,
+                    o.spec.profile,
+                    indicatif::HumanBytes(o.spec.size)
                 );
             }
         }
@@ -340,30 +355,29 @@ pub async fn describe(
 ) -> Result<ExitCode> {
     let (client, default_ns) = cluster.connect().await?;
     let ns = namespace.unwrap_or(default_ns);
-    let kind = match kind.to_ascii_lowercase().trim_end_matches('s') {
-        "actionset" | "a" => "ActionSet",
-        "restorepoint" | "rp" => "RestorePoint",
+    match kind.to_ascii_lowercase().trim_end_matches('s') {
+        "actionset" | "a" => {
+            let o = Api::<ActionSetResource>::namespaced(client, &ns)
+                .get_opt(name)
+                .await
+                .with_context(|| format!("reading ActionSet {ns}/{name}"))?
+                .ok_or_else(|| anyhow!("ActionSet {ns}/{name} not found"))?;
+            super::output::describe_action_set(&kinds::action_set(&o));
+        }
+        "restorepoint" | "rp" => {
+            let o = Api::<RestorePointResource>::namespaced(client, &ns)
+                .get_opt(name)
+                .await
+                .with_context(|| format!("reading RestorePoint {ns}/{name}"))?
+                .ok_or_else(|| anyhow!("RestorePoint {ns}/{name} not found"))?;
+            out!(
+                "{}",
+                serde_yaml_ng::to_string(&o).unwrap_or_default().trim_end()
+            );
+        }
         other => bail!(
             "on a cluster, `coffer describe` shows actionsets or restorepoints, not {other:?} (kubectl shows the rest)"
         ),
-    };
-    let o = api(&client, kind, &ns)
-        .get_opt(name)
-        .await
-        .with_context(|| format!("reading {kind} {ns}/{name}"))?
-        .ok_or_else(|| anyhow!("{kind} {ns}/{name} not found"))?;
-    if kind == "ActionSet" {
-        let mut a: crate::model::ActionSet =
-            crate::k8s::to_object(crate::model::Kind::ActionSet, &o)?;
-        a.status = status_of(&o);
-        super::output::describe_action_set(&a);
-    } else {
-        out!(
-            "{}",
-            serde_yaml_ng::to_string(&o.data)
-                .unwrap_or_default()
-                .trim_end()
-        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -397,7 +411,7 @@ async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
                 labels: w.metadata.labels.clone().unwrap_or_default(),
                 annotations: w.metadata.annotations.clone().unwrap_or_default(),
             };
-            let r = crate::k8s::sync::resolve_blueprint(client, &config_ns, &info).await?;
+            let r = crate::k8s::resolve::resolve_blueprint(client, &config_ns, &info).await?;
             let via = match &r {
                 Resolution::Binding { binding, also, .. } if also.is_empty() => {
                     format!("BlueprintBinding {binding}")

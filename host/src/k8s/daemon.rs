@@ -1,26 +1,31 @@
 //! `coffer daemon`: a kube-rs controller reconciling ActionSets, active only while it holds
-//! the Lease (other replicas stand by). Reconciling is quick and idempotent; actions run
-//! as tasks, each with a cancel channel:
-//! - no status / Pending: claim it (finalizer, Running, runner = this instance), run it;
+//! the Lease (other replicas stand by). Reconciling is quick and idempotent; actions run as
+//! tasks, each with a cancel channel. What to do with an ActionSet is decided in
+//! `decide.rs`; here the decisions are carried out:
+//! - no status / Pending: claim it (Running, runner = this instance), run it;
 //! - Running here: `spec.cancel` or a deletion stops it (its partial backup is removed);
-//! - Running elsewhere: this instance leads, so that runner is gone: settle it;
-//! - Completed / Failed: nothing (the finalizer is dropped).
+//! - Running elsewhere: settle it once its runner's heartbeat has stood still long enough;
+//! - Completed / Failed: nothing.
+//!
+//! kube-runtime's `finalizer()` holds a live ActionSet while it runs: a deletion stops the
+//! action and lets the object go once it has stopped. Finished ActionSets carry no
+//! finalizer, so they can be deleted whether a daemon runs or not.
 
+use super::decide::{self, Decision, Facts};
+use super::kinds::{ActionSetResource, StatusPatch, key, patch_status, status};
 use super::lease::LeaseLock;
 use super::metrics::{self, Metrics};
-use super::run::{self, ClusterCtx, patch_status, set_finalizer};
-use super::{ClusterTarget, api, key, resource, spec_of, status_of};
+use super::run::{self, ClusterCtx};
+use super::{ClusterTarget, Error, FINALIZER, resource};
 use crate::action::Coffer;
-use crate::model::{ActionSetSpec, ActionSetStatus, Phase, now_rfc3339};
-use anyhow::{Result, bail};
+use crate::model::Phase;
 use futures::StreamExt;
 use kube::Resource;
-use kube::ResourceExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
-use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,6 +52,9 @@ pub struct DaemonConfig {
     pub runner_timeout: Duration,
 }
 
+/// On an ActionSet a `coffer … --local-run` process made to run itself.
+pub const LOCAL_RUN_ANNOTATION: &str = "coffer.dev/local-run";
+
 struct Daemon {
     coffer: Arc<Coffer>,
     cx: Arc<ClusterCtx>,
@@ -61,16 +69,6 @@ struct Daemon {
     runner_timeout: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ReconcileError(String);
-
-impl From<anyhow::Error> for ReconcileError {
-    fn from(e: anyhow::Error) -> Self {
-        ReconcileError(format!("{e:#}"))
-    }
-}
-
 fn identity(args: &DaemonConfig) -> String {
     args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -80,7 +78,11 @@ fn identity(args: &DaemonConfig) -> String {
     })
 }
 
-pub async fn run(coffer: Coffer, cluster: &ClusterTarget, args: DaemonConfig) -> Result<()> {
+pub async fn run(
+    coffer: Coffer,
+    cluster: &ClusterTarget,
+    args: DaemonConfig,
+) -> anyhow::Result<()> {
     let (client, _, config) = cluster.connect_with_config().await?;
     let ns = args
         .namespace
@@ -125,6 +127,8 @@ pub async fn run(coffer: Coffer, cluster: &ClusterTarget, args: DaemonConfig) ->
             },
         ),
     });
+    // The watch is of untyped objects: one malformed ActionSet (a tenant may create any)
+    // must not stop the typed list of every other one; it is refused on its own.
     let ar = resource("ActionSet");
     let controller = Controller::new_with(
         Api::<DynamicObject>::all_with(client, &ar),
@@ -138,11 +142,11 @@ pub async fn run(coffer: Coffer, cluster: &ClusterTarget, args: DaemonConfig) ->
         }
     });
     tokio::select! {
-        _ = controller => bail!("the ActionSet watch ended"),
+        _ = controller => anyhow::bail!("the ActionSet watch ended"),
         why = lock.hold() => {
             metrics.set_leader(false);
             // Whatever runs here is settled by the next leader.
-            bail!("stopped leading: {why}")
+            anyhow::bail!("stopped leading: {why}")
         }
         _ = shutdown_signal() => {
             d.stop_all("the coffer daemon was stopped").await;
@@ -163,131 +167,213 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn error_policy(o: Arc<DynamicObject>, e: &ReconcileError, _: Arc<Daemon>) -> Action {
-    tracing::warn!(actionset = %key(&o), error = %e, "reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
+fn error_policy(o: Arc<DynamicObject>, e: &Error, d: Arc<Daemon>) -> Action {
+    d.metrics.reconcile_failed(e.metric_label());
+    match e {
+        // Waiting for an action to stop is expected, not worth a warning.
+        Error::StillRunning(_) => Action::requeue(Duration::from_secs(1)),
+        // Trying the same input again cannot help; a change to the object requeues it.
+        e if !e.retryable() => {
+            tracing::warn!(actionset = %key(o.as_ref()), error = %e, "cannot reconcile; waiting for the ActionSet to change");
+            Action::await_change()
+        }
+        _ => {
+            tracing::warn!(actionset = %key(o.as_ref()), error = %e, "reconcile failed; retrying in 5s");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
 }
 
-async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, ReconcileError> {
-    let k = key(&o);
+async fn reconcile(o: Arc<DynamicObject>, d: Arc<Daemon>) -> Result<Action, Error> {
     let ns = o.metadata.namespace.clone().unwrap_or_default();
     let name = o.metadata.name.clone().unwrap_or_default();
-    let sets = api(&d.cx.client, "ActionSet", &ns);
+    let sets: Api<ActionSetResource> = Api::namespaced(d.cx.client.clone(), &ns);
+    let raw: Api<DynamicObject> =
+        Api::namespaced_with(d.cx.client.clone(), &ns, &resource("ActionSet"));
     // The controller's cache can lag; decisions are made on the object as it is now.
-    let Some(o) = sets.get_opt(&name).await.map_err(anyhow::Error::from)? else {
+    let Some(current) = raw.get_opt(&name).await? else {
         return Ok(Action::await_change());
     };
-    let status: ActionSetStatus = status_of(&o);
-    let here = d.running.lock().unwrap().get(&k).cloned();
-    if o.metadata.deletion_timestamp.is_some() {
-        match here {
-            Some(tx) => {
-                let _ = tx.send(Some("cancelled: the ActionSet was deleted".into()));
-            }
-            None => set_finalizer(&sets, &o, false).await?,
-        }
-        return Ok(Action::await_change());
-    }
-    let spec: Result<ActionSetSpec> = spec_of(&o);
-    match (status.phase, here) {
-        (Phase::Completed | Phase::Failed, _) => {
-            set_finalizer(&sets, &o, false).await?;
-        }
-        (Phase::Running, Some(tx)) => {
-            if spec.is_ok_and(|s| s.cancel) {
-                let _ = tx.send(Some("cancelled (spec.cancel)".into()));
-            }
-        }
-        (Phase::Running, None) => {
-            // Its runner is gone if it is this instance (a restart: nothing of it runs
-            // here), or its heartbeat has stood still for the runner timeout.
-            let runner = status.runner.clone().unwrap_or_default();
-            if runner != d.cx.identity
-                && let Some(wait) = d.runner_alive(&k, &status, &o)
-            {
-                return Ok(Action::requeue(wait));
-            }
-            d.seen.lock().unwrap().remove(&k);
-            super::settle::settle_stale(&d.coffer, &d.cx, &o).await?;
-            d.event(
-                &o,
-                EventType::Warning,
-                "RunnerLost",
-                "Settle",
-                status.runner.map(|r| format!("its runner {r} is gone")),
-            )
-            .await;
-        }
-        (Phase::Pending, _) => {
-            // `coffer … --local-run` made it to run it itself: leave it to that process for a
-            // while (it claims it at once), then call it abandoned.
-            if o.annotations().contains_key(LOCAL_RUN_ANNOTATION) {
-                let age = o
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
-                    .and_then(|d| Duration::try_from(d).ok())
-                    .unwrap_or_default();
-                if age < d.runner_timeout {
-                    return Ok(Action::requeue(d.runner_timeout - age));
-                }
-                patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": "the `coffer --local-run` process that made this ActionSet never started it"})).await?;
+    let set: ActionSetResource =
+        match serde_json::to_value(&current).and_then(serde_json::from_value) {
+            Ok(s) => s,
+            Err(e) => {
+                refuse_malformed(&raw, &current, &e.to_string()).await?;
                 return Ok(Action::await_change());
             }
-            match spec {
-                Err(e) => {
-                    patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": format!("{e:#}")})).await?;
-                }
-                Ok(s) if s.cancel => {
-                    patch_status(&sets, &name, json!({"phase": "Failed", "endTime": now_rfc3339(), "error": "cancelled before it started"})).await?;
-                }
-                Ok(s) => d.start(o, s).await?,
-            }
-        }
+        };
+    let finished = matches!(status(&set).phase, Phase::Completed | Phase::Failed);
+    if finished && set.metadata.deletion_timestamp.is_none() {
+        remove_finalizer(&sets, &set).await?;
+        return Ok(Action::await_change());
     }
-    Ok(Action::await_change())
+    let d2 = d.clone();
+    finalizer(&sets, FINALIZER, Arc::new(set), |event| async move {
+        match event {
+            Finalizer::Apply(o) => d2.apply(&o).await,
+            Finalizer::Cleanup(o) => d2.cleanup(&o).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Other(anyhow::anyhow!("finalizer: {other}")),
+    })
 }
 
-/// On an ActionSet a `coffer … --local-run` process made to run itself.
-pub const LOCAL_RUN_ANNOTATION: &str = "coffer.dev/local-run";
+/// An ActionSet that does not parse is failed (once) with the reason, never retried.
+async fn refuse_malformed(
+    raw: &Api<DynamicObject>,
+    o: &DynamicObject,
+    why: &str,
+) -> Result<(), Error> {
+    let phase = o.data.pointer("/status/phase").and_then(|p| p.as_str());
+    if matches!(phase, Some("Completed" | "Failed")) {
+        return Ok(());
+    }
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({"status": StatusPatch::failed(format!(
+        "the ActionSet is not valid: {why}"
+    ))});
+    raw.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A finished ActionSet keeps no finalizer (it was held only while it ran).
+async fn remove_finalizer(
+    sets: &Api<ActionSetResource>,
+    o: &ActionSetResource,
+) -> Result<(), Error> {
+    let Some(f) = &o.metadata.finalizers else {
+        return Ok(());
+    };
+    if !f.iter().any(|x| x == FINALIZER) {
+        return Ok(());
+    }
+    let keep: Vec<&String> = f.iter().filter(|x| *x != FINALIZER).collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": keep,
+        "resourceVersion": o.metadata.resource_version,
+    }});
+    let name = o.metadata.name.clone().unwrap_or_default();
+    match sets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 impl Daemon {
-    /// `Some(wait)` while another runner's heartbeat keeps moving (check again after
-    /// `wait`); `None` once it has stood still for the runner timeout.
-    fn runner_alive(
-        &self,
-        k: &str,
-        status: &ActionSetStatus,
-        o: &DynamicObject,
-    ) -> Option<Duration> {
-        let beat = status
+    fn facts(&self, o: &ActionSetResource) -> Facts {
+        let k = key(o);
+        let st = status(o);
+        let age = o
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default();
+        Facts {
+            here: self.running.lock().unwrap().contains_key(&k),
+            mine: st.runner.as_deref() == Some(self.cx.identity.as_str()),
+            quiet_for: self.quiet_for(&k, o),
+            age,
+            runner_timeout: self.runner_timeout,
+        }
+    }
+
+    /// How long this instance has seen the runner's heartbeat stand still (`None` the first
+    /// time, and whenever it changed).
+    fn quiet_for(&self, k: &str, o: &ActionSetResource) -> Option<Duration> {
+        if status(o).phase != Phase::Running {
+            self.seen.lock().unwrap().remove(k);
+            return None;
+        }
+        let beat = status(o)
             .heartbeat
-            .clone()
             .or_else(|| o.metadata.resource_version.clone())
             .unwrap_or_default();
         let mut seen = self.seen.lock().unwrap();
         match seen.get(k) {
-            Some((last, since)) if *last == beat => {
-                let still = since.elapsed();
-                (still < self.runner_timeout).then(|| self.runner_timeout - still)
-            }
+            Some((last, since)) if *last == beat => Some(since.elapsed()),
             _ => {
                 seen.insert(k.to_string(), (beat, Instant::now()));
-                Some(self.runner_timeout)
+                None
             }
         }
     }
 
+    async fn apply(self: &Arc<Self>, o: &ActionSetResource) -> Result<Action, Error> {
+        let decision = decide::decide(o, self.facts(o));
+        self.carry_out(o, decision).await
+    }
+
+    async fn cleanup(self: &Arc<Self>, o: &ActionSetResource) -> Result<Action, Error> {
+        match decide::on_delete(o, self.facts(o)) {
+            Ok(()) => Ok(Action::await_change()),
+            Err(Decision::Settle) => {
+                self.carry_out(o, Decision::Settle).await?;
+                Ok(Action::await_change())
+            }
+            Err(d) => {
+                self.carry_out(o, d).await?;
+                Err(Error::StillRunning(key(o)))
+            }
+        }
+    }
+
+    async fn carry_out(
+        self: &Arc<Self>,
+        o: &ActionSetResource,
+        d: Decision,
+    ) -> Result<Action, Error> {
+        let k = key(o);
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let sets: Api<ActionSetResource> = Api::namespaced(self.cx.client.clone(), &ns);
+        match d {
+            Decision::Wait => {}
+            Decision::Requeue(after) => return Ok(Action::requeue(after)),
+            Decision::Start { deadline } => self.start(o.clone(), deadline).await?,
+            Decision::Refuse(why) => {
+                patch_status(&sets, &name, &StatusPatch::failed(why), None).await?;
+            }
+            Decision::Stop(why) => {
+                if let Some(tx) = self.running.lock().unwrap().get(&k) {
+                    let _ = tx.send(Some(why));
+                }
+            }
+            Decision::Settle => {
+                self.seen.lock().unwrap().remove(&k);
+                super::settle::settle_stale(&self.cx, o).await?;
+                self.event(
+                    o,
+                    EventType::Warning,
+                    "RunnerLost",
+                    "Settle",
+                    status(o).runner.map(|r| format!("its runner {r} is gone")),
+                )
+                .await;
+            }
+        }
+        Ok(Action::await_change())
+    }
+
     async fn event(
         &self,
-        o: &DynamicObject,
+        o: &ActionSetResource,
         type_: EventType,
         reason: &str,
         action: &str,
         note: Option<String>,
     ) {
-        let reference = o.object_ref(&resource("ActionSet"));
+        let reference = o.object_ref(&());
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -300,39 +386,21 @@ impl Daemon {
         }
     }
 
-    async fn start(self: &Arc<Self>, o: DynamicObject, spec: ActionSetSpec) -> Result<()> {
+    async fn start(
+        self: &Arc<Self>,
+        o: ActionSetResource,
+        deadline: Option<Duration>,
+    ) -> Result<(), Error> {
         let k = key(&o);
         let ns = o.metadata.namespace.clone().unwrap_or_default();
         let name = o.metadata.name.clone().unwrap_or_default();
-        let sets = api(&self.cx.client, "ActionSet", &ns);
-        let deadline = match spec
-            .deadline
-            .as_deref()
-            .map(humantime::parse_duration)
-            .transpose()
-        {
-            Ok(d) => d,
-            Err(e) => {
-                return patch_status(
-                    &sets,
-                    &name,
-                    json!({"phase": "Failed", "endTime": now_rfc3339(),
-                    "error": format!("spec.deadline: {e} (write it like 30m or 2h)")}),
-                )
-                .await;
-            }
-        };
+        let sets: Api<ActionSetResource> = Api::namespaced(self.cx.client.clone(), &ns);
         let (tx, rx) = watch::channel(None);
-        self.running.lock().unwrap().insert(k.clone(), tx);
+        self.running.lock().unwrap().insert(k.clone(), tx.clone());
         // The claim names the version it read: if a `--local-run` CLI (or anyone) claimed it
         // meanwhile, the API server refuses it and this instance leaves the action alone.
-        let claimed = async {
-            run::claim(&sets, &o, &self.cx.identity).await?;
-            set_finalizer(&sets, &o, true).await
-        }
-        .await;
-        match claimed {
-            Ok(()) => {}
+        let claimed = match run::claim(&sets, &o, &self.cx.identity).await {
+            Ok(c) => c,
             Err(e) if run::lost_claim(&e) => {
                 self.running.lock().unwrap().remove(&k);
                 tracing::info!(actionset = %k, "another runner claimed it first");
@@ -340,17 +408,18 @@ impl Daemon {
             }
             Err(e) => {
                 self.running.lock().unwrap().remove(&k);
-                return Err(e);
+                return Err(e.into());
             }
-        }
+        };
         self.metrics.started();
-        tracing::info!(actionset = %k, action = %spec.action, workload = %spec.workload, "starting");
+        let action = o.spec.action.clone();
+        tracing::info!(actionset = %k, action = %action, workload = %o.spec.workload, "starting");
         self.event(
             &o,
             EventType::Normal,
             "Started",
             "Run",
-            Some(format!("{} of {}", spec.action, spec.workload)),
+            Some(format!("{action} of {}", o.spec.workload)),
         )
         .await;
         let d = self.clone();
@@ -358,15 +427,8 @@ impl Daemon {
             let started = Instant::now();
             let _slot = d.slots.clone().acquire_owned().await;
             let outcome = async {
-                let p = run::prepare(&d.coffer, &d.cx, &o).await?;
-                patch_status(
-                    &sets,
-                    &name,
-                    json!({"prefix": p.prefix, "blueprint": p.blueprint.name(),
-                    "profile": p.profile.name()}),
-                )
-                .await?;
-                run::execute(&d.coffer, &d.cx, &sets, &p, rx, deadline).await
+                let p = super::resolve::prepare(&d.coffer, &d.cx, &claimed, Some(tx)).await?;
+                run::execute(&d.coffer, &p, rx, deadline).await
             }
             .await;
             let (result, bytes) = match outcome {
@@ -375,7 +437,7 @@ impl Daemon {
                     let note = if ok {
                         Some(match &done.status.restore_point {
                             Some(rp) => format!("RestorePoint {rp}"),
-                            None => format!("{} completed", spec.action),
+                            None => format!("{action} completed"),
                         })
                     } else {
                         done.status.error.clone()
@@ -389,27 +451,23 @@ impl Daemon {
                     (if ok { "completed" } else { "failed" }, done.status.bytes)
                 }
                 Err(e) => {
+                    // It never got far enough to record its own end (its subject, Blueprint
+                    // or Profile could not be read).
                     let why = format!("{e:#}");
                     tracing::error!(actionset = %k, error = %why, "action failed");
-                    let _ = patch_status(
-                        &sets,
-                        &name,
-                        json!({"phase": "Failed", "endTime": now_rfc3339(),
-                        "error": why, "runner": null}),
-                    )
-                    .await;
+                    let _ =
+                        patch_status(&sets, &name, &StatusPatch::failed(why.clone()), None).await;
                     d.event(&o, EventType::Warning, "Failed", "Run", Some(why))
                         .await;
                     ("failed", 0)
                 }
             };
             d.metrics
-                .finished(&spec.action, result, started.elapsed().as_secs_f64(), bytes);
+                .finished(&action, result, started.elapsed().as_secs_f64(), bytes);
             d.running.lock().unwrap().remove(&k);
-            if let Ok(Some(cur)) = sets.get_opt(&name).await
-                && let Err(e) = set_finalizer(&sets, &cur, false).await
-            {
-                tracing::warn!(actionset = %k, error = %format!("{e:#}"), "removing the finalizer");
+            // Finished: the next reconcile drops the finalizer (or lets a deleted one go).
+            if let Ok(Some(cur)) = sets.get_opt(&name).await {
+                let _ = remove_finalizer(&sets, &cur).await;
             }
         });
         Ok(())

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the daemon, in the text exposition format on `/metrics`:
 //! actions by action and result, their duration (histogram) and bytes, actions running,
-//! and whether this instance leads. A handful of series do not need a metrics crate.
+//! failed reconciles by kind of error, and whether this instance leads. A handful of series do not need a metrics crate.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +24,8 @@ struct Inner {
     bytes: BTreeMap<String, u64>,
     running: i64,
     leader: bool,
+    /// Failed reconciles, by the kind of error (`Error::metric_label`).
+    reconcile_errors: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,16 @@ impl Metrics {
         h.count += 1;
     }
 
+    pub fn reconcile_failed(&self, label: &'static str) {
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .reconcile_errors
+            .entry(label)
+            .or_default() += 1;
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.inner.lock().unwrap().leader = leader;
     }
@@ -83,6 +95,10 @@ impl Metrics {
                 "coffer_action_duration_seconds_bucket{{action=\"{a}\",le=\"+Inf\"}} {}\ncoffer_action_duration_seconds_sum{{action=\"{a}\"}} {}\ncoffer_action_duration_seconds_count{{action=\"{a}\"}} {}",
                 h.count, h.sum, h.count
             );
+        }
+        o.push_str("# HELP coffer_reconcile_errors_total Failed reconciles, by kind of error.\n# TYPE coffer_reconcile_errors_total counter\n");
+        for (e, n) in &m.reconcile_errors {
+            let _ = writeln!(o, "coffer_reconcile_errors_total{{error=\"{e}\"}} {n}");
         }
         o.push_str("# HELP coffer_action_bytes_total Bytes moved by finished actions.\n# TYPE coffer_action_bytes_total counter\n");
         for (a, n) in &m.bytes {

@@ -1,21 +1,29 @@
-//! Kubernetes mode: coffer's kinds as custom resources (`coffer.dev/v1alpha1`), running an
-//! ActionSet against a cluster (`run`), the controller daemon (`daemon`), and the CLI verbs
-//! against a cluster (`cli`).
+//! Kubernetes mode: coffer's kinds as typed custom resources (`coffer.dev/v1alpha1`,
+//! `kinds`), an ActionSet's inputs read from the cluster (`resolve`), its record kept in its
+//! own resources (`record`), running it (`run`), and the controller daemon (`daemon`, its
+//! decisions in `decide`). The CLI verbs against a cluster are in `cli::cluster`.
 
 pub mod crd;
 pub mod daemon;
+mod decide;
+mod error;
 pub mod keys;
+pub mod kinds;
 mod lease;
 mod metrics;
+#[cfg(test)]
+mod mock;
+pub mod record;
+pub mod resolve;
 pub mod run;
 mod settle;
-pub mod sync;
 
-use anyhow::{Context, Result, anyhow, bail};
-use kube::api::{Api, ApiResource, DynamicObject};
+pub use error::Error;
+
+use anyhow::{Context, Result, bail};
+use kube::api::ApiResource;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 
 pub const GROUP: &str = "coffer.dev";
@@ -107,10 +115,6 @@ pub fn resource(kind: &str) -> ApiResource {
     }
 }
 
-pub fn api(client: &Client, kind: &str, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &resource(kind))
-}
-
 /// A workload kind the CLI and ActionSets name as `kind/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectKind {
@@ -154,53 +158,4 @@ pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
         );
     }
     Ok((k, name.to_string()))
-}
-
-/// The `spec` of a custom resource as one of coffer's types.
-pub fn spec_of<S: DeserializeOwned>(o: &DynamicObject) -> Result<S> {
-    let what = format!(
-        "{} {}/{}",
-        o.types.as_ref().map_or("object", |t| t.kind.as_str()),
-        o.metadata.namespace.as_deref().unwrap_or(""),
-        o.metadata.name.as_deref().unwrap_or("")
-    );
-    let spec = o.data.get("spec").cloned().unwrap_or_default();
-    serde_path_to_error::deserialize(spec).map_err(|e| anyhow!("{what}: spec.{e}"))
-}
-
-/// The `status`, default when absent or unreadable.
-pub fn status_of<T: DeserializeOwned + Default>(o: &DynamicObject) -> T {
-    o.data
-        .get("status")
-        .cloned()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .unwrap_or_default()
-}
-
-/// A custom resource as a catalog object (for the local machinery an action runs on).
-pub fn to_object<S: DeserializeOwned, T: Default>(
-    kind: crate::model::Kind,
-    o: &DynamicObject,
-) -> Result<crate::model::Object<S, T>> {
-    let mut obj = crate::model::Object::new(
-        kind,
-        o.metadata.name.clone().unwrap_or_default(),
-        spec_of::<S>(o)?,
-    );
-    obj.metadata.labels = o.metadata.labels.clone().unwrap_or_default();
-    obj.metadata.annotations = o.metadata.annotations.clone().unwrap_or_default();
-    obj.metadata.creation_timestamp = o
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string());
-    Ok(obj)
-}
-
-pub fn key(o: &DynamicObject) -> String {
-    format!(
-        "{}/{}",
-        o.metadata.namespace.as_deref().unwrap_or(""),
-        o.metadata.name.as_deref().unwrap_or("")
-    )
 }

@@ -2,43 +2,42 @@
 //! the leader marks it Completed when its RestorePoint resource exists (the backup had
 //! committed), else Failed with its partial objects and task pod removed.
 
-use super::run::{ClusterCtx, patch_status};
-use super::sync::sync;
-use super::{api, spec_of};
-use crate::action::{Coffer, cleanup};
-use crate::model::{ActionKind, ActionSetSpec, ActionSetStatus, Kind, now_rfc3339};
+use super::kinds::{ActionSetResource, RestorePointResource, StatusPatch, patch_status, status};
+use super::run::ClusterCtx;
+use crate::action::cleanup;
+use crate::model::{ActionKind, Phase, now_rfc3339};
 use crate::storage::Location;
 use anyhow::{Context, Result, bail};
-use kube::api::{Api, DynamicObject, ListParams};
-use serde_json::json;
+use kube::api::{Api, ListParams};
 
-/// Settle an ActionSet left Running by an instance that is gone.
-pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject) -> Result<()> {
+/// Settle an ActionSet left Running by an instance that is gone. Conditional on the
+/// version read: a runner that wrote since keeps its action.
+pub async fn settle_stale(cx: &ClusterCtx, set: &ActionSetResource) -> Result<()> {
     let ns = set.metadata.namespace.clone().unwrap_or_default();
     let name = set.metadata.name.clone().unwrap_or_default();
-    let sets = api(&cx.client, "ActionSet", &ns);
-    let spec: ActionSetSpec = spec_of(set)?;
-    let status: ActionSetStatus = super::status_of(set);
-    let runner = status.runner.clone().unwrap_or_else(|| "unknown".into());
+    let version = set.metadata.resource_version.as_deref();
+    let sets: Api<ActionSetResource> = Api::namespaced(cx.client.clone(), &ns);
+    let spec = &set.spec;
+    let st = status(set);
+    let runner = st.runner.clone().unwrap_or_else(|| "unknown".into());
     if spec.kind() == ActionKind::Backup {
         // Committed but not marked: the RestorePoint resource is the proof.
-        let rps = api(&cx.client, "RestorePoint", &ns)
+        let rps = Api::<RestorePointResource>::namespaced(cx.client.clone(), &ns)
             .list(&ListParams::default())
             .await
             .with_context(|| format!("listing RestorePoints in {ns}"))?;
-        if let Some(rp) = rps
-            .items
-            .iter()
-            .find(|r| r.data.pointer("/spec/actionSet").and_then(|v| v.as_str()) == Some(&name))
-        {
+        if let Some(rp) = rps.items.iter().find(|r| r.spec.action_set == name) {
             let rp_name = rp.metadata.name.clone().unwrap_or_default();
             tracing::info!(actionset = %name, restorepoint = %rp_name, "the backup had committed before its runner stopped");
-            return patch_status(
-                &sets,
-                &name,
-                json!({"phase": "Completed", "endTime": now_rfc3339(), "restorePoint": rp_name, "runner": null}),
-            )
-            .await;
+            let patch = StatusPatch {
+                phase: Some(Phase::Completed),
+                end_time: Some(now_rfc3339()),
+                restore_point: Some(rp_name),
+                runner: Some(None),
+                ..Default::default()
+            };
+            patch_status(&sets, &name, &patch, version).await?;
+            return Ok(());
         }
     }
     // Its task pod, if it had one, goes too.
@@ -60,9 +59,9 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
     );
     let mut pending = false;
     if spec.kind().removes_objects_on_failure()
-        && let Some(prefix) = &status.prefix
+        && let Some(prefix) = &st.prefix
     {
-        let profile = status.profile.clone().unwrap_or_else(|| {
+        let profile = st.profile.clone().unwrap_or_else(|| {
             if spec.profile.is_empty() {
                 "default".into()
             } else {
@@ -75,11 +74,8 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
             if !prefix.starts_with(&format!("restorepoints/{ns}/")) {
                 bail!("prefix {prefix:?} is not one of namespace {ns}'s restore points");
             }
-            if !sync(coffer, &cx.client, &cx.config_ns, Kind::Profile, &profile).await? {
-                bail!("Profile {profile} not found in namespace {}", cx.config_ns);
-            }
-            let (p, _) = coffer.profile(&profile)?;
-            Location::from_profile(&p, &coffer.credentials)
+            let (p, credentials) = super::resolve::profile(cx, &profile).await?;
+            Location::from_profile(&p, &credentials)
         }
         .await;
         let c = cleanup::remove_partial_backup(location, prefix).await;
@@ -90,11 +86,8 @@ pub async fn settle_stale(coffer: &Coffer, cx: &ClusterCtx, set: &DynamicObject)
         ));
     }
     tracing::warn!(actionset = %format!("{ns}/{name}"), "{why}");
-    patch_status(
-        &sets,
-        &name,
-        json!({"phase": "Failed", "endTime": now_rfc3339(), "error": why, "runner": null,
-               "cleanupPending": pending}),
-    )
-    .await
+    let mut patch = StatusPatch::failed(why);
+    patch.cleanup_pending = Some(pending);
+    patch_status(&sets, &name, &patch, version).await?;
+    Ok(())
 }

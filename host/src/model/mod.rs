@@ -16,14 +16,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use action_kind::ActionKind;
-pub use actionset::{ActionSetSpec, ActionSetStatus, AuditEntry, LogLine, Owner, Phase};
-pub use binding::{BlueprintBindingSpec, WorkloadSelector};
-pub use blueprint::{BlueprintSpec, Limits, PluginRef};
+pub use actionset::{
+    ActionSetResource, ActionSetSpec, ActionSetStatus, AuditEntry, LogLine, Owner, Phase,
+};
+pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelector};
+pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
 pub use profile::{
-    AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProfileSpec, ProfileType,
+    AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProfileResource,
+    ProfileSpec, ProfileType,
 };
-pub use restorepoint::{ArtifactRecord, ObjectRecord, PluginInfo, RestorePointSpec};
+pub use restorepoint::{
+    ArtifactRecord, ObjectRecord, PluginInfo, RestorePointResource, RestorePointSpec,
+};
 pub use workload::{SecretKeyRef, SecretRef, WorkloadSpec};
 
 pub const API_VERSION: &str = "coffer.dev/v1alpha1";

@@ -216,10 +216,30 @@ impl Env {
             }
             assert!(
                 Instant::now() < deadline,
-                "ActionSet {name}: {what} did not happen; status: {status:#}"
+                "ActionSet {name}: {what} did not happen; status: {status:#}\n{}",
+                self.daemon_logs()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The tail of every daemon's log, for a failure message.
+    pub fn daemon_logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.work.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                out += &format!("--- {} (last 40 lines)\n{tail}\n", path.display());
+            }
+        }
+        out
     }
 
     pub async fn finished(&self, name: &str) -> Value {

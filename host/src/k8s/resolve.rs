@@ -1,0 +1,319 @@
+//! What an ActionSet needs, read from the cluster as it is now (nothing is copied into a
+//! local catalog): its subject, the Blueprint protecting it (a BlueprintBinding, else its
+//! annotation, else the restore point's), the Profile and the Secret values its credentials
+//! name, the restore point it works on, the plugin's secrets, and the backends that act on
+//! the cluster. The engine then runs it with a [`ClusterRecord`](super::record::ClusterRecord).
+
+use super::kinds::{
+    self, ActionSetResource, BlueprintBindingResource, BlueprintResource, ProfileResource,
+    RestorePointResource,
+};
+use super::run::ClusterCtx;
+use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, parse_subject};
+use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction};
+use crate::binding::{Resolution, WorkloadInfo, resolve};
+use crate::cap::Backends;
+use crate::cap::exec::{ExecBackend, PodExec, PodTarget};
+use crate::cap::kube::KubeBackend;
+use crate::cap::kube::client::ClusterKube;
+use crate::cap::snapshot::SnapshotBackend;
+use crate::cap::snapshot::csi::CsiSnapshots;
+use crate::credentials::Credentials;
+use crate::model::{ActionKind, Kind, ProfileSpec, SecretRef, Workload, WorkloadSpec};
+use crate::wit::coffer::blueprint::types::ObjectRef;
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A workload of any kind the CLI and ActionSets name (`statefulset/pg`).
+fn workload_api(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = crate::cap::kube::client::resource(api_version, kind);
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// The Blueprint protecting a workload, and how it was found.
+pub async fn resolve_blueprint(
+    client: &Client,
+    config_ns: &str,
+    info: &WorkloadInfo,
+) -> Result<Resolution> {
+    let list = Api::<BlueprintBindingResource>::namespaced(client.clone(), config_ns)
+        .list(&ListParams::default())
+        .await
+        .with_context(|| format!("listing BlueprintBindings in namespace {config_ns}"))?;
+    let bindings: Vec<_> = list.items.iter().map(kinds::binding).collect();
+    Ok(resolve(info, &bindings))
+}
+
+/// A Blueprint of the config namespace, else a built-in one.
+async fn blueprint(
+    coffer: &Coffer,
+    cx: &ClusterCtx,
+    name: &str,
+) -> Result<crate::model::Blueprint> {
+    let found = Api::<BlueprintResource>::namespaced(cx.client.clone(), &cx.config_ns)
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading Blueprint {}/{name}", cx.config_ns))?;
+    match found {
+        Some(b) => Ok(kinds::blueprint(&b)),
+        None => coffer.builtin_blueprint(name)?.ok_or_else(|| {
+            anyhow!(
+                "Blueprint {name} not found in namespace {} (and it is not a built-in one)",
+                cx.config_ns
+            )
+        }),
+    }
+}
+
+/// A Profile of the config namespace, with the Secret values its credentials name read
+/// into a [`Credentials`] of this action's own.
+pub(super) async fn profile(
+    cx: &ClusterCtx,
+    name: &str,
+) -> Result<(crate::model::Profile, Credentials)> {
+    let found = Api::<ProfileResource>::namespaced(cx.client.clone(), &cx.config_ns)
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading Profile {}/{name}", cx.config_ns))?
+        .ok_or_else(|| {
+            anyhow!(
+                "Profile {name} not found in namespace {}: create it there (see deploy/examples/profile.yaml), or name another with spec.profile or the {PROFILE_ANNOTATION} annotation",
+                cx.config_ns
+            )
+        })?;
+    let profile = kinds::profile(&found);
+    let credentials = Credentials::local();
+    for (field, r) in secret_refs(&profile.spec) {
+        let Some(k) = &r.secret else { continue };
+        let purpose = format!("Profile {}/{name} spec.{field}", cx.config_ns);
+        let value = read_secret(&cx.client, &cx.config_ns, &purpose, &k.name, &k.key).await?;
+        credentials.remember_cluster_secret(k, value);
+    }
+    Ok((profile, credentials))
+}
+
+/// A Profile's secret references, by field.
+fn secret_refs(spec: &ProfileSpec) -> Vec<(&'static str, &SecretRef)> {
+    let mut refs = Vec::new();
+    if let Some(c) = &spec.credentials {
+        for (field, r) in [
+            ("credentials.accessKeyId", &c.access_key_id),
+            ("credentials.secretAccessKey", &c.secret_access_key),
+            ("credentials.sessionToken", &c.session_token),
+            ("credentials.serviceAccountKey", &c.service_account_key),
+            ("credentials.accessKey", &c.access_key),
+        ] {
+            if let Some(r) = r {
+                refs.push((field, r));
+            }
+        }
+    }
+    if let Some(crate::model::EncryptionSpec::Age(a)) = &spec.encryption
+        && let Some(id) = &a.identity
+    {
+        refs.push(("encryption.identity", id));
+    }
+    refs
+}
+
+/// A Secret's key as text; `purpose` says who wanted it, for errors.
+pub async fn read_secret(
+    client: &Client,
+    ns: &str,
+    purpose: &str,
+    secret: &str,
+    key: &str,
+) -> Result<String> {
+    let s = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(secret)
+        .await
+        .with_context(|| format!("reading Secret {ns}/{secret}"))?
+        .ok_or_else(|| anyhow!("Secret {ns}/{secret} (for {purpose}) not found"))?;
+    let bytes = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.clone().into_bytes())
+        })
+        .ok_or_else(|| anyhow!("Secret {ns}/{secret} has no key {key:?} (for {purpose})"))?;
+    let mut v = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("Secret {ns}/{secret} key {key:?} is not UTF-8 text"))?;
+    if v.ends_with('\n') {
+        v.pop();
+    }
+    Ok(v)
+}
+
+/// Resolve everything ActionSet `set` (claimed by `cx.identity`) needs and prepare it; its
+/// record is the resource itself.
+pub async fn prepare(
+    coffer: &Coffer,
+    cx: &ClusterCtx,
+    set: &ActionSetResource,
+    stop: Option<tokio::sync::watch::Sender<Option<String>>>,
+) -> Result<PreparedAction> {
+    let ns = set
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = set.metadata.name.clone().unwrap_or_default();
+    let spec = &set.spec;
+    let input = match &spec.restore_point {
+        Some(rp) => Some(
+            Api::<RestorePointResource>::namespaced(cx.client.clone(), &ns)
+                .get_opt(rp)
+                .await
+                .with_context(|| format!("reading RestorePoint {ns}/{rp}"))?
+                .map(|r| kinds::restore_point(&r))
+                .ok_or_else(|| anyhow!("RestorePoint {ns}/{rp} not found"))?,
+        ),
+        None => None,
+    };
+    let (sk, wname) = parse_subject(&spec.workload)?;
+    let subject = workload_api(&cx.client, &ns, sk.api_version, sk.kind)
+        .get_opt(&wname)
+        .await
+        .with_context(|| format!("reading {} {ns}/{wname}", sk.kind))?;
+    if subject.is_none() && spec.kind() != ActionKind::Delete {
+        bail!("{} {ns}/{wname} not found", sk.kind);
+    }
+    let meta = subject
+        .as_ref()
+        .map(|s| s.metadata.clone())
+        .unwrap_or_default();
+    let info = WorkloadInfo {
+        kind: sk.kind.into(),
+        namespace: ns.clone(),
+        name: wname.clone(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+    };
+    let blueprint_name = if !spec.blueprint.is_empty() {
+        spec.blueprint.clone()
+    } else {
+        match resolve_blueprint(&cx.client, &cx.config_ns, &info).await? {
+            Resolution::Unprotected => match &input {
+                Some(rp) => rp.spec.blueprint.clone(),
+                None => bail!(
+                    "{} {ns}/{wname} is not protected by a Blueprint: annotate it with coffer.dev/blueprint=<name>, or create a BlueprintBinding in namespace {} that matches it",
+                    sk.kind,
+                    cx.config_ns
+                ),
+            },
+            r => r.blueprint().unwrap_or_default().to_string(),
+        }
+    };
+    let blueprint = blueprint(coffer, cx, &blueprint_name).await?;
+    let profile_name = match &input {
+        Some(rp) => rp.spec.profile.clone(),
+        None if !spec.profile.is_empty() => spec.profile.clone(),
+        None => info
+            .annotations
+            .get(PROFILE_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| "default".into()),
+    };
+    let (profile, credentials) = profile(cx, &profile_name).await?;
+    let mut secrets = BTreeMap::new();
+    for (k, v) in &info.annotations {
+        if let Some(logical) = k.strip_prefix(SECRET_ANNOTATION_PREFIX) {
+            let (secret, key) = v
+                .split_once('/')
+                .ok_or_else(|| anyhow!("annotation {k}: write it as <secret>/<key>, not {v:?}"))?;
+            let purpose = format!("the plugin's secret {logical:?}");
+            let value = read_secret(&cx.client, &ns, &purpose, secret, key).await?;
+            secrets.insert(logical.to_string(), value);
+        }
+    }
+    // The identity the plugin's kube calls act as.
+    let service_account = blueprint
+        .spec
+        .service_account
+        .clone()
+        .unwrap_or_else(|| super::PLUGIN_SERVICE_ACCOUNT.to_string());
+    let kind_l = sk.kind.to_ascii_lowercase();
+    let safe = format!("{kind_l}-{wname}");
+    let workload = Workload::new(
+        Kind::Workload,
+        safe.clone(),
+        WorkloadSpec {
+            blueprint: blueprint_name,
+            env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            profile: Some(profile_name.clone()),
+            params: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+        },
+    );
+    let params = match &spec.params {
+        serde_json::Value::Null => serde_json::Map::new(),
+        serde_json::Value::Object(m) => m.clone(),
+        other => bail!("spec.params must be an object, found {other}"),
+    };
+    let record = Arc::new(super::record::ClusterRecord::new(
+        Api::namespaced(cx.client.clone(), &ns),
+        Api::namespaced(cx.client.clone(), &ns),
+        set,
+        &cx.identity,
+        stop,
+    ));
+    let cluster = ClusterSubject {
+        action_set: name.clone(),
+        workload,
+        label: format!("{kind_l}/{wname}"),
+        subject: ObjectRef {
+            api_version: sk.api_version.into(),
+            kind: sk.kind.into(),
+            namespace: Some(ns.clone()),
+            name: wname.clone(),
+        },
+        prefix_root: format!("restorepoints/{ns}/{safe}"),
+        secrets,
+        blueprint,
+        profile,
+        restore_point: input,
+        credentials,
+        backends: Backends::default()
+            .with::<Arc<dyn ExecBackend>>(Arc::new(PodExec::new(
+                cx.client.clone(),
+                PodTarget {
+                    api_version: sk.api_version.into(),
+                    kind: sk.kind.into(),
+                    namespace: ns.clone(),
+                    name: wname.clone(),
+                    container: info.annotations.get("coffer.dev/container").cloned(),
+                },
+                name.clone(),
+            )))
+            .with::<Arc<dyn SnapshotBackend>>(Arc::new(CsiSnapshots {
+                client: cx.client.clone(),
+                namespace: ns.clone(),
+            }))
+            .with::<Arc<dyn KubeBackend>>(Arc::new(ClusterKube {
+                client: super::plugin_client(&cx.config, &ns, &service_account)?,
+                default_namespace: ns,
+            })),
+        record,
+    };
+    coffer
+        .prepare(ActionRequest {
+            action: spec.kind(),
+            workload: Some(cluster.label.clone()),
+            profile: Some(profile_name),
+            restore_point: spec.restore_point.clone(),
+            params,
+            cluster: Some(Arc::new(cluster)),
+            ..Default::default()
+        })
+        .await
+}
