@@ -3,12 +3,7 @@
 
 /// A DNS-1123 label: what namespaces (and many names) must be.
 pub fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    coffer_manifest::is_dns_label(s)
 }
 
 /// A DNS-1123 subdomain: what most object names must be.
