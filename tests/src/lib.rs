@@ -2,6 +2,7 @@
 //! `coffer` CLI driven as a user would, and the test plugins.
 
 pub mod cli;
+pub mod kube_real;
 pub mod kube_sim;
 pub mod postgres;
 pub mod rbac;
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The Debian packages the tests need (PostgreSQL 15, MariaDB, etcd, Redis, age, zstd, npm,
-/// python3-venv): installed by scripts/test-packages.sh the first time a test process needs
+/// python3-venv, openssl, curl): installed by scripts/test-packages.sh the first time a test process needs
 /// them, so `cargo test` is all the set-up (the script locks, and installs only what is
 /// missing). The server launchers and the test plugins call it.
 pub fn ensure_packages() {

@@ -38,6 +38,9 @@ pub struct ActionScope {
     /// The transfers the host runs for the plugin: waited for (see [`Self::settle_transfers`])
     /// before the action's outcome is recorded or a failed backup's objects are removed.
     pub transfers: TaskTracker,
+    /// Process stdin streams (by resource rep) that want to be told their length before
+    /// the first byte: `location.get-into` one of them tells it the object's size.
+    pub stdin_lengths: Mutex<std::collections::HashMap<u32, crate::cap::exec::StdinLength>>,
 }
 
 /// How long the end of an action waits for its cancelled transfers to abort.
@@ -85,6 +88,7 @@ impl ActionScope {
             records: Mutex::new(Records::default()),
             on_audit: Default::default(),
             transfers: TaskTracker::new(),
+            stdin_lengths: Default::default(),
         }
     }
 

@@ -37,6 +37,12 @@ fn make_structural(v: &mut Value) {
     match v {
         Value::Bool(true) => *v = json!({"x-kubernetes-preserve-unknown-fields": true}),
         Value::Object(m) => {
+            if let Some(f) = m.get("format").and_then(Value::as_str) {
+                match kubernetes_format(f) {
+                    Some(known) => m.insert("format".into(), json!(known)),
+                    None => m.remove("format"),
+                };
+            }
             if let Some(Value::Bool(true)) = m.get("additionalProperties") {
                 m.remove("additionalProperties");
                 m.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
@@ -72,6 +78,49 @@ fn make_structural(v: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// The formats the API server knows (k8s.io/apiextensions-apiserver's supported list):
+/// schemars' Rust integer formats (`uint32`, `uint64`, `uint`, ...) draw a warning at
+/// apply and are not checked, so unsigned integers become `int64` (their `minimum: 0`
+/// stays) and anything unknown is dropped.
+fn kubernetes_format(format: &str) -> Option<&'static str> {
+    const KNOWN: &[&str] = &[
+        "bsonobjectid",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "byte",
+        "password",
+        "date",
+        "duration",
+        "datetime",
+        "date-time",
+        "int32",
+        "int64",
+        "float",
+        "double",
+    ];
+    match format {
+        "int8" | "int16" | "uint8" | "uint16" => Some("int32"),
+        "uint32" | "uint64" | "uint" | "int" => Some("int64"),
+        f => KNOWN.iter().find(|k| **k == f).copied(),
     }
 }
 
@@ -221,6 +270,14 @@ mod tests {
         }
         if let Some(i) = m.get("items") {
             check(i, &format!("{path}[]"));
+        }
+        if let Some(f) = m.get("format") {
+            let f = f.as_str().unwrap();
+            assert_eq!(
+                kubernetes_format(f),
+                Some(f),
+                "{path}: format {f} is unknown to the API server"
+            );
         }
     }
 

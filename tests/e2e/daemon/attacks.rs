@@ -6,7 +6,8 @@ use coffer_tests::k8s_openapi::api::core::v1::ConfigMap;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_kube_calls_stay_in_the_subject_namespace_and_act_as_its_service_account() {
-    let env = Env::start().await;
+    // On the simulator: the assertions read the record of every request made.
+    let env = Env::start_sim().await;
     for (ns, name, data) in [
         ("db", "app-config", "mine"),
         ("kube-system", "cluster-info", "not yours"),
@@ -31,12 +32,12 @@ async fn plugin_kube_calls_stay_in_the_subject_namespace_and_act_as_its_service_
     .await;
     env.statefulset("app", vec![], json!({"coffer.dev/blueprint": "curious"}))
         .await;
-    let before = env.sim.requests().len();
+    let before = env.sim().requests().len();
     // The attempts and their outcomes are the backup's outputs.
     let (set, text) = env.local_backup("statefulset/app");
     assert_eq!(set["status"]["phase"], "Completed", "{text}");
     let described = set["status"]["outputs"].to_string();
-    let requests = env.sim.requests()[before..].to_vec();
+    let requests = env.sim().requests()[before..].to_vec();
 
     // Nothing in kube-system was asked for, and no Secret but the Profile's own (read by
     // the host in its namespace, not by the plugin).
@@ -120,6 +121,7 @@ async fn a_forged_restore_point_cannot_reach_another_namespaces_backups() {
 
     // The tenant of namespace tenant copies it into theirs and asks for a restore and a
     // delete; then points one of their own at the victim's prefix.
+    env.namespace("tenant").await;
     for (name, spec) in [
         (rp_name.clone(), rp.data["spec"].clone()),
         ("mine".to_string(), {

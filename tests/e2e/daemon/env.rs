@@ -8,6 +8,7 @@ pub use coffer_tests::kube::api::{
 };
 use coffer_tests::kube::config::{KubeConfigOptions, Kubeconfig};
 pub use coffer_tests::kube::{Client, Config};
+use coffer_tests::kube_real::RealKube;
 use coffer_tests::kube_sim::KubeSim;
 pub use coffer_tests::postgres::{PGBIN, Postgres};
 pub use serde_json::{Value, json};
@@ -24,9 +25,21 @@ pub fn cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache")
 }
 
+/// Where a test runs: the real control plane (RBAC, schemas and controllers enforced), or
+/// the simulator for what the real one cannot do here (CSI snapshots, pod volumes on this
+/// machine, a record of every request).
+pub enum Cluster {
+    Real(RealKube),
+    Sim(KubeSim),
+}
+
 pub struct Env {
-    pub sim: KubeSim,
+    pub cluster: Cluster,
     pub client: Client,
+    /// The CLI's (an administrator's) and the daemon's (the shipped ServiceAccount's on the
+    /// real server) credentials.
+    pub kubeconfig: PathBuf,
+    pub daemon_kubeconfig: PathBuf,
     pub location: tempfile::TempDir,
     pub work: tempfile::TempDir,
 }
@@ -46,13 +59,61 @@ pub fn obj(v: Value) -> DynamicObject {
 }
 
 impl Env {
+    /// On the real control plane: coffer's CRDs and deploy/rbac.yaml applied, namespace db
+    /// opted in (deploy/examples/namespace.yaml), the daemon running as ServiceAccount
+    /// coffer/coffer.
     pub async fn start() -> Env {
+        let kube = RealKube::start();
+        let client = kube.client().await;
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let read = |f: &str| std::fs::read_to_string(deploy.join(f)).unwrap();
+        kube.apply(&read("crds.yaml")).await;
+        kube.apply(&read("rbac.yaml")).await;
+        kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: db}\n")
+            .await;
+        kube.apply(&read("examples/namespace.yaml")).await;
+        let daemon_kubeconfig = kube.service_account_kubeconfig("coffer", "coffer").await;
+        let kubeconfig = kube.kubeconfig.clone();
+        Env::prepare(Cluster::Real(kube), client, kubeconfig, daemon_kubeconfig).await
+    }
+
+    /// On the simulator, whose requests the daemon makes are checked against
+    /// deploy/rbac.yaml by [`Env::assert_daemon_rbac`].
+    pub async fn start_sim() -> Env {
         let sim = KubeSim::start();
         let kc = Kubeconfig::read_from(&sim.kubeconfig).unwrap();
         let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .unwrap();
         let client = Client::try_from(config).unwrap();
+        let kubeconfig = sim.kubeconfig.clone();
+        let daemon_kubeconfig = sim.kubeconfig_as(DAEMON_USER);
+        Env::prepare(Cluster::Sim(sim), client, kubeconfig, daemon_kubeconfig).await
+    }
+
+    /// Namespace `name` (the simulator has every namespace already).
+    pub async fn namespace(&self, name: &str) {
+        if let Cluster::Real(kube) = &self.cluster {
+            kube.apply(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n"
+            ))
+            .await;
+        }
+    }
+
+    pub fn sim(&self) -> &KubeSim {
+        match &self.cluster {
+            Cluster::Sim(s) => s,
+            Cluster::Real(_) => panic!("this test needs the simulator (Env::start_sim)"),
+        }
+    }
+
+    async fn prepare(
+        cluster: Cluster,
+        client: Client,
+        kubeconfig: PathBuf,
+        daemon_kubeconfig: PathBuf,
+    ) -> Env {
         let location = tempfile::tempdir().unwrap();
         // Encrypted, with the identity restores need in a Secret the Profile references.
         use age::secrecy::ExposeSecret;
@@ -82,8 +143,10 @@ impl Env {
             .await
             .unwrap();
         Env {
-            sim,
+            cluster,
             client,
+            kubeconfig,
+            daemon_kubeconfig,
             location,
             work: tempfile::tempdir().unwrap(),
         }
@@ -105,23 +168,32 @@ impl Env {
             .unwrap();
     }
 
-    /// A StatefulSet in namespace db with one container and this env.
+    /// A StatefulSet in namespace db with one container and this env; on the real control
+    /// plane, once its pod runs (on the kwok node) with that env.
     pub async fn statefulset(&self, name: &str, env: Vec<(String, String)>, annotations: Value) {
         let env: Vec<Value> = env
             .into_iter()
             .map(|(k, v)| json!({"name": k, "value": v}))
             .collect();
+        let mut pod_spec =
+            json!({"containers": [{"name": "postgres", "image": "postgres:15", "env": env}]});
+        if let Cluster::Real(_) = self.cluster {
+            pod_spec["nodeName"] = json!(coffer_tests::kube_real::NODE);
+        }
         apps(&self.client, "db")
             .create(
                 &PostParams::default(),
                 &obj(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
                     "metadata": {"name": name, "labels": {"app": name}, "annotations": annotations},
-                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                    "spec": {"replicas": 1, "serviceName": name, "selector": {"matchLabels": {"app": name}},
                              "template": {"metadata": {"labels": {"app": name}},
-                                          "spec": {"containers": [{"name": "postgres", "image": "postgres:15", "env": env}]}}}})),
+                                          "spec": pod_spec}}})),
             )
             .await
             .unwrap();
+        if let Cluster::Real(kube) = &self.cluster {
+            kube.pod_running("db", &format!("{name}-0")).await;
+        }
     }
 
     pub fn daemon(&self, identity: &str, metrics_port: u16) -> Daemon {
@@ -129,7 +201,7 @@ impl Env {
         let log = self.work.path().join(format!("{identity}.log"));
         let child = Command::new(BIN)
             .args(["daemon", "--kubeconfig"])
-            .arg(self.sim.kubeconfig_as(DAEMON_USER))
+            .arg(&self.daemon_kubeconfig)
             .args([
                 "-n",
                 "coffer",
@@ -156,7 +228,7 @@ impl Env {
         Command::new(BIN)
             .args(args)
             .arg("--kubeconfig")
-            .arg(&self.sim.kubeconfig)
+            .arg(&self.kubeconfig)
             .env("COFFER_HOME", self.work.path().join("home-cli"))
             .env("COFFER_CACHE_DIR", cache())
             .output()
@@ -259,18 +331,46 @@ impl Env {
         status
     }
 
-    /// Every request the daemon made is allowed by the shipped RBAC (namespace db opted in).
+    /// Every request the daemon made is allowed by the shipped RBAC (namespace db opted
+    /// in): on the real server, none of its requests was refused (the audit log); on the
+    /// simulator, deploy/rbac.yaml evaluated over the requests it recorded.
     pub fn assert_daemon_rbac(&self) {
-        let rbac = coffer_tests::rbac::shipped(&["db"]);
-        let seen = self.sim.requests();
+        let kube = match &self.cluster {
+            Cluster::Real(kube) => kube,
+            Cluster::Sim(sim) => {
+                let rbac = coffer_tests::rbac::shipped(&["db"]);
+                let seen = sim.requests();
+                assert!(
+                    seen.iter().any(|s| s.user.as_deref() == Some(DAEMON_USER)),
+                    "the daemon made no request"
+                );
+                let refused = coffer_tests::rbac::refused(&seen, DAEMON_USER, &rbac);
+                assert!(
+                    refused.is_empty(),
+                    "deploy/rbac.yaml does not allow what the daemon did:\n{refused:#?}"
+                );
+                return;
+            }
+        };
+        let daemon = "system:serviceaccount:coffer:coffer";
         assert!(
-            seen.iter().any(|s| s.user.as_deref() == Some(DAEMON_USER)),
+            kube.audit().iter().any(|r| r["user"]["username"] == daemon),
             "the daemon made no request"
         );
-        let refused = coffer_tests::rbac::refused(&seen, DAEMON_USER, &rbac);
+        let refused: Vec<String> = kube
+            .refused(daemon)
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} as {}",
+                    r["verb"], r["requestURI"], r["impersonatedUser"]["username"]
+                )
+            })
+            .collect();
         assert!(
             refused.is_empty(),
-            "deploy/rbac.yaml does not allow what the daemon did:\n{refused:#?}"
+            "the API server refused the daemon (ServiceAccount coffer/coffer under deploy/rbac.yaml):\n{}",
+            refused.join("\n")
         );
     }
 

@@ -5,7 +5,7 @@ use crate::env::*;
 #[tokio::test]
 async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
     use coffer_tests::k8s_openapi::api::core::v1::PersistentVolumeClaim;
-    let env = Env::start().await;
+    let env = Env::start_sim().await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "db");
     claims
         .create(
@@ -157,7 +157,7 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
     );
     // The task pod as it was asked for: no API token, the subject's user, no escalation.
     let made = env
-        .sim
+        .sim()
         .requests()
         .into_iter()
         .find(|r| r.method == "POST" && r.path == "/api/v1/namespaces/db/pods")

@@ -151,10 +151,19 @@ pub trait ExecBackend: Send + Sync {
 #[async_trait::async_trait]
 pub trait RunningProcess: Send {
     fn take_stdin(&mut self) -> Option<BoxWrite>;
+    /// Where to say, before the first byte, how many bytes stdin will carry, for a process
+    /// that needs to know (a pod exec frames its input by it: kwok and the older exec
+    /// protocols never deliver the close of stdin). At most once; none when not needed.
+    fn stdin_length(&mut self) -> Option<StdinLength> {
+        None
+    }
     fn take_stdout(&mut self) -> Option<BoxRead>;
     async fn wait(&mut self) -> Result<ExitInfo, WitError>;
     fn kill(&mut self);
 }
+
+/// Told the exact number of bytes a process's stdin will carry.
+pub type StdinLength = Box<dyn FnOnce(u64) + Send>;
 
 /// Slack kept before the stderr tail, so a secret cut by the tail's start is still found.
 const TAIL_SLACK: usize = 4096;

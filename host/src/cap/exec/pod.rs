@@ -9,6 +9,14 @@
 //! NAME` reads byte by byte on a pipe, so the rest of stdin is left to the command),
 //! exports them and `exec`s the command. The container needs `sh` for that; values cannot
 //! contain a newline.
+//!
+//! A command's stdin is framed: kwok, and real clusters on the older exec protocols, never
+//! deliver the close of stdin, so a restore streaming into `psql` would wait forever. The
+//! command runs under `sh -c`, which reads one line first: the number of bytes coming
+//! (known when the input is a stored object or a byte string), then runs `head -c N |
+//! command`, so the command sees its end of input after exactly N bytes; or `-` (input of
+//! unknown length, written by the plugin), then `exec`s the command, which sees the end of
+//! input when the stream's close arrives. The container needs `head` for that.
 
 #[path = "pod_files.rs"]
 mod files;
@@ -195,8 +203,29 @@ fn shell_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// `argv` reading stdin framed by a first line (see the module's docs).
+fn framed(argv: &[String]) -> Vec<String> {
+    let script = "IFS= read -r coffer_n || exit 125; \
+        case $coffer_n in -) exec \"$@\";; ''|*[!0-9]*) exit 125;; esac; \
+        command -v head >/dev/null || { echo 'coffer: this container has no head(1), which reading input needs' >&2; exit 125; }; \
+        head -c \"$coffer_n\" | \"$@\"";
+    let mut out = vec![
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        "coffer-stdin".into(),
+    ];
+    out.extend(argv.iter().cloned());
+    out
+}
+
 /// argv and the stdin preamble carrying the environment.
 fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
+    let argv = if spec.stdin {
+        framed(&spec.argv)
+    } else {
+        spec.argv.clone()
+    };
     let vars: Vec<(&str, &str)> = spec
         .env
         .iter()
@@ -208,7 +237,7 @@ fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
         )
         .collect();
     if vars.is_empty() {
-        return Ok((spec.argv.clone(), Vec::new()));
+        return Ok((argv, Vec::new()));
     }
     let mut script = String::new();
     let mut preamble = Vec::new();
@@ -231,9 +260,9 @@ fn wrap(spec: &SpawnSpec) -> Result<(Vec<String>, Vec<u8>), WitError> {
         preamble.push(b'\n');
     }
     script.push_str("unset coffer_v; exec \"$@\"");
-    let mut argv = vec!["sh".into(), "-c".into(), script, "coffer-exec".into()];
-    argv.extend(spec.argv.iter().cloned());
-    Ok((argv, preamble))
+    let mut wrapped = vec!["sh".into(), "-c".into(), script, "coffer-exec".into()];
+    wrapped.extend(argv);
+    Ok((wrapped, preamble))
 }
 
 #[async_trait::async_trait]
@@ -268,7 +297,7 @@ impl ExecBackend for PodExec {
             .attach(
                 &pod_name,
                 &container,
-                argv,
+                (&spec.argv[0], argv),
                 &preamble,
                 spec.stdin,
                 spec.stderr_tail,
@@ -339,24 +368,19 @@ impl PodExec {
         Ok((pod.metadata.name.clone().unwrap_or_default(), container))
     }
 
-    /// Start `argv` in a container through the API server's exec; `preamble` is written to
-    /// its stdin first (the environment, see [`wrap`]).
+    /// Start `argv` (`program` as the messages name it) in a container through the API
+    /// server's exec; `preamble` is written to its stdin first (the environment, see
+    /// [`wrap`]). With `stdin_wanted`, argv must read its input [`framed`].
     pub(super) async fn attach(
         &self,
         pod_name: &str,
         container: &str,
-        argv: Vec<String>,
+        (program, argv): (&str, Vec<String>),
         preamble: &[u8],
         stdin_wanted: bool,
         stderr_tail: usize,
     ) -> Result<PodProcess, WitError> {
-        let program = argv
-            .iter()
-            .skip_while(|a| *a != "coffer-exec")
-            .nth(1)
-            .or(argv.first())
-            .cloned()
-            .unwrap_or_default();
+        let program = program.to_string();
         let open_stdin = stdin_wanted || !preamble.is_empty();
         let params = AttachParams::default()
             .container(container.to_string())
@@ -383,16 +407,16 @@ impl PodExec {
             .stderr()
             .map(|r| super::keep_stderr_tail(r, stderr_tail));
         // Local stdin closes when dropped; the exec stream's needs a shutdown to send its
-        // close. A pipe in between turns the plugin dropping its end into that shutdown.
-        let stdin = stdin.map(|mut w| {
-            let (ours, mut theirs) = tokio::io::duplex(64 << 10);
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut theirs, &mut w).await;
-                let _ = w.shutdown().await;
-            });
+        // close. A pipe in between turns the plugin dropping its end into that shutdown,
+        // and puts the frame's first line before the input.
+        let (length, length_told) = tokio::sync::oneshot::channel();
+        let stdin = stdin.map(|w| {
+            let (ours, theirs) = tokio::io::duplex(64 << 10);
+            tokio::spawn(feed_framed(theirs, w, length_told));
             Box::pin(ours) as BoxWrite
         });
         Ok(PodProcess {
+            stdin_length: stdin.is_some().then_some(length),
             stdin,
             // kube-rs hands stdout over in 1 KiB steps; a larger pipe lets the reader take
             // big chunks (fewer wakeups and hashing/compression calls downstream).
@@ -431,9 +455,46 @@ impl Drop for PodExec {
     }
 }
 
+/// Copy the plugin's input to the exec stream, after the frame's first line: the length
+/// when it was told before the first byte, `0` for no input at all, else `-`.
+async fn feed_framed(
+    mut from: tokio::io::DuplexStream,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    mut length: tokio::sync::oneshot::Receiver<u64>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut told = true;
+    let (header, first) = loop {
+        tokio::select! {
+            biased;
+            n = &mut length, if told => match n {
+                Ok(n) => break (n.to_string(), 0),
+                Err(_) => told = false,
+            },
+            r = from.read(&mut buf) => match r {
+                Ok(0) => break ("0".to_string(), 0),
+                Ok(k) => break ("-".to_string(), k),
+                Err(_) => {
+                    let _ = to.shutdown().await;
+                    return;
+                }
+            },
+        }
+    };
+    if to.write_all(format!("{header}\n").as_bytes()).await.is_ok()
+        && to.write_all(&buf[..first]).await.is_ok()
+    {
+        let _ = tokio::io::copy(&mut from, &mut to).await;
+    }
+    let _ = to.shutdown().await;
+}
+
 pub(super) struct PodProcess {
     attached: AttachedProcess,
     stdin: Option<BoxWrite>,
+    /// Told the input's length by [`RunningProcess::stdin_length`].
+    stdin_length: Option<tokio::sync::oneshot::Sender<u64>>,
     stdout: Option<BoxRead>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     program: String,
@@ -444,6 +505,13 @@ pub(super) struct PodProcess {
 impl RunningProcess for PodProcess {
     fn take_stdin(&mut self) -> Option<BoxWrite> {
         self.stdin.take()
+    }
+
+    fn stdin_length(&mut self) -> Option<super::StdinLength> {
+        let tx = self.stdin_length.take()?;
+        Some(Box::new(move |n| {
+            let _ = tx.send(n);
+        }))
     }
 
     fn take_stdout(&mut self) -> Option<BoxRead> {

@@ -31,7 +31,7 @@ async fn run_status(
         .attach(
             pod,
             container,
-            argv.iter().map(|a| a.to_string()).collect(),
+            (argv[0], argv.iter().map(|a| a.to_string()).collect()),
             &[],
             false,
             TAIL,
@@ -128,7 +128,7 @@ pub async fn read_file(
     let (pod, container, path) = file(exec, at, name)?;
     let argv = vec!["cat".to_string(), "--".into(), path];
     Ok(Box::new(
-        exec.attach(&pod, &container, argv, &[], false, TAIL)
+        exec.attach(&pod, &container, ("cat", argv), &[], false, TAIL)
             .await?,
     ))
 }
@@ -140,15 +140,16 @@ pub async fn write_file(
 ) -> Result<Box<dyn RunningProcess>, WitError> {
     let (pod, container, path) = file(exec, at, name)?;
     // noclobber: an existing file (or a symlink a tool left) is never written through.
-    let argv = vec![
+    let argv = super::framed(&[
         "sh".to_string(),
         "-c".into(),
         "set -C; umask 077; cat > \"$1\"".into(),
         "coffer-write".into(),
         path,
-    ];
+    ]);
     Ok(Box::new(
-        exec.attach(&pod, &container, argv, &[], true, TAIL).await?,
+        exec.attach(&pod, &container, ("cat", argv), &[], true, TAIL)
+            .await?,
     ))
 }
 

@@ -1,11 +1,12 @@
 //! psql's stdin after the host's `\restrict` line: whole lines `\restrict TOKEN` and
-//! `\unrestrict TOKEN` are dropped. A plain-format dump of PostgreSQL 13.22/14.19/15.14/
+//! `\unrestrict TOKEN` become comments of the same length (`--` and spaces), so the byte
+//! count a pod exec frames stdin by stays exact. A plain-format dump of PostgreSQL 13.22/14.19/15.14/
 //! 16.10/17.6 or later begins and ends with such lines; psql, already restricted by the
-//! host, would refuse them (and stop, under ON_ERROR_STOP). Dropping them is for that
+//! host, would refuse them (and stop, under ON_ERROR_STOP). Masking them is for that
 //! compatibility only: the host's key is never on the stream, so no line of it can lift the
 //! restriction. Memory stays bounded: only the start of a line is held while deciding.
 
-use super::{BoxRead, BoxWrite, ExitInfo, RunningProcess};
+use super::{BoxRead, BoxWrite, ExitInfo, RunningProcess, StdinLength};
 use crate::wit::WitError;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,7 +15,7 @@ use tokio::io::AsyncWrite;
 /// Longest line that can be one to drop (`\unrestrict ` + a token).
 const MAX_HELD: usize = 160;
 
-pub struct DropRestrictLines<W> {
+pub struct MaskRestrictLines<W> {
     inner: W,
     /// The start of the current line, while it could still be one to drop.
     held: Vec<u8>,
@@ -25,16 +26,26 @@ pub struct DropRestrictLines<W> {
     written: usize,
 }
 
-impl<W> DropRestrictLines<W> {
-    pub fn new(inner: W) -> Self {
-        DropRestrictLines {
+impl<W> MaskRestrictLines<W> {
+    /// `prefix` goes out first, with the first write (or the flush or shutdown).
+    pub fn new(inner: W, prefix: &[u8]) -> Self {
+        MaskRestrictLines {
             inner,
             held: Vec::new(),
             passing: false,
-            out: Vec::new(),
+            out: prefix.to_vec(),
             written: 0,
         }
     }
+}
+
+/// A comment as long as `line` (`\r` kept), in its place.
+fn mask(line: &[u8]) -> Vec<u8> {
+    let body = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut out = b"--".to_vec();
+    out.resize(body.len(), b' ');
+    out.extend_from_slice(&line[body.len()..]);
+    out
 }
 
 /// `held` (a whole line, newline excluded) is `\restrict X` or `\unrestrict X`.
@@ -64,7 +75,7 @@ fn could_be(held: &[u8]) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || *b == b'\r')
 }
 
-impl<W: AsyncWrite + Unpin> DropRestrictLines<W> {
+impl<W: AsyncWrite + Unpin> MaskRestrictLines<W> {
     fn filter(&mut self, buf: &[u8]) {
         for &b in buf {
             if self.passing {
@@ -75,11 +86,11 @@ impl<W: AsyncWrite + Unpin> DropRestrictLines<W> {
                 continue;
             }
             if b == b'\n' {
-                if !is_restrict_line(&self.held) {
-                    self.out.append(&mut self.held);
-                    self.out.push(b'\n');
+                if is_restrict_line(&self.held) {
+                    self.held = mask(&self.held);
                 }
-                self.held.clear();
+                self.out.append(&mut self.held);
+                self.out.push(b'\n');
                 continue;
             }
             self.held.push(b);
@@ -107,7 +118,7 @@ impl<W: AsyncWrite + Unpin> DropRestrictLines<W> {
     }
 }
 
-impl<W: AsyncWrite + Unpin> AsyncWrite for DropRestrictLines<W> {
+impl<W: AsyncWrite + Unpin> AsyncWrite for MaskRestrictLines<W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -139,11 +150,13 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for DropRestrictLines<W> {
         let this = &mut *self;
         // A last line without a newline.
         if !this.held.is_empty() {
-            if !is_restrict_line(&this.held) {
-                let held = std::mem::take(&mut this.held);
-                this.out.extend_from_slice(&held);
-            }
-            this.held.clear();
+            let held = std::mem::take(&mut this.held);
+            let line = if is_restrict_line(&held) {
+                mask(&held)
+            } else {
+                held
+            };
+            this.out.extend_from_slice(&line);
         }
         match this.poll_drain(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
@@ -157,22 +170,22 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for DropRestrictLines<W> {
 pub(crate) struct Preambled {
     inner: Box<dyn RunningProcess>,
     stdin: Option<BoxWrite>,
+    preamble_len: u64,
 }
 
 impl Preambled {
-    pub(crate) async fn start(
+    pub(crate) fn start(
         mut inner: Box<dyn RunningProcess>,
         preamble: &[u8],
-    ) -> Result<Box<dyn RunningProcess>, WitError> {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = inner.take_stdin();
-        if let Some(w) = stdin.as_mut() {
-            w.write_all(preamble)
-                .await
-                .map_err(|e| WitError::Io(format!("writing to the process's stdin: {e}")))?;
-        }
-        let stdin = stdin.map(|w| Box::pin(DropRestrictLines::new(w)) as BoxWrite);
-        Ok(Box::new(Preambled { inner, stdin }))
+    ) -> Box<dyn RunningProcess> {
+        let stdin = inner
+            .take_stdin()
+            .map(|w| Box::pin(MaskRestrictLines::new(w, preamble)) as BoxWrite);
+        Box::new(Preambled {
+            inner,
+            stdin,
+            preamble_len: preamble.len() as u64,
+        })
     }
 }
 
@@ -180,6 +193,12 @@ impl Preambled {
 impl RunningProcess for Preambled {
     fn take_stdin(&mut self) -> Option<BoxWrite> {
         self.stdin.take()
+    }
+    fn stdin_length(&mut self) -> Option<StdinLength> {
+        // Masking keeps lengths: the process reads the preamble and then as many bytes.
+        let inner = self.inner.stdin_length()?;
+        let preamble = self.preamble_len;
+        Some(Box::new(move |n| inner(n + preamble)))
     }
     fn take_stdout(&mut self) -> Option<BoxRead> {
         self.inner.take_stdout()
@@ -203,7 +222,7 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     async fn through(chunks: &[&[u8]]) -> String {
-        let mut f = DropRestrictLines::new(Vec::new());
+        let mut f = MaskRestrictLines::new(Vec::new(), b"");
         for c in chunks {
             f.write_all(c).await.unwrap();
         }
@@ -212,9 +231,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_whole_restrict_lines_are_dropped() {
+    async fn only_whole_restrict_lines_are_masked_to_the_same_length() {
         let dump = b"\\restrict AbC123\nSET x = 1;\nCOPY t FROM stdin;\n1\t\\\\restrict x\n\\.\n\\unrestrict AbC123\n";
-        let want = "SET x = 1;\nCOPY t FROM stdin;\n1\t\\\\restrict x\n\\.\n";
+        let want = "--              \nSET x = 1;\nCOPY t FROM stdin;\n1\t\\\\restrict x\n\\.\n--                \n";
+        assert_eq!(want.len(), dump.len());
         assert_eq!(through(&[dump]).await, want);
         // The same, one byte at a time.
         let bytes: Vec<&[u8]> = dump.chunks(1).collect();

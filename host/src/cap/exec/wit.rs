@@ -102,10 +102,7 @@ impl View<'_> {
             Err(e) => return Ok(Err(e)),
         };
         let proc = match vetted.stdin_preamble {
-            Some(pre) if cmd.stdin => match Preambled::start(proc, &pre).await {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
-            },
+            Some(pre) if cmd.stdin => Preambled::start(proc, &pre),
             _ => proc,
         };
         Ok(Ok(ProcessHandle {
@@ -362,6 +359,9 @@ impl Host for View<'_> {
             Err(e) => Err(e),
             Ok(mut p) => {
                 let cap = (max_stdout as u64).min(self.scope.limits.captured_output);
+                if let (Some(tell), Some(data)) = (p.proc.stdin_length(), stdin.as_ref()) {
+                    tell(data.len() as u64);
+                }
                 let input = p.proc.take_stdin();
                 let output = p.proc.take_stdout();
                 let feed = async move {
@@ -415,11 +415,22 @@ impl HostProcess for View<'_> {
         &mut self,
         h: Resource<Process>,
     ) -> wasmtime::Result<Option<Resource<DynOutputStream>>> {
-        let Some(w) = self.table.get_mut(&own(&h))?.proc.take_stdin() else {
+        let proc = &mut self.table.get_mut(&own(&h))?.proc;
+        let Some(w) = proc.take_stdin() else {
             return Ok(None);
         };
+        let length = proc.stdin_length();
         let stream: DynOutputStream = Box::new(AsyncWriteStream::new(STDIN_BUDGET, w));
-        Ok(Some(self.table.push(stream)?))
+        let stream = self.table.push(stream)?;
+        // `location.get-into` this stream knows the length: it tells the process.
+        if let Some(tell) = length {
+            self.scope
+                .stdin_lengths
+                .lock()
+                .unwrap()
+                .insert(stream.rep(), tell);
+        }
+        Ok(Some(stream))
     }
 
     async fn take_stdout(

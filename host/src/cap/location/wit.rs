@@ -229,6 +229,7 @@ impl HostStore for View<'_> {
     ) -> HostResult<Resource<Transfer>> {
         let started = Instant::now();
         let (name, bound) = self.bound(&h)?;
+        let tell_length = self.scope.stdin_lengths.lock().unwrap().remove(&dst.rep());
         let mut dst: DynOutputStream = self.table.delete(dst)?;
         let rec = self.readable(&name, &bound, &key);
         self.scope
@@ -237,6 +238,11 @@ impl HostStore for View<'_> {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
+        // A process's stdin learns how many bytes are coming (the download writes exactly
+        // `size`, or fails).
+        if let Some(tell) = tell_length {
+            tell(rec.size);
+        }
         let (bytes, counters) = self.counters();
         let scope = self.scope.clone();
         let cancel = CancellationToken::new();
