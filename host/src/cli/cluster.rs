@@ -115,7 +115,7 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
             Api::<RestorePointResource>::namespaced(client.clone(), &ns)
                 .get_opt(rp)
                 .await
-                .with_context(|| format!("reading RestorePoint {ns}/{rp}"))?
+                .map_err(|e| refusal(e, &format!("reading RestorePoint {ns}/{rp}"), &ns, OPERATOR))?
                 .ok_or_else(|| anyhow!("RestorePoint {ns}/{rp} not found (`coffer get restorepoints -n {ns}` lists them)"))?
                 .spec
                 .workload
@@ -160,7 +160,14 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
     let created = sets
         .create(&PostParams::default(), &obj)
         .await
-        .with_context(|| format!("creating an ActionSet in namespace {ns}"))?;
+        .map_err(|e| {
+            refusal(
+                e,
+                &format!("creating an ActionSet in namespace {ns}"),
+                &ns,
+                OPERATOR,
+            )
+        })?;
     let name = created.metadata.name.clone().unwrap_or_default();
     let what = format!("{} {workload}", req.action);
     tracing::info!(actionset = %name, namespace = %ns, "ActionSet created");
@@ -175,14 +182,28 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
             config_ns: crate::k8s::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
         };
-        let claimed = match run::claim(&sets, &created, &cx.identity).await {
-            Ok(c) => c,
-            Err(e) if run::lost_claim(&e) => {
-                eprintln!("ActionSet {ns}/{name} was claimed by another runner; following it");
-                return follow(&sets, &name, &what, req.output).await;
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("claiming ActionSet {name}")));
+        let mut seen = created.clone();
+        let claimed = loop {
+            match run::claim(&sets, &seen, &cx.identity).await {
+                Ok(c) => break c,
+                Err(e) if run::lost_claim(&e) => {
+                    // It changed since it was read: the daemon adds its finalizer to every
+                    // new ActionSet. Claim it again unless another runner has.
+                    seen = sets
+                        .get(&name)
+                        .await
+                        .with_context(|| format!("reading ActionSet {ns}/{name}"))?;
+                    let now = status(&seen);
+                    if now.phase != Phase::Pending || now.runner.is_some() {
+                        eprintln!(
+                            "ActionSet {ns}/{name} was claimed by another runner; following it"
+                        );
+                        return follow(&sets, &name, &what, req.output).await;
+                    }
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("claiming ActionSet {name}")));
+                }
             }
         };
         let outcome = async {
@@ -208,6 +229,23 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
         }
     }
     follow(&sets, &name, &what, req.output).await
+}
+
+/// The ClusterRoles deploy/rbac.yaml ships for people: acting (ActionSets) and reading.
+const OPERATOR: &str = "coffer-operator";
+const VIEWER: &str = "coffer-viewer";
+
+/// A failed call on the user's behalf; when the API server refused it, what to ask for.
+fn refusal(e: kube::Error, what: &str, ns: &str, role: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => anyhow!(
+            "{what}: the cluster refused: {}\n\
+             Ask a cluster administrator to bind you to ClusterRole {role} (deploy/rbac.yaml) in \
+             namespace {ns}: kubectl create rolebinding {role}-<you> --clusterrole={role} --user=<you> -n {ns}",
+            s.message
+        ),
+        e => anyhow::Error::new(e).context(what.to_string()),
+    }
 }
 
 /// Poll the ActionSet until it ends, showing its phase and bytes.
@@ -293,7 +331,7 @@ pub async fn get(
             let items = list_api::<ActionSetResource>(&client, &ns, all_namespaces)
                 .list(&ListParams::default())
                 .await
-                .context("listing ActionSets")?;
+                .map_err(|e| refusal(e, "listing ActionSets", &ns, VIEWER))?;
             out!(
                 "{:<14} {:<40} {:<8} {:<22} {:<10} RESTOREPOINT",
                 "NAMESPACE",
@@ -319,7 +357,7 @@ pub async fn get(
             let items = list_api::<RestorePointResource>(&client, &ns, all_namespaces)
                 .list(&ListParams::default())
                 .await
-                .context("listing RestorePoints")?;
+                .map_err(|e| refusal(e, "listing RestorePoints", &ns, VIEWER))?;
             out!(
                 "{:<14} {:<44} {:<22} {:<10} SIZE",
                 "NAMESPACE",
@@ -360,7 +398,7 @@ pub async fn describe(
             let o = Api::<ActionSetResource>::namespaced(client, &ns)
                 .get_opt(name)
                 .await
-                .with_context(|| format!("reading ActionSet {ns}/{name}"))?
+                .map_err(|e| refusal(e, &format!("reading ActionSet {ns}/{name}"), &ns, VIEWER))?
                 .ok_or_else(|| anyhow!("ActionSet {ns}/{name} not found"))?;
             super::output::describe_action_set(&kinds::action_set(&o));
         }
@@ -368,7 +406,7 @@ pub async fn describe(
             let o = Api::<RestorePointResource>::namespaced(client, &ns)
                 .get_opt(name)
                 .await
-                .with_context(|| format!("reading RestorePoint {ns}/{name}"))?
+                .map_err(|e| refusal(e, &format!("reading RestorePoint {ns}/{name}"), &ns, VIEWER))?
                 .ok_or_else(|| anyhow!("RestorePoint {ns}/{name} not found"))?;
             out!(
                 "{}",

@@ -453,7 +453,10 @@ impl Daemon {
                 Err(e) => {
                     // It never got far enough to record its own end (its subject, Blueprint
                     // or Profile could not be read).
-                    let why = format!("{e:#}");
+                    let why = match super::error::refusal_hint(&e, &ns) {
+                        Some(hint) => format!("{e:#}. {hint}"),
+                        None => format!("{e:#}"),
+                    };
                     tracing::error!(actionset = %k, error = %why, "action failed");
                     let _ =
                         patch_status(&sets, &name, &StatusPatch::failed(why.clone()), None).await;

@@ -44,6 +44,20 @@ impl Error {
     }
 }
 
+/// What to do when the API server refused the daemon in namespace `ns` somewhere in `e`'s
+/// causes: most often the namespace has not opted in.
+pub fn refusal_hint(e: &anyhow::Error, ns: &str) -> Option<String> {
+    let refused = e.chain().any(
+        |c| matches!(c.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403),
+    );
+    refused.then(|| {
+        format!(
+            "coffer acts in namespace {ns} only once it opts in: bind coffer's ServiceAccount \
+             to ClusterRole coffer-namespace there (deploy/examples/namespace.yaml)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +73,21 @@ mod tests {
         );
         assert!(Error::NotFound("Profile default".into()).retryable());
         assert_eq!(Error::Other(anyhow::anyhow!("x")).metric_label(), "other");
+    }
+
+    #[test]
+    fn a_refusal_names_the_opt_in_and_other_errors_do_not() {
+        let status = |code| {
+            kube::Error::Api(
+                kube::core::Status::failure("secrets \"x\" is forbidden", "Forbidden")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        let e = anyhow::Error::new(status(403)).context("reading Secret shop/x");
+        let hint = refusal_hint(&e, "shop").expect("a hint");
+        assert!(hint.contains("namespace shop") && hint.contains("coffer-namespace"));
+        let e = anyhow::Error::new(status(404)).context("reading Secret shop/x");
+        assert_eq!(refusal_hint(&e, "shop"), None);
     }
 }

@@ -171,6 +171,17 @@ impl Env {
     /// A StatefulSet in namespace db with one container and this env; on the real control
     /// plane, once its pod runs (on the kwok node) with that env.
     pub async fn statefulset(&self, name: &str, env: Vec<(String, String)>, annotations: Value) {
+        self.statefulset_in("db", name, env, annotations).await
+    }
+
+    /// [`Env::statefulset`] in namespace `ns`.
+    pub async fn statefulset_in(
+        &self,
+        ns: &str,
+        name: &str,
+        env: Vec<(String, String)>,
+        annotations: Value,
+    ) {
         let env: Vec<Value> = env
             .into_iter()
             .map(|(k, v)| json!({"name": k, "value": v}))
@@ -180,7 +191,7 @@ impl Env {
         if let Cluster::Real(_) = self.cluster {
             pod_spec["nodeName"] = json!(coffer_tests::kube_real::NODE);
         }
-        apps(&self.client, "db")
+        apps(&self.client, ns)
             .create(
                 &PostParams::default(),
                 &obj(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -192,7 +203,7 @@ impl Env {
             .await
             .unwrap();
         if let Cluster::Real(kube) = &self.cluster {
-            kube.pod_running("db", &format!("{name}-0")).await;
+            kube.pod_running(ns, &format!("{name}-0")).await;
         }
     }
 
@@ -225,10 +236,15 @@ impl Env {
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_as(&self.kubeconfig, args)
+    }
+
+    /// The CLI with another user's credentials.
+    pub fn cli_as(&self, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
             .args(args)
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .env("COFFER_HOME", self.work.path().join("home-cli"))
             .env("COFFER_CACHE_DIR", cache())
             .output()

@@ -1,9 +1,14 @@
-//! `coffer daemon` against the Kubernetes API simulator (tests/src/kube_sim): a StatefulSet
-//! whose pod exec reaches a real local PostgreSQL, protected by annotation and by a
-//! BlueprintBinding; backups and restores through ActionSets and the CLI; cancellation,
-//! deadlines, a daemon killed mid-action, and two replicas with one Lease.
+//! `coffer daemon` on a real control plane (tests/src/kube_real.rs: kube-apiserver with RBAC
+//! and audit, the controller manager, kwok as the node): a StatefulSet whose pod exec reaches a
+//! real local PostgreSQL, protected by annotation and by a BlueprintBinding; backups and
+//! restores through ActionSets and the CLI; cancellation, deadlines, a daemon killed
+//! mid-action, two replicas with one Lease; CRDs and RBAC as the server enforces them. The
+//! daemon runs with the shipped ServiceAccount's token. What needs CSI snapshots, task pods'
+//! volumes or a record of every request runs on the API simulator (tests/src/kube_sim):
+//! `Env::start_sim`.
 
 mod attacks;
+mod cluster;
 mod env;
 mod lifecycle;
 mod protect;
