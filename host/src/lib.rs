@@ -36,6 +36,10 @@ pub mod builtin {
             include_str!("../../blueprints/postgres-logical.yaml"),
         ),
         (
+            "postgres-bitnami",
+            include_str!("../../blueprints/postgres-bitnami.yaml"),
+        ),
+        (
             "mysql-logical",
             include_str!("../../blueprints/mysql-logical.yaml"),
         ),

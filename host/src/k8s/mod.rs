@@ -6,6 +6,7 @@
 pub mod crd;
 pub mod daemon;
 mod decide;
+mod env_secret;
 mod error;
 pub mod keys;
 pub mod kinds;

@@ -4,6 +4,7 @@
 //! name, the restore point it works on, the plugin's secrets, and the backends that act on
 //! the cluster. The engine then runs it with a [`ClusterRecord`](super::record::ClusterRecord).
 
+use super::env_secret::{self, EnvSource};
 use super::kinds::{
     self, ActionSetResource, BlueprintBindingResource, BlueprintResource, ProfileResource,
     RestorePointResource,
@@ -22,7 +23,7 @@ use crate::credentials::Credentials;
 use crate::model::{ActionKind, Kind, ProfileSpec, SecretRef, Workload, WorkloadSpec};
 use crate::wit::coffer::blueprint::types::ObjectRef;
 use anyhow::{Context, Result, anyhow, bail};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{PodSpec, Secret};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use std::collections::BTreeMap;
@@ -67,6 +68,26 @@ async fn blueprint(
             )
         }),
     }
+}
+
+/// Which container commands run in.
+const CONTAINER_ANNOTATION: &str = "coffer.dev/container";
+
+/// The first of `names` the subject's container sets, and where its value is.
+fn from_env(
+    obj: &DynamicObject,
+    wanted: Option<&str>,
+    names: &[String],
+) -> Result<Option<(String, EnvSource)>> {
+    // A Pod's spec, or the pod template of a workload.
+    let (spec, meta) = match obj.data["spec"].get("template") {
+        Some(t) => (&t["spec"], &t["metadata"]),
+        None => (&obj.data["spec"], &obj.data["metadata"]),
+    };
+    let spec: PodSpec = serde_json::from_value(spec.clone()).context("reading the pod template")?;
+    let default = meta["annotations"]["kubectl.kubernetes.io/default-container"].as_str();
+    let c = env_secret::container(&spec, wanted, default).map_err(|e| anyhow!(e))?;
+    env_secret::find(&spec, c, names).map_err(|e| anyhow!("container {}: {e}", c.name))
 }
 
 /// A Profile of the config namespace, with the Secret values its credentials name read
@@ -235,6 +256,33 @@ pub async fn prepare(
             secrets.insert(logical.to_string(), value);
         }
     }
+    // Then the Blueprint's: from the subject container's environment (Helm charts).
+    let container_annotation = info.annotations.get(CONTAINER_ANNOTATION).cloned();
+    for (logical, source) in &blueprint.spec.secrets {
+        if secrets.contains_key(logical) {
+            continue;
+        }
+        let Some(obj) = &subject else { continue };
+        let found = from_env(obj, container_annotation.as_deref(), &source.from_env)
+            .with_context(|| {
+                format!(
+                    "Blueprint {blueprint_name}: secret {logical:?} from the environment of {} {ns}/{wname}",
+                    sk.kind
+                )
+            })?;
+        let Some((var, value)) = found else {
+            tracing::info!(secret = %logical, tried = ?source.from_env, "no variable set for the secret; the plugin goes without it");
+            continue;
+        };
+        let value = match value {
+            EnvSource::Literal(v) => v,
+            EnvSource::Secret { name, key } => {
+                let purpose = format!("the plugin's secret {logical:?}, via {var}");
+                read_secret(&cx.client, &ns, &purpose, &name, &key).await?
+            }
+        };
+        secrets.insert(logical.clone(), value);
+    }
     // The identity the plugin's kube calls act as.
     let service_account = blueprint
         .spec
@@ -291,7 +339,7 @@ pub async fn prepare(
                     kind: sk.kind.into(),
                     namespace: ns.clone(),
                     name: wname.clone(),
-                    container: info.annotations.get("coffer.dev/container").cloned(),
+                    container: container_annotation,
                 },
                 name.clone(),
             )))

@@ -35,6 +35,46 @@ pub struct BlueprintSpec {
     /// more. Default `coffer-plugin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// On Kubernetes: where the plugin's secrets come from when the workload has no
+    /// `secret.coffer.dev/<name>` annotation, by logical name — so a Helm chart's workload
+    /// needs no annotation at all. Local mode takes secrets from the Workload only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, BlueprintSecret>,
+}
+
+/// Where a Blueprint finds one of the plugin's secrets on a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueprintSecret {
+    /// Environment variables of the subject's container, tried in order: the first one set
+    /// gives the value — written in the template, from a `secretKeyRef`, or from an
+    /// `envFrom` Secret; for `NAME`, a `NAME_FILE` naming a file of a mounted Secret volume
+    /// counts too. None set: the plugin has no such secret.
+    #[serde(deserialize_with = "env_names")]
+    pub from_env: Vec<String>,
+}
+
+/// At least one name, each an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+fn env_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    if names.is_empty() {
+        return Err(serde::de::Error::custom(
+            "list at least one environment variable",
+        ));
+    }
+    for n in &names {
+        let mut chars = n.chars();
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "{n:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )));
+        }
+    }
+    Ok(names)
 }
 
 /// Where the plugin's wasm comes from. `sha256` pins it: a plugin whose digest differs is

@@ -47,6 +47,9 @@ pub struct BackupParams {
     pub globals: bool,
     #[serde(default)]
     pub no_role_passwords: bool,
+    /// The role to connect as (libpq's `user`); default: PGUSER of the workload's
+    /// environment, else the operating system user.
+    pub user: Option<String>,
     /// The database to connect to for listing and globals.
     #[serde(default = "postgres")]
     pub maintenance_database: String,
@@ -63,6 +66,9 @@ pub struct RestoreParams {
     /// Replay roles and tablespaces first; errors for roles that exist are ignored.
     #[serde(default = "yes")]
     pub globals: bool,
+    /// The role to connect as (libpq's `user`); default: PGUSER of the workload's
+    /// environment, else the operating system user.
+    pub user: Option<String>,
     #[serde(default = "postgres")]
     pub maintenance_database: String,
     /// Restore into a new database and swap it in only once it is complete (default), or
@@ -144,7 +150,7 @@ fn password() -> Result<Option<secrets::Secret>, Error> {
 fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let pw = password()?;
     let store = location::open(LOCATION)?;
-    let maint = conninfo_dbname(&p.maintenance_database);
+    let maint = conninfo_dbname(&p.maintenance_database, p.user.as_deref());
 
     let listed = list_databases(&maint, pw.as_ref())?;
     let mut databases = match &p.databases {
@@ -183,7 +189,10 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             "--compress=0",
             "--no-password",
         ])
-        .arg(format!("--dbname={}", conninfo_dbname(db)))
+        .arg(format!(
+            "--dbname={}",
+            conninfo_dbname(db, p.user.as_deref())
+        ))
         .secret_env("PGPASSWORD", pw.as_ref());
         let key = object_key_for(db);
         let info = cmd.stdout_to(&store, &key, &zstd)?;
@@ -281,7 +290,8 @@ fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error>
         .map_err(sdk::invalid)?;
     let pw = password()?;
     let store = location::open(LOCATION)?;
-    let maint = conninfo_dbname(&p.maintenance_database);
+    let user = p.user.as_deref();
+    let maint = conninfo_dbname(&p.maintenance_database, user);
 
     let globals = req
         .input_artifacts
@@ -307,17 +317,17 @@ fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error>
         // A database cannot be renamed or dropped over a connection to itself: work from
         // template1 when restoring the maintenance database.
         let maint = if target == p.maintenance_database {
-            conninfo_dbname("template1")
+            conninfo_dbname("template1", user)
         } else {
             maint.clone()
         };
         if p.replace {
-            replace_in_place(&store, artifact, db, &target, &maint, pw.as_ref())?;
+            replace_in_place(&store, artifact, db, &target, (&maint, user), pw.as_ref())?;
         } else if let Some(prev) = staged::restore(
             &store,
             artifact,
             &target,
-            &maint,
+            (&maint, user),
             pw.as_ref(),
             p.keep_previous,
         )? {
@@ -348,7 +358,7 @@ fn replace_in_place(
     artifact: &sdk::Artifact,
     db: &str,
     target: &str,
-    maint: &str,
+    (maint, user): (&str, Option<&str>),
     pw: Option<&secrets::Secret>,
 ) -> Result<(), Error> {
     let drop_sql = format!(
@@ -365,7 +375,7 @@ fn replace_in_place(
         let create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(target));
         psql_command(maint, pw, &create)?;
         Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
-            .arg(format!("--dbname={}", conninfo_dbname(target)))
+            .arg(format!("--dbname={}", conninfo_dbname(target, user)))
     };
     restore
         .secret_env("PGPASSWORD", pw)

@@ -1,10 +1,18 @@
 //! Quoting of database names for the places they go: a libpq conninfo, SQL, an object key.
 
-/// `dbname='…'` for `--dbname`, so any name (with `=`, spaces, quotes, a leading `-`) is taken
+/// `dbname='…'` (and `user='…'` when one is set) for `--dbname`, so any name (with `=`, spaces, quotes, a leading `-`) is taken
 /// literally rather than as a connection string.
-pub fn conninfo_dbname(db: &str) -> String {
-    let escaped = db.replace('\\', "\\\\").replace('\'', "\\'");
-    format!("dbname='{escaped}'")
+pub fn conninfo_dbname(db: &str, user: Option<&str>) -> String {
+    match user {
+        Some(u) => format!("dbname={} user={}", conninfo_value(db), conninfo_value(u)),
+        None => format!("dbname={}", conninfo_value(db)),
+    }
+}
+
+/// A conninfo value, single-quoted with `\` and `'` escaped.
+fn conninfo_value(v: &str) -> String {
+    let escaped = v.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("'{escaped}'")
 }
 
 /// A SQL identifier, double-quoted.

@@ -41,7 +41,7 @@ pub fn restore(
     store: &location::Store,
     artifact: &Artifact,
     target: &str,
-    maint: &str,
+    (maint, user): (&str, Option<&str>),
     pw: Option<&secrets::Secret>,
     keep_previous: bool,
 ) -> Result<Option<String>, Error> {
@@ -49,7 +49,7 @@ pub fn restore(
     psql_command(maint, pw, &create_sql(&n.staging, artifact))?;
     let loaded = (|| -> Result<(), Error> {
         Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
-            .arg(format!("--dbname={}", conninfo_dbname(&n.staging)))
+            .arg(format!("--dbname={}", conninfo_dbname(&n.staging, user)))
             .secret_env("PGPASSWORD", pw)
             .stdin_from(store, &artifact.key)?;
         if let Some(owner) = sdk::meta(artifact, "owner") {

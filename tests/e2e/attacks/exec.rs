@@ -62,7 +62,15 @@ async fn stock_blueprint_grants_stop_every_escape() {
     let victim = dir.path().join("victim-dir");
     std::fs::create_dir(&victim).unwrap();
     std::fs::write(victim.join("keep"), "data").unwrap();
-    for blueprint in ["postgres-logical", "mysql-logical", "etcd", "redis"] {
+    // Every shipped Blueprint, so a new one is covered without a change here.
+    let shipped = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../blueprints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    assert!(shipped.len() >= 5, "{shipped:?}");
+    for blueprint in shipped.iter().map(String::as_str) {
         let mut grants = stock_grants(blueprint);
         // The fixture grants the location and the secret itself.
         grants

@@ -10,6 +10,7 @@
 mod attacks;
 mod cluster;
 mod env;
+mod helm;
 mod lifecycle;
 mod protect;
 mod volumes;
