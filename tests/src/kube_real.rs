@@ -64,6 +64,7 @@ pub struct RealKube {
     pub server: String,
     pub ca: PathBuf,
     stop: Arc<AtomicBool>,
+    networks: Networks,
     kubelet: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -98,11 +99,13 @@ impl RealKube {
             dir.display()
         );
         let stop = Arc::new(AtomicBool::new(false));
+        let networks = Networks::default();
         let kubeconfig = dir.join("admin.kubeconfig");
         let kubelet = {
             let stop = stop.clone();
             let kubeconfig = kubeconfig.clone();
-            std::thread::spawn(move || kubelet_env(&kubeconfig, &stop))
+            let networks = networks.clone();
+            std::thread::spawn(move || kubelet_env(&kubeconfig, &stop, &networks))
         };
         RealKube {
             alice_kubeconfig: dir.join("alice.kubeconfig"),
@@ -111,8 +114,22 @@ impl RealKube {
             ca: dir.join("pki/ca.crt"),
             dir,
             stop,
+            networks,
             kubelet: Some(kubelet),
         }
+    }
+
+    /// What the network of namespace `ns` resolves names to, for the commands exec'd in its
+    /// pods (from now on): these variables replace the containers' own. The stand-in for
+    /// cluster DNS here, where every "pod" runs on this machine — e.g. `PGPORT` of the
+    /// PostgreSQL that Service `pg` stands for in that namespace.
+    pub fn network(&self, ns: &str, env: &[(&str, String)]) {
+        self.networks.lock().unwrap().insert(
+            ns.to_string(),
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        );
     }
 
     /// A kubeconfig that authenticates with a bearer token.
@@ -311,7 +328,9 @@ where
 
 /// The kubelet's share of exec here: each pod's containers' environment, written as the
 /// kwok Exec object of the same name.
-fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool) {
+type Networks = Arc<std::sync::Mutex<HashMap<String, Vec<(String, String)>>>>;
+
+fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool, networks: &Networks) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -341,10 +360,18 @@ fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool) {
                         .flatten()
                     {
                         let mut envs = Vec::new();
+                        let network = networks.lock().unwrap().get(&ns).cloned();
+                        let network = network.unwrap_or_default();
                         for e in c["env"].as_array().into_iter().flatten() {
+                            if network.iter().any(|(k, _)| e["name"] == k.as_str()) {
+                                continue;
+                            }
                             if let Some(v) = resolve_env(&client, &ns, &name, e).await {
                                 envs.push(json!({"name": e["name"], "value": v}));
                             }
+                        }
+                        for (k, v) in &network {
+                            envs.push(json!({"name": k, "value": v}));
                         }
                         execs.push(json!({"containers": [c["name"]], "local": {"envs": envs}}));
                     }

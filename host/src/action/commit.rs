@@ -1,14 +1,16 @@
 //! Ending an action well: a backup is committed by writing its manifest object last, then
 //! recorded as a RestorePoint; a delete removes the manifest first, then the rest.
 
+use super::CapturedApplication;
 use super::{Coffer, PreparedAction};
 use crate::model::ActionKind;
 use crate::model::{
-    ArtifactRecord, Kind, ObjectRecord, Phase, PluginInfo, RestorePoint, RestorePointSpec,
-    now_rfc3339,
+    ApplicationRecord, ArtifactRecord, Kind, ObjectRecord, Phase, PluginInfo, RestorePoint,
+    RestorePointSpec, now_rfc3339,
 };
 use crate::redact::clip;
 use crate::storage::MANIFEST_NAME;
+use crate::storage::keys::APPLICATION_NAME;
 use crate::storage::pipeline::{self, Sink};
 use crate::wit::wit_plugin::ActionOutput;
 use anyhow::{Context, Result, bail};
@@ -129,6 +131,22 @@ impl Coffer {
                     .collect(),
             });
         }
+        // The application's resources (Kubernetes), stored like the data, before the
+        // manifest that lists them.
+        let application = match &p.application {
+            Some(app) => {
+                let rec = self.store_application(p, app).await?;
+                objects.retain(|x| x.key != rec.key);
+                let record = ApplicationRecord {
+                    key: rec.key.clone(),
+                    resources: app.resources.clone(),
+                    skipped: app.skipped.clone(),
+                };
+                objects.push(rec);
+                Some(record)
+            }
+            None => None,
+        };
         let name = p
             .restore_point_name
             .clone()
@@ -158,6 +176,7 @@ impl Coffer {
                     serde_json::Value::Object(m) => m.clone().into_iter().collect(),
                     _ => BTreeMap::new(),
                 },
+                application,
             },
         );
         rp.metadata.creation_timestamp = Some(rp.spec.end_time.clone());
@@ -200,6 +219,31 @@ impl Coffer {
             .lock(std::slice::from_ref(&rp.spec.manifest_key))
             .await?;
         Ok(rp)
+    }
+
+    /// Upload the captured application document under the restore point's prefix.
+    async fn store_application(
+        &self,
+        p: &PreparedAction,
+        app: &CapturedApplication,
+    ) -> Result<ObjectRecord> {
+        let src: wasmtime_wasi::p2::DynInputStream = Box::new(
+            wasmtime_wasi::p2::pipe::MemoryInputPipe::new(app.document.clone()),
+        );
+        let counters = pipeline::Counters {
+            transfer: Default::default(),
+            action: p.scope().progress.bytes.clone(),
+        };
+        pipeline::upload(
+            src,
+            &p.bound.prefix,
+            APPLICATION_NAME,
+            Some(3),
+            &counters,
+            &Default::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("storing the application's resources: {e}"))
     }
 
     /// Manifest first (from then on the restore point is no longer complete), then every

@@ -12,7 +12,7 @@ mod recovery;
 mod resources;
 
 pub(crate) use prepare::merge_params;
-pub use prepare::{ActionRequest, ClusterSubject, PreparedAction};
+pub use prepare::{ActionRequest, CapturedApplication, ClusterSubject, PreparedAction};
 pub use resources::Source;
 
 use crate::catalog::Catalog;
@@ -91,14 +91,21 @@ impl Coffer {
         // carries the ActionSet's name.
         let span = tracing::info_span!("action", actionset = %p.name, action = %p.request.action);
         let work = tracing::Instrument::instrument(self.execute(p), span);
-        tokio::pin!(work);
-        let mut tick = tokio::time::interval(PERSIST_EVERY);
-        tick.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = tick.tick() => self.persist_progress(p).await,
+        // Progress is written beside the work, never in a select arm's body: the work may
+        // be suspended inside a status write that holds the record's lock, and a progress
+        // write awaited in the arm would wait on that lock while the work is never polled
+        // again (a restore hung that way, once in a few runs, on a real API server).
+        let progress = async {
+            let mut tick = tokio::time::interval(PERSIST_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                self.persist_progress(p).await;
             }
+        };
+        let outcome = tokio::select! {
+            r = work => r,
+            never = progress => never,
         };
         match outcome {
             Ok(()) => {}

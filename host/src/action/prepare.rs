@@ -66,6 +66,21 @@ pub struct ClusterSubject {
     pub credentials: crate::credentials::Credentials,
     /// Where the action is recorded: its ActionSet and RestorePoint resources.
     pub record: Arc<dyn ActionRecord>,
+    /// A backup's application resources, captured as it starts.
+    pub application: Option<CapturedApplication>,
+}
+
+/// On Kubernetes: the application's resources, captured when a backup starts and stored
+/// with its restore point (one object, through the same pipeline as the data) when it
+/// commits.
+#[derive(Clone, Debug)]
+pub struct CapturedApplication {
+    /// The resources, as one JSON list.
+    pub document: Vec<u8>,
+    /// `Kind/name` of each, in creation order.
+    pub resources: Vec<String>,
+    /// What was left out, and why.
+    pub skipped: Vec<String>,
 }
 
 impl std::fmt::Debug for ClusterSubject {
@@ -105,6 +120,8 @@ pub struct PreparedAction {
     pub record: Arc<dyn ActionRecord>,
     /// A backup's manifest is written: from then on its objects are never removed.
     pub manifest_written: std::sync::atomic::AtomicBool,
+    /// A backup's application resources (on Kubernetes), stored when it commits.
+    pub application: Option<CapturedApplication>,
 }
 
 impl PreparedAction {
@@ -164,24 +181,26 @@ pub(crate) fn merge_params(
 impl Coffer {
     /// The restore point `rp` as its authenticated manifest records it, after checking that
     /// the record points where a restore point of its workload must live.
-    async fn authenticate(
+    ///
+    /// On a cluster, `expected` is the workload's label and the prefix its restore points
+    /// live under.
+    pub async fn authenticate(
         &self,
         rp: RestorePoint,
         loc: &Location,
-        cluster: Option<&ClusterSubject>,
+        expected: Option<(&str, &str)>,
         action: &str,
     ) -> Result<RestorePoint> {
-        let root = match cluster {
-            Some(c) => {
-                if rp.spec.workload != c.label {
+        let root = match expected {
+            Some((label, prefix_root)) => {
+                if rp.spec.workload != label {
                     bail!(
-                        "RestorePoint {} belongs to {}, not to {}; a restore point is restored to (and deleted for) its own workload",
+                        "RestorePoint {} belongs to {}, not to {label}; a restore point is restored to (and deleted for) its own workload",
                         rp.name(),
                         rp.spec.workload,
-                        c.label
                     );
                 }
-                c.prefix_root.clone()
+                prefix_root.to_string()
             }
             None => {
                 if !crate::model::names::is_subdomain(&rp.spec.workload) {
@@ -290,8 +309,15 @@ impl Coffer {
         let input = match input {
             None => None,
             Some(rp) => Some(
-                self.authenticate(rp, &location, cluster.as_deref(), &action)
-                    .await?,
+                self.authenticate(
+                    rp,
+                    &location,
+                    cluster
+                        .as_deref()
+                        .map(|c| (c.label.as_str(), c.prefix_root.as_str())),
+                    &action,
+                )
+                .await?,
             ),
         };
 
@@ -494,6 +520,7 @@ impl Coffer {
                 params: params.clone(),
                 cancel: false,
                 deadline: None,
+                target_namespace: None,
             },
         );
         set.metadata.creation_timestamp = Some(started_at.clone());
@@ -542,6 +569,10 @@ impl Coffer {
             owner_token,
             record,
             manifest_written: Default::default(),
+            application: match (&kind, &cluster) {
+                (ActionKind::Backup, Some(c)) => c.application.clone(),
+                _ => None,
+            },
         })
     }
 }

@@ -348,6 +348,7 @@ mod tests {
                 params: serde_json::Value::Null,
                 cancel: false,
                 deadline: None,
+                target_namespace: None,
             },
         );
         a.status = ActionSetStatus {

@@ -102,6 +102,8 @@ pub struct Request {
     pub namespace: Option<String>,
     pub local_run: bool,
     pub deadline: Option<String>,
+    /// A restore into another namespace (the application's resources recreated there).
+    pub target_namespace: Option<String>,
     /// Print the final ActionSet resource instead of a summary line.
     pub output: Option<super::OutputFormat>,
 }
@@ -136,6 +138,7 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
         },
         cancel: false,
         deadline: req.deadline.clone(),
+        target_namespace: req.target_namespace.clone(),
     };
     let sets: Api<ActionSetResource> = Api::namespaced(client.clone(), &ns);
     // A --local-run ActionSet says so: the daemon leaves it to this process.

@@ -127,6 +127,13 @@ enum Command {
         /// replaces this workload's. Refused without this flag.
         #[arg(long)]
         allow_other_workload: bool,
+        /// On a cluster: recreate the application's resources recorded with the
+        /// RestorePoint (workload, Services, ConfigMaps, Secrets, ServiceAccount) in this
+        /// namespace, keeping any that exist, then restore the data into the workload there.
+        /// The namespace must opt in and allow restores from the RestorePoint's namespace
+        /// (annotation coffer.dev/restore-from). Default: the RestorePoint's namespace.
+        #[arg(long, value_name = "NAMESPACE")]
+        to_namespace: Option<String>,
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
         #[arg(short, long, value_enum)]
@@ -296,10 +303,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             workload,
             from,
             allow_other_workload,
+            to_namespace,
             params,
             output,
             ..
         } => {
+            if to_namespace.is_some() {
+                anyhow::bail!(
+                    "--to-namespace is for a cluster (--kubeconfig/--context); in local mode restore into another Workload with --allow-other-workload"
+                );
+            }
             let mut req = actions::request(
                 ActionKind::Restore,
                 Some(workload),
@@ -337,6 +350,7 @@ async fn on_cluster(
     command: Command,
 ) -> Result<ExitCode> {
     use cluster::{Request, action};
+    let mut target_namespace = None;
     let (req, on, output) = match command {
         Command::Backup {
             workload,
@@ -353,9 +367,11 @@ async fn on_cluster(
             on_cluster,
             from,
             allow_other_workload,
+            to_namespace,
             params,
             output,
         } => {
+            target_namespace = to_namespace;
             if allow_other_workload {
                 anyhow::bail!(
                     "--allow-other-workload is for local mode; on a cluster a RestorePoint is restored into its own workload only"
@@ -394,6 +410,7 @@ async fn on_cluster(
             namespace: on.namespace,
             local_run: on.local_run,
             deadline: on.deadline,
+            target_namespace,
             output,
         },
     )

@@ -126,6 +126,7 @@ mod tests {
                 params: serde_json::Value::Null,
                 cancel,
                 deadline: deadline.map(String::from),
+                target_namespace: None,
             },
         );
         o.status = Some(ActionSetStatus {

@@ -3,6 +3,7 @@
 //! own resources (`record`), running it (`run`), and the controller daemon (`daemon`, its
 //! decisions in `decide`). The CLI verbs against a cluster are in `cli::cluster`.
 
+pub mod application;
 pub mod crd;
 pub mod daemon;
 mod decide;

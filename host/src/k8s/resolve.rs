@@ -70,6 +70,59 @@ async fn blueprint(
     }
 }
 
+/// Recreate the application's resources recorded with restore point `rp` of namespace
+/// `source` (as its authenticated manifest has them) in namespace `target`.
+async fn restore_application(
+    coffer: &Coffer,
+    cx: &ClusterCtx,
+    rp: &crate::model::RestorePoint,
+    expected: (&str, &str),
+    (source, target): (&str, &str),
+) -> Result<()> {
+    use crate::storage::pipeline::{self, Pin, Sink};
+    let (profile, credentials) = profile(cx, &rp.spec.profile).await?;
+    let loc = crate::storage::Location::from_profile(&profile, &credentials)?;
+    let m = coffer
+        .authenticate(rp.clone(), &loc, Some(expected), ActionKind::Restore.name())
+        .await?;
+    let Some(app) = &m.spec.application else {
+        return Ok(());
+    };
+    let obj = m
+        .spec
+        .objects
+        .iter()
+        .find(|o| o.key == app.key)
+        .ok_or_else(|| {
+            anyhow!(
+                "RestorePoint {}: its manifest lists no object {}",
+                rp.name(),
+                app.key
+            )
+        })?;
+    let path = object_store::path::Path::parse(format!("{}/{}", m.spec.prefix, obj.stored_key))?;
+    let mut document = Vec::new();
+    pipeline::download(
+        loc.store.as_ref(),
+        &path,
+        obj,
+        Sink::Buffer(&mut document, 64 << 20),
+        None,
+        loc.encryption.as_ref(),
+        Pin::Any,
+    )
+    .await
+    .map_err(|e| {
+        anyhow!(
+            "reading the application's resources of RestorePoint {}: {e}",
+            rp.name()
+        )
+    })?;
+    let r = super::application::recreate(&cx.client, source, target, &document).await?;
+    tracing::info!(namespace = %target, created = ?r.created, kept = ?r.kept, "application resources restored");
+    Ok(())
+}
+
 /// Which container commands run in.
 const CONTAINER_ANNOTATION: &str = "coffer.dev/container";
 
@@ -200,13 +253,40 @@ pub async fn prepare(
         ),
         None => None,
     };
+    // Where the workload is: a restore may go into another namespace. Restore points,
+    // their objects and the ActionSet stay in the ActionSet's.
+    let subject_ns = match (&spec.target_namespace, spec.kind()) {
+        (None, _) => ns.clone(),
+        (Some(t), ActionKind::Restore) => {
+            super::application::check_target(&cx.client, &ns, t).await?;
+            t.clone()
+        }
+        (Some(_), _) => bail!("spec.targetNamespace is for restores only"),
+    };
     let (sk, wname) = parse_subject(&spec.workload)?;
-    let subject = workload_api(&cx.client, &ns, sk.api_version, sk.kind)
-        .get_opt(&wname)
-        .await
-        .with_context(|| format!("reading {} {ns}/{wname}", sk.kind))?;
+    let kind_l = sk.kind.to_ascii_lowercase();
+    let safe = format!("{kind_l}-{wname}");
+    let label = format!("{kind_l}/{wname}");
+    let prefix_root = format!("restorepoints/{ns}/{safe}");
+    let subject_api = workload_api(&cx.client, &subject_ns, sk.api_version, sk.kind);
+    let read_subject = async || {
+        subject_api
+            .get_opt(&wname)
+            .await
+            .with_context(|| format!("reading {} {subject_ns}/{wname}", sk.kind))
+    };
+    let mut subject = read_subject().await?;
+    // The application first, when it is restored elsewhere or is gone.
+    if spec.kind() == ActionKind::Restore
+        && let Some(rp) = &input
+        && rp.spec.application.is_some()
+        && (subject.is_none() || subject_ns != ns)
+    {
+        restore_application(coffer, cx, rp, (&label, &prefix_root), (&ns, &subject_ns)).await?;
+        subject = read_subject().await?;
+    }
     if subject.is_none() && spec.kind() != ActionKind::Delete {
-        bail!("{} {ns}/{wname} not found", sk.kind);
+        bail!("{} {subject_ns}/{wname} not found", sk.kind);
     }
     let meta = subject
         .as_ref()
@@ -214,7 +294,7 @@ pub async fn prepare(
         .unwrap_or_default();
     let info = WorkloadInfo {
         kind: sk.kind.into(),
-        namespace: ns.clone(),
+        namespace: subject_ns.clone(),
         name: wname.clone(),
         labels: meta.labels.clone().unwrap_or_default(),
         annotations: meta.annotations.clone().unwrap_or_default(),
@@ -252,7 +332,7 @@ pub async fn prepare(
                 .split_once('/')
                 .ok_or_else(|| anyhow!("annotation {k}: write it as <secret>/<key>, not {v:?}"))?;
             let purpose = format!("the plugin's secret {logical:?}");
-            let value = read_secret(&cx.client, &ns, &purpose, secret, key).await?;
+            let value = read_secret(&cx.client, &subject_ns, &purpose, secret, key).await?;
             secrets.insert(logical.to_string(), value);
         }
     }
@@ -266,7 +346,7 @@ pub async fn prepare(
         let found = from_env(obj, container_annotation.as_deref(), &source.from_env)
             .with_context(|| {
                 format!(
-                    "Blueprint {blueprint_name}: secret {logical:?} from the environment of {} {ns}/{wname}",
+                    "Blueprint {blueprint_name}: secret {logical:?} from the environment of {} {subject_ns}/{wname}",
                     sk.kind
                 )
             })?;
@@ -278,7 +358,7 @@ pub async fn prepare(
             EnvSource::Literal(v) => v,
             EnvSource::Secret { name, key } => {
                 let purpose = format!("the plugin's secret {logical:?}, via {var}");
-                read_secret(&cx.client, &ns, &purpose, &name, &key).await?
+                read_secret(&cx.client, &subject_ns, &purpose, &name, &key).await?
             }
         };
         secrets.insert(logical.clone(), value);
@@ -289,8 +369,19 @@ pub async fn prepare(
         .service_account
         .clone()
         .unwrap_or_else(|| super::PLUGIN_SERVICE_ACCOUNT.to_string());
-    let kind_l = sk.kind.to_ascii_lowercase();
-    let safe = format!("{kind_l}-{wname}");
+    // A backup takes the application's resources along (captured now, stored at commit).
+    let application = match (spec.kind(), &subject) {
+        (ActionKind::Backup, Some(obj)) => Some(
+            super::application::capture(
+                &cx.client,
+                &subject_ns,
+                obj,
+                profile.spec.encryption.is_some(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let workload = Workload::new(
         Kind::Workload,
         safe.clone(),
@@ -318,14 +409,14 @@ pub async fn prepare(
     let cluster = ClusterSubject {
         action_set: name.clone(),
         workload,
-        label: format!("{kind_l}/{wname}"),
+        label,
         subject: ObjectRef {
             api_version: sk.api_version.into(),
             kind: sk.kind.into(),
-            namespace: Some(ns.clone()),
+            namespace: Some(subject_ns.clone()),
             name: wname.clone(),
         },
-        prefix_root: format!("restorepoints/{ns}/{safe}"),
+        prefix_root,
         secrets,
         blueprint,
         profile,
@@ -337,7 +428,7 @@ pub async fn prepare(
                 PodTarget {
                     api_version: sk.api_version.into(),
                     kind: sk.kind.into(),
-                    namespace: ns.clone(),
+                    namespace: subject_ns.clone(),
                     name: wname.clone(),
                     container: container_annotation,
                 },
@@ -345,13 +436,14 @@ pub async fn prepare(
             )))
             .with::<Arc<dyn SnapshotBackend>>(Arc::new(CsiSnapshots {
                 client: cx.client.clone(),
-                namespace: ns.clone(),
+                namespace: subject_ns.clone(),
             }))
             .with::<Arc<dyn KubeBackend>>(Arc::new(ClusterKube {
-                client: super::plugin_client(&cx.config, &ns, &service_account)?,
-                default_namespace: ns,
+                client: super::plugin_client(&cx.config, &subject_ns, &service_account)?,
+                default_namespace: subject_ns,
             })),
         record,
+        application,
     };
     coffer
         .prepare(ActionRequest {

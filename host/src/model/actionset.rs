@@ -44,6 +44,12 @@ pub struct ActionSetSpec {
     /// Blueprint's timeout for the action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+    /// On Kubernetes, a restore only: recreate the application's resources recorded with
+    /// the restore point in this namespace (which must allow it: annotation
+    /// `coffer.dev/restore-from` on the Namespace), then restore the data into the
+    /// workload there. Default: the ActionSet's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
 }
 
 impl ActionSetSpec {

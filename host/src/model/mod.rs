@@ -27,7 +27,8 @@ pub use profile::{
     ProfileSpec, ProfileType,
 };
 pub use restorepoint::{
-    ArtifactRecord, ObjectRecord, PluginInfo, RestorePointResource, RestorePointSpec,
+    ApplicationRecord, ArtifactRecord, ObjectRecord, PluginInfo, RestorePointResource,
+    RestorePointSpec,
 };
 pub use workload::{SecretKeyRef, SecretRef, WorkloadSpec};
 

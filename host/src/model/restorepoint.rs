@@ -35,6 +35,23 @@ pub struct RestorePointSpec {
     pub objects: Vec<ObjectRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// On Kubernetes: the application's own resources, captured with the data (one object
+    /// of `objects`, encrypted with the Profile's encryption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<ApplicationRecord>,
+}
+
+/// The Kubernetes resources a backup captured besides the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationRecord {
+    /// The object's key, relative to the restore point's prefix.
+    pub key: String,
+    /// `Kind/name` of each resource, in the order a restore creates them.
+    pub resources: Vec<String>,
+    /// What was left out, and why (e.g. Secrets when the Profile does not encrypt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

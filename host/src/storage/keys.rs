@@ -3,6 +3,8 @@
 
 /// The manifest object that commits a restore point; written by the host only.
 pub const MANIFEST_NAME: &str = "coffer-manifest.json";
+/// The application's Kubernetes resources a backup captured (only the host writes it).
+pub const APPLICATION_NAME: &str = "coffer-application.json";
 pub const ZSTD_SUFFIX: &str = ".zst";
 pub const AGE_SUFFIX: &str = ".age";
 

@@ -221,6 +221,7 @@ mod tests {
                 artifacts: vec![],
                 objects: vec![],
                 params: Default::default(),
+                application: None,
             },
         )
     }

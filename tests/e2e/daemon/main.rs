@@ -7,6 +7,7 @@
 //! volumes or a record of every request runs on the API simulator (tests/src/kube_sim):
 //! `Env::start_sim`.
 
+mod application;
 mod attacks;
 mod cluster;
 mod env;

@@ -1,6 +1,6 @@
 //! Object keys a plugin may use: relative, confined to the action's prefix.
 
-use crate::storage::keys::{AGE_SUFFIX, MANIFEST_NAME, ZSTD_SUFFIX};
+use crate::storage::keys::{AGE_SUFFIX, APPLICATION_NAME, MANIFEST_NAME, ZSTD_SUFFIX};
 use crate::wit::WitError;
 
 const MAX_KEY: usize = 1024;
@@ -34,6 +34,9 @@ pub fn check_key(key: &str) -> Result<(), WitError> {
     // Profile, so the backup could never commit.
     if key.split('/').next() == Some(MANIFEST_NAME) {
         return bad("is (or is under) the restore point manifest, which only the host writes");
+    }
+    if key.split('/').next() == Some(APPLICATION_NAME) {
+        return bad("is (or is under) the application's resources, which only the host writes");
     }
     Ok(())
 }
