@@ -185,8 +185,8 @@ fn deploy_crds_match_the_types() {
     }
     assert_eq!(
         want.matches("status: {}").count(),
-        1,
-        "only ActionSet has a status"
+        2,
+        "ActionSet and Profile (its validation) have a status, nothing else"
     );
 }
 

@@ -193,8 +193,12 @@ pub fn all() -> Vec<Value> {
             kind: "Profile",
             short: &["prof"],
             spec: schema::<ProfileSpec>(),
-            status: None,
-            columns: json!([col("Type", ".spec.type"), age()]),
+            status: Some(schema::<crate::model::ProfileStatus>()),
+            columns: json!([
+                col("Type", ".spec.type"),
+                col("Validation", ".status.validation.phase"),
+                age()
+            ]),
         }),
         crd(Def {
             kind: "BlueprintBinding",

@@ -141,8 +141,10 @@ pub async fn run(
             tracing::debug!(error = %e, "reconcile");
         }
     });
+    let profiles = super::profile_check::run(&d.cx);
     tokio::select! {
         _ = controller => anyhow::bail!("the ActionSet watch ended"),
+        _ = profiles => anyhow::bail!("the Profile checks ended"),
         why = lock.hold() => {
             metrics.set_leader(false);
             // Whatever runs here is settled by the next leader.

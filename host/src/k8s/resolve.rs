@@ -80,7 +80,7 @@ async fn restore_application(
     (source, target): (&str, &str),
 ) -> Result<()> {
     use crate::storage::pipeline::{self, Pin, Sink};
-    let (profile, credentials) = profile(cx, &rp.spec.profile).await?;
+    let (profile, credentials) = profile(cx, &rp.spec.profile, true).await?;
     let loc = crate::storage::Location::from_profile(&profile, &credentials)?;
     let m = coffer
         .authenticate(rp.clone(), &loc, Some(expected), ActionKind::Restore.name())
@@ -145,9 +145,12 @@ fn from_env(
 
 /// A Profile of the config namespace, with the Secret values its credentials name read
 /// into a [`Credentials`] of this action's own.
+/// With `refuse_failed`, a Profile whose current generation failed the daemon's last
+/// validation is refused at once (`profile_check`).
 pub(super) async fn profile(
     cx: &ClusterCtx,
     name: &str,
+    refuse_failed: bool,
 ) -> Result<(crate::model::Profile, Credentials)> {
     let found = Api::<ProfileResource>::namespaced(cx.client.clone(), &cx.config_ns)
         .get_opt(name)
@@ -159,6 +162,9 @@ pub(super) async fn profile(
                 cx.config_ns
             )
         })?;
+    if refuse_failed {
+        super::profile_check::refuse_if_failed(&found)?;
+    }
     let profile = kinds::profile(&found);
     let credentials = Credentials::local();
     for (field, r) in secret_refs(&profile.spec) {
@@ -324,7 +330,7 @@ pub async fn prepare(
             .cloned()
             .unwrap_or_else(|| "default".into()),
     };
-    let (profile, credentials) = profile(cx, &profile_name).await?;
+    let (profile, credentials) = profile(cx, &profile_name, true).await?;
     let mut secrets = BTreeMap::new();
     for (k, v) in &info.annotations {
         if let Some(logical) = k.strip_prefix(SECRET_ANNOTATION_PREFIX) {

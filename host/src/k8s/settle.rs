@@ -74,7 +74,7 @@ pub async fn settle_stale(cx: &ClusterCtx, set: &ActionSetResource) -> Result<()
             if !prefix.starts_with(&format!("restorepoints/{ns}/")) {
                 bail!("prefix {prefix:?} is not one of namespace {ns}'s restore points");
             }
-            let (p, credentials) = super::resolve::profile(cx, &profile).await?;
+            let (p, credentials) = super::resolve::profile(cx, &profile, false).await?;
             Location::from_profile(&p, &credentials)
         }
         .await;

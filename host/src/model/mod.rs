@@ -23,8 +23,8 @@ pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelect
 pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
 pub use profile::{
-    AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProfileResource,
-    ProfileSpec, ProfileType,
+    AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProbeResult,
+    ProfileResource, ProfileSpec, ProfileStatus, ProfileType, ProfileValidation,
 };
 pub use restorepoint::{
     ApplicationRecord, ArtifactRecord, ObjectRecord, PluginInfo, RestorePointResource,

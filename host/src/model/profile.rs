@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "Profile",
     root = "ProfileResource",
+    status = "ProfileStatus",
     namespaced,
     schema = "disabled"
 )]
@@ -194,4 +195,39 @@ impl ObjectLockMode {
             ObjectLockMode::Compliance => "COMPLIANCE",
         }
     }
+}
+
+/// On Kubernetes: what the daemon last found when it checked the Profile (the probes of
+/// `coffer profile validate`), on each change and periodically.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ProfileValidation>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileValidation {
+    /// `Valid` or `Failed`.
+    pub phase: String,
+    /// The Profile's metadata.generation that was checked.
+    pub observed_generation: i64,
+    /// When (RFC 3339).
+    pub checked_at: String,
+    /// What failed, or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Each probe: check, ok, detail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeResult>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeResult {
+    pub check: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }

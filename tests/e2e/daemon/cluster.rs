@@ -270,3 +270,90 @@ async fn people_act_only_with_the_shipped_roles_and_the_daemon_only_in_opted_in_
         "a refused backup recorded a RestorePoint"
     );
 }
+
+#[tokio::test]
+async fn the_daemon_validates_profiles_and_an_action_on_a_failed_one_fails_fast() {
+    let env = Env::start().await;
+    let profiles = coffer_api(&env.client, "Profile", "coffer");
+    let validation = |name: &'static str| {
+        let profiles = profiles.clone();
+        async move { profiles.get(name).await.unwrap().data["status"]["validation"].clone() }
+    };
+    // A Profile whose age identity is in a Secret that does not exist.
+    let spec = |secret: &str| {
+        json!({"type": "file", "path": env.location.path(),
+               "encryption": {"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"],
+                              "identity": {"secret": {"name": secret, "key": "identity"}}}})
+    };
+    profiles
+        .create(
+            &PostParams::default(),
+            &obj(
+                json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Profile",
+                "metadata": {"name": "keyless"}, "spec": spec("no-such-secret")}),
+            ),
+        )
+        .await
+        .unwrap();
+    env.statefulset(
+        "pg",
+        vec![],
+        json!({"coffer.dev/blueprint": "postgres-logical"}),
+    )
+    .await;
+    let _daemon = env.daemon("coffer-a", coffer_tests::free_port());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (good, bad) = loop {
+        let (good, bad) = (validation("default").await, validation("keyless").await);
+        if good["phase"].is_string() && bad["phase"].is_string() {
+            break (good, bad);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no validation\n{}",
+            env.daemon_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(good["phase"], "Valid", "{good:#}");
+    let probes = good["probes"].as_array().unwrap();
+    assert!(
+        probes.len() >= 4 && probes.iter().all(|p| p["ok"] == true),
+        "{good:#}"
+    );
+    assert_eq!(bad["phase"], "Failed", "{bad:#}");
+    assert!(
+        bad["message"].as_str().unwrap().contains("no-such-secret"),
+        "{bad:#}"
+    );
+
+    // An action on it is refused before anything runs, with the reason.
+    let status = env
+        .expect_failure(
+            json!({"action": "backup", "workload": "statefulset/pg", "profile": "keyless"}),
+            "Profile keyless failed its validation",
+        )
+        .await;
+    assert!(
+        status["error"].as_str().unwrap().contains("no-such-secret"),
+        "{status:#}"
+    );
+    assert!(env.objects_under("restorepoints").is_empty());
+
+    // Fixed (the Profile changes to what works): checked again at once, Valid.
+    let working = profiles.get("default").await.unwrap().data["spec"].clone();
+    profiles
+        .patch(
+            "keyless",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": working})),
+        )
+        .await
+        .unwrap();
+    coffer_tests::kube_real::eventually(30, "the fixed Profile validates", || async {
+        validation("keyless").await["phase"] == "Valid"
+    })
+    .await;
+    env.assert_daemon_rbac();
+}
