@@ -45,7 +45,7 @@ build_k8s() {
   local ldflags="-s -w -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
   for cmd in kube-apiserver kube-controller-manager; do
-    log "building $cmd v$K8S_VERSION from the Go module proxy (once per machine; about 7 min each on 2 cores)"
+    log "building $cmd v$K8S_VERSION from the Go module proxy (once per machine; about 8 min for both on 2 cores)"
     (cd "$SRC/k8s" && go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
     mv "$BIN/$cmd.tmp" "$BIN/$cmd"
   done

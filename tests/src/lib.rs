@@ -40,6 +40,39 @@ pub fn ensure_packages() {
     }
 }
 
+/// Stop server process `pid` (and remove `dir`) when this test process ends, however it
+/// ends: Drop covers a passing or panicking test, not a test binary killed by a timeout or
+/// a signal, which would otherwise leave the server running. A detached shell polls.
+pub fn reap_with_this_process(pid: u32, dir: Option<&std::path::Path>) {
+    let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
+    // The server's start time (field 22 of /proc/PID/stat): a pid reused by another
+    // process after the server stopped is never killed.
+    let started = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_comm = stat.rsplit_once(')')?.1;
+        after_comm.split_whitespace().nth(19).map(String::from)
+    };
+    let Some(start) = started(pid) else { return };
+    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done
+now=$(sed 's/.*) //' "/proc/$2/stat" 2>/dev/null | cut -d' ' -f20)
+[ "$now" = "$4" ] && kill -9 "$2" 2>/dev/null
+[ -n "$3" ] && rm -rf "$3"
+exit 0"#;
+    let spawned = std::process::Command::new("setsid")
+        .args(["-f", "sh", "-c", script, "reaper"])
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string())
+        .arg(dir)
+        .arg(start)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if let Err(e) = spawned {
+        eprintln!("warning: no reaper for server pid {pid}: {e}");
+    }
+}
+
 /// A test plugin (tests/plugins) built for wasm32-wasip2, by crate file stem.
 pub fn test_plugin(stem: &str) -> PathBuf {
     ensure_packages();

@@ -103,6 +103,13 @@ impl Postgres {
             match pg.pg_ctl_start() {
                 Ok(()) => {
                     pg.running = true;
+                    // The postmaster's pid is the first line of postmaster.pid.
+                    let pid = std::fs::read_to_string(pg.data_dir().join("postmaster.pid"))
+                        .ok()
+                        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()));
+                    if let Some(pid) = pid {
+                        crate::reap_with_this_process(pid, Some(pg.dir.path()));
+                    }
                     return Ok(pg);
                 }
                 Err(e) => last = Some(e),

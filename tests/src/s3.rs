@@ -170,6 +170,7 @@ impl Moto {
             ))
             .spawn()
             .expect("starting moto_server");
+        crate::reap_with_this_process(child.id(), None);
         wait_for_port(port, "moto_server", &log);
         Moto {
             port,
@@ -277,6 +278,7 @@ impl S3sFs {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting s3s-fs");
+        crate::reap_with_this_process(child.id(), None);
         self.child = Some(child);
         wait_for_port(self.port, "s3s-fs", &self.log);
     }
@@ -402,6 +404,7 @@ impl Azurite {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting azurite-blob");
+        crate::reap_with_this_process(child.id(), None);
         wait_for_port(port, "azurite-blob", &log);
         Azurite {
             port,

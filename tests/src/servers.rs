@@ -116,7 +116,9 @@ impl MariaDb {
         if unsafe { libc::geteuid() } == 0 {
             cmd.arg("--user=mysql");
         }
-        self.child = Some(cmd.spawn().expect("starting mariadbd"));
+        let child = cmd.spawn().expect("starting mariadbd");
+        crate::reap_with_this_process(child.id(), None);
+        self.child = Some(child);
         let port = self.port;
         wait_until("mariadbd", &log, || {
             Command::new("mariadb-admin")
@@ -217,6 +219,7 @@ impl Etcd {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting etcd");
+        crate::reap_with_this_process(child.id(), None);
         e.child = Some(child);
         let port = e.client_port;
         wait_until("etcd", &log, || {
@@ -296,6 +299,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server");
+        crate::reap_with_this_process(child.id(), None);
         let r = Redis {
             dir,
             port,
