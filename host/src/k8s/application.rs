@@ -31,7 +31,8 @@ const CLUSTER_ANNOTATIONS: &[&str] = &[
     "control-plane.alpha.kubernetes.io/",
 ];
 
-fn api(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
+/// The namespaced API of any kind, by apiVersion and kind.
+pub(super) fn api(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
     let ar = crate::cap::kube::client::resource(api_version, kind);
     Api::namespaced_with(client.clone(), ns, &ar)
 }
@@ -90,7 +91,8 @@ pub async fn capture(
     workload: &DynamicObject,
     encrypted: bool,
 ) -> Result<CapturedApplication> {
-    let (spec, labels) = pod_template_of(&workload.data);
+    let (spec, meta) = pod_template(&workload.data);
+    let labels = &meta["labels"];
     let refs = references(spec);
     let mut items: Vec<Value> = Vec::new();
     let mut skipped = Vec::new();
@@ -351,7 +353,7 @@ pub async fn recreate(
         }
     }
     if elsewhere {
-        let (spec, _) = pod_template_of(workload);
+        let (spec, _) = pod_template(workload);
         let refs = references(spec);
         let mut referenced: Vec<(&str, String)> = Vec::new();
         referenced.extend(refs.secrets.into_iter().map(|n| ("Secret", n)));
@@ -429,11 +431,11 @@ fn identity(item: &Value) -> Result<(String, String, String)> {
     Ok((api_version, kind, name))
 }
 
-/// The pod spec and labels of a workload (a Pod's own, or its template's).
-fn pod_template_of(workload: &Value) -> (&Value, &Value) {
+/// The pod spec and metadata of a workload (a Pod's own, or its template's).
+pub(super) fn pod_template(workload: &Value) -> (&Value, &Value) {
     match workload["spec"].get("template") {
-        Some(t) => (&t["spec"], &t["metadata"]["labels"]),
-        None => (&workload["spec"], &Value::Null),
+        Some(t) => (&t["spec"], &t["metadata"]),
+        None => (&workload["spec"], &workload["metadata"]),
     }
 }
 

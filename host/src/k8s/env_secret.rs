@@ -15,26 +15,6 @@ pub enum EnvSource {
     Secret { name: String, key: String },
 }
 
-/// The container a command runs in: `wanted`, else the pod's default container annotation,
-/// else the first (as pod exec picks it).
-pub fn container<'a>(
-    spec: &'a PodSpec,
-    wanted: Option<&str>,
-    default: Option<&str>,
-) -> Result<&'a Container, String> {
-    let name = wanted.or(default);
-    match name {
-        Some(n) => spec.containers.iter().find(|c| c.name == n).ok_or_else(|| {
-            let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-            format!("the pod template has no container {n:?} (it has: {names:?})")
-        }),
-        None => spec
-            .containers
-            .first()
-            .ok_or_else(|| "the pod template has no containers".to_string()),
-    }
-}
-
 /// The first of `names` the container sets, and where its value is: `NAME` itself, else
 /// `NAME_FILE` pointing into a Secret volume. `Ok(None)` when none is set; an error when
 /// one is set in a way coffer cannot follow (a ConfigMap, a field, a file not from a
@@ -161,6 +141,7 @@ fn secret_file(spec: &PodSpec, c: &Container, path: &str) -> Result<EnvSource, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cap::exec::choose_container as container;
 
     fn spec(y: &str) -> PodSpec {
         serde_yaml_ng::from_str(y).unwrap()

@@ -14,7 +14,9 @@ use super::{PROFILE_ANNOTATION, SECRET_ANNOTATION_PREFIX, parse_subject};
 use crate::action::{ActionRequest, ClusterSubject, Coffer, PreparedAction};
 use crate::binding::{Resolution, WorkloadInfo, resolve};
 use crate::cap::Backends;
-use crate::cap::exec::{ExecBackend, PodExec, PodTarget};
+use crate::cap::exec::{
+    DEFAULT_CONTAINER_ANNOTATION, ExecBackend, PodExec, PodTarget, choose_container,
+};
 use crate::cap::kube::KubeBackend;
 use crate::cap::kube::client::ClusterKube;
 use crate::cap::snapshot::SnapshotBackend;
@@ -28,12 +30,6 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// A workload of any kind the CLI and ActionSets name (`statefulset/pg`).
-fn workload_api(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
-    let ar = crate::cap::kube::client::resource(api_version, kind);
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
 
 /// The Blueprint protecting a workload, and how it was found.
 pub async fn resolve_blueprint(
@@ -132,14 +128,11 @@ fn from_env(
     wanted: Option<&str>,
     names: &[String],
 ) -> Result<Option<(String, EnvSource)>> {
-    // A Pod's spec, or the pod template of a workload.
-    let (spec, meta) = match obj.data["spec"].get("template") {
-        Some(t) => (&t["spec"], &t["metadata"]),
-        None => (&obj.data["spec"], &obj.data["metadata"]),
-    };
+    let (spec, meta) = super::application::pod_template(&obj.data);
     let spec: PodSpec = serde_json::from_value(spec.clone()).context("reading the pod template")?;
-    let default = meta["annotations"]["kubectl.kubernetes.io/default-container"].as_str();
-    let c = env_secret::container(&spec, wanted, default).map_err(|e| anyhow!(e))?;
+    let default = meta["annotations"][DEFAULT_CONTAINER_ANNOTATION].as_str();
+    let c =
+        choose_container(&spec, wanted, default).map_err(|e| anyhow!("the pod template {e}"))?;
     env_secret::find(&spec, c, names).map_err(|e| anyhow!("container {}: {e}", c.name))
 }
 
@@ -274,7 +267,7 @@ pub async fn prepare(
     let safe = format!("{kind_l}-{wname}");
     let label = format!("{kind_l}/{wname}");
     let prefix_root = format!("restorepoints/{ns}/{safe}");
-    let subject_api = workload_api(&cx.client, &subject_ns, sk.api_version, sk.kind);
+    let subject_api = super::application::api(&cx.client, &subject_ns, sk.api_version, sk.kind);
     let read_subject = async || {
         subject_api
             .get_opt(&wname)

@@ -215,33 +215,13 @@ async fn people_act_only_with_the_shipped_roles_and_the_daemon_only_in_opted_in_
     env.assert_daemon_rbac();
 
     // Namespace shop never opted in: the daemon may not act there, and says how to allow it.
-    let admin_sets = coffer_api(&env.client, "ActionSet", "shop");
-    let created = admin_sets
-        .create(
-            &PostParams::default(),
-            &obj(
-                json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "ActionSet",
-                "metadata": {"generateName": "backup-"},
-                "spec": {"action": "backup", "workload": "statefulset/pg"}}),
-            ),
+    let name = env
+        .action_set_in(
+            "shop",
+            json!({"action": "backup", "workload": "statefulset/pg"}),
         )
-        .await
-        .unwrap();
-    let name = created.metadata.name.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        let o = admin_sets.get(&name).await.unwrap();
-        let status = o.data["status"].clone();
-        if matches!(status["phase"].as_str(), Some("Completed" | "Failed")) {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{status:#}\n{}",
-            env.daemon_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        .await;
+    let status = env.finished_in("shop", &name).await;
     assert_eq!(status["phase"], "Failed", "{status:#}");
     let error = status["error"].as_str().unwrap_or_default();
     for want in [

@@ -265,7 +265,12 @@ impl Env {
     }
 
     pub async fn action_set(&self, spec: Value) -> String {
-        let o = coffer_api(&self.client, "ActionSet", "db")
+        self.action_set_in("db", spec).await
+    }
+
+    /// An ActionSet in namespace `ns`; its name.
+    pub async fn action_set_in(&self, ns: &str, spec: Value) -> String {
+        let o = coffer_api(&self.client, "ActionSet", ns)
             .create(
                 &PostParams::default(),
                 &obj(
@@ -279,7 +284,11 @@ impl Env {
     }
 
     pub async fn get(&self, kind: &str, name: &str) -> Option<DynamicObject> {
-        coffer_api(&self.client, kind, "db")
+        self.get_in("db", kind, name).await
+    }
+
+    pub async fn get_in(&self, ns: &str, kind: &str, name: &str) -> Option<DynamicObject> {
+        coffer_api(&self.client, kind, ns)
             .get_opt(name)
             .await
             .unwrap()
@@ -292,10 +301,20 @@ impl Env {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.wait_status_in("db", name, what, done).await
+    }
+
+    pub async fn wait_status_in(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let status = self
-                .get("ActionSet", name)
+                .get_in(ns, "ActionSet", name)
                 .await
                 .and_then(|o| o.data.get("status").cloned())
                 .unwrap_or(Value::Null);
@@ -331,7 +350,12 @@ impl Env {
     }
 
     pub async fn finished(&self, name: &str) -> Value {
-        self.wait_status(name, "finish", |s| {
+        self.finished_in("db", name).await
+    }
+
+    /// The status of ActionSet `ns/name` once it is Completed or Failed.
+    pub async fn finished_in(&self, ns: &str, name: &str) -> Value {
+        self.wait_status_in(ns, name, "finish", |s| {
             matches!(s["phase"].as_str(), Some("Completed" | "Failed"))
         })
         .await

@@ -82,30 +82,10 @@ async fn a_helm_chart_postgres_backs_up_and_restores_with_only_a_binding() {
     let _daemon = env.daemon("coffer-a", coffer_tests::free_port());
 
     let sets = coffer_api(&env.client, "ActionSet", ns);
-    let run = |spec: Value| {
-        let sets = sets.clone();
-        async move {
-            let o = sets
-                .create(
-                    &PostParams::default(),
-                    &obj(
-                        json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "ActionSet",
-                        "metadata": {"generateName": "helm-"}, "spec": spec}),
-                    ),
-                )
-                .await
-                .unwrap();
-            let name = o.metadata.name.unwrap();
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                let status = sets.get(&name).await.unwrap().data["status"].clone();
-                if matches!(status["phase"].as_str(), Some("Completed" | "Failed")) {
-                    break (name, status);
-                }
-                assert!(Instant::now() < deadline, "{name}: {status:#}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+    let run = async |spec: Value| {
+        let name = env.action_set_in(ns, spec).await;
+        let status = env.finished_in(ns, &name).await;
+        (name, status)
     };
     let (name, status) =
         run(json!({"action": "backup", "workload": "statefulset/shop-postgresql"})).await;

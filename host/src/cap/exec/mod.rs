@@ -13,7 +13,10 @@ mod wit;
 
 pub use grant::ExecGrant;
 pub use local::LocalExec;
-pub use pod::{PodExec, PodTarget, TASK_LABEL, task_label_value};
+pub use pod::{
+    DEFAULT_CONTAINER_ANNOTATION, PodExec, PodTarget, TASK_LABEL, choose_container,
+    task_label_value,
+};
 pub use wit::ProcessHandle;
 
 use super::{Backends, CapView, Capability, Grants, HasCap};

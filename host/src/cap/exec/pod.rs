@@ -26,7 +26,7 @@ mod task;
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
 use crate::cap::kube::client::err;
 use crate::wit::WitError;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, Pod, PodSpec};
 use kube::Client;
 use kube::api::{Api, AttachParams, AttachedProcess, DynamicObject, ListParams, PostParams};
 use serde_json::json;
@@ -170,28 +170,37 @@ impl PodExec {
 
 fn container_of(pod: &Pod, wanted: Option<&str>) -> Result<String, WitError> {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let names: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
-        .collect();
     let default = pod
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-        .cloned();
-    let chosen = wanted
-        .map(String::from)
-        .or(default)
-        .or_else(|| names.first().cloned());
-    match chosen {
-        Some(c) if names.contains(&c) => Ok(c),
-        Some(c) => Err(WitError::NotFound(format!(
-            "pod {name} has no container {c:?} (it has: {})",
-            names.join(", ")
-        ))),
-        None => Err(WitError::NotFound(format!("pod {name} has no containers"))),
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .map(String::as_str);
+    let spec = pod.spec.clone().unwrap_or_default();
+    choose_container(&spec, wanted, default)
+        .map(|c| c.name.clone())
+        .map_err(|e| WitError::NotFound(format!("pod {name} {e}")))
+}
+
+/// The pod annotation naming the container `kubectl exec` picks.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// The container a command runs in: `wanted`, else the pod's default container
+/// (`default`, from its annotation), else the first.
+pub fn choose_container<'a>(
+    spec: &'a PodSpec,
+    wanted: Option<&str>,
+    default: Option<&str>,
+) -> Result<&'a Container, String> {
+    match wanted.or(default) {
+        Some(n) => spec.containers.iter().find(|c| c.name == n).ok_or_else(|| {
+            let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+            format!("has no container {n:?} (it has: {})", names.join(", "))
+        }),
+        None => spec
+            .containers
+            .first()
+            .ok_or_else(|| "has no containers".to_string()),
     }
 }
 

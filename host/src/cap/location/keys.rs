@@ -58,6 +58,8 @@ mod tests {
             "x.age",
             MANIFEST_NAME,
             "coffer-manifest.json/x",
+            APPLICATION_NAME,
+            "coffer-application.json/x",
             "a\\b",
             "a\nb",
             "a#1",
