@@ -443,6 +443,7 @@ impl Coffer {
                 store: location.store.clone(),
                 root: prefix.clone(),
                 encryption: location.encryption.clone(),
+                parts: location.parts.clone(),
             },
             access,
             location.zstd_level,

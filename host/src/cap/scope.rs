@@ -41,6 +41,9 @@ pub struct ActionScope {
     /// Process stdin streams (by resource rep) that want to be told their length before
     /// the first byte: `location.get-into` one of them tells it the object's size.
     pub stdin_lengths: Mutex<std::collections::HashMap<u32, crate::cap::exec::StdinLength>>,
+    /// Output streams (by resource rep) whose process a mover may run instead, for
+    /// `location.put` of that stream ([`crate::cap::exec::mover`]).
+    pub movers: Mutex<std::collections::HashMap<u32, crate::cap::exec::MoverClaim>>,
 }
 
 /// How long the end of an action waits for its cancelled transfers to abort.
@@ -89,6 +92,7 @@ impl ActionScope {
             on_audit: Default::default(),
             transfers: TaskTracker::new(),
             stdin_lengths: Default::default(),
+            movers: Default::default(),
         }
     }
 

@@ -71,6 +71,19 @@ pub struct DaemonArgs {
     /// unchanged this long is settled as lost (runners beat every 2 s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub runner_timeout: Duration,
+    /// Run large exec streams in a mover pod beside the workload, which uploads straight
+    /// to the location (s3 Profiles; Blueprints with `spec.mover`): the image holding
+    /// this binary as /coffer, usually the daemon's own. Unset: no movers.
+    #[arg(long, env = "COFFER_MOVER_IMAGE")]
+    pub mover_image: Option<String>,
+    /// Output at least this large in the workload's last restore point goes through a
+    /// mover (`0`: all output, even a first backup's).
+    #[arg(long, default_value = "1Gi", value_parser = crate::model::parse_size)]
+    pub mover_threshold: u64,
+    /// Where the mover container runs coffer from (the mover pod's init container puts it
+    /// there; change it only for a node whose exec is simulated).
+    #[arg(long, default_value = "/coffer-bin/coffer")]
+    pub mover_binary: String,
 }
 
 impl DaemonArgs {
@@ -83,6 +96,11 @@ impl DaemonArgs {
             metrics_addr: self.metrics_addr,
             max_concurrent: self.max_concurrent,
             runner_timeout: self.runner_timeout,
+            movers: self.mover_image.map(|image| crate::k8s::run::MoverConfig {
+                image,
+                binary: self.mover_binary,
+                threshold: self.mover_threshold,
+            }),
         }
     }
 }
@@ -184,6 +202,7 @@ pub async fn action(coffer: Coffer, cluster: &ClusterTarget, req: Request) -> Re
             config,
             config_ns: crate::k8s::config_namespace(),
             identity: format!("cli-{}", std::process::id()),
+            movers: None,
         };
         let mut seen = created.clone();
         let claimed = loop {

@@ -71,6 +71,16 @@ pub enum OutputFormat {
 }
 
 #[derive(Subcommand)]
+enum MoverCommand {
+    /// Read a job from stdin, run it, upload its output to the URLs the daemon signs.
+    Run,
+    /// Copy this binary to DEST (the mover pod's init container).
+    Install { dest: PathBuf },
+    /// Wait for SIGTERM (the mover container's main process).
+    Idle,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Create or update Blueprints, Profiles and Workloads from YAML files (`-` reads stdin).
     Apply {
@@ -168,6 +178,12 @@ enum Command {
     Daemon(cluster::DaemonArgs),
     /// Print the CustomResourceDefinitions (`coffer crds | kubectl apply -f -`).
     Crds,
+    /// What runs in a mover pod (docs/movers.md); started by the daemon, not by hand.
+    #[command(hide = true)]
+    Mover {
+        #[command(subcommand)]
+        command: MoverCommand,
+    },
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -246,6 +262,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     if let Command::Crds = &cli.command {
         out_raw!("{}", crate::k8s::crd::yaml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Mover { command } = &cli.command {
+        match command {
+            MoverCommand::Run => crate::cap::exec::mover::run().await?,
+            MoverCommand::Install { dest } => crate::cap::exec::mover::install(dest)?,
+            MoverCommand::Idle => crate::cap::exec::mover::idle().await?,
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if cli.cluster.wanted()
@@ -337,7 +361,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => storage_cmd::verify(&coffer, &restore_point, output).await,
         Command::Profile { command } => storage_cmd::profile(&coffer, command).await,
         Command::Location { command } => storage_cmd::location(&coffer, command).await,
-        Command::Plugin { .. } | Command::Daemon(_) | Command::Crds => {
+        Command::Plugin { .. } | Command::Daemon(_) | Command::Crds | Command::Mover { .. } => {
             unreachable!("handled above")
         }
     }

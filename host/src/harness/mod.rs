@@ -223,6 +223,7 @@ pub async fn run_action(
         store: store.clone(),
         root: prefix,
         encryption: None,
+        parts: None,
     };
     let mut expected = BTreeMap::new();
     for (key, content) in &c.objects {

@@ -50,6 +50,8 @@ pub struct DaemonConfig {
     /// A Running ActionSet of another runner whose heartbeat this instance has seen
     /// unchanged this long is settled as lost (runners beat every 2 s).
     pub runner_timeout: Duration,
+    /// Movers (docs/movers.md); none: every byte goes through this process.
+    pub movers: Option<super::run::MoverConfig>,
 }
 
 /// On an ActionSet a `coffer … --local-run` process made to run itself.
@@ -113,6 +115,7 @@ pub async fn run(
             config,
             config_ns: ns,
             identity: identity.clone(),
+            movers: args.movers.clone(),
         }),
         running: Mutex::default(),
         seen: Mutex::default(),

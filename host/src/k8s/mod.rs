@@ -15,6 +15,7 @@ mod lease;
 mod metrics;
 #[cfg(test)]
 mod mock;
+pub mod movers;
 mod profile_check;
 pub mod record;
 pub mod resolve;

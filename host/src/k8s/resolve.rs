@@ -405,6 +405,21 @@ pub async fn prepare(
         &cx.identity,
         stop,
     ));
+    let movers = super::movers::settings(cx, spec.kind(), &ns, &label, &blueprint).await?;
+    let mut exec = PodExec::new(
+        cx.client.clone(),
+        PodTarget {
+            api_version: sk.api_version.into(),
+            kind: sk.kind.into(),
+            namespace: subject_ns.clone(),
+            name: wname.clone(),
+            container: container_annotation,
+        },
+        name.clone(),
+    );
+    if let Some(m) = movers {
+        exec = exec.with_movers(m);
+    }
     let cluster = ClusterSubject {
         action_set: name.clone(),
         workload,
@@ -422,17 +437,7 @@ pub async fn prepare(
         restore_point: input,
         credentials,
         backends: Backends::default()
-            .with::<Arc<dyn ExecBackend>>(Arc::new(PodExec::new(
-                cx.client.clone(),
-                PodTarget {
-                    api_version: sk.api_version.into(),
-                    kind: sk.kind.into(),
-                    namespace: subject_ns.clone(),
-                    name: wname.clone(),
-                    container: container_annotation,
-                },
-                name.clone(),
-            )))
+            .with::<Arc<dyn ExecBackend>>(Arc::new(exec))
             .with::<Arc<dyn SnapshotBackend>>(Arc::new(CsiSnapshots {
                 client: cx.client.clone(),
                 namespace: subject_ns.clone(),

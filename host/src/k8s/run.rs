@@ -26,6 +26,20 @@ pub struct ClusterCtx {
     pub config_ns: String,
     /// This instance, recorded as `status.runner`.
     pub identity: String,
+    /// Movers, when this runner may start them (`coffer daemon --mover-image`).
+    pub movers: Option<MoverConfig>,
+}
+
+/// How the daemon starts movers (`coffer daemon --mover-*`).
+#[derive(Debug, Clone)]
+pub struct MoverConfig {
+    /// The image holding `/coffer` (this binary), copied into each mover pod.
+    pub image: String,
+    /// Where the mover container runs `coffer` from.
+    pub binary: String,
+    /// An object at least this large in the subject's last restore point is made by a
+    /// mover; 0: every one.
+    pub threshold: u64,
 }
 
 /// Claim an ActionSet for `runner`: Running, compare-and-set on the resourceVersion of `o`

@@ -40,6 +40,40 @@ pub struct BlueprintSpec {
     /// needs no annotation at all. Local mode takes secrets from the Workload only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, BlueprintSecret>,
+    /// On Kubernetes: this Blueprint's commands may run in a mover beside the workload,
+    /// which uploads their output straight to the location (docs/movers.md). Absent: they
+    /// always run in the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mover: Option<BlueprintMover>,
+}
+
+/// How a command runs from beside the workload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueprintMover {
+    /// Variables set in the mover's container (over the subject container's), so a command
+    /// reaches the server over the network: e.g. `PGHOST: "{subject.ip}"`, the subject
+    /// pod's IP (the only placeholder).
+    #[serde(default, deserialize_with = "mover_env")]
+    pub env: BTreeMap<String, String>,
+}
+
+fn mover_env<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let env = BTreeMap::<String, String>::deserialize(d)?;
+    for (k, v) in &env {
+        if !coffer_manifest::is_env_name(k) {
+            return Err(serde::de::Error::custom(format!(
+                "{k:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )));
+        }
+        let rest = v.replace("{subject.ip}", "");
+        if rest.contains('{') || rest.contains('}') {
+            return Err(serde::de::Error::custom(format!(
+                "{k}: {v:?}: the only placeholder is {{subject.ip}}"
+            )));
+        }
+    }
+    Ok(env)
 }
 
 /// Where a Blueprint finds one of the plugin's secrets on a cluster.

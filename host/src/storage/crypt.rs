@@ -72,6 +72,34 @@ impl Encryption {
         }))
     }
 
+    /// The recipients, as `age1...` text: all a mover needs to encrypt (nothing it could
+    /// decrypt with).
+    pub fn recipients_text(&self) -> Vec<String> {
+        self.recipients.iter().map(|r| r.to_string()).collect()
+    }
+
+    /// Encryption to `recipients` only, for a process that seals and never opens (a mover).
+    pub fn sealing_only(profile: &str, recipients: &[String]) -> Result<Encryption> {
+        let mut parsed = Vec::new();
+        for r in recipients {
+            parsed.push(r.trim().parse::<x25519::Recipient>().map_err(|e| {
+                anyhow::anyhow!(
+                    "Profile {profile}: recipient {r:?} is not an age X25519 recipient: {e}"
+                )
+            })?);
+        }
+        if parsed.is_empty() {
+            bail!("Profile {profile}: no recipients to encrypt to");
+        }
+        Ok(Encryption {
+            profile: profile.to_string(),
+            recipients: parsed,
+            identity: None,
+            credentials: Credentials::local(),
+            identities: Default::default(),
+        })
+    }
+
     /// Start encrypting one object.
     pub fn sealer(&self) -> Result<Sealer, String> {
         let enc = age::Encryptor::with_recipients(

@@ -21,6 +21,8 @@ pub struct Location {
     /// For file profiles: the directory, so leftovers of interrupted uploads can be removed.
     local_root: Option<PathBuf>,
     s3: Option<S3Api>,
+    /// Pre-signed part uploads, where the store has them (movers write through these).
+    pub parts: Option<Arc<dyn super::presign::PartSigner>>,
     /// The Profile's path inside the bucket, if any (raw S3 calls need the full key).
     bucket_prefix: String,
     pub zstd_level: Option<i32>,
@@ -52,6 +54,7 @@ impl Location {
             store: opened.store,
             local_root: opened.local_root,
             s3: opened.s3,
+            parts: opened.parts,
             bucket_prefix: p
                 .spec
                 .prefix

@@ -14,6 +14,7 @@ mod open;
 pub mod ops;
 pub mod pipeline;
 mod prefix;
+pub mod presign;
 mod s3api;
 pub mod streams;
 

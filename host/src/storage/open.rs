@@ -2,6 +2,7 @@
 //! Azure Blob, all through object_store. Credentials are read here, from the references
 //! in the Profile, and stay in the host.
 
+use super::presign::{PartSigner, S3Parts};
 use super::s3api::S3Api;
 use crate::credentials::Credentials;
 use crate::model::{Profile, ProfileType, SecretRef, parse_duration};
@@ -27,6 +28,8 @@ pub struct Opened {
     pub local_root: Option<PathBuf>,
     /// For s3 profiles: the calls object_store does not make (object lock, multipart listing).
     pub s3: Option<S3Api>,
+    /// Pre-signed part uploads (s3 profiles), for movers that hold no credentials.
+    pub parts: Option<Arc<dyn PartSigner>>,
 }
 
 pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
@@ -72,6 +75,14 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
         bail!("Profile {name}: spec.objectLock.days must be at least 1");
     }
     let creds = spec.credentials.clone().unwrap_or_default();
+    let bucket_prefix = spec
+        .prefix
+        .as_deref()
+        .map(|s| s.trim_matches('/'))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("{s}/"))
+        .unwrap_or_default();
+    let mut parts: Option<Arc<dyn PartSigner>> = None;
     let (store, local_root, s3): (Arc<dyn ObjectStore>, _, _) = match spec.kind {
         ProfileType::File => {
             only(&["path"])?;
@@ -137,6 +148,10 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
                 .build()
                 .with_context(|| format!("Profile {name}: configuring S3"))?;
             let api = S3Api::new(&s3, spec.endpoint.clone(), bucket, region, path_style);
+            parts = Some(Arc::new(S3Parts {
+                s3: s3.clone(),
+                bucket_prefix,
+            }));
             (Arc::new(s3) as Arc<dyn ObjectStore>, None, Some(api))
         }
         ProfileType::Gcs => {
@@ -186,6 +201,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
         store,
         local_root,
         s3,
+        parts,
     })
 }
 

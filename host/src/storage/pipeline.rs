@@ -33,7 +33,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(&self, n: usize) {
+    pub fn add(&self, n: usize) {
         self.transfer.fetch_add(n as u64, Ordering::Relaxed);
         self.action.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -84,14 +84,13 @@ impl Compressor {
 /// flight (cancellation is checked between steps, never inside one, so no store call is
 /// left running after it returns).
 pub async fn upload(
-    mut src: DynInputStream,
+    src: DynInputStream,
     prefix: &Prefix,
     key: &str,
     zstd_level: Option<i32>,
     counters: &Counters,
     cancel: &CancellationToken,
 ) -> PipeResult<ObjectRecord> {
-    const CANCELLED: &str = "cancelled: the action ended before the upload finished";
     let stored = super::keys::stored_key(key, zstd_level.is_some(), prefix.encryption.is_some());
     let path = prefix.path(&stored)?;
     let upload = prefix
@@ -99,9 +98,54 @@ pub async fn upload(
         .put_multipart(&path)
         .await
         .map_err(|e| store_err("starting the upload", e))?;
+    let sealer = prefix.encryption.as_ref().map(|e| e.sealer()).transpose()?;
+    let written = pump(src, upload, zstd_level, sealer, counters, cancel).await?;
+    Ok(written.record(key, stored, zstd_level, prefix.encryption.is_some()))
+}
+
+/// What [`pump`] wrote: bytes read, bytes stored, and the stored bytes' sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub size: u64,
+    pub stored_size: u64,
+    pub sha256: String,
+}
+
+impl Written {
+    /// The record of the object written as `stored` for `key`.
+    pub fn record(
+        self,
+        key: &str,
+        stored: String,
+        zstd_level: Option<i32>,
+        encrypted: bool,
+    ) -> ObjectRecord {
+        ObjectRecord {
+            key: key.to_string(),
+            stored_key: stored,
+            size: self.size,
+            stored_size: self.stored_size,
+            sha256: self.sha256,
+            compression: if zstd_level.is_some() { "zstd" } else { "none" }.to_string(),
+            encryption: encrypted.then(|| "age".to_string()),
+        }
+    }
+}
+
+/// The data path itself: `src` -> zstd -> age (`sealer`) -> sha256 -> the parts of
+/// `upload`, completed at the end; aborted on failure or cancellation. The store behind
+/// `upload` may be a real one or a mover's pre-signed parts.
+pub async fn pump(
+    mut src: DynInputStream,
+    upload: Box<dyn object_store::MultipartUpload>,
+    zstd_level: Option<i32>,
+    mut sealer: Option<Sealer>,
+    counters: &Counters,
+    cancel: &CancellationToken,
+) -> PipeResult<Written> {
+    const CANCELLED: &str = "cancelled: the action ended before the upload finished";
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let mut comp = Compressor::new(zstd_level)?;
-    let mut sealer: Option<Sealer> = prefix.encryption.as_ref().map(|e| e.sealer()).transpose()?;
     let mut sha = Sha256::new();
     let (mut size, mut stored_size) = (0u64, 0u64);
     let copied: PipeResult<()> = async {
@@ -157,7 +201,7 @@ pub async fn upload(
     .await;
     if let Err(e) = copied {
         if let Err(abort) = writer.abort().await {
-            tracing::warn!(key, error = %abort, "aborting an upload failed; its parts may remain");
+            tracing::warn!(error = %abort, "aborting an upload failed; its parts may remain");
         }
         return Err(e);
     }
@@ -165,14 +209,10 @@ pub async fn upload(
         .finish()
         .await
         .map_err(|e| store_err("completing the upload", e))?;
-    Ok(ObjectRecord {
-        key: key.to_string(),
-        stored_key: stored,
+    Ok(Written {
         size,
         stored_size,
         sha256: hex::encode(sha.finalize()),
-        compression: if zstd_level.is_some() { "zstd" } else { "none" }.to_string(),
-        encryption: prefix.encryption.as_ref().map(|_| "age".to_string()),
     })
 }
 

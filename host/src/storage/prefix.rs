@@ -15,6 +15,8 @@ pub struct Prefix {
     pub root: String,
     /// Client-side encryption of what is written, and the key to read with.
     pub encryption: Option<Encryption>,
+    /// Pre-signed part uploads, where the store has them: a mover writes through these.
+    pub parts: Option<Arc<dyn super::presign::PartSigner>>,
 }
 
 impl Prefix {

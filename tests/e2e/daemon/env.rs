@@ -208,6 +208,11 @@ impl Env {
     }
 
     pub fn daemon(&self, identity: &str, metrics_port: u16) -> Daemon {
+        self.daemon_with(identity, metrics_port, &[])
+    }
+
+    /// [`Env::daemon`] with more flags.
+    pub fn daemon_with(&self, identity: &str, metrics_port: u16, flags: &[&str]) -> Daemon {
         let home = self.work.path().join(format!("home-{identity}"));
         let log = self.work.path().join(format!("{identity}.log"));
         let child = Command::new(BIN)
@@ -225,6 +230,7 @@ impl Env {
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics_port}"),
             ])
+            .args(flags)
             .env("COFFER_HOME", &home)
             .env("COFFER_CACHE_DIR", cache())
             .env("COFFER_LOG", "info")

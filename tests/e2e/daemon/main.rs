@@ -13,5 +13,6 @@ mod cluster;
 mod env;
 mod helm;
 mod lifecycle;
+mod mover;
 mod protect;
 mod volumes;

@@ -2,20 +2,23 @@
 //! (a local process here, a pod exec on Kubernetes); this module checks grants, resolves
 //! secret handles, wires stdio to wasi streams, and records every call.
 
+pub mod deferred;
 mod files;
 mod grant;
 mod local;
+pub mod mover;
 mod pod;
 pub mod policy;
 pub mod scripted;
 mod stdin_filter;
 mod wit;
 
+pub use deferred::{Deferred, MoverClaim, MoverStart};
 pub use grant::ExecGrant;
 pub use local::LocalExec;
 pub use pod::{
-    DEFAULT_CONTAINER_ANNOTATION, PodExec, PodTarget, TASK_LABEL, choose_container,
-    task_label_value,
+    DEFAULT_CONTAINER_ANNOTATION, MOVER_BIN_DIR, MoverSettings, PodExec, PodTarget, TASK_LABEL,
+    choose_container, task_label_value,
 };
 pub use wit::ProcessHandle;
 
@@ -61,6 +64,7 @@ impl Capability for Exec {
 }
 
 /// What to start.
+#[derive(Clone)]
 pub struct SpawnSpec {
     pub workload: String,
     pub container: Option<String>,
@@ -137,6 +141,20 @@ pub trait ExecBackend: Send + Sync {
         replace: bool,
     ) -> Result<(), WitError>;
 
+    /// Whether output stored as `key` should be made by a mover beside the workload
+    /// ([`crate::cap::exec::mover`]), for a process that offers one ([`RunningProcess::mover_claim`]).
+    fn wants_mover(&self, _key: &str) -> bool {
+        false
+    }
+
+    /// Run `spec` in a mover that stores its output as `upload` says.
+    async fn run_mover(&self, spec: SpawnSpec, _upload: MoverUpload) -> Result<MoverRun, WitError> {
+        Err(WitError::Unavailable(format!(
+            "`{}`: movers need the kubernetes backend",
+            spec.argv.first().map(String::as_str).unwrap_or_default()
+        )))
+    }
+
     /// Start (or return) the action's task pod; its name is a workload for `spawn`.
     async fn task_pod(
         &self,
@@ -161,8 +179,30 @@ pub trait RunningProcess: Send {
         None
     }
     fn take_stdout(&mut self) -> Option<BoxRead>;
+    /// For a process not started yet whose output a mover may make instead: the claim
+    /// `location.put` of its stdout uses ([`Deferred`]).
+    fn mover_claim(&mut self) -> Option<MoverClaim> {
+        None
+    }
     async fn wait(&mut self) -> Result<ExitInfo, WitError>;
     fn kill(&mut self);
+}
+
+/// What a mover uploads: the object `key` under `prefix`, counted and cancellable as the
+/// transfer that asked for it.
+pub struct MoverUpload {
+    pub prefix: crate::storage::Prefix,
+    pub key: String,
+    pub zstd_level: Option<i32>,
+    pub counters: crate::storage::pipeline::Counters,
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// What a mover made: the object's record, how the command ended, and where it ran.
+pub struct MoverRun {
+    pub record: crate::model::ObjectRecord,
+    pub exit: ExitInfo,
+    pub pod: String,
 }
 
 /// Told the exact number of bytes a process's stdin will carry.

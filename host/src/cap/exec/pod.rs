@@ -18,6 +18,8 @@
 //! unknown length, written by the plugin), then `exec`s the command, which sees the end of
 //! input when the stream's close arrives. The container needs `head` for that.
 
+#[path = "pod_mover.rs"]
+mod beside;
 #[path = "pod_files.rs"]
 mod files;
 #[path = "pod_task.rs"]
@@ -33,6 +35,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
+
+pub use beside::{MOVER_BIN_DIR, MoverSettings};
 
 /// The subject of an action on a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +65,10 @@ pub struct PodExec {
     task: tokio::sync::Mutex<Option<(String, String)>>,
     /// Scratch directories made for the action: where, in which pod and container.
     scratch: std::sync::Mutex<Vec<files::PodScratch>>,
+    /// When the subject's commands run in a mover; none: never.
+    movers: Option<MoverSettings>,
+    /// The action's mover pod, once started.
+    mover: tokio::sync::Mutex<Option<String>>,
 }
 
 /// The label naming the ActionSet a task pod belongs to.
@@ -108,7 +116,15 @@ impl PodExec {
             action_set,
             task: Default::default(),
             scratch: Default::default(),
+            movers: None,
+            mover: Default::default(),
         }
+    }
+
+    /// Commands of the subject may run in a mover, as `settings` say.
+    pub fn with_movers(mut self, settings: MoverSettings) -> PodExec {
+        self.movers = Some(settings);
+        self
     }
 
     /// The pod an exec goes to now (pods come and go, so this is asked per command).
@@ -301,6 +317,11 @@ impl ExecBackend for PodExec {
         let (pod_name, container) = self
             .locate(&spec.workload, spec.container.as_deref())
             .await?;
+        let in_task_pod = self.task.lock().await.as_ref().map(|(n, _)| n) == Some(&pod_name);
+        // Output of a subject's command may be made by a mover: it starts on first need.
+        if self.movers.is_some() && !spec.stdin && !in_task_pod {
+            return self.spawn_deferred(spec, pod_name, container).await;
+        }
         let (argv, preamble) = wrap(&spec)?;
         let p = self
             .attach(
@@ -313,6 +334,18 @@ impl ExecBackend for PodExec {
             )
             .await?;
         Ok(Box::new(p))
+    }
+
+    fn wants_mover(&self, key: &str) -> bool {
+        self.movers.as_ref().is_some_and(|m| m.wants(key))
+    }
+
+    async fn run_mover(
+        &self,
+        spec: SpawnSpec,
+        upload: super::MoverUpload,
+    ) -> Result<super::MoverRun, WitError> {
+        self.run_in_mover(spec, upload).await
     }
 
     async fn scratch_dir(&self, at: &Place) -> Result<String, WitError> {
@@ -384,82 +417,127 @@ impl PodExec {
         &self,
         pod_name: &str,
         container: &str,
-        (program, argv): (&str, Vec<String>),
+        program: (&str, Vec<String>),
         preamble: &[u8],
         stdin_wanted: bool,
         stderr_tail: usize,
     ) -> Result<PodProcess, WitError> {
-        let program = program.to_string();
-        let open_stdin = stdin_wanted || !preamble.is_empty();
-        let params = AttachParams::default()
-            .container(container.to_string())
-            .stdin(open_stdin)
-            .stdout(true)
-            .stderr(true);
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
-        let mut attached = pods
-            .exec(pod_name, argv, &params)
-            .await
-            .map_err(|e| err(&format!("exec in pod {pod_name} container {container}"), e))?;
-        let mut stdin = attached.stdin();
-        if let Some(w) = stdin.as_mut()
-            && !preamble.is_empty()
-        {
-            w.write_all(preamble)
-                .await
-                .map_err(|e| WitError::Io(format!("exec in pod {pod_name}: {e}")))?;
-        }
-        if !stdin_wanted && let Some(mut w) = stdin.take() {
-            let _ = w.shutdown().await;
-        }
-        let stderr = attached
-            .stderr()
-            .map(|r| super::keep_stderr_tail(r, stderr_tail));
-        // Local stdin closes when dropped; the exec stream's needs a shutdown to send its
-        // close. A pipe in between turns the plugin dropping its end into that shutdown,
-        // and puts the frame's first line before the input.
-        let (length, length_told) = tokio::sync::oneshot::channel();
-        let stdin = stdin.map(|w| {
-            let (ours, theirs) = tokio::io::duplex(64 << 10);
-            tokio::spawn(feed_framed(theirs, w, length_told));
-            Box::pin(ours) as BoxWrite
-        });
-        Ok(PodProcess {
-            stdin_length: stdin.is_some().then_some(length),
-            stdin,
-            // kube-rs hands stdout over in 1 KiB steps; a larger pipe lets the reader take
-            // big chunks (fewer wakeups and hashing/compression calls downstream).
-            stdout: attached.stdout().map(|mut r| {
-                let (mut w, ours) = tokio::io::duplex(256 << 10);
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-                Box::pin(ours) as BoxRead
-            }),
-            stderr,
+        let stdin = if stdin_wanted {
+            StdinMode::Framed
+        } else {
+            StdinMode::None
+        };
+        attach_in(
+            &self.client,
+            &self.target.namespace,
+            pod_name,
+            container,
             program,
-            where_: format!(
-                "container {container} of pod {}/{pod_name}",
-                self.target.namespace
-            ),
-            attached,
-        })
+            preamble,
+            stdin,
+            stderr_tail,
+        )
+        .await
     }
+}
+
+/// What a process's stdin carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StdinMode {
+    /// Nothing (after the preamble).
+    None,
+    /// The plugin's input, [`framed`].
+    Framed,
+    /// A conversation, as written (a mover's control channel).
+    Raw,
+}
+
+/// [`PodExec::attach`] in namespace `ns`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attach_in(
+    client: &Client,
+    ns: &str,
+    pod_name: &str,
+    container: &str,
+    (program, argv): (&str, Vec<String>),
+    preamble: &[u8],
+    mode: StdinMode,
+    stderr_tail: usize,
+) -> Result<PodProcess, WitError> {
+    let program = program.to_string();
+    let stdin_wanted = mode != StdinMode::None;
+    let open_stdin = stdin_wanted || !preamble.is_empty();
+    let params = AttachParams::default()
+        .container(container.to_string())
+        .stdin(open_stdin)
+        .stdout(true)
+        .stderr(true);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut attached = pods
+        .exec(pod_name, argv, &params)
+        .await
+        .map_err(|e| err(&format!("exec in pod {pod_name} container {container}"), e))?;
+    let mut stdin = attached.stdin();
+    if let Some(w) = stdin.as_mut()
+        && !preamble.is_empty()
+    {
+        w.write_all(preamble)
+            .await
+            .map_err(|e| WitError::Io(format!("exec in pod {pod_name}: {e}")))?;
+    }
+    if !stdin_wanted && let Some(mut w) = stdin.take() {
+        let _ = w.shutdown().await;
+    }
+    let stderr = attached
+        .stderr()
+        .map(|r| super::keep_stderr_tail(r, stderr_tail));
+    // Local stdin closes when dropped; the exec stream's needs a shutdown to send its
+    // close. A pipe in between turns the plugin dropping its end into that shutdown,
+    // and puts the frame's first line before the input.
+    let (length, length_told) = tokio::sync::oneshot::channel();
+    let framed_input = mode == StdinMode::Framed;
+    let stdin = stdin.map(|w| {
+        if !framed_input {
+            return Box::pin(w) as BoxWrite;
+        }
+        let (ours, theirs) = tokio::io::duplex(64 << 10);
+        tokio::spawn(feed_framed(theirs, w, length_told));
+        Box::pin(ours) as BoxWrite
+    });
+    Ok(PodProcess {
+        stdin_length: (framed_input && stdin.is_some()).then_some(length),
+        stdin,
+        // kube-rs hands stdout over in 1 KiB steps; a larger pipe lets the reader take
+        // big chunks (fewer wakeups and hashing/compression calls downstream).
+        stdout: attached.stdout().map(|mut r| {
+            let (mut w, ours) = tokio::io::duplex(256 << 10);
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+            Box::pin(ours) as BoxRead
+        }),
+        stderr,
+        program,
+        where_: format!("container {container} of pod {ns}/{pod_name}"),
+        attached,
+    })
 }
 
 impl Drop for PodExec {
     fn drop(&mut self) {
         files::remove_scratch(self);
-        // The task pod goes with the action.
-        if let Some((name, _)) = self.task.get_mut().take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
-            rt.spawn(async move {
-                if let Err(e) = pods.delete(&name, &Default::default()).await {
-                    tracing::warn!(pod = %name, error = %e, "removing the task pod");
-                }
-            });
+        // The task pod and the mover pod go with the action.
+        let task = self.task.get_mut().take().map(|(name, _)| name);
+        let mover = self.mover.get_mut().take();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            for name in task.into_iter().chain(mover) {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
+                rt.spawn(async move {
+                    if let Err(e) = pods.delete(&name, &Default::default()).await {
+                        tracing::warn!(pod = %name, error = %e, "removing the action's pod");
+                    }
+                });
+            }
         }
     }
 }

@@ -84,30 +84,49 @@ impl PodExec {
             .await
             .map_err(|e| err(&format!("creating a task pod with image {image}"), e))?;
         let name = created.metadata.name.clone().unwrap_or_default();
-        let deadline = Instant::now() + ready_within.min(Duration::from_secs(300));
-        loop {
-            let p = pods
-                .get(&name)
-                .await
-                .map_err(|e| err(&format!("task pod {ns}/{name}"), e))?;
-            if ready(&p) {
-                return Ok(name);
-            }
-            let phase = p.status.as_ref().and_then(|s| s.phase.clone());
-            let failed = matches!(phase.as_deref(), Some("Failed" | "Succeeded"));
-            if failed || Instant::now() >= deadline {
-                let _ = pods.delete(&name, &Default::default()).await;
-                let why = if failed {
-                    format!("it ended ({})", phase.unwrap_or_default())
-                } else {
-                    "it was not Running and Ready in time (image pull? scheduling?)".to_string()
-                };
-                return Err(WitError::Unavailable(format!(
-                    "task pod {ns}/{name} with image {image}: {why}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        let what = format!("task pod with image {image}");
+        wait_ready(
+            &pods,
+            ns,
+            &name,
+            &what,
+            ready_within.min(Duration::from_secs(300)),
+        )
+        .await?;
+        Ok(name)
+    }
+}
+
+/// Wait until pod `name` (`what` in messages) is Running and Ready; one that ends or is not
+/// ready `within` is deleted.
+pub(super) async fn wait_ready(
+    pods: &Api<Pod>,
+    ns: &str,
+    name: &str,
+    what: &str,
+    within: Duration,
+) -> Result<(), WitError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let p = pods
+            .get(name)
+            .await
+            .map_err(|e| err(&format!("{what} {ns}/{name}"), e))?;
+        if ready(&p) {
+            return Ok(());
         }
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+        let failed = matches!(phase.as_deref(), Some("Failed" | "Succeeded"));
+        if failed || Instant::now() >= deadline {
+            let _ = pods.delete(name, &Default::default()).await;
+            let why = if failed {
+                format!("it ended ({})", phase.unwrap_or_default())
+            } else {
+                "it was not Running and Ready in time (image pull? scheduling?)".to_string()
+            };
+            return Err(WitError::Unavailable(format!("{what} {ns}/{name}: {why}")));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -161,7 +180,7 @@ impl PodExec {
 /// The task pod's security: the subject pod's user and groups (so it reads the data as
 /// the workload does), no privilege escalation, no capabilities beyond a root user's file
 /// access, the runtime's default seccomp profile.
-fn task_security(subject: Option<&Pod>) -> (serde_json::Value, serde_json::Value) {
+pub(super) fn task_security(subject: Option<&Pod>) -> (serde_json::Value, serde_json::Value) {
     let pod_ctx = subject
         .and_then(|p| p.spec.as_ref())
         .and_then(|s| s.security_context.clone());

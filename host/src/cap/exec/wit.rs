@@ -437,11 +437,22 @@ impl HostProcess for View<'_> {
         &mut self,
         h: Resource<Process>,
     ) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
-        let Some(r) = self.table.get_mut(&own(&h))?.proc.take_stdout() else {
+        let proc = &mut self.table.get_mut(&own(&h))?.proc;
+        let Some(r) = proc.take_stdout() else {
             return Ok(None);
         };
-        let stream: DynInputStream = Box::new(AsyncReadStream::new(r));
-        Ok(Some(self.table.push(stream)?))
+        let claim = proc.mover_claim();
+        // A stream a mover may take must not start reading (and so the process) by itself.
+        let stream: DynInputStream = match claim {
+            Some(_) => Box::new(super::deferred::LazyInput::new(r)),
+            None => Box::new(AsyncReadStream::new(r)),
+        };
+        let stream = self.table.push(stream)?;
+        // `location.put` of this stream may have a mover make it instead.
+        if let Some(c) = claim {
+            self.scope.movers.lock().unwrap().insert(stream.rep(), c);
+        }
+        Ok(Some(stream))
     }
 
     async fn wait(&mut self, h: Resource<Process>) -> HostResult<ExitStatus> {

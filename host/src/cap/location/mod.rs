@@ -71,6 +71,8 @@ pub struct BoundLocations(pub BTreeMap<String, Arc<BoundLocation>>);
 pub struct Locations {
     grant: LocationGrant,
     bound: Arc<BoundLocations>,
+    /// The mode's exec backend: a stream of a process it defers may be made by a mover.
+    exec: Option<Arc<dyn crate::cap::exec::ExecBackend>>,
 }
 
 impl Capability for Locations {
@@ -78,6 +80,7 @@ impl Capability for Locations {
         Locations {
             grant: LocationGrant::new(grants),
             bound: backends.get::<Arc<BoundLocations>>().unwrap_or_default(),
+            exec: backends.get::<Arc<dyn crate::cap::exec::ExecBackend>>(),
         }
     }
 

@@ -174,6 +174,70 @@ impl Host for View<'_> {
     }
 }
 
+/// `put` through a mover: the command runs beside the workload and its output goes
+/// straight to the store; the process's wait gets how it ended.
+#[allow(clippy::too_many_arguments)]
+async fn by_mover(
+    scope: &ActionScope,
+    bound: &BoundLocation,
+    key: &str,
+    level: Option<i32>,
+    counters: Counters,
+    cancel: CancellationToken,
+    start: crate::cap::exec::MoverStart,
+    exec: Arc<dyn crate::cap::exec::ExecBackend>,
+) -> Result<ObjectRecord, WitError> {
+    let started = Instant::now();
+    let moved = counters.transfer.clone();
+    // Killing the process (its timeout) stops the mover as the transfer's end does.
+    let stop = cancel.child_token();
+    let killed = start.killed.clone();
+    let linked = stop.clone();
+    let watch = tokio::spawn(async move {
+        killed.cancelled().await;
+        linked.cancel();
+    });
+    let upload = crate::cap::exec::MoverUpload {
+        prefix: bound.prefix.clone(),
+        key: key.to_string(),
+        zstd_level: level,
+        counters,
+        cancel: stop,
+    };
+    let ran = exec.run_mover(start.spec, upload).await;
+    watch.abort();
+    let (res, exit, pod) = match ran {
+        Ok(r) => (Ok(r.record), Ok(r.exit), r.pod),
+        Err(e) => {
+            // What a mover says may quote the command's stderr: no secret goes further.
+            let e = match e {
+                WitError::Io(m) => WitError::Io(scope.redactor.redact(&m)),
+                other => other,
+            };
+            (Err(e.clone()), Err(e), String::new())
+        }
+    };
+    let _ = start.exit.send(exit);
+    let res = res.map_err(|e| match e {
+        WitError::Io(m) => WitError::Io(format!("location.put {key} (by a mover): {m}")),
+        other => other,
+    });
+    let detail = if pod.is_empty() {
+        "mover".to_string()
+    } else {
+        format!("mover pod {pod}")
+    };
+    scope.audit(
+        "transfer.put",
+        key,
+        &detail,
+        started,
+        &res,
+        moved.load(Ordering::Relaxed),
+    );
+    res
+}
+
 impl HostStore for View<'_> {
     async fn put(
         &mut self,
@@ -184,6 +248,7 @@ impl HostStore for View<'_> {
     ) -> HostResult<Resource<Transfer>> {
         let started = Instant::now();
         let (name, bound) = self.bound(&h)?;
+        let claim = self.scope.movers.lock().unwrap().remove(&src.rep());
         // Take the stream even when refusing, so the guest's handle does not dangle.
         let src: DynInputStream = self.table.delete(src)?;
         let checked = self
@@ -201,6 +266,19 @@ impl HostStore for View<'_> {
         let scope = self.scope.clone();
         let cancel = CancellationToken::new();
         let cancelled = cancel.clone();
+        // A process the exec backend deferred may run in a mover that uploads its output
+        // itself: then no byte of it passes through here.
+        // A process the exec backend deferred may run in a mover that uploads its output
+        // itself: then no byte of it passes through here. Claimed now, before the plugin
+        // can wait for the process (which would start it here).
+        let mut mover = None;
+        if let (Some(c), Some(exec)) = (claim, &self.cap.exec)
+            && bound.prefix.parts.is_some()
+            && exec.wants_mover(&key)
+            && let Some(start) = c.claim().await
+        {
+            mover = Some((start, exec.clone()));
+        }
         let fut = async move {
             // Each upload holds multipart buffers: a plugin that starts many waits for slots
             // rather than growing the host's memory.
@@ -209,6 +287,20 @@ impl HostStore for View<'_> {
                 slot = bound.uploads.clone().acquire_owned() => slot,
             };
             let started = Instant::now();
+            if let Some((start, exec)) = mover {
+                drop(src);
+                let rec = by_mover(
+                    &scope, &bound, &key, level, counters, cancelled, start, exec,
+                )
+                .await;
+                scope
+                    .records
+                    .lock()
+                    .unwrap()
+                    .objects
+                    .extend(rec.clone().ok());
+                return rec.map(|r| info_of(&r));
+            }
             let res = pipeline::upload(src, &bound.prefix, &key, level, &counters, &cancelled)
                 .await
                 .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
