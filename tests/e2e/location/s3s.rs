@@ -117,3 +117,57 @@ fn s3s_fs_round_trip_bad_credentials_and_server_killed_mid_upload() {
         "objects of the failed backup remain: {files:?}"
     );
 }
+
+/// What a mover holds (docs/kubernetes.md, Movers): a pre-signed URL writes that one part of
+/// that one upload. s3s-fs checks the signature, so a URL bent to another key or part, or
+/// used to read, is refused; the real one works and the daemon completes the object.
+#[tokio::test]
+async fn a_part_url_writes_that_part_of_that_upload_and_nothing_else() {
+    use coffer::storage::presign::{PartSigner, S3Parts};
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+    let s3 = S3sFs::start();
+    s3.create_bucket("backups");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("backups")
+        .with_region("us-east-1")
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_access_key_id(S3S_ACCESS_KEY)
+        .with_secret_access_key(S3S_SECRET_KEY)
+        .build()
+        .unwrap();
+    let parts = S3Parts {
+        s3: store.clone(),
+        bucket_prefix: String::new(),
+    };
+    let key = Path::from("rp/a.pgdump");
+    let id = parts.create(&key).await.unwrap();
+    let url = parts.part_url(&key, &id, 1).await.unwrap();
+    let http = reqwest::Client::new();
+    let put = async |u: String| http.put(u).body(vec![7u8; 1024]).send().await.unwrap();
+    let bent = [
+        url.replace("/rp/a.pgdump", "/rp/other.pgdump"),
+        url.replace("partNumber=1", "partNumber=2"),
+        url.replace(
+            &format!("uploadId={id}"),
+            "uploadId=00000000-0000-0000-0000-000000000000",
+        ),
+    ];
+    for u in bent {
+        let r = put(u.clone()).await;
+        assert_eq!(r.status().as_u16(), 403, "{u} was accepted");
+    }
+    let read = http.get(&url).send().await.unwrap();
+    assert!(!read.status().is_success(), "the part URL could read");
+    let r = put(url).await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    parts.complete(&key, &id, vec![etag]).await.unwrap();
+    let got = store.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), vec![7u8; 1024].as_slice());
+    assert!(
+        store.head(&Path::from("rp/other.pgdump")).await.is_err(),
+        "another key was written"
+    );
+}
