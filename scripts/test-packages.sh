@@ -2,7 +2,7 @@
 # Install the Debian packages the tests (and the quickstart) need, if any is missing:
 # PostgreSQL 15 (server and client), MariaDB, etcd (server and etcdctl), Redis, age, zstd,
 # npm and python3-venv (for the object storage servers of scripts/test-servers.sh), openssl
-# and curl (for the Kubernetes control plane of scripts/kube.sh).
+# and curl (for the Kubernetes control plane of scripts/kube.sh), restic (the retention oracle).
 # Safe to run concurrently (flock) and repeatedly (does nothing when all are there).
 # Called by the tests themselves on first use, by scripts/test-servers.sh and by
 # scripts/quickstart.sh; needs root (or passwordless sudo) only when it installs something.
@@ -27,6 +27,8 @@ need npm npm
 # The real Kubernetes control plane (scripts/kube.sh): its PKI and its readiness probes.
 need openssl openssl
 need curl curl
+# The oracle of the retention tests (restic forget --dry-run).
+need restic restic
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

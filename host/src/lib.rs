@@ -21,6 +21,7 @@ mod layering;
 pub mod limits;
 pub mod model;
 pub mod plugin;
+pub mod policy;
 pub mod redact;
 pub mod storage;
 pub mod wit;

@@ -148,6 +148,7 @@ impl Coffer {
                 Document::Profile(o) => serde_json::to_value(o)?,
                 Document::Workload(o) => serde_json::to_value(o)?,
                 Document::BlueprintBinding(o) => serde_json::to_value(o)?,
+                Document::Policy(o) => serde_json::to_value(o)?,
             };
             // As an API server does: the creation time is the store's, set once and kept
             // across updates (bindings are ordered by it).
@@ -209,6 +210,9 @@ impl Coffer {
             Document::Profile(p) => {
                 crate::storage::Location::from_profile(p, &self.credentials).map(|_| ())
             }
+            Document::Policy(p) => crate::policy::rules(&p.spec)
+                .map(|_| ())
+                .map_err(|e| anyhow!(e)),
             Document::BlueprintBinding(b) => {
                 if b.spec.blueprint.is_empty() {
                     bail!("spec.blueprint is empty");

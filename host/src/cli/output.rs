@@ -182,6 +182,61 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                     .collect(),
             );
         }
+        Kind::Policy => {
+            let all = filtered::<crate::model::Policy>(c, kind, name)?;
+            if format != OutputFormat::Table {
+                return finish(name, all, format);
+            }
+            let now = jiff::Timestamp::now();
+            table(
+                &[
+                    "NAME",
+                    "FREQUENCY",
+                    "TIMEZONE",
+                    "SELECTS",
+                    "RETENTION",
+                    "NEXT",
+                ],
+                all.iter()
+                    .map(|p| {
+                        let r = &p.spec.retention;
+                        let retention = [
+                            ("h", r.hourly),
+                            ("d", r.daily),
+                            ("w", r.weekly),
+                            ("m", r.monthly),
+                            ("y", r.yearly),
+                        ]
+                        .iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(u, n)| format!("{n}{u}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                        let next = match crate::policy::rules(&p.spec) {
+                            Err(e) => format!("invalid: {e}"),
+                            Ok(_) if p.spec.paused => "paused".into(),
+                            Ok(rules) => rules
+                                .frequency
+                                .next_after(now, &rules.timezone)
+                                .map(|t| {
+                                    t.to_zoned(rules.timezone.clone())
+                                        .strftime("%F %T %Z")
+                                        .to_string()
+                                })
+                                .unwrap_or_else(|| "on demand".into()),
+                        };
+                        vec![
+                            p.name().to_string(),
+                            p.spec.frequency.clone(),
+                            p.spec.timezone.clone().unwrap_or_else(|| "UTC".into()),
+                            p.spec.selector.workloads.join(","),
+                            retention,
+                            next,
+                        ]
+                    })
+                    .collect(),
+            );
+        }
         Kind::Workload => {
             let all = filtered::<Workload>(c, kind, name)?;
             if format != OutputFormat::Table {

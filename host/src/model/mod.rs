@@ -8,6 +8,7 @@ mod binding;
 mod blueprint;
 pub mod names;
 mod parse;
+mod policy;
 mod profile;
 mod restorepoint;
 mod workload;
@@ -22,6 +23,7 @@ pub use actionset::{
 pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelector};
 pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
+pub use policy::{PolicyResource, PolicySelector, PolicySpec, Retention};
 pub use profile::{
     AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProbeResult,
     ProfileResource, ProfileSpec, ProfileStatus, ProfileType, ProfileValidation,
@@ -79,6 +81,7 @@ pub type Workload = Object<WorkloadSpec>;
 pub type ActionSet = Object<ActionSetSpec, ActionSetStatus>;
 pub type RestorePoint = Object<RestorePointSpec>;
 pub type BlueprintBinding = Object<BlueprintBindingSpec>;
+pub type Policy = Object<PolicySpec>;
 
 impl<S, T: Default> Object<S, T> {
     pub fn new(kind: Kind, name: impl Into<String>, spec: S) -> Self {
@@ -107,6 +110,7 @@ pub enum Kind {
     ActionSet,
     RestorePoint,
     BlueprintBinding,
+    Policy,
 }
 
 impl Kind {
@@ -118,6 +122,7 @@ impl Kind {
             Kind::ActionSet => "ActionSet",
             Kind::RestorePoint => "RestorePoint",
             Kind::BlueprintBinding => "BlueprintBinding",
+            Kind::Policy => "Policy",
         }
     }
 
@@ -132,6 +137,7 @@ impl Kind {
             "actionset" | "a" => Kind::ActionSet,
             "restorepoint" | "rp" => Kind::RestorePoint,
             "blueprintbinding" | "binding" => Kind::BlueprintBinding,
+            "policy" | "policie" | "pol" => Kind::Policy,
             _ => return None,
         })
     }
@@ -150,6 +156,7 @@ pub enum Document {
     Profile(Box<Profile>),
     Workload(Box<Workload>),
     BlueprintBinding(Box<BlueprintBinding>),
+    Policy(Box<Policy>),
 }
 
 impl Document {
@@ -159,6 +166,7 @@ impl Document {
             Document::Profile(_) => Kind::Profile,
             Document::Workload(_) => Kind::Workload,
             Document::BlueprintBinding(_) => Kind::BlueprintBinding,
+            Document::Policy(_) => Kind::Policy,
         }
     }
     pub fn name(&self) -> &str {
@@ -167,6 +175,7 @@ impl Document {
             Document::Profile(o) => o.name(),
             Document::Workload(o) => o.name(),
             Document::BlueprintBinding(o) => o.name(),
+            Document::Policy(o) => o.name(),
         }
     }
 }

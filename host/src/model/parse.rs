@@ -55,7 +55,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             .ok_or_else(|| {
                 err(
                     what.clone(),
-                    format!("kind {kind_str:?} is not one of Blueprint, Profile, Workload"),
+                    format!(
+                        "kind {kind_str:?} is not one of Blueprint, Profile, Workload, BlueprintBinding, Policy"
+                    ),
                 )
             })?;
         if !coffer_manifest::is_dns_label(name) {
@@ -79,6 +81,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             Kind::BlueprintBinding => Document::BlueprintBinding(Box::new(
                 typed(value).map_err(|m| err(what.clone(), m))?,
             )),
+            Kind::Policy => {
+                Document::Policy(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
+            }
             Kind::ActionSet | Kind::RestorePoint => {
                 return Err(err(
                     what,

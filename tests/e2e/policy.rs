@@ -1,0 +1,176 @@
+//! Policies against independent oracles: the retention rule against `restic forget` itself
+//! (a real restic repository whose snapshots carry the same times as the restore points).
+
+use coffer::policy::{Keep, retention};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+fn restic(repo: &Path, pw: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new("restic")
+        .args(["--repo"])
+        .arg(repo)
+        .arg("--password-file")
+        .arg(pw)
+        .args(["--no-cache", "--quiet"])
+        .args(args)
+        .env("TZ", "UTC")
+        .output()
+        .expect("running restic (scripts/test-packages.sh installs it)");
+    assert!(
+        out.status.success(),
+        "restic {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Two years of restore point times: the last four days hourly, with gaps (failed or
+/// missed runs) and a few extra manual-looking runs in the same hour; before that about
+/// one a day at a random hour, with gaps of days. A fixed seed: the same every run.
+fn history() -> Vec<Timestamp> {
+    let end: Timestamp = "2026-11-30T21:17:00Z".parse().unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut times = BTreeSet::new();
+    for h in 0..96i64 {
+        if rand(10) < 2 {
+            continue; // a failed run makes no restore point
+        }
+        let t = end.as_second() - h * 3600 - rand(3000) as i64;
+        times.insert(t);
+        if rand(10) == 0 {
+            times.insert(t - 60 - rand(500) as i64);
+        }
+    }
+    let mut day = 4i64;
+    while day < 730 {
+        let t = end.as_second() - day * 86_400 - rand(86_400) as i64;
+        times.insert(t);
+        day += 1 + rand(3) as i64;
+    }
+    times
+        .into_iter()
+        .map(|s| Timestamp::from_second(s).unwrap())
+        .collect()
+}
+
+#[test]
+fn retention_keeps_exactly_what_restic_forget_keeps() {
+    coffer_tests::ensure_packages();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, pw, data) = (
+        dir.path().join("repo"),
+        dir.path().join("pw"),
+        dir.path().join("data"),
+    );
+    std::fs::write(&pw, "oracle").unwrap();
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "x").unwrap();
+    restic(&repo, &pw, &["init"]);
+    let times = history();
+    // One snapshot per restore point, tagged with its index; a few at a time (each restic
+    // run spends most of its time deriving the repository key).
+    for chunk in times.iter().enumerate().collect::<Vec<_>>().chunks(4) {
+        std::thread::scope(|s| {
+            for (i, t) in chunk {
+                let (repo, pw, data) = (&repo, &pw, &data);
+                s.spawn(move || {
+                    let at = t
+                        .to_zoned(TimeZone::UTC)
+                        .strftime("%Y-%m-%d %H:%M:%S")
+                        .to_string();
+                    let tag = format!("rp{i}");
+                    let mut args = vec!["backup", "--time", &at, "--tag", &tag, "--host", "h"];
+                    let d = data.to_str().unwrap();
+                    args.push(d);
+                    restic(repo, pw, &args);
+                });
+            }
+        });
+    }
+    for keep in [
+        Keep {
+            hourly: 24,
+            daily: 7,
+            weekly: 4,
+            monthly: 12,
+            yearly: 7,
+        },
+        Keep {
+            hourly: 0,
+            daily: 3,
+            weekly: 0,
+            monthly: 2,
+            yearly: 0,
+        },
+        Keep {
+            hourly: 5,
+            daily: 0,
+            weekly: 6,
+            monthly: 0,
+            yearly: 1,
+        },
+        Keep {
+            hourly: 0,
+            daily: 0,
+            weekly: 0,
+            monthly: 30,
+            yearly: 3,
+        },
+        Keep {
+            hourly: 200,
+            daily: 0,
+            weekly: 0,
+            monthly: 0,
+            yearly: 0,
+        },
+    ] {
+        let mut args = vec!["forget", "--dry-run", "--json", "--group-by", "host"];
+        let counts = [
+            ("--keep-hourly", keep.hourly),
+            ("--keep-daily", keep.daily),
+            ("--keep-weekly", keep.weekly),
+            ("--keep-monthly", keep.monthly),
+            ("--keep-yearly", keep.yearly),
+        ];
+        let values: Vec<String> = counts.iter().map(|(_, n)| n.to_string()).collect();
+        for ((flag, n), v) in counts.iter().zip(&values) {
+            if *n > 0 {
+                args.push(flag);
+                args.push(v);
+            }
+        }
+        let out = restic(&repo, &pw, &args);
+        let groups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let restic_kept: BTreeSet<usize> = groups[0]["keep"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["tags"][0].as_str().unwrap()[2..].parse().unwrap())
+            .collect();
+        let ours: BTreeSet<usize> = retention::apply(&times, keep, &TimeZone::UTC)
+            .into_iter()
+            .filter(|v| v.keep)
+            .map(|v| v.index)
+            .collect();
+        assert_eq!(
+            ours,
+            restic_kept,
+            "{keep:?}: coffer keeps {} restore points, restic {}",
+            ours.len(),
+            restic_kept.len()
+        );
+        assert!(
+            ours.len() < times.len(),
+            "{keep:?} deleted nothing: a test that cannot fail"
+        );
+    }
+}
