@@ -23,6 +23,7 @@ pub mod model;
 pub mod plugin;
 pub mod policy;
 pub mod redact;
+pub mod scheduler;
 pub mod storage;
 pub mod wit;
 

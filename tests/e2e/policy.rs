@@ -174,3 +174,122 @@ fn retention_keeps_exactly_what_restic_forget_keeps() {
         );
     }
 }
+
+mod local {
+    //! A Policy's tick in local mode against a real PostgreSQL: `coffer policy run` backs up,
+    //! then retention deletes (through the Blueprint's delete action) what the Policy no
+    //! longer keeps; a restore point made by hand is never touched.
+
+    use coffer_tests::cli::Cli;
+    use coffer_tests::postgres::Postgres;
+    use std::path::Path;
+
+    const CHECK: &str =
+        "SELECT count(*) || ':' || md5(string_agg(x::text, '|' ORDER BY id)) FROM orders x";
+
+    #[test]
+    fn a_policy_run_backs_up_then_retention_deletes_what_it_no_longer_keeps() {
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");
+        let c = Cli::new(env!("CARGO_BIN_EXE_coffer"), Some(&cache));
+        let pg = Postgres::start(Some("policy-pw")).unwrap();
+        pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+        pg.psql(
+            "shop",
+            "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 2000) g",
+        )
+        .unwrap();
+        let pw = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(pw.path(), "policy-pw\n").unwrap();
+        let env: Vec<String> = pg
+            .env()
+            .iter()
+            .map(|(k, v)| format!("    {k}: \"{v}\""))
+            .collect();
+        let applied = c.apply(&format!(
+            "apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: shop-db}}\nspec:\n  blueprint: postgres-logical\n  params: {{backup: {{databases: [shop], globals: false}}}}\n  env:\n{}\n  secrets:\n    password: {{file: {}}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Policy\nmetadata: {{name: gold}}\nspec:\n  frequency: \"@hourly\"\n  selector: {{workloads: [shop-db]}}\n  retention: {{hourly: 1}}\n",
+            env.join("\n"),
+            pw.path().display()
+        ));
+        assert!(applied.ok, "{}{}", applied.stdout, applied.stderr);
+        let manual = c.ok(&["backup", "shop-db", "-o", "json"]).json()["status"]["restorePoint"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        let mut made = Vec::new();
+        for run in 0..3 {
+            let r = c.ok(&["policy", "run", "gold", "-o", "json"]).json();
+            assert_eq!(r["backups"][0]["result"], "Completed", "{r:#}");
+            let rp = r["backups"][0]["restorePoint"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let deleted: Vec<&str> = r["deleted"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    assert_eq!(d["result"], "Completed", "{r:#}");
+                    d["restorePoint"].as_str().unwrap()
+                })
+                .collect();
+            // hourly: 1 keeps the newest in this hour; the previous run's goes.
+            let expected: Vec<&str> = made.last().map(String::as_str).into_iter().collect();
+            assert_eq!(deleted, expected, "run {run}: {r:#}");
+            made.push(rp);
+        }
+        let rps = c.ok(&["get", "restorepoints", "-o", "json"]).json();
+        let names: Vec<&str> = rps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&manual.as_str()),
+            "the manual restore point was deleted: {names:?}"
+        );
+        assert!(names.contains(&made[2].as_str()));
+        assert!(!names.contains(&made[0].as_str()) && !names.contains(&made[1].as_str()));
+        let newest = rps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["metadata"]["name"] == made[2].as_str())
+            .unwrap();
+        assert_eq!(newest["metadata"]["labels"]["coffer.dev/policy"], "gold");
+        // The deleted restore points' objects are gone; the kept ones' are there.
+        let loc = c.location_dir().join("restorepoints/shop-db");
+        for (rp, present) in [
+            (&made[0], false),
+            (&made[1], false),
+            (&made[2], true),
+            (&manual, true),
+        ] {
+            assert_eq!(loc.join(rp).exists(), present, "{rp}");
+        }
+
+        // Over the next two days: 48 ticks; with hourly: 1 only the last is left, and the
+        // restore point kept now goes at the first of them.
+        let s = c
+            .ok(&["policy", "simulate", "gold", "--days", "2", "-o", "json"])
+            .json();
+        assert_eq!(s["ticks"], 48, "{s:#}");
+        assert_eq!(s["futureKept"], 1, "{s:#}");
+        let fates = s["existing"].as_array().unwrap();
+        assert_eq!(
+            fates.len(),
+            1,
+            "only the Policy's own restore points: {s:#}"
+        );
+        assert!(fates[0]["deletedAt"].is_string(), "{s:#}");
+        assert_eq!(s["bytesFreed"], fates[0]["storedSize"]);
+
+        // What the Policy kept restores.
+        let original = pg.psql("shop", CHECK).unwrap();
+        pg.psql("shop", "DELETE FROM orders WHERE id % 2 = 0")
+            .unwrap();
+        c.ok(&["restore", "shop-db", "--from", &made[2]]);
+        assert_eq!(pg.psql("shop", CHECK).unwrap(), original);
+    }
+}

@@ -40,6 +40,12 @@ pub struct ActionRequest {
     pub allow_other_workload: bool,
     /// On Kubernetes: the subject and its backends, resolved by the caller (`k8s::run`).
     pub cluster: Option<Arc<ClusterSubject>>,
+    /// The ActionSet's name (local mode; default: made from the action, workload and
+    /// time). A policy's tick names its ActionSets, so a tick never runs twice.
+    pub name: Option<String>,
+    /// Labels of the ActionSet, and of the restore point a backup makes
+    /// (`coffer.dev/policy`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An action's subject on a cluster, resolved before `prepare`: the Workload stands for the
@@ -406,9 +412,19 @@ impl Coffer {
         };
 
         let (stamp, sfx) = (stamp(), suffix());
-        let name = match &cluster {
-            Some(c) => c.action_set.clone(),
-            None => format!("{action}-{wname}-{stamp}-{sfx}"),
+        let name = match (&cluster, &req.name) {
+            (Some(c), _) => c.action_set.clone(),
+            (None, Some(n)) => {
+                if self
+                    .catalog
+                    .get::<serde_json::Value>(Kind::ActionSet, n)?
+                    .is_some()
+                {
+                    bail!("ActionSet {n} exists already: this run has happened");
+                }
+                n.clone()
+            }
+            (None, None) => format!("{action}-{wname}-{stamp}-{sfx}"),
         };
         let workload_label = cluster
             .as_ref()
@@ -525,6 +541,7 @@ impl Coffer {
             },
         );
         set.metadata.creation_timestamp = Some(started_at.clone());
+        set.metadata.labels = req.labels.clone();
         let owner = owner::current();
         let owner_token = owner.token.clone();
         set.status = ActionSetStatus {

@@ -18,6 +18,7 @@ pub(crate) mod output;
 mod plugin_cmd;
 mod plugin_dev;
 mod plugin_new;
+mod policy_cmd;
 mod progress;
 mod storage_cmd;
 
@@ -168,6 +169,11 @@ enum Command {
     Profile {
         #[command(subcommand)]
         command: storage_cmd::ProfileCommand,
+    },
+    /// Run a Policy's tick now, or see what its retention will keep and delete.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
     },
     /// Inspect what is stored in a Profile: ls, cat, rm.
     Location {
@@ -360,6 +366,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output,
         } => storage_cmd::verify(&coffer, &restore_point, output).await,
         Command::Profile { command } => storage_cmd::profile(&coffer, command).await,
+        Command::Policy { command } => policy_cmd::command(&coffer, command).await,
         Command::Location { command } => storage_cmd::location(&coffer, command).await,
         Command::Plugin { .. } | Command::Daemon(_) | Command::Crds | Command::Mover { .. } => {
             unreachable!("handled above")

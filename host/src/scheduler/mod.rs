@@ -1,0 +1,6 @@
+//! Running Policies: one tick ([`tick`]: the backups, then retention) and what a Policy
+//! will keep and delete ([`simulate`]). The rules themselves (schedules, retention) are
+//! [`crate::policy`]'s.
+
+pub mod simulate;
+pub mod tick;
