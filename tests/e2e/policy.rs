@@ -175,7 +175,7 @@ fn retention_keeps_exactly_what_restic_forget_keeps() {
     }
 }
 
-mod local {
+pub mod local {
     //! A Policy's tick in local mode against a real PostgreSQL: `coffer policy run` backs up,
     //! then retention deletes (through the Blueprint's delete action) what the Policy no
     //! longer keeps; a restore point made by hand is never touched.
@@ -187,8 +187,9 @@ mod local {
     const CHECK: &str =
         "SELECT count(*) || ':' || md5(string_agg(x::text, '|' ORDER BY id)) FROM orders x";
 
-    #[test]
-    fn a_policy_run_backs_up_then_retention_deletes_what_it_no_longer_keeps() {
+    /// PostgreSQL with database shop, Workload shop-db on it, and Policy gold (`@hourly`,
+    /// retention `retention`).
+    pub fn setup(retention: &str) -> (Cli, Postgres, tempfile::NamedTempFile) {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");
         let c = Cli::new(env!("CARGO_BIN_EXE_coffer"), Some(&cache));
         let pg = Postgres::start(Some("policy-pw")).unwrap();
@@ -206,11 +207,17 @@ mod local {
             .map(|(k, v)| format!("    {k}: \"{v}\""))
             .collect();
         let applied = c.apply(&format!(
-            "apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: shop-db}}\nspec:\n  blueprint: postgres-logical\n  params: {{backup: {{databases: [shop], globals: false}}}}\n  env:\n{}\n  secrets:\n    password: {{file: {}}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Policy\nmetadata: {{name: gold}}\nspec:\n  frequency: \"@hourly\"\n  selector: {{workloads: [shop-db]}}\n  retention: {{hourly: 1}}\n",
+            "apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: shop-db}}\nspec:\n  blueprint: postgres-logical\n  params: {{backup: {{databases: [shop], globals: false}}}}\n  env:\n{}\n  secrets:\n    password: {{file: {}}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Policy\nmetadata: {{name: gold}}\nspec:\n  frequency: \"@hourly\"\n  selector: {{workloads: [shop-db]}}\n  retention: {retention}\n",
             env.join("\n"),
             pw.path().display()
         ));
         assert!(applied.ok, "{}{}", applied.stdout, applied.stderr);
+        (c, pg, pw)
+    }
+
+    #[test]
+    fn a_policy_run_backs_up_then_retention_deletes_what_it_no_longer_keeps() {
+        let (c, pg, _pw) = setup("{hourly: 1}");
         let manual = c.ok(&["backup", "shop-db", "-o", "json"]).json()["status"]["restorePoint"]
             .as_str()
             .unwrap()
@@ -291,5 +298,164 @@ mod local {
             .unwrap();
         c.ok(&["restore", "shop-db", "--from", &made[2]]);
         assert_eq!(pg.psql("shop", CHECK).unwrap(), original);
+    }
+}
+
+mod scheduler {
+    //! The local scheduler (`coffer daemon` without a cluster) on a clock the test moves
+    //! (COFFER_TEST_CLOCK): 50 hours in 10-minute steps make exactly 50 backups and leave the
+    //! retention's keep-set; a scheduler down for 3 hours catches up with one run and records
+    //! the rest Missed; a second scheduler on the same state dir refuses to start.
+
+    use super::local::setup;
+    use coffer::policy::{Keep, retention};
+    use coffer_tests::cli::Cli;
+    use jiff::{SignedDuration, Timestamp};
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn daemon(c: &Cli, clock: &Path, log: &Path) -> Child {
+        c.command()
+            .arg("daemon")
+            .env("COFFER_TEST_CLOCK", clock)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Move the clock to `t` and wait until the scheduler has looked at the Policy then
+    /// and no tick is running.
+    fn step(c: &Cli, clock: &Path, t: Timestamp, log: &Path) -> serde_json::Value {
+        std::fs::write(clock, t.to_string()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let p = c.ok(&["get", "policy", "gold", "-o", "json"]).json();
+            let p = if p.is_array() { p[0].clone() } else { p };
+            let seen = p["status"]["observedTime"]
+                .as_str()
+                .and_then(|s| s.parse::<Timestamp>().ok());
+            if seen == Some(t) && p["status"]["running"].as_bool() != Some(true) {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler did not deal with {t}: {p:#}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    #[test]
+    fn fifty_clock_hours_make_fifty_backups_and_a_downtime_is_caught_up_once() {
+        let (c, _pg, _pw) = setup("{hourly: 24, daily: 2}");
+        let work = tempfile::tempdir().unwrap();
+        let (clock, log) = (work.path().join("clock"), work.path().join("daemon.log"));
+        // From the Policy's creation (now), at 5 past a whole 10 minutes: never on a tick.
+        let start = Timestamp::from_second(Timestamp::now().as_second() / 600 * 600 + 900).unwrap();
+        std::fs::write(&clock, start.to_string()).unwrap();
+        let mut d = daemon(&c, &clock, &log);
+        step(&c, &clock, start, &log);
+        // A second scheduler for this state dir refuses, naming the first.
+        let second = c
+            .command()
+            .arg("daemon")
+            .env("COFFER_TEST_CLOCK", &clock)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&second.stderr);
+        assert!(
+            !second.status.success() && said.contains("already schedules this state dir"),
+            "{said}"
+        );
+
+        let mut t = start;
+        for _ in 0..300 {
+            t += SignedDuration::from_mins(10);
+            step(&c, &clock, t, &log);
+        }
+        // Every whole hour after the Policy was made, up to the clock: a tick each.
+        let created: Timestamp = step(&c, &clock, t, &log)["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let first = Timestamp::from_second(created.as_second() / 3600 * 3600 + 3600).unwrap();
+        let ticks: Vec<Timestamp> = (0..)
+            .map(|h| first + SignedDuration::from_hours(h))
+            .take_while(|tick| *tick <= t)
+            .collect();
+        assert!(ticks.len() >= 50, "{} ticks", ticks.len());
+        let sets = c.ok(&["get", "actionsets", "-o", "json"]).json();
+        let backups: Vec<&serde_json::Value> = sets
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("policy-gold-shop-db-")
+            })
+            .collect();
+        assert_eq!(backups.len(), ticks.len(), "one backup per hourly tick");
+        assert!(backups.iter().all(|s| s["status"]["phase"] == "Completed"));
+        let keep = Keep {
+            hourly: 24,
+            daily: 2,
+            ..Keep::default()
+        };
+        let expected: BTreeSet<String> = retention::apply(&ticks, keep, &jiff::tz::TimeZone::UTC)
+            .into_iter()
+            .filter(|v| v.keep)
+            .map(|v| ticks[v.index].to_string())
+            .collect();
+        let left: BTreeSet<String> = c
+            .ok(&["get", "restorepoints", "-o", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rp| {
+                rp["metadata"]["annotations"]["coffer.dev/tick"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(left, expected);
+        assert!(left.len() < 50, "retention deleted nothing");
+
+        // Down for three hours of clock: the newest tick runs, the two before are Missed.
+        let _ = d.kill();
+        let _ = d.wait();
+        t += SignedDuration::from_mins(3 * 60 + 5);
+        std::fs::write(&clock, t.to_string()).unwrap();
+        d = daemon(&c, &clock, &log);
+        let p = step(&c, &clock, t, &log);
+        let runs = p["status"]["runs"].as_array().unwrap();
+        let tail: Vec<(String, u64)> = runs[runs.len() - 2..]
+            .iter()
+            .map(|r| {
+                (
+                    r["result"].as_str().unwrap().to_string(),
+                    r["count"].as_u64().unwrap_or(1),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tail,
+            [("Missed".to_string(), 2), ("Completed".to_string(), 1)],
+            "{p:#}"
+        );
+        let _ = d.kill();
+        let _ = d.wait();
     }
 }

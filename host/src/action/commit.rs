@@ -181,6 +181,9 @@ impl Coffer {
         );
         rp.metadata.creation_timestamp = Some(rp.spec.end_time.clone());
         rp.metadata.labels.extend(p.request.labels.clone());
+        rp.metadata
+            .annotations
+            .extend(p.request.annotations.clone());
         rp.metadata.labels.insert(
             "coffer.dev/workload".into(),
             rp.spec.workload.replace('/', "."),

@@ -46,6 +46,8 @@ pub struct ActionRequest {
     /// Labels of the ActionSet, and of the restore point a backup makes
     /// (`coffer.dev/policy`).
     pub labels: BTreeMap<String, String>,
+    /// Annotations of the restore point a backup makes (`coffer.dev/tick`).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// An action's subject on a cluster, resolved before `prepare`: the Workload stands for the

@@ -159,6 +159,12 @@ impl Coffer {
             if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                 meta.insert("creationTimestamp".into(), created);
             }
+            // What the scheduler recorded stays across updates of the spec.
+            if let Some(status) = existing.as_ref().and_then(|e| e.get("status"))
+                && let Some(obj) = value.as_object_mut()
+            {
+                obj.insert("status".into(), status.clone());
+            }
             let verdict = match existing {
                 None => "created",
                 Some(v) if v == value => "unchanged",

@@ -180,7 +180,9 @@ enum Command {
         #[command(subcommand)]
         command: storage_cmd::LocationCommand,
     },
-    /// Run the Kubernetes controller: reconcile ActionSets while holding the Lease.
+    /// Run the scheduler: with a cluster (--kubeconfig, KUBECONFIG, or in a pod) the
+    /// Kubernetes controller, reconciling ActionSets while holding the Lease; without one,
+    /// the local scheduler of this state dir's Policies.
     Daemon(cluster::DaemonArgs),
     /// Print the CustomResourceDefinitions (`coffer crds | kubectl apply -f -`).
     Crds,
@@ -305,7 +307,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let coffer = Coffer::open(Home::resolve(cli.home)?).await?;
     if let Command::Daemon(args) = cli.command {
-        crate::k8s::daemon::run(coffer, &cli.cluster.target(), args.config()).await?;
+        // No cluster given, none in the environment, not in a pod: the local scheduler.
+        let local = !cli.cluster.wanted()
+            && std::env::var_os("KUBECONFIG").is_none()
+            && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none();
+        if local {
+            use crate::scheduler::clock::{Clock, FileClock, SystemClock};
+            // Tests move time by rewriting this file; never set it otherwise.
+            let clock: std::sync::Arc<dyn Clock> = match std::env::var_os("COFFER_TEST_CLOCK") {
+                Some(path) => std::sync::Arc::new(FileClock { path: path.into() }),
+                None => std::sync::Arc::new(SystemClock),
+            };
+            crate::scheduler::local::run(std::sync::Arc::new(coffer), clock).await?;
+        } else {
+            crate::k8s::daemon::run(coffer, &cli.cluster.target(), args.config()).await?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if cli.cluster.wanted() {

@@ -23,7 +23,10 @@ pub use actionset::{
 pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelector};
 pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
-pub use policy::{PolicyResource, PolicySelector, PolicySpec, Retention};
+pub use policy::{
+    POLICY_RUNS_KEPT, PolicyResource, PolicyRun, PolicySelector, PolicySpec, PolicyStatus,
+    Retention,
+};
 pub use profile::{
     AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProbeResult,
     ProfileResource, ProfileSpec, ProfileStatus, ProfileType, ProfileValidation,
@@ -81,7 +84,7 @@ pub type Workload = Object<WorkloadSpec>;
 pub type ActionSet = Object<ActionSetSpec, ActionSetStatus>;
 pub type RestorePoint = Object<RestorePointSpec>;
 pub type BlueprintBinding = Object<BlueprintBindingSpec>;
-pub type Policy = Object<PolicySpec>;
+pub type Policy = Object<PolicySpec, PolicyStatus>;
 
 impl<S, T: Default> Object<S, T> {
     pub fn new(kind: Kind, name: impl Into<String>, spec: S) -> Self {

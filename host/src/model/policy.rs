@@ -81,3 +81,47 @@ pub struct Retention {
     #[serde(default)]
     pub yearly: u32,
 }
+
+/// What the scheduler recorded of a Policy (local mode: kept with it in the catalog).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The newest tick the scheduler has dealt with (run, missed or skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tick: Option<String>,
+    /// The scheduler's clock when it last looked at this Policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_time: Option<String>,
+    /// A tick is running now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub running: bool,
+    /// The latest runs, newest last (at most [`POLICY_RUNS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<PolicyRun>,
+}
+
+/// How many runs a Policy's status keeps.
+pub const POLICY_RUNS_KEPT: usize = 50;
+
+/// One tick as the scheduler dealt with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRun {
+    pub tick: String,
+    /// `Completed`, `Failed`, `Missed` (the scheduler was down past startingDeadline),
+    /// `Skipped` (the previous tick was still running).
+    pub result: String,
+    /// Ticks this record stands for (several missed ones are one record).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
+}

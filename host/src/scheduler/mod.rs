@@ -2,5 +2,7 @@
 //! will keep and delete ([`simulate`]). The rules themselves (schedules, retention) are
 //! [`crate::policy`]'s.
 
+pub mod clock;
+pub mod local;
 pub mod simulate;
 pub mod tick;

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 pub const POLICY_LABEL: &str = "coffer.dev/policy";
 /// Why an ActionSet ran: `retention` for a Policy's deletions.
 pub const REASON_LABEL: &str = "coffer.dev/reason";
+/// The tick a Policy's restore point was made for (RFC 3339).
+pub const TICK_ANNOTATION: &str = "coffer.dev/tick";
 
 /// What one tick did.
 #[derive(Debug, Clone, Serialize)]
@@ -64,9 +66,15 @@ pub fn action_set_name(policy: &str, workload: &str, tick: Timestamp, kind: Tick
     }
 }
 
-/// A restore point's time, as retention reads it: when its backup started.
+/// A restore point's time, as retention reads it: the tick it was made for (ticks are
+/// whole minutes of the schedule, so retention's periods are the schedule's), else when
+/// its backup started.
 pub fn restore_point_time(rp: &RestorePoint) -> Option<Timestamp> {
-    rp.spec.start_time.parse().ok()
+    rp.metadata
+        .annotations
+        .get(TICK_ANNOTATION)
+        .and_then(|t| t.parse().ok())
+        .or_else(|| rp.spec.start_time.parse().ok())
 }
 
 /// `policy`'s restore points of `workload`, oldest first, with the verdict on each.
@@ -132,6 +140,7 @@ pub async fn tick(
             params: policy.spec.params.clone().into_iter().collect(),
             name: Some(name.clone()),
             labels: labels.clone(),
+            annotations: BTreeMap::from([(TICK_ANNOTATION.to_string(), tick.to_string())]),
             ..Default::default()
         };
         report.backups.push(run(coffer, workload, &name, req).await);
