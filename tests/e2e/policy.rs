@@ -296,8 +296,26 @@ pub mod local {
         let original = pg.psql("shop", CHECK).unwrap();
         pg.psql("shop", "DELETE FROM orders WHERE id % 2 = 0")
             .unwrap();
-        c.ok(&["restore", "shop-db", "--from", &made[2]]);
+        // To a point in time: the newest restore point taken at or before it.
+        let r = c.ok(&[
+            "restore",
+            "shop-db",
+            "--at",
+            &jiff::Timestamp::now().to_string(),
+        ]);
+        assert!(
+            r.stderr
+                .contains(&format!("restoring RestorePoint {}", made[2])),
+            "{}",
+            r.stderr
+        );
         assert_eq!(pg.psql("shop", CHECK).unwrap(), original);
+        let before = c.run(&["restore", "shop-db", "--at", "2000-01-01T00:00:00Z"]);
+        assert!(
+            !before.ok && before.stderr.contains("no RestorePoint taken at or before"),
+            "{}",
+            before.stderr
+        );
     }
 }
 
@@ -353,7 +371,7 @@ mod scheduler {
 
     #[test]
     fn fifty_clock_hours_make_fifty_backups_and_a_downtime_is_caught_up_once() {
-        let (c, _pg, _pw) = setup("{hourly: 24, daily: 2}");
+        let (c, _pg, pw) = setup("{hourly: 24, daily: 2}");
         let work = tempfile::tempdir().unwrap();
         let (clock, log) = (work.path().join("clock"), work.path().join("daemon.log"));
         // From the Policy's creation (now), at 5 past a whole 10 minutes: never on a tick.
@@ -455,6 +473,45 @@ mod scheduler {
             [("Missed".to_string(), 2), ("Completed".to_string(), 1)],
             "{p:#}"
         );
+
+        // Compliance on the same clock: protected; then a tick that fails (the server
+        // refuses the password) makes it LastRunFailed until a tick succeeds again; a pause
+        // makes it Paused; a Workload no Policy selects is Unmanaged.
+        let state = |c: &Cli| -> (String, String) {
+            let rows = c
+                .command()
+                .args(["get", "compliance", "-o", "json"])
+                .env("COFFER_TEST_CLOCK", &clock)
+                .output()
+                .unwrap();
+            let rows: serde_json::Value = serde_json::from_slice(&rows.stdout).unwrap();
+            let row = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["workload"] == "shop-db")
+                .unwrap()
+                .clone();
+            (
+                row["state"].as_str().unwrap().to_string(),
+                row["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        };
+        assert_eq!(state(&c), ("Compliant".into(), String::new()));
+        std::fs::write(pw.path(), "not-the-password\n").unwrap();
+        t += SignedDuration::from_hours(1);
+        step(&c, &clock, t, &log);
+        assert_eq!(state(&c), ("NonCompliant".into(), "LastRunFailed".into()));
+        std::fs::write(pw.path(), "policy-pw\n").unwrap();
+        t += SignedDuration::from_hours(1);
+        step(&c, &clock, t, &log);
+        assert_eq!(state(&c), ("Compliant".into(), String::new()));
+        let policy = c.ok(&["get", "policy", "gold", "-o", "yaml"]).stdout;
+        assert!(
+            c.apply(&policy.replace("  retention:", "  paused: true\n  retention:"))
+                .ok
+        );
+        assert_eq!(state(&c), ("NonCompliant".into(), "Paused".into()));
         let _ = d.kill();
         let _ = d.wait();
     }

@@ -90,8 +90,9 @@ enum Command {
     },
     /// List resources of a kind, or show one.
     Get {
-        /// blueprints, profiles, workloads, actionsets, restorepoints, bindings (singular and
-        /// short forms work); on a cluster: actionsets, restorepoints, bindings
+        /// blueprints, profiles, workloads, actionsets, restorepoints, bindings, policies,
+        /// compliance (singular and short forms work); on a cluster: actionsets,
+        /// restorepoints, bindings
         kind: String,
         name: Option<String>,
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
@@ -132,8 +133,17 @@ enum Command {
         workload: String,
         #[command(flatten)]
         on_cluster: ClusterRun,
-        #[arg(long = "from", value_name = "RESTOREPOINT")]
-        from: String,
+        #[arg(
+            long = "from",
+            value_name = "RESTOREPOINT",
+            required_unless_present = "at",
+            conflicts_with = "at"
+        )]
+        from: Option<String>,
+        /// Restore to a point in time: the newest of the workload's RestorePoints taken at
+        /// or before it (RFC 3339, e.g. 2026-12-01T08:00:00Z; without an offset, UTC).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
         /// Restore a RestorePoint of another workload into this one (local mode): its data
         /// replaces this workload's. Refused without this flag.
         #[arg(long)]
@@ -312,12 +322,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             && std::env::var_os("KUBECONFIG").is_none()
             && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none();
         if local {
-            use crate::scheduler::clock::{Clock, FileClock, SystemClock};
-            // Tests move time by rewriting this file; never set it otherwise.
-            let clock: std::sync::Arc<dyn Clock> = match std::env::var_os("COFFER_TEST_CLOCK") {
-                Some(path) => std::sync::Arc::new(FileClock { path: path.into() }),
-                None => std::sync::Arc::new(SystemClock),
-            };
+            let clock = crate::scheduler::clock::from_env();
             crate::scheduler::local::run(std::sync::Arc::new(coffer), clock).await?;
         } else {
             crate::k8s::daemon::run(coffer, &cli.cluster.target(), args.config()).await?;
@@ -329,6 +334,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Apply { files } => apply(&coffer, &files),
+        Command::Get { kind, output, .. } if kind == "compliance" => {
+            policy_cmd::compliance(&coffer, output)
+        }
         Command::Get {
             kind, name, output, ..
         } => output::get(&coffer, parse_kind(&kind)?, name.as_deref(), output),
@@ -348,12 +356,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restore {
             workload,
             from,
+            at,
             allow_other_workload,
             to_namespace,
             params,
             output,
             ..
         } => {
+            let from = match (from, at) {
+                (Some(f), _) => f,
+                (None, Some(at)) => policy_cmd::restore_point_at(&coffer, &workload, &at)?,
+                (None, None) => anyhow::bail!("give --from RESTOREPOINT or --at TIME"),
+            };
             if to_namespace.is_some() {
                 anyhow::bail!(
                     "--to-namespace is for a cluster (--kubeconfig/--context); in local mode restore into another Workload with --allow-other-workload"
@@ -413,12 +427,19 @@ async fn on_cluster(
             workload,
             on_cluster,
             from,
+            at,
             allow_other_workload,
             to_namespace,
             params,
             output,
         } => {
             target_namespace = to_namespace;
+            let Some(from) = from else {
+                anyhow::bail!(
+                    "--at is for local mode in this version; on a cluster give --from (`coffer get restorepoints -n NAMESPACE` lists them){}",
+                    at.map(|a| format!(" (asked for {a})")).unwrap_or_default()
+                );
+            };
             if allow_other_workload {
                 anyhow::bail!(
                     "--allow-other-workload is for local mode; on a cluster a RestorePoint is restored into its own workload only"
@@ -466,7 +487,7 @@ async fn on_cluster(
 
 fn parse_kind(s: &str) -> Result<Kind> {
     Kind::parse(s).ok_or_else(|| {
-        anyhow!("unknown kind {s:?}: use one of blueprints, profiles, workloads, actionsets, restorepoints")
+        anyhow!("unknown kind {s:?}: use one of blueprints, profiles, workloads, actionsets, restorepoints, bindings, policies, compliance")
     })
 }
 

@@ -39,8 +39,13 @@ pub async fn command(coffer: &Coffer, c: PolicyCommand) -> Result<ExitCode> {
     match c {
         PolicyCommand::Run { name, output } => {
             let p = policy(coffer, &name)?;
-            let report =
-                tick::tick(coffer, &p, jiff::Timestamp::now(), tick::TickKind::Manual).await?;
+            let report = tick::tick(
+                coffer,
+                &p,
+                crate::scheduler::clock::from_env().now(),
+                tick::TickKind::Manual,
+            )
+            .await?;
             let failed = report
                 .backups
                 .iter()
@@ -81,7 +86,8 @@ pub async fn command(coffer: &Coffer, c: PolicyCommand) -> Result<ExitCode> {
         }
         PolicyCommand::Simulate { name, days, output } => {
             let p = policy(coffer, &name)?;
-            let s = simulate::simulate(coffer, &p, jiff::Timestamp::now(), days)?;
+            let s =
+                simulate::simulate(coffer, &p, crate::scheduler::clock::from_env().now(), days)?;
             if output != OutputFormat::Table {
                 super::output::print_one(&s, output)?;
                 return Ok(ExitCode::SUCCESS);
@@ -106,4 +112,69 @@ pub async fn command(coffer: &Coffer, c: PolicyCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `coffer get compliance`.
+pub fn compliance(coffer: &Coffer, output: OutputFormat) -> Result<ExitCode> {
+    let rows = crate::scheduler::compliance::compliance(
+        coffer,
+        crate::scheduler::clock::from_env().now(),
+    )?;
+    if output != OutputFormat::Table {
+        super::output::print_one(&rows, output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::output::table(
+        &[
+            "WORKLOAD", "POLICY", "STATE", "REASON", "NEWEST", "NEXT RUN",
+        ],
+        rows.iter()
+            .map(|r| {
+                vec![
+                    r.workload.clone(),
+                    r.policy.clone().unwrap_or_else(|| "-".into()),
+                    r.state.clone(),
+                    match (&r.reason, &r.message) {
+                        (Some(reason), Some(m)) => format!("{reason}: {m}"),
+                        (Some(reason), None) => reason.clone(),
+                        (None, _) => "-".into(),
+                    },
+                    r.newest_restore_point.clone().unwrap_or_else(|| "-".into()),
+                    r.next_run.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The newest of `workload`'s restore points taken at or before `at` (`restore --at`).
+pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<String> {
+    let when: jiff::Timestamp = at
+        .parse()
+        .or_else(|_| {
+            at.parse::<jiff::civil::DateTime>()
+                .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+                .map(|z| z.timestamp())
+        })
+        .map_err(|_| anyhow!("--at {at:?}: give a time like 2026-12-01T08:00:00Z"))?;
+    let chosen = coffer
+        .catalog
+        .list::<crate::model::RestorePoint>(Kind::RestorePoint)?
+        .into_iter()
+        .filter(|rp| rp.spec.workload == workload)
+        .filter_map(|rp| {
+            let t: jiff::Timestamp = rp.spec.start_time.parse().ok()?;
+            (t <= when).then_some((t, rp.name().to_string()))
+        })
+        .max()
+        .ok_or_else(|| {
+            anyhow!("Workload {workload} has no RestorePoint taken at or before {when}; `coffer get restorepoints` lists them")
+        })?;
+    tracing::info!(restorepoint = %chosen.1, taken = %chosen.0, at = %when, "restoring the newest RestorePoint taken at or before the time asked for");
+    eprintln!(
+        "restoring RestorePoint {} (taken {}), the newest at or before {when}",
+        chosen.1, chosen.0
+    );
+    Ok(chosen.1)
 }

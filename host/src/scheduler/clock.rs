@@ -59,3 +59,13 @@ impl Clock for FileClock {
         }
     }
 }
+
+/// The clock of this process: `COFFER_TEST_CLOCK`'s file when set (tests only: every
+/// command that reads the time — the scheduler, `policy run`, `simulate`, `get
+/// compliance` — then agrees on it), else the system's.
+pub fn from_env() -> std::sync::Arc<dyn Clock> {
+    match std::env::var_os("COFFER_TEST_CLOCK") {
+        Some(path) => std::sync::Arc::new(FileClock { path: path.into() }),
+        None => std::sync::Arc::new(SystemClock),
+    }
+}

@@ -3,6 +3,7 @@
 //! [`crate::policy`]'s.
 
 pub mod clock;
+pub mod compliance;
 pub mod local;
 pub mod simulate;
 pub mod tick;

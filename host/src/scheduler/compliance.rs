@@ -1,0 +1,197 @@
+//! Is each workload protected as its Policies say? Per (workload, Policy): `Compliant` when
+//! the last due tick produced its backup and the newest restore point is younger than one
+//! period (from that tick to the next) plus the backup's deadline; otherwise `NonCompliant`
+//! with why: `Paused`, `ProfileInvalid`, `LastRunFailed`, `Missed`, `NoRestorePoint`. A
+//! Workload no Policy selects is `Unmanaged`.
+
+use super::tick::{POLICY_LABEL, restore_point_time};
+use crate::action::Coffer;
+use crate::model::{Kind, Policy, RestorePoint, Workload};
+use anyhow::Result;
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compliance {
+    pub workload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// `Compliant`, `NonCompliant`, `Unmanaged`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_restore_point: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+}
+
+/// A backup's deadline when its Blueprint sets none (the action default).
+const BACKUP_DEADLINE: SignedDuration = SignedDuration::from_mins(45);
+
+pub fn compliance(coffer: &Coffer, now: Timestamp) -> Result<Vec<Compliance>> {
+    let policies = coffer.catalog.list::<Policy>(Kind::Policy)?;
+    let rps = coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)?;
+    let mut rows = Vec::new();
+    for w in coffer.catalog.list::<Workload>(Kind::Workload)? {
+        let selecting: Vec<&Policy> = policies
+            .iter()
+            .filter(|p| p.spec.selector.workloads.iter().any(|n| n == w.name()))
+            .collect();
+        if selecting.is_empty() {
+            rows.push(Compliance {
+                workload: w.name().to_string(),
+                policy: None,
+                state: "Unmanaged".into(),
+                reason: None,
+                message: Some("no Policy selects it".into()),
+                newest_restore_point: None,
+                next_run: None,
+            });
+            continue;
+        }
+        for p in selecting {
+            rows.push(one(coffer, &w, p, &rps, now));
+        }
+    }
+    Ok(rows)
+}
+
+fn one(
+    coffer: &Coffer,
+    w: &Workload,
+    p: &Policy,
+    rps: &[RestorePoint],
+    now: Timestamp,
+) -> Compliance {
+    let newest = rps
+        .iter()
+        .filter(|rp| {
+            rp.spec.workload == w.name()
+                && rp.metadata.labels.get(POLICY_LABEL).map(String::as_str) == Some(p.name())
+        })
+        .filter_map(|rp| restore_point_time(rp).map(|t| (t, rp.name().to_string())))
+        .max();
+    let mut row = Compliance {
+        workload: w.name().to_string(),
+        policy: Some(p.name().to_string()),
+        state: "NonCompliant".into(),
+        reason: None,
+        message: None,
+        newest_restore_point: newest.as_ref().map(|(_, n)| n.clone()),
+        next_run: None,
+    };
+    let mut non = |reason: &str, message: String| {
+        row.reason = Some(reason.into());
+        row.message = Some(message);
+    };
+    let rules = match crate::policy::rules(&p.spec) {
+        Ok(r) => r,
+        Err(e) => {
+            non("Invalid", e);
+            return row;
+        }
+    };
+    row.next_run = rules
+        .frequency
+        .next_after(now, &rules.timezone)
+        .map(|t| t.to_string());
+    if p.spec.paused {
+        non("Paused", "the Policy is paused".into());
+        return row;
+    }
+    let profile = p
+        .spec
+        .profile
+        .clone()
+        .or_else(|| w.spec.profile.clone())
+        .unwrap_or_else(|| "default".into());
+    if let Err(e) = coffer
+        .profile(&profile)
+        .and_then(|(pr, _)| crate::storage::Location::from_profile(&pr, &coffer.credentials))
+    {
+        non("ProfileInvalid", format!("Profile {profile}: {e:#}"));
+        return row;
+    }
+    let Some(due) = rules.frequency.last_at_or_before(now, &rules.timezone) else {
+        // No tick yet (or on demand): judged by whether there is a restore point at all.
+        if newest.is_none() {
+            non(
+                "NoRestorePoint",
+                "the Policy has made no restore point yet".into(),
+            );
+        } else {
+            row.state = "Compliant".into();
+        }
+        return row;
+    };
+    let created = p
+        .metadata
+        .creation_timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    if created.is_some_and(|c| c >= due) {
+        // Made after its last due tick: nothing was due yet.
+        if newest.is_none() {
+            row.state = "Compliant".into();
+            row.message = Some("no tick has fallen due since the Policy was made".into());
+        } else {
+            row.state = "Compliant".into();
+        }
+        return row;
+    }
+    let handled = p
+        .status
+        .last_tick
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .is_some_and(|t| t >= due);
+    let last = p.status.runs.last();
+    if !handled {
+        if now.duration_since(due)
+            > SignedDuration::try_from(rules.starting_deadline).unwrap_or_default()
+        {
+            non(
+                "Missed",
+                format!("the tick of {due} has not run (is `coffer daemon` running?)"),
+            );
+            return row;
+        }
+    } else if let Some(run) = last {
+        match run.result.as_str() {
+            "Failed" => {
+                non("LastRunFailed", run.message.clone().unwrap_or_default());
+                return row;
+            }
+            "Missed" | "Skipped" => {
+                non("Missed", run.message.clone().unwrap_or_default());
+                return row;
+            }
+            _ => {}
+        }
+    }
+    let Some((newest_time, _)) = newest else {
+        non(
+            "NoRestorePoint",
+            "the Policy has made no restore point yet".into(),
+        );
+        return row;
+    };
+    let next = rules
+        .frequency
+        .next_after(due, &rules.timezone)
+        .unwrap_or(due);
+    let period = next.duration_since(due);
+    if now.duration_since(newest_time) > period + BACKUP_DEADLINE {
+        non(
+            "Missed",
+            format!("the newest restore point is from {newest_time}, older than one period"),
+        );
+        return row;
+    }
+    row.state = "Compliant".into();
+    row
+}
