@@ -454,7 +454,10 @@ mod scheduler {
         // Down for three hours of clock: the newest tick runs, the two before are Missed.
         let _ = d.kill();
         let _ = d.wait();
-        t += SignedDuration::from_mins(3 * 60 + 5);
+        // Three hours later, 5 minutes past the hour: the ticks of the two hours before
+        // were slept through, the newest is 5 minutes late (within startingDeadline).
+        t = Timestamp::from_second(t.as_second() / 3600 * 3600).unwrap()
+            + SignedDuration::from_mins(3 * 60 + 5);
         std::fs::write(&clock, t.to_string()).unwrap();
         d = daemon(&c, &clock, &log);
         let p = step(&c, &clock, t, &log);
@@ -506,6 +509,19 @@ mod scheduler {
         t += SignedDuration::from_hours(1);
         step(&c, &clock, t, &log);
         assert_eq!(state(&c), ("Compliant".into(), String::new()));
+        // describe: the runs with the catch-up, each restore point with why it is kept.
+        let described = c
+            .command()
+            .args(["describe", "policy", "gold"])
+            .env("COFFER_TEST_CLOCK", &clock)
+            .output()
+            .unwrap();
+        let described = String::from_utf8_lossy(&described.stdout);
+        assert!(
+            described.contains("Missed x2") && described.contains("Failed: "),
+            "{described}"
+        );
+        assert!(described.contains("kept (newest, hourly"), "{described}");
         let policy = c.ok(&["get", "policy", "gold", "-o", "yaml"]).stdout;
         assert!(
             c.apply(&policy.replace("  retention:", "  paused: true\n  retention:"))

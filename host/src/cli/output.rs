@@ -360,6 +360,7 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
             out!("# source: {}", source.as_str());
             describe_grants(&b)?;
         }
+        Kind::Policy => super::policy_cmd::describe(c, name)?,
         _ => {
             get(c, kind, Some(name), OutputFormat::Yaml)?;
         }

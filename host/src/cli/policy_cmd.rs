@@ -178,3 +178,72 @@ pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<Str
     );
     Ok(chosen.1)
 }
+
+/// `coffer describe policy NAME`: its rules, next tick, last 20 runs, and each selected
+/// workload's restore points with why retention keeps them.
+pub fn describe(coffer: &Coffer, name: &str) -> Result<()> {
+    let p = policy(coffer, name)?;
+    let now = crate::scheduler::clock::from_env().now();
+    out!("Name:        {}", p.name());
+    out!(
+        "Frequency:   {} ({})",
+        p.spec.frequency,
+        p.spec.timezone.as_deref().unwrap_or("UTC")
+    );
+    let r = &p.spec.retention;
+    out!(
+        "Retention:   hourly {} daily {} weekly {} monthly {} yearly {}",
+        r.hourly,
+        r.daily,
+        r.weekly,
+        r.monthly,
+        r.yearly
+    );
+    match crate::policy::rules(&p.spec) {
+        Err(e) => out!("Next tick:   none: {e}"),
+        Ok(_) if p.spec.paused => out!("Next tick:   none: paused"),
+        Ok(rules) => out!(
+            "Next tick:   {}",
+            rules
+                .frequency
+                .next_after(now, &rules.timezone)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "on demand (`coffer policy run`)".into())
+        ),
+    }
+    out!(
+        "Last tick:   {}{}",
+        p.status.last_tick.as_deref().unwrap_or("none yet"),
+        if p.status.running { " (running)" } else { "" }
+    );
+    out!("Runs (newest last):");
+    let runs = &p.status.runs;
+    for run in &runs[runs.len().saturating_sub(20)..] {
+        let count = if run.count > 1 {
+            format!(" x{}", run.count)
+        } else {
+            String::new()
+        };
+        out!(
+            "  {}  {}{count}{}",
+            run.tick,
+            run.result,
+            run.message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+    }
+    for w in &p.spec.selector.workloads {
+        out!("Restore points of {w}:");
+        for (rp, v) in crate::scheduler::tick::verdicts(coffer, &p, w)? {
+            let why = if v.keep {
+                format!("kept ({})", v.reasons.join(", "))
+            } else {
+                "deleted by the next tick".into()
+            };
+            out!("  {}  {why}", rp.name());
+        }
+    }
+    Ok(())
+}

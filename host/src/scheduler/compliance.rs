@@ -135,11 +135,9 @@ fn one(
         .and_then(|t| t.parse::<Timestamp>().ok());
     if created.is_some_and(|c| c >= due) {
         // Made after its last due tick: nothing was due yet.
+        row.state = "Compliant".into();
         if newest.is_none() {
-            row.state = "Compliant".into();
             row.message = Some("no tick has fallen due since the Policy was made".into());
-        } else {
-            row.state = "Compliant".into();
         }
         return row;
     }

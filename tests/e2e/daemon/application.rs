@@ -144,15 +144,7 @@ spec:
     );
 
     // A namespace that did not allow restores from db gets nothing.
-    env.namespace("db-copy").await;
-    kube.apply(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/namespace.yaml"),
-        )
-        .unwrap()
-        .replace("namespace: db", "namespace: db-copy"),
-    )
-    .await;
+    env.opted_in_namespace("db-copy").await;
     let restore = |extra: &[&str]| {
         let mut args = vec![
             "restore",

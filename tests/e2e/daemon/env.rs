@@ -101,6 +101,20 @@ impl Env {
         }
     }
 
+    /// Namespace `name`, opted in as deploy/examples/namespace.yaml opts in `db` (the real
+    /// control plane).
+    pub async fn opted_in_namespace(&self, name: &str) {
+        self.namespace(name).await;
+        if let Cluster::Real(kube) = &self.cluster {
+            let opt_in = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/namespace.yaml"),
+            )
+            .unwrap()
+            .replace("namespace: db", &format!("namespace: {name}"));
+            kube.apply(&opt_in).await;
+        }
+    }
+
     pub fn sim(&self) -> &KubeSim {
         match &self.cluster {
             Cluster::Sim(s) => s,

@@ -17,13 +17,7 @@ async fn a_helm_chart_postgres_backs_up_and_restores_with_only_a_binding() {
         unreachable!()
     };
     let ns = "team-shop";
-    env.namespace(ns).await;
-    let opt_in = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/namespace.yaml"),
-    )
-    .unwrap()
-    .replace("namespace: db", &format!("namespace: {ns}"));
-    kube.apply(&opt_in).await;
+    env.opted_in_namespace(ns).await;
 
     // The superuser's password exists only in the chart's Secret (and the server).
     let password = format!("pw-{}", coffer_tests::random_hex(8));

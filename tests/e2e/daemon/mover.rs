@@ -56,13 +56,7 @@ async fn a_mover_beside_the_workload_uploads_the_dump_and_the_restore_reads_it()
     };
     // Short names: s3s-fs keeps an upload's state in a file named after the key.
     let ns = "mv";
-    env.namespace(ns).await;
-    let opt_in = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/namespace.yaml"),
-    )
-    .unwrap()
-    .replace("namespace: db", &format!("namespace: {ns}"));
-    kube.apply(&opt_in).await;
+    env.opted_in_namespace(ns).await;
     let password = format!("pw-{}", coffer_tests::random_hex(8));
     let pg = Postgres::start(Some(&password)).unwrap();
     // The subject's IP, from beside it, reaches this machine's PostgreSQL.
