@@ -330,6 +330,10 @@ where
 /// kwok Exec object of the same name.
 type Networks = Arc<std::sync::Mutex<HashMap<String, Vec<(String, String)>>>>;
 
+/// The annotation the stand-in kubelet sets once a pod's Exec (its environment) is written;
+/// kwok's pod-ready stage waits for it.
+pub const ENV_WRITTEN: &str = "coffer-tests/env-written";
+
 fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool, networks: &Networks) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -390,12 +394,27 @@ fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool, networks: &Networks) {
                         )
                         .await
                         .is_ok()
+                        // Only now may kwok make it Ready (scripts/kube/kwok.yaml, pod-ready):
+                        // a real container runs with its environment from the start, so an
+                        // exec must never reach a pod before its Exec is written.
+                        && Api::<DynamicObject>::namespaced_with(
+                            client.clone(),
+                            &ns,
+                            &ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Pod")),
+                        )
+                        .patch(
+                                &name,
+                                &PatchParams::default(),
+                                &Patch::Merge(json!({"metadata": {"annotations": {ENV_WRITTEN: "true"}}})),
+                            )
+                            .await
+                            .is_ok()
                     {
                         written.insert(uid, ());
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
 }
