@@ -53,15 +53,12 @@ impl Control {
     }
 }
 
-type PutFn = dyn Fn(usize, Bytes) -> futures::future::BoxFuture<'static, Result<String, String>>
-    + Send
-    + Sync;
-
 /// Parts `PUT` to URLs the daemon signs; their ETags, in order, for the daemon to complete.
 struct PresignedParts {
     next: usize,
     etags: Arc<Mutex<Vec<Option<String>>>>,
-    put: Arc<PutFn>,
+    control: Control,
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for PresignedParts {
@@ -77,16 +74,14 @@ impl MultipartUpload for PresignedParts {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         self.next += 1;
         let part = self.next;
-        let etags = self.etags.clone();
-        let put = self.put.clone();
+        let (etags, control, http) = (self.etags.clone(), self.control.clone(), self.http.clone());
         async move {
-            let etag =
-                put(part, Bytes::from(data))
-                    .await
-                    .map_err(|e| object_store::Error::Generic {
-                        store: "mover",
-                        source: e.into(),
-                    })?;
+            let etag = put_part(&control, &http, part, Bytes::from(data))
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: "mover",
+                    source: e.into(),
+                })?;
             let mut all = etags.lock().unwrap();
             if all.len() < part {
                 all.resize(part, None);
@@ -234,15 +229,11 @@ async fn work(job: &Job, control: &Control) -> FromMover {
         Err(e) => return failed(&format!("an HTTP client: {e}"), None),
     };
     let etags = Arc::new(Mutex::new(Vec::new()));
-    let put_control = control.clone();
     let upload = PresignedParts {
         next: 0,
         etags: etags.clone(),
-        put: Arc::new(move |part, body| {
-            let control = put_control.clone();
-            let http = http.clone();
-            async move { put_part(&control, &http, part, body).await }.boxed()
-        }),
+        control: control.clone(),
+        http,
     };
     let counters = Counters {
         transfer: Arc::new(AtomicU64::new(0)),
