@@ -180,13 +180,14 @@ fn deploy_crds_match_the_types() {
         "BlueprintBinding",
         "ActionSet",
         "RestorePoint",
+        "Policy",
     ] {
         assert!(want.contains(&format!("kind: {kind}\n")), "{kind} missing");
     }
     assert_eq!(
         want.matches("status: {}").count(),
-        2,
-        "ActionSet and Profile (its validation) have a status, nothing else"
+        3,
+        "ActionSet, Profile (its validation) and Policy (its runs) have a status, nothing else"
     );
 }
 

@@ -357,7 +357,7 @@ mod scheduler {
             let seen = p["status"]["observedTime"]
                 .as_str()
                 .and_then(|s| s.parse::<Timestamp>().ok());
-            if seen == Some(t) && p["status"]["running"].as_bool() != Some(true) {
+            if seen == Some(t) && p["status"]["runningTick"].is_null() {
                 return p;
             }
             assert!(

@@ -188,6 +188,20 @@ impl Coffer {
             "coffer.dev/workload".into(),
             rp.spec.workload.replace('/', "."),
         );
+        // A Policy's restore point is sealed, so retention can tell it from one a tenant
+        // labelled alike (see crate::policy::SEAL_ANNOTATION).
+        if let (Some(policy), Some(tick)) = (
+            rp.metadata.labels.get(crate::policy::POLICY_LABEL),
+            rp.metadata.annotations.get(crate::policy::TICK_ANNOTATION),
+        ) {
+            let seal = self.manifest_key()?.tag(
+                crate::policy::RESTORE_POINT_SEAL,
+                &[&rp.spec.prefix, rp.name(), policy, tick],
+            );
+            rp.metadata
+                .annotations
+                .insert(crate::policy::SEAL_ANNOTATION.into(), seal);
+        }
         // Retention goes on every object before the manifest commits the backup, and on
         // the manifest right after; a failure fails the backup.
         let keys: Vec<String> = rp

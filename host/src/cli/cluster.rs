@@ -334,9 +334,23 @@ pub async fn get(
     kind: &str,
     namespace: Option<String>,
     all_namespaces: bool,
+    output: super::OutputFormat,
 ) -> Result<ExitCode> {
     let (client, default_ns) = cluster.connect().await?;
     let ns = namespace.unwrap_or(default_ns);
+    match kind.to_ascii_lowercase().as_str() {
+        "compliance" => return compliance(&client, output).await,
+        "policy" | "policies" | "pol" => {
+            let all = policies(&client).await?;
+            if output == super::OutputFormat::Table {
+                super::output::policy_table(&all, crate::scheduler::clock::from_env().now());
+            } else {
+                super::output::print_one(&all, output)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     fn list_api<K>(client: &kube::Client, ns: &str, all: bool) -> Api<K>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
@@ -400,7 +414,7 @@ pub async fn get(
         }
         "binding" | "blueprintbinding" | "bb" => bindings(&client, &ns, all_namespaces).await?,
         other => bail!(
-            "on a cluster, `coffer get` lists actionsets, restorepoints or bindings, not {other:?}"
+            "on a cluster, `coffer get` lists actionsets, restorepoints, bindings, policies or compliance, not {other:?}"
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -435,8 +449,34 @@ pub async fn describe(
                 serde_yaml_ng::to_string(&o).unwrap_or_default().trim_end()
             );
         }
+        "policy" | "policie" | "pol" => {
+            let p = policies(&client)
+                .await?
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "Policy {}/{name} not found (`coffer get policies` lists them)",
+                        crate::k8s::config_namespace()
+                    )
+                })?;
+            super::policy_cmd::describe_status(&p);
+            out!("Workloads (as the daemon last judged them):");
+            for c in &p.status.compliance {
+                out!(
+                    "  {}  {}{}  newest: {}",
+                    c.workload,
+                    c.state,
+                    c.reason
+                        .as_ref()
+                        .map(|r| format!("/{r}"))
+                        .unwrap_or_default(),
+                    c.newest_restore_point.as_deref().unwrap_or("-")
+                );
+            }
+        }
         other => bail!(
-            "on a cluster, `coffer describe` shows actionsets or restorepoints, not {other:?} (kubectl shows the rest)"
+            "on a cluster, `coffer describe` shows actionsets, restorepoints or policies, not {other:?} (kubectl shows the rest)"
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -492,4 +532,56 @@ async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The Policies of coffer's namespace (COFFER_NAMESPACE, default `coffer`).
+async fn policies(client: &kube::Client) -> Result<Vec<crate::model::Policy>> {
+    let ns = crate::k8s::config_namespace();
+    Ok(
+        Api::<crate::model::PolicyResource>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| {
+                refusal(
+                    e,
+                    &format!("listing Policies in namespace {ns}"),
+                    &ns,
+                    VIEWER,
+                )
+            })?
+            .items
+            .iter()
+            .map(kinds::policy)
+            .collect(),
+    )
+}
+
+/// `coffer get compliance` on a cluster: what the daemon judged last (each Policy's
+/// status; judging needs the manifest key, which only coffer reads), and every protected
+/// workload no Policy selects as `Unmanaged`.
+async fn compliance(client: &kube::Client, output: super::OutputFormat) -> Result<ExitCode> {
+    let all = policies(client).await?;
+    let mut rows: Vec<crate::model::Compliance> = all
+        .iter()
+        .flat_map(|p| p.status.compliance.iter().cloned())
+        .collect();
+    let ns = crate::k8s::config_namespace();
+    for w in crate::k8s::policies::select::workloads(client, &ns).await? {
+        let selected = all.iter().any(|p| {
+            crate::k8s::policies::select::selector(p)
+                .is_ok_and(|s| crate::binding::matches(&s, &w.info))
+        });
+        if !selected && w.resolution != Resolution::Unprotected {
+            rows.push(crate::model::Compliance {
+                workload: w.id(),
+                policy: None,
+                state: "Unmanaged".into(),
+                reason: None,
+                message: Some("no Policy selects it".into()),
+                newest_restore_point: None,
+                next_run: None,
+            });
+        }
+    }
+    super::policy_cmd::print_compliance(&rows, output)
 }

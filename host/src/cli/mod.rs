@@ -92,7 +92,7 @@ enum Command {
     Get {
         /// blueprints, profiles, workloads, actionsets, restorepoints, bindings, policies,
         /// compliance (singular and short forms work); on a cluster: actionsets,
-        /// restorepoints, bindings
+        /// restorepoints, bindings, policies, compliance
         kind: String,
         name: Option<String>,
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
@@ -295,6 +295,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             kind,
             namespace,
             all_namespaces,
+            output,
             ..
         } = &cli.command
     {
@@ -303,6 +304,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             kind,
             namespace.clone(),
             *all_namespaces,
+            *output,
         )
         .await;
     }

@@ -187,55 +187,7 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
             if format != OutputFormat::Table {
                 return finish(name, all, format);
             }
-            let now = jiff::Timestamp::now();
-            table(
-                &[
-                    "NAME",
-                    "FREQUENCY",
-                    "TIMEZONE",
-                    "SELECTS",
-                    "RETENTION",
-                    "NEXT",
-                ],
-                all.iter()
-                    .map(|p| {
-                        let r = &p.spec.retention;
-                        let retention = [
-                            ("h", r.hourly),
-                            ("d", r.daily),
-                            ("w", r.weekly),
-                            ("m", r.monthly),
-                            ("y", r.yearly),
-                        ]
-                        .iter()
-                        .filter(|(_, n)| *n > 0)
-                        .map(|(u, n)| format!("{n}{u}"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                        let next = match crate::policy::rules(&p.spec) {
-                            Err(e) => format!("invalid: {e}"),
-                            Ok(_) if p.spec.paused => "paused".into(),
-                            Ok(rules) => rules
-                                .frequency
-                                .next_after(now, &rules.timezone)
-                                .map(|t| {
-                                    t.to_zoned(rules.timezone.clone())
-                                        .strftime("%F %T %Z")
-                                        .to_string()
-                                })
-                                .unwrap_or_else(|| "on demand".into()),
-                        };
-                        vec![
-                            p.name().to_string(),
-                            p.spec.frequency.clone(),
-                            p.spec.timezone.clone().unwrap_or_else(|| "UTC".into()),
-                            p.spec.selector.workloads.join(","),
-                            retention,
-                            next,
-                        ]
-                    })
-                    .collect(),
-            );
+            policy_table(&all, crate::scheduler::clock::from_env().now());
         }
         Kind::Workload => {
             let all = filtered::<Workload>(c, kind, name)?;
@@ -551,4 +503,69 @@ fn profile_where(spec: &crate::model::ProfileSpec) -> String {
             spec.container.as_deref().unwrap_or("?")
         ),
     }
+}
+
+/// Policies as a table: schedule, what they select, retention, next tick, last run.
+pub(super) fn policy_table(all: &[crate::model::Policy], now: jiff::Timestamp) {
+    table(
+        &[
+            "NAME",
+            "FREQUENCY",
+            "TIMEZONE",
+            "SELECTS",
+            "RETENTION",
+            "NEXT",
+            "LAST RUN",
+        ],
+        all.iter()
+            .map(|p| {
+                let r = &p.spec.retention;
+                let retention = [
+                    ("h", r.hourly),
+                    ("d", r.daily),
+                    ("w", r.weekly),
+                    ("m", r.monthly),
+                    ("y", r.yearly),
+                ]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(u, n)| format!("{n}{u}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+                let next = match crate::policy::rules(&p.spec) {
+                    Err(e) => format!("invalid: {e}"),
+                    Ok(_) if p.spec.paused => "paused".into(),
+                    Ok(rules) => rules
+                        .frequency
+                        .next_after(now, &rules.timezone)
+                        .map(|t| {
+                            t.to_zoned(rules.timezone.clone())
+                                .strftime("%F %T %Z")
+                                .to_string()
+                        })
+                        .unwrap_or_else(|| "on demand".into()),
+                };
+                let s = &p.spec.selector;
+                let mut selects: Vec<String> = s.workloads.clone();
+                selects.extend(s.kinds.iter().map(|k| format!("kind={k}")));
+                selects.extend(s.namespaces.iter().map(|n| format!("ns={n}")));
+                selects.extend(s.labels.iter().map(|(k, v)| format!("{k}={v}")));
+                selects.extend(s.annotations.iter().map(|(k, v)| format!("@{k}={v}")));
+                let last = match (&p.status.running_tick, p.status.runs.last()) {
+                    (Some(t), _) => format!("Running ({t})"),
+                    (None, Some(r)) => format!("{} ({})", r.result, r.tick),
+                    (None, None) => "-".into(),
+                };
+                vec![
+                    p.name().to_string(),
+                    p.spec.frequency.clone(),
+                    p.spec.timezone.clone().unwrap_or_else(|| "UTC".into()),
+                    selects.join(","),
+                    retention,
+                    next,
+                    last,
+                ]
+            })
+            .collect(),
+    );
 }

@@ -120,6 +120,14 @@ pub fn compliance(coffer: &Coffer, output: OutputFormat) -> Result<ExitCode> {
         coffer,
         crate::scheduler::clock::from_env().now(),
     )?;
+    print_compliance(&rows, output)
+}
+
+/// The compliance table (or `-o json|yaml`).
+pub fn print_compliance(
+    rows: &[crate::model::Compliance],
+    output: OutputFormat,
+) -> Result<ExitCode> {
     if output != OutputFormat::Table {
         super::output::print_one(&rows, output)?;
         return Ok(ExitCode::SUCCESS);
@@ -183,6 +191,23 @@ pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<Str
 /// workload's restore points with why retention keeps them.
 pub fn describe(coffer: &Coffer, name: &str) -> Result<()> {
     let p = policy(coffer, name)?;
+    describe_status(&p);
+    for w in &p.spec.selector.workloads {
+        out!("Restore points of {w}:");
+        for (rp, v) in crate::scheduler::tick::verdicts(coffer, &p, w)? {
+            let why = if v.keep {
+                format!("kept ({})", v.reasons.join(", "))
+            } else {
+                "deleted by the next tick".into()
+            };
+            out!("  {}  {why}", rp.name());
+        }
+    }
+    Ok(())
+}
+
+/// A Policy's rules, next tick and last 20 runs (local mode and on a cluster).
+pub fn describe_status(p: &Policy) {
     let now = crate::scheduler::clock::from_env().now();
     out!("Name:        {}", p.name());
     out!(
@@ -214,7 +239,11 @@ pub fn describe(coffer: &Coffer, name: &str) -> Result<()> {
     out!(
         "Last tick:   {}{}",
         p.status.last_tick.as_deref().unwrap_or("none yet"),
-        if p.status.running { " (running)" } else { "" }
+        p.status
+            .running_tick
+            .as_ref()
+            .map(|t| format!(" (running: {t})"))
+            .unwrap_or_default()
     );
     out!("Runs (newest last):");
     let runs = &p.status.runs;
@@ -234,16 +263,4 @@ pub fn describe(coffer: &Coffer, name: &str) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    for w in &p.spec.selector.workloads {
-        out!("Restore points of {w}:");
-        for (rp, v) in crate::scheduler::tick::verdicts(coffer, &p, w)? {
-            let why = if v.keep {
-                format!("kept ({})", v.reasons.join(", "))
-            } else {
-                "deleted by the next tick".into()
-            };
-            out!("  {}  {why}", rp.name());
-        }
-    }
-    Ok(())
 }

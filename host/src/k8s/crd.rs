@@ -4,8 +4,8 @@
 
 use super::{GROUP, VERSION};
 use crate::model::{
-    ActionSetSpec, ActionSetStatus, BlueprintBindingSpec, BlueprintSpec, ProfileSpec,
-    RestorePointSpec,
+    ActionSetSpec, ActionSetStatus, BlueprintBindingSpec, BlueprintSpec, PolicySpec, PolicyStatus,
+    ProfileSpec, RestorePointSpec,
 };
 use schemars::JsonSchema;
 use serde_json::{Value, json};
@@ -133,7 +133,7 @@ struct Def {
 }
 
 fn crd(d: Def) -> Value {
-    let plural = format!("{}s", d.kind.to_ascii_lowercase());
+    let plural = super::resource(d.kind).plural;
     let mut properties = json!({"spec": d.spec});
     let mut subresources = json!({});
     if let Some(s) = d.status {
@@ -229,6 +229,18 @@ pub fn all() -> Vec<Value> {
                 col("Workload", ".spec.workload"),
                 col("Profile", ".spec.profile"),
                 json!({"name": "Size", "type": "integer", "jsonPath": ".spec.size"}),
+                age()
+            ]),
+        }),
+        crd(Def {
+            kind: "Policy",
+            short: &["pol"],
+            spec: schema::<PolicySpec>(),
+            status: Some(schema::<PolicyStatus>()),
+            columns: json!([
+                col("Frequency", ".spec.frequency"),
+                col("Last tick", ".status.lastTick"),
+                col("Next tick", ".status.nextTick"),
                 age()
             ]),
         }),

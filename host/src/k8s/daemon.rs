@@ -145,9 +145,18 @@ pub async fn run(
         }
     });
     let profiles = super::profile_check::run(&d.cx);
+    let policies = super::policies::Scheduler::new(
+        d.coffer.clone(),
+        d.cx.clone(),
+        metrics.clone(),
+        d.recorder.clone(),
+        crate::scheduler::clock::from_env(),
+    )
+    .run();
     tokio::select! {
         _ = controller => anyhow::bail!("the ActionSet watch ended"),
         _ = profiles => anyhow::bail!("the Profile checks ended"),
+        _ = policies => anyhow::bail!("the Policy scheduler ended"),
         why = lock.hold() => {
             metrics.set_leader(false);
             // Whatever runs here is settled by the next leader.

@@ -3,12 +3,12 @@
 //! model objects the engine works on. The CRDs themselves come from `crd.rs`.
 
 use crate::model::{
-    ActionSet, ActionSetStatus, Blueprint, BlueprintBinding, Kind, Meta, Object, Profile,
+    ActionSet, ActionSetStatus, Blueprint, BlueprintBinding, Kind, Meta, Object, Policy, Profile,
     RestorePoint,
 };
 pub use crate::model::{
-    ActionSetResource, BlueprintBindingResource, BlueprintResource, ProfileResource,
-    RestorePointResource,
+    ActionSetResource, BlueprintBindingResource, BlueprintResource, PolicyResource,
+    ProfileResource, RestorePointResource,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
@@ -47,6 +47,15 @@ pub fn profile(r: &ProfileResource) -> Profile {
     object(Kind::Profile, &r.metadata, &r.spec, Default::default())
 }
 
+pub fn policy(r: &PolicyResource) -> Policy {
+    object(
+        Kind::Policy,
+        &r.metadata,
+        &r.spec,
+        r.status.clone().unwrap_or_default(),
+    )
+}
+
 pub fn restore_point(r: &RestorePointResource) -> RestorePoint {
     object(Kind::RestorePoint, &r.metadata, &r.spec, Default::default())
 }
@@ -65,6 +74,9 @@ pub fn restore_point_resource(rp: &RestorePoint) -> RestorePointResource {
     let mut r = RestorePointResource::new(rp.name(), rp.spec.clone());
     if !rp.metadata.labels.is_empty() {
         r.metadata.labels = Some(rp.metadata.labels.clone());
+    }
+    if !rp.metadata.annotations.is_empty() {
+        r.metadata.annotations = Some(rp.metadata.annotations.clone());
     }
     r
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the daemon, in the text exposition format on `/metrics`:
 //! actions by action and result, their duration (histogram) and bytes, actions running,
-//! failed reconciles by kind of error, and whether this instance leads. A handful of series do not need a metrics crate.
+//! failed reconciles by kind of error, whether this instance leads, Policy ticks by result,
+//! and each workload's compliance. A handful of series do not need a metrics crate.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +27,10 @@ struct Inner {
     leader: bool,
     /// Failed reconciles, by the kind of error (`Error::metric_label`).
     reconcile_errors: BTreeMap<&'static str, u64>,
+    /// Policy ticks by (policy, result).
+    policy_runs: BTreeMap<(String, String), u64>,
+    /// (policy, workload) -> state, as last judged.
+    compliance: BTreeMap<(String, String), String>,
 }
 
 #[derive(Default)]
@@ -68,6 +73,21 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    pub fn policy_run(&self, policy: &str, result: &str, count: u64) {
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .policy_runs
+            .entry((policy.to_string(), result.to_string()))
+            .or_default() += count;
+    }
+
+    /// The compliance of every (policy, workload), replacing the last.
+    pub fn set_compliance(&self, rows: BTreeMap<(String, String), String>) {
+        self.inner.lock().unwrap().compliance = rows;
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.inner.lock().unwrap().leader = leader;
     }
@@ -99,6 +119,20 @@ impl Metrics {
         o.push_str("# HELP coffer_reconcile_errors_total Failed reconciles, by kind of error.\n# TYPE coffer_reconcile_errors_total counter\n");
         for (e, n) in &m.reconcile_errors {
             let _ = writeln!(o, "coffer_reconcile_errors_total{{error=\"{e}\"}} {n}");
+        }
+        o.push_str("# HELP coffer_policy_runs_total Policy ticks, by policy and result (Completed, Failed, Missed, Skipped).\n# TYPE coffer_policy_runs_total counter\n");
+        for ((p, r), n) in &m.policy_runs {
+            let _ = writeln!(
+                o,
+                "coffer_policy_runs_total{{policy=\"{p}\",result=\"{r}\"}} {n}"
+            );
+        }
+        o.push_str("# HELP coffer_compliance 1 for each workload's state under each Policy (Compliant, NonCompliant, Unmanaged).\n# TYPE coffer_compliance gauge\n");
+        for ((p, w), state) in &m.compliance {
+            let _ = writeln!(
+                o,
+                "coffer_compliance{{policy=\"{p}\",workload=\"{w}\",state=\"{state}\"}} 1"
+            );
         }
         o.push_str("# HELP coffer_action_bytes_total Bytes moved by finished actions.\n# TYPE coffer_action_bytes_total counter\n");
         for (a, n) in &m.bytes {

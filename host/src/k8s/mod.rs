@@ -16,6 +16,7 @@ mod metrics;
 #[cfg(test)]
 mod mock;
 pub mod movers;
+pub mod policies;
 mod profile_check;
 pub mod record;
 pub mod resolve;
@@ -108,15 +109,9 @@ pub fn plugin_client(config: &Config, ns: &str, sa: &str) -> Result<Client> {
     Client::try_from(c).context("creating the plugin's Kubernetes client")
 }
 
-/// The API resource of one of coffer's kinds.
+/// The API resource of one of coffer's kinds (plural as the CRD names it: `policies`).
 pub fn resource(kind: &str) -> ApiResource {
-    ApiResource {
-        group: GROUP.into(),
-        version: VERSION.into(),
-        api_version: format!("{GROUP}/{VERSION}"),
-        kind: kind.into(),
-        plural: format!("{}s", kind.to_ascii_lowercase()),
-    }
+    ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(GROUP, VERSION, kind))
 }
 
 /// A workload kind the CLI and ActionSets name as `kind/name`.

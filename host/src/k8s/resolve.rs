@@ -241,6 +241,8 @@ pub async fn prepare(
         .unwrap_or_else(|| "default".into());
     let name = set.metadata.name.clone().unwrap_or_default();
     let spec = &set.spec;
+    // A Policy's tick passes its label and tick on to the restore point, if sealed.
+    let (labels, annotations) = super::policies::seal::marks(coffer.manifest_key()?, set)?;
     let input = match &spec.restore_point {
         Some(rp) => Some(
             Api::<RestorePointResource>::namespaced(cx.client.clone(), &ns)
@@ -453,6 +455,8 @@ pub async fn prepare(
         .prepare(ActionRequest {
             action: spec.kind(),
             workload: Some(cluster.label.clone()),
+            labels,
+            annotations,
             profile: Some(profile_name),
             restore_point: spec.restore_point.clone(),
             params,

@@ -24,8 +24,8 @@ pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelect
 pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
 pub use parse::{ParseError, parse_documents};
 pub use policy::{
-    POLICY_RUNS_KEPT, PolicyResource, PolicyRun, PolicySelector, PolicySpec, PolicyStatus,
-    Retention,
+    Compliance, POLICY_RUNS_KEPT, PolicyResource, PolicyRun, PolicySelector, PolicySpec,
+    PolicyStatus, Retention,
 };
 pub use profile::{
     AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProbeResult,

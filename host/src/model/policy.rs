@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
     version = "v1alpha1",
     kind = "Policy",
     root = "PolicyResource",
+    status = "PolicyStatus",
     namespaced,
     schema = "disabled"
 )]
@@ -92,12 +93,46 @@ pub struct PolicyStatus {
     /// The scheduler's clock when it last looked at this Policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_time: Option<String>,
-    /// A tick is running now.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub running: bool,
+    /// The tick running now. A scheduler that finds one it is not running (it restarted,
+    /// or on Kubernetes another replica led when it started) finishes it: its ActionSets
+    /// are named after it, so what already ran is not run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_tick: Option<String>,
+    /// When the next tick falls (none: paused or on demand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<String>,
+    /// Why the scheduler cannot run this Policy (an invalid spec), else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The latest runs, newest last (at most [`POLICY_RUNS_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<PolicyRun>,
+    /// On Kubernetes: each workload the Policy selects, and whether it is protected as the
+    /// Policy says (what `coffer get compliance` shows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<Compliance>,
+}
+
+/// Whether a workload is protected as a Policy says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Compliance {
+    /// Local: the Workload's name; on Kubernetes `namespace/kind/name`.
+    pub workload: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// `Compliant`, `NonCompliant`, `Unmanaged`.
+    pub state: String,
+    /// Why NonCompliant: `Paused`, `ProfileInvalid`, `LastRunFailed`, `Missed`,
+    /// `NoRestorePoint`, `NoBlueprint`, `Invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_restore_point: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
 }
 
 /// How many runs a Policy's status keeps.

@@ -9,6 +9,24 @@ pub use schedule::Frequency;
 
 use crate::model::PolicySpec;
 
+/// The label a Policy's restore points (and ActionSets) carry.
+pub const POLICY_LABEL: &str = "coffer.dev/policy";
+/// Why an ActionSet ran: `retention` for a Policy's deletions.
+pub const REASON_LABEL: &str = "coffer.dev/reason";
+/// The tick a Policy's restore point was made for (RFC 3339).
+pub const TICK_ANNOTATION: &str = "coffer.dev/tick";
+/// On Kubernetes, where a tenant can write ActionSets and RestorePoints with any labels: a
+/// MAC under the cluster's manifest key, put by the scheduler on the ActionSets it makes
+/// and by the runner on the restore points those make. Only sealed ones are a Policy's
+/// (retention and compliance ignore the rest, and a runner refuses an unsealed ActionSet
+/// that claims a Policy).
+pub const SEAL_ANNOTATION: &str = "coffer.dev/seal";
+/// What a seal is over: the ActionSet's namespace, name, Policy, tick and workload.
+pub const ACTION_SET_SEAL: &str = "policy actionset v1";
+/// What a seal is over: the restore point's prefix (its namespace and workload), name,
+/// Policy and tick.
+pub const RESTORE_POINT_SEAL: &str = "policy restorepoint v1";
+
 /// A Policy made concrete: its schedule, zone, deadline and retention.
 #[derive(Debug, Clone)]
 pub struct PolicyRules {

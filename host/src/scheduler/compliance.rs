@@ -6,28 +6,10 @@
 
 use super::tick::{POLICY_LABEL, restore_point_time};
 use crate::action::Coffer;
+pub use crate::model::Compliance;
 use crate::model::{Kind, Policy, RestorePoint, Workload};
 use anyhow::Result;
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Compliance {
-    pub workload: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
-    /// `Compliant`, `NonCompliant`, `Unmanaged`.
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub newest_restore_point: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_run: Option<String>,
-}
 
 /// A backup's deadline when its Blueprint sets none (the action default).
 const BACKUP_DEADLINE: SignedDuration = SignedDuration::from_mins(45);
@@ -75,8 +57,31 @@ fn one(
         })
         .filter_map(|rp| restore_point_time(rp).map(|t| (t, rp.name().to_string())))
         .max();
+    let profile = p
+        .spec
+        .profile
+        .clone()
+        .or_else(|| w.spec.profile.clone())
+        .unwrap_or_else(|| "default".into());
+    let usable = coffer
+        .profile(&profile)
+        .and_then(|(pr, _)| crate::storage::Location::from_profile(&pr, &coffer.credentials))
+        .map(|_| ())
+        .map_err(|e| format!("Profile {profile}: {e:#}"));
+    judge(w.name(), p, newest, usable, now)
+}
+
+/// The compliance of `workload` under `p` at `now`, given the newest restore point the
+/// Policy made of it and whether its Profile is usable (`Err`: why not).
+pub fn judge(
+    workload: &str,
+    p: &Policy,
+    newest: Option<(Timestamp, String)>,
+    profile: Result<(), String>,
+    now: Timestamp,
+) -> Compliance {
     let mut row = Compliance {
-        workload: w.name().to_string(),
+        workload: workload.to_string(),
         policy: Some(p.name().to_string()),
         state: "NonCompliant".into(),
         reason: None,
@@ -103,17 +108,8 @@ fn one(
         non("Paused", "the Policy is paused".into());
         return row;
     }
-    let profile = p
-        .spec
-        .profile
-        .clone()
-        .or_else(|| w.spec.profile.clone())
-        .unwrap_or_else(|| "default".into());
-    if let Err(e) = coffer
-        .profile(&profile)
-        .and_then(|(pr, _)| crate::storage::Location::from_profile(&pr, &coffer.credentials))
-    {
-        non("ProfileInvalid", format!("Profile {profile}: {e:#}"));
+    if let Err(e) = profile {
+        non("ProfileInvalid", e);
         return row;
     }
     let Some(due) = rules.frequency.last_at_or_before(now, &rules.timezone) else {

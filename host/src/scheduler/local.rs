@@ -7,17 +7,14 @@
 //! ([`super::tick::action_set_name`]), so even a second scheduler could not run one twice.
 
 use super::clock::Clock;
+use super::plan;
 use super::tick::{self, TickKind};
 use crate::action::Coffer;
-use crate::model::{Kind, POLICY_RUNS_KEPT, Policy, PolicyRun, PolicyStatus};
+use crate::model::{Kind, Policy, PolicyStatus};
 use anyhow::{Context, Result, bail};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-
-/// Ticks looked at in one pass, at most (a Policy created years ago with a per-minute cron
-/// must not make the scheduler walk millions of them).
-const MAX_DUE: usize = 100_000;
 
 /// Hold the state dir's scheduler lock for the life of the returned file.
 fn lock(coffer: &Coffer) -> Result<std::fs::File> {
@@ -89,67 +86,26 @@ pub async fn run(coffer: Arc<Coffer>, clock: Arc<dyn Clock>) -> Result<()> {
 impl Scheduler {
     /// Deal with `p`'s due ticks at `now`; when its next tick falls.
     async fn pass(self: &Arc<Self>, p: &Policy, now: Timestamp) -> Result<Option<Timestamp>> {
-        let r = crate::policy::rules(&p.spec).map_err(anyhow::Error::msg)?;
         let name = p.name().to_string();
-        let since = p
-            .status
-            .last_tick
-            .as_deref()
-            .or(p.metadata.creation_timestamp.as_deref())
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .unwrap_or(now);
-        let next = r.frequency.next_after(now, &r.timezone);
-        let mut due = Vec::new();
-        let mut t = since;
-        while let Some(n) = r.frequency.next_after(t, &r.timezone) {
-            if n > now || due.len() >= MAX_DUE {
-                break;
+        let running = self.running.lock().unwrap().contains(&name);
+        let plan = match plan::plan(p, now, running) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.update(&name, |st| st.error = Some(e.clone())).await?;
+                anyhow::bail!(e);
             }
-            due.push(n);
-            t = n;
-        }
-        let mut runs = Vec::new();
-        let mut start = None;
-        if let Some(&newest) = due.last() {
-            if due.len() > 1 {
-                runs.push(PolicyRun {
-                    tick: due[due.len() - 2].to_string(),
-                    result: "Missed".into(),
-                    count: due.len() as u64 - 1,
-                    message: Some("the scheduler was not running at these ticks".into()),
-                });
-            }
-            let late = now.duration_since(newest);
-            if p.spec.paused {
-                runs.push(run_record(newest, "Skipped", "the Policy is paused"));
-            } else if self.running.lock().unwrap().contains(&name) {
-                runs.push(run_record(
-                    newest,
-                    "Skipped",
-                    "its previous tick was still running",
-                ));
-            } else if late > SignedDuration::try_from(r.starting_deadline).unwrap_or_default() {
-                runs.push(run_record(
-                    newest,
-                    "Missed",
-                    &format!(
-                        "{} late, past its startingDeadline",
-                        humantime::format_duration(late.unsigned_abs())
-                    ),
-                ));
-            } else {
-                start = Some(newest);
-            }
-        }
-        let last_tick = due.last().copied();
+        };
+        let start = plan.start;
         self.update(&name, |st| {
             st.observed_time = Some(now.to_string());
-            if let Some(t) = last_tick {
+            st.next_tick = plan.next.map(|t| t.to_string());
+            st.error = None;
+            if let Some(t) = plan.last_tick {
                 st.last_tick = Some(t.to_string());
             }
-            push_runs(st, runs);
-            if start.is_some() {
-                st.running = true;
+            plan::push_runs(st, plan.runs);
+            if let Some(t) = start {
+                st.running_tick = Some(t.to_string());
             }
         })
         .await?;
@@ -160,40 +116,15 @@ impl Scheduler {
             tokio::spawn(async move {
                 tracing::info!(policy = %policy.name(), tick = %tick, "tick");
                 let record = match tick::tick(&s.coffer, &policy, tick, TickKind::Scheduled).await {
-                    Err(e) => run_record(tick, "Failed", &format!("{e:#}")),
-                    Ok(report) => {
-                        let failed: Vec<String> = report
-                            .backups
-                            .iter()
-                            .chain(&report.deleted)
-                            .filter(|o| o.result == "Failed")
-                            .map(|o| {
-                                format!(
-                                    "{} {}: {}",
-                                    o.workload,
-                                    o.action_set,
-                                    o.error.as_deref().unwrap_or("failed")
-                                )
-                            })
-                            .collect();
-                        if failed.is_empty() {
-                            PolicyRun {
-                                tick: tick.to_string(),
-                                result: "Completed".into(),
-                                count: 1,
-                                message: None,
-                            }
-                        } else {
-                            run_record(tick, "Failed", &failed.join("; "))
-                        }
-                    }
+                    Err(e) => plan::record(tick, "Failed", &format!("{e:#}")),
+                    Ok(report) => plan::finished(tick, &report),
                 };
                 s.running.lock().unwrap().remove(policy.name());
                 let name = policy.name().to_string();
                 if let Err(e) = s
                     .update(&name, |st| {
-                        st.running = false;
-                        push_runs(st, vec![record]);
+                        st.running_tick = None;
+                        plan::push_runs(st, vec![record]);
                     })
                     .await
                 {
@@ -201,7 +132,7 @@ impl Scheduler {
                 }
             });
         }
-        Ok(if p.spec.paused { None } else { next })
+        Ok(plan.next)
     }
 
     /// Change `name`'s status as it is in the catalog now (an apply may have changed the
@@ -214,19 +145,4 @@ impl Scheduler {
         f(&mut p.status);
         self.coffer.catalog.put(Kind::Policy, name, &p)
     }
-}
-
-fn run_record(tick: Timestamp, result: &str, message: &str) -> PolicyRun {
-    PolicyRun {
-        tick: tick.to_string(),
-        result: result.into(),
-        count: 1,
-        message: Some(message.to_string()),
-    }
-}
-
-fn push_runs(st: &mut PolicyStatus, runs: Vec<PolicyRun>) {
-    st.runs.extend(runs);
-    let excess = st.runs.len().saturating_sub(POLICY_RUNS_KEPT);
-    st.runs.drain(..excess);
 }

@@ -5,5 +5,6 @@
 pub mod clock;
 pub mod compliance;
 pub mod local;
+pub mod plan;
 pub mod simulate;
 pub mod tick;

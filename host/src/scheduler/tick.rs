@@ -14,12 +14,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The label a Policy's restore points (and ActionSets) carry.
-pub const POLICY_LABEL: &str = "coffer.dev/policy";
-/// Why an ActionSet ran: `retention` for a Policy's deletions.
-pub const REASON_LABEL: &str = "coffer.dev/reason";
-/// The tick a Policy's restore point was made for (RFC 3339).
-pub const TICK_ANNOTATION: &str = "coffer.dev/tick";
+pub use crate::policy::{POLICY_LABEL, REASON_LABEL, TICK_ANNOTATION};
 
 /// What one tick did.
 #[derive(Debug, Clone, Serialize)]

@@ -68,6 +68,28 @@ impl ManifestKey {
         Ok(m)
     }
 
+    fn tag_mac(&self, purpose: &str, fields: &[&str]) -> HmacSha256 {
+        let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(b"coffer tag\n");
+        for f in std::iter::once(purpose).chain(fields.iter().copied()) {
+            // Length-prefixed, so no two field lists give the same bytes.
+            m.update(&(f.len() as u64).to_be_bytes());
+            m.update(f.as_bytes());
+        }
+        m
+    }
+
+    /// A MAC over `fields` for `purpose` (never a manifest's: the purpose is its domain),
+    /// hex: what proves a record was made by a coffer holding this key (Policy seals).
+    pub fn tag(&self, purpose: &str, fields: &[&str]) -> String {
+        hex::encode(self.tag_mac(purpose, fields).finalize().into_bytes())
+    }
+
+    /// Whether `tag` is [`ManifestKey::tag`] of `purpose` and `fields` (constant time).
+    pub fn check_tag(&self, purpose: &str, fields: &[&str], tag: &str) -> bool {
+        hex::decode(tag).is_ok_and(|want| self.tag_mac(purpose, fields).verify_slice(&want).is_ok())
+    }
+
     /// The manifest's bytes: the RestorePoint as JSON with its MAC.
     pub fn seal(&self, rp: &RestorePoint) -> Result<Vec<u8>> {
         let mut v = serde_json::to_value(rp)?;
@@ -224,6 +246,18 @@ mod tests {
                 application: None,
             },
         )
+    }
+
+    #[test]
+    fn tags_bind_their_purpose_and_every_field() {
+        let key = ManifestKey::generate();
+        let t = key.tag("p", &["db", "a-b"]);
+        assert!(key.check_tag("p", &["db", "a-b"], &t));
+        assert!(!key.check_tag("q", &["db", "a-b"], &t));
+        // Moving a boundary between fields changes the tag.
+        assert!(!key.check_tag("p", &["db-a", "b"], &t));
+        assert!(!key.check_tag("p", &["db", "a-b"], "00"));
+        assert!(!ManifestKey::generate().check_tag("p", &["db", "a-b"], &t));
     }
 
     #[test]

@@ -227,6 +227,17 @@ impl Env {
 
     /// [`Env::daemon`] with more flags.
     pub fn daemon_with(&self, identity: &str, metrics_port: u16, flags: &[&str]) -> Daemon {
+        self.daemon_env(identity, metrics_port, flags, &[])
+    }
+
+    /// [`Env::daemon_with`] with more environment (e.g. `COFFER_TEST_CLOCK`).
+    pub fn daemon_env(
+        &self,
+        identity: &str,
+        metrics_port: u16,
+        flags: &[&str],
+        envs: &[(&str, &Path)],
+    ) -> Daemon {
         let home = self.work.path().join(format!("home-{identity}"));
         let log = self.work.path().join(format!("{identity}.log"));
         let child = Command::new(BIN)
@@ -248,6 +259,7 @@ impl Env {
             .env("COFFER_HOME", &home)
             .env("COFFER_CACHE_DIR", cache())
             .env("COFFER_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -14,5 +14,6 @@ mod env;
 mod helm;
 mod lifecycle;
 mod mover;
+mod policy;
 mod protect;
 mod volumes;
