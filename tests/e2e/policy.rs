@@ -292,6 +292,36 @@ pub mod local {
         assert!(fates[0]["deletedAt"].is_string(), "{s:#}");
         assert_eq!(s["bytesFreed"], fates[0]["storedSize"]);
 
+        // Changing the retention, dry run: the preview says which restore point's fate
+        // changes, and nothing is stored.
+        let change = c.home.path().join("gold-daily.yaml");
+        std::fs::write(
+            &change,
+            "apiVersion: coffer.dev/v1alpha1\nkind: Policy\nmetadata: {name: gold}\nspec:\n  frequency: \"@daily\"\n  selector: {workloads: [shop-db]}\n  retention: {daily: 3}\n",
+        )
+        .unwrap();
+        let dry = c.ok(&["apply", "--dry-run", "-f", change.to_str().unwrap()]);
+        assert!(
+            dry.stdout.contains("policy gold configured (dry run)"),
+            "{}",
+            dry.stdout
+        );
+        // Hourly with hourly: 1 deletes it at the next tick; daily with daily: 3 keeps it
+        // as today's for days.
+        let changed = format!(
+            "  {}: deleted at {} -> deleted at ",
+            made[2],
+            fates[0]["deletedAt"].as_str().unwrap()
+        );
+        assert!(dry.stdout.contains(&changed), "{}", dry.stdout);
+        let stored = c.ok(&["get", "policy", "gold", "-o", "json"]).json();
+        let stored = if stored.is_array() {
+            stored[0].clone()
+        } else {
+            stored
+        };
+        assert_eq!(stored["spec"]["retention"]["hourly"], 1, "{stored:#}");
+
         // What the Policy kept restores.
         let original = pg.psql("shop", CHECK).unwrap();
         pg.psql("shop", "DELETE FROM orders WHERE id % 2 = 0")

@@ -130,6 +130,22 @@ impl Coffer {
 
     /// Check and store documents. Returns (kind, name, "created" | "configured" | "unchanged").
     pub fn apply(&self, source: &str, text: &str) -> Result<Vec<(Kind, String, &'static str)>> {
+        let planned = self.plan_apply(source, text)?;
+        let mut out = Vec::new();
+        for (kind, name, verdict, value) in planned {
+            self.catalog.put(kind, &name, &value)?;
+            out.push((kind, name, verdict));
+        }
+        Ok(out)
+    }
+
+    /// What [`Coffer::apply`] would store, changing nothing (`coffer apply --dry-run`):
+    /// each document checked, with its verdict and the object as it would be stored.
+    pub fn plan_apply(
+        &self,
+        source: &str,
+        text: &str,
+    ) -> Result<Vec<(Kind, String, &'static str, serde_json::Value)>> {
         let docs = parse_documents(source, text)?;
         if docs.is_empty() {
             bail!("{source}: no documents");
@@ -170,8 +186,7 @@ impl Coffer {
                 Some(v) if v == value => "unchanged",
                 Some(_) => "configured",
             };
-            self.catalog.put(kind, &name, &value)?;
-            out.push((kind, name, verdict));
+            out.push((kind, name, verdict, value));
         }
         Ok(out)
     }

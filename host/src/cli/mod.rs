@@ -87,6 +87,10 @@ enum Command {
     Apply {
         #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Check and show what would change, storing nothing; for a Policy, which restore
+        /// points its new retention keeps and deletes (against the one stored now).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List resources of a kind, or show one.
     Get {
@@ -335,7 +339,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return on_cluster(coffer, &cli.cluster.target(), cli.command).await;
     }
     match cli.command {
-        Command::Apply { files } => apply(&coffer, &files),
+        Command::Apply { files, dry_run } => apply(&coffer, &files, dry_run),
         Command::Get { kind, output, .. } if kind == "compliance" => {
             policy_cmd::compliance(&coffer, output)
         }
@@ -493,7 +497,7 @@ fn parse_kind(s: &str) -> Result<Kind> {
     })
 }
 
-fn apply(coffer: &Coffer, files: &[PathBuf]) -> Result<ExitCode> {
+fn apply(coffer: &Coffer, files: &[PathBuf], dry_run: bool) -> Result<ExitCode> {
     for f in files {
         let (name, text) = if f.as_os_str() == "-" {
             let mut s = String::new();
@@ -505,6 +509,18 @@ fn apply(coffer: &Coffer, files: &[PathBuf]) -> Result<ExitCode> {
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             (f.display().to_string(), text)
         };
+        if dry_run {
+            for (kind, name, verdict, value) in coffer.plan_apply(&name, &text)? {
+                out!(
+                    "{} {name} {verdict} (dry run)",
+                    kind.as_str().to_lowercase()
+                );
+                if kind == crate::model::Kind::Policy && verdict != "unchanged" {
+                    policy_cmd::preview(coffer, serde_json::from_value(value)?)?;
+                }
+            }
+            continue;
+        }
         for (kind, name, verdict) in coffer.apply(&name, &text)? {
             out!("{} {name} {verdict}", kind.as_str().to_lowercase());
         }

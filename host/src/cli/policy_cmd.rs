@@ -92,26 +92,80 @@ pub async fn command(coffer: &Coffer, c: PolicyCommand) -> Result<ExitCode> {
                 super::output::print_one(&s, output)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            out!(
-                "Policy {}: {} tick(s) until {}; they make {} restore point(s), {} still kept then",
-                s.policy,
-                s.ticks,
-                s.until,
-                s.future_made,
-                s.future_kept
-            );
-            for f in &s.existing {
-                let fate = match (&f.deleted_at, f.kept_for.is_empty()) {
-                    (Some(at), _) => format!("deleted at {at}"),
-                    (None, true) => "deleted by the next run".into(),
-                    (None, false) => format!("kept ({})", f.kept_for.join(", ")),
-                };
-                out!("  {} {} {}: {fate}", f.workload, f.restore_point, f.time);
-            }
-            out!("bytes freed: {}", s.bytes_freed);
+            print_simulation(&s);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_simulation(s: &simulate::Simulation) {
+    out!(
+        "Policy {}: {} tick(s) until {}; they make {} restore point(s), {} still kept then",
+        s.policy,
+        s.ticks,
+        s.until,
+        s.future_made,
+        s.future_kept
+    );
+    for f in &s.existing {
+        out!(
+            "  {} {} {}: {}",
+            f.workload,
+            f.restore_point,
+            f.time,
+            fate(f)
+        );
+    }
+    out!("bytes freed: {}", s.bytes_freed);
+}
+
+fn fate(f: &simulate::Fate) -> String {
+    match (&f.deleted_at, f.kept_for.is_empty()) {
+        (Some(at), _) => format!("deleted at {at}"),
+        (None, true) => "deleted by the next run".into(),
+        (None, false) => format!("kept ({})", f.kept_for.join(", ")),
+    }
+}
+
+/// `coffer apply --dry-run` of a Policy: what it keeps and deletes over the next 7 days as
+/// it would be applied, and which restore points that changes against the Policy stored
+/// now.
+pub fn preview(coffer: &Coffer, new: Policy) -> Result<()> {
+    let now = crate::scheduler::clock::from_env().now();
+    let after = simulate::simulate(coffer, &new, now, 7)?;
+    print_simulation(&after);
+    let Some(old) = coffer.catalog.get::<Policy>(Kind::Policy, new.name())? else {
+        return Ok(());
+    };
+    let before = simulate::simulate(coffer, &old, now, 7)?;
+    let was: std::collections::BTreeMap<&str, String> = before
+        .existing
+        .iter()
+        .map(|f| (f.restore_point.as_str(), fate(f)))
+        .collect();
+    let changed: Vec<String> = after
+        .existing
+        .iter()
+        .filter_map(|f| {
+            let before = was.get(f.restore_point.as_str())?;
+            let now = fate(f);
+            (*before != now).then(|| format!("  {}: {before} -> {now}", f.restore_point))
+        })
+        .collect();
+    if changed.is_empty() {
+        out!("against the Policy stored now: no restore point's fate changes");
+    } else {
+        out!("against the Policy stored now:");
+        for c in changed {
+            out!("{c}");
+        }
+    }
+    out!(
+        "bytes freed: {} (now: {})",
+        after.bytes_freed,
+        before.bytes_freed
+    );
+    Ok(())
 }
 
 /// `coffer get compliance`.
