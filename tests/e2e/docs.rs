@@ -209,6 +209,11 @@ fn deploy_examples_parse_as_coffer_kinds() {
                     serde_json::from_value::<coffer::model::BlueprintBindingSpec>(spec)
                         .expect(&what);
                 }
+                "Policy" => {
+                    let spec: coffer::model::PolicySpec =
+                        serde_json::from_value(spec).expect(&what);
+                    coffer::policy::rules(&spec).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
                 // Kubernetes' own kinds: checked against what the daemon does by the
                 // daemon tests (coffer_tests::rbac).
                 "RoleBinding" | "Role" | "ServiceAccount" => {}

@@ -3,7 +3,7 @@
 //! `--local-run`); `get` lists coffer's resources and which Blueprint protects each workload.
 
 use crate::action::Coffer;
-use crate::binding::{Resolution, WorkloadInfo};
+use crate::binding::Resolution;
 use crate::k8s::daemon::DaemonConfig;
 use crate::k8s::kinds::{
     self, ActionSetResource, RestorePointResource, StatusPatch, patch_status, status,
@@ -12,7 +12,7 @@ use crate::k8s::run::{self, ClusterCtx};
 use crate::k8s::{ClusterTarget, parse_subject};
 use crate::model::{ActionKind, ActionSetSpec, Phase};
 use anyhow::{Context, Result, anyhow, bail};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::core::ObjectMeta;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -491,45 +491,25 @@ async fn bindings(client: &kube::Client, ns: &str, all: bool) -> Result<()> {
         "WORKLOAD",
         "BLUEPRINT"
     );
-    for (kind, plural) in [("StatefulSet", "statefulset"), ("Deployment", "deployment")] {
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind));
-        let api: Api<DynamicObject> = if all {
-            Api::all_with(client.clone(), &ar)
-        } else {
-            Api::namespaced_with(client.clone(), ns, &ar)
+    let only = (!all).then_some(ns);
+    for w in crate::k8s::policies::select::workloads_in(client, &config_ns, only).await? {
+        let via = match &w.resolution {
+            Resolution::Binding { binding, also, .. } if also.is_empty() => {
+                format!("BlueprintBinding {binding}")
+            }
+            Resolution::Binding { binding, also, .. } => format!(
+                "BlueprintBinding {binding} (also matched, created later: {})",
+                also.join(", ")
+            ),
+            Resolution::Annotation { .. } => "annotation coffer.dev/blueprint".into(),
+            Resolution::Unprotected => "-".into(),
         };
-        for w in api
-            .list(&ListParams::default())
-            .await
-            .with_context(|| format!("listing {kind}s"))?
-            .items
-        {
-            let info = WorkloadInfo {
-                kind: kind.into(),
-                namespace: w.metadata.namespace.clone().unwrap_or_default(),
-                name: w.metadata.name.clone().unwrap_or_default(),
-                labels: w.metadata.labels.clone().unwrap_or_default(),
-                annotations: w.metadata.annotations.clone().unwrap_or_default(),
-            };
-            let r = crate::k8s::resolve::resolve_blueprint(client, &config_ns, &info).await?;
-            let via = match &r {
-                Resolution::Binding { binding, also, .. } if also.is_empty() => {
-                    format!("BlueprintBinding {binding}")
-                }
-                Resolution::Binding { binding, also, .. } => format!(
-                    "BlueprintBinding {binding} (also matched, created later: {})",
-                    also.join(", ")
-                ),
-                Resolution::Annotation { .. } => "annotation coffer.dev/blueprint".into(),
-                Resolution::Unprotected => "-".into(),
-            };
-            out!(
-                "{:<14} {:<28} {:<20} {via}",
-                info.namespace,
-                format!("{plural}/{}", info.name),
-                r.blueprint().unwrap_or("(unprotected)")
-            );
-        }
+        out!(
+            "{:<14} {:<28} {:<20} {via}",
+            w.info.namespace,
+            w.subject(),
+            w.resolution.blueprint().unwrap_or("(unprotected)")
+        );
     }
     Ok(())
 }
@@ -572,16 +552,47 @@ async fn compliance(client: &kube::Client, output: super::OutputFormat) -> Resul
                 .is_ok_and(|s| crate::binding::matches(&s, &w.info))
         });
         if !selected && w.resolution != Resolution::Unprotected {
-            rows.push(crate::model::Compliance {
-                workload: w.id(),
-                policy: None,
-                state: "Unmanaged".into(),
-                reason: None,
-                message: Some("no Policy selects it".into()),
-                newest_restore_point: None,
-                next_run: None,
-            });
+            rows.push(crate::model::Compliance::unmanaged(w.id()));
         }
     }
     super::policy_cmd::print_compliance(&rows, output)
+}
+
+/// `coffer restore kind/name --at TIME` on a cluster: the newest of the workload's
+/// RestorePoints in its namespace taken at or before TIME.
+pub async fn restore_point_at(
+    cluster: &ClusterTarget,
+    workload: &str,
+    namespace: Option<String>,
+    at: &str,
+) -> Result<String> {
+    let (client, default_ns) = cluster.connect().await?;
+    let ns = namespace.unwrap_or(default_ns);
+    let (kind, name) = parse_subject(workload)?;
+    let subject = format!("{}/{name}", kind.kind.to_ascii_lowercase());
+    let rps = Api::<RestorePointResource>::namespaced(client, &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| {
+            refusal(
+                e,
+                &format!("listing RestorePoints in namespace {ns}"),
+                &ns,
+                VIEWER,
+            )
+        })?
+        .items;
+    super::policy_cmd::newest_at(
+        rps.iter()
+            .filter(|rp| rp.spec.workload == subject)
+            .map(|rp| {
+                (
+                    rp.metadata.name.as_deref().unwrap_or_default(),
+                    rp.spec.start_time.as_str(),
+                )
+            }),
+        at,
+        &format!("{} {ns}/{name}", kind.kind),
+        &format!("coffer get restorepoints -n {ns}"),
+    )
 }

@@ -440,11 +440,13 @@ async fn on_cluster(
             output,
         } => {
             target_namespace = to_namespace;
-            let Some(from) = from else {
-                anyhow::bail!(
-                    "--at is for local mode in this version; on a cluster give --from (`coffer get restorepoints -n NAMESPACE` lists them){}",
-                    at.map(|a| format!(" (asked for {a})")).unwrap_or_default()
-                );
+            let from = match (from, at) {
+                (Some(f), _) => f,
+                (None, Some(at)) => {
+                    cluster::restore_point_at(cluster, &workload, on_cluster.namespace.clone(), &at)
+                        .await?
+                }
+                (None, None) => anyhow::bail!("give --from RESTOREPOINT or --at TIME"),
             };
             if allow_other_workload {
                 anyhow::bail!(

@@ -210,28 +210,34 @@ pub fn print_compliance(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The newest of `workload`'s restore points taken at or before `at` (`restore --at`).
-pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<String> {
-    let when: jiff::Timestamp = at
-        .parse()
+/// The time `--at` names (RFC 3339, or a civil time read as UTC).
+fn parse_at(at: &str) -> Result<jiff::Timestamp> {
+    at.parse()
         .or_else(|_| {
             at.parse::<jiff::civil::DateTime>()
                 .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
                 .map(|z| z.timestamp())
         })
-        .map_err(|_| anyhow!("--at {at:?}: give a time like 2026-12-01T08:00:00Z"))?;
-    let chosen = coffer
-        .catalog
-        .list::<crate::model::RestorePoint>(Kind::RestorePoint)?
-        .into_iter()
-        .filter(|rp| rp.spec.workload == workload)
-        .filter_map(|rp| {
-            let t: jiff::Timestamp = rp.spec.start_time.parse().ok()?;
-            (t <= when).then_some((t, rp.name().to_string()))
+        .map_err(|_| anyhow!("--at {at:?}: give a time like 2026-12-01T08:00:00Z"))
+}
+
+/// Of `candidates` (restore point names with when their backup started), the newest
+/// taken at or before `at`, said to the user; `what` names the workload in errors.
+pub fn newest_at<'a>(
+    candidates: impl Iterator<Item = (&'a str, &'a str)>,
+    at: &str,
+    what: &str,
+    listing: &str,
+) -> Result<String> {
+    let when = parse_at(at)?;
+    let chosen = candidates
+        .filter_map(|(name, start)| {
+            let t: jiff::Timestamp = start.parse().ok()?;
+            (t <= when).then_some((t, name.to_string()))
         })
         .max()
         .ok_or_else(|| {
-            anyhow!("Workload {workload} has no RestorePoint taken at or before {when}; `coffer get restorepoints` lists them")
+            anyhow!("{what} has no RestorePoint taken at or before {when}; `{listing}` lists them")
         })?;
     tracing::info!(restorepoint = %chosen.1, taken = %chosen.0, at = %when, "restoring the newest RestorePoint taken at or before the time asked for");
     eprintln!(
@@ -241,14 +247,29 @@ pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<Str
     Ok(chosen.1)
 }
 
+/// The newest of `workload`'s restore points taken at or before `at` (`restore --at`).
+pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<String> {
+    let all = coffer
+        .catalog
+        .list::<crate::model::RestorePoint>(Kind::RestorePoint)?;
+    newest_at(
+        all.iter()
+            .filter(|rp| rp.spec.workload == workload)
+            .map(|rp| (rp.name(), rp.spec.start_time.as_str())),
+        at,
+        &format!("Workload {workload}"),
+        "coffer get restorepoints",
+    )
+}
+
 /// `coffer describe policy NAME`: its rules, next tick, last 20 runs, and each selected
 /// workload's restore points with why retention keeps them.
 pub fn describe(coffer: &Coffer, name: &str) -> Result<()> {
     let p = policy(coffer, name)?;
     describe_status(&p);
-    for w in &p.spec.selector.workloads {
+    for (w, judged) in crate::scheduler::tick::verdicts(coffer, &p)? {
         out!("Restore points of {w}:");
-        for (rp, v) in crate::scheduler::tick::verdicts(coffer, &p, w)? {
+        for (rp, v) in judged {
             let why = if v.keep {
                 format!("kept ({})", v.reasons.join(", "))
             } else {

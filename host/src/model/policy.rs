@@ -153,6 +153,21 @@ pub struct PolicyRun {
     pub message: Option<String>,
 }
 
+impl Compliance {
+    /// A protected workload no Policy selects.
+    pub fn unmanaged(workload: String) -> Compliance {
+        Compliance {
+            workload,
+            policy: None,
+            state: "Unmanaged".into(),
+            reason: None,
+            message: Some("no Policy selects it".into()),
+            newest_restore_point: None,
+            next_run: None,
+        }
+    }
+}
+
 fn one() -> u64 {
     1
 }

@@ -24,15 +24,7 @@ pub fn compliance(coffer: &Coffer, now: Timestamp) -> Result<Vec<Compliance>> {
             .filter(|p| p.spec.selector.workloads.iter().any(|n| n == w.name()))
             .collect();
         if selecting.is_empty() {
-            rows.push(Compliance {
-                workload: w.name().to_string(),
-                policy: None,
-                state: "Unmanaged".into(),
-                reason: None,
-                message: Some("no Policy selects it".into()),
-                newest_restore_point: None,
-                next_run: None,
-            });
+            rows.push(Compliance::unmanaged(w.name().to_string()));
             continue;
         }
         for p in selecting {

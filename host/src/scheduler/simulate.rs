@@ -57,10 +57,10 @@ pub fn simulate(coffer: &Coffer, policy: &Policy, now: Timestamp, days: u32) -> 
     }
     let mut existing = Vec::new();
     let (mut future_made, mut future_kept) = (0, 0);
-    for workload in &policy.spec.selector.workloads {
+    for (workload, judged) in verdicts(coffer, policy)? {
         // (time, index into `existing` or None for a future one)
         let mut points: Vec<(Timestamp, Option<usize>)> = Vec::new();
-        for (rp, v) in verdicts(coffer, policy, workload)? {
+        for (rp, v) in judged {
             let time = super::tick::restore_point_time(&rp).unwrap_or(now);
             points.push((time, Some(existing.len())));
             existing.push(Fate {

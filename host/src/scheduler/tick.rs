@@ -72,27 +72,40 @@ pub fn restore_point_time(rp: &RestorePoint) -> Option<Timestamp> {
         .or_else(|| rp.spec.start_time.parse().ok())
 }
 
-/// `policy`'s restore points of `workload`, oldest first, with the verdict on each.
+/// `policy`'s restore points of each workload it selects, oldest first, with the verdict
+/// on each (the catalog is read once, however many workloads).
 pub fn verdicts(
     coffer: &Coffer,
     policy: &Policy,
-    workload: &str,
-) -> Result<Vec<(RestorePoint, Verdict)>> {
+) -> Result<BTreeMap<String, Vec<(RestorePoint, Verdict)>>> {
     let r = rules(&policy.spec).map_err(anyhow::Error::msg)?;
-    let mut rps: Vec<(RestorePoint, Timestamp)> = coffer
-        .catalog
-        .list::<RestorePoint>(Kind::RestorePoint)?
-        .into_iter()
-        .filter(|rp| {
-            rp.metadata.labels.get(POLICY_LABEL).map(String::as_str) == Some(policy.name())
-                && rp.spec.workload == workload
-        })
-        .filter_map(|rp| restore_point_time(&rp).map(|t| (rp, t)))
+    let mut by_workload: BTreeMap<String, Vec<(RestorePoint, Timestamp)>> = policy
+        .spec
+        .selector
+        .workloads
+        .iter()
+        .map(|w| (w.clone(), Vec::new()))
         .collect();
-    rps.sort_by_key(|(_, t)| *t);
-    let times: Vec<Timestamp> = rps.iter().map(|(_, t)| *t).collect();
-    let verdicts = retention::apply(&times, r.keep, &r.timezone);
-    Ok(rps.into_iter().map(|(rp, _)| rp).zip(verdicts).collect())
+    for rp in coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)? {
+        if rp.metadata.labels.get(POLICY_LABEL).map(String::as_str) != Some(policy.name()) {
+            continue;
+        }
+        if let (Some(list), Some(t)) = (
+            by_workload.get_mut(&rp.spec.workload),
+            restore_point_time(&rp),
+        ) {
+            list.push((rp, t));
+        }
+    }
+    Ok(by_workload
+        .into_iter()
+        .map(|(w, mut rps)| {
+            rps.sort_by_key(|(_, t)| *t);
+            let times: Vec<Timestamp> = rps.iter().map(|(_, t)| *t).collect();
+            let verdicts = retention::apply(&times, r.keep, &r.timezone);
+            (w, rps.into_iter().map(|(rp, _)| rp).zip(verdicts).collect())
+        })
+        .collect())
 }
 
 /// Run one tick of `policy` at `tick` (the time the ticks are named after).
@@ -141,8 +154,8 @@ pub async fn tick(
         report.backups.push(run(coffer, workload, &name, req).await);
     }
     // Retention after the backups, per workload, over this Policy's restore points only.
-    for workload in &policy.spec.selector.workloads {
-        for (rp, v) in verdicts(coffer, policy, workload)? {
+    for (workload, judged) in verdicts(coffer, policy)? {
+        for (rp, v) in judged {
             if v.keep {
                 continue;
             }
@@ -157,7 +170,7 @@ pub async fn tick(
                 ]),
                 ..Default::default()
             };
-            let mut o = run(coffer, workload, &name, req).await;
+            let mut o = run(coffer, &workload, &name, req).await;
             o.restore_point = Some(rp.name().to_string());
             report.deleted.push(o);
         }

@@ -2,7 +2,8 @@
 //! killed as a tick starts; exactly one ActionSet for that tick whichever replica made it,
 //! the Policy's status, Events, metrics and `coffer get compliance --kubeconfig` agreeing
 //! with what ran; retention deleting the oldest sealed restore point and its objects; a
-//! tenant's forged restore point and forged Policy ActionSet counting for nothing.
+//! tenant's forged restore point and forged Policy ActionSet counting for nothing;
+//! `coffer restore --at` choosing among what the Policy kept.
 
 use crate::env::*;
 use jiff::{SignedDuration, Timestamp};
@@ -300,6 +301,35 @@ async fn a_leader_killed_at_a_tick_makes_exactly_one_action_set_and_status_agree
         text.contains("db/statefulset/app  Compliant"),
         "{text}{}",
         String::from_utf8_lossy(&described.stderr)
+    );
+
+    // Restore to a point in time: the newest restore point taken at or before it.
+    let restored = env.cli(&[
+        "restore",
+        "statefulset/app",
+        "-n",
+        "db",
+        "--at",
+        &Timestamp::now().to_string(),
+    ]);
+    let said = String::from_utf8_lossy(&restored.stderr);
+    assert!(
+        said.contains(&format!("restoring RestorePoint {} ", made[2])),
+        "{said}"
+    );
+    let too_early = env.cli(&[
+        "restore",
+        "statefulset/app",
+        "-n",
+        "db",
+        "--at",
+        "2000-01-01T00:00:00Z",
+    ]);
+    let said = String::from_utf8_lossy(&too_early.stderr);
+    assert!(
+        !too_early.status.success()
+            && said.contains("StatefulSet db/app has no RestorePoint taken at or before"),
+        "{said}"
     );
     env.assert_daemon_rbac();
 }

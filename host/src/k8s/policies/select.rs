@@ -64,6 +64,15 @@ pub fn selector(p: &Policy) -> Result<WorkloadSelector, String> {
 
 /// Every StatefulSet and Deployment with the Blueprint protecting it.
 pub async fn workloads(client: &Client, config_ns: &str) -> Result<Vec<Found>> {
+    workloads_in(client, config_ns, None).await
+}
+
+/// [`workloads`] of namespace `ns` only (`None`: every namespace).
+pub async fn workloads_in(
+    client: &Client,
+    config_ns: &str,
+    ns: Option<&str>,
+) -> Result<Vec<Found>> {
     let bindings: Vec<_> = Api::<BlueprintBindingResource>::namespaced(client.clone(), config_ns)
         .list(&ListParams::default())
         .await
@@ -75,7 +84,11 @@ pub async fn workloads(client: &Client, config_ns: &str) -> Result<Vec<Found>> {
     let mut out = Vec::new();
     for kind in ["StatefulSet", "Deployment"] {
         let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind));
-        for w in Api::<DynamicObject>::all_with(client.clone(), &ar)
+        let api = match ns {
+            Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar),
+            None => Api::<DynamicObject>::all_with(client.clone(), &ar),
+        };
+        for w in api
             .list(&ListParams::default())
             .await
             .with_context(|| format!("listing {kind}s"))?
@@ -190,15 +203,7 @@ pub async fn compliance(
             rows.push(judge(&w.id(), p, newest.get(&k).cloned(), usable, now));
         }
         if selecting == 0 && w.resolution != Resolution::Unprotected {
-            rows.push(Compliance {
-                workload: w.id(),
-                policy: None,
-                state: "Unmanaged".into(),
-                reason: None,
-                message: Some("no Policy selects it".into()),
-                newest_restore_point: None,
-                next_run: None,
-            });
+            rows.push(Compliance::unmanaged(w.id()));
         }
     }
     Ok(rows)
