@@ -2,7 +2,8 @@
 # Install the Debian packages the tests (and the quickstart) need, if any is missing:
 # PostgreSQL 15 (server and client), MariaDB, etcd (server and etcdctl), Redis, age, zstd,
 # npm and python3-venv (for the object storage servers of scripts/test-servers.sh), openssl
-# and curl (for the Kubernetes control plane of scripts/kube.sh), restic (the retention oracle).
+# and curl (for the Kubernetes control plane of scripts/kube.sh), restic (the retention oracle),
+# btrfs-progs (local volume snapshots).
 # Safe to run concurrently (flock) and repeatedly (does nothing when all are there).
 # Called by the tests themselves on first use, by scripts/test-servers.sh and by
 # scripts/quickstart.sh; needs root (or passwordless sudo) only when it installs something.
@@ -29,6 +30,8 @@ need openssl openssl
 need curl curl
 # The oracle of the retention tests (restic forget --dry-run).
 need restic restic
+# Local volume snapshots (a loop-mounted btrfs in the tests).
+need mkfs.btrfs btrfs-progs
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

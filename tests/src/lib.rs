@@ -1,6 +1,7 @@
 //! Support for coffer's end-to-end tests: launchers for the real servers the tests use, the
 //! `coffer` CLI driven as a user would, and the test plugins.
 
+pub mod btrfs;
 pub mod cli;
 pub mod kube_real;
 pub mod kube_sim;

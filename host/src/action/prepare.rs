@@ -5,6 +5,8 @@ use super::{Coffer, owner};
 use crate::cap::exec::{ExecBackend, LocalExec};
 use crate::cap::location::{BoundLocation, BoundLocations};
 use crate::cap::secrets::SecretValues;
+use crate::cap::snapshot::SnapshotBackend;
+use crate::cap::snapshot::btrfs::BtrfsSnapshots;
 use crate::cap::{ActionScope, Actor, Backends, Grants, Lending};
 use crate::limits::EffectiveLimits;
 use crate::model::{
@@ -469,11 +471,25 @@ impl Coffer {
         ));
         let mode = match &cluster {
             Some(c) => c.backends.clone(),
-            None => Backends::default().with::<Arc<dyn ExecBackend>>(Arc::new(LocalExec::new(
-                wname.clone(),
-                workload.spec.env.clone(),
-                workload.spec.volumes.clone(),
-            ))),
+            None => Backends::default()
+                .with::<Arc<dyn ExecBackend>>(Arc::new(LocalExec::new(
+                    wname.clone(),
+                    workload.spec.env.clone(),
+                    workload.spec.volumes.clone(),
+                )))
+                .with::<Arc<dyn SnapshotBackend>>(Arc::new(BtrfsSnapshots {
+                    workload: wname.clone(),
+                    volumes: workload.spec.volumes.clone(),
+                    // A restore may create only the directories the user named.
+                    targets: params
+                        .get("volumes")
+                        .and_then(|v| v.as_object())
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                        .filter_map(|v| v.as_str())
+                        .map(std::path::PathBuf::from)
+                        .collect(),
+                })),
         };
         let lending = Lending::new(
             Actor {

@@ -12,6 +12,7 @@ mod etcd;
 mod mysql;
 mod plugin_run;
 mod redis;
+mod snapshots;
 
 fn cli() -> Cli {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");

@@ -1,8 +1,10 @@
 //! The `snapshot` interface: volume snapshots. On Kubernetes ([`csi::CsiSnapshots`]) a
 //! snapshot is a CSI VolumeSnapshot of a PersistentVolumeClaim and a restore is a new PVC
-//! whose dataSource is that snapshot; in local mode ([`NoSnapshots`]) calls answer
-//! `unavailable`. Grant check and audit are in `wit.rs`.
+//! whose dataSource is that snapshot; in local mode ([`btrfs::BtrfsSnapshots`]) a snapshot
+//! is a read-only btrfs subvolume snapshot of a Workload's volume; where neither applies
+//! ([`NoSnapshots`]) calls answer `unavailable`. Grant check and audit are in `wit.rs`.
 
+pub mod btrfs;
 pub mod csi;
 mod wit;
 
@@ -25,7 +27,7 @@ impl SnapshotGrant {
     }
 }
 
-/// One call's snapshots: its grant and the mode's backend ([`NoSnapshots`] in local mode).
+/// One call's snapshots: its grant and the mode's backend.
 pub struct Snapshot {
     grant: SnapshotGrant,
     backend: Arc<dyn SnapshotBackend>,
@@ -84,12 +86,12 @@ pub trait SnapshotBackend: Send + Sync {
     async fn delete(&self, snap: &Ref) -> Result<(), WitError>;
 }
 
-/// Local mode: no volume snapshots (yet).
+/// No volume snapshots in this mode (the harness, unless a test gives it some).
 pub struct NoSnapshots;
 
 fn unavailable<T>() -> Result<T, WitError> {
     Err(WitError::Unavailable(
-        "volume snapshots are not available in local mode; they need the kubernetes backend (CSI VolumeSnapshots)".into(),
+        "volume snapshots are not available here; they need btrfs volumes (local mode) or CSI VolumeSnapshots (Kubernetes)".into(),
     ))
 }
 
