@@ -5,6 +5,8 @@
 #   s3s-fs 0.14.1 via cargo install (SigV4 checked, data on disk)
 #   Azurite 3 via npm (the Azure Blob emulator), and azure-storage-blob in the virtualenv
 #   to create its containers
+#   fake-gcs-server 1.56.1 built from its module with scripts/fake-gcs/coffer_xml.go added
+#   (the GCS XML API calls object_store makes, which upstream lacks)
 # Safe to run concurrently (flock) and repeatedly (does nothing when both are there).
 # Called by .ci/run, and by the tests themselves when a server is missing.
 set -euo pipefail
@@ -34,4 +36,21 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   # `binary` feature there is no binary.
   echo "installing s3s-fs 0.14.1 into $TOOLS (about three minutes)" >&2
   cargo install -q s3s-fs --version 0.14.1 --locked --features binary --root "$TOOLS" >&2
+fi
+# Rebuilt when the added file changes (its digest is kept beside the binary).
+gcs_patch="$(dirname "$0")/fake-gcs/coffer_xml.go"
+gcs_sum="$(sha256sum "$gcs_patch" | cut -d' ' -f1)"
+if [ ! -x "$TOOLS/bin/fake-gcs-server" ] || [ "$(cat "$TOOLS/bin/fake-gcs-server.sum" 2>/dev/null)" != "$gcs_sum" ]; then
+  echo "building fake-gcs-server 1.56.1 into $TOOLS/bin (about a minute)" >&2
+  src="$(cd /tmp && go mod download -json github.com/fsouza/fake-gcs-server@v1.56.1 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  build="$(mktemp -d)"
+  cp -r "$src/." "$build/"
+  chmod -R u+w "$build"
+  cp "$gcs_patch" "$build/fakestorage/"
+  sed -i 's/^\ts.handler = handler$/\ts.handler = s.cofferXML(handler)/' "$build/fakestorage/server.go"
+  grep -q 's.cofferXML(handler)' "$build/fakestorage/server.go"
+  mkdir -p "$TOOLS/bin"
+  (cd "$build" && go build -o "$TOOLS/bin/fake-gcs-server" . >&2)
+  echo "$gcs_sum" > "$TOOLS/bin/fake-gcs-server.sum"
+  rm -rf "$build"
 fi

@@ -467,3 +467,112 @@ impl Drop for Azurite {
         let _ = self.child.wait();
     }
 }
+
+/// fake-gcs-server: the GCS JSON API (resumable uploads, ranged reads) over plain HTTP, data
+/// on disk, no authentication; a bucket is a directory of its root.
+pub struct FakeGcs {
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl FakeGcs {
+    pub fn start() -> FakeGcs {
+        let mut g = FakeGcs {
+            port: free_port(),
+            root: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        g.restart();
+        g
+    }
+
+    /// (Re)start on the same port and data (uploads in progress are lost, as on a crash).
+    pub fn restart(&mut self) {
+        let bin = find("fake-gcs-server", "bin/fake-gcs-server");
+        let log = self.root.path().join("fake-gcs.log");
+        let port = self.port;
+        let child = Command::new(bin)
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+            ])
+            .args(["-backend", "filesystem", "-filesystem-root"])
+            .arg(self.root.path().join("data"))
+            .args([
+                "-public-host",
+                &format!("127.0.0.1:{port}"),
+                "-log-level",
+                "error",
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting fake-gcs-server");
+        crate::reap_with_this_process(child.id(), None);
+        self.child = Some(child);
+        wait_for_port(port, "fake-gcs-server", &log);
+    }
+
+    /// Kill -9, in the middle of whatever it was doing.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A bucket, through the JSON API (independent of coffer).
+    pub fn create_bucket(&self, name: &str) {
+        let body = format!("{{\"name\":\"{name}\"}}");
+        let (status, _, _) = exchange(
+            self.port,
+            "POST",
+            "/storage/v1/b?project=test",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert!(
+            status == 200 || status == 201,
+            "creating bucket {name}: {status}"
+        );
+    }
+
+    /// Object names in a bucket, through the JSON API.
+    pub fn objects(&self, bucket: &str) -> Vec<String> {
+        let (status, body) =
+            http_bytes(self.port, "GET", &format!("/storage/v1/b/{bucket}/o"), b"");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A service-account key for it: oauth off, the base URL in the key.
+    pub fn key_json(&self) -> String {
+        format!(
+            "{{\"gcs_base_url\": \"{}\", \"disable_oauth\": true, \"client_email\": \"\", \"private_key\": \"\", \"private_key_id\": \"\"}}",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -158,17 +158,37 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             only(&["bucket", "endpoint"])?;
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(need("bucket", &spec.bucket)?);
+            // The key file may name the API's base URL itself (`gcs_base_url`, as emulators'
+            // keys do); spec.endpoint wins over it.
+            let mut base = None;
             if let Some(key) = secret("serviceAccountKey", &creds.service_account_key)? {
+                let parsed: serde_json::Value = serde_json::from_str(&key).map_err(|e| {
+                    anyhow!(
+                        "Profile {name}: spec.credentials.serviceAccountKey is not a service-account key (JSON): {e}; download one with `gcloud iam service-accounts keys create`"
+                    )
+                })?;
+                base = parsed["gcs_base_url"].as_str().map(String::from);
                 b = b.with_service_account_key(key);
             }
             if let Some(ep) = &spec.endpoint {
-                b = b.with_url(ep);
+                b = b.with_base_url(ep.trim_end_matches('/'));
+                base = Some(ep.clone());
+            }
+            if let Some(url) = &base {
+                check_url(name, url)?;
             }
             let gcs = b
                 .with_retry(retry(p)?)
-                .with_client_options(client_options(spec.endpoint.as_deref()))
+                .with_client_options(client_options(base.as_deref()))
                 .build()
-                .with_context(|| format!("Profile {name}: configuring GCS"))?;
+                .map_err(|e| {
+                    anyhow!(
+                        "Profile {name}: configuring GCS{}: {e}",
+                        base.as_deref()
+                            .map(|u| format!(" at {u}"))
+                            .unwrap_or_default()
+                    )
+                })?;
             (Arc::new(gcs), None, None)
         }
         ProfileType::Azure => {
@@ -203,6 +223,20 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
         s3,
         parts,
     })
+}
+
+/// An endpoint is an http(s) URL (plain http for emulators and private networks only when
+/// it says `http://`).
+fn check_url(profile: &str, url: &str) -> Result<()> {
+    let ok = url::Url::parse(url).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    });
+    if !ok {
+        bail!(
+            "Profile {profile}: endpoint {url:?} is not an http(s) URL; write it like https://storage.googleapis.com, or http://127.0.0.1:4443 for an emulator"
+        );
+    }
+    Ok(())
 }
 
 /// Client options; plain http only when the endpoint says so. (Set here, not on the
@@ -255,6 +289,10 @@ mod tests {
         assert!(
             err("{type: file, path: /tmp/x, bucket: b}")
                 .contains("spec.bucket does not apply to type file")
+        );
+        assert!(
+            err("{type: gcs, bucket: b, endpoint: 'localhost:4443'}")
+                .contains("is not an http(s) URL; write it like https://")
         );
         assert!(
             err("{type: gcs, bucket: b, region: r}")
