@@ -97,6 +97,21 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 /// Every file under `dir`, recursively, sorted.
+/// Every file under `dir` with its bytes, by path relative to `dir` (sorted, as
+/// [`files_under`] lists them): a whole tree
+/// to compare with another.
+pub fn tree_contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|f| {
+            (
+                f.strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(&f).unwrap(),
+            )
+        })
+        .collect()
+}
+
 pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

@@ -6,19 +6,8 @@
 
 use super::cli;
 use coffer_tests::btrfs::Btrfs;
+use coffer_tests::tree_contents as tree;
 use std::path::Path;
-
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    coffer_tests::files_under(dir)
-        .into_iter()
-        .map(|f| {
-            (
-                f.strip_prefix(dir).unwrap().display().to_string(),
-                std::fs::read(&f).unwrap(),
-            )
-        })
-        .collect()
-}
 
 fn setup(c: &coffer_tests::cli::Cli, name: &str, volume: &Path, target: &Path, named: bool) {
     let volumes = if named {

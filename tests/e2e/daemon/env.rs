@@ -522,14 +522,4 @@ pub async fn wait_written(env: &Env, name: &str) -> String {
     status["prefix"].as_str().unwrap().to_string()
 }
 
-pub fn tree_digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    coffer_tests::files_under(dir)
-        .into_iter()
-        .map(|f| {
-            (
-                f.strip_prefix(dir).unwrap().display().to_string(),
-                std::fs::read(&f).unwrap(),
-            )
-        })
-        .collect()
-}
+pub use coffer_tests::tree_contents as tree_digest;

@@ -59,16 +59,7 @@ fn azure_blob_on_azurite_round_trip_encrypted_and_bad_key() {
     );
     c.ok(&["verify", &rp]);
     let dst = work.path().join("az-restored.bin");
-    c.ok(&[
-        "restore",
-        "files",
-        "--from",
-        &rp,
-        "-p",
-        "mode=file",
-        "-p",
-        &format!("path={}", dst.display()),
-    ]);
+    restore_file(&c, &rp, &dst);
     assert_eq!(sha256_file(&dst), sum);
 
     // The wrong key: refused by the server, nothing recorded.

@@ -184,3 +184,17 @@ pub fn failed_actionset(child: std::process::Child) -> (serde_json::Value, Strin
     assert_eq!(a["status"]["phase"], "Failed", "{a}");
     (a, stderr)
 }
+
+/// `coffer restore files --from RP` of the file mover into `dst`.
+pub fn restore_file(c: &Cli, rp: &str, dst: &Path) {
+    c.ok(&[
+        "restore",
+        "files",
+        "--from",
+        rp,
+        "-p",
+        "mode=file",
+        "-p",
+        &format!("path={}", dst.display()),
+    ]);
+}

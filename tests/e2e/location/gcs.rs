@@ -59,16 +59,7 @@ fn gcs_on_fake_gcs_server_round_trip_and_errors_that_name_the_fix() {
     }
     c.ok(&["verify", &rp]);
     let dst = work.path().join("restored.bin");
-    c.ok(&[
-        "restore",
-        "files",
-        "--from",
-        &rp,
-        "-p",
-        "mode=file",
-        "-p",
-        &format!("path={}", dst.display()),
-    ]);
+    restore_file(&c, &rp, &dst);
     assert_eq!(sha256_file(&dst), sum);
     c.ok(&["delete", &rp]);
     assert!(
@@ -109,16 +100,7 @@ fn gcs_on_fake_gcs_server_round_trip_and_errors_that_name_the_fix() {
     ));
     c.ok(&["verify", &rp2]);
     let dst2 = work.path().join("back2.bin");
-    c.ok(&[
-        "restore",
-        "files",
-        "--from",
-        &rp2,
-        "-p",
-        "mode=file",
-        "-p",
-        &format!("path={}", dst2.display()),
-    ]);
+    restore_file(&c, &rp2, &dst2);
     assert_eq!(sha256_file(&dst2), sum2);
     assert!(
         gcs.objects("backups")

@@ -50,16 +50,7 @@ fn s3s_fs_round_trip_bad_credentials_and_server_killed_mid_upload() {
     let stored = bucket_dir.join(format!("restorepoints/files/{rp}/file.bin.zst"));
     assert!(stored.exists(), "{} missing", stored.display());
     let dst = work.path().join("back.bin");
-    c.ok(&[
-        "restore",
-        "files",
-        "--from",
-        &rp,
-        "-p",
-        "mode=file",
-        "-p",
-        &format!("path={}", dst.display()),
-    ]);
+    restore_file(&c, &rp, &dst);
     assert_eq!(sha256_file(&dst), sum);
 
     // Bad credentials: refused by the server, named, nothing recorded.
@@ -99,16 +90,7 @@ fn s3s_fs_round_trip_bad_credentials_and_server_killed_mid_upload() {
     ));
     c.ok(&["verify", &rp2]);
     let dst2 = work.path().join("back2.bin");
-    c.ok(&[
-        "restore",
-        "files",
-        "--from",
-        &rp2,
-        "-p",
-        "mode=file",
-        "-p",
-        &format!("path={}", dst2.display()),
-    ]);
+    restore_file(&c, &rp2, &dst2);
     assert_eq!(sha256_file(&dst2), sum2);
     let leftover = bucket_dir.join(&failed_prefix);
     let files: Vec<_> = coffer_tests::files_under(&leftover);
