@@ -29,8 +29,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The local scheduler; killed with the bench process whatever happens.
 fn daemon(c: &Cli, clock: &Path) -> Child {
-    c.command()
+    let child = c
+        .command()
         .args(["daemon"])
         .env("COFFER_TEST_CLOCK", clock)
         .env("COFFER_LOG", "warn")
@@ -38,7 +40,9 @@ fn daemon(c: &Cli, clock: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    coffer_tests::reap_with_this_process(child.id(), None);
+    child
 }
 
 fn action_sets(c: &Cli) -> Vec<serde_json::Value> {

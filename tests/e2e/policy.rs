@@ -364,8 +364,10 @@ mod scheduler {
     use std::process::{Child, Stdio};
     use std::time::{Duration, Instant};
 
+    /// The local scheduler; killed with the test process even when the test fails.
     fn daemon(c: &Cli, clock: &Path, log: &Path) -> Child {
-        c.command()
+        let child = c
+            .command()
             .arg("daemon")
             .env("COFFER_TEST_CLOCK", clock)
             .env_remove("KUBECONFIG")
@@ -373,7 +375,9 @@ mod scheduler {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
-            .unwrap()
+            .unwrap();
+        coffer_tests::reap_with_this_process(child.id(), None);
+        child
     }
 
     /// Move the clock to `t` and wait until the scheduler has looked at the Policy then
