@@ -48,6 +48,14 @@ fn find(name: &str, under_tools: &str) -> PathBuf {
     cached
 }
 
+/// Kill -9 a server this test started, if it runs.
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -285,10 +293,7 @@ impl S3sFs {
 
     /// Kill -9: the server dies in the middle of whatever it was doing.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut self.child);
     }
 
     pub fn endpoint(&self) -> String {
@@ -520,10 +525,7 @@ impl FakeGcs {
 
     /// Kill -9, in the middle of whatever it was doing.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut self.child);
     }
 
     pub fn endpoint(&self) -> String {

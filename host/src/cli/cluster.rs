@@ -545,16 +545,9 @@ async fn compliance(client: &kube::Client, output: super::OutputFormat) -> Resul
         .iter()
         .flat_map(|p| p.status.compliance.iter().cloned())
         .collect();
-    let ns = crate::k8s::config_namespace();
-    for w in crate::k8s::policies::select::workloads(client, &ns).await? {
-        let selected = all.iter().any(|p| {
-            crate::k8s::policies::select::selector(p)
-                .is_ok_and(|s| crate::binding::matches(&s, &w.info))
-        });
-        if !selected && w.resolution != Resolution::Unprotected {
-            rows.push(crate::model::Compliance::unmanaged(w.id()));
-        }
-    }
+    let workloads =
+        crate::k8s::policies::select::workloads(client, &crate::k8s::config_namespace()).await?;
+    rows.extend(crate::k8s::policies::select::unmanaged(&workloads, &all));
     super::policy_cmd::print_compliance(&rows, output)
 }
 

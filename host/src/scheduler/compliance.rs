@@ -10,6 +10,7 @@ pub use crate::model::Compliance;
 use crate::model::{Kind, Policy, RestorePoint, Workload};
 use anyhow::Result;
 use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeMap;
 
 /// A backup's deadline when its Blueprint sets none (the action default).
 const BACKUP_DEADLINE: SignedDuration = SignedDuration::from_mins(45);
@@ -17,6 +18,8 @@ const BACKUP_DEADLINE: SignedDuration = SignedDuration::from_mins(45);
 pub fn compliance(coffer: &Coffer, now: Timestamp) -> Result<Vec<Compliance>> {
     let policies = coffer.catalog.list::<Policy>(Kind::Policy)?;
     let rps = coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)?;
+    // Whether each Profile opens, checked once however many workloads use it.
+    let mut usable = BTreeMap::new();
     let mut rows = Vec::new();
     for w in coffer.catalog.list::<Workload>(Kind::Workload)? {
         let selecting: Vec<&Policy> = policies
@@ -28,7 +31,7 @@ pub fn compliance(coffer: &Coffer, now: Timestamp) -> Result<Vec<Compliance>> {
             continue;
         }
         for p in selecting {
-            rows.push(one(coffer, &w, p, &rps, now));
+            rows.push(one(coffer, &w, p, &rps, &mut usable, now));
         }
     }
     Ok(rows)
@@ -39,6 +42,7 @@ fn one(
     w: &Workload,
     p: &Policy,
     rps: &[RestorePoint],
+    usable: &mut BTreeMap<String, Result<(), String>>,
     now: Timestamp,
 ) -> Compliance {
     let newest = rps
@@ -55,12 +59,19 @@ fn one(
         .clone()
         .or_else(|| w.spec.profile.clone())
         .unwrap_or_else(|| "default".into());
-    let usable = coffer
-        .profile(&profile)
-        .and_then(|(pr, _)| crate::storage::Location::from_profile(&pr, &coffer.credentials))
-        .map(|_| ())
-        .map_err(|e| format!("Profile {profile}: {e:#}"));
-    judge(w.name(), p, newest, usable, now)
+    let opens = usable
+        .entry(profile.clone())
+        .or_insert_with(|| {
+            coffer
+                .profile(&profile)
+                .and_then(|(pr, _)| {
+                    crate::storage::Location::from_profile(&pr, &coffer.credentials)
+                })
+                .map(|_| ())
+                .map_err(|e| format!("Profile {profile}: {e:#}"))
+        })
+        .clone();
+    judge(w.name(), p, newest, opens, now)
 }
 
 /// The compliance of `workload` under `p` at `now`, given the newest restore point the

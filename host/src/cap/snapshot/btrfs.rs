@@ -228,10 +228,13 @@ impl SnapshotBackend for BtrfsSnapshots {
 
     async fn wait_ready(&self, snap: &Ref, _timeout: Duration) -> Result<SnapInfo, WitError> {
         self.find(snap)?;
+        // Snapshots are named `<volume>-<time>-<rand>`; the longest volume name that
+        // prefixes it (volumes `data` and `data-wal` both prefix `data-wal-…`).
         let volume = self
             .volumes
             .keys()
-            .find(|v| snap.name.starts_with(&format!("{v}-")))
+            .filter(|v| snap.name.starts_with(&format!("{v}-")))
+            .max_by_key(|v| v.len())
             .cloned()
             .unwrap_or_default();
         Ok(self.info(&snap.name, &volume))

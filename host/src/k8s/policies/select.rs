@@ -167,14 +167,12 @@ pub async fn compliance(
         }
     }
     let mut rows = Vec::new();
+    let chosen = selectors(policies);
     for w in &all {
-        let mut selecting = 0;
-        for p in policies {
-            let Ok(sel) = selector(p) else { continue };
-            if !matches(&sel, &w.info) {
+        for (p, sel) in &chosen {
+            if !matches(sel, &w.info) {
                 continue;
             }
-            selecting += 1;
             if w.resolution == Resolution::Unprotected {
                 rows.push(Compliance {
                     workload: w.id(),
@@ -202,9 +200,25 @@ pub async fn compliance(
             let k = (p.name().to_string(), w.info.namespace.clone(), w.subject());
             rows.push(judge(&w.id(), p, newest.get(&k).cloned(), usable, now));
         }
-        if selecting == 0 && w.resolution != Resolution::Unprotected {
-            rows.push(Compliance::unmanaged(w.id()));
-        }
     }
+    rows.extend(unmanaged(&all, policies));
     Ok(rows)
+}
+
+/// The Policies that can select (an invalid one selects nothing), with their selectors.
+fn selectors(policies: &[Policy]) -> Vec<(&Policy, WorkloadSelector)> {
+    policies
+        .iter()
+        .filter_map(|p| selector(p).ok().map(|s| (p, s)))
+        .collect()
+}
+
+/// The protected workloads of `all` that no Policy selects.
+pub fn unmanaged(all: &[Found], policies: &[Policy]) -> Vec<Compliance> {
+    let chosen = selectors(policies);
+    all.iter()
+        .filter(|w| w.resolution != Resolution::Unprotected)
+        .filter(|w| !chosen.iter().any(|(_, s)| matches(s, &w.info)))
+        .map(|w| Compliance::unmanaged(w.id()))
+        .collect()
 }

@@ -97,6 +97,7 @@ impl Tick<'_> {
         }
         self.wait(&mut report.backups, &pending).await?;
         // Retention, per workload, over this Policy's sealed restore points only.
+        let rules = crate::policy::rules(&self.policy.spec).map_err(anyhow::Error::msg)?;
         let mut deletions = Vec::new();
         let mut by_ns: BTreeMap<String, Vec<RestorePointResource>> = BTreeMap::new();
         for w in &chosen {
@@ -112,7 +113,7 @@ impl Tick<'_> {
                     .items;
                 by_ns.insert(ns.clone(), items);
             }
-            for rp in self.doomed(w, &by_ns[ns])? {
+            for rp in self.doomed(w, &by_ns[ns], &rules) {
                 let name = bounded(format!("retention-{rp}"));
                 let spec = ActionSetSpec {
                     action: "delete".into(),
@@ -140,8 +141,12 @@ impl Tick<'_> {
     }
 
     /// The restore points of `w` retention deletes now.
-    fn doomed(&self, w: &Found, rps: &[RestorePointResource]) -> Result<Vec<String>> {
-        let rules = crate::policy::rules(&self.policy.spec).map_err(anyhow::Error::msg)?;
+    fn doomed(
+        &self,
+        w: &Found,
+        rps: &[RestorePointResource],
+        rules: &crate::policy::PolicyRules,
+    ) -> Vec<String> {
         let mut mine: Vec<(Timestamp, String)> = rps
             .iter()
             .filter(|rp| {
@@ -156,12 +161,11 @@ impl Tick<'_> {
         mine.sort();
         let times: Vec<Timestamp> = mine.iter().map(|(t, _)| *t).collect();
         let verdicts = retention::apply(&times, rules.keep, &rules.timezone);
-        Ok(mine
-            .into_iter()
+        mine.into_iter()
             .zip(verdicts)
             .filter(|(_, v)| !v.keep)
             .map(|((_, n), _)| n)
-            .collect())
+            .collect()
     }
 
     /// Create the sealed ActionSet `ns/name`. One already there is this tick's if its seal
