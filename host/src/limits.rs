@@ -15,6 +15,9 @@ pub const DEFAULT_CAPTURED_OUTPUT: u64 = 16 << 20;
 pub const DEFAULT_STDERR_TAIL: u64 = 8 << 10;
 /// Plugin log lines recorded on the ActionSet (the rest are counted and dropped).
 pub const DEFAULT_LOG_LINES: usize = 1000;
+/// Longest quiesce window: long enough for a snapshot cut, short enough that an application
+/// paused by a plugin that lost its way recovers soon.
+pub const DEFAULT_QUIESCE: Duration = Duration::from_secs(10);
 pub const MAX_LOG_MESSAGE: usize = 4 << 10;
 pub const MAX_AUDIT: usize = 10_000;
 /// Bytes of audit entries kept per action: small enough for a Kubernetes object's status.
@@ -35,6 +38,7 @@ pub struct EffectiveLimits {
     pub hostcall_payload: u64,
     pub log_lines: usize,
     pub stderr_tail: usize,
+    pub quiesce: Duration,
 }
 
 impl EffectiveLimits {
@@ -75,6 +79,10 @@ impl EffectiveLimits {
             )?,
             log_lines: limits.log_lines.map_or(DEFAULT_LOG_LINES, |n| n as usize),
             stderr_tail: size(&limits.stderr_tail, "stderrTail", DEFAULT_STDERR_TAIL)? as usize,
+            quiesce: match &limits.quiesce {
+                Some(s) => parse_duration(s).map_err(|e| format!("spec.limits.quiesce: {e}"))?,
+                None => DEFAULT_QUIESCE,
+            },
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Generated files stay current: the ABI reference in docs/plugin-authoring.md (from
-//! wit/blueprint.wit) and deploy/crds.yaml (from the Rust types, `coffer crds`). These tests
+//! wit/blueprint.wit and the 0.1.0 interfaces it keeps, wit/deps/blueprint-0.1.0) and deploy/crds.yaml (from the Rust types, `coffer crds`). These tests
 //! fail when they differ (COFFER_UPDATE_DOCS=1 rewrites them instead).
 
 use std::path::Path;
@@ -84,14 +84,42 @@ fn parse(wit: &str) -> (Vec<(String, String)>, Vec<Item>) {
     (interfaces, items)
 }
 
-fn generate(wit: &str) -> String {
-    let (interfaces, items) = parse(wit);
+fn version(wit: &str) -> &str {
+    let package = wit.lines().next().unwrap_or_default().trim_end_matches(';');
+    package.rsplit('@').next().unwrap_or_default()
+}
+
+/// The reference of the ABI a plugin builds against: this version's interfaces (`wit`),
+/// then those it keeps from 0.1.0 (`old`), each with its version.
+fn generate(wit: &str, old: &str) -> String {
+    let (mut interfaces, mut items) = parse(wit);
+    let mut versions: Vec<&str> = vec![version(wit); interfaces.len()];
+    let (old_interfaces, old_items) = parse(old);
+    for (iface, doc) in old_interfaces {
+        if interfaces.iter().any(|(i, _)| *i == iface) {
+            continue;
+        }
+        items.extend(
+            old_items
+                .iter()
+                .filter(|i| i.interface == iface)
+                .map(|i| Item {
+                    interface: i.interface.clone(),
+                    kind: i.kind,
+                    name: i.name.clone(),
+                    signature: i.signature.clone(),
+                    doc: i.doc.clone(),
+                }),
+        );
+        interfaces.push((iface, doc));
+        versions.push(version(old));
+    }
     let package = wit.lines().next().unwrap_or_default().trim_end_matches(';');
     let mut out = format!(
-        "{MARKER}\n\n`{package}` — every interface, function, resource and type, with its documentation.\n"
+        "{MARKER}\n\n`{package}` — every interface, function, resource and type, with its documentation. The interfaces 0.2.0 did not change keep their 0.1.0 identity (`wit/deps/blueprint-0.1.0/`); a plugin built against 0.1.0 runs unchanged.\n"
     );
-    for (iface, doc) in &interfaces {
-        out.push_str(&format!("\n### interface `{iface}`\n\n"));
+    for ((iface, doc), v) in interfaces.iter().zip(versions) {
+        out.push_str(&format!("\n### interface `{iface}` ({v})\n\n"));
         if !doc.is_empty() {
             out.push_str(&format!("{doc}\n\n"));
         }
@@ -122,13 +150,14 @@ fn plugin_authoring_abi_reference_matches_the_wit() {
     let _one_at_a_time = PLUGIN_AUTHORING.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wit = std::fs::read_to_string(root.join("wit/blueprint.wit")).unwrap();
+    let old = std::fs::read_to_string(root.join("wit/deps/blueprint-0.1.0/blueprint.wit")).unwrap();
     let doc_path = root.join("docs/plugin-authoring.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap();
     let head = match doc.find(&format!("\n{MARKER}\n")) {
         Some(i) => &doc[..=i],
         None => doc.as_str(),
     };
-    let want = format!("{}\n{}", head.trim_end(), generate(&wit));
+    let want = format!("{}\n{}", head.trim_end(), generate(&wit, &old));
     if std::env::var_os("COFFER_UPDATE_DOCS").is_some() {
         std::fs::write(&doc_path, &want).unwrap();
         return;
@@ -147,6 +176,10 @@ fn plugin_authoring_abi_reference_matches_the_wit() {
         "write-to",
         "describe",
         "validate",
+        "add-guard",
+        "guard.fire",
+        "quiesce-begin",
+        "create-group",
     ] {
         assert!(
             want.contains(&format!("`{f}`")) || want.contains(&format!(".{f}`")),

@@ -49,10 +49,30 @@ impl Btrfs {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Whether a file can be written and synced on the filesystem within `within`: false
+    /// while it is frozen (`fsfreeze -f`). The writer thread left behind by a frozen
+    /// filesystem finishes once it is thawed.
+    pub fn writable(&self, within: std::time::Duration) -> bool {
+        let file = self.mount.join(format!(".probe-{}", crate::random_hex(4)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let r = std::fs::File::create(&file).and_then(|mut f| {
+                f.write_all(b"probe")?;
+                f.sync_all()
+            });
+            let _ = std::fs::remove_file(&file);
+            let _ = tx.send(r.is_ok());
+        });
+        rx.recv_timeout(within).unwrap_or(false)
+    }
 }
 
 impl Drop for Btrfs {
     fn drop(&mut self) {
+        // A test that failed while the filesystem was frozen must not hang its unmount.
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.mount).output();
         let _ = Command::new("umount").arg(&self.mount).output();
     }
 }

@@ -177,6 +177,7 @@ impl Coffer {
                     _ => BTreeMap::new(),
                 },
                 application,
+                quiesce: p.scope().quiesce.window(),
             },
         );
         rp.metadata.creation_timestamp = Some(rp.spec.end_time.clone());

@@ -5,6 +5,7 @@
 pub mod cleanup;
 mod commit;
 
+mod orphans;
 mod owner;
 mod prepare;
 pub mod record;
@@ -178,7 +179,12 @@ impl Coffer {
         // The plugin's Store is gone: transfers it left running are cancelled. Let them end
         // before anything is recorded, so the record sees every object there will be.
         p.scope().settle_transfers().await;
+        // Whatever the outcome, what the plugin quiesced runs again before anything else.
+        let unguarded = settle_guards(p).await;
         let output = output.map_err(ActionError::call)?;
+        if let Some(e) = unguarded {
+            return Err(ActionError(e));
+        }
         self.complete(p, output)
             .await
             .map_err(|e| ActionError(format!("{e:#}")))
@@ -211,7 +217,14 @@ impl Coffer {
     /// Mark failed; a backup's partial objects are removed — never once its manifest is
     /// written (then it is a complete backup whose record failed, and it is kept).
     async fn fail(&self, p: &PreparedAction, why: &str) {
-        let why = crate::redact::clip(&p.scope().redactor.redact(why), MAX_ERROR).to_string();
+        // Interrupted runs (Ctrl-C, SIGTERM, a lost lease) end here without the plugin's
+        // call having finished: its guards run first.
+        let unguarded = settle_guards(p).await;
+        let why = match unguarded {
+            Some(e) if !why.contains(&e) => format!("{why}; {e}"),
+            _ => why.to_string(),
+        };
+        let why = crate::redact::clip(&p.scope().redactor.redact(&why), MAX_ERROR).to_string();
         tracing::error!(actionset = %p.name, error = %why, "action failed");
         // Nothing may still be writing under the prefix while it is judged and cleaned.
         p.scope().settle_transfers().await;
@@ -245,6 +258,19 @@ impl Coffer {
             tracing::error!(error = %e, "could not record the failure");
         }
     }
+}
+
+/// Close the quiesce window and run every guard still armed (last first), once. The
+/// failures as one message that says the application may still be quiesced.
+async fn settle_guards(p: &PreparedAction) -> Option<String> {
+    let failed = p.scope().settle_guards().await;
+    if failed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}; what they guard may still be in effect (e.g. a frozen filesystem or a held lock): undo it by hand",
+        failed.join("; ")
+    ))
 }
 
 /// Why an action failed, as one line for the user.

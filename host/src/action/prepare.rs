@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::plugin::PluginBytes;
 use crate::storage::{Location, Prefix};
-use crate::wit::coffer::blueprint::types::ObjectRef;
+use crate::wit::abi::types::ObjectRef;
 use crate::wit::wit_plugin;
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_manifest::Manifest;
@@ -139,21 +139,48 @@ impl PreparedAction {
         &self.lending.scope
     }
 
-    /// Copy what the capability calls recorded (bytes moved, audit, logs, checkpoint) onto
-    /// an ActionSet status.
+    /// Copy what the capability calls recorded onto an ActionSet status.
     pub fn copy_records(&self, s: &mut ActionSetStatus) {
-        s.bytes = self
-            .scope()
-            .progress
-            .bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let r = self.scope().records.lock().unwrap();
+        copy_scope(self.scope(), s)
+    }
+}
+
+/// What the capability calls recorded (bytes moved, audit, logs, checkpoint, guards, the
+/// quiesce window), onto an ActionSet status.
+fn copy_scope(scope: &ActionScope, s: &mut ActionSetStatus) {
+    s.bytes = scope
+        .progress
+        .bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    {
+        let r = scope.records.lock().unwrap();
         s.audit = r.audit.clone();
         s.audit_dropped = r.audit_dropped;
         s.logs = r.logs.clone();
         s.logs_dropped = r.logs_dropped;
         s.checkpoint = r.checkpoint.clone();
     }
+    s.guards = scope.guards.records();
+    s.quiesce = scope.quiesce.window();
+}
+
+/// Let the scope write its records (a guard, the quiesce window) to the action's record
+/// the moment they change, not only with the next progress write.
+fn set_persist_hook(scope: &Arc<ActionScope>, record: &Arc<dyn ActionRecord>) {
+    let weak = Arc::downgrade(scope);
+    let record = record.clone();
+    let hook: crate::cap::scope::PersistHook = Arc::new(move || {
+        let (weak, record) = (weak.clone(), record.clone());
+        Box::pin(async move {
+            let Some(scope) = weak.upgrade() else {
+                return Ok(());
+            };
+            record
+                .update(&|a: &mut crate::model::ActionSet| copy_scope(&scope, &mut a.status))
+                .await
+        })
+    });
+    let _ = scope.persist_hook.set(hook);
 }
 
 fn suffix() -> String {
@@ -583,6 +610,7 @@ impl Coffer {
             }),
         };
         record.started(&set).await?;
+        set_persist_hook(&lending.scope, &record);
         tracing::info!(actionset = %name, action = %action, workload = %wname, "action started");
         Ok(PreparedAction {
             name,

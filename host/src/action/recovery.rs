@@ -66,6 +66,9 @@ impl Coffer {
             tracing::debug!(actionset = %a.name(), error = %e, "the ActionSet changed hands; leaving it");
             return Ok(());
         }
+        // What the dead run quiesced runs again first.
+        let (guards, guard_note) = self.fire_orphaned_guards(a).await;
+        why.push_str(&guard_note);
         if a.spec.kind().removes_objects_on_failure()
             && let Some(prefix) = &a.status.prefix
         {
@@ -82,6 +85,7 @@ impl Coffer {
             a.status.end_time = Some(now_rfc3339());
             a.status.error = Some(why.clone());
             a.status.cleanup_pending = pending;
+            a.status.guards = guards.clone();
         })
     }
 

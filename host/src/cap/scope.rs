@@ -44,7 +44,17 @@ pub struct ActionScope {
     /// Output streams (by resource rep) whose process a mover may run instead, for
     /// `location.put` of that stream ([`crate::cap::exec::mover`]).
     pub movers: Mutex<std::collections::HashMap<u32, crate::cap::exec::MoverClaim>>,
+    /// Commands that undo a quiesce, run on any end of the action (`runtime.add-guard`).
+    pub guards: crate::cap::runtime::Guards,
+    /// The quiesce window and its watchdog.
+    pub quiesce: crate::cap::runtime::Quiesce,
+    /// Writes what the scope holds to the action's record at once (set by the action; a
+    /// guard is registered only once it is recorded).
+    pub persist_hook: std::sync::OnceLock<PersistHook>,
 }
+
+pub type PersistHook =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// How long the end of an action waits for its cancelled transfers to abort.
 const SETTLE_TRANSFERS: std::time::Duration = std::time::Duration::from_secs(60);
@@ -93,6 +103,9 @@ impl ActionScope {
             transfers: TaskTracker::new(),
             stdin_lengths: Default::default(),
             movers: Default::default(),
+            guards: Default::default(),
+            quiesce: Default::default(),
+            persist_hook: Default::default(),
         }
     }
 
@@ -126,6 +139,31 @@ impl ActionScope {
                 SETTLE_TRANSFERS.as_secs()
             );
         }
+    }
+
+    /// The action has ended: close the quiesce window and run every guard still armed
+    /// (last registered first), each at most once. The failures, each naming its guard.
+    pub async fn settle_guards(&self) -> Vec<String> {
+        self.quiesce.close();
+        self.guards.settle(self, "end").await
+    }
+
+    /// Write the records to the action's record now (without a hook, as in the test
+    /// harness, there is nothing to write to). A failure is logged and returned.
+    pub async fn try_persist(&self) -> anyhow::Result<()> {
+        let Some(hook) = self.persist_hook.get() else {
+            return Ok(());
+        };
+        let r = hook().await;
+        if let Err(e) = &r {
+            tracing::warn!(error = %e, "could not write the action's record");
+        }
+        r
+    }
+
+    /// [`Self::try_persist`] where a failure changes nothing but the log.
+    pub async fn persist(&self) {
+        let _ = self.try_persist().await;
     }
 
     pub fn elapsed_ms(&self) -> u64 {

@@ -57,11 +57,18 @@ pub async fn follow_and_report(
         (None, Some(rp)) => format!("{} {rp}", prepared.request.action),
         _ => prepared.request.action.to_string(),
     };
+    // SIGTERM (a service manager stopping coffer, a container shutting down) ends the
+    // action as an interrupt does: its guards run and it is recorded Failed.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let finished: ActionSet = tokio::select! {
         r = progress::follow(what.clone(), prepared.scope(), coffer.run(&prepared)) => r?,
         _ = tokio::signal::ctrl_c() => {
             progress::clear();
             coffer.abandon(&prepared, "cancelled by the user (interrupt)").await?
+        }
+        _ = term.recv() => {
+            progress::clear();
+            coffer.abandon(&prepared, "stopped by SIGTERM").await?
         }
     };
     if let Some(format) = out {

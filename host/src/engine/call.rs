@@ -87,17 +87,24 @@ fn classify(store: &Store<PluginState>, err: wasmtime::Error, lim: &EffectiveLim
     CallError::Trap(st.scope.redactor.redact(&why))
 }
 
+/// Run a call until it ends, its deadline passes, or its quiesce window runs out (then the
+/// guards have run and the call is dropped, with every process it started).
 async fn with_deadline<T>(
     fut: impl Future<Output = wasmtime::Result<T>>,
-    lim: &EffectiveLimits,
+    lending: &Lending,
     action: &str,
 ) -> Result<wasmtime::Result<T>, CallError> {
-    tokio::time::timeout(lim.timeout, fut)
-        .await
-        .map_err(|_| CallError::Timeout {
-            timeout: lim.timeout,
+    let scope = &lending.scope;
+    let timeout = scope.limits.timeout;
+    tokio::select! {
+        r = tokio::time::timeout(timeout, fut) => r.map_err(|_| CallError::Timeout {
+            timeout,
             action: action.to_string(),
-        })
+        }),
+        () = scope.quiesce.expired.cancelled() => Err(CallError::Limit(
+            crate::cap::runtime::Quiesce::limit_message(scope),
+        )),
+    }
 }
 
 /// Ask a plugin for its manifest.
@@ -110,9 +117,11 @@ pub async fn call_describe(
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
-            bp.coffer_blueprint_plugin().call_describe(&mut store).await
+            bp.coffer_blueprint0_1_0_plugin()
+                .call_describe(&mut store)
+                .await
         },
-        &lim,
+        lending,
         "describe",
     )
     .await?;
@@ -130,11 +139,11 @@ pub async fn call_validate(
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
-            bp.coffer_blueprint_plugin()
+            bp.coffer_blueprint0_1_0_plugin()
                 .call_validate(&mut store, req)
                 .await
         },
-        &lim,
+        lending,
         &req.action,
     )
     .await?;
@@ -162,9 +171,11 @@ pub async fn call_run(
     let res = with_deadline(
         async {
             let bp = prepared.pre.instantiate_async(&mut store).await?;
-            bp.coffer_blueprint_plugin().call_run(&mut store, req).await
+            bp.coffer_blueprint0_1_0_plugin()
+                .call_run(&mut store, req)
+                .await
         },
-        &lim,
+        lending,
         &req.action,
     )
     .await?;

@@ -43,7 +43,7 @@ pub struct Engine {
 
 /// A plugin ready to instantiate (import resolution and type checks done once).
 pub struct Prepared {
-    pub pre: crate::wit::BlueprintPre<PluginState>,
+    pub pre: crate::wit::LinkedPre<PluginState>,
     pub engine: wasmtime::Engine,
 }
 
@@ -83,7 +83,7 @@ impl Engine {
                 plugin.label
             )
         })?;
-        let pre = crate::wit::BlueprintPre::new(pre).wctx(|| {
+        let pre = crate::wit::LinkedPre::new(pre).wctx(|| {
             format!(
                 "plugin {}: it does not export coffer:blueprint/plugin",
                 plugin.label

@@ -29,7 +29,7 @@ use crate::model::{ActionKind, ObjectRecord};
 use crate::plugin::PluginBytes;
 use crate::storage::Prefix;
 use crate::storage::pipeline::{self, Counters, Sink};
-use crate::wit::coffer::blueprint::types::ObjectRef;
+use crate::wit::abi::types::ObjectRef;
 use crate::wit::wit_plugin;
 use anyhow::{Context, Result};
 use coffer_manifest::Manifest;
@@ -311,6 +311,12 @@ pub async fn run_action(
         Ok(()) => call_run(&prepared, &lending, &request)
             .await
             .map_err(|e| e.to_string()),
+    };
+    // As an action ends anywhere: the guards still armed run.
+    let unguarded = lending.scope.settle_guards().await;
+    let result = match result {
+        Ok(_) if !unguarded.is_empty() => Err(unguarded.join("; ")),
+        r => r,
     };
     Ok(Run {
         result,

@@ -23,7 +23,7 @@ use crate::cap::snapshot::SnapshotBackend;
 use crate::cap::snapshot::csi::CsiSnapshots;
 use crate::credentials::Credentials;
 use crate::model::{ActionKind, Kind, ProfileSpec, SecretRef, Workload, WorkloadSpec};
-use crate::wit::coffer::blueprint::types::ObjectRef;
+use crate::wit::abi::types::ObjectRef;
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{PodSpec, Secret};
 use kube::Client;

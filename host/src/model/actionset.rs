@@ -137,6 +137,12 @@ pub struct ActionSetStatus {
     /// Plugin log lines beyond the recorded cap.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub logs_dropped: u64,
+    /// Commands that undo a quiesce, and whether they ran (`runtime.add-guard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<super::GuardRecord>,
+    /// How long the application was quiesced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<super::QuiesceWindow>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -176,6 +176,10 @@ pub struct Limits {
     /// Plugin log lines recorded per action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_lines: Option<u32>,
+    /// Longest quiesce window (`runtime.quiesce-begin` to `quiesce-end`), e.g. `10s`: past
+    /// it the host runs the action's guards and fails it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<String>,
 }
 
 /// A size written as a string (`256Mi`) or a plain number of bytes.

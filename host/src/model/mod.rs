@@ -6,6 +6,7 @@ mod action_kind;
 mod actionset;
 mod binding;
 mod blueprint;
+mod consistency;
 pub mod names;
 mod parse;
 mod policy;
@@ -22,6 +23,7 @@ pub use actionset::{
 };
 pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelector};
 pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
+pub use consistency::{GuardRecord, GuardState, QuiesceWindow};
 pub use parse::{ParseError, parse_documents};
 pub use policy::{
     Compliance, POLICY_RUNS_KEPT, PolicyResource, PolicyRun, PolicySelector, PolicySpec,
@@ -215,6 +217,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Now, as RFC 3339 UTC.
+/// Now, RFC 3339 with milliseconds (for windows measured in milliseconds).
+pub fn now_rfc3339_ms() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

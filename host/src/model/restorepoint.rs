@@ -39,6 +39,9 @@ pub struct RestorePointSpec {
     /// of `objects`, encrypted with the Profile's encryption).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application: Option<ApplicationRecord>,
+    /// How long the application was quiesced while the backup cut its copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<super::QuiesceWindow>,
 }
 
 /// The Kubernetes resources a backup captured besides the data.

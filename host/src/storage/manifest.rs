@@ -244,6 +244,7 @@ mod tests {
                 objects: vec![],
                 params: Default::default(),
                 application: None,
+                quiesce: None,
             },
         )
     }

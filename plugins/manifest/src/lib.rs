@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 /// The custom section a plugin's manifest lives in.
 pub const MANIFEST_SECTION: &str = "coffer:manifest";
 /// The plugin ABI version (the WIT package version) this crate describes.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
+/// The ABI versions (major.minor) the host runs: a plugin built for 0.1 imports the 0.1.0
+/// interfaces, which the host still links beside 0.2.0's.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1", "0.2"];
 /// Largest manifest the host accepts, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
 
@@ -184,11 +187,12 @@ impl Manifest {
             ));
         }
         let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
-        if major_minor(&self.api_version) != major_minor(API_VERSION) {
+        if !SUPPORTED_API_VERSIONS.contains(&major_minor(&self.api_version).as_str()) {
             return Err(format!(
-                "plugin {} was built for plugin ABI {}, this host speaks {API_VERSION}; rebuild it against coffer-plugin-sdk {}",
+                "plugin {} was built for plugin ABI {}, this host runs {}; rebuild it against coffer-plugin-sdk {}",
                 self.name,
                 self.api_version,
+                SUPPORTED_API_VERSIONS.join(" and "),
                 major_minor(API_VERSION)
             ));
         }
@@ -436,7 +440,7 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("bogus"), "{err}");
         let err = Manifest::from_json(
-            br#"{"apiVersion":"0.2.0","name":"x","version":"1","actions":[{"name":"backup"}]}"#,
+            br#"{"apiVersion":"0.3.0","name":"x","version":"1","actions":[{"name":"backup"}]}"#,
         )
         .unwrap_err();
         assert!(err.contains("ABI"), "{err}");

@@ -125,7 +125,7 @@ macro_rules! export_plugin {
 
         struct CofferExport;
 
-        impl $crate::bindings::exports::coffer::blueprint::plugin::Guest for CofferExport {
+        impl $crate::bindings::exports::coffer::blueprint0_1_0::plugin::Guest for CofferExport {
             fn describe() -> $crate::Manifest {
                 let mut m = $crate::describe(COFFER_MANIFEST);
                 for a in m.actions.iter_mut() {

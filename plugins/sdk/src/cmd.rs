@@ -105,6 +105,15 @@ impl<'a> Cmd<'a> {
         exec::spawn(&self.command(), &self.secrets())
     }
 
+    /// Register this command as a guard named `name` (what it undoes, e.g. `thaw /data`):
+    /// the host runs it when the action ends, however it ends, unless it is fired or
+    /// disarmed first. Register the guard *before* the step it undoes (`fsfreeze -u` before
+    /// `fsfreeze -f`): it is recorded on the ActionSet before this returns, so even a host
+    /// that dies leaves it to the next coffer to run. A guard takes no stdin or secrets.
+    pub fn guard(&self, name: &str) -> Result<crate::runtime::Guard, Error> {
+        crate::runtime::add_guard(name, &self.command())
+    }
+
     /// Run to completion with `stdin` (if any) as its input, capturing at most `max_stdout`
     /// bytes of stdout (more is a `limit` error: use `stdout_to` for bulk output). Fails
     /// unless it exits 0, with an error naming the program, its exit code and the end of its

@@ -24,11 +24,15 @@ mod cmd;
 mod context;
 pub mod io;
 pub mod log;
+pub mod quiesce;
 pub mod scratch;
 
 pub use action::{Action, DeleteArtifacts, NoParams, checked};
-pub use bindings::coffer::blueprint::{exec, kube, location, runtime, secrets, snapshot, types};
-pub use bindings::exports::coffer::blueprint::plugin::{
+// ABI 0.2.0: `runtime` and `snapshot` are this version's; the interfaces it did not change
+// keep their 0.1.0 identity.
+pub use bindings::coffer::blueprint0_1_0::{exec, kube, location, secrets, types};
+pub use bindings::coffer::blueprint0_2_0::{runtime, snapshot};
+pub use bindings::exports::coffer::blueprint0_1_0::plugin::{
     ActionOutput, ActionRequest, ActionSpec, Artifact, Capability, KindGrant, Manifest,
 };
 pub use cmd::{Cmd, check_exit};

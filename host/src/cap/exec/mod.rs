@@ -59,7 +59,41 @@ impl Capability for Exec {
         linker: &mut Linker<T>,
         get: fn(&mut T) -> CapView<'_, Self>,
     ) -> wasmtime::Result<()> {
-        crate::wit::coffer::blueprint::exec::add_to_linker::<T, HasCap<Exec>>(linker, get)
+        crate::wit::abi::exec::add_to_linker::<T, HasCap<Exec>>(linker, get)
+    }
+}
+
+impl Exec {
+    /// What a guard (`runtime.add-guard`) will run: `cmd` checked as `exec.run` checks it.
+    /// A guard takes no stdin and no secrets: the host may run it from another process,
+    /// after the plugin is gone.
+    pub fn guard_spec(
+        &self,
+        scope: &super::ActionScope,
+        cmd: &crate::wit::abi::exec::Command,
+    ) -> Result<SpawnSpec, WitError> {
+        if cmd.stdin {
+            return Err(WitError::InvalidArgument(
+                "a guard's command takes no stdin: the host may run it after the plugin is gone"
+                    .into(),
+            ));
+        }
+        let (at, vetted) = wit::vet(self, scope, cmd, &[])?;
+        Ok(SpawnSpec {
+            workload: at.workload,
+            container: at.container,
+            argv: vetted.argv,
+            plugin_argv: cmd.argv.clone(),
+            env: cmd.env.clone(),
+            secret_env: vec![],
+            stdin: false,
+            stderr_tail: scope.limits.stderr_tail,
+        })
+    }
+
+    /// The backend processes start on (a guard keeps it to run later).
+    pub fn backend(&self) -> Arc<dyn ExecBackend> {
+        self.backend.clone()
     }
 }
 

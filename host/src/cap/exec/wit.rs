@@ -4,10 +4,8 @@ use super::stdin_filter::Preambled;
 use super::{Exec, Place, RunningProcess, SpawnSpec, forbidden_env, policy};
 use crate::cap::secrets::secret_value;
 use crate::cap::{ActionScope, CapView, HostResult};
-use crate::wit::coffer::blueprint::exec::{
-    Command, ExitStatus, Host, HostProcess, Output, Process, Target,
-};
-use crate::wit::coffer::blueprint::secrets::Secret;
+use crate::wit::abi::exec::{Command, ExitStatus, Host, HostProcess, Output, Process, Target};
+use crate::wit::abi::secrets::Secret;
 use crate::wit::{RemoteError, WitError, retype};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,54 +26,64 @@ const STDIN_BUDGET: usize = 1 << 20;
 
 type View<'a> = CapView<'a, Exec>;
 
+/// The checks a command passes before it may start, in order: the grant (argv and every
+/// environment name, declared and granted), names no grant can allow, the Workload's own
+/// variables (a plugin cannot change them), then the argument policy on what the program
+/// will do. `secret_names`: the variables that will carry secrets.
+pub(crate) fn vet(
+    exec: &Exec,
+    scope: &ActionScope,
+    cmd: &Command,
+    secret_names: &[&str],
+) -> Result<(Place, policy::Vetted), WitError> {
+    let mut env: Vec<(&str, Option<&str>)> = cmd
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
+    env.extend(secret_names.iter().map(|k| (*k, None)));
+    exec.grant.check(&cmd.argv, &env)?;
+    if let Some((k, _)) = env.iter().find(|(k, _)| forbidden_env(k)) {
+        return Err(WitError::Denied(format!(
+            "exec: environment variable {k:?} changes what code the process runs; no grant can allow it"
+        )));
+    }
+    let pinned = exec.backend.workload_env();
+    if let Some((k, _)) = env.iter().find(|(k, _)| pinned.contains_key(*k)) {
+        return Err(WitError::Denied(format!(
+            "exec: {k} is set by the workload's own environment (spec.env); a plugin cannot change it"
+        )));
+    }
+    let at = place(scope, &cmd.target);
+    let scratch = exec.backend.scratch(&at);
+    let vetted = policy::vet(
+        &cmd.argv,
+        &policy::Input {
+            workload_env: &pinned,
+            has_secret: !secret_names.is_empty(),
+            scratch: scratch.as_deref(),
+        },
+    )
+    .map_err(|e| WitError::Denied(format!("exec: {e}")))?;
+    Ok((at, vetted))
+}
+
 impl View<'_> {
-    /// Check and start a command; the audit entry is written by the caller.
-    ///
-    /// In order: the grant (argv and every environment name, declared and granted), names
-    /// no grant can allow, the Workload's own variables (a plugin cannot change them), then
-    /// the argument policy on what the program will do, then the spawn.
+    /// Check ([`vet`]) and start a command; the audit entry is written by the caller.
     async fn start(
         &mut self,
         cmd: &Command,
         secret_env: &[(String, Resource<Secret>)],
     ) -> wasmtime::Result<Result<ProcessHandle, WitError>> {
-        let mut env: Vec<(&str, Option<&str>)> = cmd
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
-            .collect();
-        env.extend(secret_env.iter().map(|(k, _)| (k.as_str(), None)));
-        if let Err(e) = self.cap.grant.check(&cmd.argv, &env) {
-            return Ok(Err(e));
-        }
-        if let Some((k, _)) = env.iter().find(|(k, _)| forbidden_env(k)) {
-            return Ok(Err(WitError::Denied(format!(
-                "exec: environment variable {k:?} changes what code the process runs; no grant can allow it"
-            ))));
-        }
-        let pinned = self.cap.backend.workload_env();
-        if let Some((k, _)) = env.iter().find(|(k, _)| pinned.contains_key(*k)) {
-            return Ok(Err(WitError::Denied(format!(
-                "exec: {k} is set by the workload's own environment (spec.env); a plugin cannot change it"
-            ))));
-        }
+        let secret_names: Vec<&str> = secret_env.iter().map(|(k, _)| k.as_str()).collect();
+        let (at, vetted) = match vet(self.cap, self.scope, cmd, &secret_names) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut secrets = Vec::new();
         for (k, h) in secret_env {
             secrets.push((k.clone(), secret_value(self.table, h)?));
         }
-        let at = place(self.scope, &cmd.target);
-        let scratch = self.cap.backend.scratch(&at);
-        let vetted = match policy::vet(
-            &cmd.argv,
-            &policy::Input {
-                workload_env: &pinned,
-                has_secret: !secrets.is_empty(),
-                scratch: scratch.as_deref(),
-            },
-        ) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(WitError::Denied(format!("exec: {e}")))),
-        };
         // A script on psql's stdin is safe only with a psql that honours the host's
         // `\restrict` line: asked once per workload and program.
         if vetted.stdin_preamble.is_some()

@@ -34,9 +34,7 @@ impl crate::cap::Capability for Kube {
         linker: &mut wasmtime::component::Linker<T>,
         get: fn(&mut T) -> crate::cap::CapView<'_, Self>,
     ) -> wasmtime::Result<()> {
-        crate::wit::coffer::blueprint::kube::add_to_linker::<T, crate::cap::HasCap<Kube>>(
-            linker, get,
-        )
+        crate::wit::abi::kube::add_to_linker::<T, crate::cap::HasCap<Kube>>(linker, get)
     }
 }
 

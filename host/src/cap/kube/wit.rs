@@ -5,7 +5,7 @@
 use super::{Condition, Kube, ObjRef, names};
 use crate::cap::{ActionScope, CapView, HostResult};
 use crate::wit::WitError;
-use crate::wit::coffer::blueprint::kube;
+use crate::wit::abi::kube;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

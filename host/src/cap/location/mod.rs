@@ -88,6 +88,6 @@ impl Capability for Locations {
         linker: &mut Linker<T>,
         get: fn(&mut T) -> CapView<'_, Self>,
     ) -> wasmtime::Result<()> {
-        crate::wit::coffer::blueprint::location::add_to_linker::<T, HasCap<Locations>>(linker, get)
+        crate::wit::abi::location::add_to_linker::<T, HasCap<Locations>>(linker, get)
     }
 }

@@ -5,7 +5,7 @@ use crate::cap::{ActionScope, CapView, HostResult};
 use crate::model::ObjectRecord;
 use crate::storage::keys::{MANIFEST_NAME, logical_key, stored_variants};
 use crate::storage::pipeline::{self, Counters, Sink};
-use crate::wit::coffer::blueprint::location::{
+use crate::wit::abi::location::{
     Compression, Host, HostStore, HostTransfer, ObjectInfo, PutOptions, Store, Transfer,
 };
 use crate::wit::{WitError, retype};

@@ -6,7 +6,7 @@ use super::{Backends, CapView, Capability, Grant, Grants, HasCap, HostResult};
 use crate::credentials::Credentials;
 use crate::model::SecretRef;
 use crate::storage::streams::{flush, stream_error_text, write_all};
-use crate::wit::coffer::blueprint::secrets::{self, Host, HostSecret, Secret};
+use crate::wit::abi::secrets::{self, Host, HostSecret, Secret};
 use crate::wit::{WitError, retype};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use super::{Backends, CapView, Capability, Grant, Grants, HasCap, HostResult};
 use crate::wit::WitError;
-use crate::wit::coffer::blueprint::signed_http;
+use crate::wit::abi::signed_http;
 use std::time::Instant;
 use wasmtime::component::Linker;
 

@@ -190,6 +190,7 @@ impl BtrfsSnapshots {
             // A btrfs snapshot is whole once the ioctl returns.
             ready: true,
             restore_size: None,
+            cut_at: None,
         }
     }
 }
@@ -223,7 +224,10 @@ impl SnapshotBackend for BtrfsSnapshots {
         ])
         .await?;
         tracing::info!(volume = %source.name, snapshot = %target.display(), "read-only btrfs snapshot cut");
-        Ok(self.info(&name, &source.name))
+        Ok(SnapInfo {
+            cut_at: Some(crate::model::now_rfc3339_ms()),
+            ..self.info(&name, &source.name)
+        })
     }
 
     async fn wait_ready(&self, snap: &Ref, _timeout: Duration) -> Result<SnapInfo, WitError> {

@@ -86,9 +86,58 @@ impl CsiSnapshots {
             },
             ready: o.data.pointer("/status/readyToUse") == Some(&Value::Bool(true)),
             restore_size,
+            cut_at: o
+                .data
+                .pointer("/status/creationTime")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 }
+
+impl CsiSnapshots {
+    /// Until the driver has cut snapshot `name`: its `status.creationTime` is set (the
+    /// external-snapshotter sets it from the driver's answer, before the copy is ready to
+    /// use), or the driver reports an error.
+    async fn wait_cut(&self, name: &str) -> Result<SnapInfo, WitError> {
+        let deadline = Instant::now() + CUT_TIMEOUT;
+        loop {
+            let o = self
+                .snapshots()
+                .get(name)
+                .await
+                .map_err(|e| err(&format!("VolumeSnapshot {name}"), e))?;
+            if let Some(msg) = o
+                .data
+                .pointer("/status/error/message")
+                .and_then(Value::as_str)
+            {
+                return Err(WitError::Io(format!(
+                    "VolumeSnapshot {}/{name}: the snapshot driver reports: {msg}",
+                    self.namespace
+                )));
+            }
+            let i = self.info(&o);
+            if i.cut_at.is_some() {
+                return Ok(i);
+            }
+            if Instant::now() >= deadline {
+                return Err(WitError::Timeout(format!(
+                    "VolumeSnapshot {}/{name} was not cut after {}s: is a CSI snapshotter running for its VolumeSnapshotClass?",
+                    self.namespace,
+                    CUT_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(CUT_POLL).await;
+        }
+    }
+}
+
+/// How long a snapshot may take to be cut (an application may be quiesced meanwhile: its
+/// own, shorter, limit applies too).
+const CUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Polled often: the application may be waiting on the cut.
+const CUT_POLL: Duration = Duration::from_millis(50);
 
 #[async_trait::async_trait]
 impl SnapshotBackend for CsiSnapshots {
@@ -123,7 +172,8 @@ impl SnapshotBackend for CsiSnapshots {
             .create(&PostParams::default(), &obj)
             .await
             .map_err(|e| err(&format!("creating a VolumeSnapshot of {}", source.name), e))?;
-        Ok(self.info(&created))
+        let name = created.metadata.name.clone().unwrap_or_default();
+        self.wait_cut(&name).await
     }
 
     async fn wait_ready(&self, snap: &Ref, timeout: Duration) -> Result<SnapInfo, WitError> {

@@ -47,7 +47,8 @@ impl Capability for Snapshot {
         linker: &mut wasmtime::component::Linker<T>,
         get: fn(&mut T) -> CapView<'_, Self>,
     ) -> wasmtime::Result<()> {
-        crate::wit::coffer::blueprint::snapshot::add_to_linker::<T, HasCap<Snapshot>>(linker, get)
+        crate::wit::abi::snapshot::add_to_linker::<T, HasCap<Snapshot>>(linker, get)?;
+        crate::wit::abi::v0_1::snapshot::add_to_linker::<T, HasCap<Snapshot>>(linker, get)
     }
 }
 
@@ -64,10 +65,13 @@ pub struct SnapInfo {
     pub source: Ref,
     pub ready: bool,
     pub restore_size: Option<u64>,
+    /// When the storage system cut the copy (RFC 3339), once known.
+    pub cut_at: Option<String>,
 }
 
 #[async_trait::async_trait]
 pub trait SnapshotBackend: Send + Sync {
+    /// Returns once the point-in-time copy is cut (not when it is ready to use).
     async fn create(
         &self,
         source: &Ref,
@@ -84,6 +88,61 @@ pub trait SnapshotBackend: Send + Sync {
         storage_class: Option<&str>,
     ) -> Result<(), WitError>;
     async fn delete(&self, snap: &Ref) -> Result<(), WitError>;
+    /// Cut `sources` at one instant, where the storage system can (none: it cannot, and
+    /// [`create_group`] decides what to do).
+    async fn create_group(
+        &self,
+        _sources: &[Ref],
+        _class: Option<&str>,
+        _labels: &[(String, String)],
+    ) -> Option<Result<Vec<SnapInfo>, WitError>> {
+        None
+    }
+}
+
+/// One cut across `sources`. A backend that cuts groups atomically does it
+/// ([`SnapshotBackend::create_group`]); otherwise volumes are cut one after another, which
+/// is one point in time only while the application is quiesced, so it is refused outside a
+/// quiesce window (a crash-consistent group needs the storage system's group snapshots).
+pub async fn create_group(
+    backend: &dyn SnapshotBackend,
+    sources: &[Ref],
+    class: Option<&str>,
+    labels: &[(String, String)],
+    quiesced: bool,
+) -> Result<Vec<SnapInfo>, WitError> {
+    if sources.is_empty() {
+        return Err(WitError::InvalidArgument(
+            "create-group needs at least one volume".into(),
+        ));
+    }
+    if let Some(cut) = backend.create_group(sources, class, labels).await {
+        return cut;
+    }
+    if sources.len() > 1 && !quiesced {
+        return Err(WitError::Unavailable(format!(
+            "volumes {} cannot be cut at one instant here: this storage has no group snapshots, so they are cut one by one, which is consistent only inside a quiesce window (runtime.quiesce-begin first)",
+            sources
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut cut = Vec::new();
+    for s in sources {
+        match backend.create(s, class, labels).await {
+            Ok(i) => cut.push(i),
+            Err(e) => {
+                // Half a group is no group: what was cut goes.
+                for i in &cut {
+                    let _ = backend.delete(&i.snapshot).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(cut)
 }
 
 /// No volume snapshots in this mode (the harness, unless a test gives it some).

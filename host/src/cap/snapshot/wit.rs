@@ -1,9 +1,10 @@
-//! `snapshot` host functions: grant check, the call, the audit entry.
+//! `snapshot` host functions: grant check, the call, the audit entry; and snapshot 0.1.0
+//! (no `cut-at`, no groups) for plugins built against it, answered by the same calls.
 
 use super::{Ref, SnapInfo, Snapshot};
 use crate::cap::{ActionScope, CapView, HostResult};
 use crate::wit::WitError;
-use crate::wit::coffer::blueprint::snapshot;
+use crate::wit::abi::{snapshot, v0_1};
 use std::time::{Duration, Instant};
 
 fn vol(v: &snapshot::VolumeRef) -> Ref {
@@ -32,6 +33,7 @@ fn info(i: SnapInfo) -> snapshot::SnapshotInfo {
         },
         ready: i.ready,
         restore_size: i.restore_size,
+        cut_at: i.cut_at,
     }
 }
 
@@ -68,6 +70,33 @@ impl snapshot::Host for CapView<'_, Snapshot> {
         )
         .await?;
         Ok(r.map(info))
+    }
+
+    async fn create_group(
+        &mut self,
+        sources: Vec<snapshot::VolumeRef>,
+        class: Option<String>,
+        labels: Vec<(String, String)>,
+    ) -> HostResult<Vec<snapshot::SnapshotInfo>> {
+        let b = self.cap.backend.clone();
+        let refs: Vec<Ref> = sources.iter().map(vol).collect();
+        let names = refs
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let quiesced = self.scope.quiesce.is_open();
+        let r = call(
+            self.cap,
+            self.scope,
+            "snapshot.create-group",
+            &names,
+            async {
+                super::create_group(b.as_ref(), &refs, class.as_deref(), &labels, quiesced).await
+            },
+        )
+        .await?;
+        Ok(r.map(|v| v.into_iter().map(info).collect()))
     }
 
     async fn wait_ready(
@@ -113,5 +142,68 @@ impl snapshot::Host for CapView<'_, Snapshot> {
             async { b.delete(&s).await },
         )
         .await
+    }
+}
+
+fn info_v0_1(i: snapshot::SnapshotInfo) -> v0_1::snapshot::SnapshotInfo {
+    v0_1::snapshot::SnapshotInfo {
+        snapshot: v0_1::snapshot::SnapshotRef {
+            namespace: i.snapshot.namespace,
+            name: i.snapshot.name,
+        },
+        source: v0_1::snapshot::VolumeRef {
+            namespace: i.source.namespace,
+            name: i.source.name,
+        },
+        ready: i.ready,
+        restore_size: i.restore_size,
+    }
+}
+
+fn vol_v0_2(v: v0_1::snapshot::VolumeRef) -> snapshot::VolumeRef {
+    snapshot::VolumeRef {
+        namespace: v.namespace,
+        name: v.name,
+    }
+}
+
+fn snap_v0_2(v: v0_1::snapshot::SnapshotRef) -> snapshot::SnapshotRef {
+    snapshot::SnapshotRef {
+        namespace: v.namespace,
+        name: v.name,
+    }
+}
+
+impl v0_1::snapshot::Host for CapView<'_, Snapshot> {
+    async fn create(
+        &mut self,
+        source: v0_1::snapshot::VolumeRef,
+        class: Option<String>,
+        labels: Vec<(String, String)>,
+    ) -> HostResult<v0_1::snapshot::SnapshotInfo> {
+        let r = snapshot::Host::create(self, vol_v0_2(source), class, labels).await?;
+        Ok(r.map(info_v0_1))
+    }
+
+    async fn wait_ready(
+        &mut self,
+        snap: v0_1::snapshot::SnapshotRef,
+        timeout_ms: u64,
+    ) -> HostResult<v0_1::snapshot::SnapshotInfo> {
+        let r = snapshot::Host::wait_ready(self, snap_v0_2(snap), timeout_ms).await?;
+        Ok(r.map(info_v0_1))
+    }
+
+    async fn restore(
+        &mut self,
+        snap: v0_1::snapshot::SnapshotRef,
+        target: v0_1::snapshot::VolumeRef,
+        storage_class: Option<String>,
+    ) -> HostResult<()> {
+        snapshot::Host::restore(self, snap_v0_2(snap), vol_v0_2(target), storage_class).await
+    }
+
+    async fn delete(&mut self, snap: v0_1::snapshot::SnapshotRef) -> HostResult<()> {
+        snapshot::Host::delete(self, snap_v0_2(snap)).await
     }
 }

@@ -64,6 +64,16 @@ struct Params {
     /// For `audit-flood`: how many calls.
     #[serde(default)]
     count: u64,
+    /// For `guards`: commands registered as guards, in order; then `argv` runs (the
+    /// guarded step), inside a quiesce window when `quiesce`, and the plugin does what
+    /// `then` says: `fire` (each, in order), `disarm`, `fail`, `hang`, `trap`, or leaves
+    /// them armed.
+    #[serde(default)]
+    guards: Vec<Vec<String>>,
+    #[serde(default)]
+    quiesce: bool,
+    #[serde(default)]
+    then: String,
 }
 
 fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -587,6 +597,7 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
                 outputs: vec![("stdout".into(), String::from_utf8_lossy(&out).into_owned())],
             })
         }
+        "guards" => guarded(&p),
         "ok" | "" => {
             let store = location::open("default")?;
             let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
@@ -597,6 +608,45 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
         }
         other => Err(sdk::invalid(format!("unknown mode {other:?}"))),
     }
+}
+
+/// Guards around a step, inside a quiesce window when asked; see [`Params::guards`].
+fn guarded(p: &Params) -> Result<ActionOutput, Error> {
+    let window = if p.quiesce {
+        Some(sdk::quiesce::Window::begin()?)
+    } else {
+        None
+    };
+    let mut guards = Vec::new();
+    for (i, g) in p.guards.iter().enumerate() {
+        guards.push(Cmd::new(g.clone()).guard(&format!("guard {i}"))?);
+    }
+    if !p.argv.is_empty() {
+        Cmd::new(p.argv.clone()).run(None, 4096)?;
+    }
+    sdk::log::info("the guarded step is done", &[]);
+    match p.then.as_str() {
+        "fire" => {
+            for g in &guards {
+                g.fire()?;
+            }
+        }
+        "disarm" => guards.iter().for_each(|g| g.disarm()),
+        "fail" => return Err(sdk::internal("failed after the guarded step")),
+        "hang" => {
+            let secs = if p.count > 0 { p.count } else { 600 };
+            Cmd::new(["sleep".to_string(), secs.to_string()]).run(None, 0)?;
+        }
+        "trap" => panic!("hostile plugin: trap after the guarded step"),
+        _ => {}
+    }
+    let ms = match window {
+        Some(w) => w.end()?,
+        None => 0,
+    };
+    let mut out = ok_artifact()?;
+    out.outputs.push(("windowMs".into(), ms.to_string()));
+    Ok(out)
 }
 
 /// Store a small object and report it: a successful backup.
