@@ -16,6 +16,7 @@ use std::path::PathBuf;
 const PLUGINS: &[(&str, &str)] = &[
     ("postgres-logical", "postgres_logical"),
     ("mysql-logical", "mysql_logical"),
+    ("mysql-consistent", "mysql_consistent"),
     ("etcd", "etcd"),
     ("redis", "redis"),
 ];

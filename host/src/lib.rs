@@ -45,6 +45,10 @@ pub mod builtin {
             "mysql-logical",
             include_str!("../../blueprints/mysql-logical.yaml"),
         ),
+        (
+            "mysql-consistent",
+            include_str!("../../blueprints/mysql-consistent.yaml"),
+        ),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
     ];

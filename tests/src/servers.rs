@@ -54,26 +54,67 @@ fn output_ok(cmd: &mut Command, what: &str) -> String {
 /// MariaDB with a root password, reachable over TCP.
 pub struct MariaDb {
     pub dir: tempfile::TempDir,
+    /// The data directory (`dir/data` unless the test chose one).
+    pub data: PathBuf,
     pub port: u16,
     pub password: String,
+    /// Server options beyond the defaults (e.g. binary logging).
+    extra: Vec<String>,
     child: Option<Child>,
+}
+
+fn server_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("coffer-mariadb-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        let _ = Command::new("chown")
+            .args(["mysql:mysql"])
+            .arg(dir.path())
+            .status();
+    }
+    dir
 }
 
 impl MariaDb {
     pub fn start(password: &str) -> MariaDb {
+        let dir = server_dir();
+        let data = dir.path().join("data");
+        MariaDb::install(dir, data, password, &[])
+    }
+
+    /// A new server whose data directory is `data` (absent or empty, e.g. a btrfs
+    /// subvolume), run with `extra` server options.
+    pub fn start_in(data: &Path, password: &str, extra: &[&str]) -> MariaDb {
+        MariaDb::install(server_dir(), data.to_path_buf(), password, extra)
+    }
+
+    /// A server on an existing data directory (one a restore made); its root password is
+    /// the one the data has.
+    pub fn start_on(data: &Path, password: &str, extra: &[&str]) -> MariaDb {
         crate::ensure_packages();
-        let dir = tempfile::Builder::new()
-            .prefix("coffer-mariadb-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let mut m = MariaDb {
+            dir: server_dir(),
+            data: data.to_path_buf(),
+            port: free_port(),
+            password: password.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        m.start_server();
+        m
+    }
+
+    fn install(dir: tempfile::TempDir, data: PathBuf, password: &str, extra: &[&str]) -> MariaDb {
+        crate::ensure_packages();
         let root = unsafe { libc::geteuid() } == 0;
-        if root {
+        if root && data.exists() {
             let _ = Command::new("chown")
                 .args(["mysql:mysql"])
-                .arg(dir.path())
+                .arg(&data)
                 .status();
         }
-        let data = dir.path().join("data");
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
@@ -85,8 +126,10 @@ impl MariaDb {
         output_ok(&mut install, "mariadb-install-db");
         let mut m = MariaDb {
             dir,
+            data,
             port: free_port(),
             password: password.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         m.start_server();
@@ -104,13 +147,14 @@ impl MariaDb {
         let log = d.join("error.log");
         let mut cmd = Command::new("mariadbd");
         cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--datadir={}", self.data.display()))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", d.join("mysql.sock").display()))
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .args(["--skip-name-resolve", "--innodb-buffer-pool-size=64M"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if unsafe { libc::geteuid() } == 0 {
@@ -172,6 +216,11 @@ impl MariaDb {
 
     pub fn stop(&mut self) {
         stop(&mut self.child);
+    }
+
+    /// The server's error log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 }
 

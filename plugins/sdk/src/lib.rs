@@ -26,6 +26,7 @@ pub mod io;
 pub mod log;
 pub mod quiesce;
 pub mod scratch;
+pub mod volume;
 
 pub use action::{Action, DeleteArtifacts, NoParams, checked};
 // ABI 0.2.0: `runtime` and `snapshot` are this version's; the interfaces it did not change

@@ -7,6 +7,7 @@ use std::path::Path;
 
 mod abi;
 mod guards;
+mod mysql;
 
 fn cli() -> Cli {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");

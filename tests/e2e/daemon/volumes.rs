@@ -211,3 +211,133 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
     }
     env.assert_daemon_rbac();
 }
+
+/// A quiesced cut on a CSI driver that takes its time: `snapshot.create` returns once the
+/// driver has cut (not when it is ready), so the application is unquiesced before the
+/// snapshot is ready, and the action completes only after; a driver error after the cut
+/// fails the backup, and the guard has run all the same.
+#[tokio::test]
+async fn a_quiesce_ends_at_the_cut_not_at_readiness() {
+    use coffer_tests::kube_sim::{CUT_AFTER_MS, FAIL_AFTER_CUT, READY_AFTER_MS};
+    let env = Env::start_sim().await;
+    let classes = Api::<DynamicObject>::all_with(
+        env.client.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshotClass",
+        )),
+    );
+    for (name, params) in [
+        ("slow", json!({CUT_AFTER_MS: "800", READY_AFTER_MS: "1500"})),
+        (
+            "broken",
+            json!({FAIL_AFTER_CUT: "the driver lost the snapshot"}),
+        ),
+    ] {
+        classes
+            .create(
+                &PostParams::default(),
+                &obj(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+                    "metadata": {"name": name}, "driver": "sim.coffer.dev", "deletionPolicy": "Delete",
+                    "parameters": params})),
+            )
+            .await
+            .unwrap();
+    }
+    let claims: Api<coffer_tests::k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(env.client.clone(), "db");
+    claims
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "sim",
+                         "resources": {"requests": {"storage": "1Gi"}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let _daemon = env.daemon("coffer-q", coffer_tests::free_port());
+    for (class, ok) in [("slow", true), ("broken", false)] {
+        let mark = marks.path().join(class);
+        coffer_api(&env.client, "Blueprint", "coffer")
+            .create(
+                &PostParams::default(),
+                &obj(
+                    json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                    "metadata": {"name": format!("cut-{class}")},
+                    "spec": {"plugin": {"path": coffer_tests::test_plugin("hostile")},
+                             "grants": {"snapshot": true, "exec": ["touch **"], "unsafeArgs": true,
+                                        "location": ["read", "write", "delete"]},
+                             "params": {"backup": {"mode": "cut", "pvc": "data", "target": class,
+                                                   "guards": [["touch", mark]]}}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        env.statefulset(
+            &format!("app-{class}"),
+            vec![],
+            json!({"coffer.dev/blueprint": format!("cut-{class}")}),
+        )
+        .await;
+        let name = env
+            .action_set(json!({"action": "backup", "workload": format!("statefulset/app-{class}")}))
+            .await;
+        let status = env.finished(&name).await;
+        assert!(mark.exists(), "{class}: the guard did not run");
+        assert_eq!(status["guards"][0]["state"], "Fired", "{status:#}");
+        if !ok {
+            assert_eq!(status["phase"], "Failed", "{status:#}");
+            let err = status["error"].as_str().unwrap();
+            assert!(err.contains("the driver lost the snapshot"), "{err}");
+            continue;
+        }
+        assert_eq!(status["phase"], "Completed", "{status:#}");
+        let out = &status["outputs"];
+        assert_eq!(out["createdReady"], "false", "create waited for readiness");
+        assert!(!out["cutAt"].as_str().unwrap().is_empty(), "{out}");
+        let window_ms: u64 = out["windowMs"].as_str().unwrap().parse().unwrap();
+        assert!(
+            window_ms >= 700,
+            "create returned before the cut: {window_ms} ms"
+        );
+        assert_eq!(out["ready"], "true");
+        // Unquiesced before the snapshot was ready; completed only after it was.
+        let snap = Api::<DynamicObject>::namespaced_with(
+            env.client.clone(),
+            "db",
+            &ApiResource::from_gvk(&GroupVersionKind::gvk(
+                "snapshot.storage.k8s.io",
+                "v1",
+                "VolumeSnapshot",
+            )),
+        )
+        .get(out["snapshot"].as_str().unwrap())
+        .await
+        .unwrap();
+        let cut_ms: i64 = snap.metadata.annotations.unwrap()["sim.coffer.dev/cut-ms"]
+            .parse()
+            .unwrap();
+        let ms = |t: &serde_json::Value| {
+            let t = time::OffsetDateTime::parse(
+                t.as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            (t.unix_timestamp_nanos() / 1_000_000) as i64
+        };
+        let ready_ms = cut_ms + 1500;
+        assert!(
+            ms(&status["quiesce"]["end"]) < ready_ms,
+            "unquiesced after readiness: {:#}",
+            status["quiesce"]
+        );
+        assert!(
+            ms(&status["endTime"]) >= ready_ms,
+            "completed before readiness"
+        );
+    }
+}

@@ -2,8 +2,9 @@
 //! whose finalizers are gone after a deletion are removed; StatefulSets and Deployments get
 //! their pods (Running and Ready at once, no image pulled: an exec in them runs locally);
 //! PersistentVolumeClaims are bound to a local directory (annotation `sim.coffer.dev/path`);
-//! a simulated CSI snapshotter makes VolumeSnapshots ready one tick after creation by
-//! copying the claim's directory, and a claim whose dataSource is a ready snapshot starts as
+//! a simulated CSI snapshotter cuts VolumeSnapshots a tick after creation by copying the
+//! claim's directory and makes them ready a tick later (VolumeSnapshotClass parameters
+//! delay either, or fail after the cut), and a claim whose dataSource is a ready snapshot starts as
 //! a copy of it.
 
 use super::{Key, State, record, stamp_new, time_now};
@@ -263,48 +264,124 @@ fn volumes(st: &mut State) {
     }
 }
 
+/// VolumeSnapshotClass parameters that shape the simulated snapshotter: how long after
+/// creation the copy is cut, how long after the cut it is ready, and an error it reports
+/// after the cut instead of becoming ready.
+pub const CUT_AFTER_MS: &str = "sim.coffer.dev/cut-after-ms";
+pub const READY_AFTER_MS: &str = "sim.coffer.dev/ready-after-ms";
+pub const FAIL_AFTER_CUT: &str = "sim.coffer.dev/fail-after-cut";
+/// When the simulator first saw a snapshot and when it cut it (ms since the epoch).
+const SEEN_MS: &str = "sim.coffer.dev/seen-ms";
+const CUT_MS: &str = "sim.coffer.dev/cut-ms";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Now, RFC 3339 with milliseconds (a VolumeSnapshot's creationTime).
+fn time_now_ms() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}
+
+/// A class parameter of the snapshot's VolumeSnapshotClass.
+fn class_param(st: &State, snap: &Value, name: &str) -> Option<String> {
+    let class = snap.pointer("/spec/volumeSnapshotClassName")?.as_str()?;
+    let key: Key = (
+        "snapshot.storage.k8s.io".into(),
+        "volumesnapshotclasses".into(),
+        String::new(),
+        class.into(),
+    );
+    st.objects
+        .get(&key)?
+        .pointer(&format!("/parameters/{}", name.replace('/', "~1")))?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn annotation_ms(o: &Value, name: &str) -> u64 {
+    o.pointer(&format!(
+        "/metadata/annotations/{}",
+        name.replace('/', "~1")
+    ))
+    .and_then(Value::as_str)
+    .and_then(|v| v.parse().ok())
+    .unwrap_or_default()
+}
+
+/// A snapshotter in three steps, as the external-snapshotter reports them: created (not
+/// cut), cut (`creationTime` set: the copy of the claim's directory is taken now), ready
+/// (`readyToUse`), each on a later tick, and after the class's delays when it sets them.
 fn snapshots(st: &mut State) {
     let keys = of_kind(st, "snapshot.storage.k8s.io", "volumesnapshots");
+    let now = now_ms();
     for k in &keys {
         let snap = st.objects[k].clone();
         let status = snap.get("status").cloned().unwrap_or(Value::Null);
         if status.get("readyToUse") == Some(&Value::Bool(true)) || status.get("error").is_some() {
             continue;
         }
+        let param_ms = |name: &str| {
+            class_param(st, &snap, name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut new = snap.clone();
         if status.is_null() {
-            // Created: cut on the next tick, as a real snapshotter takes its time.
-            let mut new = snap.clone();
             new["status"] = json!({"readyToUse": false});
+            new["metadata"]["annotations"][SEEN_MS] = json!(now.to_string());
             update(st, k, new);
             continue;
         }
-        let claim = snap
-            .pointer("/spec/source/persistentVolumeClaimName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let ckey: Key = (
-            String::new(),
-            "persistentvolumeclaims".into(),
-            k.2.clone(),
-            claim.into(),
-        );
-        let bound = st
-            .objects
-            .get(&ckey)
-            .is_some_and(|c| c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound"));
-        let mut new = snap.clone();
-        if !bound {
-            new["status"] = json!({"readyToUse": false, "error": {"message": format!("PersistentVolumeClaim {claim} is not bound or does not exist"), "time": time_now()}});
-        } else {
-            match copy_dir(&volume_dir(st, &k.2, claim), &snapshot_dir(st, &k.2, &k.3)) {
-                Ok(bytes) => {
-                    new["status"] = json!({"readyToUse": true, "restoreSize": bytes.to_string(), "creationTime": time_now(),
-                                           "boundVolumeSnapshotContentName": format!("snapcontent-{}", k.3)});
-                }
-                Err(e) => {
-                    new["status"] = json!({"readyToUse": false, "error": {"message": format!("copying the volume: {e}"), "time": time_now()}})
+        if status.get("creationTime").is_none() {
+            if now < annotation_ms(&snap, SEEN_MS) + param_ms(CUT_AFTER_MS) {
+                continue;
+            }
+            let claim = snap
+                .pointer("/spec/source/persistentVolumeClaimName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let ckey: Key = (
+                String::new(),
+                "persistentvolumeclaims".into(),
+                k.2.clone(),
+                claim.into(),
+            );
+            let bound = st.objects.get(&ckey).is_some_and(|c| {
+                c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound")
+            });
+            if !bound {
+                new["status"] = json!({"readyToUse": false, "error": {"message": format!("PersistentVolumeClaim {claim} is not bound or does not exist"), "time": time_now()}});
+            } else {
+                match copy_dir(&volume_dir(st, &k.2, claim), &snapshot_dir(st, &k.2, &k.3)) {
+                    Ok(bytes) => {
+                        new["status"] = json!({"readyToUse": false, "restoreSize": bytes.to_string(), "creationTime": time_now_ms(),
+                                               "boundVolumeSnapshotContentName": format!("snapcontent-{}", k.3)});
+                        new["metadata"]["annotations"][CUT_MS] = json!(now.to_string());
+                    }
+                    Err(e) => {
+                        new["status"] = json!({"readyToUse": false, "error": {"message": format!("copying the volume: {e}"), "time": time_now()}})
+                    }
                 }
             }
+            update(st, k, new);
+            continue;
+        }
+        if now < annotation_ms(&snap, CUT_MS) + param_ms(READY_AFTER_MS) {
+            continue;
+        }
+        match class_param(st, &snap, FAIL_AFTER_CUT) {
+            Some(message) => {
+                new["status"]["error"] = json!({"message": message, "time": time_now()});
+            }
+            None => new["status"]["readyToUse"] = json!(true),
         }
         update(st, k, new);
     }

@@ -21,7 +21,7 @@ mod query;
 pub use query::selects;
 use query::{list, watch};
 
-pub use controllers::PATH_ANNOTATION;
+pub use controllers::{CUT_AFTER_MS, FAIL_AFTER_CUT, PATH_ANNOTATION, READY_AFTER_MS};
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -177,6 +177,44 @@ impl BtrfsSnapshots {
             })
     }
 
+    /// Where a restore or an import makes volume `target`: a directory the action's params
+    /// name, absent or empty (an empty one is removed to make way), whose parent is made.
+    fn new_volume(&self, target: &Ref) -> Result<PathBuf, WitError> {
+        local_only(target, "a restore target")?;
+        let to = PathBuf::from(&target.name);
+        if !self.targets.contains(&to) {
+            return Err(WitError::Denied(format!(
+                "restoring into {}: a restore creates only a directory the action's params name (volumes: {{NAME: NEWPATH}}); named: {}",
+                to.display(),
+                self.targets
+                    .iter()
+                    .map(|t| t.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        match std::fs::read_dir(&to) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(WitError::Conflict(format!(
+                        "{} is not empty; a restore never overwrites a volume, name a new directory",
+                        to.display()
+                    )));
+                }
+                std::fs::remove_dir(&to)
+                    .map_err(|e| WitError::Io(format!("{}: {e}", to.display())))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WitError::Io(format!("{}: {e}", to.display()))),
+        }
+        let parent = to.parent().ok_or_else(|| {
+            WitError::InvalidArgument(format!("{} has no parent directory", to.display()))
+        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| WitError::Io(format!("creating {}: {e}", parent.display())))?;
+        Ok(to)
+    }
+
     fn info(&self, snap: &str, volume: &str) -> SnapInfo {
         SnapInfo {
             snapshot: Ref {
@@ -251,38 +289,8 @@ impl SnapshotBackend for BtrfsSnapshots {
         _storage_class: Option<&str>,
     ) -> Result<(), WitError> {
         let from = self.find(snap)?;
-        local_only(target, "a restore target")?;
-        let to = PathBuf::from(&target.name);
-        if !self.targets.contains(&to) {
-            return Err(WitError::Denied(format!(
-                "restoring into {}: a restore creates only a directory the action's params name (volumes: {{NAME: NEWPATH}}); named: {}",
-                to.display(),
-                self.targets
-                    .iter()
-                    .map(|t| t.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        match std::fs::read_dir(&to) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(WitError::Conflict(format!(
-                        "{} is not empty; a restore never overwrites a volume, name a new directory",
-                        to.display()
-                    )));
-                }
-                std::fs::remove_dir(&to)
-                    .map_err(|e| WitError::Io(format!("{}: {e}", to.display())))?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(WitError::Io(format!("{}: {e}", to.display()))),
-        }
-        let parent = to.parent().ok_or_else(|| {
-            WitError::InvalidArgument(format!("{} has no parent directory", to.display()))
-        })?;
-        std::fs::create_dir_all(parent)
-            .map_err(|e| WitError::Io(format!("creating {}: {e}", parent.display())))?;
+        let to = self.new_volume(target)?;
+        let parent = to.parent().expect("new_volume checks the parent");
         let same_fs = fs_type(parent)? == BTRFS_MAGIC
             && mount_point(&parent.canonicalize().unwrap_or(parent.into()))? == mount_point(&from)?;
         if same_fs {
@@ -314,6 +322,16 @@ impl SnapshotBackend for BtrfsSnapshots {
                 )))
             }
         }
+    }
+
+    async fn export_tar(&self, snap: &Ref) -> Result<crate::cap::exec::BoxRead, WitError> {
+        let dir = self.find(snap)?;
+        Ok(super::archive::tar_of(dir))
+    }
+
+    async fn import_tar(&self, target: &Ref) -> Result<super::archive::Import, WitError> {
+        let to = self.new_volume(target)?;
+        super::archive::untar_into(to)
     }
 
     async fn delete(&self, snap: &Ref) -> Result<(), WitError> {

@@ -4,6 +4,7 @@
 //! is a read-only btrfs subvolume snapshot of a Workload's volume; where neither applies
 //! ([`NoSnapshots`]) calls answer `unavailable`. Grant check and audit are in `wit.rs`.
 
+pub mod archive;
 pub mod btrfs;
 pub mod csi;
 mod wit;
@@ -88,6 +89,20 @@ pub trait SnapshotBackend: Send + Sync {
         storage_class: Option<&str>,
     ) -> Result<(), WitError>;
     async fn delete(&self, snap: &Ref) -> Result<(), WitError>;
+    /// The snapshot's files as a tar stream (`snapshot.export-tar`).
+    async fn export_tar(&self, snap: &Ref) -> Result<crate::cap::exec::BoxRead, WitError> {
+        Err(WitError::Unavailable(format!(
+            "snapshot {}: exporting a snapshot's files is built for local btrfs snapshots only so far; on Kubernetes, restore it into a claim and back that up with a task pod",
+            snap.name
+        )))
+    }
+    /// Unpack a tar into new volume `target` (`snapshot.import-tar`).
+    async fn import_tar(&self, target: &Ref) -> Result<archive::Import, WitError> {
+        Err(WitError::Unavailable(format!(
+            "volume {}: importing an exported snapshot is built for local volumes only so far",
+            target.name
+        )))
+    }
     /// Cut `sources` at one instant, where the storage system can (none: it cannot, and
     /// [`create_group`] decides what to do).
     async fn create_group(

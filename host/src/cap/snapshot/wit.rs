@@ -5,7 +5,23 @@ use super::{Ref, SnapInfo, Snapshot};
 use crate::cap::{ActionScope, CapView, HostResult};
 use crate::wit::WitError;
 use crate::wit::abi::{snapshot, v0_1};
+use crate::wit::retype;
+use snapshot::{HostVolumeImport, VolumeImport};
 use std::time::{Duration, Instant};
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+/// Bytes buffered between an import's stream and its unpacking.
+const IMPORT_BUDGET: usize = 1 << 20;
+
+/// An import a plugin holds: its stream until taken, then its unpacking until finished.
+pub struct ImportHandle {
+    target: String,
+    stream: Option<crate::cap::exec::BoxWrite>,
+    task: Option<tokio::task::JoinHandle<Result<u64, WitError>>>,
+    commit: Option<tokio::sync::oneshot::Sender<bool>>,
+}
 
 fn vol(v: &snapshot::VolumeRef) -> Ref {
     Ref {
@@ -132,6 +148,56 @@ impl snapshot::Host for CapView<'_, Snapshot> {
         .await
     }
 
+    async fn export_tar(
+        &mut self,
+        snapshot: snapshot::SnapshotRef,
+    ) -> HostResult<Resource<DynInputStream>> {
+        let (b, s) = (self.cap.backend.clone(), snap(&snapshot));
+        let r = call(
+            self.cap,
+            self.scope,
+            "snapshot.export-tar",
+            &snapshot.name,
+            async { b.export_tar(&s).await },
+        )
+        .await?;
+        Ok(match r {
+            Ok(reader) => {
+                let stream: DynInputStream = Box::new(AsyncReadStream::new(reader));
+                Ok(self.table.push(stream)?)
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn import_tar(
+        &mut self,
+        target: snapshot::VolumeRef,
+    ) -> HostResult<Resource<VolumeImport>> {
+        let (b, t) = (self.cap.backend.clone(), vol(&target));
+        let r = call(
+            self.cap,
+            self.scope,
+            "snapshot.import-tar",
+            &target.name,
+            async { b.import_tar(&t).await },
+        )
+        .await?;
+        Ok(match r {
+            Ok(import) => {
+                let (stream, task, commit) = import.into_parts();
+                let h = self.table.push(ImportHandle {
+                    target: target.name,
+                    stream: Some(stream),
+                    task: Some(task),
+                    commit: Some(commit),
+                })?;
+                Ok(retype(&h))
+            }
+            Err(e) => Err(e),
+        })
+    }
+
     async fn delete(&mut self, snapshot: snapshot::SnapshotRef) -> HostResult<()> {
         let (b, s) = (self.cap.backend.clone(), snap(&snapshot));
         call(
@@ -142,6 +208,53 @@ impl snapshot::Host for CapView<'_, Snapshot> {
             async { b.delete(&s).await },
         )
         .await
+    }
+}
+
+impl HostVolumeImport for CapView<'_, Snapshot> {
+    async fn take_stream(
+        &mut self,
+        h: Resource<VolumeImport>,
+    ) -> wasmtime::Result<Option<Resource<DynOutputStream>>> {
+        let i = self.table.get_mut(&retype::<_, ImportHandle>(&h))?;
+        let Some(w) = i.stream.take() else {
+            return Ok(None);
+        };
+        let stream: DynOutputStream = Box::new(AsyncWriteStream::new(IMPORT_BUDGET, w));
+        Ok(Some(self.table.push(stream)?))
+    }
+
+    async fn finish(&mut self, h: Resource<VolumeImport>, keep: bool) -> HostResult<u64> {
+        let started = Instant::now();
+        let i = self.table.get_mut(&retype::<_, ImportHandle>(&h))?;
+        let target = i.target.clone();
+        let res = match (i.task.take(), i.commit.take()) {
+            (Some(task), Some(commit)) => {
+                // The stream must be closed for the unpacking to see the archive's end.
+                i.stream = None;
+                super::archive::Import::finish(task, commit, keep).await
+            }
+            _ => Err(WitError::InvalidArgument(
+                "this import was finished already".into(),
+            )),
+        };
+        let bytes = *res.as_ref().unwrap_or(&0);
+        let args = if keep { "keep" } else { "discard" };
+        self.scope.audit(
+            "snapshot.import.finish",
+            &target,
+            args,
+            started,
+            &res,
+            bytes,
+        );
+        Ok(res)
+    }
+
+    async fn drop(&mut self, h: Resource<VolumeImport>) -> wasmtime::Result<()> {
+        // Unfinished: its unpacking sees no commit and leaves nothing at the target.
+        self.table.delete(retype::<_, ImportHandle>(&h))?;
+        Ok(())
     }
 }
 

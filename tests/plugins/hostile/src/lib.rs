@@ -598,6 +598,38 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
             })
         }
         "guards" => guarded(&p),
+        // A quiesced cut: guard, window, `snapshot.create` in class `target` (returns at
+        // the cut), the guard fired and the window ended at once, then `wait-ready`.
+        "cut" => {
+            let window = sdk::quiesce::Window::begin()?;
+            let guard = match p.guards.first() {
+                Some(g) => Some(Cmd::new(g.clone()).guard("unquiesce")?),
+                None => None,
+            };
+            let class = (!p.target.is_empty()).then(|| p.target.clone());
+            let made = snapshot::create(
+                &snapshot::VolumeRef {
+                    namespace: None,
+                    name: p.pvc.clone(),
+                },
+                class.as_deref(),
+                &[],
+            )?;
+            if let Some(g) = &guard {
+                g.fire()?;
+            }
+            let ms = window.end()?;
+            let ready = snapshot::wait_ready(&made.snapshot, 60_000)?;
+            let mut out = ok_artifact()?;
+            out.outputs.extend([
+                ("snapshot".into(), made.snapshot.name.clone()),
+                ("createdReady".into(), made.ready.to_string()),
+                ("cutAt".into(), made.cut_at.clone().unwrap_or_default()),
+                ("windowMs".into(), ms.to_string()),
+                ("ready".into(), ready.ready.to_string()),
+            ]);
+            Ok(out)
+        }
         "ok" | "" => {
             let store = location::open("default")?;
             let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;

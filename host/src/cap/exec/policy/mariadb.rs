@@ -55,6 +55,9 @@ pub static CLIENT: &[Opt] = &[
     Opt::new("database", Some('D'), Arg::Required, Rule::Allow),
     Opt::new("batch", Some('B'), Arg::No, Rule::Allow),
     Opt::new("skip-column-names", Some('N'), Arg::No, Rule::Allow),
+    // Flush after each statement: a held session (a lock taken, then a snapshot cut) reads
+    // each answer as it comes.
+    Opt::new("unbuffered", Some('n'), Arg::No, Rule::Allow),
     Opt::new("raw", Some('r'), Arg::No, Rule::Allow),
     Opt::new("silent", Some('s'), Arg::No, Rule::Allow),
     Opt::new("force", Some('f'), Arg::No, Rule::Allow),

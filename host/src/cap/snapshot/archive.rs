@@ -1,0 +1,362 @@
+//! A local snapshot as a tar stream, and a tar stream unpacked into a new directory: how a
+//! snapshot leaves the machine (`snapshot.export-tar`, stored by `location.put` through the
+//! zstd/age/sha256 pipeline) and comes back (`snapshot.import-tar`). Owners, modes, times
+//! and symlinks are kept (symlinks as links, never followed); sockets, which tar cannot
+//! hold, are left out. An import unpacks beside the target and renames it into place only
+//! once the archive ended well, so a cut-short or corrupt stream leaves nothing at the
+//! target.
+
+use crate::cap::exec::{BoxRead, BoxWrite};
+use crate::wit::WitError;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::task::JoinHandle;
+use tokio_util::io::SyncIoBridge;
+
+/// Bytes buffered between the thread reading or writing files and the stream.
+const PIPE: usize = 1 << 20;
+
+/// The files of `dir` as a tar, made on a thread as the stream is read. An error reading
+/// a file ends the stream with that error (never with a clean end that would pass a
+/// partial tree off as whole).
+pub fn tar_of(dir: PathBuf) -> BoxRead {
+    let (reader, writer) = tokio::io::duplex(PIPE);
+    let failed: Arc<OnceLock<String>> = Arc::default();
+    let poisoned = Arc::new(AtomicBool::new(false));
+    let sink = Poisonable {
+        inner: SyncIoBridge::new(writer),
+        poisoned: poisoned.clone(),
+    };
+    let outcome = failed.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut b = tar::Builder::new(sink);
+        b.follow_symlinks(false);
+        b.mode(tar::HeaderMode::Complete);
+        // The root first: the restored volume's own owner and mode are the snapshot's
+        // (a server that owns its data directory must own the restored one).
+        let archived = b
+            .append_path_with_name(&dir, ".")
+            .and_then(|_| append_tree(&mut b, &dir, Path::new("")))
+            .and_then(|_| b.finish());
+        if let Err(e) = archived {
+            tracing::error!(dir = %dir.display(), error = %e, "archiving the snapshot failed");
+            // No end marker may follow (the builder writes one when dropped).
+            poisoned.store(true, Ordering::SeqCst);
+            let _ = outcome.set(format!("archiving {}: {e}", dir.display()));
+        }
+    });
+    Box::pin(Checked {
+        inner: reader,
+        failed,
+    })
+}
+
+/// The producer's writer: refuses every write once poisoned.
+struct Poisonable<W> {
+    inner: W,
+    poisoned: Arc<AtomicBool>,
+}
+
+impl<W: Write> Write for Poisonable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("the archive failed"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The reading end: the end of the stream is an error when the producer failed.
+struct Checked {
+    inner: tokio::io::DuplexStream,
+    failed: Arc<OnceLock<String>>,
+}
+
+impl tokio::io::AsyncRead for Checked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &r
+            && buf.filled().len() == before
+            && let Some(e) = self.failed.get()
+        {
+            return std::task::Poll::Ready(Err(std::io::Error::other(e.clone())));
+        }
+        r
+    }
+}
+
+/// Append `root/rel` and everything under it, depth first, in name order (the same tree
+/// makes the same archive).
+fn append_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = root.join(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = rel.join(e.file_name());
+        let t = e.file_type()?;
+        if t.is_socket() {
+            continue;
+        }
+        b.append_path_with_name(e.path(), &name)?;
+        if t.is_dir() {
+            append_tree(b, root, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// An import under way: the stream to write the tar to, and its unpacking.
+pub struct Import {
+    pub stream: BoxWrite,
+    task: JoinHandle<Result<u64, WitError>>,
+    commit: tokio::sync::oneshot::Sender<bool>,
+}
+
+impl Import {
+    /// Wait for the unpacking. `keep` (the tar was written whole: its transfer succeeded):
+    /// move it into place; the archive's bytes. Otherwise nothing is kept, and the error is
+    /// the unpacking's own when it failed.
+    pub async fn finish(
+        task: JoinHandle<Result<u64, WitError>>,
+        commit: tokio::sync::oneshot::Sender<bool>,
+        keep: bool,
+    ) -> Result<u64, WitError> {
+        let _ = commit.send(keep);
+        task.await
+            .map_err(|e| WitError::Internal(format!("the import task ended: {e}")))?
+    }
+
+    pub fn into_parts(
+        self,
+    ) -> (
+        BoxWrite,
+        JoinHandle<Result<u64, WitError>>,
+        tokio::sync::oneshot::Sender<bool>,
+    ) {
+        (self.stream, self.task, self.commit)
+    }
+}
+
+/// Unpack a tar written to the returned stream into new directory `target` (absent, or
+/// empty). It appears at `target` only when the archive ended well and the import is
+/// committed ([`Import::finish`]); otherwise nothing is left.
+pub fn untar_into(target: PathBuf) -> Result<Import, WitError> {
+    let parent = target
+        .parent()
+        .ok_or_else(|| WitError::InvalidArgument(format!("{} has no parent", target.display())))?
+        .to_path_buf();
+    let name = target
+        .file_name()
+        .ok_or_else(|| WitError::InvalidArgument(format!("{} has no name", target.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let partial = parent.join(format!(
+        ".{name}.coffer-import-{}",
+        hex::encode(getrandom::u32().unwrap_or_default().to_be_bytes())
+    ));
+    std::fs::create_dir(&partial)
+        .map_err(|e| WitError::Io(format!("creating {}: {e}", partial.display())))?;
+    let (reader, writer) = tokio::io::duplex(PIPE);
+    let (commit, committed) = tokio::sync::oneshot::channel::<bool>();
+    let bridge = SyncIoBridge::new(reader);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut counted = Counted {
+            inner: bridge,
+            n: 0,
+        };
+        let failed = |e: std::io::Error| {
+            let _ = std::fs::remove_dir_all(&partial);
+            Err(WitError::Io(format!(
+                "unpacking the exported snapshot into {}: {e}; nothing was left there",
+                target.display()
+            )))
+        };
+        if let Err(e) = unpack(&mut counted, &partial) {
+            return failed(e);
+        }
+        match committed.blocking_recv() {
+            Ok(true) => {
+                // An empty target the user made may stand in the way; one with content
+                // was refused before the import began.
+                let _ = std::fs::remove_dir(&target);
+                match std::fs::rename(&partial, &target) {
+                    Ok(()) => Ok(counted.n),
+                    Err(e) => failed(e),
+                }
+            }
+            // The transfer failed: the tar unpacked, but it is not kept.
+            Ok(false) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                Ok(counted.n)
+            }
+            Err(_) => failed(std::io::Error::other(
+                "the import was abandoned before it finished",
+            )),
+        }
+    });
+    Ok(Import {
+        stream: Box::pin(writer),
+        task,
+        commit,
+    })
+}
+
+fn unpack<R: Read>(r: &mut R, into: &Path) -> std::io::Result<()> {
+    let mut a = tar::Archive::new(r);
+    a.set_preserve_permissions(true);
+    a.set_preserve_ownerships(true);
+    a.set_preserve_mtime(true);
+    a.set_overwrite(false);
+    // The stream is the plugin's to write (it is an output stream it holds): what a host
+    // running as root makes of it must not hand anyone more than the files themselves.
+    // No setuid or setgid bits, no device nodes.
+    a.set_mask(0o6000);
+    for entry in a.entries()? {
+        let mut entry = entry?;
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular
+            | T::GNUSparse
+            | T::Directory
+            | T::Symlink
+            | T::Link
+            | T::Fifo
+            | T::Continuous => {}
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "{}: entries of type {other:?} (devices and the like) are not restored",
+                    entry.path()?.display()
+                )));
+            }
+        }
+        // The volume's root: its owner and mode (tar skips an entry for `.`).
+        let path = entry.path()?.into_owned();
+        if path
+            .components()
+            .all(|c| matches!(c, std::path::Component::CurDir))
+        {
+            if entry.header().entry_type() == T::Directory {
+                use std::os::unix::fs::PermissionsExt;
+                let h = entry.header();
+                let mode = h.mode()? & 0o1777;
+                std::fs::set_permissions(into, std::fs::Permissions::from_mode(mode))?;
+                let (uid, gid) = (h.uid()? as u32, h.gid()? as u32);
+                std::os::unix::fs::chown(into, Some(uid), Some(gid))?;
+            }
+            continue;
+        }
+        // `unpack_in` refuses entries that climb out of `into` (`..`, absolute paths,
+        // through links).
+        if !entry.unpack_in(into)? {
+            return Err(std::io::Error::other(format!(
+                "{}: the entry would land outside the volume",
+                entry.path()?.display()
+            )));
+        }
+    }
+    // tar reads up to the first of the two zero blocks that end an archive, and stops as
+    // quietly at an end of stream between entries: the second block must follow, and
+    // nothing but zeros after it, or the archive was cut short.
+    let mut rest = Vec::new();
+    a.into_inner().read_to_end(&mut rest)?;
+    if rest.len() < 512 || rest.iter().any(|b| *b != 0) {
+        return Err(std::io::Error::other(
+            "the archive does not end where a tar ends (cut short, or not one archive)",
+        ));
+    }
+    Ok(())
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_tree_goes_through_tar_and_back_whole_and_a_cut_stream_leaves_nothing() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("a/b")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(src.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::write(src.path().join("a/b/f"), vec![7u8; 300_000]).unwrap();
+        std::fs::write(src.path().join("top"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.path().join("link")).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(src.path().join("sock")).unwrap();
+        let mut tar = Vec::new();
+        tar_of(src.path().to_path_buf())
+            .read_to_end(&mut tar)
+            .await
+            .unwrap();
+
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("restored");
+        let (mut w, task, commit) = untar_into(target.clone()).unwrap().into_parts();
+        w.write_all(&tar).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        assert_eq!(
+            Import::finish(task, commit, true).await.unwrap(),
+            tar.len() as u64
+        );
+        assert_eq!(
+            std::fs::read(target.join("a/b/f")).unwrap(),
+            vec![7u8; 300_000]
+        );
+        assert_eq!(
+            std::fs::read_link(target.join("link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert!(!target.join("sock").exists());
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o7777,
+            0o750,
+            "the volume's own mode was not restored"
+        );
+
+        // Cut short, even at an entry's end, or abandoned: no target, no partial directory.
+        let cut = out.path().join("cut");
+        let first_entry_end = 512 + 512; // `a/`'s header and the next header block
+        for len in [tar.len() / 2, first_entry_end, tar.len()] {
+            let (mut w, task, commit) = untar_into(cut.clone()).unwrap().into_parts();
+            w.write_all(&tar[..len]).await.unwrap();
+            drop(w);
+            if len == tar.len() {
+                drop(commit);
+                assert!(task.await.unwrap().is_err(), "an abandoned import was kept");
+            } else {
+                assert!(
+                    Import::finish(task, commit, true).await.is_err(),
+                    "{len} bytes unpacked"
+                );
+            }
+            assert!(!cut.exists());
+        }
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+}
