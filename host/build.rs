@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("postgres-logical", "postgres_logical"),
     ("mysql-logical", "mysql_logical"),
     ("mysql-consistent", "mysql_consistent"),
+    ("fsfreeze", "fsfreeze"),
     ("etcd", "etcd"),
     ("redis", "redis"),
 ];

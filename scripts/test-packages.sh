@@ -3,7 +3,7 @@
 # PostgreSQL 15 (server and client), MariaDB, etcd (server and etcdctl), Redis, age, zstd,
 # npm and python3-venv (for the object storage servers of scripts/test-servers.sh), openssl
 # and curl (for the Kubernetes control plane of scripts/kube.sh), restic (the retention oracle),
-# btrfs-progs (local volume snapshots).
+# btrfs-progs (local volume snapshots), mariadb-backup (a benchmark's reference).
 # Safe to run concurrently (flock) and repeatedly (does nothing when all are there).
 # Called by the tests themselves on first use, by scripts/test-servers.sh and by
 # scripts/quickstart.sh; needs root (or passwordless sudo) only when it installs something.
@@ -32,6 +32,8 @@ need curl curl
 need restic restic
 # Local volume snapshots (a loop-mounted btrfs in the tests).
 need mkfs.btrfs btrfs-progs
+# MariaDB's own physical backup: what the quiesce-window benchmark compares against.
+need mariadb-backup mariadb-backup
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

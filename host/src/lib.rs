@@ -49,6 +49,7 @@ pub mod builtin {
             "mysql-consistent",
             include_str!("../../blueprints/mysql-consistent.yaml"),
         ),
+        ("fsfreeze", include_str!("../../blueprints/fsfreeze.yaml")),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
     ];

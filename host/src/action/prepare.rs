@@ -611,6 +611,19 @@ impl Coffer {
         };
         record.started(&set).await?;
         set_persist_hook(&lending.scope, &record);
+        if let Some(c) = &cluster {
+            // The ActionSet is the tenant's to write: the guards a new leader will run are
+            // only those this coffer sealed.
+            let key = self.manifest_key()?.clone();
+            let ns = c.subject.namespace.clone().unwrap_or_default();
+            let set = c.action_set.clone();
+            let sealer: crate::cap::scope::GuardSealer = Arc::new(move |g| {
+                let fields = g.seal_fields(&ns, &set);
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                key.tag(crate::model::GUARD_SEAL, &fields)
+            });
+            let _ = lending.scope.guard_sealer.set(sealer);
+        }
         tracing::info!(actionset = %name, action = %action, workload = %wname, "action started");
         Ok(PreparedAction {
             name,

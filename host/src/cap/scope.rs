@@ -51,7 +51,11 @@ pub struct ActionScope {
     /// Writes what the scope holds to the action's record at once (set by the action; a
     /// guard is registered only once it is recorded).
     pub persist_hook: std::sync::OnceLock<PersistHook>,
+    /// Seals a guard's record (on Kubernetes, where a tenant may write the ActionSet).
+    pub guard_sealer: std::sync::OnceLock<GuardSealer>,
 }
+
+pub type GuardSealer = Arc<dyn Fn(&crate::model::GuardRecord) -> String + Send + Sync>;
 
 pub type PersistHook =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
@@ -106,6 +110,7 @@ impl ActionScope {
             guards: Default::default(),
             quiesce: Default::default(),
             persist_hook: Default::default(),
+            guard_sealer: Default::default(),
         }
     }
 

@@ -395,19 +395,21 @@ pub async fn get(
                 .await
                 .map_err(|e| refusal(e, "listing RestorePoints", &ns, VIEWER))?;
             out!(
-                "{:<14} {:<44} {:<22} {:<10} SIZE",
+                "{:<14} {:<44} {:<22} {:<10} {:<9} SIZE",
                 "NAMESPACE",
                 "NAME",
                 "WORKLOAD",
-                "PROFILE"
+                "PROFILE",
+                "QUIESCED"
             );
             for o in items.items {
                 out!(
-                    "{:<14} {:<44} {:<22} {:<10} {}",
+                    "{:<14} {:<44} {:<22} {:<10} {:<9} {}",
                     o.metadata.namespace.unwrap_or_default(),
                     o.metadata.name.unwrap_or_default(),
                     o.spec.workload,
                     o.spec.profile,
+                    super::consistency::window(o.spec.quiesce.as_ref()),
                     indicatif::HumanBytes(o.spec.size)
                 );
             }

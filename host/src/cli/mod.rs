@@ -13,6 +13,7 @@ macro_rules! out_raw {
 
 mod actions;
 mod cluster;
+mod consistency;
 mod logging;
 pub(crate) mod output;
 mod plugin_cmd;

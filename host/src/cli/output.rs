@@ -249,6 +249,7 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                     "SIZE",
                     "STORED",
                     "ARTIFACTS",
+                    "QUIESCED",
                     "PROFILE",
                 ],
                 all.iter()
@@ -260,6 +261,7 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                             bytes(r.spec.size),
                             bytes(r.spec.stored_size),
                             r.spec.artifacts.len().to_string(),
+                            super::consistency::window(r.spec.quiesce.as_ref()),
                             r.spec.profile.clone(),
                         ]
                     })
@@ -300,10 +302,8 @@ fn finish<T: Serialize>(
 pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
     match kind {
         Kind::ActionSet => {
-            let a: ActionSet = c
-                .catalog
-                .get(kind, name)?
-                .ok_or_else(|| anyhow::anyhow!("ActionSet {name} not found"))?;
+            // With its audit trail (kept apart from the document in the catalog).
+            let a = c.action_set(name)?;
             describe_action_set(&a);
         }
         Kind::Blueprint => {
@@ -346,6 +346,7 @@ pub fn describe_action_set(a: &ActionSet) {
     if let Some(e) = &a.status.error {
         out!("Error:        {e}");
     }
+    super::consistency::describe(a);
     if !a.status.outputs.is_empty() {
         out!("Outputs:");
         for (k, v) in &a.status.outputs {

@@ -365,7 +365,7 @@ impl Daemon {
             }
             Decision::Settle => {
                 self.seen.lock().unwrap().remove(&k);
-                super::settle::settle_stale(&self.cx, o).await?;
+                super::settle::settle_stale(&self.cx, self.coffer.manifest_key()?, o).await?;
                 self.event(
                     o,
                     EventType::Warning,

@@ -102,6 +102,8 @@ pub struct StatusPatch {
     pub restore_point: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleanup_pending: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guards: Option<Vec<crate::model::GuardRecord>>,
 }
 
 impl StatusPatch {

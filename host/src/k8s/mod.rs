@@ -16,6 +16,7 @@ mod metrics;
 #[cfg(test)]
 mod mock;
 pub mod movers;
+mod orphan_guards;
 pub mod policies;
 mod profile_check;
 pub mod record;

@@ -12,7 +12,11 @@ use kube::api::{Api, ListParams};
 
 /// Settle an ActionSet left Running by an instance that is gone. Conditional on the
 /// version read: a runner that wrote since keeps its action.
-pub async fn settle_stale(cx: &ClusterCtx, set: &ActionSetResource) -> Result<()> {
+pub async fn settle_stale(
+    cx: &ClusterCtx,
+    key: &crate::storage::manifest::ManifestKey,
+    set: &ActionSetResource,
+) -> Result<()> {
     let ns = set.metadata.namespace.clone().unwrap_or_default();
     let name = set.metadata.name.clone().unwrap_or_default();
     let version = set.metadata.resource_version.as_deref();
@@ -57,6 +61,9 @@ pub async fn settle_stale(cx: &ClusterCtx, set: &ActionSetResource) -> Result<()
     let mut why = format!(
         "the coffer daemon running it ({runner}) stopped before it finished; nothing was recorded as a restore point"
     );
+    // What the lost run quiesced runs again first.
+    let (guards, guard_note) = super::orphan_guards::fire(cx, key, set).await;
+    why.push_str(&guard_note);
     let mut pending = false;
     if spec.kind().removes_objects_on_failure()
         && let Some(prefix) = &st.prefix
@@ -88,6 +95,9 @@ pub async fn settle_stale(cx: &ClusterCtx, set: &ActionSetResource) -> Result<()
     tracing::warn!(actionset = %format!("{ns}/{name}"), "{why}");
     let mut patch = StatusPatch::failed(why);
     patch.cleanup_pending = Some(pending);
+    if !guard_note.is_empty() {
+        patch.guards = Some(guards);
+    }
     patch_status(&sets, &name, &patch, version).await?;
     Ok(())
 }

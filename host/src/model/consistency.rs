@@ -33,6 +33,30 @@ pub struct GuardRecord {
     /// How it ended: `exit 0`, or what went wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// On Kubernetes: a MAC by the cluster's key over what the guard runs and where. The
+    /// ActionSet is the tenant's to write; a new leader runs only guards a coffer sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+/// The domain of a guard's seal.
+pub const GUARD_SEAL: &str = "guard v1";
+
+impl GuardRecord {
+    /// What a seal covers: the ActionSet it belongs to (namespace, name) and what the guard
+    /// runs where — never its state, which changes as it runs.
+    pub fn seal_fields(&self, namespace: &str, action_set: &str) -> Vec<String> {
+        let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        vec![
+            namespace.to_string(),
+            action_set.to_string(),
+            self.name.clone(),
+            self.workload.clone(),
+            self.container.clone().unwrap_or_default(),
+            self.command.join("\0"),
+            env.join("\0"),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -18,6 +18,7 @@ const CONTEXT: &[u8] = b"coffer restore point manifest v1\n";
 const KEY_BYTES: usize = 32;
 
 /// The key manifests are signed with.
+#[derive(Clone)]
 pub struct ManifestKey([u8; KEY_BYTES]);
 
 impl ManifestKey {

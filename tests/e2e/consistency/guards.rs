@@ -164,9 +164,26 @@ fn a_quiesce_window_is_recorded_on_the_action_set_and_the_restore_point() {
     assert_eq!(b["status"]["outputs"]["windowMs"], ms.to_string());
     assert!(ms < 10_000, "{w}");
     let rp = b["status"]["restorePoint"].as_str().unwrap();
+    let listed = c.ok(&["get", "restorepoints"]).stdout;
+    assert!(
+        listed.contains("QUIESCED") && listed.contains(&format!("{ms}ms")),
+        "{listed}"
+    );
     let rp = c.ok(&["get", "restorepoint", rp, "-o", "json"]).json();
     assert_eq!(&rp["spec"]["quiesce"], w, "{rp:#}");
     assert!(w["begin"].as_str().unwrap() <= w["end"].as_str().unwrap());
+    // `describe` shows the window, each guard, and the calls that made them.
+    let name = b["metadata"]["name"].as_str().unwrap();
+    let shown = c.ok(&["describe", "actionset", name]).stdout;
+    for want in [
+        format!("Quiesced:     {ms}ms"),
+        format!("fsfreeze -u {m}"),
+        "Fired".to_string(),
+        "runtime.add-guard".to_string(),
+        "runtime.quiesce-end".to_string(),
+    ] {
+        assert!(shown.contains(&want), "{want:?} missing from:\n{shown}");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use coffer_tests::cli::Cli;
 use std::path::Path;
 
 mod abi;
+mod fsfreeze;
 mod guards;
 mod mysql;
 

@@ -11,6 +11,7 @@ mod application;
 mod attacks;
 mod cluster;
 mod env;
+mod guards;
 mod helm;
 mod lifecycle;
 mod mover;

@@ -226,3 +226,60 @@ pub async fn run_command(
         }
     }
 }
+
+/// What a recorded guard runs: exactly the command its runner checked and recorded.
+pub fn recorded_spec(g: &GuardRecord) -> SpawnSpec {
+    SpawnSpec {
+        workload: g.workload.clone(),
+        container: g.container.clone(),
+        argv: g.command.clone(),
+        plugin_argv: g.command.clone(),
+        env: g.env.clone().into_iter().collect(),
+        secret_env: vec![],
+        stdin: false,
+        stderr_tail: 8 << 10,
+    }
+}
+
+/// Run the guards a dead runner left armed, last registered first, each with `run` (which
+/// runs it, or says why it cannot), marking each `recovery`'s. A sentence for the
+/// ActionSet's error: empty when none was armed.
+pub async fn fire_recorded<F, Fut>(guards: &mut [GuardRecord], mut run: F) -> String
+where
+    F: FnMut(GuardRecord) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut outcomes = Vec::new();
+    for g in guards.iter_mut().rev() {
+        if g.state != GuardState::Armed {
+            continue;
+        }
+        let res = run(g.clone()).await;
+        g.fired_by = Some("recovery".into());
+        match res {
+            Ok(()) => {
+                g.state = GuardState::Fired;
+                g.result = Some("exit 0".into());
+                tracing::warn!(guard = %g.name, "ran a guard a lost runner left armed");
+                outcomes.push(format!("{} (ok)", g.name));
+            }
+            Err(e) => {
+                g.state = GuardState::Failed;
+                tracing::error!(guard = %g.name, error = %e, "a guard a lost runner left armed did not run");
+                outcomes.push(format!(
+                    "{} FAILED: {e}; undo it by hand: `{}`",
+                    g.name,
+                    g.command.join(" ")
+                ));
+                g.result = Some(e);
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; the guards it left armed were run: {}",
+        outcomes.join(", ")
+    )
+}

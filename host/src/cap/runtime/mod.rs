@@ -7,7 +7,7 @@
 mod guard;
 mod quiesce;
 
-pub use guard::{GUARD_TIMEOUT, Guards, run_command};
+pub use guard::{GUARD_TIMEOUT, Guards, fire_recorded, recorded_spec, run_command};
 pub use quiesce::Quiesce;
 
 use super::exec::Exec;
@@ -190,7 +190,7 @@ impl CapView<'_, Runtime> {
             )));
         }
         let spec = self.cap.exec.guard_spec(self.scope, cmd)?;
-        let record = GuardRecord {
+        let mut record = GuardRecord {
             name: name.to_string(),
             command: spec.argv.clone(),
             env: spec.env.iter().cloned().collect(),
@@ -201,7 +201,9 @@ impl CapView<'_, Runtime> {
             ended_ms: None,
             fired_by: None,
             result: None,
+            seal: None,
         };
+        record.seal = self.scope.guard_sealer.get().map(|seal| seal(&record));
         let timeout = cmd
             .timeout_ms
             .map_or(GUARD_TIMEOUT, std::time::Duration::from_millis);

@@ -1,0 +1,278 @@
+//! fsfreeze: application-consistent volume backups for any application on a filesystem.
+//!
+//! backup  = inside one quiesce window: for each filesystem of `freeze`, a guard
+//!           `fsfreeze -u PATH` is registered, then `fsfreeze -f PATH` (writes block; the
+//!           filesystem is flushed, its journal clean); one cut of `volumes`
+//!           (`snapshot.create-group`, which returns once the copy is cut); every guard
+//!           fired (thawed, last frozen first) and the window ended at once. Then each
+//!           snapshot is exported as a tar into the location and deleted (`export: true`,
+//!           the default), or kept and recorded (`export: false`, e.g. CSI
+//!           VolumeSnapshots on Kubernetes).
+//! restore = an exported volume is unpacked into the new directory `volumes: {NAME: PATH}`
+//!           names; a kept snapshot is restored into the new volume it names (a new claim
+//!           on Kubernetes).
+//! delete  = remove the restore point's objects, and its kept snapshots.
+//!
+//! A frozen filesystem is never left frozen: the guards run on any end of the action, and
+//! the next coffer (or daemon leader) runs them when the process running it died. Never
+//! freeze the filesystem that holds the snapshots or coffer's own state: the cut would
+//! wait for the thaw until `spec.limits.quiesce` ends it.
+
+use coffer_plugin_sdk::JsonSchema;
+use coffer_plugin_sdk::{
+    self as sdk, Action, ActionOutput, ActionRequest, Artifact, Cmd, Error, location, log, snapshot,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub struct Backup;
+pub struct Restore;
+pub struct Delete;
+
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
+
+const LOCATION: &str = "default";
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupParams {
+    /// Mount points to freeze for the cut, in the workload (absolute paths).
+    pub freeze: Vec<String>,
+    /// The volumes to cut at that instant: the Workload's `spec.volumes` names locally, the
+    /// subject's PersistentVolumeClaims on Kubernetes.
+    pub volumes: Vec<String>,
+    /// Export each snapshot as a tar into the location, then delete it (default); `false`
+    /// keeps the snapshots and records their names.
+    #[serde(default = "yes")]
+    pub export: bool,
+    /// The VolumeSnapshotClass (Kubernetes).
+    pub snapshot_class: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreParams {
+    /// A new volume per volume of the restore point: a directory (absent or empty) locally,
+    /// a new PersistentVolumeClaim name on Kubernetes.
+    pub volumes: BTreeMap<String, String>,
+    /// The StorageClass of restored claims (Kubernetes; default: the source claim's).
+    pub storage_class: Option<String>,
+}
+
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
+
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if p.freeze.is_empty() {
+            problems.push("params.freeze: name at least one mount point to freeze".into());
+        }
+        for f in &p.freeze {
+            if !f.starts_with('/') || f.split('/').any(|c| c == "..") {
+                problems.push(format!(
+                    "params.freeze: {f:?} is not an absolute path of a mount point"
+                ));
+            }
+        }
+        if p.volumes.is_empty() {
+            problems.push("params.volumes: name at least one volume to cut".into());
+        }
+        sdk::checked(problems)
+    }
+
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup(p)
+    }
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for a in volumes_of(&req.input_artifacts) {
+            let v = sdk::meta(a, "volume").unwrap_or_default();
+            if !p.volumes.contains_key(v) {
+                problems.push(format!(
+                    "params.volumes: name a new volume for {v:?} ({v}: NEW)"
+                ));
+            }
+        }
+        sdk::checked(problems)
+    }
+
+    fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        restore(p, req)
+    }
+}
+
+impl Action for Delete {
+    const NAME: &'static str = "delete";
+    type Params = sdk::NoParams;
+
+    fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        for a in volumes_of(&req.input_artifacts) {
+            if let Some(name) = sdk::meta(a, "snapshot")
+                && sdk::meta(a, "kept") == Some("true")
+            {
+                match snapshot::delete(&snapshot::SnapshotRef {
+                    namespace: None,
+                    name: name.to_string(),
+                }) {
+                    Ok(()) | Err(Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        sdk::delete_input_artifacts(req, LOCATION)
+    }
+}
+
+fn volumes_of(artifacts: &[Artifact]) -> impl Iterator<Item = &Artifact> {
+    artifacts
+        .iter()
+        .filter(|a| sdk::meta(a, "kind") == Some("volume"))
+}
+
+/// Freeze, cut, thaw: the quiesce window. The cuts and the window's length.
+fn cut_frozen(p: &BackupParams) -> Result<(Vec<snapshot::SnapshotInfo>, u64), Error> {
+    let volumes: Vec<snapshot::VolumeRef> = p
+        .volumes
+        .iter()
+        .map(|v| snapshot::VolumeRef {
+            namespace: None,
+            name: v.clone(),
+        })
+        .collect();
+    let window = sdk::quiesce::Window::begin()?;
+    let mut thaws = Vec::new();
+    for path in &p.freeze {
+        // The guard first: recorded before the filesystem is frozen.
+        thaws.push(Cmd::new(["fsfreeze", "-u", path.as_str()]).guard(&format!("thaw {path}"))?);
+        Cmd::new(["fsfreeze", "-f", path.as_str()]).run(None, 0)?;
+    }
+    let cut = snapshot::create_group(&volumes, p.snapshot_class.as_deref(), &[]);
+    // Thawed at once, cut or not (an error here still leaves the host to retry at the end).
+    let mut thawed = Ok(());
+    for t in thaws.iter().rev() {
+        if let Err(e) = t.fire() {
+            thawed = Err(e);
+        }
+    }
+    let ms = window.end()?;
+    thawed?;
+    Ok((cut?, ms))
+}
+
+fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
+    let (cuts, window_ms) = cut_frozen(&p)?;
+    log::info(
+        "cut and thawed",
+        &[
+            ("windowMs", &window_ms.to_string()),
+            ("volumes", &p.volumes.join(",")),
+        ],
+    );
+    let store = location::open(LOCATION)?;
+    let recorded = record(&store, &p, &cuts);
+    // Exported snapshots go, and so do all of them when the backup fails: no restore point
+    // would name them.
+    if p.export || recorded.is_err() {
+        for c in &cuts {
+            if let Err(e) = snapshot::delete(&c.snapshot) {
+                log::warn(
+                    "a snapshot could not be deleted",
+                    &[
+                        ("snapshot", &c.snapshot.name),
+                        ("error", &sdk::error_text(&e)),
+                    ],
+                );
+            }
+        }
+    }
+    Ok(ActionOutput {
+        artifacts: recorded?,
+        outputs: vec![
+            ("windowMs".into(), window_ms.to_string()),
+            ("volumes".into(), p.volumes.join(",")),
+            (
+                "snapshots".into(),
+                cuts.iter()
+                    .map(|c| c.snapshot.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ],
+    })
+}
+
+/// One artifact per cut: its exported tar, or (kept) a small record naming the snapshot.
+fn record(
+    store: &location::Store,
+    p: &BackupParams,
+    cuts: &[snapshot::SnapshotInfo],
+) -> Result<Vec<Artifact>, Error> {
+    let mut artifacts = Vec::new();
+    for (i, cut) in cuts.iter().enumerate() {
+        log::progress("export", i as u64, Some(cuts.len() as u64));
+        let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
+        let volume = p.volumes.get(i).cloned().unwrap_or_default();
+        let info = if p.export {
+            sdk::volume::export_snapshot(store, &ready.snapshot, &format!("volumes/{volume}.tar"))?
+        } else {
+            store.put_bytes(
+                &format!("volumes/{volume}.snapshot"),
+                ready.snapshot.name.as_bytes(),
+                &sdk::compressed(),
+            )?
+        };
+        let mut a = sdk::artifact(&format!("volume-{volume}"), LOCATION, &info);
+        a.metadata = vec![
+            ("kind".into(), "volume".into()),
+            ("volume".into(), volume),
+            ("snapshot".into(), ready.snapshot.name.clone()),
+            ("kept".into(), (!p.export).to_string()),
+            ("cutAt".into(), cut.cut_at.clone().unwrap_or_default()),
+        ];
+        artifacts.push(a);
+    }
+    Ok(artifacts)
+}
+
+fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+    let store = location::open(LOCATION)?;
+    let mut restored = Vec::new();
+    for a in volumes_of(&req.input_artifacts) {
+        let v = sdk::meta(a, "volume").unwrap_or_default();
+        let target = p
+            .volumes
+            .get(v)
+            .ok_or_else(|| sdk::invalid(format!("params.volumes: no new volume for {v:?}")))?;
+        let to = snapshot::VolumeRef {
+            namespace: None,
+            name: target.clone(),
+        };
+        if sdk::meta(a, "kept") == Some("true") {
+            let snap = snapshot::SnapshotRef {
+                namespace: None,
+                name: sdk::meta(a, "snapshot").unwrap_or_default().to_string(),
+            };
+            snapshot::restore(&snap, &to, p.storage_class.as_deref())?;
+        } else {
+            sdk::volume::import_snapshot(&store, &a.key, &to)?;
+        }
+        restored.push(format!("{v}={target}"));
+    }
+    Ok(ActionOutput {
+        artifacts: vec![],
+        outputs: vec![("restored".into(), restored.join(","))],
+    })
+}
