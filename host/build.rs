@@ -18,6 +18,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("mysql-logical", "mysql_logical"),
     ("mysql-consistent", "mysql_consistent"),
     ("fsfreeze", "fsfreeze"),
+    ("postgres-consistent", "postgres_consistent"),
     ("etcd", "etcd"),
     ("redis", "redis"),
 ];

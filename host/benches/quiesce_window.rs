@@ -62,7 +62,7 @@ fn main() {
         let target = tempfile::tempdir_in("/tmp").unwrap();
         let t = Instant::now();
         run(Command::new("mariadb-backup")
-            .args(["--backup", "--no-defaults", "-h127.0.0.1", "-uroot"])
+            .args(["--no-defaults", "--backup", "-h127.0.0.1", "-uroot"])
             .arg(format!("--port={}", db.port))
             .arg(format!("--datadir={}", data.display()))
             .arg(format!(

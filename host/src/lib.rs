@@ -50,6 +50,10 @@ pub mod builtin {
             include_str!("../../blueprints/mysql-consistent.yaml"),
         ),
         ("fsfreeze", include_str!("../../blueprints/fsfreeze.yaml")),
+        (
+            "postgres-consistent",
+            include_str!("../../blueprints/postgres-consistent.yaml"),
+        ),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
     ];

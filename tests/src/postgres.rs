@@ -10,6 +10,8 @@ pub const PGBIN: &str = "/usr/lib/postgresql/15/bin";
 
 pub struct Postgres {
     pub dir: tempfile::TempDir,
+    /// The data directory (`dir/data` unless the test chose one).
+    data: PathBuf,
     pub port: u16,
     /// The superuser password; None means trust auth.
     pub password: Option<String>,
@@ -47,29 +49,46 @@ fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
 impl Postgres {
     /// initdb and start a server; with a password, TCP connections need it (scram-sha-256).
     pub fn start(password: Option<&str>) -> Result<Postgres> {
+        Postgres::init(None, password)
+    }
+
+    /// [`Postgres::start`] with the data directory at `data` (absent or empty, e.g. a btrfs
+    /// subvolume; its parents must be traversable by `postgres`).
+    pub fn start_in(data: &Path, password: Option<&str>) -> Result<Postgres> {
+        Postgres::init(Some(data), password)
+    }
+
+    /// A server on an existing data directory (one a restore made); it recovers first.
+    pub fn start_on(data: &Path) -> Result<Postgres> {
+        let mut pg = Postgres::new(Some(data), None)?;
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    fn new(data: Option<&Path>, password: Option<&str>) -> Result<Postgres> {
         crate::ensure_packages();
         let ids = postgres_ids();
         // Not under /root: every parent of the data dir must be readable by `postgres`.
         let dir = tempfile::Builder::new()
             .prefix("coffer-pg-")
             .tempdir_in("/tmp")?;
-        let mut pg = Postgres {
+        let pg = Postgres {
+            data: data.map_or_else(|| dir.path().join("data"), Path::to_path_buf),
             dir,
             port: 0,
             password: password.map(String::from),
             ids,
             running: false,
         };
-        if let Some((uid, gid)) = ids {
-            // SAFETY: chown of a path we own, with ids of an existing user.
-            let c = std::ffi::CString::new(pg.dir.path().as_os_str().as_encoded_bytes())?;
-            if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
-                bail!(
-                    "chown {}: {}",
-                    pg.dir.path().display(),
-                    std::io::Error::last_os_error()
-                );
-            }
+        pg.chown(pg.dir.path())?;
+        Ok(pg)
+    }
+
+    fn init(data: Option<&Path>, password: Option<&str>) -> Result<Postgres> {
+        // Mutable: the port is chosen when it starts.
+        let mut pg = Postgres::new(data, password)?;
+        if data.is_some() {
+            pg.chown(&pg.data)?;
         }
         let data = pg.data_dir();
         let mut initdb = pg.as_server_user(Command::new(format!("{PGBIN}/initdb")));
@@ -96,26 +115,36 @@ impl Postgres {
             }
         }
         run_checked(&mut initdb, "initdb")?;
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    fn start_server(&mut self) -> Result<()> {
         // A port can be taken between choosing and binding it: try a few.
         let mut last = None;
         for _ in 0..3 {
-            pg.port = crate::free_port();
-            match pg.pg_ctl_start() {
+            self.port = crate::free_port();
+            match self.pg_ctl_start() {
                 Ok(()) => {
-                    pg.running = true;
+                    self.running = true;
                     // The postmaster's pid is the first line of postmaster.pid.
-                    let pid = std::fs::read_to_string(pg.data_dir().join("postmaster.pid"))
+                    let pid = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
                         .ok()
                         .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()));
                     if let Some(pid) = pid {
-                        crate::reap_with_this_process(pid, Some(pg.dir.path()));
+                        crate::reap_with_this_process(pid, Some(self.dir.path()));
                     }
-                    return Ok(pg);
+                    return Ok(());
                 }
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap())
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     fn chown(&self, p: &Path) -> Result<()> {
@@ -134,7 +163,7 @@ impl Postgres {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     fn pg_ctl_start(&self) -> Result<()> {
@@ -149,7 +178,9 @@ impl Postgres {
             .arg("-l")
             .arg(self.dir.path().join("server.log"));
         cmd.args(["-w", "-t", "60", "-o", &opts, "start"]);
-        run_checked(&mut cmd, "pg_ctl start").map(|_| ())
+        run_checked(&mut cmd, "pg_ctl start")
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{e}\nserver log:\n{}", self.log()))
     }
 
     /// Stop the server (fast shutdown), e.g. to test a backup against a server that is down.

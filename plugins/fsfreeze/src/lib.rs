@@ -226,7 +226,12 @@ fn record(
         let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
         let volume = p.volumes.get(i).cloned().unwrap_or_default();
         let info = if p.export {
-            sdk::volume::export_snapshot(store, &ready.snapshot, &format!("volumes/{volume}.tar"))?
+            sdk::volume::export_snapshot(
+                store,
+                &ready.snapshot,
+                &format!("volumes/{volume}.tar"),
+                &[],
+            )?
         } else {
             store.put_bytes(
                 &format!("volumes/{volume}.snapshot"),

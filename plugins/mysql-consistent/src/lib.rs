@@ -273,8 +273,12 @@ fn export_all(
         log::progress("export", i as u64, Some(cuts.len() as u64));
         let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
         let name = &ready.source.name;
-        let info =
-            sdk::volume::export_snapshot(store, &ready.snapshot, &format!("volumes/{name}.tar"))?;
+        let info = sdk::volume::export_snapshot(
+            store,
+            &ready.snapshot,
+            &format!("volumes/{name}.tar"),
+            &[],
+        )?;
         let mut a = sdk::artifact(&format!("volume-{name}"), LOCATION, &info);
         a.metadata = vec![
             ("kind".into(), "volume".into()),

@@ -6,9 +6,16 @@ use crate::location::{Compression, ObjectInfo, PutOptions, Store};
 use crate::snapshot::{self, SnapshotRef, VolumeRef};
 use crate::types::Error;
 
-/// Export snapshot `snap` to `key` of `store`, zstd-compressed; the stored object's info.
-pub fn export_snapshot(store: &Store, snap: &SnapshotRef, key: &str) -> Result<ObjectInfo, Error> {
-    let tar = snapshot::export_tar(snap)?;
+/// Export snapshot `snap` to `key` of `store`, zstd-compressed, leaving out the paths in
+/// `exclude` (relative to the volume's root); the stored object's info.
+pub fn export_snapshot(
+    store: &Store,
+    snap: &SnapshotRef,
+    key: &str,
+    exclude: &[&str],
+) -> Result<ObjectInfo, Error> {
+    let exclude: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+    let tar = snapshot::export_tar(snap, &exclude)?;
     let opts = PutOptions {
         compression: Compression::Zstd,
         content_type: Some("application/x-tar".into()),

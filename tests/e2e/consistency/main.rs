@@ -9,6 +9,7 @@ mod abi;
 mod fsfreeze;
 mod guards;
 mod mysql;
+mod postgres;
 
 fn cli() -> Cli {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coffer-cache");

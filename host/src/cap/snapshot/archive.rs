@@ -21,7 +21,7 @@ const PIPE: usize = 1 << 20;
 /// The files of `dir` as a tar, made on a thread as the stream is read. An error reading
 /// a file ends the stream with that error (never with a clean end that would pass a
 /// partial tree off as whole).
-pub fn tar_of(dir: PathBuf) -> BoxRead {
+pub fn tar_of(dir: PathBuf, exclude: Vec<PathBuf>) -> BoxRead {
     let (reader, writer) = tokio::io::duplex(PIPE);
     let failed: Arc<OnceLock<String>> = Arc::default();
     let poisoned = Arc::new(AtomicBool::new(false));
@@ -38,7 +38,7 @@ pub fn tar_of(dir: PathBuf) -> BoxRead {
         // (a server that owns its data directory must own the restored one).
         let archived = b
             .append_path_with_name(&dir, ".")
-            .and_then(|_| append_tree(&mut b, &dir, Path::new("")))
+            .and_then(|_| append_tree(&mut b, &dir, Path::new(""), &exclude))
             .and_then(|_| b.finish());
         if let Err(e) = archived {
             tracing::error!(dir = %dir.display(), error = %e, "archiving the snapshot failed");
@@ -97,7 +97,12 @@ impl tokio::io::AsyncRead for Checked {
 
 /// Append `root/rel` and everything under it, depth first, in name order (the same tree
 /// makes the same archive).
-fn append_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> std::io::Result<()> {
+fn append_tree<W: Write>(
+    b: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+    exclude: &[PathBuf],
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let dir = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
@@ -105,12 +110,12 @@ fn append_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> st
     for e in entries {
         let name = rel.join(e.file_name());
         let t = e.file_type()?;
-        if t.is_socket() {
+        if t.is_socket() || exclude.contains(&name) {
             continue;
         }
         b.append_path_with_name(e.path(), &name)?;
         if t.is_dir() {
-            append_tree(b, root, &name)?;
+            append_tree(b, root, &name, exclude)?;
         }
     }
     Ok(())
@@ -307,7 +312,8 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", src.path().join("link")).unwrap();
         let _sock = std::os::unix::net::UnixListener::bind(src.path().join("sock")).unwrap();
         let mut tar = Vec::new();
-        tar_of(src.path().to_path_buf())
+        std::fs::write(src.path().join("a/skip.pid"), "1").unwrap();
+        tar_of(src.path().to_path_buf(), vec![PathBuf::from("a/skip.pid")])
             .read_to_end(&mut tar)
             .await
             .unwrap();
@@ -331,6 +337,10 @@ mod tests {
             Path::new("/etc/passwd")
         );
         assert!(!target.join("sock").exists());
+        assert!(
+            !target.join("a/skip.pid").exists(),
+            "an excluded path was kept"
+        );
         let mode = std::fs::metadata(&target).unwrap().permissions().mode();
         assert_eq!(
             mode & 0o7777,

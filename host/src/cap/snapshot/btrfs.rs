@@ -324,9 +324,13 @@ impl SnapshotBackend for BtrfsSnapshots {
         }
     }
 
-    async fn export_tar(&self, snap: &Ref) -> Result<crate::cap::exec::BoxRead, WitError> {
+    async fn export_tar(
+        &self,
+        snap: &Ref,
+        exclude: Vec<PathBuf>,
+    ) -> Result<crate::cap::exec::BoxRead, WitError> {
         let dir = self.find(snap)?;
-        Ok(super::archive::tar_of(dir))
+        Ok(super::archive::tar_of(dir, exclude))
     }
 
     async fn import_tar(&self, target: &Ref) -> Result<super::archive::Import, WitError> {

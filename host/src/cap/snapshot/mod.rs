@@ -90,7 +90,11 @@ pub trait SnapshotBackend: Send + Sync {
     ) -> Result<(), WitError>;
     async fn delete(&self, snap: &Ref) -> Result<(), WitError>;
     /// The snapshot's files as a tar stream (`snapshot.export-tar`).
-    async fn export_tar(&self, snap: &Ref) -> Result<crate::cap::exec::BoxRead, WitError> {
+    async fn export_tar(
+        &self,
+        snap: &Ref,
+        _exclude: Vec<std::path::PathBuf>,
+    ) -> Result<crate::cap::exec::BoxRead, WitError> {
         Err(WitError::Unavailable(format!(
             "snapshot {}: exporting a snapshot's files is built for local btrfs snapshots only so far; on Kubernetes, restore it into a claim and back that up with a task pod",
             snap.name

@@ -151,6 +151,7 @@ impl snapshot::Host for CapView<'_, Snapshot> {
     async fn export_tar(
         &mut self,
         snapshot: snapshot::SnapshotRef,
+        exclude: Vec<String>,
     ) -> HostResult<Resource<DynInputStream>> {
         let (b, s) = (self.cap.backend.clone(), snap(&snapshot));
         let r = call(
@@ -158,7 +159,10 @@ impl snapshot::Host for CapView<'_, Snapshot> {
             self.scope,
             "snapshot.export-tar",
             &snapshot.name,
-            async { b.export_tar(&s).await },
+            async {
+                let exclude = relative_paths(&exclude)?;
+                b.export_tar(&s, exclude).await
+            },
         )
         .await?;
         Ok(match r {
@@ -209,6 +213,25 @@ impl snapshot::Host for CapView<'_, Snapshot> {
         )
         .await
     }
+}
+
+/// Paths inside a volume, as a plugin names them: relative, no `..`, no empty parts.
+fn relative_paths(paths: &[String]) -> Result<Vec<std::path::PathBuf>, WitError> {
+    paths
+        .iter()
+        .map(|p| {
+            let ok = !p.is_empty()
+                && !p.starts_with('/')
+                && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            if ok {
+                Ok(std::path::PathBuf::from(p))
+            } else {
+                Err(WitError::InvalidArgument(format!(
+                    "exclude: {p:?} is not a path inside the volume (relative, no `..`)"
+                )))
+            }
+        })
+        .collect()
 }
 
 impl HostVolumeImport for CapView<'_, Snapshot> {
