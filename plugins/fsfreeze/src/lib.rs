@@ -97,16 +97,7 @@ impl Action for Restore {
     type Params = RestoreParams;
 
     fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        for a in volumes_of(&req.input_artifacts) {
-            let v = sdk::meta(a, "volume").unwrap_or_default();
-            if !p.volumes.contains_key(v) {
-                problems.push(format!(
-                    "params.volumes: name a new volume for {v:?} ({v}: NEW)"
-                ));
-            }
-        }
-        sdk::checked(problems)
+        sdk::checked(sdk::volume::check_targets(&p.volumes, &req.input_artifacts))
     }
 
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -119,7 +110,7 @@ impl Action for Delete {
     type Params = sdk::NoParams;
 
     fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
-        for a in volumes_of(&req.input_artifacts) {
+        for a in sdk::volume::volume_artifacts(&req.input_artifacts) {
             if let Some(name) = sdk::meta(a, "snapshot")
                 && sdk::meta(a, "kept") == Some("true")
             {
@@ -134,12 +125,6 @@ impl Action for Delete {
         }
         sdk::delete_input_artifacts(req, LOCATION)
     }
-}
-
-fn volumes_of(artifacts: &[Artifact]) -> impl Iterator<Item = &Artifact> {
-    artifacts
-        .iter()
-        .filter(|a| sdk::meta(a, "kind") == Some("volume"))
 }
 
 /// Freeze, cut, thaw: the quiesce window. The cuts and the window's length.
@@ -220,62 +205,36 @@ fn record(
     p: &BackupParams,
     cuts: &[snapshot::SnapshotInfo],
 ) -> Result<Vec<Artifact>, Error> {
+    if p.export {
+        return sdk::volume::export_cuts(store, cuts, &[], &[("kept", "false")]);
+    }
     let mut artifacts = Vec::new();
-    for (i, cut) in cuts.iter().enumerate() {
-        log::progress("export", i as u64, Some(cuts.len() as u64));
+    for cut in cuts {
         let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
-        let volume = p.volumes.get(i).cloned().unwrap_or_default();
-        let info = if p.export {
-            sdk::volume::export_snapshot(
-                store,
-                &ready.snapshot,
-                &format!("volumes/{volume}.tar"),
-                &[],
-            )?
-        } else {
-            store.put_bytes(
-                &format!("volumes/{volume}.snapshot"),
-                ready.snapshot.name.as_bytes(),
-                &sdk::compressed(),
-            )?
-        };
-        let mut a = sdk::artifact(&format!("volume-{volume}"), LOCATION, &info);
-        a.metadata = vec![
-            ("kind".into(), "volume".into()),
-            ("volume".into(), volume),
-            ("snapshot".into(), ready.snapshot.name.clone()),
-            ("kept".into(), (!p.export).to_string()),
-            ("cutAt".into(), cut.cut_at.clone().unwrap_or_default()),
-        ];
-        artifacts.push(a);
+        let volume = &cut.source.name;
+        let info = store.put_bytes(
+            &format!("volumes/{volume}.snapshot"),
+            ready.snapshot.name.as_bytes(),
+            &sdk::compressed(),
+        )?;
+        artifacts.push(sdk::volume::volume_artifact(
+            volume,
+            cut,
+            &info,
+            &[("kept", "true")],
+        ));
     }
     Ok(artifacts)
 }
 
 fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
-    let mut restored = Vec::new();
-    for a in volumes_of(&req.input_artifacts) {
-        let v = sdk::meta(a, "volume").unwrap_or_default();
-        let target = p
-            .volumes
-            .get(v)
-            .ok_or_else(|| sdk::invalid(format!("params.volumes: no new volume for {v:?}")))?;
-        let to = snapshot::VolumeRef {
-            namespace: None,
-            name: target.clone(),
-        };
-        if sdk::meta(a, "kept") == Some("true") {
-            let snap = snapshot::SnapshotRef {
-                namespace: None,
-                name: sdk::meta(a, "snapshot").unwrap_or_default().to_string(),
-            };
-            snapshot::restore(&snap, &to, p.storage_class.as_deref())?;
-        } else {
-            sdk::volume::import_snapshot(&store, &a.key, &to)?;
-        }
-        restored.push(format!("{v}={target}"));
-    }
+    let restored = sdk::volume::restore_volumes(
+        &store,
+        &req.input_artifacts,
+        &p.volumes,
+        p.storage_class.as_deref(),
+    )?;
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("restored".into(), restored.join(","))],

@@ -19,8 +19,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, Action, ActionOutput, ActionRequest, Artifact, Cmd, Error, location, log, secrets,
-    snapshot,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, location, log, secrets, snapshot,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -113,15 +112,7 @@ impl Action for Restore {
     type Params = RestoreParams;
 
     fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        for a in volume_artifacts(&req.input_artifacts) {
-            let v = sdk::meta(a, "volume").unwrap_or_default();
-            if !p.volumes.contains_key(v) {
-                problems.push(format!(
-                    "params.volumes: name a new directory for volume {v:?} ({v}: /NEW/PATH)"
-                ));
-            }
-        }
+        let mut problems = sdk::volume::check_targets(&p.volumes, &req.input_artifacts);
         for (v, path) in &p.volumes {
             if !path.starts_with('/') {
                 problems.push(format!(
@@ -135,12 +126,6 @@ impl Action for Restore {
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         restore(p, req)
     }
-}
-
-fn volume_artifacts(artifacts: &[Artifact]) -> impl Iterator<Item = &Artifact> {
-    artifacts
-        .iter()
-        .filter(|a| sdk::meta(a, "kind") == Some("volume"))
 }
 
 /// `mariadb --no-defaults` with the connection flags and the password.
@@ -229,25 +214,22 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             ("binlogPosition", &pos.offset),
         ],
     );
-    let exported = export_all(&store, &cuts, &pos);
+    let exported = sdk::volume::export_cuts(
+        &store,
+        &cuts,
+        &[],
+        &[
+            ("binlogFile", &pos.file),
+            ("binlogPosition", &pos.offset),
+            ("gtidBinlogPos", &pos.gtid),
+        ],
+    );
     // The snapshots go once exported, and also when the export failed: the restore point
     // is not recorded then, so nothing would ever name them again.
     if !p.keep_snapshots || exported.is_err() {
-        for cut in &cuts {
-            if let Err(e) = snapshot::delete(&cut.snapshot) {
-                log::warn(
-                    "a snapshot could not be deleted",
-                    &[
-                        ("snapshot", &cut.snapshot.name),
-                        ("error", &sdk::error_text(&e)),
-                    ],
-                );
-            }
-        }
+        sdk::volume::delete_cuts(&cuts);
     }
     let artifacts = exported?;
-    let total = cuts.len() as u64;
-    log::progress("export", total, Some(total));
     let mut outputs = vec![
         ("windowMs".into(), window_ms.to_string()),
         ("binlogFile".into(), pos.file),
@@ -262,63 +244,9 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     Ok(ActionOutput { artifacts, outputs })
 }
 
-/// Export every cut (once ready) as `volumes/<name>.tar`; the artifacts.
-fn export_all(
-    store: &location::Store,
-    cuts: &[snapshot::SnapshotInfo],
-    pos: &Position,
-) -> Result<Vec<Artifact>, Error> {
-    let mut artifacts = Vec::new();
-    for (i, cut) in cuts.iter().enumerate() {
-        log::progress("export", i as u64, Some(cuts.len() as u64));
-        let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
-        let name = &ready.source.name;
-        let info = sdk::volume::export_snapshot(
-            store,
-            &ready.snapshot,
-            &format!("volumes/{name}.tar"),
-            &[],
-        )?;
-        let mut a = sdk::artifact(&format!("volume-{name}"), LOCATION, &info);
-        a.metadata = vec![
-            ("kind".into(), "volume".into()),
-            ("volume".into(), name.clone()),
-            ("cutAt".into(), cut.cut_at.clone().unwrap_or_default()),
-            ("binlogFile".into(), pos.file.clone()),
-            ("binlogPosition".into(), pos.offset.clone()),
-            ("gtidBinlogPos".into(), pos.gtid.clone()),
-        ];
-        artifacts.push(a);
-    }
-    Ok(artifacts)
-}
-
 fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
-    let mut restored = Vec::new();
-    for a in volume_artifacts(&req.input_artifacts) {
-        let v = sdk::meta(a, "volume").unwrap_or_default();
-        let target = p.volumes.get(v).ok_or_else(|| {
-            sdk::invalid(format!("params.volumes: no directory for volume {v:?}"))
-        })?;
-        let bytes = sdk::volume::import_snapshot(
-            &store,
-            &a.key,
-            &snapshot::VolumeRef {
-                namespace: None,
-                name: target.clone(),
-            },
-        )?;
-        log::info(
-            "volume restored",
-            &[
-                ("volume", v),
-                ("into", target),
-                ("bytes", &bytes.to_string()),
-            ],
-        );
-        restored.push(format!("{v}={target}"));
-    }
+    let restored = sdk::volume::restore_volumes(&store, &req.input_artifacts, &p.volumes, None)?;
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("restored".into(), restored.join(","))],

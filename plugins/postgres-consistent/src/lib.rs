@@ -17,8 +17,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, Action, ActionOutput, ActionRequest, Artifact, Cmd, Error, location, log, secrets,
-    snapshot,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, location, log, secrets, snapshot,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -96,27 +95,12 @@ impl Action for Restore {
     type Params = RestoreParams;
 
     fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        for a in volume_artifacts(&req.input_artifacts) {
-            let v = sdk::meta(a, "volume").unwrap_or_default();
-            if !p.volumes.contains_key(v) {
-                problems.push(format!(
-                    "params.volumes: name a new directory for volume {v:?} ({v}: /NEW/PATH)"
-                ));
-            }
-        }
-        sdk::checked(problems)
+        sdk::checked(sdk::volume::check_targets(&p.volumes, &req.input_artifacts))
     }
 
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         restore(p, req)
     }
-}
-
-fn volume_artifacts(artifacts: &[Artifact]) -> impl Iterator<Item = &Artifact> {
-    artifacts
-        .iter()
-        .filter(|a| sdk::meta(a, "kind") == Some("volume"))
 }
 
 /// One line of output of `sql`, run by psql in `database`.
@@ -158,19 +142,14 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
         "the cluster is cut; exporting",
         &[("lsn", &lsn), ("volumes", &p.volumes.join(","))],
     );
-    let exported = export_all(&store, &cuts, &lsn, &version);
+    let exported = sdk::volume::export_cuts(
+        &store,
+        &cuts,
+        EXCLUDE,
+        &[("lsnBeforeCut", &lsn), ("serverVersionNum", &version)],
+    );
     if !p.keep_snapshots || exported.is_err() {
-        for c in &cuts {
-            if let Err(e) = snapshot::delete(&c.snapshot) {
-                log::warn(
-                    "a snapshot could not be deleted",
-                    &[
-                        ("snapshot", &c.snapshot.name),
-                        ("error", &sdk::error_text(&e)),
-                    ],
-                );
-            }
-        }
+        sdk::volume::delete_cuts(&cuts);
     }
     Ok(ActionOutput {
         artifacts: exported?,
@@ -188,55 +167,9 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     })
 }
 
-fn export_all(
-    store: &location::Store,
-    cuts: &[snapshot::SnapshotInfo],
-    lsn: &str,
-    version: &str,
-) -> Result<Vec<Artifact>, Error> {
-    let mut artifacts = Vec::new();
-    for (i, cut) in cuts.iter().enumerate() {
-        log::progress("export", i as u64, Some(cuts.len() as u64));
-        let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
-        let name = &ready.source.name;
-        let info = sdk::volume::export_snapshot(
-            store,
-            &ready.snapshot,
-            &format!("volumes/{name}.tar"),
-            EXCLUDE,
-        )?;
-        let mut a = sdk::artifact(&format!("volume-{name}"), LOCATION, &info);
-        a.metadata = vec![
-            ("kind".into(), "volume".into()),
-            ("volume".into(), name.clone()),
-            ("cutAt".into(), cut.cut_at.clone().unwrap_or_default()),
-            ("lsnBeforeCut".into(), lsn.to_string()),
-            ("serverVersionNum".into(), version.to_string()),
-        ];
-        artifacts.push(a);
-    }
-    log::progress("export", cuts.len() as u64, Some(cuts.len() as u64));
-    Ok(artifacts)
-}
-
 fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
-    let mut restored = Vec::new();
-    for a in volume_artifacts(&req.input_artifacts) {
-        let v = sdk::meta(a, "volume").unwrap_or_default();
-        let target = p.volumes.get(v).ok_or_else(|| {
-            sdk::invalid(format!("params.volumes: no directory for volume {v:?}"))
-        })?;
-        sdk::volume::import_snapshot(
-            &store,
-            &a.key,
-            &snapshot::VolumeRef {
-                namespace: None,
-                name: target.clone(),
-            },
-        )?;
-        restored.push(format!("{v}={target}"));
-    }
+    let restored = sdk::volume::restore_volumes(&store, &req.input_artifacts, &p.volumes, None)?;
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("restored".into(), restored.join(","))],

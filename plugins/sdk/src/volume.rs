@@ -2,9 +2,11 @@
 //! location (the host makes the tar and streams it through the zstd/age/sha256 pipeline;
 //! no byte enters the plugin), and an exported snapshot restored into a new volume.
 
+use crate::Artifact;
 use crate::location::{Compression, ObjectInfo, PutOptions, Store};
-use crate::snapshot::{self, SnapshotRef, VolumeRef};
+use crate::snapshot::{self, SnapshotInfo, SnapshotRef, VolumeRef};
 use crate::types::Error;
+use std::collections::BTreeMap;
 
 /// Export snapshot `snap` to `key` of `store`, zstd-compressed, leaving out the paths in
 /// `exclude` (relative to the volume's root); the stored object's info.
@@ -37,4 +39,125 @@ pub fn import_snapshot(store: &Store, key: &str, target: &VolumeRef) -> Result<u
         // The unpacking's own error says more than the broken pipe the download saw.
         Err(e) => Err(import.finish(false).err().unwrap_or(e)),
     }
+}
+
+/// The volume artifacts of a restore point (metadata `kind: volume`, `volume: NAME`).
+pub fn volume_artifacts(artifacts: &[Artifact]) -> impl Iterator<Item = &Artifact> {
+    artifacts
+        .iter()
+        .filter(|a| crate::meta(a, "kind") == Some("volume"))
+}
+
+/// Problems with a restore's `volumes: {NAME: NEW}` params: every volume of the restore
+/// point needs a new place.
+pub fn check_targets(targets: &BTreeMap<String, String>, artifacts: &[Artifact]) -> Vec<String> {
+    volume_artifacts(artifacts)
+        .map(|a| crate::meta(a, "volume").unwrap_or_default())
+        .filter(|v| !targets.contains_key(*v))
+        .map(|v| format!("params.volumes: name a new volume for {v:?} ({v}: NEW)"))
+        .collect()
+}
+
+/// Export each cut (once ready) to `volumes/<volume>.tar`, leaving out `exclude`; one
+/// artifact per volume, `volume-<volume>`, with metadata `kind: volume`, `volume`,
+/// `snapshot`, `cutAt` and `extra`.
+pub fn export_cuts(
+    store: &Store,
+    cuts: &[SnapshotInfo],
+    exclude: &[&str],
+    extra: &[(&str, &str)],
+) -> Result<Vec<Artifact>, Error> {
+    let mut artifacts = Vec::new();
+    for (i, cut) in cuts.iter().enumerate() {
+        crate::log::progress("export", i as u64, Some(cuts.len() as u64));
+        let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
+        let volume = &cut.source.name;
+        let info = export_snapshot(
+            store,
+            &ready.snapshot,
+            &format!("volumes/{volume}.tar"),
+            exclude,
+        )?;
+        artifacts.push(volume_artifact(volume, cut, &info, extra));
+    }
+    crate::log::progress("export", cuts.len() as u64, Some(cuts.len() as u64));
+    Ok(artifacts)
+}
+
+/// The artifact of volume `volume` cut as `cut`, stored as `info`.
+pub fn volume_artifact(
+    volume: &str,
+    cut: &SnapshotInfo,
+    info: &ObjectInfo,
+    extra: &[(&str, &str)],
+) -> Artifact {
+    let mut a = crate::artifact(&format!("volume-{volume}"), "default", info);
+    a.metadata = [
+        ("kind", "volume"),
+        ("volume", volume),
+        ("snapshot", cut.snapshot.name.as_str()),
+        ("cutAt", cut.cut_at.as_deref().unwrap_or_default()),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    a
+}
+
+/// Delete the cuts (exported, or of a backup that failed); a snapshot that cannot be
+/// deleted is logged, not an error: the backup's outcome does not depend on it.
+pub fn delete_cuts(cuts: &[SnapshotInfo]) {
+    for c in cuts {
+        if let Err(e) = snapshot::delete(&c.snapshot) {
+            crate::log::warn(
+                "a snapshot could not be deleted",
+                &[
+                    ("snapshot", &c.snapshot.name),
+                    ("error", &crate::error_text(&e)),
+                ],
+            );
+        }
+    }
+}
+
+/// Restore every volume of the restore point into its new place in `targets`: an
+/// exported one is unpacked, a kept snapshot (metadata `kept: true`) restored. The
+/// `volume=target` pairs done.
+pub fn restore_volumes(
+    store: &Store,
+    artifacts: &[Artifact],
+    targets: &BTreeMap<String, String>,
+    storage_class: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let mut restored = Vec::new();
+    for a in volume_artifacts(artifacts) {
+        let v = crate::meta(a, "volume").unwrap_or_default();
+        let target = targets
+            .get(v)
+            .ok_or_else(|| crate::invalid(format!("params.volumes: no new volume for {v:?}")))?;
+        let to = VolumeRef {
+            namespace: None,
+            name: target.clone(),
+        };
+        if crate::meta(a, "kept") == Some("true") {
+            let snap = SnapshotRef {
+                namespace: None,
+                name: crate::meta(a, "snapshot").unwrap_or_default().to_string(),
+            };
+            snapshot::restore(&snap, &to, storage_class)?;
+        } else {
+            let bytes = import_snapshot(store, &a.key, &to)?;
+            crate::log::info(
+                "volume restored",
+                &[
+                    ("volume", v),
+                    ("into", target),
+                    ("bytes", &bytes.to_string()),
+                ],
+            );
+        }
+        restored.push(format!("{v}={target}"));
+    }
+    Ok(restored)
 }
