@@ -123,7 +123,13 @@ impl MariaDb {
         if root {
             install.arg("--user=mysql");
         }
-        output_ok(&mut install, "mariadb-install-db");
+        {
+            // Two bootstraps at once in one test process fail now and then ("Installation
+            // of system tables failed"): one at a time.
+            static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+            output_ok(&mut install, "mariadb-install-db");
+        }
         let mut m = MariaDb {
             dir,
             data,
@@ -142,41 +148,64 @@ impl MariaDb {
         m
     }
 
+    /// Start mariadbd; readiness is asked through its own socket, so a server of another
+    /// test that won the port race is never taken for this one. A server that could not
+    /// bind its port (taken between choosing and binding it) is started again on another.
     fn start_server(&mut self) {
-        let d = self.dir.path();
+        let d = self.dir.path().to_path_buf();
         let log = d.join("error.log");
-        let mut cmd = Command::new("mariadbd");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", self.data.display()))
-            .arg(format!("--port={}", self.port))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", d.join("mysql.sock").display()))
-            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", log.display()))
-            .args(["--skip-name-resolve", "--innodb-buffer-pool-size=64M"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.arg("--user=mysql");
+        let socket = d.join("mysql.sock");
+        for attempt in 0..3 {
+            if attempt > 0 {
+                self.port = free_port();
+            }
+            let mut cmd = Command::new("mariadbd");
+            cmd.arg("--no-defaults")
+                .arg(format!("--datadir={}", self.data.display()))
+                .arg(format!("--port={}", self.port))
+                .arg("--bind-address=127.0.0.1")
+                .arg(format!("--socket={}", socket.display()))
+                .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+                .arg(format!("--log-error={}", log.display()))
+                .args(["--skip-name-resolve", "--innodb-buffer-pool-size=64M"])
+                .args(&self.extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if unsafe { libc::geteuid() } == 0 {
+                cmd.arg("--user=mysql");
+            }
+            let child = cmd.spawn().expect("starting mariadbd");
+            crate::reap_with_this_process(child.id(), None);
+            self.child = Some(child);
+            let mut exited = false;
+            wait_until("mariadbd", &log, || {
+                if let Some(c) = self.child.as_mut()
+                    && c.try_wait().is_ok_and(|s| s.is_some())
+                {
+                    exited = true;
+                    return true;
+                }
+                Command::new("mariadb-admin")
+                    .args(["--no-defaults", "-uroot"])
+                    .arg(format!("--socket={}", socket.display()))
+                    .arg("--connect-timeout=1")
+                    .arg("ping")
+                    .env("MYSQL_PWD", "")
+                    .output()
+                    .is_ok_and(|o| {
+                        o.status.success()
+                            || String::from_utf8_lossy(&o.stderr).contains("Access denied")
+                    })
+            });
+            if !exited {
+                return;
+            }
+            self.child = None;
         }
-        let child = cmd.spawn().expect("starting mariadbd");
-        crate::reap_with_this_process(child.id(), None);
-        self.child = Some(child);
-        let port = self.port;
-        wait_until("mariadbd", &log, || {
-            Command::new("mariadb-admin")
-                .args(["--no-defaults", "-h127.0.0.1", "-uroot"])
-                .arg(format!("-P{port}"))
-                .arg("--connect-timeout=1")
-                .arg("ping")
-                .env("MYSQL_PWD", "")
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success()
-                        || String::from_utf8_lossy(&o.stderr).contains("Access denied")
-                })
-        });
+        panic!(
+            "mariadbd exited at start three times: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     fn sql_nopw(&self, sql: &str) -> String {

@@ -11,6 +11,7 @@ mod prepare;
 pub mod record;
 mod recovery;
 mod resources;
+mod scope_record;
 
 pub(crate) use prepare::merge_params;
 pub use prepare::{ActionRequest, CapturedApplication, ClusterSubject, PreparedAction};

@@ -141,46 +141,8 @@ impl PreparedAction {
 
     /// Copy what the capability calls recorded onto an ActionSet status.
     pub fn copy_records(&self, s: &mut ActionSetStatus) {
-        copy_scope(self.scope(), s)
+        super::scope_record::copy_scope(self.scope(), s)
     }
-}
-
-/// What the capability calls recorded (bytes moved, audit, logs, checkpoint, guards, the
-/// quiesce window), onto an ActionSet status.
-fn copy_scope(scope: &ActionScope, s: &mut ActionSetStatus) {
-    s.bytes = scope
-        .progress
-        .bytes
-        .load(std::sync::atomic::Ordering::Relaxed);
-    {
-        let r = scope.records.lock().unwrap();
-        s.audit = r.audit.clone();
-        s.audit_dropped = r.audit_dropped;
-        s.logs = r.logs.clone();
-        s.logs_dropped = r.logs_dropped;
-        s.checkpoint = r.checkpoint.clone();
-    }
-    s.guards = scope.guards.records();
-    s.quiesce = scope.quiesce.window();
-}
-
-/// Let the scope write its records (a guard, the quiesce window) to the action's record
-/// the moment they change, not only with the next progress write.
-fn set_persist_hook(scope: &Arc<ActionScope>, record: &Arc<dyn ActionRecord>) {
-    let weak = Arc::downgrade(scope);
-    let record = record.clone();
-    let hook: crate::cap::scope::PersistHook = Arc::new(move || {
-        let (weak, record) = (weak.clone(), record.clone());
-        Box::pin(async move {
-            let Some(scope) = weak.upgrade() else {
-                return Ok(());
-            };
-            record
-                .update(&|a: &mut crate::model::ActionSet| copy_scope(&scope, &mut a.status))
-                .await
-        })
-    });
-    let _ = scope.persist_hook.set(hook);
 }
 
 fn suffix() -> String {
@@ -610,19 +572,10 @@ impl Coffer {
             }),
         };
         record.started(&set).await?;
-        set_persist_hook(&lending.scope, &record);
+        super::scope_record::set_persist_hook(&lending.scope, &record);
         if let Some(c) = &cluster {
-            // The ActionSet is the tenant's to write: the guards a new leader will run are
-            // only those this coffer sealed.
-            let key = self.manifest_key()?.clone();
             let ns = c.subject.namespace.clone().unwrap_or_default();
-            let set = c.action_set.clone();
-            let sealer: crate::cap::scope::GuardSealer = Arc::new(move |g| {
-                let fields = g.seal_fields(&ns, &set);
-                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-                key.tag(crate::model::GUARD_SEAL, &fields)
-            });
-            let _ = lending.scope.guard_sealer.set(sealer);
+            super::scope_record::seal_guards(&lending.scope, self.manifest_key()?, ns, c);
         }
         tracing::info!(actionset = %name, action = %action, workload = %wname, "action started");
         Ok(PreparedAction {

@@ -11,6 +11,8 @@ struct Backup;
 struct Restore;
 struct Delete;
 
+mod consistency;
+
 sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
 
 // Every action takes the same params and misbehaves as `mode` says; nothing is refused
@@ -34,7 +36,7 @@ hostile_action!(Delete, "delete");
 #[derive(Deserialize, JsonSchema)]
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase")]
-struct Params {
+pub(crate) struct Params {
     #[serde(default)]
     mode: String,
     /// For `stream`: how many random bytes to back up.
@@ -597,39 +599,10 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
                 outputs: vec![("stdout".into(), String::from_utf8_lossy(&out).into_owned())],
             })
         }
-        "guards" => guarded(&p),
+        "guards" => consistency::guarded(&p),
         // A quiesced cut: guard, window, `snapshot.create` in class `target` (returns at
         // the cut), the guard fired and the window ended at once, then `wait-ready`.
-        "cut" => {
-            let window = sdk::quiesce::Window::begin()?;
-            let guard = match p.guards.first() {
-                Some(g) => Some(Cmd::new(g.clone()).guard("unquiesce")?),
-                None => None,
-            };
-            let class = (!p.target.is_empty()).then(|| p.target.clone());
-            let made = snapshot::create(
-                &snapshot::VolumeRef {
-                    namespace: None,
-                    name: p.pvc.clone(),
-                },
-                class.as_deref(),
-                &[],
-            )?;
-            if let Some(g) = &guard {
-                g.fire()?;
-            }
-            let ms = window.end()?;
-            let ready = snapshot::wait_ready(&made.snapshot, 60_000)?;
-            let mut out = ok_artifact()?;
-            out.outputs.extend([
-                ("snapshot".into(), made.snapshot.name.clone()),
-                ("createdReady".into(), made.ready.to_string()),
-                ("cutAt".into(), made.cut_at.clone().unwrap_or_default()),
-                ("windowMs".into(), ms.to_string()),
-                ("ready".into(), ready.ready.to_string()),
-            ]);
-            Ok(out)
-        }
+        "cut" => consistency::quiesced_cut(&p),
         "ok" | "" => {
             let store = location::open("default")?;
             let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
@@ -642,47 +615,8 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
     }
 }
 
-/// Guards around a step, inside a quiesce window when asked; see [`Params::guards`].
-fn guarded(p: &Params) -> Result<ActionOutput, Error> {
-    let window = if p.quiesce {
-        Some(sdk::quiesce::Window::begin()?)
-    } else {
-        None
-    };
-    let mut guards = Vec::new();
-    for (i, g) in p.guards.iter().enumerate() {
-        guards.push(Cmd::new(g.clone()).guard(&format!("guard {i}"))?);
-    }
-    if !p.argv.is_empty() {
-        Cmd::new(p.argv.clone()).run(None, 4096)?;
-    }
-    sdk::log::info("the guarded step is done", &[]);
-    match p.then.as_str() {
-        "fire" => {
-            for g in &guards {
-                g.fire()?;
-            }
-        }
-        "disarm" => guards.iter().for_each(|g| g.disarm()),
-        "fail" => return Err(sdk::internal("failed after the guarded step")),
-        "hang" => {
-            let secs = if p.count > 0 { p.count } else { 600 };
-            Cmd::new(["sleep".to_string(), secs.to_string()]).run(None, 0)?;
-        }
-        "trap" => panic!("hostile plugin: trap after the guarded step"),
-        _ => {}
-    }
-    let ms = match window {
-        Some(w) => w.end()?,
-        None => 0,
-    };
-    let mut out = ok_artifact()?;
-    out.outputs.push(("windowMs".into(), ms.to_string()));
-    Ok(out)
-}
-
 /// Store a small object and report it: a successful backup.
-fn ok_artifact() -> Result<ActionOutput, Error> {
+pub(crate) fn ok_artifact() -> Result<ActionOutput, Error> {
     let store = location::open("default")?;
     let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
     Ok(ActionOutput {
