@@ -369,4 +369,65 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
+
+    /// A tar of one entry, written by hand as a hostile plugin could write its import
+    /// stream: the raw name bytes bypass the checks `tar` makes when building.
+    fn one_entry(name: &str, kind: tar::EntryType, mode: u32, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    async fn import(target: &Path, tar: &[u8]) -> Result<u64, WitError> {
+        let (mut w, task, commit) = untar_into(target.to_path_buf()).unwrap().into_parts();
+        w.write_all(tar).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        Import::finish(task, commit, true).await
+    }
+
+    #[tokio::test]
+    async fn a_hostile_import_gets_no_setuid_no_device_and_no_path_outside() {
+        use std::os::unix::fs::PermissionsExt;
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("vol");
+        let suid = one_entry("tool", tar::EntryType::Regular, 0o4755, b"#!/bin/sh\n");
+        import(&target, &suid).await.unwrap();
+        let mode = std::fs::metadata(target.join("tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "a setuid bit was restored");
+
+        for (what, tar) in [
+            (
+                "a device",
+                one_entry("mem", tar::EntryType::Char, 0o666, b""),
+            ),
+            (
+                "a path outside",
+                one_entry("../escape", tar::EntryType::Regular, 0o644, b"x"),
+            ),
+        ] {
+            let t = out.path().join("refused");
+            assert!(import(&t, &tar).await.is_err(), "{what} was restored");
+            assert!(!t.exists(), "{what}: something was left at the target");
+        }
+        assert!(!out.path().join("escape").exists());
+        let left: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["vol"], "partial directories were left");
+    }
 }
