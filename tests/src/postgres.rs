@@ -195,6 +195,39 @@ impl Postgres {
         }
     }
 
+    /// Archive WAL into a new directory (`dir/archive`), restarting the server for
+    /// archive_mode; the directory.
+    pub fn archive_wal(&mut self) -> Result<PathBuf> {
+        let archive = self.dir.path().join("archive");
+        std::fs::create_dir(&archive)?;
+        self.chown(&archive)?;
+        let to = archive.display();
+        // One statement per call: ALTER SYSTEM refuses to run in a transaction block.
+        self.psql("postgres", "ALTER SYSTEM SET archive_mode = on")?;
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET archive_command = 'test ! -f {to}/%f && cp %p {to}/%f'"),
+        )?;
+        self.stop();
+        self.start_server()?;
+        Ok(archive)
+    }
+
+    /// Wait (up to a minute) until an archive recovery has ended and the server is
+    /// promoted: it takes read-only connections while it still replays.
+    pub fn wait_promoted(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if self.psql("postgres", "SELECT pg_is_in_recovery()")? == "f" {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("still in recovery after a minute:\n{}", self.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Connection environment for clients (what a Workload's env holds, minus the password).
     pub fn env(&self) -> Vec<(String, String)> {
         vec![

@@ -234,6 +234,7 @@ fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error>
         &req.input_artifacts,
         &p.volumes,
         p.storage_class.as_deref(),
+        &[],
     )?;
     Ok(ActionOutput {
         artifacts: vec![],

@@ -24,8 +24,7 @@ use coffer_plugin_sdk::{
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-mod session;
-use session::Session;
+use sdk::session::Session;
 
 pub struct Backup;
 pub struct Restore;
@@ -195,7 +194,10 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             name: v.clone(),
         })
         .collect();
-    let mut s = Session::open(client(&p, pw.as_ref()))?;
+    let mut s = Session::open(
+        client(&p, pw.as_ref()).args(["--batch", "--skip-column-names", "--unbuffered"]),
+        "mariadb",
+    )?;
     // A failure inside the window drops the session with the error: the client is killed
     // and the server releases the lock.
     let (cuts, pos, window_ms) = cut_locked(&mut s, &volumes)?;
@@ -246,7 +248,8 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
 
 fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
-    let restored = sdk::volume::restore_volumes(&store, &req.input_artifacts, &p.volumes, None)?;
+    let restored =
+        sdk::volume::restore_volumes(&store, &req.input_artifacts, &p.volumes, None, &[])?;
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("restored".into(), restored.join(","))],

@@ -1,19 +1,25 @@
 //! postgres-consistent: consistent PostgreSQL backups of the cluster's volumes.
 //!
-//! backup  = `CHECKPOINT` (so a restore replays little WAL), the WAL position and server
-//!           version read, then one cut of the data directory — with its `pg_wal`, or of
-//!           every volume the cluster's files are on, at one instant
-//!           (`snapshot.create-group`) — while the server runs. A crash-consistent copy of a
-//!           cluster whose WAL is in the copy is correct: PostgreSQL recovers it exactly as
-//!           after a crash at the cut. Then each snapshot is exported as a tar into the
-//!           location and deleted (`keepSnapshots` keeps it).
+//! backup  = mode `atomic` (default): `CHECKPOINT` (so a restore replays little WAL), the
+//!           WAL position and server version read, then one cut of the data directory —
+//!           with its `pg_wal`, or of every volume the cluster's files are on, at one
+//!           instant (`snapshot.create-group`) — while the server runs. A crash-consistent
+//!           copy of a cluster whose WAL is in the copy is correct: PostgreSQL recovers it
+//!           exactly as after a crash at the cut.
+//!           Mode `lowlevel` (WAL archiving on): PostgreSQL's online base backup around the
+//!           cuts, its label file kept (see `lowlevel`).
+//!           Then each snapshot is exported as a tar into the location and deleted
+//!           (`keepSnapshots` keeps it).
 //! restore = each exported volume is unpacked into a new directory (params `volumes:
-//!           {NAME: NEWPATH}`); start PostgreSQL on it and it recovers.
+//!           {NAME: NEWPATH}`), with, for a lowlevel backup, its label, `recovery.signal`
+//!           and `restore_command`; start PostgreSQL on it and it recovers.
 //! delete  = remove the restore point's objects.
 //!
 //! Nothing is paused: the cut is atomic on the storage, so no quiesce window is opened.
-//! Volumes on storage without group snapshots (several btrfs subvolumes) are refused
-//! rather than cut one by one, which would not be one instant.
+//! In mode atomic, volumes on storage without group snapshots (several btrfs subvolumes)
+//! are refused rather than cut one by one, which would not be one instant.
+
+mod lowlevel;
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
@@ -48,6 +54,21 @@ pub struct BackupParams {
     /// Keep the snapshots after they are exported (default: delete them).
     #[serde(default)]
     pub keep_snapshots: bool,
+    /// `atomic`: one crash-consistent cut, no WAL archive needed. `lowlevel`: PostgreSQL's
+    /// online base backup (`pg_backup_start` / `pg_backup_stop`) around the cuts, its label
+    /// file stored; needs WAL archiving, and a restore needs the archive
+    /// (`restoreCommand`). The first of `volumes` is then the data directory.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Atomic,
+    Lowlevel,
 }
 
 fn postgres() -> String {
@@ -65,6 +86,10 @@ pub struct RestoreParams {
     /// Where each volume of the restore point goes: a new directory (absent or empty), e.g.
     /// `{data: /srv/pg-restored}`. Start PostgreSQL on it.
     pub volumes: BTreeMap<String, String>,
+    /// For a backup made in mode lowlevel: the command that fetches archived WAL, e.g.
+    /// `cp /var/lib/postgresql/archive/%f %p`. Written to the copy's postgresql.auto.conf
+    /// with recovery.signal: the copy replays the archive to its end and is promoted.
+    pub restore_command: Option<String>,
 }
 
 impl Action for Backup {
@@ -95,7 +120,24 @@ impl Action for Restore {
     type Params = RestoreParams;
 
     fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
-        sdk::checked(sdk::volume::check_targets(&p.volumes, &req.input_artifacts))
+        let mut problems = sdk::volume::check_targets(&p.volumes, &req.input_artifacts);
+        let lowlevel = lowlevel::label_artifact(&req.input_artifacts).is_some();
+        match &p.restore_command {
+            None if lowlevel => problems.push(
+                "params.restoreCommand: this restore point is a base backup made in mode \
+                 lowlevel; name the command that fetches its archived WAL, e.g. \
+                 `cp /var/lib/postgresql/archive/%f %p`"
+                    .into(),
+            ),
+            Some(_) if !lowlevel => problems.push(
+                "params.restoreCommand: this restore point was made in mode atomic and \
+                 recovers from its own WAL; leave it out"
+                    .into(),
+            ),
+            Some(c) => problems.extend(lowlevel::check_restore_command(c)),
+            None => {}
+        }
+        sdk::checked(problems)
     }
 
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -103,9 +145,9 @@ impl Action for Restore {
     }
 }
 
-/// One line of output of `sql`, run by psql in `database`.
-fn query(database: &str, pw: Option<&secrets::Secret>, sql: &str) -> Result<String, Error> {
-    let out = Cmd::new([
+/// psql connected to `database`, quiet, bare rows (`-A -t`), stopping at the first error.
+pub(crate) fn psql<'a>(database: &str, pw: Option<&'a secrets::Secret>) -> Cmd<'a> {
+    Cmd::new([
         "psql",
         "-X",
         "--no-password",
@@ -116,9 +158,16 @@ fn query(database: &str, pw: Option<&secrets::Secret>, sql: &str) -> Result<Stri
         "ON_ERROR_STOP=1",
     ])
     .arg(format!("--dbname={database}"))
-    .args(["-c", sql])
     .secret_env("PGPASSWORD", pw)
-    .run(None, 4096)?;
+}
+
+/// The output of `sql`, run by psql in `database`, trimmed.
+pub(crate) fn query(
+    database: &str,
+    pw: Option<&secrets::Secret>,
+    sql: &str,
+) -> Result<String, Error> {
+    let out = psql(database, pw).args(["-c", sql]).run(None, 4096)?;
     Ok(String::from_utf8_lossy(&out).trim().to_string())
 }
 
@@ -128,7 +177,6 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let version = query(&p.database, pw.as_ref(), "SHOW server_version_num")?;
     // Dirty buffers written now, not replayed by every restore.
     query(&p.database, pw.as_ref(), "CHECKPOINT")?;
-    let lsn = query(&p.database, pw.as_ref(), "SELECT pg_current_wal_lsn()")?;
     let volumes: Vec<snapshot::VolumeRef> = p
         .volumes
         .iter()
@@ -137,39 +185,80 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             name: v.clone(),
         })
         .collect();
-    let cuts = snapshot::create_group(&volumes, None, &[])?;
+    let (cuts, lsn, mut artifacts, mode_outputs) = match p.mode {
+        Mode::Atomic => {
+            let lsn = query(&p.database, pw.as_ref(), "SELECT pg_current_wal_lsn()")?;
+            let cuts = snapshot::create_group(&volumes, None, &[])?;
+            (cuts, lsn, vec![], vec![])
+        }
+        Mode::Lowlevel => {
+            let number: u32 = version.parse().map_err(|_| {
+                sdk::internal(format!("server_version_num {version:?} is not a number"))
+            })?;
+            let (cuts, stopped) = lowlevel::cut(&p.database, pw.as_ref(), number, &volumes)?;
+            let stored = lowlevel::store(&store, &stopped, &p.volumes[0]);
+            let artifacts = match stored {
+                Ok(a) => a,
+                Err(e) => {
+                    sdk::volume::delete_cuts(&cuts);
+                    return Err(e);
+                }
+            };
+            let outputs = vec![
+                ("startLsn".to_string(), stopped.start_lsn.clone()),
+                ("stopLsn".to_string(), stopped.stop_lsn.clone()),
+            ];
+            (cuts, stopped.start_lsn, artifacts, outputs)
+        }
+    };
+    let mode = format!("{:?}", p.mode).to_lowercase();
     log::info(
         "the cluster is cut; exporting",
-        &[("lsn", &lsn), ("volumes", &p.volumes.join(","))],
+        &[
+            ("lsn", &lsn),
+            ("mode", &mode),
+            ("volumes", &p.volumes.join(",")),
+        ],
     );
     let exported = sdk::volume::export_cuts(
         &store,
         &cuts,
         EXCLUDE,
-        &[("lsnBeforeCut", &lsn), ("serverVersionNum", &version)],
+        &[
+            ("lsnBeforeCut", &lsn),
+            ("serverVersionNum", &version),
+            ("mode", &mode),
+        ],
     );
     if !p.keep_snapshots || exported.is_err() {
         sdk::volume::delete_cuts(&cuts);
     }
-    Ok(ActionOutput {
-        artifacts: exported?,
-        outputs: vec![
-            ("lsn".into(), lsn),
-            ("serverVersion".into(), version),
-            ("volumes".into(), p.volumes.join(",")),
-            (
-                "cutAt".into(),
-                cuts.first()
-                    .and_then(|c| c.cut_at.clone())
-                    .unwrap_or_default(),
-            ),
-        ],
-    })
+    artifacts.extend(exported?);
+    let mut outputs = vec![
+        ("lsn".into(), lsn),
+        ("mode".into(), mode),
+        ("serverVersion".into(), version),
+        ("volumes".into(), p.volumes.join(",")),
+        (
+            "cutAt".into(),
+            cuts.first()
+                .and_then(|c| c.cut_at.clone())
+                .unwrap_or_default(),
+        ),
+    ];
+    outputs.extend(mode_outputs);
+    Ok(ActionOutput { artifacts, outputs })
 }
 
 fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
-    let restored = sdk::volume::restore_volumes(&store, &req.input_artifacts, &p.volumes, None)?;
+    let added = lowlevel::files(
+        &store,
+        &req.input_artifacts,
+        p.restore_command.as_deref().unwrap_or_default(),
+    )?;
+    let restored =
+        sdk::volume::restore_volumes(&store, &req.input_artifacts, &p.volumes, None, &added)?;
     Ok(ActionOutput {
         artifacts: vec![],
         outputs: vec![("restored".into(), restored.join(","))],

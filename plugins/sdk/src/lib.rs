@@ -26,6 +26,7 @@ pub mod io;
 pub mod log;
 pub mod quiesce;
 pub mod scratch;
+pub mod session;
 pub mod volume;
 
 pub use action::{Action, DeleteArtifacts, NoParams, checked};

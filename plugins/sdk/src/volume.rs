@@ -26,14 +26,35 @@ pub fn export_snapshot(
     store.put(key, tar, &opts)?.wait()
 }
 
+/// A small file added to a restored volume beside its archive: what the application needs
+/// to start from the copy (PostgreSQL's `backup_label`, a setting appended to its config).
+pub struct AddedFile {
+    /// The volume of the restore point it goes into.
+    pub volume: String,
+    /// Relative to the volume's root.
+    pub path: String,
+    pub data: Vec<u8>,
+    /// Add to the end of the archive's file (made if absent); otherwise a new file.
+    pub append: bool,
+}
+
 /// Restore the exported snapshot at `key` of `store` into new volume `target` (locally a
-/// directory the action's params name in `volumes`). The volume appears only whole: a
-/// download that fails leaves nothing there. The archive's bytes.
-pub fn import_snapshot(store: &Store, key: &str, target: &VolumeRef) -> Result<u64, Error> {
+/// directory the action's params name in `volumes`), with the `added` files written into
+/// it. The volume appears only whole: a download that fails leaves nothing there. The
+/// archive's bytes.
+pub fn import_snapshot(
+    store: &Store,
+    key: &str,
+    target: &VolumeRef,
+    added: &[&AddedFile],
+) -> Result<u64, Error> {
     let import = snapshot::import_tar(target)?;
     let stream = import
         .take_stream()
         .ok_or_else(|| crate::internal("the import's stream was taken already"))?;
+    for f in added {
+        import.add_file(&f.path, &f.data, f.append)?;
+    }
     match store.get_into(key, stream).and_then(|t| t.wait()) {
         Ok(_) => import.finish(true),
         // The unpacking's own error says more than the broken pipe the download saw.
@@ -122,13 +143,14 @@ pub fn delete_cuts(cuts: &[SnapshotInfo]) {
 }
 
 /// Restore every volume of the restore point into its new place in `targets`: an
-/// exported one is unpacked, a kept snapshot (metadata `kept: true`) restored. The
-/// `volume=target` pairs done.
+/// exported one is unpacked (with the `added` files for it), a kept snapshot (metadata
+/// `kept: true`) restored. The `volume=target` pairs done.
 pub fn restore_volumes(
     store: &Store,
     artifacts: &[Artifact],
     targets: &BTreeMap<String, String>,
     storage_class: Option<&str>,
+    added: &[AddedFile],
 ) -> Result<Vec<String>, Error> {
     let mut restored = Vec::new();
     for a in volume_artifacts(artifacts) {
@@ -140,14 +162,21 @@ pub fn restore_volumes(
             namespace: None,
             name: target.clone(),
         };
+        let files: Vec<&AddedFile> = added.iter().filter(|f| f.volume == v).collect();
         if crate::meta(a, "kept") == Some("true") {
+            if !files.is_empty() {
+                return Err(crate::invalid(format!(
+                    "volume {v:?} is a kept snapshot: files cannot be added to it on restore; \
+                     back it up with the snapshot exported"
+                )));
+            }
             let snap = SnapshotRef {
                 namespace: None,
                 name: crate::meta(a, "snapshot").unwrap_or_default().to_string(),
             };
             snapshot::restore(&snap, &to, storage_class)?;
         } else {
-            let bytes = import_snapshot(store, &a.key, &to)?;
+            let bytes = import_snapshot(store, &a.key, &to, &files)?;
             crate::log::info(
                 "volume restored",
                 &[

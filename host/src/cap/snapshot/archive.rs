@@ -125,7 +125,23 @@ fn append_tree<W: Write>(
 pub struct Import {
     pub stream: BoxWrite,
     task: JoinHandle<Result<u64, WitError>>,
-    commit: tokio::sync::oneshot::Sender<bool>,
+    commit: tokio::sync::oneshot::Sender<Commit>,
+}
+
+/// How an import ends once its archive is unpacked.
+pub enum Commit {
+    /// Add these files, then move the volume into place.
+    Keep(Vec<AddedFile>),
+    /// Leave nothing (the transfer failed).
+    Discard,
+}
+
+/// A small file a plugin adds to an imported volume (`volume-import.add-file`).
+pub struct AddedFile {
+    /// Relative to the volume's root, every part a plain name.
+    pub path: PathBuf,
+    pub data: Vec<u8>,
+    pub append: bool,
 }
 
 impl Import {
@@ -134,10 +150,10 @@ impl Import {
     /// the unpacking's own when it failed.
     pub async fn finish(
         task: JoinHandle<Result<u64, WitError>>,
-        commit: tokio::sync::oneshot::Sender<bool>,
-        keep: bool,
+        commit: tokio::sync::oneshot::Sender<Commit>,
+        how: Commit,
     ) -> Result<u64, WitError> {
-        let _ = commit.send(keep);
+        let _ = commit.send(how);
         task.await
             .map_err(|e| WitError::Internal(format!("the import task ended: {e}")))?
     }
@@ -147,7 +163,7 @@ impl Import {
     ) -> (
         BoxWrite,
         JoinHandle<Result<u64, WitError>>,
-        tokio::sync::oneshot::Sender<bool>,
+        tokio::sync::oneshot::Sender<Commit>,
     ) {
         (self.stream, self.task, self.commit)
     }
@@ -173,7 +189,7 @@ pub fn untar_into(target: PathBuf) -> Result<Import, WitError> {
     std::fs::create_dir(&partial)
         .map_err(|e| WitError::Io(format!("creating {}: {e}", partial.display())))?;
     let (reader, writer) = tokio::io::duplex(PIPE);
-    let (commit, committed) = tokio::sync::oneshot::channel::<bool>();
+    let (commit, committed) = tokio::sync::oneshot::channel::<Commit>();
     let bridge = SyncIoBridge::new(reader);
     let task = tokio::task::spawn_blocking(move || {
         let mut counted = Counted {
@@ -191,7 +207,15 @@ pub fn untar_into(target: PathBuf) -> Result<Import, WitError> {
             return failed(e);
         }
         match committed.blocking_recv() {
-            Ok(true) => {
+            Ok(Commit::Keep(files)) => {
+                for f in &files {
+                    if let Err(e) = add_file(&partial, f) {
+                        return failed(std::io::Error::new(
+                            e.kind(),
+                            format!("adding {}: {e}", f.path.display()),
+                        ));
+                    }
+                }
                 // An empty target the user made may stand in the way; one with content
                 // was refused before the import began.
                 let _ = std::fs::remove_dir(&target);
@@ -201,7 +225,7 @@ pub fn untar_into(target: PathBuf) -> Result<Import, WitError> {
                 }
             }
             // The transfer failed: the tar unpacked, but it is not kept.
-            Ok(false) => {
+            Ok(Commit::Discard) => {
                 let _ = std::fs::remove_dir_all(&partial);
                 Ok(counted.n)
             }
@@ -283,6 +307,49 @@ fn unpack<R: Read>(r: &mut R, into: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Write `f` into the unpacked volume at `root`. The archive made the tree, and it is the
+/// plugin's: every directory on the way must be a directory (a link there is refused, not
+/// followed) and an appended file a regular file, so nothing outside the volume is
+/// written. A new file belongs to its directory's owner, mode 0600.
+fn add_file(root: &Path, f: &AddedFile) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut dir = root.to_path_buf();
+    let mut parts: Vec<_> = f.path.components().collect();
+    let name = parts
+        .pop()
+        .ok_or_else(|| std::io::Error::other("an empty path"))?;
+    for c in parts {
+        dir.push(c);
+        if !std::fs::symlink_metadata(&dir)?.file_type().is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory in the volume (links are not followed)",
+                dir.strip_prefix(root).unwrap_or(&dir).display()
+            )));
+        }
+    }
+    let path = dir.join(name);
+    let mut open = std::fs::OpenOptions::new();
+    open.custom_flags(libc::O_NOFOLLOW);
+    let mut file = match std::fs::symlink_metadata(&path) {
+        Ok(m) if f.append && m.file_type().is_file() => open.append(true).open(&path)?,
+        Ok(_) if f.append => {
+            return Err(std::io::Error::other(
+                "the archive holds it, but not as a regular file",
+            ));
+        }
+        Ok(_) => return Err(std::io::Error::other("the archive holds it already")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let file = open.write(true).create_new(true).mode(0o600).open(&path)?;
+            let owner = std::fs::symlink_metadata(&dir)?;
+            std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
+            file
+        }
+        Err(e) => return Err(e),
+    };
+    file.write_all(&f.data)?;
+    file.sync_all()
+}
+
 struct Counted<R> {
     inner: R,
     n: u64,
@@ -325,7 +392,9 @@ mod tests {
         w.shutdown().await.unwrap();
         drop(w);
         assert_eq!(
-            Import::finish(task, commit, true).await.unwrap(),
+            Import::finish(task, commit, Commit::Keep(vec![]))
+                .await
+                .unwrap(),
             tar.len() as u64
         );
         assert_eq!(
@@ -360,7 +429,9 @@ mod tests {
                 assert!(task.await.unwrap().is_err(), "an abandoned import was kept");
             } else {
                 assert!(
-                    Import::finish(task, commit, true).await.is_err(),
+                    Import::finish(task, commit, Commit::Keep(vec![]))
+                        .await
+                        .is_err(),
                     "{len} bytes unpacked"
                 );
             }
@@ -388,11 +459,102 @@ mod tests {
     }
 
     async fn import(target: &Path, tar: &[u8]) -> Result<u64, WitError> {
+        import_adding(target, tar, vec![]).await
+    }
+
+    async fn import_adding(
+        target: &Path,
+        tar: &[u8],
+        files: Vec<AddedFile>,
+    ) -> Result<u64, WitError> {
         let (mut w, task, commit) = untar_into(target.to_path_buf()).unwrap().into_parts();
         w.write_all(tar).await.unwrap();
         w.shutdown().await.unwrap();
         drop(w);
-        Import::finish(task, commit, true).await
+        Import::finish(task, commit, Commit::Keep(files)).await
+    }
+
+    fn added(path: &str, data: &[u8], append: bool) -> AddedFile {
+        AddedFile {
+            path: path.into(),
+            data: data.to_vec(),
+            append,
+        }
+    }
+
+    #[tokio::test]
+    async fn added_files_land_in_the_volume_and_never_through_a_link() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let out = tempfile::tempdir().unwrap();
+        let victim = out.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        // An archive a plugin wrote: a directory of another owner, links out of the volume.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut entry = |name: &str, kind: tar::EntryType, link: Option<&Path>, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(if kind == tar::EntryType::Directory {
+                0o700
+            } else {
+                0o644
+            });
+            h.set_size(data.len() as u64);
+            h.set_uid(1234);
+            h.set_gid(1235);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        entry("conf", tar::EntryType::Directory, None, b"");
+        entry("conf/auto.conf", tar::EntryType::Regular, None, b"a = 1\n");
+        entry("label", tar::EntryType::Symlink, Some(&victim), b"");
+        entry("out", tar::EntryType::Symlink, Some(out.path()), b"");
+        let tar = b.into_inner().unwrap();
+
+        let vol = out.path().join("vol");
+        import_adding(
+            &vol,
+            &tar,
+            vec![
+                added("conf/backup_label", b"START WAL LOCATION", false),
+                added("conf/auto.conf", b"b = 2\n", true),
+            ],
+        )
+        .await
+        .unwrap();
+        let label = std::fs::metadata(vol.join("conf/backup_label")).unwrap();
+        assert_eq!(label.permissions().mode() & 0o7777, 0o600);
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(
+                (label.uid(), label.gid()),
+                (1234, 1235),
+                "not the directory's owner"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(vol.join("conf/auto.conf")).unwrap(),
+            "a = 1\nb = 2\n"
+        );
+
+        for (what, file) in [
+            ("appending through a link", added("label", b"pwned", true)),
+            (
+                "a new file through a linked directory",
+                added("out/victim2", b"pwned", false),
+            ),
+            (
+                "replacing a file of the archive",
+                added("conf/auto.conf", b"x", false),
+            ),
+        ] {
+            let t = out.path().join("refused");
+            let e = import_adding(&t, &tar, vec![file]).await;
+            assert!(e.is_err(), "{what} was allowed");
+            assert!(!t.exists(), "{what}: something was left at the target");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert!(!out.path().join("victim2").exists());
     }
 
     #[tokio::test]

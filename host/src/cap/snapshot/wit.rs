@@ -1,6 +1,7 @@
 //! `snapshot` host functions: grant check, the call, the audit entry; and snapshot 0.1.0
 //! (no `cut-at`, no groups) for plugins built against it, answered by the same calls.
 
+use super::archive::{AddedFile, Commit};
 use super::{Ref, SnapInfo, Snapshot};
 use crate::cap::{ActionScope, CapView, HostResult};
 use crate::wit::WitError;
@@ -14,13 +15,18 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 /// Bytes buffered between an import's stream and its unpacking.
 const IMPORT_BUDGET: usize = 1 << 20;
+/// The most bytes a plugin may add to one import (`add-file`): small files beside the
+/// archive, not a second way in for its bulk.
+const ADDED_BYTES: usize = 1 << 20;
 
 /// An import a plugin holds: its stream until taken, then its unpacking until finished.
 pub struct ImportHandle {
     target: String,
     stream: Option<crate::cap::exec::BoxWrite>,
     task: Option<tokio::task::JoinHandle<Result<u64, WitError>>>,
-    commit: Option<tokio::sync::oneshot::Sender<bool>>,
+    commit: Option<tokio::sync::oneshot::Sender<Commit>>,
+    /// Files to add once the archive is unpacked.
+    added: Vec<AddedFile>,
 }
 
 fn vol(v: &snapshot::VolumeRef) -> Ref {
@@ -160,7 +166,7 @@ impl snapshot::Host for CapView<'_, Snapshot> {
             "snapshot.export-tar",
             &snapshot.name,
             async {
-                let exclude = relative_paths(&exclude)?;
+                let exclude = relative_paths("exclude", &exclude)?;
                 b.export_tar(&s, exclude).await
             },
         )
@@ -195,6 +201,7 @@ impl snapshot::Host for CapView<'_, Snapshot> {
                     stream: Some(stream),
                     task: Some(task),
                     commit: Some(commit),
+                    added: Vec::new(),
                 })?;
                 Ok(retype(&h))
             }
@@ -216,7 +223,7 @@ impl snapshot::Host for CapView<'_, Snapshot> {
 }
 
 /// Paths inside a volume, as a plugin names them: relative, no `..`, no empty parts.
-fn relative_paths(paths: &[String]) -> Result<Vec<std::path::PathBuf>, WitError> {
+fn relative_paths(what: &str, paths: &[String]) -> Result<Vec<std::path::PathBuf>, WitError> {
     paths
         .iter()
         .map(|p| {
@@ -227,7 +234,7 @@ fn relative_paths(paths: &[String]) -> Result<Vec<std::path::PathBuf>, WitError>
                 Ok(std::path::PathBuf::from(p))
             } else {
                 Err(WitError::InvalidArgument(format!(
-                    "exclude: {p:?} is not a path inside the volume (relative, no `..`)"
+                    "{what}: {p:?} is not a path inside the volume (relative, no `..`)"
                 )))
             }
         })
@@ -255,7 +262,12 @@ impl HostVolumeImport for CapView<'_, Snapshot> {
             (Some(task), Some(commit)) => {
                 // The stream must be closed for the unpacking to see the archive's end.
                 i.stream = None;
-                super::archive::Import::finish(task, commit, keep).await
+                let how = if keep {
+                    Commit::Keep(std::mem::take(&mut i.added))
+                } else {
+                    Commit::Discard
+                };
+                super::archive::Import::finish(task, commit, how).await
             }
             _ => Err(WitError::InvalidArgument(
                 "this import was finished already".into(),
@@ -271,6 +283,42 @@ impl HostVolumeImport for CapView<'_, Snapshot> {
             &res,
             bytes,
         );
+        Ok(res)
+    }
+
+    async fn add_file(
+        &mut self,
+        h: Resource<VolumeImport>,
+        path: String,
+        data: Vec<u8>,
+        append: bool,
+    ) -> HostResult<()> {
+        let started = Instant::now();
+        let i = self.table.get_mut(&retype::<_, ImportHandle>(&h))?;
+        let res = relative_paths("add-file", std::slice::from_ref(&path)).and_then(|mut p| {
+            let total: usize = i.added.iter().map(|f| f.data.len()).sum();
+            if i.commit.is_none() {
+                Err(WitError::InvalidArgument(
+                    "this import was finished already".into(),
+                ))
+            } else if total + data.len() > ADDED_BYTES {
+                Err(WitError::Limit(format!(
+                    "add-file: at most {ADDED_BYTES} bytes may be added to one import; \
+                     ship larger files in the archive"
+                )))
+            } else {
+                i.added.push(AddedFile {
+                    path: p.remove(0),
+                    data,
+                    append,
+                });
+                Ok(())
+            }
+        });
+        let target = format!("{}:{path}", i.target);
+        let args = if append { "append" } else { "new" };
+        self.scope
+            .audit("snapshot.import.add-file", &target, args, started, &res, 0);
         Ok(res)
     }
 

@@ -1,13 +1,18 @@
-//! A held `mariadb` session: statements written to its stdin one batch at a time, each
-//! answer read up to a marker line, so the plugin knows when the server has done what it
-//! asked (the read lock is taken only once the marker after it comes back).
+//! A held SQL client session (`mariadb --batch`, `psql -A -t`): statements written to its
+//! stdin one batch at a time, each answer read up to a marker line, so the plugin knows
+//! when the server has done what it asked (a read lock is held, a backup has started)
+//! before it takes the next step. What the session holds on the server (a lock, a
+//! non-exclusive base backup) ends with it if the plugin dies: the client is killed with
+//! the action, and the server ends its session.
 
-use coffer_plugin_sdk::exec::Process;
-use coffer_plugin_sdk::io::{StreamReader, StreamWriter};
-use coffer_plugin_sdk::{self as sdk, Cmd, Error};
+use crate::exec::Process;
+use crate::io::{StreamReader, StreamWriter};
+use crate::{self as sdk, Cmd, Error};
 use std::io::{BufRead, BufReader, Write};
 
 pub struct Session {
+    /// The server, as errors name it (`mariadb`, `postgresql`).
+    system: &'static str,
     proc: Process,
     stdin: Option<StreamWriter>,
     stdout: BufReader<StreamReader>,
@@ -15,13 +20,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// Start the client (`cmd`: `mariadb --no-defaults` with the connection and password)
-    /// in batch mode, flushing after each statement.
-    pub fn open(cmd: Cmd<'_>) -> Result<Session, Error> {
-        let proc = cmd
-            .args(["--batch", "--skip-column-names", "--unbuffered"])
-            .stdin()
-            .spawn()?;
+    /// Start the client `cmd`, which must read statements from stdin, print each result
+    /// as bare lines (`mariadb --batch --skip-column-names --unbuffered`, `psql -A -t -q`)
+    /// and flush after each; `system` names the server in errors.
+    pub fn open(cmd: Cmd<'_>, system: &'static str) -> Result<Session, Error> {
+        let proc = cmd.stdin().spawn()?;
         let stdin = proc
             .take_stdin()
             .ok_or_else(|| sdk::internal("the session's stdin was not opened"))?;
@@ -29,6 +32,7 @@ impl Session {
             .take_stdout()
             .ok_or_else(|| sdk::internal("the session's stdout was not opened"))?;
         Ok(Session {
+            system,
             proc,
             stdin: Some(StreamWriter(stdin)),
             stdout: BufReader::new(StreamReader(stdout)),
@@ -69,14 +73,14 @@ impl Session {
     fn died(&mut self, what: &str) -> Error {
         self.stdin = None;
         let why = match self.proc.wait() {
-            Ok(st) => match sdk::check_exit("mariadb", &st) {
+            Ok(st) => match sdk::check_exit(self.system, &st) {
                 Err(e) => sdk::error_text(&e),
                 Ok(()) => "it exited 0".into(),
             },
             Err(e) => sdk::error_text(&e),
         };
         Error::Remote(sdk::RemoteError {
-            system: "mariadb".into(),
+            system: self.system.into(),
             code: None,
             message: format!("the session {what}: {why}"),
             retryable: false,
@@ -87,6 +91,6 @@ impl Session {
     pub fn close(mut self) -> Result<(), Error> {
         self.stdin = None;
         let st = self.proc.wait()?;
-        sdk::check_exit("mariadb", &st)
+        sdk::check_exit(self.system, &st)
     }
 }
