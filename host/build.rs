@@ -19,6 +19,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("mysql-consistent", "mysql_consistent"),
     ("fsfreeze", "fsfreeze"),
     ("postgres-consistent", "postgres_consistent"),
+    ("volumes", "volumes"),
     ("etcd", "etcd"),
     ("redis", "redis"),
 ];

@@ -54,6 +54,7 @@ pub mod builtin {
             "postgres-consistent",
             include_str!("../../blueprints/postgres-consistent.yaml"),
         ),
+        ("volumes", include_str!("../../blueprints/volumes.yaml")),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
     ];

@@ -20,7 +20,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::{
-    self as sdk, Action, ActionOutput, ActionRequest, Artifact, Cmd, Error, location, log, snapshot,
+    self as sdk, Action, ActionOutput, ActionRequest, Cmd, Error, location, log, snapshot,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -110,19 +110,7 @@ impl Action for Delete {
     type Params = sdk::NoParams;
 
     fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
-        for a in sdk::volume::volume_artifacts(&req.input_artifacts) {
-            if let Some(name) = sdk::meta(a, "snapshot")
-                && sdk::meta(a, "kept") == Some("true")
-            {
-                match snapshot::delete(&snapshot::SnapshotRef {
-                    namespace: None,
-                    name: name.to_string(),
-                }) {
-                    Ok(()) | Err(Error::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        sdk::volume::delete_kept(&req.input_artifacts)?;
         sdk::delete_input_artifacts(req, LOCATION)
     }
 }
@@ -167,21 +155,11 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
         ],
     );
     let store = location::open(LOCATION)?;
-    let recorded = record(&store, &p, &cuts);
+    let recorded = sdk::volume::record_cuts(&store, &cuts, p.export);
     // Exported snapshots go, and so do all of them when the backup fails: no restore point
     // would name them.
     if p.export || recorded.is_err() {
-        for c in &cuts {
-            if let Err(e) = snapshot::delete(&c.snapshot) {
-                log::warn(
-                    "a snapshot could not be deleted",
-                    &[
-                        ("snapshot", &c.snapshot.name),
-                        ("error", &sdk::error_text(&e)),
-                    ],
-                );
-            }
-        }
+        sdk::volume::delete_cuts(&cuts);
     }
     Ok(ActionOutput {
         artifacts: recorded?,
@@ -197,34 +175,6 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             ),
         ],
     })
-}
-
-/// One artifact per cut: its exported tar, or (kept) a small record naming the snapshot.
-fn record(
-    store: &location::Store,
-    p: &BackupParams,
-    cuts: &[snapshot::SnapshotInfo],
-) -> Result<Vec<Artifact>, Error> {
-    if p.export {
-        return sdk::volume::export_cuts(store, cuts, &[], &[("kept", "false")]);
-    }
-    let mut artifacts = Vec::new();
-    for cut in cuts {
-        let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
-        let volume = &cut.source.name;
-        let info = store.put_bytes(
-            &format!("volumes/{volume}.snapshot"),
-            ready.snapshot.name.as_bytes(),
-            &sdk::compressed(),
-        )?;
-        artifacts.push(sdk::volume::volume_artifact(
-            volume,
-            cut,
-            &info,
-            &[("kept", "true")],
-        ));
-    }
-    Ok(artifacts)
 }
 
 fn restore(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {

@@ -22,6 +22,7 @@ pub mod bindings {
 pub mod action;
 mod cmd;
 mod context;
+pub mod hooks;
 pub mod io;
 pub mod log;
 pub mod quiesce;

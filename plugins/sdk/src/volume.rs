@@ -190,3 +190,46 @@ pub fn restore_volumes(
     }
     Ok(restored)
 }
+
+/// One artifact per cut: with `export`, its tar in the location (the snapshot is the
+/// caller's to delete then); otherwise, once ready, a small record naming the kept
+/// snapshot (metadata `kept: true`), which `delete_kept` removes with the restore point.
+pub fn record_cuts(
+    store: &Store,
+    cuts: &[SnapshotInfo],
+    export: bool,
+) -> Result<Vec<Artifact>, Error> {
+    if export {
+        return export_cuts(store, cuts, &[], &[("kept", "false")]);
+    }
+    let mut artifacts = Vec::new();
+    for cut in cuts {
+        let ready = snapshot::wait_ready(&cut.snapshot, 3_600_000)?;
+        let volume = &cut.source.name;
+        let info = store.put_bytes(
+            &format!("volumes/{volume}.snapshot"),
+            ready.snapshot.name.as_bytes(),
+            &crate::compressed(),
+        )?;
+        artifacts.push(volume_artifact(volume, cut, &info, &[("kept", "true")]));
+    }
+    Ok(artifacts)
+}
+
+/// Delete the kept snapshots a restore point names (one already gone is fine).
+pub fn delete_kept(artifacts: &[Artifact]) -> Result<(), Error> {
+    for a in volume_artifacts(artifacts) {
+        if let Some(name) = crate::meta(a, "snapshot")
+            && crate::meta(a, "kept") == Some("true")
+        {
+            match snapshot::delete(&SnapshotRef {
+                namespace: None,
+                name: name.to_string(),
+            }) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

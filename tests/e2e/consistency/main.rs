@@ -8,6 +8,7 @@ use std::path::Path;
 mod abi;
 mod fsfreeze;
 mod guards;
+mod hooks;
 mod mysql;
 mod postgres;
 

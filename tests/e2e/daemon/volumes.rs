@@ -212,14 +212,10 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
     env.assert_daemon_rbac();
 }
 
-/// A quiesced cut on a CSI driver that takes its time: `snapshot.create` returns once the
-/// driver has cut (not when it is ready), so the application is unquiesced before the
-/// snapshot is ready, and the action completes only after; a driver error after the cut
-/// fails the backup, and the guard has run all the same.
-#[tokio::test]
-async fn a_quiesce_ends_at_the_cut_not_at_readiness() {
+/// VolumeSnapshotClasses `slow` (cut 800 ms after creation, ready 1500 ms after the cut)
+/// and `broken` (the driver fails after the cut), and claim `data` in namespace `db`.
+async fn timed_classes(env: &Env) {
     use coffer_tests::kube_sim::{CUT_AFTER_MS, FAIL_AFTER_CUT, READY_AFTER_MS};
-    let env = Env::start_sim().await;
     let classes = Api::<DynamicObject>::all_with(
         env.client.clone(),
         &ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -258,6 +254,109 @@ async fn a_quiesce_ends_at_the_cut_not_at_readiness() {
         )
         .await
         .unwrap();
+}
+
+/// When the simulated driver cut the snapshot `name` of namespace `db` (unix ms).
+async fn cut_ms(env: &Env, name: &str) -> i64 {
+    let snap = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "db",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+        )),
+    )
+    .get(name)
+    .await
+    .unwrap();
+    snap.metadata.annotations.unwrap()["sim.coffer.dev/cut-ms"]
+        .parse()
+        .unwrap()
+}
+
+fn unix_ms(t: &serde_json::Value) -> i64 {
+    let t = time::OffsetDateTime::parse(
+        t.as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Kasten K10's hook actions on the built-in `volumes` plugin: the posthook runs right
+/// after the cut, before the snapshot is ready, and the backup ends only after readiness;
+/// when the driver fails after the cut, the posthook has run all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posthook_runs_at_the_cut_before_the_snapshot_is_ready() {
+    let env = Env::start_sim().await;
+    timed_classes(&env).await;
+    let marks = tempfile::tempdir().unwrap();
+    let _daemon = env.daemon("coffer-h", coffer_tests::free_port());
+    for (class, ok) in [("slow", true), ("broken", false)] {
+        let mark = marks.path().join(class);
+        coffer_api(&env.client, "Blueprint", "coffer")
+            .create(
+                &PostParams::default(),
+                &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Blueprint",
+                    "metadata": {"name": format!("hooks-{class}")},
+                    "spec": {"plugin": {"builtin": "volumes"},
+                             "grants": {"snapshot": true, "exec": [format!("touch {}", mark.display())],
+                                        "location": ["read", "write", "delete"]},
+                             "params": {"backup": {"volumes": ["data"], "snapshotClass": class, "export": false,
+                                                   "backupPosthook": [{"command": ["touch", mark]}]}}}})),
+            )
+            .await
+            .unwrap();
+        env.statefulset(
+            &format!("hooked-{class}"),
+            vec![],
+            json!({"coffer.dev/blueprint": format!("hooks-{class}")}),
+        )
+        .await;
+        let name = env
+            .action_set(
+                json!({"action": "backup", "workload": format!("statefulset/hooked-{class}")}),
+            )
+            .await;
+        let status = env.finished(&name).await;
+        assert!(mark.exists(), "{class}: the posthook did not run");
+        assert_eq!(status["guards"][0]["firedBy"], "plugin", "{status:#}");
+        if !ok {
+            assert_eq!(status["phase"], "Failed", "{status:#}");
+            let err = status["error"].as_str().unwrap();
+            assert!(err.contains("the driver lost the snapshot"), "{err}");
+            continue;
+        }
+        assert_eq!(status["phase"], "Completed", "{status:#}");
+        let cut = cut_ms(&env, status["outputs"]["snapshots"].as_str().unwrap()).await;
+        let posthook_ms = std::fs::metadata(&mark)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let ready_ms = cut + 1500;
+        assert!(
+            posthook_ms >= cut - 50 && posthook_ms < ready_ms,
+            "the posthook ran at {posthook_ms}, the cut was at {cut}, readiness at {ready_ms}"
+        );
+        assert!(
+            unix_ms(&status["endTime"]) >= ready_ms,
+            "completed before readiness"
+        );
+    }
+}
+
+/// A quiesced cut on a CSI driver that takes its time: `snapshot.create` returns once the
+/// driver has cut (not when it is ready), so the application is unquiesced before the
+/// snapshot is ready, and the action completes only after; a driver error after the cut
+/// fails the backup, and the guard has run all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiesce_ends_at_the_cut_not_at_readiness() {
+    let env = Env::start_sim().await;
+    timed_classes(&env).await;
     let marks = tempfile::tempdir().unwrap();
     let _daemon = env.daemon("coffer-q", coffer_tests::free_port());
     for (class, ok) in [("slow", true), ("broken", false)] {
@@ -306,37 +405,15 @@ async fn a_quiesce_ends_at_the_cut_not_at_readiness() {
         );
         assert_eq!(out["ready"], "true");
         // Unquiesced before the snapshot was ready; completed only after it was.
-        let snap = Api::<DynamicObject>::namespaced_with(
-            env.client.clone(),
-            "db",
-            &ApiResource::from_gvk(&GroupVersionKind::gvk(
-                "snapshot.storage.k8s.io",
-                "v1",
-                "VolumeSnapshot",
-            )),
-        )
-        .get(out["snapshot"].as_str().unwrap())
-        .await
-        .unwrap();
-        let cut_ms: i64 = snap.metadata.annotations.unwrap()["sim.coffer.dev/cut-ms"]
-            .parse()
-            .unwrap();
-        let ms = |t: &serde_json::Value| {
-            let t = time::OffsetDateTime::parse(
-                t.as_str().unwrap(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap();
-            (t.unix_timestamp_nanos() / 1_000_000) as i64
-        };
+        let cut_ms = cut_ms(&env, out["snapshot"].as_str().unwrap()).await;
         let ready_ms = cut_ms + 1500;
         assert!(
-            ms(&status["quiesce"]["end"]) < ready_ms,
+            unix_ms(&status["quiesce"]["end"]) < ready_ms,
             "unquiesced after readiness: {:#}",
             status["quiesce"]
         );
         assert!(
-            ms(&status["endTime"]) >= ready_ms,
+            unix_ms(&status["endTime"]) >= ready_ms,
             "completed before readiness"
         );
     }

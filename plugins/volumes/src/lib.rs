@@ -1,0 +1,174 @@
+//! volumes: volume snapshots of a workload with Kasten K10's hook actions around the cut.
+//!
+//! backup  = inside one quiesce window: each `backupPosthook` command registered as a guard,
+//!           the `backupPrehook` commands run in order (quiesce the application), one cut
+//!           of `volumes` (`snapshot.create-group`, which returns once the copy is cut),
+//!           the posthooks run in order at once — before the snapshots are ready — and the
+//!           window ended. Then each snapshot is exported as a tar into the location and
+//!           deleted (`export: true`, the default), or kept and recorded (`export: false`,
+//!           e.g. CSI VolumeSnapshots on Kubernetes).
+//! restore = an exported volume is unpacked into the new directory `volumes: {NAME: PATH}`
+//!           names; a kept snapshot is restored into the new volume it names (a new claim
+//!           on Kubernetes).
+//! delete  = remove the restore point's objects, and its kept snapshots.
+//!
+//! Without hooks it is K10's plain volume backup (crash-consistent). A posthook runs
+//! however the backup ends, even when the runner dies (see `sdk::hooks`).
+
+use coffer_plugin_sdk::JsonSchema;
+use coffer_plugin_sdk::hooks::{self, Hook};
+use coffer_plugin_sdk::{
+    self as sdk, Action, ActionOutput, ActionRequest, Error, location, log, snapshot,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub struct Backup;
+pub struct Restore;
+pub struct Delete;
+
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
+
+const LOCATION: &str = "default";
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupParams {
+    /// The volumes to cut at one instant: the Workload's `spec.volumes` names locally, the
+    /// subject's PersistentVolumeClaims on Kubernetes.
+    pub volumes: Vec<String>,
+    /// Commands run in order before the cut, to quiesce the application (K10's
+    /// backupPrehook). Each must be granted like any exec.
+    #[serde(default)]
+    pub backup_prehook: Vec<Hook>,
+    /// Commands run in order right after the cut, before the snapshots are ready — and
+    /// however the backup ends, even if a prehook or the cut failed (K10's backupPosthook).
+    #[serde(default)]
+    pub backup_posthook: Vec<Hook>,
+    /// Export each snapshot as a tar into the location, then delete it (default); `false`
+    /// keeps the snapshots and records their names.
+    #[serde(default = "yes")]
+    pub export: bool,
+    /// The VolumeSnapshotClass (Kubernetes).
+    pub snapshot_class: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreParams {
+    /// A new volume per volume of the restore point: a directory (absent or empty) locally,
+    /// a new PersistentVolumeClaim name on Kubernetes.
+    pub volumes: BTreeMap<String, String>,
+    /// The StorageClass of restored claims (Kubernetes; default: the source claim's).
+    pub storage_class: Option<String>,
+}
+
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
+
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if p.volumes.is_empty() {
+            problems.push("params.volumes: name at least one volume to cut".into());
+        }
+        problems.extend(hooks::check("backupPrehook", &p.backup_prehook));
+        problems.extend(hooks::check("backupPosthook", &p.backup_posthook));
+        sdk::checked(problems)
+    }
+
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup(p)
+    }
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        sdk::checked(sdk::volume::check_targets(&p.volumes, &req.input_artifacts))
+    }
+
+    fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        let store = location::open(LOCATION)?;
+        let restored = sdk::volume::restore_volumes(
+            &store,
+            &req.input_artifacts,
+            &p.volumes,
+            p.storage_class.as_deref(),
+            &[],
+        )?;
+        Ok(ActionOutput {
+            artifacts: vec![],
+            outputs: vec![("restored".into(), restored.join(","))],
+        })
+    }
+}
+
+impl Action for Delete {
+    const NAME: &'static str = "delete";
+    type Params = sdk::NoParams;
+
+    fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        sdk::volume::delete_kept(&req.input_artifacts)?;
+        sdk::delete_input_artifacts(req, LOCATION)
+    }
+}
+
+fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
+    let volumes: Vec<snapshot::VolumeRef> = p
+        .volumes
+        .iter()
+        .map(|v| snapshot::VolumeRef {
+            namespace: None,
+            name: v.clone(),
+        })
+        .collect();
+    let (cuts, window_ms) = hooks::cut_between(
+        &p.backup_prehook,
+        &p.backup_posthook,
+        &volumes,
+        p.snapshot_class.as_deref(),
+    )?;
+    log::info(
+        "cut, and the posthooks ran",
+        &[
+            ("windowMs", &window_ms.to_string()),
+            ("volumes", &p.volumes.join(",")),
+        ],
+    );
+    let store = location::open(LOCATION)?;
+    let recorded = sdk::volume::record_cuts(&store, &cuts, p.export);
+    // Exported snapshots go, and so do all of them when the backup fails: no restore point
+    // would name them.
+    if p.export || recorded.is_err() {
+        sdk::volume::delete_cuts(&cuts);
+    }
+    Ok(ActionOutput {
+        artifacts: recorded?,
+        outputs: vec![
+            ("windowMs".into(), window_ms.to_string()),
+            ("volumes".into(), p.volumes.join(",")),
+            (
+                "cutAt".into(),
+                cuts.first()
+                    .and_then(|c| c.cut_at.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "snapshots".into(),
+                cuts.iter()
+                    .map(|c| c.snapshot.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ],
+    })
+}
