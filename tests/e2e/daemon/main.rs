@@ -11,6 +11,7 @@ mod application;
 mod attacks;
 mod cluster;
 mod env;
+mod group_snapshots;
 mod guards;
 mod helm;
 mod lifecycle;

@@ -4,8 +4,8 @@
 //! PersistentVolumeClaims are bound to a local directory (annotation `sim.coffer.dev/path`);
 //! a simulated CSI snapshotter cuts VolumeSnapshots a tick after creation by copying the
 //! claim's directory and makes them ready a tick later (VolumeSnapshotClass parameters
-//! delay either, or fail after the cut), and a claim whose dataSource is a ready snapshot starts as
-//! a copy of it.
+//! delay either, or fail after the cut), VolumeGroupSnapshots likewise (`groups`), and a
+//! claim whose dataSource is a ready snapshot starts as a copy of it.
 
 use super::{Key, State, record, stamp_new, time_now};
 use serde_json::{Value, json};
@@ -17,6 +17,7 @@ pub(super) fn react(st: &mut State) {
     finish_deletions(st);
     volumes(st);
     snapshots(st);
+    super::groups::group_snapshots(st);
     for (plural, kind) in [
         ("statefulsets", "StatefulSet"),
         ("deployments", "Deployment"),
@@ -185,7 +186,7 @@ fn remove_orphan_pods(st: &mut State, kind: &str) {
     }
 }
 
-fn update(st: &mut State, key: &Key, new: Value) {
+pub(super) fn update(st: &mut State, key: &Key, new: Value) {
     let mut new = new;
     st.resource_version += 1;
     new["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
@@ -193,7 +194,7 @@ fn update(st: &mut State, key: &Key, new: Value) {
     record(st, "MODIFIED", key, &new);
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<u64> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<u64> {
     std::fs::create_dir_all(to)?;
     let mut bytes = 0;
     for e in std::fs::read_dir(from)? {
@@ -208,7 +209,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<u64> {
     Ok(bytes)
 }
 
-fn of_kind<'a>(st: &'a State, group: &'a str, plural: &'a str) -> Vec<Key> {
+pub(super) fn of_kind<'a>(st: &'a State, group: &'a str, plural: &'a str) -> Vec<Key> {
     st.objects
         .keys()
         .filter(|k| k.0 == group && k.1 == plural)
@@ -216,11 +217,11 @@ fn of_kind<'a>(st: &'a State, group: &'a str, plural: &'a str) -> Vec<Key> {
         .collect()
 }
 
-fn volume_dir(st: &State, ns: &str, name: &str) -> PathBuf {
+pub(super) fn volume_dir(st: &State, ns: &str, name: &str) -> PathBuf {
     st.root.join("volumes").join(ns).join(name)
 }
 
-fn snapshot_dir(st: &State, ns: &str, name: &str) -> PathBuf {
+pub(super) fn snapshot_dir(st: &State, ns: &str, name: &str) -> PathBuf {
     st.root.join("snapshots").join(ns).join(name)
 }
 
@@ -271,10 +272,10 @@ pub const CUT_AFTER_MS: &str = "sim.coffer.dev/cut-after-ms";
 pub const READY_AFTER_MS: &str = "sim.coffer.dev/ready-after-ms";
 pub const FAIL_AFTER_CUT: &str = "sim.coffer.dev/fail-after-cut";
 /// When the simulator first saw a snapshot and when it cut it (ms since the epoch).
-const SEEN_MS: &str = "sim.coffer.dev/seen-ms";
-const CUT_MS: &str = "sim.coffer.dev/cut-ms";
+pub(super) const SEEN_MS: &str = "sim.coffer.dev/seen-ms";
+pub(super) const CUT_MS: &str = "sim.coffer.dev/cut-ms";
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -282,7 +283,7 @@ fn now_ms() -> u64 {
 }
 
 /// Now, RFC 3339 with milliseconds (a VolumeSnapshot's creationTime).
-fn time_now_ms() -> String {
+pub(super) fn time_now_ms() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.replace_nanosecond(now.millisecond() as u32 * 1_000_000)
         .unwrap_or(now)
@@ -306,7 +307,7 @@ fn class_param(st: &State, snap: &Value, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn annotation_ms(o: &Value, name: &str) -> u64 {
+pub(super) fn annotation_ms(o: &Value, name: &str) -> u64 {
     o.pointer(&format!(
         "/metadata/annotations/{}",
         name.replace('/', "~1")
@@ -325,7 +326,11 @@ fn snapshots(st: &mut State) {
     for k in &keys {
         let snap = st.objects[k].clone();
         let status = snap.get("status").cloned().unwrap_or(Value::Null);
-        if status.get("readyToUse") == Some(&Value::Bool(true)) || status.get("error").is_some() {
+        if status.get("readyToUse") == Some(&Value::Bool(true))
+            || status.get("error").is_some()
+            || status.get("volumeGroupSnapshotName").is_some()
+        {
+            // Done, or a group's member, which its group makes ready.
             continue;
         }
         let param_ms = |name: &str| {

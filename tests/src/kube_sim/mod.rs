@@ -16,6 +16,7 @@
 
 mod controllers;
 mod exec;
+mod groups;
 mod query;
 
 pub use query::selects;

@@ -1,6 +1,8 @@
 //! Volume snapshots on Kubernetes: CSI VolumeSnapshots (snapshot.storage.k8s.io/v1) of
 //! PersistentVolumeClaims in the subject's namespace; a restore creates a new PVC whose
-//! dataSource is the snapshot, sized and shaped like the snapshot's source claim.
+//! dataSource is the snapshot, sized and shaped like the snapshot's source claim. Several
+//! claims are cut at once with a VolumeGroupSnapshot where the driver has them
+//! (`csi_group`).
 
 use super::{Ref, SnapInfo, SnapshotBackend};
 use crate::cap::kube::client::err;
@@ -51,7 +53,7 @@ impl CsiSnapshots {
         }
     }
 
-    fn snapshots(&self) -> Api<DynamicObject> {
+    pub(super) fn snapshots(&self) -> Api<DynamicObject> {
         let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
             "snapshot.storage.k8s.io",
             "v1",
@@ -60,11 +62,11 @@ impl CsiSnapshots {
         Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
     }
 
-    fn claims(&self) -> Api<PersistentVolumeClaim> {
+    pub(super) fn claims(&self) -> Api<PersistentVolumeClaim> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    fn info(&self, o: &DynamicObject) -> SnapInfo {
+    pub(super) fn info(&self, o: &DynamicObject) -> SnapInfo {
         let restore_size = o.data.pointer("/status/restoreSize").and_then(|v| match v {
             Value::String(s) => quantity_bytes(s),
             Value::Number(n) => n.as_u64(),
@@ -135,9 +137,9 @@ impl CsiSnapshots {
 
 /// How long a snapshot may take to be cut (an application may be quiesced meanwhile: its
 /// own, shorter, limit applies too).
-const CUT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const CUT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Polled often: the application may be waiting on the cut.
-const CUT_POLL: Duration = Duration::from_millis(50);
+pub(super) const CUT_POLL: Duration = Duration::from_millis(50);
 
 #[async_trait::async_trait]
 impl SnapshotBackend for CsiSnapshots {
@@ -295,8 +297,32 @@ impl SnapshotBackend for CsiSnapshots {
         Ok(())
     }
 
+    async fn create_group(
+        &self,
+        sources: &[Ref],
+        _class: Option<&str>,
+        labels: &[(String, String)],
+    ) -> Option<Result<Vec<SnapInfo>, WitError>> {
+        if sources.len() < 2 {
+            return None;
+        }
+        for s in sources {
+            if let Err(e) = self.ns(s) {
+                return Some(Err(e));
+            }
+        }
+        let class = self.group_class(sources).await?;
+        Some(self.cut_group(sources, &class, labels).await)
+    }
+
     async fn delete(&self, snap: &Ref) -> Result<(), WitError> {
         self.ns(snap)?;
+        // A member of a group goes with its group.
+        if let Ok(o) = self.snapshots().get(&snap.name).await
+            && self.delete_group_of(&o).await?
+        {
+            return Ok(());
+        }
         match self
             .snapshots()
             .delete(&snap.name, &Default::default())

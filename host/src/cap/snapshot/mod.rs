@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod btrfs;
 pub mod csi;
+mod csi_group;
 mod wit;
 
 use crate::cap::{Backends, CapView, Capability, Grant, Grants, HasCap};
