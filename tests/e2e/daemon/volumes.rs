@@ -212,10 +212,11 @@ async fn csi_snapshots_and_task_pods_work_next_to_the_data() {
     env.assert_daemon_rbac();
 }
 
-/// VolumeSnapshotClasses `slow` (cut 800 ms after creation, ready 1500 ms after the cut)
-/// and `broken` (the driver fails after the cut), and claim `data` in namespace `db`.
+/// VolumeSnapshotClasses `slow` (cut 800 ms after creation, ready 1500 ms after the cut),
+/// `content` (as slow, with the cut time on the bound content only until ready) and
+/// `broken` (the driver fails after the cut), and claim `data` in namespace `db`.
 async fn timed_classes(env: &Env) {
-    use coffer_tests::kube_sim::{CUT_AFTER_MS, FAIL_AFTER_CUT, READY_AFTER_MS};
+    use coffer_tests::kube_sim::{CUT_AFTER_MS, CUT_ON_CONTENT, FAIL_AFTER_CUT, READY_AFTER_MS};
     let classes = Api::<DynamicObject>::all_with(
         env.client.clone(),
         &ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -226,6 +227,10 @@ async fn timed_classes(env: &Env) {
     );
     for (name, params) in [
         ("slow", json!({CUT_AFTER_MS: "800", READY_AFTER_MS: "1500"})),
+        (
+            "content",
+            json!({CUT_AFTER_MS: "800", READY_AFTER_MS: "1500", CUT_ON_CONTENT: "true"}),
+        ),
         (
             "broken",
             json!({FAIL_AFTER_CUT: "the driver lost the snapshot"}),
@@ -359,7 +364,7 @@ async fn a_quiesce_ends_at_the_cut_not_at_readiness() {
     timed_classes(&env).await;
     let marks = tempfile::tempdir().unwrap();
     let _daemon = env.daemon("coffer-q", coffer_tests::free_port());
-    for (class, ok) in [("slow", true), ("broken", false)] {
+    for (class, ok) in [("slow", true), ("content", true), ("broken", false)] {
         let mark = marks.path().join(class);
         coffer_api(&env.client, "Blueprint", "coffer")
             .create(

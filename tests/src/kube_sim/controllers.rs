@@ -271,9 +271,14 @@ fn volumes(st: &mut State) {
 pub const CUT_AFTER_MS: &str = "sim.coffer.dev/cut-after-ms";
 pub const READY_AFTER_MS: &str = "sim.coffer.dev/ready-after-ms";
 pub const FAIL_AFTER_CUT: &str = "sim.coffer.dev/fail-after-cut";
+/// A class parameter: the cut time is on the bound VolumeSnapshotContent only (nanoseconds,
+/// as the sidecar writes it) until the snapshot is ready.
+pub const CUT_ON_CONTENT: &str = "sim.coffer.dev/cut-on-content";
 /// When the simulator first saw a snapshot and when it cut it (ms since the epoch).
 pub(super) const SEEN_MS: &str = "sim.coffer.dev/seen-ms";
 pub(super) const CUT_MS: &str = "sim.coffer.dev/cut-ms";
+/// The cut time a snapshot whose class cuts on the content learns when ready.
+const CUT_AT: &str = "sim.coffer.dev/cut-at";
 
 pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -345,7 +350,7 @@ fn snapshots(st: &mut State) {
             update(st, k, new);
             continue;
         }
-        if status.get("creationTime").is_none() {
+        if status.get("creationTime").is_none() && annotation_ms(&snap, CUT_MS) == 0 {
             if now < annotation_ms(&snap, SEEN_MS) + param_ms(CUT_AFTER_MS) {
                 continue;
             }
@@ -367,9 +372,27 @@ fn snapshots(st: &mut State) {
             } else {
                 match copy_dir(&volume_dir(st, &k.2, claim), &snapshot_dir(st, &k.2, &k.3)) {
                     Ok(bytes) => {
+                        let content = format!("snapcontent-{}", k.3);
                         new["status"] = json!({"readyToUse": false, "restoreSize": bytes.to_string(), "creationTime": time_now_ms(),
-                                               "boundVolumeSnapshotContentName": format!("snapcontent-{}", k.3)});
+                                               "boundVolumeSnapshotContentName": content});
                         new["metadata"]["annotations"][CUT_MS] = json!(now.to_string());
+                        if class_param(st, &snap, CUT_ON_CONTENT).is_some() {
+                            let cut_at = new["status"]["creationTime"].take();
+                            new["metadata"]["annotations"][CUT_AT] = cut_at;
+                            let key: Key = (
+                                "snapshot.storage.k8s.io".into(),
+                                "volumesnapshotcontents".into(),
+                                String::new(),
+                                content.clone(),
+                            );
+                            st.resource_version += 1;
+                            let obj = json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+                                             "metadata": {"name": content, "resourceVersion": st.resource_version.to_string()},
+                                             "spec": {"volumeSnapshotRef": {"name": k.3, "namespace": k.2}},
+                                             "status": {"creationTime": now as i64 * 1_000_000, "readyToUse": false}});
+                            st.objects.insert(key.clone(), obj.clone());
+                            record(st, "ADDED", &key, &obj);
+                        }
                     }
                     Err(e) => {
                         new["status"] = json!({"readyToUse": false, "error": {"message": format!("copying the volume: {e}"), "time": time_now()}})
@@ -386,7 +409,16 @@ fn snapshots(st: &mut State) {
             Some(message) => {
                 new["status"]["error"] = json!({"message": message, "time": time_now()});
             }
-            None => new["status"]["readyToUse"] = json!(true),
+            None => {
+                new["status"]["readyToUse"] = json!(true);
+                // The snapshot learns its cut time from its content by now.
+                if let Some(t) = snap.pointer(&format!(
+                    "/metadata/annotations/{}",
+                    CUT_AT.replace('/', "~1")
+                )) {
+                    new["status"]["creationTime"] = t.clone();
+                }
+            }
         }
         update(st, k, new);
     }

@@ -22,7 +22,9 @@ mod query;
 pub use query::selects;
 use query::{list, watch};
 
-pub use controllers::{CUT_AFTER_MS, FAIL_AFTER_CUT, PATH_ANNOTATION, READY_AFTER_MS};
+pub use controllers::{
+    CUT_AFTER_MS, CUT_ON_CONTENT, FAIL_AFTER_CUT, PATH_ANNOTATION, READY_AFTER_MS,
+};
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -98,9 +98,34 @@ impl CsiSnapshots {
 }
 
 impl CsiSnapshots {
-    /// Until the driver has cut snapshot `name`: its `status.creationTime` is set (the
-    /// external-snapshotter sets it from the driver's answer, before the copy is ready to
-    /// use), or the driver reports an error.
+    /// When the driver cut snapshot `o` by its bound VolumeSnapshotContent
+    /// (`status.creationTime`, nanoseconds since the epoch), which the sidecar sets from
+    /// the driver's answer — the VolumeSnapshot's own copy of it can come a sync later.
+    async fn content_cut_at(&self, o: &DynamicObject) -> Option<String> {
+        let bound = o
+            .data
+            .pointer("/status/boundVolumeSnapshotContentName")
+            .and_then(Value::as_str)?;
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshotContent",
+        ));
+        let content = Api::<DynamicObject>::all_with(self.client.clone(), &ar)
+            .get_opt(bound)
+            .await
+            .inspect_err(|e| tracing::debug!(content = %bound, error = %e, "cannot read a VolumeSnapshotContent"))
+            .ok()??;
+        let nanos = content.data.pointer("/status/creationTime")?.as_i64()?;
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+            .ok()?
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }
+
+    /// Until the driver has cut snapshot `name`: its `status.creationTime` is set, or its
+    /// bound content's (the external-snapshotter sets them from the driver's answer, before
+    /// the copy is ready to use), or the driver reports an error.
     async fn wait_cut(&self, name: &str) -> Result<SnapInfo, WitError> {
         let deadline = Instant::now() + CUT_TIMEOUT;
         loop {
@@ -119,7 +144,10 @@ impl CsiSnapshots {
                     self.namespace
                 )));
             }
-            let i = self.info(&o);
+            let mut i = self.info(&o);
+            if i.cut_at.is_none() {
+                i.cut_at = self.content_cut_at(&o).await;
+            }
             if i.cut_at.is_some() {
                 return Ok(i);
             }
