@@ -385,6 +385,10 @@ impl Coffer {
         };
         crate::cap::exec::policy::check_grants(grants)
             .map_err(|e| anyhow!("Blueprint {bname}: spec.grants.{e}"))?;
+        if !req.grant_declared {
+            crate::cap::signed_http::check_grants(grants)
+                .map_err(|e| anyhow!("Blueprint {bname}: spec.grants.{e}"))?;
+        }
         let overrides = serde_json::Value::Object(req.params.clone());
         let params = merge_params(
             &[
@@ -480,6 +484,25 @@ impl Coffer {
                         .collect(),
                 })),
         };
+        let granted = Grants {
+            declared: manifest.capabilities.clone(),
+            granted: grants.clone(),
+            plugin: manifest.name.clone(),
+            blueprint: bname.clone(),
+        };
+        // Local mode reads the Signers the Blueprint grants (and their keys) now, so a
+        // missing one stops the action before the plugin runs.
+        let mode = match &cluster {
+            None => match crate::cap::signed_http::ready(
+                &granted,
+                |n| self.catalog.get(Kind::Signer, n),
+                &credentials,
+            )? {
+                Some(s) => mode.with(Arc::new(s)),
+                None => mode,
+            },
+            Some(_) => mode,
+        };
         let lending = Lending::new(
             Actor {
                 action: action.clone(),
@@ -488,12 +511,7 @@ impl Coffer {
                 workload: wname.clone(),
             },
             limits,
-            Grants {
-                declared: manifest.capabilities.clone(),
-                granted: grants.clone(),
-                plugin: manifest.name.clone(),
-                blueprint: bname.clone(),
-            },
+            granted,
             secrets,
             BoundLocations(BTreeMap::from([("default".to_string(), bound.clone())])),
             mode,

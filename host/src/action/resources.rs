@@ -165,6 +165,7 @@ impl Coffer {
                 Document::Workload(o) => serde_json::to_value(o)?,
                 Document::BlueprintBinding(o) => serde_json::to_value(o)?,
                 Document::Policy(o) => serde_json::to_value(o)?,
+                Document::Signer(o) => serde_json::to_value(o)?,
             };
             // As an API server does: the creation time is the store's, set once and kept
             // across updates (bindings are ordered by it).
@@ -226,11 +227,16 @@ impl Coffer {
                 {
                     tracing::warn!(blueprint = %b.name(), "{w}");
                 }
+                crate::cap::signed_http::check_grants(&b.spec.grants)
+                    .map_err(|e| anyhow!("spec.grants.{e}"))?;
                 Ok(())
             }
             Document::Profile(p) => {
                 crate::storage::Location::from_profile(p, &self.credentials).map(|_| ())
             }
+            Document::Signer(s) => crate::cap::signed_http::signer::check(s, &self.credentials)
+                .map(|_| ())
+                .map_err(|e| anyhow!(e)),
             Document::Policy(p) => crate::policy::rules(&p.spec)
                 .map(|_| ())
                 .map_err(|e| anyhow!(e)),

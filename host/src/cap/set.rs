@@ -75,6 +75,13 @@ impl Lending {
         for v in secrets.all() {
             redactor.add(v);
         }
+        for v in mode
+            .get::<Arc<super::signed_http::Signers>>()
+            .map(|s| s.secret_values())
+            .unwrap_or_default()
+        {
+            redactor.add(&v);
+        }
         Lending {
             scope: Arc::new(ActionScope::new(actor, limits, redactor)),
             grants,

@@ -189,6 +189,30 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
             }
             policy_table(&all, crate::scheduler::clock::from_env().now());
         }
+        Kind::Signer => {
+            let all = filtered::<crate::model::Signer>(c, kind, name)?;
+            if format != OutputFormat::Table {
+                return finish(name, all, format);
+            }
+            table(
+                &["NAME", "TYPE", "REGION", "ENDPOINT", "CREDENTIALS"],
+                all.iter()
+                    .map(|s| {
+                        vec![
+                            s.name().to_string(),
+                            "aws-sigv4".into(),
+                            s.spec.region.clone(),
+                            s.spec.endpoint.clone().unwrap_or_else(|| "aws".into()),
+                            if s.spec.credentials.is_some() {
+                                "static (by reference)".into()
+                            } else {
+                                "aws chain".into()
+                            },
+                        ]
+                    })
+                    .collect(),
+            );
+        }
         Kind::Workload => {
             let all = filtered::<Workload>(c, kind, name)?;
             if format != OutputFormat::Table {

@@ -253,7 +253,7 @@ pub async fn run(cmd: &PluginCommand, home: Option<PathBuf>) -> Result<ExitCode>
                         );
                     }
                     for s in &c.signed_http {
-                        out!("  signed-http {s}");
+                        out!("  signed-http {}", s.signer());
                     }
                     out!("imports:");
                     for imp in &i.imports {

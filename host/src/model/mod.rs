@@ -12,6 +12,7 @@ mod parse;
 mod policy;
 mod profile;
 mod restorepoint;
+mod signer;
 mod workload;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ pub use restorepoint::{
     ApplicationRecord, ArtifactRecord, ObjectRecord, PluginInfo, RestorePointResource,
     RestorePointSpec,
 };
+pub use signer::{SignerCredentials, SignerResource, SignerSpec, SignerType};
 pub use workload::{SecretKeyRef, SecretRef, WorkloadSpec};
 
 pub const API_VERSION: &str = "coffer.dev/v1alpha1";
@@ -87,6 +89,7 @@ pub type ActionSet = Object<ActionSetSpec, ActionSetStatus>;
 pub type RestorePoint = Object<RestorePointSpec>;
 pub type BlueprintBinding = Object<BlueprintBindingSpec>;
 pub type Policy = Object<PolicySpec, PolicyStatus>;
+pub type Signer = Object<SignerSpec>;
 
 impl<S, T: Default> Object<S, T> {
     pub fn new(kind: Kind, name: impl Into<String>, spec: S) -> Self {
@@ -116,6 +119,7 @@ pub enum Kind {
     RestorePoint,
     BlueprintBinding,
     Policy,
+    Signer,
 }
 
 impl Kind {
@@ -128,6 +132,7 @@ impl Kind {
             Kind::RestorePoint => "RestorePoint",
             Kind::BlueprintBinding => "BlueprintBinding",
             Kind::Policy => "Policy",
+            Kind::Signer => "Signer",
         }
     }
 
@@ -143,6 +148,7 @@ impl Kind {
             "restorepoint" | "rp" => Kind::RestorePoint,
             "blueprintbinding" | "binding" => Kind::BlueprintBinding,
             "policy" | "policie" | "pol" => Kind::Policy,
+            "signer" => Kind::Signer,
             _ => return None,
         })
     }
@@ -162,6 +168,7 @@ pub enum Document {
     Workload(Box<Workload>),
     BlueprintBinding(Box<BlueprintBinding>),
     Policy(Box<Policy>),
+    Signer(Box<Signer>),
 }
 
 impl Document {
@@ -172,6 +179,7 @@ impl Document {
             Document::Workload(_) => Kind::Workload,
             Document::BlueprintBinding(_) => Kind::BlueprintBinding,
             Document::Policy(_) => Kind::Policy,
+            Document::Signer(_) => Kind::Signer,
         }
     }
     pub fn name(&self) -> &str {
@@ -181,6 +189,7 @@ impl Document {
             Document::Workload(o) => o.name(),
             Document::BlueprintBinding(o) => o.name(),
             Document::Policy(o) => o.name(),
+            Document::Signer(o) => o.name(),
         }
     }
 }

@@ -84,6 +84,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, P
             Kind::Policy => {
                 Document::Policy(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
             }
+            Kind::Signer => {
+                Document::Signer(Box::new(typed(value).map_err(|m| err(what.clone(), m))?))
+            }
             Kind::ActionSet | Kind::RestorePoint => {
                 return Err(err(
                     what,

@@ -75,6 +75,48 @@ impl LocationAccess {
     }
 }
 
+/// A signer named by a manifest, or granted with an allow-list by a Blueprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum SignerUse {
+    Name(String),
+    Allow(SignerAllow),
+}
+
+impl SignerUse {
+    pub fn signer(&self) -> &str {
+        match self {
+            SignerUse::Name(n) => n,
+            SignerUse::Allow(a) => &a.signer,
+        }
+    }
+}
+
+impl From<&str> for SignerUse {
+    fn from(name: &str) -> SignerUse {
+        SignerUse::Name(name.to_string())
+    }
+}
+
+/// The requests a Blueprint lets a plugin have signed with one Signer, for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignerAllow {
+    /// The Signer's name.
+    pub signer: String,
+    /// The service the requests are signed for (SigV4's service name: `rds`, `s3`, `sts`).
+    pub service: String,
+    /// Hosts the requests may go to; `*` matches any run of characters. Default: the
+    /// Signer's `endpoint` host if it has one, else `SERVICE.REGION.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// HTTP methods allowed (`GET`, `POST`, …). Default: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
 /// Kubernetes API access: a kind and the verbs allowed on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -112,9 +154,10 @@ pub struct Capabilities {
     pub snapshot: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kube: Vec<KindGrant>,
-    /// signed-http signer profile names.
+    /// Signers for `signed-http`: a manifest declares their names (`aws`); a Blueprint
+    /// grants each with the requests it may sign (`{signer: aws, service: rds, …}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signed_http: Vec<String>,
+    pub signed_http: Vec<SignerUse>,
     /// Container images a task pod may run (`exec.task-pod`); `*` matches any run of
     /// characters, e.g. `docker.io/library/postgres:*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -84,7 +84,11 @@ pub fn describe(json: &[u8]) -> Manifest {
             verbs: k.verbs.clone(),
         })
     }));
-    capabilities.extend(caps.signed_http.iter().cloned().map(Capability::SignedHttp));
+    capabilities.extend(
+        caps.signed_http
+            .iter()
+            .map(|s| Capability::SignedHttp(s.signer().to_string())),
+    );
     Manifest {
         api_version: m.api_version,
         name: m.name,

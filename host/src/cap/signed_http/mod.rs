@@ -1,38 +1,79 @@
 //! The `signed-http` interface: cloud API calls the host signs for the plugin, so it never
-//! holds a key. Declared in the ABI; its backend is not built yet, so each call is
-//! grant-checked, audited, and answered `unavailable`.
+//! holds a key. The plugin builds a request and names a Signer; the host checks it against
+//! the Blueprint's grant (signer, service, hosts, methods), signs it with the Signer's
+//! credentials (SigV4), sends it and returns the answer. The audit trail records method,
+//! host, path, the API action and the status — never bodies or credentials.
 
-use super::{Backends, CapView, Capability, Grant, Grants, HasCap, HostResult};
+mod grant;
+pub mod signer;
+
+pub use grant::{SignedHttpGrant, check_grants};
+use signer::ReadySigner;
+
+use super::{Backends, CapView, Capability, Grants, HasCap, HostResult};
 use crate::wit::WitError;
 use crate::wit::abi::signed_http;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Linker;
 
-/// The signer profiles a plugin may use, by name.
-pub struct SignedHttpGrant(Grant<Vec<String>>);
+/// The largest request body a plugin may send, and response body it may get: API calls,
+/// not bulk data.
+const MAX_REQUEST: usize = 1 << 20;
+const MAX_RESPONSE: usize = 8 << 20;
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Headers the host sets (signature, host, framing); a plugin's are refused.
+const HOST_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
 
-impl SignedHttpGrant {
-    pub fn new(grants: &Grants) -> SignedHttpGrant {
-        SignedHttpGrant(Grant::new(grants, |c| c.signed_http.clone()))
+/// The Signers an action's Blueprint grants, ready, and the client that sends for them.
+pub struct Signers {
+    signers: BTreeMap<String, ReadySigner>,
+    client: reqwest::Client,
+}
+
+impl Signers {
+    pub fn new(signers: Vec<ReadySigner>) -> Result<Signers, String> {
+        let client = reqwest::Client::builder()
+            // A redirect would carry a signed request somewhere the grant did not name.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| format!("an HTTP client for signed-http: {e}"))?;
+        Ok(Signers {
+            signers: signers.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            client,
+        })
     }
 
-    pub fn check(&self, profile: &str) -> Result<(), WitError> {
-        self.0.check(
-            |names| names.iter().any(|p| p == profile),
-            || format!("signed-http profile {profile:?}"),
-            "signedHttp",
-        )
+    /// Every secret value they hold, for the action's redactor.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.signers
+            .values()
+            .flat_map(ReadySigner::secret_values)
+            .collect()
     }
 }
 
 pub struct SignedHttp {
     grant: SignedHttpGrant,
+    signers: Option<Arc<Signers>>,
 }
 
 impl Capability for SignedHttp {
-    fn build(grants: &Grants, _: &Backends) -> SignedHttp {
+    fn build(grants: &Grants, backends: &Backends) -> SignedHttp {
         SignedHttp {
             grant: SignedHttpGrant::new(grants),
+            signers: backends.get::<Arc<Signers>>(),
         }
     }
 
@@ -44,6 +85,210 @@ impl Capability for SignedHttp {
     }
 }
 
+/// What the audit trail says of a request: `METHOD host/path`, and the API action (the
+/// `Action` of a query or form body, or the `X-Amz-Target` header).
+fn described(req: &signed_http::Request) -> (String, String) {
+    let url = url::Url::parse(&req.url).ok();
+    let target = match &url {
+        Some(u) => format!(
+            "{} {}{}",
+            req.method,
+            u.host_str().unwrap_or_default(),
+            u.path()
+        ),
+        None => format!("{} (not a URL)", req.method),
+    };
+    let from_pairs = |s: &[u8]| {
+        url::form_urlencoded::parse(s)
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.into_owned())
+    };
+    let action = url
+        .as_ref()
+        .and_then(|u| u.query().and_then(|q| from_pairs(q.as_bytes())))
+        .or_else(|| req.body.as_deref().and_then(from_pairs))
+        .or_else(|| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_default();
+    (target, action)
+}
+
+impl SignedHttp {
+    async fn send(
+        &self,
+        name: &str,
+        req: &signed_http::Request,
+    ) -> Result<signed_http::Response, WitError> {
+        self.grant.check(name)?;
+        let signers = self.signers.as_ref().ok_or_else(|| {
+            WitError::Unavailable(
+                "signed-http: no Signer is ready here (on Kubernetes, Signers are not read from the cluster yet; run this Blueprint in local mode)".into(),
+            )
+        })?;
+        let signer = signers.signers.get(name).ok_or_else(|| {
+            WitError::NotFound(format!(
+                "signed-http: Signer {name} was not made ready for this action"
+            ))
+        })?;
+        let url = url::Url::parse(&req.url)
+            .map_err(|e| WitError::InvalidArgument(format!("url {:?}: {e}", req.url)))?;
+        let plain_ok = signer.endpoint.as_ref().is_some_and(|e| {
+            e.scheme() == "http"
+                && e.host_str() == url.host_str()
+                && e.port_or_known_default() == url.port_or_known_default()
+        });
+        if !(url.scheme() == "https" || url.scheme() == "http" && plain_ok)
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.fragment().is_some()
+            || url.host_str().is_none()
+        {
+            return Err(WitError::Denied(format!(
+                "signed-http: {} must be an https URL (plain http only to the Signer's own http endpoint), with no user and no fragment",
+                req.url
+            )));
+        }
+        let method = req.method.to_ascii_uppercase();
+        if !["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"].contains(&method.as_str()) {
+            return Err(WitError::InvalidArgument(format!(
+                "method {:?} is not one of GET, HEAD, POST, PUT, DELETE, PATCH",
+                req.method
+            )));
+        }
+        let service = self.grant.service(signer, &method, &url)?;
+        let body = req.body.clone().unwrap_or_default();
+        if body.len() > MAX_REQUEST {
+            return Err(WitError::Limit(format!(
+                "signed-http: a request body of {} bytes; at most {MAX_REQUEST}",
+                body.len()
+            )));
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &req.headers {
+            let lower = k.to_ascii_lowercase();
+            if HOST_HEADERS.contains(&lower.as_str()) {
+                return Err(WitError::InvalidArgument(format!(
+                    "header {k}: the host sets it"
+                )));
+            }
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                return Err(WitError::InvalidArgument(format!(
+                    "header {k:?}: not a valid HTTP header"
+                )));
+            }
+            headers.push((lower, v.clone()));
+        }
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => unreachable!("checked above"),
+        };
+        let mut to_sign = headers.clone();
+        to_sign.push(("host".into(), host));
+        let signed = signer
+            .sign(
+                &service,
+                SystemTime::now(),
+                &method,
+                url.as_str(),
+                &to_sign,
+                &body,
+            )
+            .map_err(WitError::Internal)?;
+        let mut out = signers.client.request(
+            reqwest::Method::from_bytes(method.as_bytes())
+                .map_err(|e| WitError::InvalidArgument(e.to_string()))?,
+            url.clone(),
+        );
+        for (k, v) in headers.iter().chain(&signed) {
+            out = out.header(k, v);
+        }
+        let resp = out.body(body).send().await.map_err(|e| {
+            WitError::Io(format!(
+                "signed-http: {method} {}: {}",
+                url.host_str().unwrap_or_default(),
+                chain(&e)
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| WitError::Io(format!("signed-http: reading the answer: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE {
+                return Err(WitError::Limit(format!(
+                    "signed-http: an answer over {MAX_RESPONSE} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(signed_http::Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// An error with its causes (reqwest names the cause, a refused connection, only there).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
+}
+
+/// The Signers both declared by the plugin and granted by the Blueprint, read with their
+/// credentials (`find` looks a Signer up by name); None when there are none.
+pub fn ready(
+    grants: &Grants,
+    find: impl Fn(&str) -> anyhow::Result<Option<crate::model::Signer>>,
+    creds: &crate::credentials::Credentials,
+) -> anyhow::Result<Option<Signers>> {
+    let mut names: Vec<&str> = grants
+        .granted
+        .signed_http
+        .iter()
+        .map(|g| g.signer())
+        .filter(|n| grants.declared.signed_http.iter().any(|d| d.signer() == *n))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut ready = Vec::new();
+    for n in names {
+        let s = find(n)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "Signer {n}, which Blueprint {} grants, does not exist: apply one (kind: Signer, docs/signed-http.md)",
+                grants.blueprint
+            )
+        })?;
+        ready.push(signer::check(&s, creds).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    Signers::new(ready)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 impl signed_http::Host for CapView<'_, SignedHttp> {
     async fn send(
         &mut self,
@@ -51,37 +296,15 @@ impl signed_http::Host for CapView<'_, SignedHttp> {
         req: signed_http::Request,
     ) -> HostResult<signed_http::Response> {
         let started = Instant::now();
-        let res = self.cap.grant.check(&profile).and_then(|_| {
-            Err(WitError::Unavailable(
-                "signed-http is not built yet: no signer can sign this request".into(),
-            ))
-        });
-        let target = format!("{} {}", req.method, req.url);
-        self.scope
-            .audit("signed-http.send", &target, "", started, &res, 0);
-        Ok(res)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use coffer_manifest::Capabilities;
-
-    #[test]
-    fn a_profile_must_be_declared_and_granted() {
-        let caps = |names: &[&str]| Capabilities {
-            signed_http: names.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
+        let res = self.cap.send(&profile, &req).await;
+        let (target, action) = described(&req);
+        let args = match &res {
+            Ok(r) => format!("signer={profile} action={action} status={}", r.status),
+            Err(_) => format!("signer={profile} action={action}"),
         };
-        let g = SignedHttpGrant::new(&Grants {
-            declared: caps(&["aws", "gcp"]),
-            granted: caps(&["aws"]),
-            plugin: "rds".into(),
-            blueprint: "rds".into(),
-        });
-        for (profile, ok) in [("aws", true), ("gcp", false), ("azure", false), ("", false)] {
-            assert_eq!(g.check(profile).is_ok(), ok, "{profile}");
-        }
+        let bytes = res.as_ref().map_or(0, |r| r.body.len() as u64);
+        self.scope
+            .audit("signed-http.send", &target, &args, started, &res, bytes);
+        Ok(res)
     }
 }
