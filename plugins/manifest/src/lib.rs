@@ -77,11 +77,23 @@ impl LocationAccess {
 
 /// A signer named by a manifest, or granted with an allow-list by a Blueprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum SignerUse {
     Name(String),
     Allow(SignerAllow),
+}
+
+/// Schemas describe Blueprints (CRDs, `coffer apply`), which grant only the allow-list
+/// form; a string-or-object union would not be a structural Kubernetes schema.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for SignerUse {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SignerUse".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        SignerAllow::json_schema(generator)
+    }
 }
 
 impl SignerUse {

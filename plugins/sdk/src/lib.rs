@@ -33,7 +33,7 @@ pub mod volume;
 pub use action::{Action, DeleteArtifacts, NoParams, checked};
 // ABI 0.2.0: `runtime` and `snapshot` are this version's; the interfaces it did not change
 // keep their 0.1.0 identity.
-pub use bindings::coffer::blueprint0_1_0::{exec, kube, location, secrets, types};
+pub use bindings::coffer::blueprint0_1_0::{exec, kube, location, secrets, signed_http, types};
 pub use bindings::coffer::blueprint0_2_0::{runtime, snapshot};
 pub use bindings::exports::coffer::blueprint0_1_0::plugin::{
     ActionOutput, ActionRequest, ActionSpec, Artifact, Capability, KindGrant, Manifest,

@@ -12,6 +12,7 @@ struct Restore;
 struct Delete;
 
 mod consistency;
+mod signed;
 
 sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
 
@@ -76,6 +77,9 @@ pub(crate) struct Params {
     quiesce: bool,
     #[serde(default)]
     then: String,
+    /// For `signed`: requests to have signed and sent.
+    #[serde(default)]
+    requests: Vec<signed::SignedRequest>,
 }
 
 fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -603,6 +607,7 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
         // A quiesced cut: guard, window, `snapshot.create` in class `target` (returns at
         // the cut), the guard fired and the window ended at once, then `wait-ready`.
         "cut" => consistency::quiesced_cut(&p),
+        "signed" => signed::send_all(&p),
         "ok" | "" => {
             let store = location::open("default")?;
             let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
