@@ -20,6 +20,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("fsfreeze", "fsfreeze"),
     ("postgres-consistent", "postgres_consistent"),
     ("volumes", "volumes"),
+    ("rds", "rds"),
     ("etcd", "etcd"),
     ("redis", "redis"),
 ];

@@ -55,6 +55,7 @@ pub mod builtin {
             include_str!("../../blueprints/postgres-consistent.yaml"),
         ),
         ("volumes", include_str!("../../blueprints/volumes.yaml")),
+        ("rds", include_str!("../../blueprints/rds.yaml")),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
     ];

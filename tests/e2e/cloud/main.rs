@@ -4,6 +4,7 @@
 use coffer_tests::cli::Cli;
 use std::path::Path;
 
+mod rds;
 mod signed_http;
 
 fn cli() -> Cli {

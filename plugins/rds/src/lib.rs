@@ -1,0 +1,351 @@
+//! rds: Amazon RDS DB instances and Aurora clusters, through API calls the host signs (the
+//! plugin never holds a key: `signed-http` with the Signer the Blueprint grants).
+//!
+//! backup  = mode `snapshot`: CreateDBSnapshot (CreateDBClusterSnapshot for a cluster),
+//!           tagged, waited for until `available`; the restore point records the snapshot
+//!           and what the instance was (engine and version, class, subnet group, security
+//!           groups, port, parameter and option groups, Multi-AZ).
+//! restore = side by side: a new instance (or cluster with a writer) from the snapshot with
+//!           the recorded settings, `<id>-restored-<snapshot time>`; outputs its name and
+//!           endpoint. `swap: true` then renames the live one `<id>-old-<time>` and the new
+//!           one `<id>`. The live instance is never deleted.
+//! delete  = DeleteDBSnapshot / DeleteDBClusterSnapshot; one already gone counts as done.
+
+mod api;
+mod cluster;
+mod instance;
+
+use api::Rds;
+use coffer_plugin_sdk::JsonSchema;
+use coffer_plugin_sdk::{self as sdk, Action, ActionOutput, ActionRequest, Error, location, log};
+use serde::{Deserialize, Serialize};
+
+pub struct Backup;
+pub struct Restore;
+pub struct Delete;
+
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
+
+const LOCATION: &str = "default";
+const RECORD: &str = "rds/snapshot.json";
+
+/// Which database: one DB instance or one Aurora cluster, and where its API is.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    /// The DB instance identifier.
+    pub instance: Option<String>,
+    /// The Aurora DB cluster identifier (instead of `instance`).
+    pub cluster: Option<String>,
+    /// The region the database is in (the Signer's).
+    pub region: String,
+    /// An RDS-compatible API endpoint instead of AWS's (`http://127.0.0.1:5000`); the
+    /// Signer must have the same `endpoint`.
+    pub api_endpoint: Option<String>,
+    /// How long to wait for a snapshot or instance to become available, in minutes.
+    #[serde(default = "an_hour")]
+    pub wait_minutes: u64,
+}
+
+fn an_hour() -> u64 {
+    60
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupParams {
+    #[serde(flatten)]
+    pub target: Target,
+    /// `snapshot` (default): an RDS snapshot. (`dump`, a logical dump, is not built yet.)
+    #[serde(default = "snapshot_mode")]
+    pub mode: String,
+}
+
+fn snapshot_mode() -> String {
+    "snapshot".into()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreParams {
+    /// The new instance's (or cluster's) identifier; default `<id>-restored-<time>`.
+    pub new_name: Option<String>,
+    /// Then rename the live instance `<id>-old-<time>` and the new one `<id>`.
+    #[serde(default)]
+    pub swap: bool,
+    /// How long to wait for the new instance, in minutes.
+    #[serde(default = "an_hour")]
+    pub wait_minutes: u64,
+}
+
+/// What a restore point records: the snapshot and the settings of what it was taken of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recorded {
+    /// `instance` or `cluster`.
+    pub kind: String,
+    pub source: String,
+    pub snapshot: String,
+    pub engine: String,
+    pub engine_version: String,
+    pub class: String,
+    pub subnet_group: Option<String>,
+    pub security_groups: Vec<String>,
+    pub port: Option<u16>,
+    pub parameter_group: Option<String>,
+    pub option_group: Option<String>,
+    pub multi_az: bool,
+    /// A cluster's writer instance.
+    pub cluster_instance: Option<String>,
+    /// Where the API was: restores and deletes go there.
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub api_endpoint: Option<String>,
+}
+
+impl Target {
+    fn api(&self) -> Rds {
+        Rds::new(&self.region, self.api_endpoint.as_deref())
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match (&self.instance, &self.cluster) {
+            (Some(_), Some(_)) | (None, None) => {
+                p.push("params: name exactly one of `instance` and `cluster`".into())
+            }
+            (Some(id), None) | (None, Some(id)) if !identifier(id) => p.push(format!(
+                "params: {id:?} is not an RDS identifier (a letter, then letters, digits and single hyphens, at most 63)"
+            )),
+            _ => {}
+        }
+        if self.region.is_empty()
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            p.push(format!("params.region: {:?} is not a region", self.region));
+        }
+        p
+    }
+}
+
+/// An RDS identifier: a letter, then letters, digits and hyphens, no two hyphens in a row,
+/// none at the end, at most 63.
+fn identifier(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.contains("--")
+        && !s.ends_with('-')
+}
+
+/// Poll `check` every few seconds until it gives a value, for at most `minutes`.
+pub fn wait<T>(
+    what: &str,
+    minutes: u64,
+    mut check: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        if let Some(v) = check()? {
+            return Ok(v);
+        }
+        if started.elapsed().as_secs() > minutes * 60 {
+            return Err(Error::Timeout(format!(
+                "{what} was not available after {minutes} minutes (params.waitMinutes)"
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(15));
+    }
+}
+
+/// Seconds since the epoch: names made by one backup differ from another's.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Action for Backup {
+    const NAME: &'static str = "backup";
+    type Params = BackupParams;
+
+    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = p.target.problems();
+        if p.mode != "snapshot" {
+            problems.push(format!(
+                "params.mode: {:?}; only `snapshot` is built so far (a logical dump: use the postgres-logical or mysql-logical Blueprint against the instance's endpoint)",
+                p.mode
+            ));
+        }
+        sdk::checked(problems)
+    }
+
+    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        let api = p.target.api();
+        let minutes = p.target.wait_minutes;
+        let stamp = now_secs();
+        let (mut recorded, snapshot) = match (&p.target.instance, &p.target.cluster) {
+            (Some(id), _) => {
+                let i = instance::describe(&api, id)?;
+                let snap = format!("coffer-{id}-{stamp}");
+                instance::snapshot(&api, id, &snap, &[("managed-by", "coffer".into())], minutes)
+                    .inspect_err(|_| {
+                        let _ = instance::delete_snapshot(&api, &snap);
+                    })?;
+                (i.recorded, snap)
+            }
+            (_, Some(id)) => {
+                let (r, _, _) = cluster::describe(&api, id)?;
+                let snap = format!("coffer-{id}-{stamp}");
+                cluster::snapshot(&api, id, &snap, minutes).inspect_err(|_| {
+                    let _ = cluster::delete_snapshot(&api, &snap);
+                })?;
+                (r, snap)
+            }
+            _ => unreachable!("checked"),
+        };
+        recorded.snapshot = snapshot.clone();
+        recorded.region = p.target.region.clone();
+        recorded.api_endpoint = p.target.api_endpoint.clone();
+        let store = location::open(LOCATION)?;
+        let stored = serde_json::to_vec_pretty(&recorded)
+            .map_err(|e| sdk::internal(e.to_string()))
+            .and_then(|json| store.put_bytes(RECORD, &json, &sdk::compressed()));
+        let info = match stored {
+            Ok(i) => i,
+            Err(e) => {
+                // No restore point will name it: it goes.
+                let _ = delete(&api, &recorded);
+                return Err(e);
+            }
+        };
+        let mut a = sdk::artifact("rds-snapshot", LOCATION, &info);
+        a.metadata = vec![
+            ("kind".into(), format!("rds-{}-snapshot", recorded.kind)),
+            ("snapshot".into(), snapshot.clone()),
+            ("engine".into(), recorded.engine.clone()),
+        ];
+        log::info(
+            "snapshot available",
+            &[("snapshot", &snapshot), ("source", &recorded.source)],
+        );
+        Ok(ActionOutput {
+            artifacts: vec![a],
+            outputs: vec![
+                ("snapshot".into(), snapshot),
+                ("engine".into(), recorded.engine),
+                ("engineVersion".into(), recorded.engine_version),
+                ("class".into(), recorded.class),
+            ],
+        })
+    }
+}
+
+/// The restore point's record, and the API it was made through.
+fn recorded(req: &ActionRequest) -> Result<(Recorded, Rds), Error> {
+    let a = req
+        .input_artifacts
+        .iter()
+        .find(|a| a.name == "rds-snapshot")
+        .ok_or_else(|| sdk::invalid("this restore point holds no RDS snapshot record"))?;
+    let bytes = location::open(LOCATION)?.get_bytes(&a.key, 1 << 20)?;
+    let r: Recorded = serde_json::from_slice(&bytes)
+        .map_err(|e| sdk::internal(format!("the restore point's {}: {e}", a.key)))?;
+    let api = Rds::new(&r.region, r.api_endpoint.as_deref());
+    Ok((r, api))
+}
+
+fn delete(api: &Rds, r: &Recorded) -> Result<(), Error> {
+    match r.kind.as_str() {
+        "cluster" => cluster::delete_snapshot(api, &r.snapshot),
+        _ => instance::delete_snapshot(api, &r.snapshot),
+    }
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+
+    fn check(p: &RestoreParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(n) = &p.new_name
+            && !identifier(n)
+        {
+            problems.push(format!("params.newName: {n:?} is not an RDS identifier"));
+        }
+        sdk::checked(problems)
+    }
+
+    fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        let (r, api) = recorded(req)?;
+        let minutes = p.wait_minutes;
+        let stamp = r.snapshot.rsplit('-').next().unwrap_or("0").to_string();
+        let live = r.source.clone();
+        let mut new = p
+            .new_name
+            .clone()
+            .unwrap_or_else(|| format!("{live}-restored-{stamp}"));
+        new.truncate(63);
+        let new = new.trim_end_matches('-').to_string();
+        let mut endpoint = match r.kind.as_str() {
+            "cluster" => cluster::restore(&api, &r, &new, minutes)?,
+            _ => instance::restore(&api, &r, &new, minutes)?,
+        };
+        let mut outputs = vec![("snapshot".to_string(), r.snapshot.clone())];
+        let mut name = new.clone();
+        if p.swap {
+            if r.kind == "cluster" {
+                return Err(sdk::invalid(format!(
+                    "swap is built for DB instances; cluster {new} is restored beside {live} (endpoint {endpoint})"
+                )));
+            }
+            let old = format!("{live}-old-{}", now_secs());
+            instance::rename(&api, &live, &old, minutes)?;
+            endpoint = match instance::rename(&api, &new, &live, minutes) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Put the live one back under its name; the restored one stays as it is.
+                    let back = instance::rename(&api, &old, &live, minutes);
+                    return Err(sdk::internal(format!(
+                        "renaming {new} to {live} failed ({}); {live} {}",
+                        sdk::error_text(&e),
+                        match back {
+                            Ok(_) => "has its name back".to_string(),
+                            Err(b) => format!("is still named {old}: {}", sdk::error_text(&b)),
+                        }
+                    )));
+                }
+            };
+            outputs.push(("previous".into(), old));
+            name = live.clone();
+        }
+        log::info("restored", &[("instance", &name), ("endpoint", &endpoint)]);
+        outputs.push(("instance".into(), name));
+        outputs.push(("endpoint".into(), endpoint));
+        Ok(ActionOutput {
+            artifacts: vec![],
+            outputs,
+        })
+    }
+}
+
+impl Action for Delete {
+    const NAME: &'static str = "delete";
+    type Params = sdk::NoParams;
+
+    fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        let (r, api) = recorded(req)?;
+        delete(&api, &r)?;
+        sdk::delete_input_artifacts(req, LOCATION)
+    }
+}
