@@ -26,11 +26,15 @@ impl Rds {
     }
 
     /// Call `action` with `params`; the answer's XML text.
-    pub fn call(&self, action: &str, params: &[(&str, String)]) -> Result<String, Error> {
+    pub fn call<K: AsRef<str>>(
+        &self,
+        action: &str,
+        params: &[(K, String)],
+    ) -> Result<String, Error> {
         let mut body = format!("Action={action}&Version={VERSION}");
         for (k, v) in params {
             body.push('&');
-            body.push_str(&encode(k));
+            body.push_str(&encode(k.as_ref()));
             body.push('=');
             body.push_str(&encode(v));
         }

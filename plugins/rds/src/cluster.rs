@@ -91,32 +91,15 @@ pub fn delete_snapshot(api: &Rds, snapshot: &str) -> Result<(), Error> {
 /// Cluster `target` from `r`'s snapshot, with one writer `target-1` of the recorded
 /// class; the cluster's endpoint once both are available.
 pub fn restore(api: &Rds, r: &Recorded, target: &str, minutes: u64) -> Result<String, Error> {
-    let mut params = vec![
-        ("DBClusterIdentifier", target.to_string()),
-        ("SnapshotIdentifier", r.snapshot.clone()),
-        ("Engine", r.engine.clone()),
+    let mut params: Vec<(String, String)> = vec![
+        ("DBClusterIdentifier".into(), target.to_string()),
+        ("SnapshotIdentifier".into(), r.snapshot.clone()),
+        ("Engine".into(), r.engine.clone()),
     ];
     if !r.engine_version.is_empty() {
-        params.push(("EngineVersion", r.engine_version.clone()));
+        params.push(("EngineVersion".into(), r.engine_version.clone()));
     }
-    if let Some(g) = &r.subnet_group {
-        params.push(("DBSubnetGroupName", g.clone()));
-    }
-    if let Some(p) = r.port {
-        params.push(("Port", p.to_string()));
-    }
-    let groups: Vec<(String, String)> = r
-        .security_groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            (
-                format!("VpcSecurityGroupIds.VpcSecurityGroupId.{}", i + 1),
-                g.clone(),
-            )
-        })
-        .collect();
-    params.extend(groups.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    params.extend(r.placement());
     api.call("RestoreDBClusterFromSnapshot", &params)?;
     let writer = format!("{target}-1");
     api.call(

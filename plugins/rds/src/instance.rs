@@ -125,18 +125,15 @@ pub fn delete_snapshot(api: &Rds, snapshot: &str) -> Result<(), Error> {
 /// A new instance `target` from `r`'s snapshot with `r`'s settings; its endpoint once
 /// available.
 pub fn restore(api: &Rds, r: &Recorded, target: &str, minutes: u64) -> Result<String, Error> {
-    let mut params = vec![
+    let mut params: Vec<(String, String)> = [
         ("DBInstanceIdentifier", target.to_string()),
         ("DBSnapshotIdentifier", r.snapshot.clone()),
         ("DBInstanceClass", r.class.clone()),
         ("MultiAZ", r.multi_az.to_string()),
-    ];
-    if let Some(g) = &r.subnet_group {
-        params.push(("DBSubnetGroupName", g.clone()));
-    }
-    if let Some(p) = r.port {
-        params.push(("Port", p.to_string()));
-    }
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .into();
+    params.extend(r.placement());
     // The engine's default groups (`default.postgres15`, `default:postgres-15`) are what a
     // new instance gets anyway; only the account's own are named.
     if let Some(g) = r
@@ -144,27 +141,15 @@ pub fn restore(api: &Rds, r: &Recorded, target: &str, minutes: u64) -> Result<St
         .as_ref()
         .filter(|g| !g.starts_with("default."))
     {
-        params.push(("DBParameterGroupName", g.clone()));
+        params.push(("DBParameterGroupName".into(), g.clone()));
     }
     if let Some(g) = r
         .option_group
         .as_ref()
         .filter(|g| !g.starts_with("default:"))
     {
-        params.push(("OptionGroupName", g.clone()));
+        params.push(("OptionGroupName".into(), g.clone()));
     }
-    let groups: Vec<(String, String)> = r
-        .security_groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            (
-                format!("VpcSecurityGroupIds.VpcSecurityGroupId.{}", i + 1),
-                g.clone(),
-            )
-        })
-        .collect();
-    params.extend(groups.iter().map(|(k, v)| (k.as_str(), v.clone())));
     api.call("RestoreDBInstanceFromDBSnapshot", &params)?;
     wait_available(api, target, minutes)
 }

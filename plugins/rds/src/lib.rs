@@ -145,6 +145,26 @@ fn identifier(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+impl Recorded {
+    /// Where a restore of it goes: its subnet group, port and security groups.
+    pub fn placement(&self) -> Vec<(String, String)> {
+        let mut params = Vec::new();
+        if let Some(g) = &self.subnet_group {
+            params.push(("DBSubnetGroupName".to_string(), g.clone()));
+        }
+        if let Some(p) = self.port {
+            params.push(("Port".into(), p.to_string()));
+        }
+        for (i, g) in self.security_groups.iter().enumerate() {
+            params.push((
+                format!("VpcSecurityGroupIds.VpcSecurityGroupId.{}", i + 1),
+                g.clone(),
+            ));
+        }
+        params
+    }
+}
+
 /// Poll `check` every few seconds until it gives a value, for at most `minutes`.
 pub fn wait<T>(
     what: &str,

@@ -2,10 +2,10 @@
 //! location (the host makes the tar and streams it through the zstd/age/sha256 pipeline;
 //! no byte enters the plugin), and an exported snapshot restored into a new volume.
 
-use crate::Artifact;
 use crate::location::{Compression, ObjectInfo, PutOptions, Store};
 use crate::snapshot::{self, SnapshotInfo, SnapshotRef, VolumeRef};
 use crate::types::Error;
+use crate::{Action, ActionOutput, ActionRequest, Artifact};
 use std::collections::BTreeMap;
 
 /// Export snapshot `snap` to `key` of `store`, zstd-compressed, leaving out the paths in
@@ -232,4 +232,93 @@ pub fn delete_kept(artifacts: &[Artifact]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Where a restore puts each volume of the restore point.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreVolumesParams {
+    /// A new volume per volume of the restore point: a directory (absent or empty) locally,
+    /// a new PersistentVolumeClaim name on Kubernetes.
+    pub volumes: BTreeMap<String, String>,
+    /// The StorageClass of restored claims (Kubernetes; default: the source claim's).
+    pub storage_class: Option<String>,
+}
+
+/// The usual `restore` of a snapshot-based plugin: every volume into the new place
+/// `volumes: {NAME: NEW}` names — an exported one unpacked, a kept one restored.
+pub struct RestoreVolumes;
+
+impl Action for RestoreVolumes {
+    const NAME: &'static str = "restore";
+    type Params = RestoreVolumesParams;
+
+    fn check(p: &RestoreVolumesParams, req: &ActionRequest) -> Result<(), Vec<String>> {
+        crate::checked(check_targets(&p.volumes, &req.input_artifacts))
+    }
+
+    fn run(p: RestoreVolumesParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        let store = crate::location::open("default")?;
+        let restored = restore_volumes(
+            &store,
+            &req.input_artifacts,
+            &p.volumes,
+            p.storage_class.as_deref(),
+            &[],
+        )?;
+        Ok(ActionOutput {
+            artifacts: vec![],
+            outputs: vec![("restored".into(), restored.join(","))],
+        })
+    }
+}
+
+/// The usual `delete` of a snapshot-based plugin: its kept snapshots, then its objects.
+pub struct DeleteVolumes;
+
+impl Action for DeleteVolumes {
+    const NAME: &'static str = "delete";
+    type Params = crate::NoParams;
+
+    fn run(_: crate::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        delete_kept(&req.input_artifacts)?;
+        crate::delete_input_artifacts(req, "default")
+    }
+}
+
+/// The end of a backup that cut `cuts` in a window of `window_ms`: each cut recorded
+/// ([`record_cuts`]: exported, or kept), the exported ones — or all of them, when the
+/// backup fails — deleted, and the outputs `windowMs`, `volumes`, `cutAt`, `snapshots`.
+pub fn finish_cuts(
+    cuts: &[SnapshotInfo],
+    window_ms: u64,
+    export: bool,
+    volumes: &[String],
+) -> Result<ActionOutput, Error> {
+    let store = crate::location::open("default")?;
+    let recorded = record_cuts(&store, cuts, export);
+    // No restore point would name them.
+    if export || recorded.is_err() {
+        delete_cuts(cuts);
+    }
+    Ok(ActionOutput {
+        artifacts: recorded?,
+        outputs: vec![
+            ("windowMs".into(), window_ms.to_string()),
+            ("volumes".into(), volumes.join(",")),
+            (
+                "cutAt".into(),
+                cuts.first()
+                    .and_then(|c| c.cut_at.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "snapshots".into(),
+                cuts.iter()
+                    .map(|c| c.snapshot.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ],
+    })
 }

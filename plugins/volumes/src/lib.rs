@@ -17,19 +17,12 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::hooks::{self, Hook};
-use coffer_plugin_sdk::{
-    self as sdk, Action, ActionOutput, ActionRequest, Error, location, log, snapshot,
-};
+use coffer_plugin_sdk::{self as sdk, Action, ActionOutput, ActionRequest, Error, log, snapshot};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 pub struct Backup;
-pub struct Restore;
-pub struct Delete;
 
-sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
-
-const LOCATION: &str = "default";
+sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, sdk::volume::RestoreVolumes, sdk::volume::DeleteVolumes]);
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
@@ -58,17 +51,6 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(crate = "coffer_plugin_sdk::schemars")]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RestoreParams {
-    /// A new volume per volume of the restore point: a directory (absent or empty) locally,
-    /// a new PersistentVolumeClaim name on Kubernetes.
-    pub volumes: BTreeMap<String, String>,
-    /// The StorageClass of restored claims (Kubernetes; default: the source claim's).
-    pub storage_class: Option<String>,
-}
-
 impl Action for Backup {
     const NAME: &'static str = "backup";
     type Params = BackupParams;
@@ -85,40 +67,6 @@ impl Action for Backup {
 
     fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
         backup(p)
-    }
-}
-
-impl Action for Restore {
-    const NAME: &'static str = "restore";
-    type Params = RestoreParams;
-
-    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
-        sdk::checked(sdk::volume::check_targets(&p.volumes, &req.input_artifacts))
-    }
-
-    fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
-        let store = location::open(LOCATION)?;
-        let restored = sdk::volume::restore_volumes(
-            &store,
-            &req.input_artifacts,
-            &p.volumes,
-            p.storage_class.as_deref(),
-            &[],
-        )?;
-        Ok(ActionOutput {
-            artifacts: vec![],
-            outputs: vec![("restored".into(), restored.join(","))],
-        })
-    }
-}
-
-impl Action for Delete {
-    const NAME: &'static str = "delete";
-    type Params = sdk::NoParams;
-
-    fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
-        sdk::volume::delete_kept(&req.input_artifacts)?;
-        sdk::delete_input_artifacts(req, LOCATION)
     }
 }
 
@@ -144,31 +92,5 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             ("volumes", &p.volumes.join(",")),
         ],
     );
-    let store = location::open(LOCATION)?;
-    let recorded = sdk::volume::record_cuts(&store, &cuts, p.export);
-    // Exported snapshots go, and so do all of them when the backup fails: no restore point
-    // would name them.
-    if p.export || recorded.is_err() {
-        sdk::volume::delete_cuts(&cuts);
-    }
-    Ok(ActionOutput {
-        artifacts: recorded?,
-        outputs: vec![
-            ("windowMs".into(), window_ms.to_string()),
-            ("volumes".into(), p.volumes.join(",")),
-            (
-                "cutAt".into(),
-                cuts.first()
-                    .and_then(|c| c.cut_at.clone())
-                    .unwrap_or_default(),
-            ),
-            (
-                "snapshots".into(),
-                cuts.iter()
-                    .map(|c| c.snapshot.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        ],
-    })
+    sdk::volume::finish_cuts(&cuts, window_ms, p.export, &p.volumes)
 }

@@ -299,12 +299,24 @@ pub(super) fn time_now_ms() -> String {
 /// A class parameter of the snapshot's VolumeSnapshotClass.
 fn class_param(st: &State, snap: &Value, name: &str) -> Option<String> {
     let class = snap.pointer("/spec/volumeSnapshotClassName")?.as_str()?;
-    let key: Key = (
-        "snapshot.storage.k8s.io".into(),
-        "volumesnapshotclasses".into(),
-        String::new(),
-        class.into(),
-    );
+    parameter(
+        st,
+        "snapshot.storage.k8s.io",
+        "volumesnapshotclasses",
+        class,
+        name,
+    )
+}
+
+/// Parameter `name` of class `class` (cluster-scoped, `group`/`plural`).
+pub(super) fn parameter(
+    st: &State,
+    group: &str,
+    plural: &str,
+    class: &str,
+    name: &str,
+) -> Option<String> {
+    let key: Key = (group.into(), plural.into(), String::new(), class.into());
     st.objects
         .get(&key)?
         .pointer(&format!("/parameters/{}", name.replace('/', "~1")))?

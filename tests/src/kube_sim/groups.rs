@@ -8,7 +8,7 @@
 
 use super::controllers::{
     CUT_AFTER_MS, CUT_MS, FAIL_AFTER_CUT, READY_AFTER_MS, SEEN_MS, annotation_ms, copy_dir, now_ms,
-    of_kind, snapshot_dir, time_now_ms, update, volume_dir,
+    of_kind, parameter, snapshot_dir, time_now_ms, update, volume_dir,
 };
 use super::{Key, State, record, time_now};
 use serde_json::{Value, json};
@@ -19,17 +19,7 @@ fn class_param(st: &State, group: &Value, name: &str) -> Option<String> {
     let class = group
         .pointer("/spec/volumeGroupSnapshotClassName")?
         .as_str()?;
-    let key: Key = (
-        GROUP.into(),
-        "volumegroupsnapshotclasses".into(),
-        String::new(),
-        class.into(),
-    );
-    st.objects
-        .get(&key)?
-        .pointer(&format!("/parameters/{}", name.replace('/', "~1")))?
-        .as_str()
-        .map(str::to_string)
+    parameter(st, GROUP, "volumegroupsnapshotclasses", class, name)
 }
 
 fn snapshot_key(ns: &str, name: &str) -> Key {
