@@ -201,6 +201,18 @@ pub fn all() -> Vec<Value> {
             ]),
         }),
         crd(Def {
+            kind: "Signer",
+            short: &[],
+            spec: schema::<crate::model::SignerSpec>(),
+            status: None,
+            columns: json!([
+                col("Type", ".spec.type"),
+                col("Region", ".spec.region"),
+                col("Endpoint", ".spec.endpoint"),
+                age()
+            ]),
+        }),
+        crd(Def {
             kind: "BlueprintBinding",
             short: &["bb"],
             spec: schema::<BlueprintBindingSpec>(),

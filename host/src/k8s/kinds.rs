@@ -4,11 +4,11 @@
 
 use crate::model::{
     ActionSet, ActionSetStatus, Blueprint, BlueprintBinding, Kind, Meta, Object, Policy, Profile,
-    RestorePoint,
+    RestorePoint, Signer,
 };
 pub use crate::model::{
     ActionSetResource, BlueprintBindingResource, BlueprintResource, PolicyResource,
-    ProfileResource, RestorePointResource,
+    ProfileResource, RestorePointResource, SignerResource,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
@@ -45,6 +45,10 @@ pub fn blueprint(r: &BlueprintResource) -> Blueprint {
 
 pub fn profile(r: &ProfileResource) -> Profile {
     object(Kind::Profile, &r.metadata, &r.spec, Default::default())
+}
+
+pub fn signer(r: &SignerResource) -> Signer {
+    object(Kind::Signer, &r.metadata, &r.spec, Default::default())
 }
 
 pub fn policy(r: &PolicyResource) -> Policy {

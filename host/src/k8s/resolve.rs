@@ -169,6 +169,67 @@ pub(super) async fn profile(
     Ok((profile, credentials))
 }
 
+/// The Signers `blueprint` grants, from the config namespace, with the Secret values their
+/// credentials name read: what its plugin's `signed-http` calls are signed with. None
+/// when it grants none.
+async fn signers(
+    cx: &ClusterCtx,
+    blueprint: &crate::model::Blueprint,
+) -> Result<Option<crate::cap::signed_http::Signers>> {
+    let mut names: Vec<&str> = blueprint
+        .spec
+        .grants
+        .signed_http
+        .iter()
+        .map(|g| g.signer())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let api = Api::<kinds::SignerResource>::namespaced(cx.client.clone(), &cx.config_ns);
+    let mut ready = Vec::new();
+    for n in names {
+        let found = api
+            .get_opt(n)
+            .await
+            .with_context(|| format!("reading Signer {}/{n}", cx.config_ns))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "Signer {n}, which Blueprint {} grants, not found in namespace {}: create it there (docs/signed-http.md)",
+                    blueprint.name(),
+                    cx.config_ns
+                )
+            })?;
+        let signer = kinds::signer(&found);
+        let credentials = Credentials::local();
+        if let Some(c) = &signer.spec.credentials {
+            let refs = [
+                ("accessKeyId", Some(&c.access_key_id)),
+                ("secretAccessKey", Some(&c.secret_access_key)),
+                ("sessionToken", c.session_token.as_ref()),
+            ];
+            for (field, r) in refs {
+                let Some(k) = r.and_then(|r| r.secret.as_ref()) else {
+                    continue;
+                };
+                let purpose = format!("Signer {}/{n} spec.credentials.{field}", cx.config_ns);
+                let value =
+                    read_secret(&cx.client, &cx.config_ns, &purpose, &k.name, &k.key).await?;
+                credentials.remember_cluster_secret(k, value);
+            }
+        }
+        ready.push(
+            crate::cap::signed_http::signer::check(&signer, &credentials)
+                .map_err(|e| anyhow!(e))?,
+        );
+    }
+    crate::cap::signed_http::Signers::new(ready)
+        .map(Some)
+        .map_err(|e| anyhow!(e))
+}
+
 /// A Profile's secret references, by field.
 fn secret_refs(spec: &ProfileSpec) -> Vec<(&'static str, &SecretRef)> {
     let mut refs = Vec::new();
@@ -422,7 +483,8 @@ pub async fn prepare(
     if let Some(m) = movers {
         exec = exec.with_movers(m);
     }
-    let cluster = ClusterSubject {
+    let signers = signers(cx, &blueprint).await?;
+    let mut cluster = ClusterSubject {
         action_set: name.clone(),
         workload,
         label,
@@ -451,6 +513,9 @@ pub async fn prepare(
         record,
         application,
     };
+    if let Some(s) = signers {
+        cluster.backends = cluster.backends.with(Arc::new(s));
+    }
     coffer
         .prepare(ActionRequest {
             action: spec.kind(),

@@ -25,6 +25,12 @@ pub async fn fixture_with(plugin: &Path, grants: &str, limits: &str) -> Fixture 
     let secret = format!("s3cret-{}", random_hex(10));
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), &secret).unwrap();
+    // The test's grants, then the location and the secret every fixture has.
+    let grants = if grants.trim().is_empty() {
+        String::new()
+    } else {
+        format!("{grants}, ")
+    };
     let yaml = format!(
         r#"
 apiVersion: coffer.dev/v1alpha1
@@ -32,7 +38,7 @@ kind: Blueprint
 metadata: {{name: hostile}}
 spec:
   plugin: {{path: {plugin}}}
-  grants: {{{grants}, location: [read, write, delete], secrets: [password]}}
+  grants: {{{grants}location: [read, write, delete], secrets: [password]}}
   limits: {limits}
 ---
 apiVersion: coffer.dev/v1alpha1

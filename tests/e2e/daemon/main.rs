@@ -18,4 +18,5 @@ mod lifecycle;
 mod mover;
 mod policy;
 mod protect;
+mod signers;
 mod volumes;

@@ -126,7 +126,7 @@ impl SignedHttp {
         self.grant.check(name)?;
         let signers = self.signers.as_ref().ok_or_else(|| {
             WitError::Unavailable(
-                "signed-http: no Signer is ready here (on Kubernetes, Signers are not read from the cluster yet; run this Blueprint in local mode)".into(),
+                "signed-http: no Signer is ready for this action (the Blueprint grants none the plugin declares)".into(),
             )
         })?;
         let signer = signers.signers.get(name).ok_or_else(|| {
