@@ -318,7 +318,11 @@ mod tests {
                 &name,
             );
         }
-        let a = &all()[3];
+        let all = all();
+        let a = all
+            .iter()
+            .find(|c| c["spec"]["names"]["kind"] == "ActionSet")
+            .unwrap();
         let spec = &a["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         assert_eq!(spec["properties"]["cancel"]["type"], "boolean");
         assert!(
