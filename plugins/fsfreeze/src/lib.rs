@@ -78,14 +78,7 @@ impl Action for Backup {
 
 /// Freeze, cut, thaw: the quiesce window. The cuts and the window's length.
 fn cut_frozen(p: &BackupParams) -> Result<(Vec<snapshot::SnapshotInfo>, u64), Error> {
-    let volumes: Vec<snapshot::VolumeRef> = p
-        .volumes
-        .iter()
-        .map(|v| snapshot::VolumeRef {
-            namespace: None,
-            name: v.clone(),
-        })
-        .collect();
+    let volumes = sdk::volume::refs(&p.volumes);
     let window = sdk::quiesce::Window::begin()?;
     let mut thaws = Vec::new();
     for path in &p.freeze {

@@ -186,14 +186,7 @@ fn cut_locked(
 fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let pw = sdk::optional_secret("password")?;
     let store = location::open(LOCATION)?;
-    let volumes: Vec<snapshot::VolumeRef> = p
-        .volumes
-        .iter()
-        .map(|v| snapshot::VolumeRef {
-            namespace: None,
-            name: v.clone(),
-        })
-        .collect();
+    let volumes = sdk::volume::refs(&p.volumes);
     let mut s = Session::open(
         client(&p, pw.as_ref()).args(["--batch", "--skip-column-names", "--unbuffered"]),
         "mariadb",

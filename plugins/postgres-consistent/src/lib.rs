@@ -177,14 +177,7 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let version = query(&p.database, pw.as_ref(), "SHOW server_version_num")?;
     // Dirty buffers written now, not replayed by every restore.
     query(&p.database, pw.as_ref(), "CHECKPOINT")?;
-    let volumes: Vec<snapshot::VolumeRef> = p
-        .volumes
-        .iter()
-        .map(|v| snapshot::VolumeRef {
-            namespace: None,
-            name: v.clone(),
-        })
-        .collect();
+    let volumes = sdk::volume::refs(&p.volumes);
     let (cuts, lsn, mut artifacts, mode_outputs) = match p.mode {
         Mode::Atomic => {
             let lsn = query(&p.database, pw.as_ref(), "SELECT pg_current_wal_lsn()")?;

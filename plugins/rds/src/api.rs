@@ -134,7 +134,7 @@ pub fn text(node: roxmltree::Node, tag: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The first element named `tag` in `xml`, as owned text of each named child.
+/// `xml` parsed, or an error saying RDS answered something else.
 pub fn parse(xml: &str) -> Result<roxmltree::Document<'_>, Error> {
     roxmltree::Document::parse(xml)
         .map_err(|e| sdk::internal(format!("RDS answered something that is not XML: {e}")))

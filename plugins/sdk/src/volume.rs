@@ -62,6 +62,18 @@ pub fn import_snapshot(
     }
 }
 
+/// The volumes of the subject named `names` (the Workload's `spec.volumes` locally, the
+/// subject's claims on Kubernetes).
+pub fn refs(names: &[String]) -> Vec<VolumeRef> {
+    names
+        .iter()
+        .map(|v| VolumeRef {
+            namespace: None,
+            name: v.clone(),
+        })
+        .collect()
+}
+
 /// The volume artifacts of a restore point (metadata `kind: volume`, `volume: NAME`).
 pub fn volume_artifacts(artifacts: &[Artifact]) -> impl Iterator<Item = &Artifact> {
     artifacts

@@ -17,7 +17,7 @@
 
 use coffer_plugin_sdk::JsonSchema;
 use coffer_plugin_sdk::hooks::{self, Hook};
-use coffer_plugin_sdk::{self as sdk, Action, ActionOutput, ActionRequest, Error, log, snapshot};
+use coffer_plugin_sdk::{self as sdk, Action, ActionOutput, ActionRequest, Error, log};
 use serde::Deserialize;
 
 pub struct Backup;
@@ -71,14 +71,7 @@ impl Action for Backup {
 }
 
 fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
-    let volumes: Vec<snapshot::VolumeRef> = p
-        .volumes
-        .iter()
-        .map(|v| snapshot::VolumeRef {
-            namespace: None,
-            name: v.clone(),
-        })
-        .collect();
+    let volumes = sdk::volume::refs(&p.volumes);
     let (cuts, window_ms) = hooks::cut_between(
         &p.backup_prehook,
         &p.backup_posthook,
