@@ -31,7 +31,7 @@ fn main() {
     let plugins = root.join("plugins");
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed=build_wasm.rs");
-    for sub in ["Cargo.toml", "Cargo.lock", "manifest", "sdk"] {
+    for sub in ["Cargo.toml", "Cargo.lock", "manifest", "sdk", "logical"] {
         println!("cargo:rerun-if-changed={}", plugins.join(sub).display());
     }
     for (name, _) in PLUGINS {

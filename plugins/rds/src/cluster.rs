@@ -52,6 +52,7 @@ pub fn describe(api: &Rds, id: &str) -> Result<(Recorded, String, Option<String>
             cluster_instance: writer,
             region: String::new(),
             api_endpoint: None,
+            master_user: text(c, "MasterUsername"),
         },
         text(c, "Status").unwrap_or_default(),
         endpoint,

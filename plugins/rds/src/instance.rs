@@ -58,6 +58,7 @@ pub fn describe(api: &Rds, id: &str) -> Result<Instance, Error> {
             cluster_instance: None,
             region: String::new(),
             api_endpoint: None,
+            master_user: text(db, "MasterUsername"),
         },
     })
 }

@@ -9,10 +9,14 @@
 //!           the recorded settings, `<id>-restored-<snapshot time>`; outputs its name and
 //!           endpoint. `swap: true` then renames the live one `<id>-old-<time>` and the new
 //!           one `<id>`. The live instance is never deleted.
+//! backup  = mode `dump`: a logical dump through the database's endpoint (see `dump`), in the
+//!           format of postgres-logical / mysql-logical; its restore loads it into the live
+//!           database, each database staged and swapped in.
 //! delete  = DeleteDBSnapshot / DeleteDBClusterSnapshot; one already gone counts as done.
 
 mod api;
 mod cluster;
+mod dump;
 mod instance;
 
 use api::Rds;
@@ -58,27 +62,69 @@ fn an_hour() -> u64 {
 pub struct BackupParams {
     #[serde(flatten)]
     pub target: Target,
-    /// `snapshot` (default): an RDS snapshot. (`dump`, a logical dump, is not built yet.)
+    /// `snapshot` (default): an RDS snapshot; `dump`: a logical dump (pg_dump -Fc or
+    /// mariadb-dump) through the database's endpoint into the location.
     #[serde(default = "snapshot_mode")]
     pub mode: String,
+    /// mode dump: connect here (`host:port`: a proxy, a tunnel) instead of the endpoint RDS
+    /// describes. The Workload's env must pin it (PGHOST/PGPORT or MYSQL_HOST/MYSQL_TCP_PORT).
+    pub endpoint_override: Option<String>,
+    /// mode dump: the database user; default: the master user RDS names. The password is the
+    /// Workload's `password` secret.
+    pub user: Option<String>,
+    /// mode dump: the databases to dump; default: all (templates and system ones excluded).
+    pub databases: Option<Vec<String>>,
+    /// mode dump: databases to leave out.
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// mode dump, postgres engines: roles too (pg_dumpall --globals-only, without passwords,
+    /// which RDS lets nobody read).
+    #[serde(default = "yes")]
+    pub globals: bool,
+    /// mode dump, mysql engines: users and grants too.
+    #[serde(default)]
+    pub users: bool,
 }
 
 fn snapshot_mode() -> String {
     "snapshot".into()
 }
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
-    /// The new instance's (or cluster's) identifier; default `<id>-restored-<time>`.
+    /// A snapshot: the new instance's (or cluster's) identifier; default
+    /// `<id>-restored-<time>`.
     pub new_name: Option<String>,
-    /// Then rename the live instance `<id>-old-<time>` and the new one `<id>`.
+    /// A snapshot: then rename the live instance `<id>-old-<time>` and the new one `<id>`.
     #[serde(default)]
     pub swap: bool,
     /// How long to wait for the new instance, in minutes.
     #[serde(default = "an_hour")]
     pub wait_minutes: u64,
+    /// A dump: connect here (`host:port`) instead of the endpoint RDS describes now.
+    pub endpoint_override: Option<String>,
+    /// A dump: the database user; default: the one the dump was made as.
+    pub user: Option<String>,
+    /// A dump: restore only these databases of it.
+    pub databases: Option<Vec<String>>,
+    /// A dump: restore the one selected database under this name instead.
+    pub target_database: Option<String>,
+    /// A dump: replay roles (postgres) or users and grants (mysql) first, when it has them.
+    #[serde(default = "yes")]
+    pub globals: bool,
+    /// A dump: drop each database and load it in place, instead of loading it beside and
+    /// swapping it in once complete (the default, which never loses the original).
+    #[serde(default)]
+    pub replace: bool,
+    /// A dump: keep each database a restore replaced as `<name>__previous_<suffix>`.
+    #[serde(default = "yes")]
+    pub keep_previous: bool,
 }
 
 /// What a restore point records: the snapshot and the settings of what it was taken of.
@@ -105,6 +151,9 @@ pub struct Recorded {
     pub region: String,
     #[serde(default)]
     pub api_endpoint: Option<String>,
+    /// The master user RDS names (a dump connects as it by default).
+    #[serde(default)]
+    pub master_user: Option<String>,
 }
 
 impl Target {
@@ -201,16 +250,54 @@ impl Action for Backup {
 
     fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = p.target.problems();
-        if p.mode != "snapshot" {
-            problems.push(format!(
-                "params.mode: {:?}; only `snapshot` is built so far (a logical dump: use the postgres-logical or mysql-logical Blueprint against the instance's endpoint)",
-                p.mode
-            ));
+        match p.mode.as_str() {
+            "snapshot" => {
+                let dump_only = [
+                    ("endpointOverride", p.endpoint_override.is_some()),
+                    ("user", p.user.is_some()),
+                    ("databases", p.databases.is_some()),
+                    ("excludeDatabases", !p.exclude_databases.is_empty()),
+                ];
+                for (name, _) in dump_only.iter().filter(|(_, set)| *set) {
+                    problems.push(format!(
+                        "params.{name}: is for mode: dump; a snapshot takes the whole instance"
+                    ));
+                }
+            }
+            "dump" => {
+                if let Some(o) = &p.endpoint_override
+                    && let Err(e) = dump::Endpoint::parse(o)
+                {
+                    problems.push(format!("params.endpointOverride: {e}"));
+                }
+                if p.databases.as_ref().is_some_and(|d| d.is_empty()) {
+                    problems.push(
+                        "params.databases: list at least one database, or leave it out to dump all"
+                            .into(),
+                    );
+                }
+            }
+            other => problems.push(format!(
+                "params.mode: {other:?}; `snapshot` (an RDS snapshot) or `dump` (a logical dump)"
+            )),
         }
         sdk::checked(problems)
     }
 
     fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+        if p.mode == "dump" {
+            return dump::backup(
+                &p.target,
+                dump::DumpOptions {
+                    endpoint_override: p.endpoint_override,
+                    user: p.user,
+                    databases: p.databases,
+                    exclude_databases: p.exclude_databases,
+                    globals: p.globals,
+                    users: p.users,
+                },
+            );
+        }
         let api = p.target.api();
         let minutes = p.target.wait_minutes;
         let stamp = now_secs();
@@ -271,13 +358,15 @@ impl Action for Backup {
     }
 }
 
-/// The restore point's record, and the API it was made through.
+/// The restore point's snapshot record, and the API it was made through.
 fn recorded(req: &ActionRequest) -> Result<(Recorded, Rds), Error> {
     let a = req
         .input_artifacts
         .iter()
         .find(|a| a.name == "rds-snapshot")
-        .ok_or_else(|| sdk::invalid("this restore point holds no RDS snapshot record"))?;
+        .ok_or_else(|| {
+            sdk::invalid("this restore point holds neither an RDS snapshot nor an RDS dump record")
+        })?;
     let bytes = location::open(LOCATION)?.get_bytes(&a.key, 1 << 20)?;
     let r: Recorded = serde_json::from_slice(&bytes)
         .map_err(|e| sdk::internal(format!("the restore point's {}: {e}", a.key)))?;
@@ -296,8 +385,39 @@ impl Action for Restore {
     const NAME: &'static str = "restore";
     type Params = RestoreParams;
 
-    fn check(p: &RestoreParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        let is_dump = req.input_artifacts.iter().any(|a| a.name == dump::ARTIFACT);
+        let only = |name: &str, set: bool, of: &str, problems: &mut Vec<String>| {
+            if set {
+                problems.push(format!(
+                    "params.{name}: is for restoring {of}; this restore point is {}",
+                    if is_dump { "a dump" } else { "a snapshot" }
+                ));
+            }
+        };
+        if is_dump {
+            only("newName", p.new_name.is_some(), "a snapshot", &mut problems);
+            only("swap", p.swap, "a snapshot", &mut problems);
+            if let Some(o) = &p.endpoint_override
+                && let Err(e) = dump::Endpoint::parse(o)
+            {
+                problems.push(format!("params.endpointOverride: {e}"));
+            }
+            if let Err(e) = sdk::select_databases(&req.input_artifacts, p.databases.as_deref()) {
+                problems.push(e);
+            }
+        } else {
+            for (name, set) in [
+                ("endpointOverride", p.endpoint_override.is_some()),
+                ("user", p.user.is_some()),
+                ("databases", p.databases.is_some()),
+                ("targetDatabase", p.target_database.is_some()),
+                ("replace", p.replace),
+            ] {
+                only(name, set, "a dump", &mut problems);
+            }
+        }
         if let Some(n) = &p.new_name
             && !identifier(n)
         {
@@ -307,6 +427,22 @@ impl Action for Restore {
     }
 
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        if let Some(r) = dump::record(req)? {
+            return dump::restore(
+                &r,
+                dump::LoadOptions {
+                    endpoint_override: p.endpoint_override,
+                    user: p.user,
+                    databases: p.databases,
+                    target_database: p.target_database,
+                    globals: p.globals,
+                    users: p.globals,
+                    replace: p.replace,
+                    keep_previous: p.keep_previous,
+                },
+                req,
+            );
+        }
         let (r, api) = recorded(req)?;
         let minutes = p.wait_minutes;
         let stamp = r.snapshot.rsplit('-').next().unwrap_or("0").to_string();
@@ -364,8 +500,11 @@ impl Action for Delete {
     type Params = sdk::NoParams;
 
     fn run(_: sdk::NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
-        let (r, api) = recorded(req)?;
-        delete(&api, &r)?;
+        // A dump is only objects in the location; a snapshot is also in RDS.
+        if dump::record(req)?.is_none() {
+            let (r, api) = recorded(req)?;
+            delete(&api, &r)?;
+        }
         sdk::delete_input_artifacts(req, LOCATION)
     }
 }

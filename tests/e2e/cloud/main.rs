@@ -5,6 +5,7 @@ use coffer_tests::cli::Cli;
 use std::path::Path;
 
 mod rds;
+mod rds_dump;
 mod signed_http;
 
 fn cli() -> Cli {

@@ -11,7 +11,7 @@ use coffer_tests::s3::{Moto, xml_all};
 use std::io::{Read, Write};
 
 /// An RDS Query API call straight to moto (setting up what the test backs up).
-fn rds(moto: &Moto, form: &str) -> String {
+pub(super) fn rds(moto: &Moto, form: &str) -> String {
     query(moto, "rds", &format!("{form}&Version=2014-10-31"))
 }
 

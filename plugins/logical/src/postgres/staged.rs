@@ -4,7 +4,7 @@
 //! database and leaves the original as it was; after it, the original is kept under a
 //! `__previous_` name (unless `keepPrevious: false`).
 
-use super::names::{conninfo_dbname, quote_ident};
+use super::names::{Conn, quote_ident};
 use super::psql_command;
 use coffer_plugin_sdk::{self as sdk, Artifact, Cmd, Error, location, log, secrets};
 
@@ -41,7 +41,7 @@ pub fn restore(
     store: &location::Store,
     artifact: &Artifact,
     target: &str,
-    (maint, user): (&str, Option<&str>),
+    (maint, conn): (&str, &Conn),
     pw: Option<&secrets::Secret>,
     keep_previous: bool,
 ) -> Result<Option<String>, Error> {
@@ -49,7 +49,7 @@ pub fn restore(
     psql_command(maint, pw, &create_sql(&n.staging, artifact))?;
     let loaded = (|| -> Result<(), Error> {
         Cmd::new(["pg_restore", "--exit-on-error", "--no-password"])
-            .arg(format!("--dbname={}", conninfo_dbname(&n.staging, user)))
+            .arg(format!("--dbname={}", conn.dbname(&n.staging)))
             .secret_env("PGPASSWORD", pw)
             .stdin_from(store, &artifact.key)?;
         if let Some(owner) = sdk::meta(artifact, "owner") {
