@@ -1,11 +1,11 @@
 //! Guards left armed by a runner that died (SIGKILL, OOM, a reboot): the next coffer
-//! command runs them before it records the action Failed, so a filesystem frozen or a lock
-//! taken by the dead run does not stay that way.
+//! command runs them before it records the action Failed, so a filesystem frozen, a lock
+//! taken or a temporary cloud instance made by the dead run does not stay that way.
 
 use super::Coffer;
 use crate::cap::exec::{ExecBackend, LocalExec};
-use crate::cap::runtime::{GUARD_TIMEOUT, fire_recorded, recorded_spec, run_command};
-use crate::model::{ActionSet, GuardRecord};
+use crate::cap::runtime::{GUARD_TIMEOUT, fire_recorded, recorded_spec, run_command, send_request};
+use crate::model::{ActionSet, GuardRecord, Kind};
 
 impl Coffer {
     /// Run `a`'s armed guards as its runner would have. The guards as they ended, and a
@@ -20,10 +20,32 @@ impl Coffer {
                 w.spec.volumes.clone(),
             )
         });
-        let backend = &backend;
+        // The Signers request guards send with, with their keys as they are now.
+        let names: Vec<&str> = guards
+            .iter()
+            .filter_map(|g| g.request.as_ref().map(|r| r.signer.as_str()))
+            .collect();
+        let signers = (!names.is_empty()).then(|| {
+            crate::cap::signed_http::named(
+                &names,
+                "which a guard of this action sends its request with",
+                |n| self.catalog.get(Kind::Signer, n),
+                &self.credentials,
+            )
+        });
+        let (backend, signers) = (&backend, &signers);
         let note = fire_recorded(&mut guards, |g| async move {
+            if let Some(r) = &g.request {
+                return match signers {
+                    Some(Ok(s)) => send_request(s, r, GUARD_TIMEOUT).await,
+                    Some(Err(e)) => Err(format!("{e:#}")),
+                    None => unreachable!("a request guard names its Signer"),
+                };
+            }
             match backend {
-                Ok(b) => run_command(b as &dyn ExecBackend, recorded_spec(&g), GUARD_TIMEOUT).await,
+                Ok(b) => run_command(b as &dyn ExecBackend, recorded_spec(&g), GUARD_TIMEOUT)
+                    .await
+                    .map(|()| "exit 0".into()),
                 Err(e) => Err(format!("its workload cannot be read: {e:#}")),
             }
         })

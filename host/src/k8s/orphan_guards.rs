@@ -7,7 +7,7 @@
 use super::kinds::ActionSetResource;
 use super::run::ClusterCtx;
 use crate::cap::exec::{ExecBackend, PodExec, PodTarget};
-use crate::cap::runtime::{GUARD_TIMEOUT, fire_recorded, recorded_spec, run_command};
+use crate::cap::runtime::{GUARD_TIMEOUT, fire_recorded, recorded_spec, run_command, send_request};
 use crate::model::{ActionKind, GUARD_SEAL, GuardRecord};
 use crate::storage::manifest::ManifestKey;
 
@@ -41,7 +41,23 @@ pub async fn fire(
             name.clone(),
         )
     });
-    let (backend, ns, name) = (&backend, &ns, &name);
+    // The Signers request guards send with, from the config namespace as they are now.
+    let names: Vec<&str> = guards
+        .iter()
+        .filter_map(|g| g.request.as_ref().map(|r| r.signer.as_str()))
+        .collect();
+    let signers = match names.is_empty() {
+        true => None,
+        false => Some(
+            super::resolve::signers_named(
+                cx,
+                &names,
+                "which a guard of this action sends its request with",
+            )
+            .await,
+        ),
+    };
+    let (backend, signers, ns, name) = (&backend, &signers, &ns, &name);
     let note = fire_recorded(&mut guards, |g| async move {
         let fields = g.seal_fields(ns, name);
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
@@ -54,8 +70,17 @@ pub async fn fire(
                 "not run: its seal does not verify (the record was changed outside coffer)".into(),
             );
         }
+        if let Some(r) = &g.request {
+            return match signers {
+                Some(Ok(s)) => send_request(s, r, GUARD_TIMEOUT).await,
+                Some(Err(e)) => Err(format!("{e:#}")),
+                None => unreachable!("a request guard names its Signer"),
+            };
+        }
         match &backend {
-            Ok(b) => run_command(b as &dyn ExecBackend, recorded_spec(&g), GUARD_TIMEOUT).await,
+            Ok(b) => run_command(b as &dyn ExecBackend, recorded_spec(&g), GUARD_TIMEOUT)
+                .await
+                .map(|()| "exit 0".into()),
             Err(e) => Err(format!("its workload {:?}: {e:#}", spec.workload)),
         }
     })

@@ -176,18 +176,30 @@ async fn signers(
     cx: &ClusterCtx,
     blueprint: &crate::model::Blueprint,
 ) -> Result<Option<crate::cap::signed_http::Signers>> {
-    let mut names: Vec<&str> = blueprint
+    let names: Vec<&str> = blueprint
         .spec
         .grants
         .signed_http
         .iter()
         .map(|g| g.signer())
         .collect();
-    names.sort();
-    names.dedup();
     if names.is_empty() {
         return Ok(None);
     }
+    let why = format!("which Blueprint {} grants", blueprint.name());
+    signers_named(cx, &names, &why).await.map(Some)
+}
+
+/// The Signers `names` from the config namespace, with the Secret values their credentials
+/// name read; `why` says why each is needed, for the error when one is missing.
+pub(super) async fn signers_named(
+    cx: &ClusterCtx,
+    names: &[&str],
+    why: &str,
+) -> Result<crate::cap::signed_http::Signers> {
+    let mut names = names.to_vec();
+    names.sort();
+    names.dedup();
     let api = Api::<kinds::SignerResource>::namespaced(cx.client.clone(), &cx.config_ns);
     let mut ready = Vec::new();
     for n in names {
@@ -197,8 +209,7 @@ async fn signers(
             .with_context(|| format!("reading Signer {}/{n}", cx.config_ns))?
             .ok_or_else(|| {
                 anyhow!(
-                    "Signer {n}, which Blueprint {} grants, not found in namespace {}: create it there (docs/signed-http.md)",
-                    blueprint.name(),
+                    "Signer {n}, {why}, not found in namespace {}: create it there (docs/signed-http.md)",
                     cx.config_ns
                 )
             })?;
@@ -225,9 +236,7 @@ async fn signers(
                 .map_err(|e| anyhow!(e))?,
         );
     }
-    crate::cap::signed_http::Signers::new(ready)
-        .map(Some)
-        .map_err(|e| anyhow!(e))
+    crate::cap::signed_http::Signers::new(ready).map_err(|e| anyhow!(e))
 }
 
 /// A Profile's secret references, by field.

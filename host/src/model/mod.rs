@@ -24,7 +24,7 @@ pub use actionset::{
 };
 pub use binding::{BlueprintBindingResource, BlueprintBindingSpec, WorkloadSelector};
 pub use blueprint::{BlueprintResource, BlueprintSpec, Limits, PluginRef};
-pub use consistency::{GUARD_SEAL, GuardRecord, GuardState, QuiesceWindow};
+pub use consistency::{GUARD_SEAL, GuardRecord, GuardRequest, GuardState, QuiesceWindow};
 pub use parse::{ParseError, parse_documents};
 pub use policy::{
     Compliance, POLICY_RUNS_KEPT, PolicyResource, PolicyRun, PolicySelector, PolicySpec,

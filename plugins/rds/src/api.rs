@@ -25,12 +25,12 @@ impl Rds {
         }
     }
 
-    /// Call `action` with `params`; the answer's XML text.
-    pub fn call<K: AsRef<str>>(
+    /// The request that calls `action` with `params`.
+    pub fn request<K: AsRef<str>>(
         &self,
         action: &str,
         params: &[(K, String)],
-    ) -> Result<String, Error> {
+    ) -> signed_http::Request {
         let mut body = format!("Action={action}&Version={VERSION}");
         for (k, v) in params {
             body.push('&');
@@ -38,7 +38,7 @@ impl Rds {
             body.push('=');
             body.push_str(&encode(v));
         }
-        let req = signed_http::Request {
+        signed_http::Request {
             method: "POST".into(),
             url: self.url.clone(),
             headers: vec![(
@@ -46,7 +46,27 @@ impl Rds {
                 "application/x-www-form-urlencoded; charset=utf-8".into(),
             )],
             body: Some(body.into_bytes()),
-        };
+        }
+    }
+
+    /// A guard that calls `action` with `params` when the action ends, however it ends
+    /// (unless fired or disarmed first): registered before the step it undoes.
+    pub fn guard<K: AsRef<str>>(
+        &self,
+        name: &str,
+        action: &str,
+        params: &[(K, String)],
+    ) -> Result<sdk::runtime::Guard, Error> {
+        sdk::runtime::add_request_guard(name, SIGNER, &self.request(action, params))
+    }
+
+    /// Call `action` with `params`; the answer's XML text.
+    pub fn call<K: AsRef<str>>(
+        &self,
+        action: &str,
+        params: &[(K, String)],
+    ) -> Result<String, Error> {
+        let req = self.request(action, params);
         let mut wait = Duration::from_millis(500);
         for attempt in 1..=ATTEMPTS {
             let resp = signed_http::send(SIGNER, &req)?;

@@ -5,9 +5,15 @@
 //! the password is the Workload's `password` secret, which the host hands only to a process
 //! whose server the Workload pins (PGHOST/PGPORT, MYSQL_HOST/MYSQL_TCP_PORT), so a plugin
 //! cannot send it anywhere else.
+//!
+//! `fromSnapshot: true` dumps a copy instead of the live database, as Kanister's RDS export
+//! does, without its flaws: a new snapshot, a temporary instance restored from it, the dump,
+//! then both deleted. Each deletion is a request guard registered before the step it undoes,
+//! so whatever ends the action (a failed dump, a deadline, a killed coffer: the next one
+//! sends it) the temporary instance and snapshot do not outlive it.
 
 use crate::api::Rds;
-use crate::{LOCATION, Target, cluster, instance};
+use crate::{LOCATION, Recorded, Target, cluster, instance, now_secs};
 use coffer_logical::{mysql, postgres};
 use coffer_plugin_sdk::{self as sdk, ActionOutput, ActionRequest, Error, location, log};
 use serde::{Deserialize, Serialize};
@@ -106,6 +112,10 @@ pub struct DumpRecord {
     pub user: String,
     pub region: String,
     pub api_endpoint: Option<String>,
+    /// `fromSnapshot`: the snapshot the temporary instance that was dumped came from
+    /// (deleted with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// What to dump, from the backup params.
@@ -116,6 +126,7 @@ pub struct DumpOptions {
     pub exclude_databases: Vec<String>,
     pub globals: bool,
     pub users: bool,
+    pub from_snapshot: bool,
 }
 
 /// What to restore, from the restore params.
@@ -130,8 +141,13 @@ pub struct LoadOptions {
     pub keep_previous: bool,
 }
 
-/// The database as RDS describes it now: its record (no time-bound parts) and endpoint.
-fn describe(api: &Rds, kind: &str, id: &str) -> Result<(DumpRecord, Option<Endpoint>), Error> {
+/// The database as RDS describes it now: its record (no time-bound parts), endpoint and
+/// settings.
+fn describe(
+    api: &Rds,
+    kind: &str,
+    id: &str,
+) -> Result<(DumpRecord, Option<Endpoint>, Recorded), Error> {
     let (r, status, endpoint) = if kind == "cluster" {
         cluster::describe(api, id)?
     } else {
@@ -148,14 +164,101 @@ fn describe(api: &Rds, kind: &str, id: &str) -> Result<(DumpRecord, Option<Endpo
     let record = DumpRecord {
         kind: kind.to_string(),
         source: id.to_string(),
-        engine: r.engine,
-        engine_version: r.engine_version,
+        engine: r.engine.clone(),
+        engine_version: r.engine_version.clone(),
         endpoint: endpoint.as_ref().map(|e| format!("{}:{}", e.host, e.port)),
-        user: r.master_user.unwrap_or_default(),
+        user: r.master_user.clone().unwrap_or_default(),
         region: String::new(),
         api_endpoint: None,
+        snapshot: None,
     };
-    Ok((record, endpoint))
+    Ok((record, endpoint, r))
+}
+
+/// `fromSnapshot`: a new snapshot of an instance and a temporary instance restored from
+/// it, each deleted by a guard however the action ends.
+struct Temporary {
+    instance: String,
+    snapshot: String,
+    endpoint: Option<Endpoint>,
+    instance_guard: sdk::runtime::Guard,
+    snapshot_guard: sdk::runtime::Guard,
+}
+
+impl Temporary {
+    fn make(api: &Rds, id: &str, source: &Recorded, minutes: u64) -> Result<Temporary, Error> {
+        let stamp = now_secs();
+        let snapshot = format!("coffer-{id}-{stamp}");
+        // Each guard before the step it undoes: a snapshot or instance that is never made
+        // is answered 404, which counts as deleted.
+        let snapshot_guard = api.guard(
+            &format!("delete snapshot {snapshot}"),
+            "DeleteDBSnapshot",
+            &[("DBSnapshotIdentifier", snapshot.clone())],
+        )?;
+        let tags = [
+            ("managed-by", "coffer".to_string()),
+            ("coffer-temporary", "dump".into()),
+        ];
+        instance::snapshot(api, id, &snapshot, &tags, minutes)?;
+        let temp = temporary_name(id, stamp);
+        let instance_guard = api.guard(
+            &format!("delete temporary instance {temp}"),
+            "DeleteDBInstance",
+            &[
+                ("DBInstanceIdentifier", temp.clone()),
+                ("SkipFinalSnapshot", "true".into()),
+                ("DeleteAutomatedBackups", "true".into()),
+            ],
+        )?;
+        let mut settings = source.clone();
+        settings.snapshot = snapshot.clone();
+        settings.multi_az = false;
+        log::info(
+            "restoring a temporary instance to dump",
+            &[("instance", &temp), ("snapshot", &snapshot)],
+        );
+        let endpoint = instance::restore(api, &settings, &temp, minutes)?;
+        Ok(Temporary {
+            instance: temp,
+            snapshot,
+            endpoint: Endpoint::parse(&endpoint).ok(),
+            instance_guard,
+            snapshot_guard,
+        })
+    }
+
+    /// Delete both now (the guards, fired).
+    fn remove(self) -> Result<(), Error> {
+        let instance = self.instance_guard.fire();
+        let snapshot = self.snapshot_guard.fire();
+        instance.map_err(|e| {
+            sdk::internal(format!(
+                "the dump is complete, but deleting the temporary instance {} failed ({}); delete it yourself",
+                self.instance,
+                sdk::error_text(&e)
+            ))
+        })?;
+        snapshot.map_err(|e| {
+            sdk::internal(format!(
+                "the dump is complete, but deleting the temporary snapshot {} failed ({}); delete it yourself",
+                self.snapshot,
+                sdk::error_text(&e)
+            ))
+        })?;
+        log::info(
+            "deleted the temporary instance and snapshot",
+            &[("instance", &self.instance)],
+        );
+        Ok(())
+    }
+}
+
+/// `<id>-dump-<stamp>`, within RDS's 63 characters and with no `--`.
+fn temporary_name(id: &str, stamp: u64) -> String {
+    let suffix = format!("-dump-{stamp}");
+    let keep = 63usize.saturating_sub(suffix.len()).min(id.len());
+    format!("{}{suffix}", id[..keep].trim_end_matches('-'))
 }
 
 /// Where to connect: the override, else the endpoint RDS gave.
@@ -174,7 +277,7 @@ fn endpoint(over: Option<&str>, described: Option<Endpoint>, id: &str) -> Result
 fn explain(e: Error, engine: Engine, at: &Endpoint) -> Error {
     match e {
         Error::Denied(m) => Error::Denied(format!(
-            "{m}. The dump connects to {}:{}; pin it in the Workload's env ({}) so the host hands it the password",
+            "{m}. The database is reached at {}:{}; pin it in the Workload's env ({}) so the host hands it the password",
             at.host,
             at.port,
             engine.pins(at)
@@ -192,8 +295,16 @@ pub fn backup(t: &Target, o: DumpOptions) -> Result<ActionOutput, Error> {
         (_, Some(id)) => ("cluster", id),
         _ => unreachable!("checked"),
     };
-    let (mut record, described) = describe(&api, kind, id)?;
+    let (mut record, described, settings) = describe(&api, kind, id)?;
     let engine = Engine::of(&record.engine)?;
+    let temporary = match o.from_snapshot {
+        true => Some(Temporary::make(&api, id, &settings, t.wait_minutes)?),
+        false => None,
+    };
+    let described = match &temporary {
+        Some(tmp) => tmp.endpoint.clone(),
+        None => described,
+    };
     let at = endpoint(o.endpoint_override.as_deref(), described, id)?;
     let user = o.user.clone().unwrap_or_else(|| record.user.clone());
     if user.is_empty() {
@@ -238,7 +349,15 @@ pub fn backup(t: &Target, o: DumpOptions) -> Result<ActionOutput, Error> {
             users: o.users,
         }),
     };
+    // A failed dump leaves the temporary instance and snapshot to their guards.
     let mut out = dumped.map_err(|e| explain(e, engine, &at))?;
+    if let Some(tmp) = temporary {
+        record.snapshot = Some(tmp.snapshot.clone());
+        out.outputs.push(("snapshot".into(), tmp.snapshot.clone()));
+        out.outputs
+            .push(("dumpedInstance".into(), tmp.instance.clone()));
+        tmp.remove()?;
+    }
     let json = serde_json::to_vec_pretty(&record).map_err(|e| sdk::internal(e.to_string()))?;
     let info = location::open(LOCATION)?.put_bytes(RECORD, &json, &sdk::compressed())?;
     let mut a = sdk::artifact(ARTIFACT, LOCATION, &info);

@@ -84,6 +84,11 @@ pub struct BackupParams {
     /// mode dump, mysql engines: users and grants too.
     #[serde(default)]
     pub users: bool,
+    /// mode dump, a DB instance: dump a temporary instance restored from a new snapshot
+    /// instead of the live one (no load on it); both are deleted afterwards, however the
+    /// backup ends.
+    #[serde(default)]
+    pub from_snapshot: bool,
 }
 
 fn snapshot_mode() -> String {
@@ -237,7 +242,7 @@ pub fn wait<T>(
 }
 
 /// Seconds since the epoch: names made by one backup differ from another's.
-fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -257,6 +262,7 @@ impl Action for Backup {
                     ("user", p.user.is_some()),
                     ("databases", p.databases.is_some()),
                     ("excludeDatabases", !p.exclude_databases.is_empty()),
+                    ("fromSnapshot", p.from_snapshot),
                 ];
                 for (name, _) in dump_only.iter().filter(|(_, set)| *set) {
                     problems.push(format!(
@@ -269,6 +275,12 @@ impl Action for Backup {
                     && let Err(e) = dump::Endpoint::parse(o)
                 {
                     problems.push(format!("params.endpointOverride: {e}"));
+                }
+                if p.from_snapshot && p.target.cluster.is_some() {
+                    problems.push(
+                        "params.fromSnapshot: is built for DB instances; dump an Aurora cluster live, or snapshot it (mode: snapshot)"
+                            .into(),
+                    );
                 }
                 if p.databases.as_ref().is_some_and(|d| d.is_empty()) {
                     problems.push(
@@ -295,6 +307,7 @@ impl Action for Backup {
                     exclude_databases: p.exclude_databases,
                     globals: p.globals,
                     users: p.users,
+                    from_snapshot: p.from_snapshot,
                 },
             );
         }

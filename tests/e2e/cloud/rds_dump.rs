@@ -7,8 +7,8 @@
 use super::cli;
 use super::rds::rds;
 use coffer_tests::cli::Cli;
-use coffer_tests::postgres::Postgres;
-use coffer_tests::s3::Moto;
+use coffer_tests::postgres::{PGBIN, Postgres};
+use coffer_tests::s3::{Moto, xml_all};
 use coffer_tests::servers::MariaDb;
 use coffer_tests::{files_containing, random_hex};
 
@@ -202,4 +202,198 @@ fn a_mariadb_instance_is_dumped_and_loaded_back_and_bad_endpoints_are_refused() 
     m.sql("DROP DATABASE shop");
     c.ok(&["restore", "db", "--from", &rp]);
     assert_eq!(m.sql("SELECT * FROM shop.orders ORDER BY id"), before);
+}
+
+/// The instances moto has, and the snapshots coffer made that are still there.
+fn leftovers(moto: &Moto) -> (Vec<String>, Vec<String>) {
+    let instances = xml_all(
+        &rds(moto, "Action=DescribeDBInstances"),
+        "DBInstanceIdentifier",
+    );
+    let mut snapshots = xml_all(
+        &rds(moto, "Action=DescribeDBSnapshots"),
+        "DBSnapshotIdentifier",
+    );
+    snapshots.retain(|s| s.starts_with("coffer-"));
+    (instances, snapshots)
+}
+
+/// A session holding an ACCESS EXCLUSIVE lock on `shop.orders` until dropped: a pg_dump of
+/// shop waits on it, mid-dump.
+struct TableLock(std::process::Child);
+
+impl TableLock {
+    fn take(pg: &Postgres, pw: &str) -> TableLock {
+        use std::io::Write;
+        let mut child = std::process::Command::new(format!("{PGBIN}/psql"))
+            .envs(pg.env())
+            .env("PGPASSWORD", pw)
+            .args(["-X", "-q", "-d", "shop"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;").unwrap();
+        stdin.flush().unwrap();
+        wait_for(
+            pg,
+            "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'orders'::regclass AND granted",
+        );
+        TableLock(child)
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Poll `count_sql` in shop until it counts more than 0 (at most a minute).
+fn wait_for(pg: &Postgres, count_sql: &str) {
+    for _ in 0..600 {
+        if pg.psql("shop", count_sql).unwrap() != "0" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("never true: {count_sql}");
+}
+
+const DUMP_WAITING: &str = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND wait_event_type = 'Lock'";
+
+#[test]
+fn from_snapshot_dumps_a_temporary_instance_that_never_outlives_the_backup() {
+    let moto = Moto::start();
+    let pw = format!("pg-{}", random_hex(8));
+    let pg = Postgres::start(Some(&pw)).unwrap();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql("shop", SHOP).unwrap();
+    rds(
+        &moto,
+        "Action=CreateDBInstance&DBInstanceIdentifier=shop&DBInstanceClass=db.t3.micro&Engine=postgres&EngineVersion=15.4&AllocatedStorage=20&MasterUsername=postgres&MasterUserPassword=unused123",
+    );
+    let c = cli();
+    // moto's temporary instance has no reachable endpoint: the override plays it.
+    setup(
+        &moto,
+        &c,
+        &[
+            ("PGHOST", "127.0.0.1".into()),
+            ("PGPORT", pg.port.to_string()),
+        ],
+        &pw,
+        &format!(
+            "{{backup: {{instance: shop, region: us-east-1, apiEndpoint: {e}, mode: dump, fromSnapshot: true, endpointOverride: \"127.0.0.1:{p}\"}}, restore: {{endpointOverride: \"127.0.0.1:{p}\"}}}}",
+            e = moto.endpoint(),
+            p = pg.port
+        ),
+    );
+
+    // It works: the dump is of the copy, and the copy and its snapshot are gone after.
+    let b = c.ok(&["backup", "db", "-o", "json"]).json();
+    let st = &b["status"];
+    assert_eq!(st["phase"], "Completed", "{b:#}");
+    let temp = st["outputs"]["dumpedInstance"].as_str().unwrap();
+    assert!(temp.starts_with("shop-dump-"), "{temp}");
+    assert!(
+        st["outputs"]["snapshot"]
+            .as_str()
+            .unwrap()
+            .starts_with("coffer-shop-")
+    );
+    assert_eq!(leftovers(&moto), (vec!["shop".to_string()], vec![]));
+    let guards = st["guards"].as_array().unwrap();
+    assert_eq!(guards.len(), 2, "{b:#}");
+    for g in guards {
+        assert_eq!(g["state"], "Fired", "{g:#}");
+        assert_eq!(g["firedBy"], "plugin", "{g:#}");
+        assert!(
+            g["request"]["body"]
+                .as_str()
+                .unwrap()
+                .contains("Action=Delete"),
+            "{g:#}"
+        );
+    }
+    let rp = st["restorePoint"].as_str().unwrap().to_string();
+    pg.psql("shop", "DELETE FROM orders").unwrap();
+    c.ok(&["restore", "db", "--from", &rp]);
+    assert_eq!(
+        pg.psql("shop", "SELECT count(*) FROM orders").unwrap(),
+        "500"
+    );
+
+    // The dump dies mid-stream (its server session killed): the backup fails, records
+    // nothing, and the guards delete the copy and its snapshot as the action ends.
+    let lock = TableLock::take(&pg, &pw);
+    let run = c
+        .command()
+        .args(["backup", "db"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&pg, DUMP_WAITING);
+    assert_eq!(
+        leftovers(&moto).0.len(),
+        2,
+        "the temporary instance exists mid-dump"
+    );
+    pg.psql(
+        "shop",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg_dump'",
+    )
+    .unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    drop(lock);
+    assert_eq!(restore_points(&c), 1);
+    assert_eq!(leftovers(&moto), (vec!["shop".to_string()], vec![]));
+    let sets = c.ok(&["get", "actionsets", "-o", "json"]).json();
+    let failed = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"]["phase"] == "Failed")
+        .unwrap();
+    for g in failed["status"]["guards"].as_array().unwrap() {
+        assert_eq!(
+            (g["state"].as_str(), g["firedBy"].as_str()),
+            (Some("Fired"), Some("end")),
+            "{g:#}"
+        );
+    }
+
+    // coffer itself is killed mid-dump: the next coffer command sends the guards' requests.
+    let lock = TableLock::take(&pg, &pw);
+    let mut run = c.command().args(["backup", "db"]).spawn().unwrap();
+    wait_for(&pg, DUMP_WAITING);
+    assert_eq!(leftovers(&moto).0.len(), 2);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    pg.psql(
+        "shop",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg_dump'",
+    )
+    .unwrap();
+    drop(lock);
+    let sets = c.ok(&["get", "actionsets", "-o", "json"]).json();
+    assert_eq!(leftovers(&moto), (vec!["shop".to_string()], vec![]));
+    let killed = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"]["phase"] == "Failed")
+        .find(|s| s["status"]["guards"][0]["firedBy"] == "recovery")
+        .unwrap_or_else(|| panic!("{sets:#}"));
+    assert!(
+        killed["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("delete temporary instance"),
+        "{killed:#}"
+    );
+    assert_eq!(restore_points(&c), 1);
 }

@@ -57,6 +57,11 @@ fn requests_are_signed_within_the_grant_and_the_keys_show_nowhere() {
         {"signer": "aws", "method": "GET", "url": "https://s3.us-east-1.amazonaws.com/"},
         {"signer": "aws", "method": "GET", "url": format!("{e}/"), "headers": {"Authorization": "forged"}},
         {"signer": "gcp", "method": "GET", "url": format!("{e}/")},
+        // Request guards: checked when registered, sent (signed) as the action ends.
+        {"guard": true, "signer": "aws", "method": "PUT", "url": format!("{e}/signed/guarded.txt"), "body": "sent by a guard"},
+        {"guard": true, "signer": "aws", "method": "DELETE", "url": format!("{e}/signed/hello.txt")},
+        {"guard": true, "signer": "aws", "method": "PUT", "url": format!("{e}/signed/big.txt"), "body": "x".repeat(70_000)},
+        {"guard": true, "signer": "gcp", "method": "GET", "url": format!("{e}/")},
     ]);
     let applied = c.apply(&format!(
         "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: signed}}\nspec:\n  plugin: {{path: {}}}\n  grants:\n    location: [read, write, delete]\n    signedHttp:\n      - {{signer: aws, service: s3, methods: [GET, PUT]}}\n      - {{signer: other, service: s3}}\n  params:\n    backup: {{mode: signed, requests: {requests}}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: app}}\nspec: {{blueprint: signed}}\n",
@@ -91,6 +96,9 @@ fn requests_are_signed_within_the_grant_and_the_keys_show_nowhere() {
         (6, "outside what Blueprint grants"),
         (7, "the host sets it"),
         (8, "not declared"),
+        (10, "outside what Blueprint grants"),
+        (11, "at most 65536"),
+        (12, "not declared"),
     ] {
         assert!(
             answer(i).starts_with("error:") && answer(i).contains(why),
@@ -102,6 +110,17 @@ fn requests_are_signed_within_the_grant_and_the_keys_show_nowhere() {
         bucket.join("hello.txt").exists(),
         "the denied DELETE was sent"
     );
+    // The one granted guard was sent as the action ended, signed with the Signer's keys.
+    assert_eq!(answer(9), "guarded");
+    assert_eq!(
+        std::fs::read_to_string(bucket.join("guarded.txt")).unwrap(),
+        "sent by a guard"
+    );
+    assert!(!bucket.join("big.txt").exists());
+    let guards = b["status"]["guards"].as_array().unwrap();
+    assert_eq!(guards.len(), 1, "{b:#}");
+    assert_eq!(guards[0]["firedBy"], "end");
+    assert_eq!(guards[0]["result"], "answer 200");
 
     // The audit names each call, its API and status, never a body or a key.
     let set = c.ok(&[

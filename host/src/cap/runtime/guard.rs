@@ -1,12 +1,14 @@
 //! Guards: commands that undo what a plugin did to quiesce an application (thaw a
-//! filesystem, release a lock), run by the host on any end of the action unless the plugin
+//! filesystem, release a lock), or signed requests that undo a step in a cloud API (delete a
+//! temporary instance), run by the host on any end of the action unless the plugin
 //! fired or disarmed them: success, failure, trap, deadline, cancellation, SIGTERM, the
 //! quiesce limit. Each is recorded on the ActionSet before `add-guard` returns, so a later
 //! coffer can run the guards of a runner that died ([`run_command`]).
 
 use crate::cap::ActionScope;
 use crate::cap::exec::{ExecBackend, SpawnSpec};
-use crate::model::{GuardRecord, GuardState};
+use crate::cap::signed_http::Signers;
+use crate::model::{GuardRecord, GuardRequest, GuardState};
 use crate::redact::clip;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,11 +30,62 @@ pub struct Guards {
 
 struct Entry {
     record: GuardRecord,
-    spec: SpawnSpec,
+    undo: Undo,
     timeout: Duration,
-    /// Dropped once the action has ended and every guard is settled: a backend holds the
-    /// action's scratch directory and task pod until it goes.
-    backend: Option<Arc<dyn ExecBackend>>,
+}
+
+/// What a guard does, and what it does it with. The backend (or Signers) is dropped once
+/// the action has ended and every guard is settled: a backend holds the action's scratch
+/// directory and task pod until it goes.
+#[derive(Clone)]
+pub enum Undo {
+    Command {
+        spec: SpawnSpec,
+        backend: Option<Arc<dyn ExecBackend>>,
+    },
+    Request {
+        request: GuardRequest,
+        signers: Option<Arc<Signers>>,
+    },
+}
+
+impl Undo {
+    fn release(&mut self) {
+        match self {
+            Undo::Command { backend, .. } => *backend = None,
+            Undo::Request { signers, .. } => *signers = None,
+        }
+    }
+
+    /// Run it to its end: `Ok` with what it ended with.
+    async fn run(self, timeout: Duration) -> Option<Result<String, String>> {
+        match self {
+            Undo::Command { spec, backend } => {
+                let b = backend?;
+                Some(
+                    run_command(b.as_ref(), spec, timeout)
+                        .await
+                        .map(|()| "exit 0".into()),
+                )
+            }
+            Undo::Request { request, signers } => {
+                let s = signers?;
+                Some(send_request(&s, &request, timeout).await)
+            }
+        }
+    }
+}
+
+/// Send a request guard's request: `Ok` with the answer's status.
+pub async fn send_request(
+    signers: &Signers,
+    request: &GuardRequest,
+    timeout: Duration,
+) -> Result<String, String> {
+    signers
+        .send_guard(request, timeout)
+        .await
+        .map(|status| format!("answer {status}"))
 }
 
 impl Guards {
@@ -53,9 +106,8 @@ impl Guards {
     pub(super) fn add(
         &self,
         record: GuardRecord,
-        spec: SpawnSpec,
+        undo: Undo,
         timeout: Duration,
-        backend: Arc<dyn ExecBackend>,
     ) -> Result<usize, String> {
         let mut e = self.entries.lock().unwrap();
         if e.len() >= MAX_GUARDS {
@@ -65,9 +117,8 @@ impl Guards {
         }
         e.push(Entry {
             record,
-            spec,
+            undo,
             timeout,
-            backend: Some(backend),
         });
         Ok(e.len() - 1)
     }
@@ -104,7 +155,7 @@ impl Guards {
     /// guard has run either way).
     pub async fn fire(&self, scope: &ActionScope, i: usize, by: &str) -> Result<(), String> {
         let _one = self.firing.lock().await;
-        let (spec, timeout, backend, name) = {
+        let (undo, timeout, name) = {
             let e = self.entries.lock().unwrap();
             let Some(g) = e.get(i) else {
                 return Ok(());
@@ -112,13 +163,12 @@ impl Guards {
             if g.record.state != GuardState::Armed {
                 return Ok(());
             }
-            let Some(backend) = g.backend.clone() else {
-                return Ok(());
-            };
-            (g.spec.clone(), g.timeout, backend, g.record.name.clone())
+            (g.undo.clone(), g.timeout, g.record.name.clone())
         };
         let started = std::time::Instant::now();
-        let res = run_command(backend.as_ref(), spec, timeout).await;
+        let Some(res) = undo.run(timeout).await else {
+            return Ok(());
+        };
         let res = res.map_err(|e| scope.redactor.redact(&e));
         {
             let mut e = self.entries.lock().unwrap();
@@ -131,20 +181,22 @@ impl Guards {
             g.record.ended_ms = Some(scope.elapsed_ms());
             g.record.fired_by = Some(by.to_string());
             g.record.result = Some(match &res {
-                Ok(()) => "exit 0".into(),
+                Ok(how) => how.clone(),
                 Err(e) => e.clone(),
             });
         }
         let audited = res
             .clone()
+            .map(|_| ())
             .map_err(|e| crate::wit::WitError::Remote(remote(&e)));
         scope.audit("runtime.guard.fire", &name, by, started, &audited, 0);
         match &res {
-            Ok(()) => tracing::info!(guard = %name, by, "guard ran"),
+            Ok(how) => tracing::info!(guard = %name, by, result = %how, "guard ran"),
             Err(e) => tracing::error!(guard = %name, by, error = %e, "guard failed"),
         }
         scope.persist().await;
-        res.map_err(|e| format!("guard {name:?} failed: {e}"))
+        res.map(|_| ())
+            .map_err(|e| format!("guard {name:?} failed: {e}"))
     }
 
     /// Run every armed guard, last registered first. The failures, each naming its guard.
@@ -164,7 +216,7 @@ impl Guards {
         let failed = self.fire_all(scope, by).await;
         let _one = self.firing.lock().await;
         for e in self.entries.lock().unwrap().iter_mut() {
-            e.backend = None;
+            e.undo.release();
         }
         failed
     }
@@ -247,7 +299,7 @@ pub fn recorded_spec(g: &GuardRecord) -> SpawnSpec {
 pub async fn fire_recorded<F, Fut>(guards: &mut [GuardRecord], mut run: F) -> String
 where
     F: FnMut(GuardRecord) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<String, String>>,
 {
     let mut outcomes = Vec::new();
     for g in guards.iter_mut().rev() {
@@ -257,9 +309,9 @@ where
         let res = run(g.clone()).await;
         g.fired_by = Some("recovery".into());
         match res {
-            Ok(()) => {
+            Ok(how) => {
                 g.state = GuardState::Fired;
-                g.result = Some("exit 0".into());
+                g.result = Some(how);
                 tracing::warn!(guard = %g.name, "ran a guard a lost runner left armed");
                 outcomes.push(format!("{} (ok)", g.name));
             }
@@ -269,7 +321,7 @@ where
                 outcomes.push(format!(
                     "{} FAILED: {e}; undo it by hand: `{}`",
                     g.name,
-                    g.command.join(" ")
+                    g.undo_text()
                 ));
                 g.result = Some(e);
             }

@@ -7,29 +7,35 @@
 mod guard;
 mod quiesce;
 
-pub use guard::{GUARD_TIMEOUT, Guards, fire_recorded, recorded_spec, run_command};
+pub use guard::{
+    GUARD_TIMEOUT, Guards, Undo, fire_recorded, recorded_spec, run_command, send_request,
+};
 pub use quiesce::Quiesce;
 
 use super::exec::Exec;
+use super::signed_http::SignedHttp;
 use super::{Backends, CapView, Capability, Grants, HasCap, HostResult};
 use crate::limits::MAX_LOG_MESSAGE;
 use crate::model::{GuardRecord, GuardState, LogLine};
 use crate::redact::clip;
 use crate::wit::WitError;
-use crate::wit::abi::{exec::Command, runtime, types, v0_1};
+use crate::wit::abi::{exec::Command, runtime, signed_http, types, v0_1};
 use runtime::{Guard, Host, HostGuard, Level};
 use std::time::Instant;
 use wasmtime::component::{Linker, Resource};
 
-/// One call's runtime: the exec it checks and runs guards' commands with.
+/// One call's runtime: the exec it checks and runs guards' commands with, and the
+/// signed-http it checks and sends request guards with.
 pub struct Runtime {
     exec: Exec,
+    http: SignedHttp,
 }
 
 impl Capability for Runtime {
     fn build(grants: &Grants, backends: &Backends) -> Runtime {
         Runtime {
             exec: Exec::build(grants, backends),
+            http: SignedHttp::build(grants, backends),
         }
     }
 
@@ -142,6 +148,27 @@ impl Host for CapView<'_, Runtime> {
         })
     }
 
+    async fn add_request_guard(
+        &mut self,
+        name: String,
+        signer: String,
+        req: signed_http::Request,
+    ) -> HostResult<Resource<Guard>> {
+        let started = Instant::now();
+        let name = clip(&name, 256).to_string();
+        let res = match self.cap.http.guard_request(&signer, &req) {
+            Ok(request) => self.register_request(&name, request).await,
+            Err(e) => Err(e),
+        };
+        let args = format!("signer={signer} {} {}", req.method, req.url);
+        self.scope
+            .audit("runtime.add-request-guard", &name, &args, started, &res, 0);
+        Ok(match res {
+            Ok(i) => Ok(crate::wit::retype(&self.table.push(GuardHandle(i))?)),
+            Err(e) => Err(e),
+        })
+    }
+
     async fn quiesce_begin(&mut self) -> HostResult<()> {
         let started = Instant::now();
         let res = self
@@ -184,15 +211,14 @@ impl Host for CapView<'_, Runtime> {
 impl CapView<'_, Runtime> {
     /// Check a guard's command, keep it, and record it before the plugin may go on.
     async fn register_guard(&mut self, name: &str, cmd: &Command) -> Result<usize, WitError> {
-        if self.scope.quiesce.expired.is_cancelled() {
-            return Err(WitError::Limit(super::runtime::Quiesce::limit_message(
-                self.scope,
-            )));
-        }
         let spec = self.cap.exec.guard_spec(self.scope, cmd)?;
-        let mut record = GuardRecord {
+        let timeout = cmd
+            .timeout_ms
+            .map_or(GUARD_TIMEOUT, std::time::Duration::from_millis);
+        let record = GuardRecord {
             name: name.to_string(),
             command: spec.argv.clone(),
+            request: None,
             env: spec.env.iter().cloned().collect(),
             workload: spec.workload.clone(),
             container: spec.container.clone(),
@@ -203,14 +229,57 @@ impl CapView<'_, Runtime> {
             result: None,
             seal: None,
         };
+        let undo = Undo::Command {
+            spec,
+            backend: Some(self.cap.exec.backend()),
+        };
+        self.keep(record, undo, timeout).await
+    }
+
+    /// A request guard: its record and what it sends.
+    async fn register_request(
+        &mut self,
+        name: &str,
+        request: crate::model::GuardRequest,
+    ) -> Result<usize, WitError> {
+        let record = GuardRecord {
+            name: name.to_string(),
+            command: Vec::new(),
+            request: Some(request.clone()),
+            env: Default::default(),
+            workload: self.scope.actor.workload.clone(),
+            container: None,
+            state: GuardState::Armed,
+            registered_ms: self.scope.elapsed_ms(),
+            ended_ms: None,
+            fired_by: None,
+            result: None,
+            seal: None,
+        };
+        let undo = Undo::Request {
+            request,
+            signers: self.cap.http.ready_signers(),
+        };
+        self.keep(record, undo, GUARD_TIMEOUT).await
+    }
+
+    /// Seal and keep a guard, and record it before the plugin may go on.
+    async fn keep(
+        &mut self,
+        mut record: GuardRecord,
+        undo: Undo,
+        timeout: std::time::Duration,
+    ) -> Result<usize, WitError> {
+        if self.scope.quiesce.expired.is_cancelled() {
+            return Err(WitError::Limit(super::runtime::Quiesce::limit_message(
+                self.scope,
+            )));
+        }
         record.seal = self.scope.guard_sealer.get().map(|seal| seal(&record));
-        let timeout = cmd
-            .timeout_ms
-            .map_or(GUARD_TIMEOUT, std::time::Duration::from_millis);
         let i = self
             .scope
             .guards
-            .add(record, spec, timeout, self.cap.exec.backend())
+            .add(record, undo, timeout)
             .map_err(WitError::Limit)?;
         if let Err(e) = self.scope.try_persist().await {
             self.scope.guards.forget(i);

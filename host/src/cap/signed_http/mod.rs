@@ -117,48 +117,35 @@ fn described(req: &signed_http::Request) -> (String, String) {
     (target, action)
 }
 
+/// A request that passed every check: where it goes and the service it is signed for.
+struct Checked {
+    signer: String,
+    service: String,
+    method: String,
+    url: url::Url,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The largest body a request guard may keep on the ActionSet.
+const MAX_GUARD_BODY: usize = 64 << 10;
+
 impl SignedHttp {
-    async fn send(
-        &self,
-        name: &str,
-        req: &signed_http::Request,
-    ) -> Result<signed_http::Response, WitError> {
-        self.grant.check(name)?;
-        let signers = self.signers.as_ref().ok_or_else(|| {
+    fn signers(&self) -> Result<&Arc<Signers>, WitError> {
+        self.signers.as_ref().ok_or_else(|| {
             WitError::Unavailable(
                 "signed-http: no Signer is ready for this action (the Blueprint grants none the plugin declares)".into(),
             )
-        })?;
-        let signer = signers.signers.get(name).ok_or_else(|| {
-            WitError::NotFound(format!(
-                "signed-http: Signer {name} was not made ready for this action"
-            ))
-        })?;
-        let url = url::Url::parse(&req.url)
-            .map_err(|e| WitError::InvalidArgument(format!("url {:?}: {e}", req.url)))?;
-        let plain_ok = signer.endpoint.as_ref().is_some_and(|e| {
-            e.scheme() == "http"
-                && e.host_str() == url.host_str()
-                && e.port_or_known_default() == url.port_or_known_default()
-        });
-        if !(url.scheme() == "https" || url.scheme() == "http" && plain_ok)
-            || !url.username().is_empty()
-            || url.password().is_some()
-            || url.fragment().is_some()
-            || url.host_str().is_none()
-        {
-            return Err(WitError::Denied(format!(
-                "signed-http: {} must be an https URL (plain http only to the Signer's own http endpoint), with no user and no fragment",
-                req.url
-            )));
-        }
-        let method = req.method.to_ascii_uppercase();
-        if !["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"].contains(&method.as_str()) {
-            return Err(WitError::InvalidArgument(format!(
-                "method {:?} is not one of GET, HEAD, POST, PUT, DELETE, PATCH",
-                req.method
-            )));
-        }
+        })
+    }
+
+    /// Check `req` for Signer `name`: granted (the grant gives the service), an allowed
+    /// URL and method, no header the host sets, not too big.
+    fn check_request(&self, name: &str, req: &signed_http::Request) -> Result<Checked, WitError> {
+        self.grant.check(name)?;
+        let signer = self.signers()?.get(name)?;
+        let url = checked_url(signer, &req.url)?;
+        let method = checked_method(&req.method)?;
         let service = self.grant.service(signer, &method, &url)?;
         let body = req.body.clone().unwrap_or_default();
         if body.len() > MAX_REQUEST {
@@ -167,49 +154,152 @@ impl SignedHttp {
                 body.len()
             )));
         }
-        let mut headers = Vec::new();
-        for (k, v) in &req.headers {
-            let lower = k.to_ascii_lowercase();
-            if HOST_HEADERS.contains(&lower.as_str()) {
-                return Err(WitError::InvalidArgument(format!(
-                    "header {k}: the host sets it"
-                )));
-            }
-            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                || http::HeaderValue::from_str(v).is_err()
-            {
-                return Err(WitError::InvalidArgument(format!(
-                    "header {k:?}: not a valid HTTP header"
-                )));
-            }
-            headers.push((lower, v.clone()));
+        Ok(Checked {
+            signer: name.to_string(),
+            service,
+            method,
+            url,
+            headers: checked_headers(&req.headers)?,
+            body,
+        })
+    }
+
+    async fn send(
+        &self,
+        name: &str,
+        req: &signed_http::Request,
+    ) -> Result<signed_http::Response, WitError> {
+        let checked = self.check_request(name, req)?;
+        self.signers()?.dispatch(&checked).await
+    }
+
+    /// What a request guard records (`runtime.add-request-guard`): `req` checked as a send
+    /// is, with a text body of at most 64 KiB.
+    pub fn guard_request(
+        &self,
+        name: &str,
+        req: &signed_http::Request,
+    ) -> Result<crate::model::GuardRequest, WitError> {
+        let c = self.check_request(name, req)?;
+        if c.body.len() > MAX_GUARD_BODY {
+            return Err(WitError::Limit(format!(
+                "a request guard's body of {} bytes; at most {MAX_GUARD_BODY}",
+                c.body.len()
+            )));
         }
+        let body = String::from_utf8(c.body).map_err(|_| {
+            WitError::InvalidArgument("a request guard's body must be text (UTF-8)".into())
+        })?;
+        Ok(crate::model::GuardRequest {
+            signer: c.signer,
+            service: c.service,
+            method: c.method,
+            url: c.url.to_string(),
+            headers: c.headers.into_iter().collect(),
+            body,
+        })
+    }
+
+    /// The Signers it sends with: what a request guard keeps to send later.
+    pub fn ready_signers(&self) -> Option<Arc<Signers>> {
+        self.signers.clone()
+    }
+}
+
+/// `raw` as a URL a signed request may go to: https, or plain http only to the Signer's own
+/// http endpoint; no user, no fragment.
+fn checked_url(signer: &ReadySigner, raw: &str) -> Result<url::Url, WitError> {
+    let url =
+        url::Url::parse(raw).map_err(|e| WitError::InvalidArgument(format!("url {raw:?}: {e}")))?;
+    let plain_ok = signer.endpoint.as_ref().is_some_and(|e| {
+        e.scheme() == "http"
+            && e.host_str() == url.host_str()
+            && e.port_or_known_default() == url.port_or_known_default()
+    });
+    if !(url.scheme() == "https" || url.scheme() == "http" && plain_ok)
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.fragment().is_some()
+        || url.host_str().is_none()
+    {
+        return Err(WitError::Denied(format!(
+            "signed-http: {raw} must be an https URL (plain http only to the Signer's own http endpoint), with no user and no fragment"
+        )));
+    }
+    Ok(url)
+}
+
+fn checked_method(raw: &str) -> Result<String, WitError> {
+    let method = raw.to_ascii_uppercase();
+    if !["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"].contains(&method.as_str()) {
+        return Err(WitError::InvalidArgument(format!(
+            "method {raw:?} is not one of GET, HEAD, POST, PUT, DELETE, PATCH"
+        )));
+    }
+    Ok(method)
+}
+
+/// The plugin's headers, lower-cased; one the host sets, or not valid HTTP, is refused.
+fn checked_headers(given: &[(String, String)]) -> Result<Vec<(String, String)>, WitError> {
+    let mut headers = Vec::new();
+    for (k, v) in given {
+        let lower = k.to_ascii_lowercase();
+        if HOST_HEADERS.contains(&lower.as_str()) {
+            return Err(WitError::InvalidArgument(format!(
+                "header {k}: the host sets it"
+            )));
+        }
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::HeaderValue::from_str(v).is_err()
+        {
+            return Err(WitError::InvalidArgument(format!(
+                "header {k:?}: not a valid HTTP header"
+            )));
+        }
+        headers.push((lower, v.clone()));
+    }
+    Ok(headers)
+}
+
+impl Signers {
+    fn get(&self, name: &str) -> Result<&ReadySigner, WitError> {
+        self.signers.get(name).ok_or_else(|| {
+            WitError::NotFound(format!(
+                "signed-http: Signer {name} was not made ready for this action"
+            ))
+        })
+    }
+
+    /// Sign a checked request with its Signer's credentials, send it, read the answer.
+    async fn dispatch(&self, c: &Checked) -> Result<signed_http::Response, WitError> {
+        let signer = self.get(&c.signer)?;
+        let (method, url) = (&c.method, &c.url);
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            _ => unreachable!("checked above"),
+            _ => unreachable!("checked_url"),
         };
-        let mut to_sign = headers.clone();
+        let mut to_sign = c.headers.clone();
         to_sign.push(("host".into(), host));
         let signed = signer
             .sign(
-                &service,
+                &c.service,
                 SystemTime::now(),
-                &method,
+                method,
                 url.as_str(),
                 &to_sign,
-                &body,
+                &c.body,
             )
             .map_err(WitError::Internal)?;
-        let mut out = signers.client.request(
+        let mut out = self.client.request(
             reqwest::Method::from_bytes(method.as_bytes())
                 .map_err(|e| WitError::InvalidArgument(e.to_string()))?,
             url.clone(),
         );
-        for (k, v) in headers.iter().chain(&signed) {
+        for (k, v) in c.headers.iter().chain(&signed) {
             out = out.header(k, v);
         }
-        let resp = out.body(body).send().await.map_err(|e| {
+        let resp = out.body(c.body.clone()).send().await.map_err(|e| {
             WitError::Io(format!(
                 "signed-http: {method} {}: {}",
                 url.host_str().unwrap_or_default(),
@@ -242,6 +332,57 @@ impl SignedHttp {
             body,
         })
     }
+
+    /// Send a request guard's request (checked when it was registered; the URL again
+    /// against the Signer as it is now), signed with the Signer's credentials of now.
+    /// Done on a 2xx answer or a 404 (what it deletes is gone); throttling, 5xx answers and
+    /// failed connections are tried again until `timeout`. The status it ended with.
+    pub async fn send_guard(
+        &self,
+        g: &crate::model::GuardRequest,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let text = |e: WitError| crate::cap::error_text(&e);
+        let signer = self.get(&g.signer).map_err(text)?;
+        let checked = Checked {
+            signer: g.signer.clone(),
+            service: g.service.clone(),
+            method: checked_method(&g.method).map_err(text)?,
+            url: checked_url(signer, &g.url).map_err(text)?,
+            headers: g.headers.clone().into_iter().collect(),
+            body: g.body.clone().into_bytes(),
+        };
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let why = match self.dispatch(&checked).await {
+                Ok(r) if (200..300).contains(&r.status) || r.status == 404 => return Ok(r.status),
+                Ok(r) if r.status == 429 || r.status >= 500 || is_throttled(&r.body) => {
+                    format!("answer {}", r.status)
+                }
+                Ok(r) => {
+                    return Err(format!(
+                        "answer {}: {}",
+                        r.status,
+                        crate::redact::clip(String::from_utf8_lossy(&r.body).trim(), 512)
+                    ));
+                }
+                Err(e @ WitError::Io(_)) => text(e),
+                Err(e) => return Err(text(e)),
+            };
+            if Instant::now() + pause > deadline {
+                return Err(format!("still failing after {}s: {why}", timeout.as_secs()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// AWS says "slow down" with a 400 and a Throttling code in the body.
+fn is_throttled(body: &[u8]) -> bool {
+    let b = String::from_utf8_lossy(body);
+    b.contains("Throttling") || b.contains("RequestLimitExceeded")
 }
 
 /// An error with its causes (reqwest names the cause, a refused connection, only there).
@@ -262,31 +403,41 @@ pub fn ready(
     find: impl Fn(&str) -> anyhow::Result<Option<crate::model::Signer>>,
     creds: &crate::credentials::Credentials,
 ) -> anyhow::Result<Option<Signers>> {
-    let mut names: Vec<&str> = grants
+    let names: Vec<&str> = grants
         .granted
         .signed_http
         .iter()
         .map(|g| g.signer())
         .filter(|n| grants.declared.signed_http.iter().any(|d| d.signer() == *n))
         .collect();
-    names.sort();
-    names.dedup();
     if names.is_empty() {
         return Ok(None);
     }
+    let why = format!("which Blueprint {} grants", grants.blueprint);
+    named(&names, &why, find, creds).map(Some)
+}
+
+/// The Signers `names` ready (`find` looks one up by name); `why` says why each is needed,
+/// for the error when one does not exist.
+pub fn named(
+    names: &[&str],
+    why: &str,
+    find: impl Fn(&str) -> anyhow::Result<Option<crate::model::Signer>>,
+    creds: &crate::credentials::Credentials,
+) -> anyhow::Result<Signers> {
+    let mut names = names.to_vec();
+    names.sort();
+    names.dedup();
     let mut ready = Vec::new();
     for n in names {
         let s = find(n)?.ok_or_else(|| {
             anyhow::anyhow!(
-                "Signer {n}, which Blueprint {} grants, does not exist: apply one (kind: Signer, docs/signed-http.md)",
-                grants.blueprint
+                "Signer {n}, {why}, does not exist: apply one (kind: Signer, docs/signed-http.md)"
             )
         })?;
         ready.push(signer::check(&s, creds).map_err(|e| anyhow::anyhow!(e))?);
     }
-    Signers::new(ready)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!(e))
+    Signers::new(ready).map_err(|e| anyhow::anyhow!(e))
 }
 
 impl signed_http::Host for CapView<'_, SignedHttp> {

@@ -1,6 +1,8 @@
 //! Mode `signed`: send each of `requests` through signed-http and report, per request,
 //! `r<i>` = `STATUS BODY` (the body's first 300 characters) or `error: …`; the backup
-//! stores one object and succeeds either way, so the test reads every answer.
+//! stores one object and succeeds either way, so the test reads every answer. A request
+//! with `guard: true` is registered as a request guard instead (`guarded`, or the error),
+//! and left armed for the host to send as the action ends.
 
 use crate::Params;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, signed_http};
@@ -18,6 +20,8 @@ pub(crate) struct SignedRequest {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    guard: bool,
 }
 
 pub(crate) fn send_all(p: &Params) -> Result<ActionOutput, Error> {
@@ -33,6 +37,14 @@ pub(crate) fn send_all(p: &Params) -> Result<ActionOutput, Error> {
                 .collect(),
             body: r.body.as_ref().map(|b| b.as_bytes().to_vec()),
         };
+        if r.guard {
+            let answer = match sdk::runtime::add_request_guard("hostile", &r.signer, &req) {
+                Ok(_armed) => "guarded".to_string(),
+                Err(e) => format!("error: {}", sdk::error_text(&e)),
+            };
+            out.outputs.push((format!("r{i}"), answer));
+            continue;
+        }
         let answer = match signed_http::send(&r.signer, &req) {
             Ok(resp) => format!(
                 "{} {}",

@@ -274,10 +274,12 @@ impl Opt {
 
 /// A server endpoint a process will talk to (`value`), against the Workload's pin in `env`:
 /// equal to it when pinned; when not, allowed only if the process holds no secret (else the
-/// plugin could send the password to a server of its choice).
+/// plugin could send the password to a server of its choice). A host pin `*.SUFFIX` allows
+/// any one DNS label under SUFFIX: the instances of one account's region
+/// (`*.abcdefghij.eu-west-1.rds.amazonaws.com`), whose names a plugin makes as it goes.
 pub fn pin(env: &str, value: &str, input: &Input) -> Result<(), String> {
     match input.workload_env.get(env) {
-        Some(pinned) if pinned == value => Ok(()),
+        Some(pinned) if pinned == value || one_label_under(pinned, value) => Ok(()),
         Some(pinned) => Err(format!(
             "the Workload pins {env}={pinned}; a plugin cannot send this process elsewhere"
         )),
@@ -286,6 +288,28 @@ pub fn pin(env: &str, value: &str, input: &Input) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// `value` is one DNS label (letters, digits, `-`) under the `*.` pattern `pinned`; the
+/// suffix must have at least two dots, so no pin covers a whole top-level domain.
+fn one_label_under(pinned: &str, value: &str) -> bool {
+    let Some(suffix) = pinned.strip_prefix("*.") else {
+        return false;
+    };
+    if suffix.matches('.').count() < 2 || suffix.contains('*') {
+        return false;
+    }
+    value
+        .to_ascii_lowercase()
+        .strip_suffix(&suffix.to_ascii_lowercase())
+        .and_then(|rest| rest.strip_suffix('.'))
+        .is_some_and(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn random_key() -> String {
@@ -707,6 +731,33 @@ mod tests {
         assert!(vet_with(&["pg_dump", "-h", "127.0.0.1", "shop"], &pg, true).is_ok());
         assert!(vet_with(&["pg_dump", "--dbname=host=evil dbname=shop"], &pg, true).is_err());
         assert!(vet_with(&["pg_dump", "-p5433"], &pg, true).is_err());
+        // A `*.` pin: one label under its suffix, nothing else.
+        let wild = [("PGHOST", "*.abc123.eu-west-1.rds.amazonaws.com")];
+        let wild: BTreeMap<String, String> = wild
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let input = Input::test(&wild, true);
+        assert!(
+            pin(
+                "PGHOST",
+                "shop-dump-1.abc123.eu-west-1.rds.amazonaws.com",
+                &input
+            )
+            .is_ok()
+        );
+        for evil in [
+            "evil.com",
+            "a.b.abc123.eu-west-1.rds.amazonaws.com",
+            "abc123.eu-west-1.rds.amazonaws.com",
+            "x.abc123.eu-west-1.rds.amazonaws.com.evil.com",
+            "x.evilabc123.eu-west-1.rds.amazonaws.com",
+            "x y.abc123.eu-west-1.rds.amazonaws.com",
+        ] {
+            assert!(pin("PGHOST", evil, &input).is_err(), "{evil}");
+        }
+        assert!(!one_label_under("*.com", "evil.com"));
+        assert!(!one_label_under("*.example.com", "evil.example.com"));
         // Unpinned: allowed without a secret, refused with one.
         assert!(vet_with(&["pg_dump", "-h", "db", "shop"], &[], false).is_ok());
         let e = vet_with(&["pg_dump", "-h", "db", "shop"], &[], true).unwrap_err();
