@@ -2,7 +2,8 @@
 //! `r<i>` = `STATUS BODY` (the body's first 300 characters) or `error: …`; the backup
 //! stores one object and succeeds either way, so the test reads every answer. A request
 //! with `guard: true` is registered as a request guard instead (`guarded`, or the error),
-//! and left armed for the host to send as the action ends.
+//! and left armed for the host to send as the action ends. With `then: hang` it then
+//! sleeps `count` seconds (in the guest: no exec needed), for a test to kill its runner.
 
 use crate::Params;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, signed_http};
@@ -57,6 +58,9 @@ pub(crate) fn send_all(p: &Params) -> Result<ActionOutput, Error> {
             Err(e) => format!("error: {}", sdk::error_text(&e)),
         };
         out.outputs.push((format!("r{i}"), answer));
+    }
+    if p.then == "hang" {
+        std::thread::sleep(std::time::Duration::from_secs(p.count.max(1)));
     }
     Ok(out)
 }
