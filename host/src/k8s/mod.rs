@@ -148,8 +148,13 @@ pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
             api_version: "v1",
             kind: "Pod",
         },
+        // What runs outside the cluster (an RDS database): no pods, its params in its data.
+        "configmap" | "configmaps" | "cm" => SubjectKind {
+            api_version: "v1",
+            kind: "ConfigMap",
+        },
         other => bail!(
-            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod"
+            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod, configmap"
         ),
     };
     if !crate::model::names::is_subdomain(name) {

@@ -169,6 +169,22 @@ pub(super) async fn profile(
     Ok((profile, credentials))
 }
 
+/// A ConfigMap subject's params, as a local Workload's `spec.params`: `data.params` is a
+/// YAML map of action name to params (`backup: {instance: shop, region: eu-west-1}`).
+fn config_map_params(
+    obj: &kube::api::DynamicObject,
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let Some(text) = obj.data["data"]["params"].as_str() else {
+        return Ok(BTreeMap::new());
+    };
+    let params: BTreeMap<String, serde_json::Value> = serde_yaml_ng::from_str(text)
+        .map_err(|e| anyhow!("not a map of action to params ({e}); write e.g. `backup: {{instance: shop, region: eu-west-1}}`"))?;
+    if let Some((action, p)) = params.iter().find(|(_, p)| !p.is_object()) {
+        bail!("params of {action:?} must be a map, found {p}");
+    }
+    Ok(params)
+}
+
 /// The Signers `blueprint` grants, from the config namespace, with the Secret values their
 /// credentials name read: what its plugin's `signed-http` calls are signed with. None
 /// when it grants none.
@@ -453,6 +469,11 @@ pub async fn prepare(
         ),
         _ => None,
     };
+    let workload_params = match (sk.kind, &subject) {
+        ("ConfigMap", Some(obj)) => config_map_params(obj)
+            .with_context(|| format!("ConfigMap {subject_ns}/{wname} data.params"))?,
+        _ => BTreeMap::new(),
+    };
     let workload = Workload::new(
         Kind::Workload,
         safe.clone(),
@@ -461,7 +482,7 @@ pub async fn prepare(
             env: BTreeMap::new(),
             secrets: BTreeMap::new(),
             profile: Some(profile_name.clone()),
-            params: BTreeMap::new(),
+            params: workload_params,
             volumes: BTreeMap::new(),
         },
     );

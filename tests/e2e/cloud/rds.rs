@@ -12,22 +12,12 @@ use std::io::{Read, Write};
 
 /// An RDS Query API call straight to moto (setting up what the test backs up).
 pub(super) fn rds(moto: &Moto, form: &str) -> String {
-    query(moto, "rds", &format!("{form}&Version=2014-10-31"))
+    moto.rds(form)
 }
 
 /// A Query API call to moto for `service`.
 fn query(moto: &Moto, service: &str, body: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", moto.port)).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
-        moto.port,
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    moto.query(service, body)
 }
 
 fn setup(endpoint: &str, c: &Cli, params: &str) {

@@ -18,5 +18,6 @@ mod lifecycle;
 mod mover;
 mod policy;
 mod protect;
+mod rds;
 mod signers;
 mod volumes;
