@@ -314,23 +314,31 @@ impl Action for Backup {
         let api = p.target.api();
         let minutes = p.target.wait_minutes;
         let stamp = now_secs();
-        let (mut recorded, snapshot) = match (&p.target.instance, &p.target.cluster) {
+        // Until the restore point's record is stored, a guard deletes the snapshot however
+        // the backup ends (a failure, a deadline, coffer killed while RDS copies): no
+        // snapshot is left that no restore point names.
+        let (mut recorded, snapshot, guard) = match (&p.target.instance, &p.target.cluster) {
             (Some(id), _) => {
                 let i = instance::describe(&api, id)?;
                 let snap = format!("coffer-{id}-{stamp}");
-                instance::snapshot(&api, id, &snap, &[("managed-by", "coffer".into())], minutes)
-                    .inspect_err(|_| {
-                        let _ = instance::delete_snapshot(&api, &snap);
-                    })?;
-                (i.recorded, snap)
+                let guard = api.guard(
+                    &format!("delete snapshot {snap}"),
+                    "DeleteDBSnapshot",
+                    &[("DBSnapshotIdentifier", snap.clone())],
+                )?;
+                instance::snapshot(&api, id, &snap, &[("managed-by", "coffer".into())], minutes)?;
+                (i.recorded, snap, guard)
             }
             (_, Some(id)) => {
                 let (r, _, _) = cluster::describe(&api, id)?;
                 let snap = format!("coffer-{id}-{stamp}");
-                cluster::snapshot(&api, id, &snap, minutes).inspect_err(|_| {
-                    let _ = cluster::delete_snapshot(&api, &snap);
-                })?;
-                (r, snap)
+                let guard = api.guard(
+                    &format!("delete cluster snapshot {snap}"),
+                    "DeleteDBClusterSnapshot",
+                    &[("DBClusterSnapshotIdentifier", snap.clone())],
+                )?;
+                cluster::snapshot(&api, id, &snap, minutes)?;
+                (r, snap, guard)
             }
             _ => unreachable!("checked"),
         };
@@ -338,17 +346,10 @@ impl Action for Backup {
         recorded.region = p.target.region.clone();
         recorded.api_endpoint = p.target.api_endpoint.clone();
         let store = location::open(LOCATION)?;
-        let stored = serde_json::to_vec_pretty(&recorded)
-            .map_err(|e| sdk::internal(e.to_string()))
-            .and_then(|json| store.put_bytes(RECORD, &json, &sdk::compressed()));
-        let info = match stored {
-            Ok(i) => i,
-            Err(e) => {
-                // No restore point will name it: it goes.
-                let _ = delete(&api, &recorded);
-                return Err(e);
-            }
-        };
+        let json = serde_json::to_vec_pretty(&recorded).map_err(|e| sdk::internal(e.to_string()))?;
+        let info = store.put_bytes(RECORD, &json, &sdk::compressed())?;
+        // The restore point names it from now on.
+        guard.disarm();
         let mut a = sdk::artifact("rds-snapshot", LOCATION, &info);
         a.metadata = vec![
             ("kind".into(), format!("rds-{}-snapshot", recorded.kind)),

@@ -255,6 +255,22 @@ fn throttling_proxy(
     moto_port: u16,
     refuse: usize,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let (port, refused, _) = proxy(moto_port, refuse, false);
+    (port, refused)
+}
+
+/// The heads of the requests a proxy passed on, with their bodies' first 200 bytes.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`throttling_proxy`]; with `stall`, every snapshot it passes on is still being created
+/// (a big database's snapshot takes hours). Also what it passed on.
+fn proxy(
+    moto_port: u16,
+    refuse: usize,
+    stall: bool,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>, Seen) {
+    let seen = Seen::default();
+    let record = seen.clone();
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -282,18 +298,26 @@ fn throttling_proxy(
                     );
                     continue;
                 }
+                let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                record.lock().unwrap().push(format!("{head}{start}"));
                 let mut up = std::net::TcpStream::connect(("127.0.0.1", moto_port)).unwrap();
                 up.write_all(head.as_bytes()).unwrap();
                 up.write_all(&body).unwrap();
-                let Some((rhead, rbody)) = read_message(&mut up) else {
+                let Some((rhead, mut rbody)) = read_message(&mut up) else {
                     break;
                 };
+                if stall && body.windows(26).any(|w| w == b"Action=DescribeDBSnapshots") {
+                    // The same length: the head's Content-Length stays right.
+                    let text = String::from_utf8_lossy(&rbody)
+                        .replace("<Status>available</Status>", "<Status>creating </Status>");
+                    rbody = text.into_bytes();
+                }
                 let _ = client.write_all(rhead.as_bytes());
                 let _ = client.write_all(&rbody);
             }
         }
     });
-    (port, refused)
+    (port, refused, seen)
 }
 
 #[test]
@@ -316,5 +340,123 @@ fn throttling_and_server_errors_are_retried() {
     assert!(
         snaps.contains(b["status"]["outputs"]["snapshot"].as_str().unwrap()),
         "{snaps}"
+    );
+}
+
+#[test]
+fn a_snapshot_no_restore_point_names_is_deleted_even_when_coffer_is_killed() {
+    let moto = Moto::start();
+    rds(
+        &moto,
+        "Action=CreateDBInstance&DBInstanceIdentifier=shop&DBInstanceClass=db.t3.micro&Engine=postgres&AllocatedStorage=20&MasterUsername=admin&MasterUserPassword=secret123",
+    );
+    let (port, _, _) = proxy(moto.port, 0, true);
+    let c = cli();
+    setup(&format!("http://127.0.0.1:{port}"), &c, "instance: shop");
+    let coffers = || {
+        let mut s = xml_all(
+            &rds(&moto, "Action=DescribeDBSnapshots"),
+            "DBSnapshotIdentifier",
+        );
+        s.retain(|s| s.starts_with("coffer-"));
+        s
+    };
+    let mut run = c.command().args(["backup", "db"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while coffers().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no snapshot was made");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // RDS is still copying (as the proxy says): coffer dies.
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_eq!(coffers().len(), 1);
+    // The next coffer command sends the guard's delete.
+    let sets = c.ok(&["get", "actionsets", "-o", "json"]).json();
+    assert!(coffers().is_empty(), "{:?}", coffers());
+    let set = &sets[0]["status"];
+    assert_eq!(set["phase"], "Failed", "{sets:#}");
+    assert_eq!(set["guards"][0]["firedBy"], "recovery", "{sets:#}");
+    assert!(
+        c.ok(&["get", "restorepoints", "-o", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn without_keys_a_signer_exchanges_a_web_identity_token_at_sts() {
+    let moto = Moto::start();
+    rds(
+        &moto,
+        "Action=CreateDBInstance&DBInstanceIdentifier=shop&DBInstanceClass=db.t3.micro&Engine=postgres&AllocatedStorage=20&MasterUsername=admin&MasterUserPassword=secret123",
+    );
+    let (port, _, seen) = proxy(moto.port, 0, false);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let c = cli();
+    let token = c.home.path().join("token");
+    // What EKS mounts for a service account: an OIDC token (any JWT-shaped text for moto).
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjb2ZmZXIifQ.c2lnbmF0dXJl\n",
+    )
+    .unwrap();
+    let applied = c.apply(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Signer\nmetadata: {{name: aws}}\nspec: {{type: aws-sigv4, region: us-east-1, endpoint: \"{endpoint}\"}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: db}}\nspec:\n  blueprint: rds\n  params:\n    backup: {{instance: shop, region: us-east-1, apiEndpoint: \"{endpoint}\"}}\n"
+    ));
+    assert!(applied.ok, "{}", applied.stderr);
+    let with_identity = |token: &std::path::Path| {
+        let mut cmd = c.command();
+        cmd.args(["backup", "db", "-o", "json"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", token)
+            .env(
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/coffer-backup",
+            )
+            .env("AWS_ENDPOINT_URL_STS", &endpoint);
+        cmd.output().unwrap()
+    };
+    let out = with_identity(&token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["status"]["phase"], "Completed", "{b:#}");
+    // STS was asked first, unsigned, with the token; the RDS calls were then signed with
+    // the temporary keys it gave (an ASIA key id and a session token).
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen[0].contains("Action=AssumeRoleWithWebIdentity"),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen[0].to_ascii_lowercase().contains("authorization:"),
+        "{}",
+        seen[0]
+    );
+    let rds_calls: Vec<&String> = seen
+        .iter()
+        .filter(|h| h.contains("/rds/aws4_request"))
+        .collect();
+    assert!(!rds_calls.is_empty(), "{seen:#?}");
+    for h in rds_calls {
+        let lower = h.to_ascii_lowercase();
+        assert!(lower.contains("credential=asia"), "{h}");
+        assert!(lower.contains("x-amz-security-token:"), "{h}");
+    }
+    // A token file that is not there fails before the plugin runs, naming it.
+    let out = with_identity(std::path::Path::new("/nonexistent/token"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AWS_WEB_IDENTITY_TOKEN_FILE /nonexistent/token"),
+        "{err}"
     );
 }

@@ -273,6 +273,10 @@ impl Signers {
     /// Sign a checked request with its Signer's credentials, send it, read the answer.
     async fn dispatch(&self, c: &Checked) -> Result<signed_http::Response, WitError> {
         let signer = self.get(&c.signer)?;
+        signer
+            .refresh(&self.client)
+            .await
+            .map_err(WitError::Unavailable)?;
         let (method, url) = (&c.method, &c.url);
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),

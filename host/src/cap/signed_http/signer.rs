@@ -1,6 +1,7 @@
 //! A Signer made ready for an action: its credentials read (by reference, or from the
-//! standard AWS chain of the coffer process) and held in memory only, and SigV4 signing
-//! with them (`aws-sigv4`).
+//! standard AWS chain of the coffer process: the environment, the shared credentials file,
+//! a web identity token) and held in memory only, and SigV4 signing with them
+//! (`aws-sigv4`).
 
 use crate::credentials::Credentials as HostCredentials;
 use crate::model::{Signer, SignerType};
@@ -10,7 +11,11 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+mod web_identity;
+use web_identity::WebIdentity;
 
 /// One Signer, ready to sign.
 pub struct ReadySigner {
@@ -18,14 +23,21 @@ pub struct ReadySigner {
     pub region: String,
     /// Where requests go instead of AWS (scheme, host, port).
     pub endpoint: Option<url::Url>,
-    keys: Keys,
+    keys: Source,
 }
 
-/// Static keys. Never printed (no Debug).
+/// Keys. Never printed (no Debug).
 struct Keys {
     access_key_id: String,
     secret_access_key: String,
     session_token: Option<String>,
+}
+
+/// Where the keys come from: given, or STS for a web identity (refreshed before they
+/// expire).
+enum Source {
+    Static(Arc<Keys>),
+    WebIdentity(Box<WebIdentity>),
 }
 
 impl ReadySigner {
@@ -36,22 +48,44 @@ impl ReadySigner {
             name: name.into(),
             region: region.into(),
             endpoint: endpoint.map(|e| url::Url::parse(e).unwrap()),
-            keys: Keys {
+            keys: Source::Static(Arc::new(Keys {
                 access_key_id: "AKID".into(),
                 secret_access_key: "secret".into(),
                 session_token: None,
-            },
+            })),
         }
     }
 
-    /// The secret values, for the action's redactor.
+    /// The secret values, for the action's redactor (a web identity's token; the keys STS
+    /// gives for it are never logged either).
     pub fn secret_values(&self) -> Vec<String> {
-        let k = &self.keys;
-        [Some(&k.secret_access_key), k.session_token.as_ref()]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
+        match &self.keys {
+            Source::Static(k) => [Some(&k.secret_access_key), k.session_token.as_ref()]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            Source::WebIdentity(w) => w.secret_values(),
+        }
+    }
+
+    /// Keys good for the next few minutes: a web identity's are fetched from STS (again
+    /// when they are about to expire).
+    pub async fn refresh(&self, client: &reqwest::Client) -> Result<(), String> {
+        match &self.keys {
+            Source::Static(_) => Ok(()),
+            Source::WebIdentity(w) => w
+                .refresh(client)
+                .await
+                .map_err(|e| format!("Signer {}: {e}", self.name)),
+        }
+    }
+
+    fn current(&self) -> Result<Arc<Keys>, String> {
+        match &self.keys {
+            Source::Static(k) => Ok(k.clone()),
+            Source::WebIdentity(w) => w.current(),
+        }
     }
 
     /// The headers that sign `method url` with `headers` and `body` for `service` at
@@ -82,10 +116,11 @@ impl ReadySigner {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Vec<(String, String)>, String> {
+        let keys = self.current()?;
         let identity = Credentials::new(
-            &self.keys.access_key_id,
-            &self.keys.secret_access_key,
-            self.keys.session_token.clone(),
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            keys.session_token.clone(),
             None,
             "coffer-signer",
         )
@@ -163,7 +198,7 @@ pub fn check(s: &Signer, creds: &HostCredentials) -> Result<ReadySigner, String>
             let read = |field: &str, r: &crate::model::SecretRef| {
                 creds.read(&format!("Signer {name}: spec.credentials.{field}"), r)
             };
-            Keys {
+            Source::Static(Arc::new(Keys {
                 access_key_id: read("accessKeyId", &c.access_key_id)?,
                 secret_access_key: read("secretAccessKey", &c.secret_access_key)?,
                 session_token: c
@@ -171,9 +206,10 @@ pub fn check(s: &Signer, creds: &HostCredentials) -> Result<ReadySigner, String>
                     .as_ref()
                     .map(|t| read("sessionToken", t))
                     .transpose()?,
-            }
+            }))
         }
-        None => chain().map_err(|e| format!("Signer {name}: no spec.credentials, and {e}"))?,
+        None => chain(name, &s.spec.region)
+            .map_err(|e| format!("Signer {name}: no spec.credentials, and {e}"))?,
     };
     Ok(ReadySigner {
         name: name.to_string(),
@@ -185,37 +221,44 @@ pub fn check(s: &Signer, creds: &HostCredentials) -> Result<ReadySigner, String>
 
 /// The standard AWS chain of this process: the environment, then the shared credentials
 /// file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`, profile `AWS_PROFILE` or
-/// `default`).
-fn chain() -> Result<Keys, String> {
+/// `default`), then a web identity token (`AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`:
+/// EKS's IAM roles for service accounts) exchanged with STS.
+fn chain(name: &str, region: &str) -> Result<Source, String> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-        return Ok(Keys {
+        return Ok(Source::Static(Arc::new(Keys {
             access_key_id: id,
             secret_access_key: secret,
             session_token: var("AWS_SESSION_TOKEN"),
-        });
+        })));
     }
     let file = var("AWS_SHARED_CREDENTIALS_FILE")
         .map(std::path::PathBuf::from)
         .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")));
     let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    let text = file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .ok_or_else(|| {
-            "the AWS chain found no keys: neither AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-             nor a shared credentials file (~/.aws/credentials); give the Signer \
-             spec.credentials, or set those"
-                .to_string()
-        })?;
+    let text = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+    let Some(text) = text else {
+        if let (Some(token_file), Some(role)) =
+            (var("AWS_WEB_IDENTITY_TOKEN_FILE"), var("AWS_ROLE_ARN"))
+        {
+            return WebIdentity::new(name, region, token_file.into(), role)
+                .map(|w| Source::WebIdentity(Box::new(w)));
+        }
+        return Err(
+            "the AWS chain found no keys: not AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+             not a shared credentials file (~/.aws/credentials), not AWS_WEB_IDENTITY_TOKEN_FILE \
+             with AWS_ROLE_ARN; give the Signer spec.credentials, or set one of those"
+                .to_string(),
+        );
+    };
     let values = ini_section(&text, &profile);
     let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     match (get("aws_access_key_id"), get("aws_secret_access_key")) {
-        (Some(id), Some(secret)) => Ok(Keys {
+        (Some(id), Some(secret)) => Ok(Source::Static(Arc::new(Keys {
             access_key_id: id,
             secret_access_key: secret,
             session_token: get("aws_session_token"),
-        }),
+        }))),
         _ => Err(format!(
             "profile [{profile}] of {} has no aws_access_key_id and aws_secret_access_key",
             file.map(|f| f.display().to_string()).unwrap_or_default()
@@ -276,11 +319,11 @@ mod tests {
                 name: "test".into(),
                 region: ctx["region"].as_str().unwrap().into(),
                 endpoint: None,
-                keys: Keys {
+                keys: Source::Static(Arc::new(Keys {
                     access_key_id: c["access_key_id"].as_str().unwrap().into(),
                     secret_access_key: c["secret_access_key"].as_str().unwrap().into(),
                     session_token: c["token"].as_str().map(String::from),
-                },
+                })),
             };
             let time = time::OffsetDateTime::parse(
                 ctx["timestamp"].as_str().unwrap(),
