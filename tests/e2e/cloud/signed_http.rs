@@ -62,6 +62,8 @@ fn requests_are_signed_within_the_grant_and_the_keys_show_nowhere() {
         {"guard": true, "signer": "aws", "method": "DELETE", "url": format!("{e}/signed/hello.txt")},
         {"guard": true, "signer": "aws", "method": "PUT", "url": format!("{e}/signed/big.txt"), "body": "x".repeat(70_000)},
         {"guard": true, "signer": "gcp", "method": "GET", "url": format!("{e}/")},
+        // A user in the URL (credentials a plugin could smuggle to another host).
+        {"signer": "aws", "method": "GET", "url": format!("http://coffer:pw@127.0.0.1:{}/", s3.port)},
     ]);
     let applied = c.apply(&format!(
         "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: signed}}\nspec:\n  plugin: {{path: {}}}\n  grants:\n    location: [read, write, delete]\n    signedHttp:\n      - {{signer: aws, service: s3, methods: [GET, PUT]}}\n      - {{signer: other, service: s3}}\n  params:\n    backup: {{mode: signed, requests: {requests}}}\n---\napiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: app}}\nspec: {{blueprint: signed}}\n",
@@ -99,6 +101,7 @@ fn requests_are_signed_within_the_grant_and_the_keys_show_nowhere() {
         (10, "outside what Blueprint grants"),
         (11, "at most 65536"),
         (12, "not declared"),
+        (13, "with no user"),
     ] {
         assert!(
             answer(i).starts_with("error:") && answer(i).contains(why),
