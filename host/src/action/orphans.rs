@@ -13,13 +13,9 @@ impl Coffer {
     pub(super) async fn fire_orphaned_guards(&self, a: &ActionSet) -> (Vec<GuardRecord>, String) {
         let mut guards = a.status.guards.clone();
         // Exactly where the runner ran them: the Workload's own process environment.
-        let backend = self.workload(&a.spec.workload).map(|w| {
-            LocalExec::new(
-                w.name().to_string(),
-                w.spec.env.clone(),
-                w.spec.volumes.clone(),
-            )
-        });
+        let backend = self
+            .workload(&a.spec.workload)
+            .and_then(|w| LocalExec::for_workload(&w).map_err(|e| anyhow::anyhow!(e)));
         // The Signers request guards send with, with their keys as they are now.
         let names: Vec<&str> = guards
             .iter()

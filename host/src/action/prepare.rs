@@ -271,6 +271,7 @@ impl Coffer {
                     WorkloadSpec {
                         blueprint: rp.spec.blueprint.clone(),
                         env: BTreeMap::new(),
+                        run_as: None,
                         secrets: BTreeMap::new(),
                         profile: Some(rp.spec.profile.clone()),
                         params: BTreeMap::new(),
@@ -465,11 +466,10 @@ impl Coffer {
         let mode = match &cluster {
             Some(c) => c.backends.clone(),
             None => Backends::default()
-                .with::<Arc<dyn ExecBackend>>(Arc::new(LocalExec::new(
-                    wname.clone(),
-                    workload.spec.env.clone(),
-                    workload.spec.volumes.clone(),
-                )))
+                .with::<Arc<dyn ExecBackend>>(Arc::new(
+                    LocalExec::for_workload(&workload)
+                        .map_err(|e| anyhow!("Workload {wname}: {e}"))?,
+                ))
                 .with::<Arc<dyn SnapshotBackend>>(Arc::new(BtrfsSnapshots {
                     workload: wname.clone(),
                     volumes: workload.spec.volumes.clone(),

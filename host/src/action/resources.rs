@@ -269,6 +269,9 @@ impl Coffer {
                 Ok(())
             }
             Document::Workload(w) => {
+                if let Some(user) = &w.spec.run_as {
+                    crate::cap::exec::run_as::RunAs::for_workload(user).map_err(|e| anyhow!(e))?;
+                }
                 for (name, r) in &w.spec.secrets {
                     if r.file.is_some() == r.env.is_some() || r.secret.is_some() {
                         bail!("spec.secrets.{name}: give exactly one of `file` or `env`");

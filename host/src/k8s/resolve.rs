@@ -480,6 +480,7 @@ pub async fn prepare(
         WorkloadSpec {
             blueprint: blueprint_name,
             env: BTreeMap::new(),
+            run_as: None,
             secrets: BTreeMap::new(),
             profile: Some(profile_name.clone()),
             params: workload_params,

@@ -9,6 +9,10 @@ pub struct WorkloadSpec {
     /// Environment of every process the plugin runs for this workload.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The OS user its processes run as (e.g. `postgres`, who owns the data directory);
+    /// default: coffer's own. Only a coffer running as root can use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
     /// Secrets by logical name (e.g. `password`), never inline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,

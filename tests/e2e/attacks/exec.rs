@@ -494,3 +494,51 @@ async fn an_old_psql_gets_no_script() {
     );
     assert!(!m.exists(), "the old psql was started with the script");
 }
+
+/// `spec.runAs`: the Workload's processes run as that user (its uid, group and groups, its
+/// HOME), never as root; a user that does not exist is refused when the Workload is
+/// applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_as_starts_processes_as_the_workload_user() {
+    let f = common::fixture(r#"exec: ["sh **"], unsafeArgs: true"#, "{}").await;
+    let yaml = |user: &str| {
+        format!(
+            "apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: victim}}\nspec: {{blueprint: hostile, runAs: {user}}}\n"
+        )
+    };
+    let e = f
+        .coffer
+        .apply("test", &yaml("no-such-user-coffer"))
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("no user \"no-such-user-coffer\""),
+        "{e:#}"
+    );
+
+    f.coffer.apply("test", &yaml("nobody")).unwrap();
+    let nobody = coffer::cap::exec::run_as::RunAs::lookup("nobody").unwrap();
+    let a = run(&f, &["sh", "-c", "id -u"], &[], &[]).await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    assert_eq!(a.status.outputs["stdout"].trim(), nobody.uid.to_string());
+    let a = run(&f, &["sh", "-c", "id -G"], &[], &[]).await;
+    let groups = a.status.outputs["stdout"].trim().to_string();
+    assert!(
+        !groups.split(' ').any(|g| g == "0"),
+        "still in root's group: {groups}"
+    );
+    // Whatever it runs cannot do what root could.
+    let a = run(
+        &f,
+        &["sh", "-c", "touch /root/coffer-run-as-marker"],
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(a.status.phase, Phase::Failed);
+    assert!(!Path::new("/root/coffer-run-as-marker").exists());
+    let a = run(&f, &["sh", "-c", "echo $HOME $USER"], &[], &[]).await;
+    assert_eq!(
+        a.status.outputs["stdout"].trim(),
+        format!("{} nobody", nobody.home.display())
+    );
+}

@@ -1,9 +1,10 @@
 //! Local processes (local mode): argv run directly, never through a shell, as coffer's own
-//! user, in `/`, with a clean environment made of a few basics, what the plugin adds, and
+//! user (or the Workload's `spec.runAs`), in `/`, with a clean environment made of a few basics, what the plugin adds, and
 //! the Workload's env (which wins). The program is found on the Workload's PATH (else
 //! coffer's) by the host, before anything a plugin sets could matter.
 
 use super::files::{self, Scratch};
+use super::run_as::RunAs;
 use super::{BoxRead, BoxWrite, ExecBackend, ExitInfo, Place, RunningProcess, SpawnSpec};
 use crate::wit::WitError;
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ pub struct LocalExec {
     pub env: BTreeMap<String, String>,
     /// The Workload's volumes by name (`spec.volumes`): where `install-file` may write.
     pub volumes: BTreeMap<String, PathBuf>,
+    /// The user its processes run as (`spec.runAs`); None: coffer's own.
+    run_as: Option<RunAs>,
     scratch: Mutex<Option<Scratch>>,
 }
 
@@ -37,8 +40,22 @@ impl LocalExec {
             workload,
             env,
             volumes,
+            run_as: None,
             scratch: Mutex::new(None),
         }
+    }
+
+    /// The processes of Workload `w`, as its `spec.runAs` user when it has one.
+    pub fn for_workload(w: &crate::model::Workload) -> Result<LocalExec, String> {
+        let mut exec = LocalExec::new(
+            w.name().to_string(),
+            w.spec.env.clone(),
+            w.spec.volumes.clone(),
+        );
+        if let Some(user) = &w.spec.run_as {
+            exec.run_as = Some(RunAs::for_workload(user)?);
+        }
+        Ok(exec)
     }
 
     fn own(&self, at: &Place) -> Result<(), WitError> {
@@ -140,6 +157,9 @@ impl ExecBackend for LocalExec {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        if let Some(r) = &self.run_as {
+            r.apply(&mut cmd);
+        }
         cmd.envs(&self.env);
         // A mark every descendant inherits: one that left the process group (setsid, a
         // daemonizing tool) is still found and stopped when the process is cleaned up.
@@ -189,7 +209,14 @@ impl ExecBackend for LocalExec {
                 .get("TMPDIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir);
-            *guard = Some(Scratch::create(&parent)?);
+            let scratch = Scratch::create(&parent)?;
+            // The processes that write there run as the Workload's user.
+            if let Some(r) = &self.run_as {
+                std::os::unix::fs::chown(scratch.path(), Some(r.uid), Some(r.gid)).map_err(
+                    |e| WitError::Io(format!("giving the scratch directory to {}: {e}", r.user)),
+                )?;
+            }
+            *guard = Some(scratch);
         }
         Ok(guard.as_ref().unwrap().path().display().to_string())
     }

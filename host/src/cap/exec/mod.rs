@@ -9,6 +9,7 @@ mod local;
 pub mod mover;
 mod pod;
 pub mod policy;
+pub mod run_as;
 pub mod scripted;
 mod stdin_filter;
 mod wit;
