@@ -34,6 +34,8 @@ need restic restic
 need mkfs.btrfs btrfs-progs
 # MariaDB's own physical backup: what the quiesce-window benchmark compares against.
 need mariadb-backup mariadb-backup
+# Physical PostgreSQL backups (the pgbackrest plugin drives the real tool).
+need pgbackrest pgbackrest
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

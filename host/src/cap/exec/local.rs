@@ -126,6 +126,10 @@ impl ExecBackend for LocalExec {
         self.env.clone()
     }
 
+    fn volumes(&self) -> Vec<PathBuf> {
+        self.volumes.values().cloned().collect()
+    }
+
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
         self.own(&Place {
             workload: spec.workload.clone(),

@@ -151,6 +151,11 @@ pub trait ExecBackend: Send + Sync {
         Default::default()
     }
 
+    /// The Workload's volumes: the directories a tool may restore into.
+    fn volumes(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// The action's scratch directory in `at`, made (private, 0700) on first use and
     /// removed with everything in it when the backend is dropped at the action's end.
     async fn scratch_dir(&self, at: &Place) -> Result<String, WitError>;

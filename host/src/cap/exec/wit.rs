@@ -56,12 +56,14 @@ pub(crate) fn vet(
     }
     let at = place(scope, &cmd.target);
     let scratch = exec.backend.scratch(&at);
+    let volumes = exec.backend.volumes();
     let vetted = policy::vet(
         &cmd.argv,
         &policy::Input {
             workload_env: &pinned,
             has_secret: !secret_names.is_empty(),
             scratch: scratch.as_deref(),
+            volumes: &volumes,
         },
     )
     .map_err(|e| WitError::Denied(format!("exec: {e}")))?;

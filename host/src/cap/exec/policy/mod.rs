@@ -13,6 +13,7 @@
 mod etcd;
 mod mariadb;
 mod pg;
+mod pgbackrest;
 mod redis;
 pub mod syntax;
 
@@ -28,6 +29,8 @@ pub struct Input<'a> {
     pub has_secret: bool,
     /// The action's scratch directory in this target, once the plugin asked for one.
     pub scratch: Option<&'a str>,
+    /// The Workload's volumes (`spec.volumes`): where a tool may restore into.
+    pub volumes: &'a [std::path::PathBuf],
 }
 
 impl<'a> Input<'a> {
@@ -37,6 +40,7 @@ impl<'a> Input<'a> {
             workload_env: env,
             has_secret,
             scratch: Some("/tmp/coffer-scratch.x"),
+            volumes: &[],
         }
     }
 
@@ -137,6 +141,12 @@ static TOOLS: &[Tool] = &[
         inject: &[],
     },
     Tool {
+        names: &["pgbackrest"],
+        syntax: Syntax::Gnu,
+        tables: &[pgbackrest::PGBACKREST],
+        inject: &[],
+    },
+    Tool {
         names: &["redis-check-rdb"],
         syntax: Syntax::Gnu,
         tables: &[],
@@ -216,6 +226,7 @@ pub fn vet(argv: &[String], input: &Input) -> Result<Vetted, String> {
             pg::positionals(name, &positionals, input).map_err(refuse)?
         }
         "redis-cli" => redis::positionals(&positionals).map_err(refuse)?,
+        "pgbackrest" => pgbackrest::positionals(&positionals, args).map_err(refuse)?,
         "etcdctl" => etcd::positionals(&positionals, input).map_err(refuse)?,
         "redis-check-rdb" => match positionals.as_slice() {
             [file] => input.in_scratch(file).map_err(refuse)?,

@@ -1,0 +1,300 @@
+//! pgbackrest: the user's own pgBackRest, its configuration pinned by the Workload
+//! (`PGBACKREST_CONFIG`, `PGBACKREST_STANZA` … in `spec.env`, which pgBackRest reads).
+//!
+//! What it must never do for a plugin: run another program (`--cmd`, `--cmd-ssh`), read
+//! another configuration (`--config*`), send the database elsewhere (a repo path, host or
+//! bucket of the plugin's choosing, a pg host), write where it likes (lock, log and spool
+//! paths), or restore over a directory the Workload did not name (`--pg1-path` outside its
+//! volumes, `--force`). A restore must say `--archive-mode=off`, so the copy never pushes WAL
+//! into the original's stanza. Every option not listed is refused.
+
+use super::Input;
+use super::syntax::{Arg, Opt, Rule};
+
+pub static PGBACKREST: &[Opt] = &[
+    Opt::new("stanza", None, Arg::Required, Rule::Check(plain)),
+    Opt::new(
+        "type",
+        None,
+        Arg::Required,
+        Rule::Check(backup_or_target_type),
+    ),
+    Opt::new("set", None, Arg::Required, Rule::Check(label)),
+    Opt::new("target", None, Arg::Required, Rule::Check(no_control)),
+    Opt::new(
+        "target-action",
+        None,
+        Arg::Required,
+        Rule::Check(target_action),
+    ),
+    Opt::new("target-exclusive", None, Arg::No, Rule::Allow),
+    Opt::new("target-timeline", None, Arg::Required, Rule::Check(plain)),
+    Opt::new(
+        "archive-mode",
+        None,
+        Arg::Required,
+        Rule::Check(archive_off),
+    ),
+    Opt::new("delta", None, Arg::No, Rule::Allow),
+    Opt::new("pg1-path", None, Arg::Required, Rule::Check(in_volume)),
+    Opt::new("output", None, Arg::Required, Rule::Check(output)),
+    Opt::new("log-level-console", None, Arg::Required, Rule::Check(plain)),
+    Opt::new("log-level-stderr", None, Arg::Required, Rule::Check(plain)),
+    Opt::new("process-max", None, Arg::Required, Rule::Check(number)),
+    Opt::new("start-fast", None, Arg::No, Rule::Allow),
+    Opt::new("repo", None, Arg::Required, Rule::Check(number)),
+    Opt::new("config", None, Arg::Required, Rule::Deny(CONFIG)),
+    Opt::new("config-path", None, Arg::Required, Rule::Deny(CONFIG)),
+    Opt::new(
+        "config-include-path",
+        None,
+        Arg::Required,
+        Rule::Deny(CONFIG),
+    ),
+    Opt::new(
+        "cmd",
+        None,
+        Arg::Required,
+        Rule::Deny("it names a program to run"),
+    ),
+    Opt::new(
+        "cmd-ssh",
+        None,
+        Arg::Required,
+        Rule::Deny("it names a program to run"),
+    ),
+    Opt::new(
+        "force",
+        None,
+        Arg::No,
+        Rule::Deny("it overwrites a directory that is not empty"),
+    ),
+];
+
+const CONFIG: &str = "the configuration is the Workload's (PGBACKREST_CONFIG in spec.env)";
+
+/// The commands a plugin may run.
+const COMMANDS: &[&str] = &[
+    "info",
+    "check",
+    "stanza-create",
+    "backup",
+    "restore",
+    "expire",
+    "verify",
+    "version",
+];
+
+fn plain(v: &str, _: &Input) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && !v.starts_with('-')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| format!("{v:?}: letters, digits, '-', '_' and '.' only"))
+}
+
+fn number(v: &str, _: &Input) -> Result<(), String> {
+    v.parse::<u32>()
+        .map(|_| ())
+        .map_err(|_| format!("{v:?} is not a number"))
+}
+
+/// A backup label: `20260101-120000F`, `…F_20260101-130000I`.
+fn label(v: &str, _: &Input) -> Result<(), String> {
+    let ok = v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| format!("{v:?} is not a backup label like 20260101-120000F"))
+}
+
+fn backup_or_target_type(v: &str, _: &Input) -> Result<(), String> {
+    const TYPES: &[&str] = &[
+        "full",
+        "diff",
+        "incr",
+        "immediate",
+        "time",
+        "lsn",
+        "xid",
+        "name",
+        "default",
+        "standby",
+    ];
+    TYPES
+        .contains(&v)
+        .then_some(())
+        .ok_or_else(|| format!("{v:?} is not one of {}", TYPES.join(", ")))
+}
+
+fn target_action(v: &str, _: &Input) -> Result<(), String> {
+    ["pause", "promote", "shutdown"]
+        .contains(&v)
+        .then_some(())
+        .ok_or_else(|| format!("{v:?} is not pause, promote or shutdown"))
+}
+
+fn no_control(v: &str, _: &Input) -> Result<(), String> {
+    (!v.chars().any(char::is_control))
+        .then_some(())
+        .ok_or_else(|| "a recovery target has no control characters".into())
+}
+
+fn archive_off(v: &str, _: &Input) -> Result<(), String> {
+    (v == "off")
+        .then_some(())
+        .ok_or_else(|| "only --archive-mode=off: a restored copy must never push WAL into the original's stanza".into())
+}
+
+fn output(v: &str, _: &Input) -> Result<(), String> {
+    ["json", "text"]
+        .contains(&v)
+        .then_some(())
+        .ok_or_else(|| format!("{v:?} is not json or text"))
+}
+
+/// A directory the Workload names as a volume, or one directly inside one.
+fn in_volume(v: &str, input: &Input) -> Result<(), String> {
+    let p = std::path::Path::new(v);
+    let clean = p.is_absolute()
+        && !p.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        });
+    let inside = clean
+        && input
+            .volumes
+            .iter()
+            .any(|vol| p == vol.as_path() || p.parent() == Some(vol.as_path()));
+    inside.then_some(()).ok_or_else(|| {
+        format!(
+            "{v}: a restore goes into a Workload volume (spec.volumes) or a directory directly in one"
+        )
+    })
+}
+
+/// The command (one word), and what a restore must say.
+pub fn positionals(words: &[String], argv: &[String]) -> Result<(), String> {
+    let [command] = words else {
+        return Err(format!(
+            "give one pgbackrest command ({}), not {words:?}",
+            COMMANDS.join(", ")
+        ));
+    };
+    if !COMMANDS.contains(&command.as_str()) {
+        return Err(format!(
+            "pgbackrest command {command:?} is not allowed here (allowed: {})",
+            COMMANDS.join(", ")
+        ));
+    }
+    if command == "restore" && !argv.iter().any(|a| a == "--archive-mode=off") {
+        return Err(
+            "a restore needs --archive-mode=off: without it the copy pushes WAL into the original's stanza"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Input, vet};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn vet_in(a: &[&str], volumes: &[PathBuf]) -> Result<(), String> {
+        let env = BTreeMap::new();
+        let input = Input {
+            volumes,
+            ..Input::test(&env, false)
+        };
+        let argv: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        vet(&argv, &input).map(|_| ())
+    }
+
+    #[test]
+    fn only_the_workloads_pgbackrest_runs_and_restores_only_into_its_volumes() {
+        let vols = [PathBuf::from("/srv/restores")];
+        for ok in [
+            &["pgbackrest", "--stanza=main", "--type=incr", "backup"][..],
+            &["pgbackrest", "--stanza=main", "--output=json", "info"],
+            &[
+                "pgbackrest",
+                "--stanza=main",
+                "--set=20260101-120000F_20260101-130000I",
+                "--pg1-path=/srv/restores/pg",
+                "--type=time",
+                "--target=2026-01-01 12:30:00+00",
+                "--target-action=promote",
+                "--archive-mode=off",
+                "restore",
+            ],
+            &[
+                "pgbackrest",
+                "--stanza=main",
+                "--set=20260101-120000F",
+                "expire",
+            ],
+        ] {
+            vet_in(ok, &vols).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for (bad, why) in [
+            (&["pgbackrest", "--cmd=/bin/sh", "backup"][..], "program"),
+            (
+                &["pgbackrest", "--config=/tmp/evil.conf", "backup"],
+                "PGBACKREST_CONFIG",
+            ),
+            (
+                &["pgbackrest", "--repo1-path=/tmp/loot", "backup"],
+                "not one coffer knows",
+            ),
+            (
+                &["pgbackrest", "--repo1-host=evil", "backup"],
+                "not one coffer knows",
+            ),
+            (
+                &["pgbackrest", "--lock-path=/etc", "backup"],
+                "not one coffer knows",
+            ),
+            (
+                &[
+                    "pgbackrest",
+                    "--pg1-path=/etc",
+                    "--archive-mode=off",
+                    "restore",
+                ],
+                "Workload volume",
+            ),
+            (
+                &[
+                    "pgbackrest",
+                    "--pg1-path=/srv/restores/../../etc",
+                    "--archive-mode=off",
+                    "restore",
+                ],
+                "Workload volume",
+            ),
+            (
+                &["pgbackrest", "--pg1-path=/srv/restores/pg", "restore"],
+                "archive-mode=off",
+            ),
+            (
+                &["pgbackrest", "--archive-mode=preserve", "restore"],
+                "only --archive-mode=off",
+            ),
+            (
+                &["pgbackrest", "--force", "--archive-mode=off", "restore"],
+                "not empty",
+            ),
+            (&["pgbackrest", "archive-push"], "not allowed"),
+            (&["pgbackrest", "stanza-delete"], "not allowed"),
+            (&["pgbackrest", "--stanza=-x", "backup"], "letters"),
+        ] {
+            let e = vet_in(bad, &vols).expect_err(&format!("{bad:?} was allowed"));
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+}
