@@ -322,28 +322,6 @@ impl S3sFs {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// An RDS Query API call (`Action=...&...`), the answer's whole HTTP response (setting up
-    /// and checking what a test backs up; moto takes any signature).
-    pub fn rds(&self, form: &str) -> String {
-        self.query("rds", &format!("{form}&Version=2014-10-31"))
-    }
-
-    /// A Query API call to `service` (rds, ec2, ...).
-    pub fn query(&self, service: &str, body: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-
     /// A bucket is a directory of the root.
     pub fn create_bucket(&self, name: &str) -> PathBuf {
         let d = self.root.path().join(name);
@@ -398,28 +376,6 @@ impl Proxy {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// An RDS Query API call (`Action=...&...`), the answer's whole HTTP response (setting up
-    /// and checking what a test backs up; moto takes any signature).
-    pub fn rds(&self, form: &str) -> String {
-        self.query("rds", &format!("{form}&Version=2014-10-31"))
-    }
-
-    /// A Query API call to `service` (rds, ec2, ...).
-    pub fn query(&self, service: &str, body: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
     }
 
     pub fn cut(&self) {
@@ -596,28 +552,6 @@ impl FakeGcs {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// An RDS Query API call (`Action=...&...`), the answer's whole HTTP response (setting up
-    /// and checking what a test backs up; moto takes any signature).
-    pub fn rds(&self, form: &str) -> String {
-        self.query("rds", &format!("{form}&Version=2014-10-31"))
-    }
-
-    /// A Query API call to `service` (rds, ec2, ...).
-    pub fn query(&self, service: &str, body: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
     }
 
     /// A bucket, through the JSON API (independent of coffer).

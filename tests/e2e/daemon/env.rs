@@ -166,6 +166,34 @@ impl Env {
         }
     }
 
+    /// Signer `aws` in namespace coffer for `endpoint`, its keys in Secret `aws-keys` there.
+    pub async fn aws_signer(&self, endpoint: &str, id: &str, secret: &str) {
+        Api::<coffer_tests::k8s_openapi::api::core::v1::Secret>::namespaced(
+            self.client.clone(),
+            "coffer",
+        )
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "aws-keys"},
+                "stringData": {"id": id, "secret": secret}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        coffer_api(&self.client, "Signer", "coffer")
+            .create(
+                &PostParams::default(),
+                &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Signer",
+                    "metadata": {"name": "aws"},
+                    "spec": {"type": "aws-sigv4", "region": "us-east-1", "endpoint": endpoint,
+                             "credentials": {"accessKeyId": {"secret": {"name": "aws-keys", "key": "id"}},
+                                             "secretAccessKey": {"secret": {"name": "aws-keys", "key": "secret"}}}}})),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A Blueprint in namespace coffer running the hostile test plugin: `spec` without its
     /// `plugin`.
     pub async fn hostile_blueprint(&self, name: &str, mut spec: Value) {

@@ -5,7 +5,7 @@
 //! restore a new instance beside the live one, a delete removes the snapshot.
 
 use crate::env::*;
-use coffer_tests::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use coffer_tests::k8s_openapi::api::core::v1::ConfigMap;
 use coffer_tests::s3::{Moto, xml_all};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -14,27 +14,8 @@ async fn a_configmap_names_an_rds_instance_the_daemon_snapshots_restores_and_del
     let moto = Moto::start();
     let created = moto.rds("Action=CreateDBInstance&DBInstanceIdentifier=shop&DBInstanceClass=db.m5.large&Engine=postgres&EngineVersion=15.4&AllocatedStorage=20&MasterUsername=admin&MasterUserPassword=secret123");
     assert!(created.contains("<DBInstanceIdentifier>shop<"), "{created}");
-    Api::<Secret>::namespaced(env.client.clone(), "coffer")
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "aws-keys"},
-                "stringData": {"id": "AKIDCLUSTER", "secret": "cluster-rds-secret"}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    coffer_api(&env.client, "Signer", "coffer")
-        .create(
-            &PostParams::default(),
-            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Signer",
-                "metadata": {"name": "aws"},
-                "spec": {"type": "aws-sigv4", "region": "us-east-1", "endpoint": moto.endpoint(),
-                         "credentials": {"accessKeyId": {"secret": {"name": "aws-keys", "key": "id"}},
-                                         "secretAccessKey": {"secret": {"name": "aws-keys", "key": "secret"}}}}})),
-        )
-        .await
-        .unwrap();
+    env.aws_signer(&moto.endpoint(), "AKIDCLUSTER", "cluster-rds-secret")
+        .await;
     let params = format!(
         "backup: {{instance: shop, region: us-east-1, apiEndpoint: \"{}\"}}\n",
         moto.endpoint()

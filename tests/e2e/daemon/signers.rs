@@ -13,30 +13,8 @@ async fn the_daemon_signs_with_a_signer_whose_keys_are_in_a_secret() {
     let env = Env::start().await;
     let s3 = S3sFs::start();
     let bucket = s3.create_bucket("signed");
-    Api::<coffer_tests::k8s_openapi::api::core::v1::Secret>::namespaced(
-        env.client.clone(),
-        "coffer",
-    )
-    .create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "aws-keys"},
-                "stringData": {"id": S3S_ACCESS_KEY, "secret": S3S_SECRET_KEY}}))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    coffer_api(&env.client, "Signer", "coffer")
-        .create(
-            &PostParams::default(),
-            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Signer",
-                "metadata": {"name": "aws"},
-                "spec": {"type": "aws-sigv4", "region": "us-east-1", "endpoint": s3.endpoint(),
-                         "credentials": {"accessKeyId": {"secret": {"name": "aws-keys", "key": "id"}},
-                                         "secretAccessKey": {"secret": {"name": "aws-keys", "key": "secret"}}}}})),
-        )
-        .await
-        .unwrap();
+    env.aws_signer(&s3.endpoint(), S3S_ACCESS_KEY, S3S_SECRET_KEY)
+        .await;
     let e = s3.endpoint();
     for (name, signer) in [("signed", "aws"), ("unsigned", "nosuch")] {
         env.hostile_blueprint(
@@ -106,30 +84,8 @@ async fn the_next_leader_sends_the_request_guard_a_killed_daemon_left_and_never_
     let env = Env::start().await;
     let s3 = S3sFs::start();
     let bucket = s3.create_bucket("guarded");
-    Api::<coffer_tests::k8s_openapi::api::core::v1::Secret>::namespaced(
-        env.client.clone(),
-        "coffer",
-    )
-    .create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "aws-keys"},
-                "stringData": {"id": S3S_ACCESS_KEY, "secret": S3S_SECRET_KEY}}))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    coffer_api(&env.client, "Signer", "coffer")
-        .create(
-            &PostParams::default(),
-            &obj(json!({"apiVersion": "coffer.dev/v1alpha1", "kind": "Signer",
-                "metadata": {"name": "aws"},
-                "spec": {"type": "aws-sigv4", "region": "us-east-1", "endpoint": s3.endpoint(),
-                         "credentials": {"accessKeyId": {"secret": {"name": "aws-keys", "key": "id"}},
-                                         "secretAccessKey": {"secret": {"name": "aws-keys", "key": "secret"}}}}})),
-        )
-        .await
-        .unwrap();
+    env.aws_signer(&s3.endpoint(), S3S_ACCESS_KEY, S3S_SECRET_KEY)
+        .await;
     let e = s3.endpoint();
     env.hostile_blueprint(
         "guarded",
