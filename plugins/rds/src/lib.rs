@@ -346,7 +346,8 @@ impl Action for Backup {
         recorded.region = p.target.region.clone();
         recorded.api_endpoint = p.target.api_endpoint.clone();
         let store = location::open(LOCATION)?;
-        let json = serde_json::to_vec_pretty(&recorded).map_err(|e| sdk::internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&recorded).map_err(|e| sdk::internal(e.to_string()))?;
         let info = store.put_bytes(RECORD, &json, &sdk::compressed())?;
         // The restore point names it from now on.
         guard.disarm();
