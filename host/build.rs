@@ -21,6 +21,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("postgres-consistent", "postgres_consistent"),
     ("volumes", "volumes"),
     ("rds", "rds"),
+    ("pgbackrest", "pgbackrest"),
     ("etcd", "etcd"),
     ("redis", "redis"),
 ];

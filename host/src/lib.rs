@@ -56,6 +56,10 @@ pub mod builtin {
         ),
         ("volumes", include_str!("../../blueprints/volumes.yaml")),
         ("rds", include_str!("../../blueprints/rds.yaml")),
+        (
+            "pgbackrest",
+            include_str!("../../blueprints/pgbackrest.yaml"),
+        ),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
     ];

@@ -122,8 +122,11 @@ impl Postgres {
     fn start_server(&mut self) -> Result<()> {
         // A port can be taken between choosing and binding it: try a few.
         let mut last = None;
-        for _ in 0..3 {
-            self.port = crate::free_port();
+        for attempt in 0..3 {
+            // A restart keeps its port when it can: clients' configuration names it.
+            if attempt > 0 || self.port == 0 {
+                self.port = crate::free_port();
+            }
             match self.pg_ctl_start() {
                 Ok(()) => {
                     self.running = true;
@@ -211,6 +214,24 @@ impl Postgres {
         self.stop();
         self.start_server()?;
         Ok(archive)
+    }
+
+    /// Set server parameters (ALTER SYSTEM) and restart on the same port.
+    pub fn reconfigure(&mut self, settings: &[(&str, &str)]) -> Result<()> {
+        for (k, v) in settings {
+            // One statement per call: ALTER SYSTEM refuses to run in a transaction block.
+            self.psql(
+                "postgres",
+                &format!("ALTER SYSTEM SET {k} = '{}'", v.replace('\'', "''")),
+            )?;
+        }
+        self.stop();
+        self.start_server()
+    }
+
+    /// The directory of the server's socket and log (`pg1-socket-path` for pgBackRest).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Wait (up to a minute) until an archive recovery has ended and the server is

@@ -10,6 +10,7 @@ use std::path::Path;
 
 mod etcd;
 mod mysql;
+mod pgbackrest;
 mod plugin_run;
 mod redis;
 mod snapshots;

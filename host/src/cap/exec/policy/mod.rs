@@ -144,7 +144,12 @@ static TOOLS: &[Tool] = &[
         names: &["pgbackrest"],
         syntax: Syntax::Gnu,
         tables: &[pgbackrest::PGBACKREST],
-        inject: &[],
+        // pgBackRest reads these itself, but writes only command-line options into a
+        // restored copy's restore_command: passed as flags, the copy finds its WAL.
+        inject: &[
+            ("PGBACKREST_CONFIG", "--config"),
+            ("PGBACKREST_STANZA", "--stanza"),
+        ],
     },
     Tool {
         names: &["redis-check-rdb"],

@@ -12,7 +12,7 @@ use super::Input;
 use super::syntax::{Arg, Opt, Rule};
 
 pub static PGBACKREST: &[Opt] = &[
-    Opt::new("stanza", None, Arg::Required, Rule::Check(plain)),
+    Opt::new("stanza", None, Arg::Required, Rule::Check(stanza)),
     Opt::new(
         "type",
         None,
@@ -42,6 +42,7 @@ pub static PGBACKREST: &[Opt] = &[
     Opt::new("log-level-stderr", None, Arg::Required, Rule::Check(plain)),
     Opt::new("process-max", None, Arg::Required, Rule::Check(number)),
     Opt::new("start-fast", None, Arg::No, Rule::Allow),
+    Opt::new("verbose", None, Arg::No, Rule::Allow),
     Opt::new("repo", None, Arg::Required, Rule::Check(number)),
     Opt::new("config", None, Arg::Required, Rule::Deny(CONFIG)),
     Opt::new("config-path", None, Arg::Required, Rule::Deny(CONFIG)),
@@ -92,6 +93,17 @@ fn plain(v: &str, _: &Input) -> Result<(), String> {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     ok.then_some(())
         .ok_or_else(|| format!("{v:?}: letters, digits, '-', '_' and '.' only"))
+}
+
+/// The stanza the Workload pins (PGBACKREST_STANZA), if it pins one.
+fn stanza(v: &str, input: &Input) -> Result<(), String> {
+    plain(v, input)?;
+    match input.workload_env.get("PGBACKREST_STANZA") {
+        Some(pinned) if pinned != v => Err(format!(
+            "--stanza={v}: the Workload pins stanza {pinned} (PGBACKREST_STANZA in spec.env)"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn number(v: &str, _: &Input) -> Result<(), String> {
@@ -296,5 +308,42 @@ mod tests {
             let e = vet_in(bad, &vols).expect_err(&format!("{bad:?} was allowed"));
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_workloads_configuration_and_stanza_go_on_the_command_line() {
+        let env: BTreeMap<String, String> = [
+            ("PGBACKREST_CONFIG", "/etc/pgbackrest/prod.conf"),
+            ("PGBACKREST_STANZA", "prod"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let input = Input::test(&env, false);
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A restored copy's restore_command holds only command-line options: both go there.
+        let out = vet(&argv(&["pgbackrest", "--output=json", "info"]), &input).unwrap();
+        assert_eq!(
+            out.argv,
+            argv(&[
+                "pgbackrest",
+                "--config=/etc/pgbackrest/prod.conf",
+                "--stanza=prod",
+                "--output=json",
+                "info"
+            ])
+        );
+        let out = vet(&argv(&["pgbackrest", "--stanza=prod", "check"]), &input).unwrap();
+        assert_eq!(
+            out.argv,
+            argv(&[
+                "pgbackrest",
+                "--config=/etc/pgbackrest/prod.conf",
+                "--stanza=prod",
+                "check"
+            ])
+        );
+        let e = vet(&argv(&["pgbackrest", "--stanza=other", "check"]), &input).unwrap_err();
+        assert!(e.contains("the Workload pins stanza prod"), "{e}");
     }
 }

@@ -1,0 +1,324 @@
+//! pgBackRest 2.45 against PostgreSQL 15 with WAL archiving, through the `pgbackrest`
+//! Blueprint: full and incremental sets, restore of exactly a set, point-in-time restore,
+//! in place, expire, verify.
+
+use super::*;
+use coffer_tests::postgres::Postgres;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+/// pgBackRest's configuration and directories for one server, owned by `postgres`.
+struct Repo {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
+    assert!(!pw.is_null(), "no postgres user");
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
+
+fn own(p: &Path) {
+    let (u, g) = postgres_ids();
+    std::os::unix::fs::chown(p, Some(u), Some(g)).unwrap();
+}
+
+impl Repo {
+    /// A repository beside `pg`, and `pg` archiving its WAL into stanza `main`.
+    fn for_server(pg: &mut Postgres) -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-pgbr-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        for d in ["", "repo", "log", "lock", "restores"] {
+            let p = dir.path().join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            own(&p);
+        }
+        let conf = dir.path().join("pgbackrest.conf");
+        let repo = Repo { dir, conf };
+        repo.write_conf(pg);
+        let archive = format!(
+            "pgbackrest --config={} --stanza=main archive-push %p",
+            repo.conf.display()
+        );
+        pg.reconfigure(&[("archive_mode", "on"), ("archive_command", &archive)])
+            .unwrap();
+        // The port survives the restart, but say so if it did not.
+        repo.write_conf(pg);
+        repo
+    }
+
+    fn write_conf(&self, pg: &Postgres) {
+        let d = self.dir.path().display();
+        std::fs::write(
+            &self.conf,
+            format!(
+                "[global]\nrepo1-path={d}/repo\nrepo1-retention-full=99\nlog-path={d}/log\nlock-path={d}/lock\nlog-level-file=off\n\n[main]\npg1-path={}\npg1-port={}\npg1-socket-path={}\n",
+                pg.data_dir().display(),
+                pg.port,
+                pg.socket_dir().display()
+            ),
+        )
+        .unwrap();
+        own(&self.conf);
+    }
+
+    fn restores(&self) -> PathBuf {
+        self.dir.path().join("restores")
+    }
+
+    /// pgBackRest run directly, as postgres.
+    fn pgbackrest(&self, args: &[&str]) -> String {
+        let (u, g) = postgres_ids();
+        let out = std::process::Command::new("pgbackrest")
+            .arg(format!("--config={}", self.conf.display()))
+            .arg("--stanza=main")
+            .args(args)
+            .uid(u)
+            .gid(g)
+            .current_dir("/tmp")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbackrest {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn info(&self) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.pgbackrest(&["--output=json", "info"])).unwrap();
+        v[0].clone()
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.info()["backup"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["label"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn workload(&self, name: &str) -> String {
+        format!(
+            "apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  blueprint: pgbackrest\n  runAs: postgres\n  env: {{PGBACKREST_CONFIG: \"{}\", PGBACKREST_STANZA: main}}\n  volumes: {{restores: \"{}\"}}\n",
+            self.conf.display(),
+            self.restores().display()
+        )
+    }
+}
+
+/// (count, sum) of table t.
+fn rows(pg: &Postgres) -> String {
+    pg.psql(
+        "app",
+        "SELECT count(*) || ',' || coalesce(sum(id), 0) FROM t",
+    )
+    .unwrap()
+}
+
+fn insert(pg: &Postgres, from: u32, to: u32) {
+    pg.psql(
+        "app",
+        &format!("INSERT INTO t SELECT g, md5(g::text) FROM generate_series({from}, {to}) g"),
+    )
+    .unwrap();
+}
+
+fn output(r: &Run, key: &str) -> String {
+    assert!(r.ok, "action failed:\n{}\n{}", r.stdout, r.stderr);
+    r.json()["status"]["outputs"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no output {key}: {}", r.stdout))
+        .to_string()
+}
+
+#[test]
+fn pgbackrest_sets_restore_exactly_and_to_a_point_in_time() {
+    let mut pg = Postgres::start(None).unwrap();
+    let repo = Repo::for_server(&mut pg);
+    pg.psql("postgres", "CREATE DATABASE app").unwrap();
+    pg.psql("app", "CREATE TABLE t (id int PRIMARY KEY, note text)")
+        .unwrap();
+    insert(&pg, 1, 1000);
+
+    let c = cli();
+    assert!(c.apply(&repo.workload("db")).ok);
+    // The first backup makes the stanza and, with no full yet, a full set.
+    let full = c.run(&["backup", "db", "-o", "json"]);
+    let full_rp = restore_point_of(&full);
+    let full_label = output(&full, "label");
+    assert_eq!(output(&full, "type"), "full");
+    assert!(full_label.ends_with('F'), "{full_label}");
+    assert_eq!(repo.labels(), vec![full_label.clone()]);
+
+    insert(&pg, 1001, 2000);
+    let incr = c.run(&["backup", "db", "-o", "json"]);
+    let incr_rp = restore_point_of(&incr);
+    let incr_label = output(&incr, "label");
+    assert_eq!(output(&incr, "type"), "incr");
+    assert_eq!(output(&incr, "prior"), full_label);
+    assert!(output(&incr, "lsnStop").contains('/'));
+    let at_incr = rows(&pg);
+    assert_eq!(at_incr, format!("2000,{}", 2000 * 2001 / 2));
+
+    // Two commits a second apart, and a moment between them.
+    insert(&pg, 2001, 2500);
+    let at_between = rows(&pg);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = pg
+        .psql(
+            "postgres",
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    insert(&pg, 2501, 3000);
+    // check switches WAL and waits until it is archived: the second commit is in the repo.
+    repo.pgbackrest(&["check"]);
+    pg.psql("app", "DROP TABLE t").unwrap();
+
+    // Exactly the incremental set, into a new directory.
+    let restores = repo.restores();
+    let exact = restores.join("incr");
+    let r = c.run(&[
+        "restore",
+        "db",
+        "--from",
+        &incr_rp,
+        "-o",
+        "json",
+        "-p",
+        &format!("pgPath={}", exact.display()),
+    ]);
+    assert_eq!(output(&r, "label"), incr_label);
+    let archived_before = repo.info()["archive"][0]["max"].clone();
+    {
+        let copy = Postgres::start_on(&exact).unwrap();
+        copy.wait_promoted().unwrap();
+        assert_eq!(rows(&copy), at_incr);
+        // The copy never pushes WAL into the original's stanza.
+        assert_eq!(copy.psql("postgres", "SHOW archive_mode").unwrap(), "off");
+        insert(&copy, 5001, 6000);
+        copy.psql("postgres", "SELECT pg_switch_wal()").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    assert_eq!(repo.info()["archive"][0]["max"], archived_before);
+
+    // To the moment between the two commits: exactly the rows of the first.
+    let pitr = restores.join("pitr");
+    c.ok(&[
+        "restore",
+        "db",
+        "--from",
+        &incr_rp,
+        "-p",
+        &format!("pgPath={}", pitr.display()),
+        "-p",
+        &format!("target={{\"time\": \"{between}\"}}"),
+    ]);
+    {
+        let copy = Postgres::start_on(&pitr).unwrap();
+        copy.wait_promoted().unwrap();
+        assert_eq!(rows(&copy), at_between);
+        assert_eq!(at_between, format!("2500,{}", 2500 * 2501 / 2));
+    }
+
+    // Refused: a directory that is not empty, one outside the Workload's volumes, a time
+    // before the set ended, a target with two kinds.
+    let busy = exact.display().to_string();
+    for (params, needle) in [
+        (vec![format!("pgPath={busy}")], "is not empty"),
+        (
+            vec!["pgPath=/var/tmp/pg-restore".to_string()],
+            "a restore goes into a Workload volume",
+        ),
+        (
+            vec![
+                format!("pgPath={}", restores.join("early").display()),
+                "target={\"time\": \"2020-01-01T00:00:00Z\"}".to_string(),
+            ],
+            "before backup set",
+        ),
+        (
+            vec![
+                format!("pgPath={}", restores.join("two").display()),
+                "target={\"xid\": \"5\", \"lsn\": \"0/1\"}".to_string(),
+            ],
+            "exactly one of time, lsn, xid, name",
+        ),
+    ] {
+        let mut args = vec!["restore", "db", "--from", &incr_rp];
+        for p in &params {
+            args.extend(["-p", p.as_str()]);
+        }
+        let r = c.run(&args);
+        assert!(!r.ok, "{params:?} was allowed");
+        assert!(r.stderr.contains(needle), "{params:?}: {}", r.stderr);
+    }
+    assert!(!restores.join("early").exists());
+
+    // In place: refused while the server runs; with it stopped, --delta over its own data.
+    let r = c.run(&["restore", "db", "--from", &incr_rp, "-p", "inPlace=true"]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("PostgreSQL is running"), "{}", r.stderr);
+    pg.stop();
+    c.ok(&["restore", "db", "--from", &incr_rp, "-p", "inPlace=true"]);
+    {
+        let back = Postgres::start_on(&pg.data_dir()).unwrap();
+        back.wait_promoted().unwrap();
+        assert_eq!(rows(&back), at_incr);
+    }
+
+    // verify: the set and the full it builds on are valid.
+    c.ok(&["verify", &incr_rp]);
+
+    // delete: the full is the base of the incremental, so it stays until that goes.
+    let r = c.run(&["delete", &full_rp]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains(&format!("is the base of {incr_label}")),
+        "{}",
+        r.stderr
+    );
+    assert!(repo.labels().contains(&full_label));
+    c.ok(&["delete", &incr_rp]);
+    assert_eq!(repo.labels(), vec![full_label.clone()]);
+    let gone = c.run(&["get", "restorepoints", "-o", "json"]);
+    assert!(!gone.stdout.contains(&incr_rp));
+
+    // A damaged file in the full set: verify fails and says what pgBackRest found.
+    let set_dir = repo
+        .dir
+        .path()
+        .join(format!("repo/backup/main/{full_label}/pg_data/base"));
+    let victim = walk_files(&set_dir)
+        .into_iter()
+        .max_by_key(|f| f.metadata().unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let r = c.run(&["verify", &full_rp]);
+    assert!(!r.ok, "verify passed a damaged set");
+    assert!(r.stderr.contains("status: invalid"), "{}", r.stderr);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
