@@ -174,7 +174,8 @@ enum Command {
         output: Option<OutputFormat>,
     },
     /// Re-read every object of a RestorePoint: sizes and sha256, then decrypt and
-    /// decompress to the end, writing nothing. Exit 1 if anything fails.
+    /// decompress to the end, writing nothing; then, if its plugin has a `verify` action
+    /// (pgbackrest: `pgbackrest verify`), run it. Exit 1 if anything fails.
     Verify {
         restore_point: String,
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
