@@ -7,29 +7,10 @@
 //! from wait4) of each, and their ratios. `cargo bench -p coffer --bench rds_dump`.
 
 use coffer_tests::cli::Cli;
+use coffer_tests::measure;
 use coffer_tests::postgres::Postgres;
 use coffer_tests::s3::Moto;
 use std::process::Command;
-use std::time::Instant;
-
-/// Run to its end; wall seconds and the peak RSS in MiB of the largest process of its tree
-/// (each waited for by its parent, so wait4 sees them).
-// The child is reaped by wait4 (which also gives its rusage), not Child::wait.
-#[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command) -> (f64, f64) {
-    let t = Instant::now();
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let mut status = 0;
-    // SAFETY: plain libc wait4 on our own child; the rusage is written by the kernel.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed"
-    );
-    (t.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
-}
 
 fn main() {
     let mib: u64 = std::env::var("COFFER_BENCH_MIB")

@@ -377,7 +377,22 @@ fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool, networks: &Networks) {
                         for (k, v) in &network {
                             envs.push(json!({"name": k, "value": v}));
                         }
-                        execs.push(json!({"containers": [c["name"]], "local": {"envs": envs}}));
+                        let mut local = json!({"envs": envs});
+                        // The user the container runs as (a kubelet's runAsUser/runAsGroup).
+                        let user = |k: &str| {
+                            c["securityContext"][k]
+                                .as_i64()
+                                .or(pod.data["spec"]["securityContext"][k].as_i64())
+                        };
+                        if let Some(u) = user("runAsUser") {
+                            local["securityContext"] = json!({"runAsUser": u});
+                            // Somewhere that user may be.
+                            local["workDir"] = json!("/tmp");
+                            if let Some(g) = user("runAsGroup") {
+                                local["securityContext"]["runAsGroup"] = json!(g);
+                            }
+                        }
+                        execs.push(json!({"containers": [c["name"]], "local": local}));
                     }
                     let exec = json!({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Exec",
                         "metadata": {"name": name, "namespace": ns,

@@ -5,6 +5,8 @@ pub mod btrfs;
 pub mod cli;
 pub mod kube_real;
 pub mod kube_sim;
+pub mod pgbackrest;
+pub mod pgo;
 pub mod postgres;
 pub mod rbac;
 pub mod s3;
@@ -135,4 +137,23 @@ pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
         .collect()
+}
+
+/// Run to its end; wall seconds and the peak RSS in MiB of the largest process of its tree
+/// (each waited for by its parent, so wait4 sees them).
+// The child is reaped by wait4 (which also gives its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
+pub fn measure(cmd: &mut std::process::Command) -> (f64, f64) {
+    let t = std::time::Instant::now();
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut status = 0;
+    // SAFETY: plain libc wait4 on our own child; the rusage is written by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed"
+    );
+    (t.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
 }

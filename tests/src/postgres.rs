@@ -186,6 +186,14 @@ impl Postgres {
             .map_err(|e| anyhow::anyhow!("{e}\nserver log:\n{}", self.log()))
     }
 
+    /// Start a stopped server again on its data directory (on its port when it can).
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.running {
+            return Ok(());
+        }
+        self.start_server()
+    }
+
     /// Stop the server (fast shutdown), e.g. to test a backup against a server that is down.
     pub fn stop(&mut self) {
         if self.running {
@@ -285,6 +293,14 @@ impl Postgres {
         ]);
         let out = run_checked(&mut cmd, &format!("psql -d {db} -c {sql:?}"))?;
         Ok(String::from_utf8(out.stdout)?.trim_end().to_string())
+    }
+
+    /// pgbench against `db` with these arguments (`-i -s 50`, `-t 1000 -c 2`).
+    pub fn pgbench(&self, db: &str, args: &[&str]) -> Result<()> {
+        let mut cmd = self.client("pgbench");
+        cmd.args(args).arg(db);
+        run_checked(&mut cmd, &format!("pgbench {args:?} {db}"))?;
+        Ok(())
     }
 
     /// `pg_dump --schema-only` of a database.

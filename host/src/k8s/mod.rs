@@ -148,13 +148,18 @@ pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
             api_version: "v1",
             kind: "Pod",
         },
+        // A Crunchy PGO cluster: its commands run in its pgBackRest repo host.
+        "postgrescluster" | "postgresclusters" => SubjectKind {
+            api_version: "postgres-operator.crunchydata.com/v1beta1",
+            kind: "PostgresCluster",
+        },
         // What runs outside the cluster (an RDS database): no pods, its params in its data.
         "configmap" | "configmaps" | "cm" => SubjectKind {
             api_version: "v1",
             kind: "ConfigMap",
         },
         other => bail!(
-            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod, configmap"
+            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod, postgrescluster, configmap"
         ),
     };
     if !crate::model::names::is_subdomain(name) {

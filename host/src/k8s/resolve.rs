@@ -507,7 +507,10 @@ pub async fn prepare(
             kind: sk.kind.into(),
             namespace: subject_ns.clone(),
             name: wname.clone(),
-            container: container_annotation,
+            container: container_annotation.or_else(|| {
+                (sk.kind == "PostgresCluster")
+                    .then(|| crate::cap::exec::PGO_REPO_CONTAINER.to_string())
+            }),
         },
         name.clone(),
     );

@@ -7,7 +7,7 @@
 //! a small record at the location, so a restore, a delete and a verify act on exactly it.
 //!
 //! backup  = `info`; `stanza-create` when the stanza is missing; `check` (WAL archiving
-//!           works); `backup` (pgBackRest's incr by default, a full when there is none),
+//!           works) before a stanza's first set; `backup` (pgBackRest's incr by default, a full when there is none),
 //!           progress from its own per-file log; the new set read back from `info`.
 //! restore = `restore --set=LABEL --archive-mode=off` into a new or empty directory
 //!           (`pgPath`, a Workload volume or a directory directly in one), or in place with
@@ -18,6 +18,7 @@
 //! verify  = `pgbackrest verify`: this set and the sets it builds on must be valid.
 
 mod info;
+mod pgo;
 mod target;
 
 use coffer_plugin_sdk::JsonSchema;
@@ -54,6 +55,13 @@ pub struct BackupParams {
     pub start_fast: bool,
     /// pgBackRest's parallel processes (`--process-max`); default its own.
     pub process_max: Option<u32>,
+    /// PGO mode: how long to wait for PGO's manual backup.
+    #[serde(default = "twelve_hours")]
+    pub wait_minutes: u64,
+}
+
+fn twelve_hours() -> u64 {
+    720
 }
 
 fn yes() -> bool {
@@ -77,6 +85,19 @@ pub struct RestoreParams {
     /// `pause` or `shutdown`.
     #[serde(default = "promote")]
     pub target_action: String,
+    /// PGO mode: how long to wait for PGO's restore.
+    #[serde(default = "twelve_hours")]
+    pub wait_minutes: u64,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(crate = "coffer_plugin_sdk::schemars")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Expire the set in the repository (`pgbackrest expire --set`). Default: yes for a
+    /// Workload; no for a PGO cluster, whose own retention (`repoN-retention-full`) expires
+    /// it — the restore point goes, the set stays until then.
+    pub expire: Option<bool>,
 }
 
 fn promote() -> String {
@@ -104,6 +125,9 @@ pub struct Record {
     pub repo: u64,
     pub pg_version: Option<String>,
     pub system_id: Option<u64>,
+    /// Made through Crunchy PGO: the cluster and the repo it is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgo: Option<pgo::PgoRecord>,
 }
 
 impl Record {
@@ -126,6 +150,7 @@ impl Record {
             repo: set.database.repo_key,
             pg_version: db.map(|d| d.version.clone()),
             system_id: db.map(|d| d.system_id),
+            pgo: None,
         }
     }
 }
@@ -146,10 +171,13 @@ impl Action for Backup {
     const NAME: &'static str = "backup";
     type Params = BackupParams;
 
-    fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+    fn check(p: &BackupParams, req: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         if let Some(s) = &p.stanza {
             plain("stanza", s, &mut problems);
+        }
+        if pgo::is_pgo(req) && (p.kind.is_some() || p.process_max.is_some()) {
+            problems.push("params.type and params.processMax: PGO takes them from the cluster's spec.backups.pgbackrest.manual.options (e.g. [--type=full]), not from coffer".into());
         }
         if let Some(t) = &p.kind
             && !["full", "diff", "incr"].contains(&t.as_str())
@@ -162,7 +190,10 @@ impl Action for Backup {
         sdk::checked(problems)
     }
 
-    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+    fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        if pgo::is_pgo(req) {
+            return pgo::backup(req, p.stanza.as_deref(), p.wait_minutes);
+        }
         backup(p)
     }
 }
@@ -170,7 +201,9 @@ impl Action for Backup {
 fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let mut stanza = info::stanza(p.stanza.as_deref())?;
     let name = stanza.name.clone();
-    if [info::MISSING_STANZA_PATH, info::MISSING_STANZA_DATA].contains(&stanza.status.code) {
+    let created =
+        [info::MISSING_STANZA_PATH, info::MISSING_STANZA_DATA].contains(&stanza.status.code);
+    if created {
         log::info(
             "creating the stanza",
             &[("stanza", &name), ("status", &stanza.status.message)],
@@ -179,15 +212,16 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             .arg("stanza-create")
             .run(None, 1 << 20)?;
     }
-    pgbackrest(Some(&name))
-        .arg("check")
-        .run(None, 1 << 20)
-        .map_err(|e| {
-            sdk::internal(format!(
-                "pgbackrest check of stanza {name} failed: {}. PostgreSQL must be running and archive its WAL into this stanza (archive_mode = on, archive_command = 'pgbackrest --stanza={name} archive-push %p', with the same configuration); see docs/pgbackrest.md",
-                sdk::error_text(&e)
-            ))
-        })?;
+    // `check` forces a WAL switch and waits for it to be archived, about a second on
+    // every backup. pgBackRest's backup already waits for its own stop segment to be
+    // archived (archive-check), so `check` only runs before a stanza's first set, where
+    // a misconfigured archive_command is most likely and its message is the clearest.
+    if created || stanza.backup.is_empty() {
+        pgbackrest(Some(&name))
+            .arg("check")
+            .run(None, 1 << 20)
+            .map_err(|e| archiving_error(&name, "check", &e))?;
+    }
     let before: Vec<String> = stanza.backup.iter().map(|b| b.label.clone()).collect();
 
     let mut cmd = pgbackrest(Some(&name)).arg("--log-level-console=detail");
@@ -200,7 +234,15 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     if let Some(n) = p.process_max {
         cmd = cmd.arg(format!("--process-max={n}"));
     }
-    let reported = run_with_progress(cmd.arg("backup"))?;
+    let reported = run_with_progress(cmd.arg("backup")).map_err(|e| {
+        // [082] ArchiveTimeoutError: the backup's stop segment never reached the repository.
+        let timeout = matches!(&e, Error::Remote(r) if r.code.as_deref() == Some("82"));
+        if timeout || sdk::error_text(&e).contains("[082]") {
+            archiving_error(&name, "backup", &e)
+        } else {
+            e
+        }
+    })?;
 
     stanza = info::stanza(Some(&name))?;
     let set = reported
@@ -219,13 +261,23 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             ))
         })?
         .clone();
+    store_record(&stanza, &set, None)
+}
+
+/// Record `set` of `stanza` as this restore point's, at the location.
+fn store_record(
+    stanza: &Stanza,
+    set: &Set,
+    pgo: Option<pgo::PgoRecord>,
+) -> Result<ActionOutput, Error> {
     if set.error {
         return Err(sdk::internal(format!(
             "pgBackRest made set {} with page checksum errors (info says error: true); it is not recorded as a restore point",
             set.label
         )));
     }
-    let record = Record::of(&stanza, &set);
+    let mut record = Record::of(stanza, set);
+    record.pgo = pgo;
     let json = serde_json::to_vec_pretty(&record).map_err(|e| sdk::internal(e.to_string()))?;
     let stored = location::open(LOCATION)?.put_bytes(RECORD, &json, &sdk::compressed())?;
     let mut a = sdk::artifact(ARTIFACT, LOCATION, &stored);
@@ -274,6 +326,13 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
 
 /// Run a pgBackRest command that logs each file with its share done (`… (16KB, 42.10%) …`)
 /// and report that as progress; the label it announces, if any.
+fn archiving_error(stanza: &str, command: &str, e: &Error) -> Error {
+    sdk::internal(format!(
+        "pgbackrest {command} of stanza {stanza} failed: {}. PostgreSQL must be running and archive its WAL into this stanza (archive_mode = on, archive_command = 'pgbackrest --stanza={stanza} archive-push %p', with the same configuration); see docs/pgbackrest.md",
+        sdk::error_text(e)
+    ))
+}
+
 fn run_with_progress(cmd: sdk::Cmd<'_>) -> Result<Option<String>, Error> {
     let proc = cmd.spawn()?;
     let stdout = proc
@@ -343,8 +402,22 @@ impl Action for Restore {
     const NAME: &'static str = "restore";
     type Params = RestoreParams;
 
-    fn check(p: &RestoreParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+    fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        if pgo::is_pgo(req) {
+            if p.pg_path.is_some() || p.in_place {
+                problems.push("params.pgPath and params.inPlace: PGO restores in place, into the cluster's own volumes; leave them out".into());
+            }
+            if p.target_action != "promote" {
+                problems.push("params.targetAction: PGO always promotes at the target".into());
+            }
+            if let Some(t) = &p.target
+                && let Err(e) = t.options()
+            {
+                problems.push(e);
+            }
+            return sdk::checked(problems);
+        }
         match (&p.pg_path, p.in_place) {
             (Some(_), true) => problems
                 .push("params.pgPath and params.inPlace: one or the other, not both".into()),
@@ -371,6 +444,9 @@ impl Action for Restore {
     }
 
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        if pgo::is_pgo(req) {
+            return pgo::restore(req, &record(req)?, &p);
+        }
         restore(p, req)
     }
 }
@@ -469,10 +545,19 @@ fn before_backup_end(t: &target::Target, r: &Record) -> Result<(), Error> {
 
 impl Action for Delete {
     const NAME: &'static str = "delete";
-    type Params = NoParams;
+    type Params = DeleteParams;
 
-    fn run(_: NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+    fn run(p: DeleteParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         let r = record(req)?;
+        if !p.expire.unwrap_or(!pgo::is_pgo(req)) {
+            log::info(
+                "backup set kept in the repository (params.expire is off); its retention expires it",
+                &[("label", &r.label), ("stanza", &r.stanza)],
+            );
+            let mut out = sdk::delete_input_artifacts(req, LOCATION)?;
+            out.outputs.push(("kept".into(), r.label.clone()));
+            return Ok(out);
+        }
         let stanza = info::stanza(Some(&r.stanza))?;
         if current(&stanza, &r)?.is_none() {
             log::info(

@@ -16,6 +16,7 @@ mod guards;
 mod helm;
 mod lifecycle;
 mod mover;
+mod pgo;
 mod policy;
 mod protect;
 mod rds;

@@ -18,8 +18,8 @@ pub use deferred::{Deferred, MoverClaim, MoverStart};
 pub use grant::ExecGrant;
 pub use local::LocalExec;
 pub use pod::{
-    DEFAULT_CONTAINER_ANNOTATION, MOVER_BIN_DIR, MoverSettings, PodExec, PodTarget, TASK_LABEL,
-    choose_container, task_label_value,
+    DEFAULT_CONTAINER_ANNOTATION, MOVER_BIN_DIR, MoverSettings, PGO_REPO_CONTAINER, PodExec,
+    PodTarget, TASK_LABEL, choose_container, task_label_value,
 };
 pub use wit::ProcessHandle;
 

@@ -155,9 +155,10 @@ impl PodExec {
             .get(&t.name)
             .await
             .map_err(|e| err(&t.describe(), e))?;
-        let labels = o
-            .data
-            .pointer("/spec/selector/matchLabels")
+        let repo_host = (t.kind == "PostgresCluster").then(|| pgo_repo_host(&t.name));
+        let labels = repo_host
+            .as_ref()
+            .or_else(|| o.data.pointer("/spec/selector/matchLabels"))
             .and_then(|m| m.as_object())
             .filter(|m| !m.is_empty())
             .ok_or_else(|| {
@@ -186,6 +187,18 @@ impl PodExec {
         })
     }
 }
+
+/// The pods of a PGO cluster's dedicated pgBackRest repository host, where PGO itself runs
+/// `pgbackrest info` and where the repository's configuration is complete.
+fn pgo_repo_host(cluster: &str) -> serde_json::Value {
+    serde_json::json!({
+        "postgres-operator.crunchydata.com/cluster": cluster,
+        "postgres-operator.crunchydata.com/pgbackrest-dedicated": "",
+    })
+}
+
+/// The container a PGO repo host runs pgBackRest in.
+pub const PGO_REPO_CONTAINER: &str = "pgbackrest";
 
 fn container_of(pod: &Pod, wanted: Option<&str>) -> Result<String, WitError> {
     let name = pod.metadata.name.clone().unwrap_or_default();
