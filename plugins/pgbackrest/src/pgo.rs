@@ -150,7 +150,9 @@ fn settle_leftover_restore(o: &types::ObjectRef, c: &Value) -> Result<(), Error>
         .as_str()
         .unwrap_or_default();
     let status = job_status(c, "restore");
-    if enabled && annotated.starts_with(ID_PREFIX) && status.id == annotated && status.finished {
+    // Finished, or failed and stuck: PGO is done with it either way.
+    let over = status.finished || status.failed > 0;
+    if enabled && annotated.starts_with(ID_PREFIX) && status.id == annotated && over {
         log::warn(
             "a restore coffer started was left enabled; switching it off",
             &[("id", annotated)],

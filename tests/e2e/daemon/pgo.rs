@@ -165,6 +165,49 @@ spec:
         json!([format!("--set={label}"), "--type=immediate"])
     );
 
+    // Point in time, on the timeline the restore began: the commit before the target is
+    // there, the one after it is not.
+    let target = {
+        let pg = pg.lock().unwrap();
+        pg.psql("postgres", "INSERT INTO orders VALUES (7001, 'before')")
+            .unwrap();
+        let t = pg
+            .psql(
+                "postgres",
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        pg.psql("postgres", "INSERT INTO orders VALUES (7002, 'after')")
+            .unwrap();
+        t
+    };
+    // Both commits archived (check switches the WAL file and waits for it).
+    repo.pgbackrest(&["check"]);
+    let pitr = env
+        .action_set(
+            json!({"action": "restore", "workload": "postgrescluster/hippo",
+                           "restorePoint": rp, "params": {"target": {"time": target}}}),
+        )
+        .await;
+    let status = env.finished(&pitr).await;
+    assert_eq!(
+        status["phase"],
+        "Completed",
+        "{status:#}\n{}",
+        env.daemon_logs()
+    );
+    assert_eq!(
+        pg.lock()
+            .unwrap()
+            .psql(
+                "postgres",
+                "SELECT string_agg(item, ',' ORDER BY id) FROM orders WHERE id > 5000"
+            )
+            .unwrap(),
+        "before"
+    );
+
     // A failing backup Job: Failed, naming the Job.
     clusters
         .patch(
