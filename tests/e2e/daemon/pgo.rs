@@ -249,6 +249,41 @@ spec:
     );
     assert_eq!(pg.lock().unwrap().psql("postgres", CHECK).unwrap(), now);
 
+    // A run that died mid-restore left it enabled (and PGO stuck on it): the next backup
+    // switches it off before asking PGO for anything.
+    clusters
+        .patch(
+            "hippo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"annotations": {pgo::FAIL_BACKUP: null,
+                    "postgres-operator.crunchydata.com/pgbackrest-restore": "coffer-restore-dead"}},
+                "spec": {"backups": {"pgbackrest": {"restore": {"enabled": true}}}}})),
+        )
+        .await
+        .unwrap();
+    coffer_tests::kube_real::eventually(30, "PGO fails the dead run's restore", || async {
+        let c = clusters.get("hippo").await.unwrap();
+        c.data["status"]["pgbackrest"]["restore"]["failed"] == 1
+            && c.data["status"]["pgbackrest"]["restore"]["id"] == "coffer-restore-dead"
+    })
+    .await;
+    let backup = env
+        .action_set(json!({"action": "backup", "workload": "postgrescluster/hippo"}))
+        .await;
+    let status = env.finished(&backup).await;
+    assert_eq!(
+        status["phase"],
+        "Completed",
+        "{status:#}\n{}",
+        env.daemon_logs()
+    );
+    let c = clusters.get("hippo").await.unwrap();
+    assert_eq!(
+        c.data["spec"]["backups"]["pgbackrest"]["restore"]["enabled"],
+        false
+    );
+
     // Delete: the restore point goes, the set stays for PGO's retention.
     let delete = env
         .action_set(
