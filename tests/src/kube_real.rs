@@ -384,7 +384,12 @@ fn kubelet_env(kubeconfig: &Path, stop: &AtomicBool, networks: &Networks) {
                                 .as_i64()
                                 .or(pod.data["spec"]["securityContext"][k].as_i64())
                         };
-                        if let Some(u) = user("runAsUser") {
+                        // Only a user this machine has: an image's own users (Bitnami's
+                        // 1001) do not exist here, and their commands run as before.
+                        let known = |u: i64| {
+                            u32::try_from(u).is_ok_and(|u| !unsafe { libc::getpwuid(u) }.is_null())
+                        };
+                        if let Some(u) = user("runAsUser").filter(|u| known(*u)) {
                             local["securityContext"] = json!({"runAsUser": u});
                             // Somewhere that user may be.
                             local["workDir"] = json!("/tmp");

@@ -5,6 +5,7 @@
 //! host, path, the API action and the status — never bodies or credentials.
 
 mod grant;
+mod scrub;
 pub mod signer;
 
 pub use grant::{SignedHttpGrant, check_grants};
@@ -311,10 +312,14 @@ impl Signers {
             ))
         })?;
         let status = resp.status().as_u16();
+        let secrets = signer.live_secrets();
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.to_string(), scrub::scrub_text(v, &secrets))
+            })
             .collect();
         let mut resp = resp;
         let mut body = Vec::new();
@@ -333,7 +338,7 @@ impl Signers {
         Ok(signed_http::Response {
             status,
             headers,
-            body,
+            body: scrub::scrub(body, &secrets),
         })
     }
 

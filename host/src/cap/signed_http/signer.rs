@@ -56,6 +56,35 @@ impl ReadySigner {
         }
     }
 
+    /// [`ReadySigner::for_test`] with these secret key and session token.
+    #[cfg(test)]
+    pub fn for_test_with_token(
+        name: &str,
+        region: &str,
+        endpoint: &str,
+        secret: &str,
+        token: &str,
+    ) -> ReadySigner {
+        let mut s = ReadySigner::for_test(name, region, Some(endpoint));
+        s.keys = Source::Static(Arc::new(Keys {
+            access_key_id: "AKIDTEST".into(),
+            secret_access_key: secret.into(),
+            session_token: Some(token.into()),
+        }));
+        s
+    }
+
+    /// What must never come back to the plugin in an answer: the secret values, and the
+    /// keys a web identity got from STS (fetched after the action's redactor was made).
+    pub fn live_secrets(&self) -> Vec<String> {
+        let mut all = self.secret_values();
+        if let Ok(k) = self.current() {
+            all.push(k.secret_access_key.clone());
+            all.extend(k.session_token.clone());
+        }
+        all
+    }
+
     /// The secret values, for the action's redactor (a web identity's token; the keys STS
     /// gives for it are never logged either).
     pub fn secret_values(&self) -> Vec<String> {
