@@ -23,6 +23,22 @@ pub fn own(p: &Path) {
     std::os::unix::fs::chown(p, Some(u), Some(g)).unwrap();
 }
 
+/// `pgbackrest --config=CONF --stanza=main ARGS` as postgres.
+pub fn run<S: AsRef<std::ffi::OsStr>>(
+    conf: &Path,
+    args: &[S],
+) -> std::io::Result<std::process::Output> {
+    let (u, g) = postgres_ids();
+    std::process::Command::new("pgbackrest")
+        .arg(format!("--config={}", conf.display()))
+        .arg("--stanza=main")
+        .args(args)
+        .uid(u)
+        .gid(g)
+        .current_dir("/tmp")
+        .output()
+}
+
 impl Repo {
     /// A repository beside `pg`, and `pg` archiving its WAL into stanza `main`.
     pub fn for_server(pg: &mut Postgres) -> Repo {
@@ -70,16 +86,7 @@ impl Repo {
 
     /// pgBackRest run directly, as postgres.
     pub fn pgbackrest(&self, args: &[&str]) -> String {
-        let (u, g) = postgres_ids();
-        let out = std::process::Command::new("pgbackrest")
-            .arg(format!("--config={}", self.conf.display()))
-            .arg("--stanza=main")
-            .args(args)
-            .uid(u)
-            .gid(g)
-            .current_dir("/tmp")
-            .output()
-            .unwrap();
+        let out = run(&self.conf, args).unwrap();
         assert!(
             out.status.success(),
             "pgbackrest {args:?}: {}",

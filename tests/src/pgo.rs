@@ -18,13 +18,12 @@
 //! untouched, so the test can see nothing was lost).
 
 use crate::kube_real::client_from;
-use crate::pgbackrest::{Repo, postgres_ids};
+use crate::pgbackrest::Repo;
 use crate::postgres::Postgres;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use serde_json::{Value, json};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,21 +106,22 @@ fn shell_words(s: &str) -> Vec<String> {
 }
 
 fn pgbackrest(conf: &Path, args: &[String]) -> Result<(), String> {
-    let (u, g) = postgres_ids();
-    let out = std::process::Command::new("pgbackrest")
-        .arg(format!("--config={}", conf.display()))
-        .arg("--stanza=main")
-        .args(args)
-        .uid(u)
-        .gid(g)
-        .current_dir("/tmp")
-        .output()
-        .map_err(|e| e.to_string())?;
+    let out = crate::pgbackrest::run(conf, args).map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// A PGO `options` list as the arguments its shell command gets.
+fn options(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .flat_map(shell_words)
+        .collect()
 }
 
 impl FakePgo {
@@ -207,13 +207,7 @@ async fn run(
             )
             .await
             .expect("creating the backup Job");
-            let options: Vec<String> = manual["options"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .flat_map(shell_words)
-                .collect();
+            let options = options(&manual["options"]);
             let ok = !flag(FAIL_BACKUP) && {
                 let mut args = options;
                 args.push("backup".into());
@@ -243,13 +237,7 @@ async fn run(
                 json!({"id": id, "finished": false, "active": 1}),
             )
             .await;
-            let mut args: Vec<String> = restore["options"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .flat_map(shell_words)
-                .collect();
+            let mut args = options(&restore["options"]);
             let fail = flag(FAIL_RESTORE);
             let pg = pg.clone();
             let conf = conf.clone();

@@ -126,6 +126,18 @@ pub fn stanza(name: Option<&str>) -> Result<Stanza, Error> {
 }
 
 impl Stanza {
+    pub fn labels(&self) -> Vec<String> {
+        self.backup.iter().map(|b| b.label.clone()).collect()
+    }
+
+    /// The newest set whose label is not in `before`: the one a backup just made.
+    pub fn newest_since(&self, before: &[String]) -> Option<&Set> {
+        self.backup
+            .iter()
+            .rev()
+            .find(|b| !before.contains(&b.label))
+    }
+
     pub fn set(&self, label: &str) -> Option<&Set> {
         self.backup.iter().find(|b| b.label == label)
     }

@@ -222,7 +222,7 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
             .run(None, 1 << 20)
             .map_err(|e| archiving_error(&name, "check", &e))?;
     }
-    let before: Vec<String> = stanza.backup.iter().map(|b| b.label.clone()).collect();
+    let before = stanza.labels();
 
     let mut cmd = pgbackrest(Some(&name)).arg("--log-level-console=detail");
     if let Some(t) = &p.kind {
@@ -248,13 +248,7 @@ fn backup(p: BackupParams) -> Result<ActionOutput, Error> {
     let set = reported
         .as_deref()
         .and_then(|l| stanza.set(l))
-        .or_else(|| {
-            stanza
-                .backup
-                .iter()
-                .rev()
-                .find(|b| !before.contains(&b.label))
-        })
+        .or_else(|| stanza.newest_since(&before))
         .ok_or_else(|| {
             sdk::internal(format!(
                 "pgbackrest backup succeeded but info lists no new set in stanza {name}"
@@ -404,17 +398,17 @@ impl Action for Restore {
 
     fn check(p: &RestoreParams, req: &ActionRequest) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        if let Some(t) = &p.target
+            && let Err(e) = t.options()
+        {
+            problems.push(e);
+        }
         if pgo::is_pgo(req) {
             if p.pg_path.is_some() || p.in_place {
                 problems.push("params.pgPath and params.inPlace: PGO restores in place, into the cluster's own volumes; leave them out".into());
             }
             if p.target_action != "promote" {
                 problems.push("params.targetAction: PGO always promotes at the target".into());
-            }
-            if let Some(t) = &p.target
-                && let Err(e) = t.options()
-            {
-                problems.push(e);
             }
             return sdk::checked(problems);
         }
@@ -428,11 +422,6 @@ impl Action for Restore {
             (Some(path), false) if !path.starts_with('/') || path.contains("/../") => problems
                 .push(format!("params.pgPath: {path:?} must be an absolute path")),
             _ => {}
-        }
-        if let Some(t) = &p.target
-            && let Err(e) = t.options()
-        {
-            problems.push(e);
         }
         if !["promote", "pause", "shutdown"].contains(&p.target_action.as_str()) {
             problems.push(format!(

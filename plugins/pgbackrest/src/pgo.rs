@@ -192,11 +192,7 @@ pub fn backup(
     };
     let repo_name = manual["repoName"].as_str().unwrap_or("repo1").to_string();
     settle_leftover_restore(&o, &c)?;
-    let before: Vec<String> = info::stanza(stanza)?
-        .backup
-        .iter()
-        .map(|b| b.label.clone())
-        .collect();
+    let before = info::stanza(stanza)?.labels();
     let id = unique_id("backup");
     patch(
         &o,
@@ -229,10 +225,7 @@ pub fn backup(
     })?;
     let after = info::stanza(stanza)?;
     let set = after
-        .backup
-        .iter()
-        .rev()
-        .find(|b| !before.contains(&b.label))
+        .newest_since(&before)
         .ok_or_else(|| {
             sdk::internal(format!(
                 "PGO reports manual backup {id} succeeded, but pgbackrest info in the repo host lists no new set in stanza {}",
@@ -250,7 +243,8 @@ pub fn backup(
 }
 
 /// pgBackRest options for PGO's restore: PGO joins them with spaces into a shell command,
-/// so a value with a space is double-quoted, and one that needs more quoting is refused.
+/// so a target is always double-quoted (`;`, `|` or `&` in a restore point's name would
+/// otherwise run in the restore Job), and one that needs more quoting is refused.
 fn restore_options(r: &Record, p: &RestoreParams) -> Result<Vec<String>, Error> {
     let mut opts = vec![format!("--set={}", r.label)];
     match &p.target {
@@ -264,11 +258,7 @@ fn restore_options(r: &Record, p: &RestoreParams) -> Result<Vec<String>, Error> 
                 )));
             }
             opts.push(format!("--type={kind}"));
-            opts.push(if value.contains(' ') {
-                format!("--target=\"{value}\"")
-            } else {
-                format!("--target={value}")
-            });
+            opts.push(format!("--target=\"{value}\""));
             if t.exclusive {
                 opts.push("--target-exclusive".into());
             }

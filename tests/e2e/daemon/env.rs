@@ -421,6 +421,19 @@ impl Env {
         .await
     }
 
+    /// Run an ActionSet in namespace db that must complete; its status.
+    pub async fn completed(&self, spec: Value) -> Value {
+        let name = self.action_set(spec).await;
+        let status = self.finished(&name).await;
+        assert_eq!(
+            status["phase"],
+            "Completed",
+            "{status:#}\n{}",
+            self.daemon_logs()
+        );
+        status
+    }
+
     /// Run an ActionSet that must fail, with `why` in its error; its status.
     pub async fn expect_failure(&self, spec: Value, why: &str) -> Value {
         let name = self.action_set(spec).await;

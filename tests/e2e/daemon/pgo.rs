@@ -31,6 +31,14 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: coffer-plugin-p
 subjects: [{kind: ServiceAccount, name: coffer-plugin, namespace: db}]
 "#;
 
+/// A merge patch of the cluster (annotations, spec), as a user or PGO's CLI makes it.
+async fn annotate(clusters: &Api<DynamicObject>, patch: Value) {
+    clusters
+        .patch("hippo", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pgo_backs_up_and_restores_its_own_set_and_never_leaves_a_restore_enabled() {
     let env = Env::start().await;
@@ -140,19 +148,11 @@ spec:
         .unwrap()
         .psql("postgres", "DROP TABLE orders")
         .unwrap();
-    let restore = env
-        .action_set(
-            json!({"action": "restore", "workload": "postgrescluster/hippo",
+    env.completed(
+        json!({"action": "restore", "workload": "postgrescluster/hippo",
                            "restorePoint": rp}),
-        )
-        .await;
-    let status = env.finished(&restore).await;
-    assert_eq!(
-        status["phase"],
-        "Completed",
-        "{status:#}\n{}",
-        env.daemon_logs()
-    );
+    )
+    .await;
     assert_eq!(
         pg.lock().unwrap().psql("postgres", CHECK).unwrap(),
         original
@@ -184,19 +184,11 @@ spec:
     };
     // Both commits archived (check switches the WAL file and waits for it).
     repo.pgbackrest(&["check"]);
-    let pitr = env
-        .action_set(
-            json!({"action": "restore", "workload": "postgrescluster/hippo",
-                           "restorePoint": rp, "params": {"target": {"time": target}}}),
-        )
-        .await;
-    let status = env.finished(&pitr).await;
-    assert_eq!(
-        status["phase"],
-        "Completed",
-        "{status:#}\n{}",
-        env.daemon_logs()
-    );
+    env.completed(
+        json!({"action": "restore", "workload": "postgrescluster/hippo",
+                       "restorePoint": rp, "params": {"target": {"time": target}}}),
+    )
+    .await;
     assert_eq!(
         pg.lock()
             .unwrap()
@@ -207,16 +199,22 @@ spec:
             .unwrap(),
         "before"
     );
+    // PGO puts the options into a shell command: the target is always one quoted word.
+    let c = clusters.get("hippo").await.unwrap();
+    let options = &c.data["spec"]["backups"]["pgbackrest"]["restore"]["options"];
+    let last = options[2].as_str().unwrap();
+    assert_eq!(options[1], "--type=time", "{options}");
+    assert!(
+        last.starts_with("--target=\"") && last.ends_with('"'),
+        "{options}"
+    );
 
     // A failing backup Job: Failed, naming the Job.
-    clusters
-        .patch(
-            "hippo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {pgo::FAIL_BACKUP: "true"}}})),
-        )
-        .await
-        .unwrap();
+    annotate(
+        &clusters,
+        json!({"metadata": {"annotations": {pgo::FAIL_BACKUP: "true"}}}),
+    )
+    .await;
     env.expect_failure(
         json!({"action": "backup", "workload": "postgrescluster/hippo"}),
         "job/hippo-backup-0002",
@@ -229,14 +227,11 @@ spec:
         .psql("postgres", "INSERT INTO orders VALUES (5000, 'after')")
         .unwrap();
     let now = pg.lock().unwrap().psql("postgres", CHECK).unwrap();
-    clusters
-        .patch(
-            "hippo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {pgo::FAIL_RESTORE: "true"}}})),
-        )
-        .await
-        .unwrap();
+    annotate(
+        &clusters,
+        json!({"metadata": {"annotations": {pgo::FAIL_RESTORE: "true"}}}),
+    )
+    .await;
     env.expect_failure(
         json!({"action": "restore", "workload": "postgrescluster/hippo", "restorePoint": rp}),
         "would stay stuck",
@@ -251,33 +246,22 @@ spec:
 
     // A run that died mid-restore left it enabled (and PGO stuck on it): the next backup
     // switches it off before asking PGO for anything.
-    clusters
-        .patch(
-            "hippo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({
+    annotate(
+        &clusters,
+        json!({
                 "metadata": {"annotations": {pgo::FAIL_BACKUP: null,
                     "postgres-operator.crunchydata.com/pgbackrest-restore": "coffer-restore-dead"}},
-                "spec": {"backups": {"pgbackrest": {"restore": {"enabled": true}}}}})),
-        )
-        .await
-        .unwrap();
+                "spec": {"backups": {"pgbackrest": {"restore": {"enabled": true}}}}}),
+    )
+    .await;
     coffer_tests::kube_real::eventually(30, "PGO fails the dead run's restore", || async {
         let c = clusters.get("hippo").await.unwrap();
         c.data["status"]["pgbackrest"]["restore"]["failed"] == 1
             && c.data["status"]["pgbackrest"]["restore"]["id"] == "coffer-restore-dead"
     })
     .await;
-    let backup = env
-        .action_set(json!({"action": "backup", "workload": "postgrescluster/hippo"}))
+    env.completed(json!({"action": "backup", "workload": "postgrescluster/hippo"}))
         .await;
-    let status = env.finished(&backup).await;
-    assert_eq!(
-        status["phase"],
-        "Completed",
-        "{status:#}\n{}",
-        env.daemon_logs()
-    );
     let c = clusters.get("hippo").await.unwrap();
     assert_eq!(
         c.data["spec"]["backups"]["pgbackrest"]["restore"]["enabled"],
@@ -285,19 +269,11 @@ spec:
     );
 
     // Delete: the restore point goes, the set stays for PGO's retention.
-    let delete = env
-        .action_set(
-            json!({"action": "delete", "workload": "postgrescluster/hippo",
+    env.completed(
+        json!({"action": "delete", "workload": "postgrescluster/hippo",
                            "restorePoint": rp}),
-        )
-        .await;
-    let status = env.finished(&delete).await;
-    assert_eq!(
-        status["phase"],
-        "Completed",
-        "{status:#}\n{}",
-        env.daemon_logs()
-    );
+    )
+    .await;
     assert!(repo.labels().contains(&label), "the set was expired");
     assert!(env.get("RestorePoint", &rp).await.is_none());
     env.assert_daemon_rbac();
