@@ -12,6 +12,7 @@ pub mod rbac;
 pub mod s3;
 pub mod sdk_reference;
 pub mod servers;
+pub mod tls;
 
 /// The Kubernetes client the simulator's tests (and, later, coffer's kube backend) use.
 pub use k8s_openapi;

@@ -466,10 +466,11 @@ impl Coffer {
         let mode = match &cluster {
             Some(c) => c.backends.clone(),
             None => Backends::default()
-                .with::<Arc<dyn ExecBackend>>(Arc::new(
-                    LocalExec::for_workload(&workload)
-                        .map_err(|e| anyhow!("Workload {wname}: {e}"))?,
-                ))
+                .with::<Arc<dyn ExecBackend>>(Arc::new(local_exec(
+                    &workload,
+                    &profile,
+                    &credentials,
+                )?))
                 .with::<Arc<dyn SnapshotBackend>>(Arc::new(BtrfsSnapshots {
                     workload: wname.clone(),
                     volumes: workload.spec.volumes.clone(),
@@ -623,4 +624,22 @@ impl Coffer {
             },
         })
     }
+}
+
+/// The processes of a local Workload, with pgBackRest's repo1 on its Profile when it asks
+/// for that (`PGBACKREST_REPO1_TYPE: profile`).
+fn local_exec(
+    w: &crate::model::Workload,
+    profile: &crate::model::Profile,
+    credentials: &crate::credentials::Credentials,
+) -> Result<LocalExec> {
+    use crate::cap::exec::profile_repo;
+    let exec = LocalExec::for_workload(w).map_err(|e| anyhow!("Workload {}: {e}", w.name()))?;
+    if !profile_repo::wanted(w) {
+        return Ok(exec);
+    }
+    let repo = profile_repo::locate(w, profile).map_err(|e| anyhow!(e))?;
+    let keys = profile_repo::keys(profile, credentials).map_err(|e| anyhow!(e))?;
+    exec.with_profile_repo(repo, keys)
+        .map_err(|e| anyhow!("Workload {}: {e}", w.name()))
 }

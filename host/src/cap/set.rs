@@ -82,6 +82,13 @@ impl Lending {
         {
             redactor.add(&v);
         }
+        for v in mode
+            .get::<Arc<dyn super::exec::ExecBackend>>()
+            .map(|e| e.secret_values())
+            .unwrap_or_default()
+        {
+            redactor.add(&v);
+        }
         Lending {
             scope: Arc::new(ActionScope::new(actor, limits, redactor)),
             grants,

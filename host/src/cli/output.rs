@@ -337,11 +337,32 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
             describe_grants(&b)?;
         }
         Kind::Policy => super::policy_cmd::describe(c, name)?,
+        Kind::Workload => {
+            get(c, kind, Some(name), OutputFormat::Yaml)?;
+            describe_workload(c, name)?;
+        }
         _ => {
             get(c, kind, Some(name), OutputFormat::Yaml)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a Workload needs besides coffer: PostgreSQL's settings for a pgBackRest repository
+/// on its Profile.
+fn describe_workload(c: &Coffer, name: &str) -> Result<()> {
+    use crate::cap::exec::profile_repo;
+    let w = c.workload(name)?;
+    if profile_repo::wanted(&w) {
+        let profile = w.spec.profile.as_deref().unwrap_or("default");
+        let (p, _) = c.profile(profile)?;
+        let repo = profile_repo::locate(&w, &p).map_err(|e| anyhow::anyhow!(e))?;
+        out!("");
+        for line in profile_repo::postgres_settings(&w, &repo) {
+            out!("{line}");
+        }
+    }
+    Ok(())
 }
 
 /// An ActionSet in detail: what, how it ended, every capability call, the plugin's logs.

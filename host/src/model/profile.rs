@@ -45,6 +45,11 @@ pub struct ProfileSpec {
     /// servers need. Default: true when `endpoint` is set, false for AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_style: Option<bool>,
+    /// For `s3`, `gcs` and `azure`: a PEM file of the CA certificates that sign the
+    /// endpoint's certificate (a private CA), trusted besides the system's. On Kubernetes,
+    /// a path inside the daemon's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Where credentials come from. Absent: the environment's standard chain (for `s3`:
     /// AWS_* variables, web identity, instance metadata; for `gcs`: application default
     /// credentials; for `azure`: AZURE_* variables, managed identity).
@@ -84,6 +89,7 @@ impl ProfileSpec {
             region: None,
             endpoint: None,
             path_style: None,
+            ca_file: None,
             credentials: None,
             encryption: None,
             object_lock: None,

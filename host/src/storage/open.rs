@@ -59,6 +59,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             ("region", spec.region.is_some()),
             ("endpoint", spec.endpoint.is_some()),
             ("pathStyle", spec.path_style.is_some()),
+            ("caFile", spec.ca_file.is_some()),
             ("objectLock", spec.object_lock.is_some()),
         ];
         for (field, set) in present {
@@ -106,7 +107,14 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             (Arc::new(fs), Some(dir), None)
         }
         ProfileType::S3 => {
-            only(&["bucket", "region", "endpoint", "pathStyle", "objectLock"])?;
+            only(&[
+                "bucket",
+                "region",
+                "endpoint",
+                "pathStyle",
+                "objectLock",
+                "caFile",
+            ])?;
             let bucket = need("bucket", &spec.bucket)?;
             let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
             let region = spec
@@ -141,13 +149,20 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
                     "Profile {name}: spec.credentials for s3 takes accessKeyId, secretAccessKey and sessionToken"
                 );
             }
-            let options = client_options(spec.endpoint.as_deref());
+            let options = client_options(p, spec.endpoint.as_deref())?;
             let s3 = b
                 .with_retry(retry(p)?)
                 .with_client_options(options)
                 .build()
                 .with_context(|| format!("Profile {name}: configuring S3"))?;
-            let api = S3Api::new(&s3, spec.endpoint.clone(), bucket, region, path_style);
+            let api = S3Api::new(
+                &s3,
+                spec.endpoint.clone(),
+                bucket,
+                region,
+                path_style,
+                ca_pem(p)?.as_deref(),
+            );
             parts = Some(Arc::new(S3Parts {
                 s3: s3.clone(),
                 bucket_prefix,
@@ -155,7 +170,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             (Arc::new(s3) as Arc<dyn ObjectStore>, None, Some(api))
         }
         ProfileType::Gcs => {
-            only(&["bucket", "endpoint"])?;
+            only(&["bucket", "endpoint", "caFile"])?;
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(need("bucket", &spec.bucket)?);
             // The key file may name the API's base URL itself (`gcs_base_url`, as emulators'
@@ -179,7 +194,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             }
             let gcs = b
                 .with_retry(retry(p)?)
-                .with_client_options(client_options(base.as_deref()))
+                .with_client_options(client_options(p, base.as_deref())?)
                 .build()
                 .map_err(|e| {
                     anyhow!(
@@ -192,7 +207,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             (Arc::new(gcs), None, None)
         }
         ProfileType::Azure => {
-            only(&["account", "container", "endpoint"])?;
+            only(&["account", "container", "endpoint", "caFile"])?;
             let mut b = MicrosoftAzureBuilder::from_env()
                 .with_account(need("account", &spec.account)?)
                 .with_container_name(need("container", &spec.container)?);
@@ -204,7 +219,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             }
             let az = b
                 .with_retry(retry(p)?)
-                .with_client_options(client_options(spec.endpoint.as_deref()))
+                .with_client_options(client_options(p, spec.endpoint.as_deref())?)
                 .build()
                 .with_context(|| format!("Profile {name}: configuring Azure"))?;
             (Arc::new(az), None, None)
@@ -239,13 +254,44 @@ fn check_url(profile: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Client options; plain http only when the endpoint says so. (Set here, not on the
-/// builders: `with_client_options` replaces what their `with_allow_http` set.)
-fn client_options(endpoint: Option<&str>) -> ClientOptions {
-    ClientOptions::new()
+/// Client options; plain http only when the endpoint says so; the Profile's CA
+/// certificates trusted besides the system's. (Set here, not on the builders:
+/// `with_client_options` replaces what their `with_allow_http` set.)
+fn client_options(p: &Profile, endpoint: Option<&str>) -> Result<ClientOptions> {
+    let mut options = ClientOptions::new()
         .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
         .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout(Duration::from_secs(300))
+        .with_timeout(Duration::from_secs(300));
+    if let Some(pem) = ca_pem(p)? {
+        for c in object_store::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow!("Profile {}: spec.caFile: {e}", p.name()))?
+        {
+            options = options.with_root_certificate(c);
+        }
+    }
+    Ok(options)
+}
+
+/// The Profile's CA certificates (`spec.caFile`), checked to be PEM certificates.
+pub fn ca_pem(p: &Profile) -> Result<Option<Vec<u8>>> {
+    let Some(path) = &p.spec.ca_file else {
+        return Ok(None);
+    };
+    let name = p.name();
+    let pem = std::fs::read(path).with_context(|| {
+        format!(
+            "Profile {name}: reading spec.caFile {}; give a PEM file of CA certificates coffer can read",
+            path.display()
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+    if certs.is_empty() {
+        bail!(
+            "Profile {name}: spec.caFile {} holds no PEM certificates; give the CA's certificate in PEM (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        );
+    }
+    Ok(Some(pem))
 }
 
 fn retry(p: &Profile) -> Result<RetryConfig> {
@@ -304,6 +350,23 @@ mod tests {
         assert!(
             e.contains("spec.credentials.accessKeyId") && e.contains("COFFER_TEST_UNSET_VAR"),
             "{e}"
+        );
+        assert!(
+            err("{type: s3, bucket: b, caFile: /nonexistent/ca.pem}")
+                .contains("reading spec.caFile /nonexistent/ca.pem")
+        );
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), "not a certificate").unwrap();
+        assert!(
+            err(&format!(
+                "{{type: s3, bucket: b, caFile: {}}}",
+                junk.path().display()
+            ))
+            .contains("holds no PEM certificates")
+        );
+        assert!(
+            err("{type: file, path: /tmp/x, caFile: /ca.pem}")
+                .contains("spec.caFile does not apply to type file")
         );
         let e = err("{type: s3, bucket: b, retryTimeout: soon}");
         assert!(e.contains("spec.retryTimeout"), "{e}");

@@ -54,7 +54,18 @@ impl S3Api {
         bucket: String,
         region: String,
         path_style: bool,
+        ca_pem: Option<&[u8]>,
     ) -> S3Api {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
+        // The Profile's private CA (checked when the Profile was opened).
+        for c in ca_pem
+            .map(|pem| reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default())
+            .unwrap_or_default()
+        {
+            http = http.add_root_certificate(c);
+        }
         let base = match (endpoint, path_style) {
             (Some(ep), true) => format!("{}/{bucket}", ep.trim_end_matches('/')),
             (Some(ep), false) => {
@@ -70,11 +81,7 @@ impl S3Api {
             bucket,
             region,
             path_style,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("a default HTTP client"),
+            http: http.build().expect("a default HTTP client"),
         }
     }
 

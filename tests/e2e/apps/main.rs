@@ -11,6 +11,7 @@ use std::path::Path;
 mod etcd;
 mod mysql;
 mod pgbackrest;
+mod pgbackrest_profile;
 mod plugin_run;
 mod redis;
 mod snapshots;

@@ -27,6 +27,9 @@ pub struct LocalExec {
     pub volumes: BTreeMap<String, PathBuf>,
     /// The user its processes run as (`spec.runAs`); None: coffer's own.
     run_as: Option<RunAs>,
+    /// Secrets the host hands its processes by env (a Profile's keys for pgBackRest):
+    /// applied last, never among `workload_env`, redacted from what the plugin reads.
+    secret_env: BTreeMap<String, String>,
     scratch: Mutex<Option<Scratch>>,
 }
 
@@ -41,6 +44,7 @@ impl LocalExec {
             env,
             volumes,
             run_as: None,
+            secret_env: BTreeMap::new(),
             scratch: Mutex::new(None),
         }
     }
@@ -56,6 +60,32 @@ impl LocalExec {
             exec.run_as = Some(RunAs::for_workload(user)?);
         }
         Ok(exec)
+    }
+
+    /// pgBackRest's repo1 on the Workload's Profile (`PGBACKREST_REPO1_TYPE: profile`): its
+    /// locating options join the Workload's env, its keys the secret env, and a `file`
+    /// Profile's directory for it is made, owned by the Workload's user.
+    pub fn with_profile_repo(
+        mut self,
+        repo: super::profile_repo::ProfileRepo,
+        keys: BTreeMap<String, String>,
+    ) -> Result<LocalExec, String> {
+        if let Some(dir) = &repo.dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("making pgBackRest's repository {}: {e}", dir.display()))?;
+            if let Some(r) = &self.run_as {
+                std::os::unix::fs::chown(dir, Some(r.uid), Some(r.gid)).map_err(|e| {
+                    format!(
+                        "giving pgBackRest's repository {} to {}: {e}",
+                        dir.display(),
+                        r.user
+                    )
+                })?;
+            }
+        }
+        self.env.extend(repo.env);
+        self.secret_env = keys;
+        Ok(self)
     }
 
     fn own(&self, at: &Place) -> Result<(), WitError> {
@@ -130,6 +160,10 @@ impl ExecBackend for LocalExec {
         self.volumes.values().cloned().collect()
     }
 
+    fn secret_values(&self) -> Vec<String> {
+        self.secret_env.values().cloned().collect()
+    }
+
     async fn spawn(&self, spec: SpawnSpec) -> Result<Box<dyn RunningProcess>, WitError> {
         self.own(&Place {
             workload: spec.workload.clone(),
@@ -165,6 +199,7 @@ impl ExecBackend for LocalExec {
             r.apply(&mut cmd);
         }
         cmd.envs(&self.env);
+        cmd.envs(&self.secret_env);
         // A mark every descendant inherits: one that left the process group (setsid, a
         // daemonizing tool) is still found and stopped when the process is cleaned up.
         let mark = run_mark();
@@ -386,5 +421,55 @@ mod tests {
         assert!(resolve_program("pg_dump", &format!(".:{rel}")).is_err());
         assert!(resolve_program("./pg_dump", &path).is_err());
         assert!(resolve_program("/nonexistent/x", &path).is_err());
+    }
+
+    /// A Profile's keys reach the process's env and nothing else: not the Workload's env
+    /// that pins and injects flags, and they are offered for redaction.
+    #[tokio::test]
+    async fn profile_keys_are_in_the_process_env_only() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::cap::exec::profile_repo::ProfileRepo {
+            env: BTreeMap::from([("PGBACKREST_REPO1_PATH".into(), "/r".into())]),
+            dir: Some(dir.path().join("pgbackrest/w")),
+            url: String::new(),
+            keyed: true,
+        };
+        let keys = BTreeMap::from([(
+            "PGBACKREST_REPO1_S3_KEY_SECRET".to_string(),
+            "s3cr3t-value".to_string(),
+        )]);
+        let exec = LocalExec::new("w".into(), BTreeMap::new(), BTreeMap::new())
+            .with_profile_repo(repo, keys)
+            .unwrap();
+        assert!(dir.path().join("pgbackrest/w").is_dir());
+        assert_eq!(exec.workload_env()["PGBACKREST_REPO1_PATH"], "/r");
+        assert!(!exec.workload_env().values().any(|v| v.contains("s3cr3t")));
+        assert_eq!(exec.secret_values(), vec!["s3cr3t-value".to_string()]);
+        let mut p = exec
+            .spawn(SpawnSpec {
+                workload: "w".into(),
+                container: None,
+                argv: vec!["env".into()],
+                plugin_argv: vec!["env".into()],
+                env: Vec::new(),
+                secret_env: Vec::new(),
+                stdin: false,
+                stderr_tail: 1024,
+            })
+            .await
+            .unwrap();
+        let mut out = String::new();
+        p.take_stdout()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        assert_eq!(p.wait().await.unwrap().code, Some(0));
+        assert!(
+            out.contains("PGBACKREST_REPO1_S3_KEY_SECRET=s3cr3t-value"),
+            "{out}"
+        );
+        assert!(out.contains("PGBACKREST_REPO1_PATH=/r"), "{out}");
     }
 }

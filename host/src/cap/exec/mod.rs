@@ -9,6 +9,7 @@ mod local;
 pub mod mover;
 mod pod;
 pub mod policy;
+pub mod profile_repo;
 pub mod run_as;
 pub mod scripted;
 mod stdin_filter;
@@ -149,6 +150,12 @@ pub trait ExecBackend: Send + Sync {
     /// servers a tool given a secret may talk to (PGHOST, MYSQL_HOST, …).
     fn workload_env(&self) -> std::collections::BTreeMap<String, String> {
         Default::default()
+    }
+
+    /// Values the host puts in processes' env that the plugin must never see (a Profile's
+    /// keys handed to pgBackRest): redacted from everything the plugin reads.
+    fn secret_values(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The Workload's volumes: the directories a tool may restore into.

@@ -18,6 +18,7 @@ mod redis;
 pub mod syntax;
 
 pub use pg::psql_restricts;
+pub use pgbackrest::PINS as PGBACKREST_PINS;
 use std::collections::BTreeMap;
 use syntax::{Item, Opt, Rule, Syntax};
 
@@ -144,12 +145,7 @@ static TOOLS: &[Tool] = &[
         names: &["pgbackrest"],
         syntax: Syntax::Gnu,
         tables: &[pgbackrest::PGBACKREST],
-        // pgBackRest reads these itself, but writes only command-line options into a
-        // restored copy's restore_command: passed as flags, the copy finds its WAL.
-        inject: &[
-            ("PGBACKREST_CONFIG", "--config"),
-            ("PGBACKREST_STANZA", "--stanza"),
-        ],
+        inject: pgbackrest::PINS,
     },
     Tool {
         names: &["redis-check-rdb"],

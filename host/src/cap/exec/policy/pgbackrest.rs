@@ -38,8 +38,18 @@ pub static PGBACKREST: &[Opt] = &[
     Opt::new("delta", None, Arg::No, Rule::Allow),
     Opt::new("pg1-path", None, Arg::Required, Rule::Check(in_volume)),
     Opt::new("output", None, Arg::Required, Rule::Check(output)),
-    Opt::new("log-level-console", None, Arg::Required, Rule::Check(plain)),
-    Opt::new("log-level-stderr", None, Arg::Required, Rule::Check(plain)),
+    Opt::new(
+        "log-level-console",
+        None,
+        Arg::Required,
+        Rule::Check(log_level),
+    ),
+    Opt::new(
+        "log-level-stderr",
+        None,
+        Arg::Required,
+        Rule::Check(log_level),
+    ),
     Opt::new("process-max", None, Arg::Required, Rule::Check(number)),
     Opt::new("start-fast", None, Arg::No, Rule::Allow),
     Opt::new("verbose", None, Arg::No, Rule::Allow),
@@ -70,6 +80,28 @@ pub static PGBACKREST: &[Opt] = &[
         Arg::No,
         Rule::Deny("it overwrites a directory that is not empty"),
     ),
+];
+
+/// What the Workload pins, by pgBackRest's env names. pgBackRest reads these itself, but
+/// writes only command-line options into a restored copy's restore_command: passed as
+/// flags, the copy finds its WAL in the same repository. The repo1 options come from the
+/// Workload's Profile with `PGBACKREST_REPO1_TYPE: profile` (`profile_repo`); keys are never
+/// among them.
+pub static PINS: &[(&str, &str)] = &[
+    ("PGBACKREST_CONFIG", "--config"),
+    ("PGBACKREST_STANZA", "--stanza"),
+    ("PGBACKREST_REPO1_TYPE", "--repo1-type"),
+    ("PGBACKREST_REPO1_PATH", "--repo1-path"),
+    ("PGBACKREST_REPO1_S3_BUCKET", "--repo1-s3-bucket"),
+    ("PGBACKREST_REPO1_S3_ENDPOINT", "--repo1-s3-endpoint"),
+    ("PGBACKREST_REPO1_S3_REGION", "--repo1-s3-region"),
+    ("PGBACKREST_REPO1_S3_URI_STYLE", "--repo1-s3-uri-style"),
+    ("PGBACKREST_REPO1_STORAGE_PORT", "--repo1-storage-port"),
+    (
+        "PGBACKREST_REPO1_STORAGE_CA_FILE",
+        "--repo1-storage-ca-file",
+    ),
+    ("PGBACKREST_REPO1_S3_KEY_TYPE", "--repo1-s3-key-type"),
 ];
 
 const CONFIG: &str = "the configuration is the Workload's (PGBACKREST_CONFIG in spec.env)";
@@ -104,6 +136,15 @@ fn stanza(v: &str, input: &Input) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Up to `detail`: `debug` and `trace` print the options pgBackRest was given, and the
+/// process may hold the Profile's keys.
+fn log_level(v: &str, _: &Input) -> Result<(), String> {
+    ["off", "error", "warn", "info", "detail"]
+        .contains(&v)
+        .then_some(())
+        .ok_or_else(|| format!("{v:?} is not off, error, warn, info or detail"))
 }
 
 fn number(v: &str, _: &Input) -> Result<(), String> {
