@@ -25,6 +25,7 @@ pub mod policy;
 pub mod redact;
 pub mod scheduler;
 pub mod storage;
+pub mod ui;
 pub mod wit;
 
 /// Plugins and blueprints shipped inside the binary.

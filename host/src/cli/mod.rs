@@ -200,6 +200,16 @@ enum Command {
     /// Kubernetes controller, reconciling ActionSets while holding the Lease; without one,
     /// the local scheduler of this state dir's Policies.
     Daemon(cluster::DaemonArgs),
+    /// Serve the dashboard for this state dir (pages and the JSON API under /api/v1/).
+    /// Every request needs the token: from --token-file, else a new one printed once.
+    Ui {
+        /// Where to listen; loopback by default.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: std::net::SocketAddr,
+        /// A file holding the token (one line); without it a random token is printed.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+    },
     /// Print the CustomResourceDefinitions (`coffer crds | kubectl apply -f -`).
     Crds,
     /// What runs in a mover pod (docs/movers.md); started by the daemon, not by hand.
@@ -337,6 +347,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Ui { addr, token_file } = &cli.command {
+        let token = match token_file {
+            Some(f) => {
+                let t = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading --token-file {}", f.display()))?;
+                let t = t.trim().to_string();
+                if t.len() < 16 {
+                    anyhow::bail!(
+                        "--token-file {}: the token must be at least 16 characters",
+                        f.display()
+                    );
+                }
+                crate::ui::auth::Token::new(t)
+            }
+            None => {
+                let t = crate::ui::auth::Token::random();
+                eprintln!("dashboard token (printed once): {}", t.value());
+                t
+            }
+        };
+        eprintln!("dashboard: http://{addr}/");
+        crate::ui::serve(std::sync::Arc::new(coffer), *addr, token).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cli.cluster.wanted() {
         return on_cluster(coffer, &cli.cluster.target(), cli.command).await;
     }
@@ -406,7 +440,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Profile { command } => storage_cmd::profile(&coffer, command).await,
         Command::Policy { command } => policy_cmd::command(&coffer, command).await,
         Command::Location { command } => storage_cmd::location(&coffer, command).await,
-        Command::Plugin { .. } | Command::Daemon(_) | Command::Crds | Command::Mover { .. } => {
+        Command::Plugin { .. }
+        | Command::Daemon(_)
+        | Command::Ui { .. }
+        | Command::Crds
+        | Command::Mover { .. } => {
             unreachable!("handled above")
         }
     }

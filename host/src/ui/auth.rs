@@ -1,0 +1,119 @@
+//! Who may use the dashboard (local mode): whoever holds the token. Every request carries
+//! it, as `Authorization: Bearer TOKEN` (API clients) or as the HttpOnly, SameSite=Strict
+//! cookie the login form sets (browsers). A request authenticated by the cookie — which a
+//! browser sends by itself — must also carry the CSRF token to change anything.
+
+use axum::http::{HeaderMap, header};
+use sha2::{Digest, Sha256};
+
+pub const COOKIE: &str = "coffer_ui";
+pub const CSRF_FIELD: &str = "csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The dashboard's secret and what is derived from it.
+pub struct Token {
+    digest: [u8; 32],
+    value: String,
+    csrf: String,
+}
+
+/// How a request proved it holds the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    Bearer,
+    Cookie,
+}
+
+impl Token {
+    pub fn new(value: String) -> Token {
+        let csrf = hex(&Sha256::digest(
+            format!("coffer-ui-csrf\0{value}").as_bytes(),
+        ));
+        Token {
+            digest: Sha256::digest(value.as_bytes()).into(),
+            value,
+            csrf,
+        }
+    }
+
+    /// A fresh random token (32 bytes, hex).
+    pub fn random() -> Token {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).expect("the OS random source");
+        Token::new(hex(&b))
+    }
+
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The CSRF token forms carry.
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Compared as digests: equal-length values, so the time taken says nothing of how
+    /// much of a guess was right.
+    pub fn matches(&self, given: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        d.iter()
+            .zip(self.digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    pub fn csrf_matches(&self, given: &str) -> bool {
+        Token::new(self.csrf.clone()).matches(given)
+    }
+
+    /// How `headers` prove the token, if they do.
+    pub fn check(&self, headers: &HeaderMap) -> Option<Proof> {
+        if let Some(b) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            return self.matches(b.trim()).then_some(Proof::Bearer);
+        }
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE)
+            .map(|(_, v)| v.to_string())?;
+        self.matches(&cookie).then_some(Proof::Cookie)
+    }
+
+    /// The Set-Cookie value that logs a browser in.
+    pub fn cookie(&self) -> String {
+        format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", self.value)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_and_its_csrf_are_checked() {
+        let t = Token::new("s3cret".into());
+        let mut h = HeaderMap::new();
+        assert_eq!(t.check(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+        assert_eq!(t.check(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert_eq!(t.check(&h), Some(Proof::Bearer));
+        let mut c = HeaderMap::new();
+        c.insert(header::COOKIE, "a=b; coffer_ui=s3cret".parse().unwrap());
+        assert_eq!(t.check(&c), Some(Proof::Cookie));
+        assert!(t.csrf_matches(t.csrf()));
+        assert!(!t.csrf_matches("s3cret"));
+        assert_ne!(Token::random().value(), Token::random().value());
+    }
+}
