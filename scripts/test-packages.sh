@@ -3,7 +3,8 @@
 # PostgreSQL 15 (server and client), MariaDB, etcd (server and etcdctl), Redis, age, zstd,
 # npm and python3-venv (for the object storage servers of scripts/test-servers.sh), openssl
 # and curl (for the Kubernetes control plane of scripts/kube.sh), restic (the retention oracle),
-# btrfs-progs (local volume snapshots), mariadb-backup (a benchmark's reference).
+# btrfs-progs (local volume snapshots), mariadb-backup (a benchmark's reference), chromium
+# and chromium-driver (the dashboard's browser tests).
 # Safe to run concurrently (flock) and repeatedly (does nothing when all are there).
 # Called by the tests themselves on first use, by scripts/test-servers.sh and by
 # scripts/quickstart.sh; needs root (or passwordless sudo) only when it installs something.
@@ -36,6 +37,9 @@ need mkfs.btrfs btrfs-progs
 need mariadb-backup mariadb-backup
 # Physical PostgreSQL backups (the pgbackrest plugin drives the real tool).
 need pgbackrest pgbackrest
+# The dashboard's browser tests: a real headless Chromium driven through WebDriver.
+need chromium chromium
+need chromedriver chromium-driver
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -3,6 +3,7 @@
 
 pub mod btrfs;
 pub mod cli;
+pub mod http;
 pub mod kube_real;
 pub mod kube_sim;
 pub mod pgbackrest;
@@ -13,6 +14,7 @@ pub mod s3;
 pub mod sdk_reference;
 pub mod servers;
 pub mod tls;
+pub mod webdriver;
 
 /// The Kubernetes client the simulator's tests (and, later, coffer's kube backend) use.
 pub use k8s_openapi;

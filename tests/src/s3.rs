@@ -3,7 +3,6 @@
 //! can cut the network between coffer and a server while the server keeps its state.
 
 use crate::free_port;
-use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -72,9 +71,13 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
 
 /// moto does not check signatures, but treats a request without any as anonymous, which
 /// some buckets (Object Lock ones) refuse.
-const MOTO_AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n";
+const MOTO_AUTH: (&str, &str) = (
+    "Authorization",
+    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+);
 
-/// One HTTP/1.1 request on its own connection: (status, response head, body).
+/// One HTTP/1.1 request on its own connection, with moto's placeholder signature:
+/// (status, response head, body).
 fn exchange(
     port: u16,
     method: &str,
@@ -82,34 +85,10 @@ fn exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n{MOTO_AUTH}",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut body = out[split + 4..].to_vec();
-    if head.to_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, head, body)
+    let mut all = vec![MOTO_AUTH];
+    all.extend_from_slice(headers);
+    let a = crate::http::request(port, method, path, &all, body);
+    (a.status, a.head, a.body)
 }
 
 /// A request without a body, the response body as text (for moto, and for checks).
@@ -127,21 +106,6 @@ pub fn http(
 pub fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let (status, _, body) = exchange(port, method, path, &[], body);
     (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if len == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + len]);
-        b = &b[eol + 2 + len + 2..];
-    }
 }
 
 /// Every `<name>` element's text in an XML body.

@@ -9,10 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One application: a Workload, its Blueprint, how protected it is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Application {
     pub name: String,
@@ -28,10 +29,17 @@ pub struct Application {
 pub fn applications(coffer: &Coffer) -> anyhow::Result<Vec<Application>> {
     let now = crate::scheduler::clock::from_env().now();
     let rows: Vec<Compliance> = crate::scheduler::compliance::compliance(coffer, now)?;
-    let rps = coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)?;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for rp in coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)? {
+        *counts.entry(rp.spec.workload).or_default() += 1;
+    }
+    let mut by_workload: HashMap<&str, Vec<&Compliance>> = HashMap::new();
+    for r in &rows {
+        by_workload.entry(r.workload.as_str()).or_default().push(r);
+    }
     let mut out = Vec::new();
     for w in coffer.catalog.list::<Workload>(Kind::Workload)? {
-        let mine: Vec<&Compliance> = rows.iter().filter(|r| r.workload == w.name()).collect();
+        let mine = by_workload.remove(w.name()).unwrap_or_default();
         let bad: Vec<String> = mine
             .iter()
             .filter(|r| r.state == "NonCompliant")
@@ -61,7 +69,7 @@ pub fn applications(coffer: &Coffer) -> anyhow::Result<Vec<Application>> {
             compliance: compliance.into(),
             reasons: bad,
             policies,
-            restore_points: rps.iter().filter(|r| r.spec.workload == w.name()).count(),
+            restore_points: counts.get(w.name()).copied().unwrap_or(0),
         });
     }
     // Anything failing first.
@@ -187,4 +195,15 @@ pub async fn launch(
         }
     });
     ui.coffer.action_set(&name)
+}
+
+/// Verify a restore point's objects against its manifest (what `coffer verify` checks
+/// first).
+pub async fn verify(ui: &Ui, name: &str) -> anyhow::Result<crate::storage::ops::VerifyReport> {
+    let c = &ui.coffer;
+    let rp = c.restore_point(name)?;
+    let (profile, _) = c.profile(&rp.spec.profile)?;
+    let loc = crate::storage::Location::from_profile(&profile, &c.credentials)?;
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::storage::ops::verify(&loc, c.manifest_key()?, &rp, bytes).await
 }

@@ -4,7 +4,8 @@
 
 mod api;
 pub mod auth;
-mod pages;
+mod form;
+pub mod pages;
 
 use crate::action::Coffer;
 use axum::Router;
@@ -23,8 +24,24 @@ pub struct Ui {
 pub fn router(ui: Arc<Ui>) -> Router {
     let guarded = Router::new()
         .route("/", get(pages::overview))
-        .route("/actionsets/{name}", get(pages::action_set))
+        .route("/applications", get(pages::applications))
+        .route("/applications/{name}", get(pages::application))
         .route("/applications/{name}/backup", post(pages::backup_form))
+        .route(
+            "/applications/{name}/restore",
+            get(pages::restore_page).post(pages::restore_form),
+        )
+        .route("/applications/{name}/policy", post(pages::policy_form))
+        .route("/actionsets", get(pages::action_sets))
+        .route("/actionsets/{name}", get(pages::action_set))
+        .route("/actionsets/{name}/events", get(pages::action_events))
+        .route("/restorepoints", get(pages::restore_points))
+        .route("/restorepoints/{name}", get(pages::restore_point))
+        .route("/restorepoints/{name}/verify", post(pages::verify_form))
+        .route("/policies", get(pages::policies))
+        .route("/profiles", get(pages::profiles))
+        .route("/profiles/{name}/validate", post(pages::validate_profile))
+        .route("/blueprints", get(pages::blueprints))
         .route("/api/v1/applications", get(api::get_applications))
         .route("/api/v1/applications/{name}/backup", post(api::post_backup))
         .route(
