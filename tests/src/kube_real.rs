@@ -147,9 +147,8 @@ impl RealKube {
         path
     }
 
-    /// A kubeconfig holding a fresh token of ServiceAccount `ns/name` (TokenRequest), so a
-    /// process gets exactly that account's RBAC.
-    pub async fn service_account_kubeconfig(&self, ns: &str, name: &str) -> PathBuf {
+    /// A fresh token of ServiceAccount `ns/name` (TokenRequest, two hours).
+    pub async fn service_account_token(&self, ns: &str, name: &str) -> String {
         let client = self.client().await;
         let req = http::Request::post(format!(
             "/api/v1/namespaces/{ns}/serviceaccounts/{name}/token"
@@ -165,7 +164,13 @@ impl RealKube {
             .request(req)
             .await
             .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{name}: {e}"));
-        let token = v["status"]["token"].as_str().expect("a token").to_string();
+        v["status"]["token"].as_str().expect("a token").to_string()
+    }
+
+    /// A kubeconfig holding a fresh token of ServiceAccount `ns/name` (TokenRequest), so a
+    /// process gets exactly that account's RBAC.
+    pub async fn service_account_kubeconfig(&self, ns: &str, name: &str) -> PathBuf {
+        let token = self.service_account_token(ns, name).await;
         self.token_kubeconfig(&format!("sa-{ns}-{name}"), &token)
     }
 

@@ -5,6 +5,7 @@
 mod api;
 pub mod auth;
 mod form;
+pub mod kube_auth;
 pub mod pages;
 
 use crate::action::Coffer;

@@ -21,4 +21,5 @@ mod policy;
 mod protect;
 mod rds;
 mod signers;
+mod ui_auth;
 mod volumes;

@@ -148,9 +148,34 @@ fn dashboard_requires_the_token_and_backs_up_and_restores() {
     assert_eq!(posted.status, 303, "{}", posted.text());
     let follow = posted.header("location").unwrap();
     let second = follow.strip_prefix("/actionsets/").unwrap().to_string();
-    assert_eq!(ui.wait(&second)["status"]["phase"], "Completed");
+    let second_rp = ui.wait(&second)["status"]["restorePoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let page = ui.get(&follow, &[("Cookie", &cookie)]).text();
     assert!(page.contains("Completed"), "{page}");
+
+    // A point in time: the newest restore point at or before it, shown before anything runs.
+    let at = ui.get(
+        "/applications/db/restore?at=2100-01-01T00:00:00Z",
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(at.status, 200, "{}", at.text());
+    assert!(
+        at.text().contains(&format!("value=\"{second_rp}\"")),
+        "{}",
+        at.text()
+    );
+    let early = ui.get(
+        "/applications/db/restore?at=2000-01-01T00:00:00Z",
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(early.status, 422);
+    assert!(
+        early.text().contains("no RestorePoint taken at or before"),
+        "{}",
+        early.text()
+    );
 
     // Restore the first restore point through the API: the rows come back.
     pg.psql("app", "DROP TABLE t").unwrap();

@@ -122,6 +122,12 @@ pub async fn application(State(ui): State<Arc<Ui>>, Path(name): Path<String>) ->
         ],
         &rows,
     ));
+    if !rps.is_empty() {
+        body.push_str(&format!(
+            "<form method=\"get\" action=\"/applications/{}/restore\"><div class=\"field\"><label for=\"at\">Restore to a point in time</label><br><input id=\"at\" name=\"at\" type=\"text\" placeholder=\"2026-12-04T08:00:00Z\" aria-describedby=\"at-d\" required> <button type=\"submit\">Choose…</button><small id=\"at-d\">The newest restore point taken at or before this time (RFC 3339, with its zone) is restored; the next page shows which before anything runs.</small></div></form>",
+            url(&name)
+        ));
+    }
     if app.as_ref().is_some_and(|a| a.compliance == "Unmanaged") {
         body.push_str(&policy_fields(&ui, &name));
     }
@@ -173,15 +179,30 @@ pub async fn restore_page(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let Some(from) = q.get("from") else {
-        return problem(
-            &ui,
-            StatusCode::BAD_REQUEST,
-            "Restore",
-            "pick a restore point on the application's page",
-        );
+    // A restore point, or the newest taken at or before a point in time.
+    let from = match (q.get("from"), q.get("at").filter(|a| !a.trim().is_empty())) {
+        (Some(f), _) => f.clone(),
+        (None, Some(at)) => match crate::cli::restore_point_at(&ui.coffer, &name, at.trim()) {
+            Ok(f) => f,
+            Err(e) => {
+                return problem(
+                    &ui,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Restore",
+                    &format!("{e:#}"),
+                );
+            }
+        },
+        (None, None) => {
+            return problem(
+                &ui,
+                StatusCode::BAD_REQUEST,
+                "Restore",
+                "pick a restore point or a point in time on the application's page",
+            );
+        }
     };
-    let rp = match ui.coffer.restore_point(from) {
+    let rp = match ui.coffer.restore_point(&from) {
         Ok(rp) => rp,
         Err(e) => return problem(&ui, StatusCode::NOT_FOUND, "Restore", &format!("{e:#}")),
     };
