@@ -84,6 +84,13 @@ pub struct DaemonArgs {
     /// there; change it only for a node whose exec is simulated).
     #[arg(long, default_value = "/coffer-bin/coffer")]
     pub mover_binary: String,
+    /// Serve the dashboard here too (local mode; docs/dashboard.md), e.g. 127.0.0.1:7878.
+    /// Default: off.
+    #[arg(long)]
+    pub ui: Option<SocketAddr>,
+    /// The dashboard's token (a file holding it); without it a random one is printed.
+    #[arg(long, requires = "ui")]
+    pub ui_token_file: Option<std::path::PathBuf>,
 }
 
 impl DaemonArgs {

@@ -342,32 +342,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none();
         if local {
             let clock = crate::scheduler::clock::from_env();
-            crate::scheduler::local::run(std::sync::Arc::new(coffer), clock).await?;
+            let coffer = std::sync::Arc::new(coffer);
+            match args.ui {
+                Some(addr) => {
+                    let token = crate::ui::auth::Token::load(args.ui_token_file.as_deref())?;
+                    eprintln!("dashboard: http://{addr}/");
+                    tokio::try_join!(
+                        crate::scheduler::local::run(coffer.clone(), clock),
+                        crate::ui::serve(coffer, addr, token),
+                    )?;
+                }
+                None => crate::scheduler::local::run(coffer, clock).await?,
+            }
+        } else if args.ui.is_some() {
+            anyhow::bail!(
+                "--ui: the dashboard of the Kubernetes daemon is not built yet; run `coffer ui` on a local state dir (docs/dashboard.md)"
+            );
         } else {
             crate::k8s::daemon::run(coffer, &cli.cluster.target(), args.config()).await?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Ui { addr, token_file } = &cli.command {
-        let token = match token_file {
-            Some(f) => {
-                let t = std::fs::read_to_string(f)
-                    .with_context(|| format!("reading --token-file {}", f.display()))?;
-                let t = t.trim().to_string();
-                if t.len() < 16 {
-                    anyhow::bail!(
-                        "--token-file {}: the token must be at least 16 characters",
-                        f.display()
-                    );
-                }
-                crate::ui::auth::Token::new(t)
-            }
-            None => {
-                let t = crate::ui::auth::Token::random();
-                eprintln!("dashboard token (printed once): {}", t.value());
-                t
-            }
-        };
+        let token = crate::ui::auth::Token::load(token_file.as_deref())?;
         eprintln!("dashboard: http://{addr}/");
         crate::ui::serve(std::sync::Arc::new(coffer), *addr, token).await?;
         return Ok(ExitCode::SUCCESS);

@@ -43,6 +43,27 @@ impl Token {
         Token::new(hex(&b))
     }
 
+    /// The token of `file` (at least 16 characters), else a random one printed once.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Token> {
+        use anyhow::Context;
+        let Some(f) = file else {
+            let t = Token::random();
+            eprintln!("dashboard token (printed once): {}", t.value());
+            return Ok(t);
+        };
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the dashboard's token file {}", f.display()))?;
+        let t = t.trim().to_string();
+        if t.len() < 16 {
+            anyhow::bail!(
+                "the dashboard's token file {}: the token must be at least 16 characters (e.g. `openssl rand -hex 32 > {}`)",
+                f.display(),
+                f.display()
+            );
+        }
+        Ok(Token::new(t))
+    }
+
     pub fn value(&self) -> &str {
         &self.value
     }

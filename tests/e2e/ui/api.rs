@@ -207,3 +207,69 @@ fn dashboard_requires_the_token_and_backs_up_and_restores() {
         422
     );
 }
+
+/// `coffer daemon --ui`: the local scheduler serves the dashboard too, with the same token
+/// rules; a token file too short is refused before anything starts.
+#[test]
+fn the_local_daemon_serves_the_dashboard() {
+    let c = cli();
+    assert!(c.apply("apiVersion: coffer.dev/v1alpha1\nkind: Workload\nmetadata: {name: shop}\nspec: {blueprint: postgres-logical}\n").ok);
+    let short = c.home.path().join("short-token");
+    std::fs::write(&short, "abc").unwrap();
+    let refused = c
+        .command()
+        .args(["daemon", "--ui", "127.0.0.1:0", "--ui-token-file"])
+        .arg(&short)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("at least 16 characters"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let token_file = c.home.path().join("ui-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let port = coffer_tests::free_port();
+    let mut daemon = c
+        .command()
+        .args([
+            "daemon",
+            "--ui",
+            &format!("127.0.0.1:{port}"),
+            "--ui-token-file",
+        ])
+        .arg(&token_file)
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    coffer_tests::reap_with_this_process(daemon.id(), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's dashboard did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        request(port, "GET", "/api/v1/applications", &[], &[]).status,
+        401
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let apps = request(
+        port,
+        "GET",
+        "/api/v1/applications",
+        &[("Authorization", &bearer)],
+        &[],
+    );
+    assert_eq!(apps.status, 200);
+    assert_eq!(apps.json()[0]["name"], "shop");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
