@@ -105,20 +105,25 @@ impl Browser {
         }
     }
 
+    /// The first element matching a CSS selector now, if there is one.
+    fn try_find(&self, css: &str) -> Option<String> {
+        let body = json!({"using": "css selector", "value": css}).to_string();
+        let a = request(
+            self.port,
+            "POST",
+            &self.at("/element"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        (a.status == 200).then(|| a.json()["value"][ELEMENT].as_str().unwrap().to_string())
+    }
+
     /// The first element matching a CSS selector, waiting up to 10 s for it.
     pub fn find(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let body = json!({"using": "css selector", "value": css}).to_string();
-            let a = request(
-                self.port,
-                "POST",
-                &self.at("/element"),
-                &[("Content-Type", "application/json")],
-                body.as_bytes(),
-            );
-            if a.status == 200 {
-                return a.json()["value"][ELEMENT].as_str().unwrap().to_string();
+            if let Some(e) = self.try_find(css) {
+                return e;
             }
             assert!(
                 Instant::now() < deadline,
@@ -179,16 +184,7 @@ impl Browser {
     pub fn wait_text(&self, css: &str, want: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let body = json!({"using": "css selector", "value": css}).to_string();
-            let a = request(
-                self.port,
-                "POST",
-                &self.at("/element"),
-                &[("Content-Type", "application/json")],
-                body.as_bytes(),
-            );
-            if a.status == 200 {
-                let e = a.json()["value"][ELEMENT].as_str().unwrap().to_string();
+            if let Some(e) = self.try_find(css) {
                 let t = request(
                     self.port,
                     "GET",

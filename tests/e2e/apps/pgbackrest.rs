@@ -8,7 +8,7 @@ use coffer_tests::postgres::Postgres;
 use std::path::PathBuf;
 
 /// (count, sum) of table t.
-fn rows(pg: &Postgres) -> String {
+pub(crate) fn rows(pg: &Postgres) -> String {
     pg.psql(
         "app",
         "SELECT count(*) || ',' || coalesce(sum(id), 0) FROM t",
@@ -16,7 +16,7 @@ fn rows(pg: &Postgres) -> String {
     .unwrap()
 }
 
-fn insert(pg: &Postgres, from: u32, to: u32) {
+pub(crate) fn insert(pg: &Postgres, from: u32, to: u32) {
     pg.psql(
         "app",
         &format!("INSERT INTO t SELECT g, md5(g::text) FROM generate_series({from}, {to}) g"),
@@ -24,7 +24,7 @@ fn insert(pg: &Postgres, from: u32, to: u32) {
     .unwrap();
 }
 
-fn output(r: &Run, key: &str) -> String {
+pub(crate) fn output(r: &Run, key: &str) -> String {
     assert!(r.ok, "action failed:\n{}\n{}", r.stdout, r.stderr);
     r.json()["status"]["outputs"][key]
         .as_str()

@@ -5,6 +5,7 @@
 //! storage; a restored copy recovers from it; a delete expires the set there.
 
 use super::*;
+use crate::pgbackrest::{insert, output, rows};
 use coffer_tests::pgbackrest::{Repo, own};
 use coffer_tests::postgres::Postgres;
 use coffer_tests::s3::{Moto, S3S_ACCESS_KEY, S3S_SECRET_KEY, S3sFs};
@@ -26,22 +27,6 @@ impl Storage {
             Storage::Moto(m) => m.keys("pgrepo").contains(&rel),
         }
     }
-}
-
-fn rows(pg: &Postgres) -> String {
-    pg.psql(
-        "app",
-        "SELECT count(*) || ',' || coalesce(sum(id), 0) FROM t",
-    )
-    .unwrap()
-}
-
-fn insert(pg: &Postgres, from: u32, to: u32) {
-    pg.psql(
-        "app",
-        &format!("INSERT INTO t SELECT g, md5(g::text) FROM generate_series({from}, {to}) g"),
-    )
-    .unwrap();
 }
 
 fn key_files(dir: &Path, id: &str, secret: &str) -> String {
@@ -150,14 +135,6 @@ fn round_trip(profile: &str, keys: Option<(&str, &str)>, storage: Storage) {
         "set {incr_label} was not expired"
     );
     assert!(storage.has_set(&full_label));
-}
-
-fn output(r: &Run, key: &str) -> String {
-    assert!(r.ok, "action failed:\n{}\n{}", r.stdout, r.stderr);
-    r.json()["status"]["outputs"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no output {key}: {}", r.stdout))
-        .to_string()
 }
 
 /// A directory postgres can reach, for a `file` Profile.

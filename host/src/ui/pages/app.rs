@@ -3,7 +3,8 @@
 //! is overwritten), verify, and a Policy for one that has none.
 
 use super::{
-    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, page, problem, see, table, time, url,
+    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, page, problem, refused, see,
+    started, table, time, url,
 };
 use crate::model::{ActionKind, Kind, Policy, RestorePoint, Workload};
 use crate::ui::{api, form};
@@ -159,15 +160,11 @@ pub async fn backup_form(
     if !csrf_ok(&ui, &form, &headers) {
         return csrf_refused(&ui);
     }
-    match api::launch(&ui, ActionKind::Backup, name, None, Default::default()).await {
-        Ok(a) => see(&format!("/actionsets/{}", url(a.name()))),
-        Err(e) => problem(
-            &ui,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Backup refused",
-            &format!("{e:#}"),
-        ),
-    }
+    started(
+        &ui,
+        "Backup refused",
+        api::launch(&ui, ActionKind::Backup, name, None, Default::default()).await,
+    )
 }
 
 pub async fn restore_page(
@@ -185,12 +182,7 @@ pub async fn restore_page(
         (None, Some(at)) => match crate::cli::restore_point_at(&ui.coffer, &name, at.trim()) {
             Ok(f) => f,
             Err(e) => {
-                return problem(
-                    &ui,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Restore",
-                    &format!("{e:#}"),
-                );
+                return refused(&ui, "Restore", e);
             }
         },
         (None, None) => {
@@ -275,15 +267,11 @@ pub async fn restore_form(
         Ok(p) => p,
         Err(e) => return problem(&ui, StatusCode::UNPROCESSABLE_ENTITY, "Restore refused", &e),
     };
-    match api::launch(&ui, ActionKind::Restore, name, Some(from), params).await {
-        Ok(a) => see(&format!("/actionsets/{}", url(a.name()))),
-        Err(e) => problem(
-            &ui,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Restore refused",
-            &format!("{e:#}"),
-        ),
-    }
+    started(
+        &ui,
+        "Restore refused",
+        api::launch(&ui, ActionKind::Restore, name, Some(from), params).await,
+    )
 }
 
 pub async fn verify_form(
@@ -325,12 +313,7 @@ pub async fn verify_form(
             };
             (status, page(&ui, &format!("Verify {name}"), &body)).into_response()
         }
-        Err(e) => problem(
-            &ui,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Verify",
-            &format!("{e:#}"),
-        ),
+        Err(e) => refused(&ui, "Verify", e),
     }
 }
 
@@ -367,12 +350,7 @@ pub async fn policy_form(
     }
     match ui.coffer.apply("dashboard", &text) {
         Ok(_) => see(&format!("/applications/{}", url(&name))),
-        Err(e) => problem(
-            &ui,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Policy refused",
-            &format!("{e:#}"),
-        ),
+        Err(e) => refused(&ui, "Policy refused", e),
     }
 }
 
@@ -381,12 +359,7 @@ fn preview(ui: &Ui, app: &str, text: &str, f: &HashMap<String, String>) -> Respo
     let planned = match ui.coffer.plan_apply("dashboard", text) {
         Ok(p) => p,
         Err(e) => {
-            return problem(
-                ui,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Policy refused",
-                &format!("{e:#}"),
-            );
+            return refused(ui, "Policy refused", e);
         }
     };
     let Some((_, _, _, value)) = planned.into_iter().next() else {
@@ -410,12 +383,7 @@ fn preview(ui: &Ui, app: &str, text: &str, f: &HashMap<String, String>) -> Respo
     let sim = match sim {
         Ok(s) => s,
         Err(e) => {
-            return problem(
-                ui,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Policy refused",
-                &format!("{e:#}"),
-            );
+            return refused(ui, "Policy refused", e);
         }
     };
     let rows: Vec<Vec<String>> = sim

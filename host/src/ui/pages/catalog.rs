@@ -2,7 +2,8 @@
 //! granted capabilities). Secret references are shown as references, never their values.
 
 use super::{
-    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, page, problem, table, time, url,
+    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, page, problem, refused, table, time,
+    url,
 };
 use crate::model::{Kind, Policy, RestorePoint};
 use axum::Form;
@@ -233,12 +234,7 @@ pub async fn validate_profile(
             )
                 .into_response()
         }
-        Err(e) => problem(
-            &ui,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("Validate Profile {name}"),
-            &format!("{e:#}"),
-        ),
+        Err(e) => refused(&ui, &format!("Validate Profile {name}"), e),
     }
 }
 

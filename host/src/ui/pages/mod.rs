@@ -91,6 +91,24 @@ pub fn problem(ui: &Ui, status: StatusCode, title: &str, message: &str) -> Respo
         .into_response()
 }
 
+/// 422 with the reason: what was asked could not start, or was refused.
+pub fn refused(ui: &Ui, title: &str, e: impl std::fmt::Display) -> Response {
+    problem(
+        ui,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        title,
+        &format!("{e:#}"),
+    )
+}
+
+/// After starting an action: its page, or why it did not start.
+pub fn started(ui: &Ui, title: &str, r: anyhow::Result<crate::model::ActionSet>) -> Response {
+    match r {
+        Ok(a) => see(&format!("/actionsets/{}", url(a.name()))),
+        Err(e) => refused(ui, title, e),
+    }
+}
+
 /// A time for people: the UTC text, turned into the viewer's zone by the script.
 pub fn time(rfc3339: &str) -> String {
     if rfc3339.is_empty() {
