@@ -2,6 +2,7 @@
 //! call the plugin, commit a backup by writing its manifest last, and recover ActionSets
 //! whose process died.
 
+pub mod at;
 pub mod cleanup;
 mod commit;
 

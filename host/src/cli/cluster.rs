@@ -584,7 +584,7 @@ pub async fn restore_point_at(
             )
         })?
         .items;
-    super::policy_cmd::newest_at(
+    let chosen = crate::action::at::newest_at(
         rps.iter()
             .filter(|rp| rp.spec.workload == subject)
             .map(|rp| {
@@ -596,5 +596,6 @@ pub async fn restore_point_at(
         at,
         &format!("{} {ns}/{name}", kind.kind),
         &format!("coffer get restorepoints -n {ns}"),
-    )
+    )?;
+    Ok(super::policy_cmd::said(chosen))
 }

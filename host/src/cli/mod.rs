@@ -20,7 +20,6 @@ mod plugin_cmd;
 mod plugin_dev;
 mod plugin_new;
 mod policy_cmd;
-pub(crate) use policy_cmd::restore_point_at;
 mod progress;
 mod storage_cmd;
 

@@ -210,56 +210,19 @@ pub fn print_compliance(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The time `--at` names (RFC 3339, or a civil time read as UTC).
-fn parse_at(at: &str) -> Result<jiff::Timestamp> {
-    at.parse()
-        .or_else(|_| {
-            at.parse::<jiff::civil::DateTime>()
-                .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
-                .map(|z| z.timestamp())
-        })
-        .map_err(|_| anyhow!("--at {at:?}: give a time like 2026-12-01T08:00:00Z"))
-}
-
-/// Of `candidates` (restore point names with when their backup started), the newest
-/// taken at or before `at`, said to the user; `what` names the workload in errors.
-pub fn newest_at<'a>(
-    candidates: impl Iterator<Item = (&'a str, &'a str)>,
-    at: &str,
-    what: &str,
-    listing: &str,
-) -> Result<String> {
-    let when = parse_at(at)?;
-    let chosen = candidates
-        .filter_map(|(name, start)| {
-            let t: jiff::Timestamp = start.parse().ok()?;
-            (t <= when).then_some((t, name.to_string()))
-        })
-        .max()
-        .ok_or_else(|| {
-            anyhow!("{what} has no RestorePoint taken at or before {when}; `{listing}` lists them")
-        })?;
-    tracing::info!(restorepoint = %chosen.1, taken = %chosen.0, at = %when, "restoring the newest RestorePoint taken at or before the time asked for");
-    eprintln!(
-        "restoring RestorePoint {} (taken {}), the newest at or before {when}",
-        chosen.1, chosen.0
-    );
-    Ok(chosen.1)
-}
-
-/// The newest of `workload`'s restore points taken at or before `at` (`restore --at`).
+/// The newest of `workload`'s restore points taken at or before `at` (`restore --at`),
+/// said to the user.
 pub fn restore_point_at(coffer: &Coffer, workload: &str, at: &str) -> Result<String> {
-    let all = coffer
-        .catalog
-        .list::<crate::model::RestorePoint>(Kind::RestorePoint)?;
-    newest_at(
-        all.iter()
-            .filter(|rp| rp.spec.workload == workload)
-            .map(|rp| (rp.name(), rp.spec.start_time.as_str())),
-        at,
-        &format!("Workload {workload}"),
-        "coffer get restorepoints",
-    )
+    Ok(said(coffer.restore_point_at(workload, at)?))
+}
+
+/// Tell the user which restore point a point in time chose; its name.
+pub fn said(c: crate::action::at::Chosen) -> String {
+    eprintln!(
+        "restoring RestorePoint {} (taken {}), the newest at or before {}",
+        c.name, c.taken, c.at
+    );
+    c.name
 }
 
 /// `coffer describe policy NAME`: its rules, next tick, last 20 runs, and each selected

@@ -10,7 +10,7 @@ pub mod crypt;
 pub mod keys;
 mod location;
 pub mod manifest;
-mod open;
+pub mod open;
 pub mod ops;
 pub mod pipeline;
 mod prefix;

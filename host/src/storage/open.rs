@@ -117,12 +117,7 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
             ])?;
             let bucket = need("bucket", &spec.bucket)?;
             let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-            let region = spec
-                .region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                .unwrap_or_else(|| "us-east-1".into());
+            let region = s3_region(spec);
             b = b.with_region(&region);
             if let Some(ep) = &spec.endpoint {
                 b = b.with_endpoint(ep);
@@ -238,6 +233,16 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
         s3,
         parts,
     })
+}
+
+/// An s3 Profile's region: its own, else AWS_REGION or AWS_DEFAULT_REGION from the
+/// environment, else us-east-1.
+pub fn s3_region(spec: &crate::model::ProfileSpec) -> String {
+    spec.region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into())
 }
 
 /// An endpoint is an http(s) URL (plain http for emulators and private networks only when

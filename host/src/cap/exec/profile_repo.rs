@@ -87,12 +87,7 @@ pub fn locate(w: &Workload, p: &Profile) -> Result<ProfileRepo, String> {
             let Some(bucket) = &spec.bucket else {
                 return refuse("it has no spec.bucket");
             };
-            let region = spec
-                .region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                .unwrap_or_else(|| "us-east-1".into());
+            let region = crate::storage::open::s3_region(spec);
             set("TYPE", "s3".into());
             set("PATH", format!("/{rel}"));
             set("S3_BUCKET", bucket.clone());

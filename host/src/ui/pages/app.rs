@@ -179,8 +179,8 @@ pub async fn restore_page(
     // A restore point, or the newest taken at or before a point in time.
     let from = match (q.get("from"), q.get("at").filter(|a| !a.trim().is_empty())) {
         (Some(f), _) => f.clone(),
-        (None, Some(at)) => match crate::cli::restore_point_at(&ui.coffer, &name, at.trim()) {
-            Ok(f) => f,
+        (None, Some(at)) => match ui.coffer.restore_point_at(&name, at.trim()) {
+            Ok(c) => c.name,
             Err(e) => {
                 return refused(&ui, "Restore", e);
             }
