@@ -27,8 +27,9 @@ pub struct LocalExec {
     pub volumes: BTreeMap<String, PathBuf>,
     /// The user its processes run as (`spec.runAs`); None: coffer's own.
     run_as: Option<RunAs>,
-    /// Secrets the host hands its processes by env (a Profile's keys for pgBackRest):
-    /// applied last, never among `workload_env`, redacted from what the plugin reads.
+    /// Secrets the host hands pgBackRest by env (a Profile's keys): only to that program,
+    /// never to another the Blueprint grants (one that prints its environment would hand
+    /// them to the plugin), never among `workload_env`, redacted from what the plugin reads.
     secret_env: BTreeMap<String, String>,
     scratch: Mutex<Option<Scratch>>,
 }
@@ -199,7 +200,9 @@ impl ExecBackend for LocalExec {
             r.apply(&mut cmd);
         }
         cmd.envs(&self.env);
-        cmd.envs(&self.secret_env);
+        if super::policy::program_name(program) == "pgbackrest" {
+            cmd.envs(&self.secret_env);
+        }
         // A mark every descendant inherits: one that left the process group (setsid, a
         // daemonizing tool) is still found and stopped when the process is cleaned up.
         let mark = run_mark();
@@ -423,10 +426,10 @@ mod tests {
         assert!(resolve_program("/nonexistent/x", &path).is_err());
     }
 
-    /// A Profile's keys reach the process's env and nothing else: not the Workload's env
-    /// that pins and injects flags, and they are offered for redaction.
+    /// A Profile's keys reach pgBackRest's env and nothing else: not another program, not
+    /// the Workload's env that pins and injects flags, and they are offered for redaction.
     #[tokio::test]
-    async fn profile_keys_are_in_the_process_env_only() {
+    async fn profile_keys_are_in_pgbackrests_env_only() {
         use tokio::io::AsyncReadExt;
         let dir = tempfile::tempdir().unwrap();
         let repo = crate::cap::exec::profile_repo::ProfileRepo {
@@ -439,37 +442,64 @@ mod tests {
             "PGBACKREST_REPO1_S3_KEY_SECRET".to_string(),
             "s3cr3t-value".to_string(),
         )]);
-        let exec = LocalExec::new("w".into(), BTreeMap::new(), BTreeMap::new())
-            .with_profile_repo(repo, keys)
-            .unwrap();
+        // A `pgbackrest` that prints its environment, first on the Workload's PATH.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("pgbackrest"), "#!/bin/sh\nexec env\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            bin.join("pgbackrest"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let path = format!("{}:/usr/bin:/bin", bin.display());
+        let exec = LocalExec::new(
+            "w".into(),
+            BTreeMap::from([("PATH".to_string(), path)]),
+            BTreeMap::new(),
+        )
+        .with_profile_repo(repo, keys)
+        .unwrap();
         assert!(dir.path().join("pgbackrest/w").is_dir());
         assert_eq!(exec.workload_env()["PGBACKREST_REPO1_PATH"], "/r");
         assert!(!exec.workload_env().values().any(|v| v.contains("s3cr3t")));
         assert_eq!(exec.secret_values(), vec!["s3cr3t-value".to_string()]);
-        let mut p = exec
-            .spawn(SpawnSpec {
-                workload: "w".into(),
-                container: None,
-                argv: vec!["env".into()],
-                plugin_argv: vec!["env".into()],
-                env: Vec::new(),
-                secret_env: Vec::new(),
-                stdin: false,
-                stderr_tail: 1024,
-            })
-            .await
-            .unwrap();
-        let mut out = String::new();
-        p.take_stdout()
-            .unwrap()
-            .read_to_string(&mut out)
-            .await
-            .unwrap();
-        assert_eq!(p.wait().await.unwrap().code, Some(0));
+        let run = |program: &str| {
+            let exec = &exec;
+            let program = program.to_string();
+            async move {
+                let mut p = exec
+                    .spawn(SpawnSpec {
+                        workload: "w".into(),
+                        container: None,
+                        argv: vec![program.clone()],
+                        plugin_argv: vec![program],
+                        env: Vec::new(),
+                        secret_env: Vec::new(),
+                        stdin: false,
+                        stderr_tail: 1024,
+                    })
+                    .await
+                    .unwrap();
+                let mut out = String::new();
+                p.take_stdout()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .await
+                    .unwrap();
+                assert_eq!(p.wait().await.unwrap().code, Some(0));
+                out
+            }
+        };
+        let out = run("pgbackrest").await;
         assert!(
             out.contains("PGBACKREST_REPO1_S3_KEY_SECRET=s3cr3t-value"),
             "{out}"
         );
         assert!(out.contains("PGBACKREST_REPO1_PATH=/r"), "{out}");
+        // Any other program the Blueprint grants gets the repository's place, not its keys.
+        let other = run("env").await;
+        assert!(other.contains("PGBACKREST_REPO1_PATH=/r"), "{other}");
+        assert!(!other.contains("s3cr3t-value"), "{other}");
     }
 }

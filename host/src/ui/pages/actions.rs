@@ -1,7 +1,7 @@
 //! Actions: the list, one ActionSet (progress, error, the audit trail of capability calls,
 //! the plugin's logs), and its live progress as server-sent events.
 
-use super::{Ui, badge, bytes, esc, page, problem, table, time, url};
+use super::{Ui, badge, bytes, esc, link, page, problem, table, time, url};
 use crate::model::{ActionSet, Kind, Phase};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,17 +27,9 @@ pub async fn action_sets(State(ui): State<Arc<Ui>>) -> Response {
         .iter()
         .map(|a| {
             vec![
-                format!(
-                    "<a href=\"/actionsets/{}\">{}</a>",
-                    url(a.name()),
-                    esc(a.name())
-                ),
+                link("actionsets", a.name()),
                 esc(&a.spec.action),
-                format!(
-                    "<a href=\"/applications/{}\">{}</a>",
-                    url(&a.spec.workload),
-                    esc(&a.spec.workload)
-                ),
+                link("applications", &a.spec.workload),
                 badge(a.status.phase.as_str()),
                 time(a.status.start_time.as_deref().unwrap_or_default()),
                 bytes(a.status.bytes),

@@ -3,7 +3,7 @@
 //! is overwritten), verify, and a Policy for one that has none.
 
 use super::{
-    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, page, problem, refused, see,
+    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, link, page, problem, refused, see,
     started, table, time, url,
 };
 use crate::model::{ActionKind, Kind, Policy, RestorePoint, Workload};
@@ -83,11 +83,7 @@ pub async fn application(State(ui): State<Arc<Ui>>, Path(name): Path<String>) ->
         .iter()
         .map(|r| {
             vec![
-                format!(
-                    "<a href=\"/restorepoints/{}\">{}</a>",
-                    url(r.name()),
-                    esc(r.name())
-                ),
+                link("restorepoints", r.name()),
                 time(&r.spec.end_time),
                 bytes(r.spec.size),
                 bytes(r.spec.stored_size),

@@ -2,8 +2,8 @@
 //! granted capabilities). Secret references are shown as references, never their values.
 
 use super::{
-    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, page, problem, refused, table, time,
-    url,
+    Ui, badge, button_form, bytes, csrf_ok, csrf_refused, esc, link, page, problem, refused, table,
+    time, url,
 };
 use crate::model::{Kind, Policy, RestorePoint};
 use axum::Form;
@@ -24,16 +24,8 @@ pub async fn restore_points(State(ui): State<Arc<Ui>>) -> Response {
         .iter()
         .map(|r| {
             vec![
-                format!(
-                    "<a href=\"/restorepoints/{}\">{}</a>",
-                    url(r.name()),
-                    esc(r.name())
-                ),
-                format!(
-                    "<a href=\"/applications/{}\">{}</a>",
-                    url(&r.spec.workload),
-                    esc(&r.spec.workload)
-                ),
+                link("restorepoints", r.name()),
+                link("applications", &r.spec.workload),
                 time(&r.spec.end_time),
                 bytes(r.spec.size),
                 bytes(r.spec.stored_size),
@@ -136,7 +128,7 @@ pub async fn policies(State(ui): State<Arc<Ui>>) -> Response {
             n = esc(p.name()),
             f = esc(&p.spec.frequency),
             tz = p.spec.timezone.as_deref().map(|z| format!(" ({})", esc(z))).unwrap_or_default(),
-            apps = p.spec.selector.workloads.iter().map(|w| format!("<a href=\"/applications/{}\">{}</a>", url(w), esc(w))).collect::<Vec<_>>().join(", "),
+            apps = p.spec.selector.workloads.iter().map(|w| link("applications", w)).collect::<Vec<_>>().join(", "),
             h = r.hourly, d = r.daily, w = r.weekly, m = r.monthly, y = r.yearly,
             next = time(p.status.next_tick.as_deref().unwrap_or_default()),
             state = if p.spec.paused { "paused".to_string() } else { p.status.error.as_deref().map(esc).unwrap_or_else(|| "active".into()) },

@@ -52,6 +52,11 @@ pub fn url(s: &str) -> String {
         .collect()
 }
 
+/// A link to the page of `name` under `/{kind}/`.
+pub fn link(kind: &str, name: &str) -> String {
+    format!("<a href=\"/{kind}/{}\">{}</a>", url(name), esc(name))
+}
+
 const STYLE: &str = include_str!("style.css");
 const SCRIPT: &str = include_str!("enhance.js");
 

@@ -1,6 +1,6 @@
 //! The overview (what needs attention first) and the applications list.
 
-use super::{Ui, badge, button_form, bytes, esc, page, problem, table, time, url};
+use super::{Ui, badge, button_form, bytes, esc, link, page, problem, table, time, url};
 use crate::model::{ActionSet, Kind, Phase, Policy, RestorePoint};
 use crate::ui::api::{self, Application};
 use axum::extract::State;
@@ -16,11 +16,7 @@ fn app_row(ui: &Ui, a: &Application) -> Vec<String> {
         format!("<br><small>{}</small>", esc(&a.reasons.join("; ")))
     };
     vec![
-        format!(
-            "<a href=\"/applications/{}\">{}</a>",
-            url(&a.name),
-            esc(&a.name)
-        ),
+        link("applications", &a.name),
         esc(&a.blueprint),
         format!("{}{reason}", badge(&a.compliance)),
         esc(&a.policies.join(", ")),
@@ -107,11 +103,7 @@ fn render(ui: &Ui) -> anyhow::Result<String> {
         .filter(|a| a.status.phase == Phase::Failed)
         .map(|a| {
             vec![
-                format!(
-                    "<a href=\"/actionsets/{}\">{}</a>",
-                    url(a.name()),
-                    esc(a.name())
-                ),
+                link("actionsets", a.name()),
                 esc(&a.spec.workload),
                 time(a.status.start_time.as_deref().unwrap_or_default()),
                 esc(a.status.error.as_deref().unwrap_or_default()),

@@ -345,6 +345,15 @@ mod tests {
             (&["pgbackrest", "archive-push"], "not allowed"),
             (&["pgbackrest", "stanza-delete"], "not allowed"),
             (&["pgbackrest", "--stanza=-x", "backup"], "letters"),
+            // debug and trace print the options, and the process may hold a Profile's keys.
+            (
+                &["pgbackrest", "--log-level-console=debug", "backup"],
+                "is not off, error, warn, info or detail",
+            ),
+            (
+                &["pgbackrest", "--log-level-stderr=trace", "backup"],
+                "is not off, error, warn, info or detail",
+            ),
         ] {
             let e = vet_in(bad, &vols).expect_err(&format!("{bad:?} was allowed"));
             assert!(e.contains(why), "{bad:?}: {e}");
