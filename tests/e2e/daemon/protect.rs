@@ -121,7 +121,18 @@ async fn annotated_and_bound_workloads_back_up_and_restore_through_the_daemon() 
             String::from_utf8_lossy(&described.stderr)
         );
     }
-    assert!(set.metadata.finalizers.as_ref().is_none_or(Vec::is_empty));
+    // The finalizer goes in the update after the one that records Completed.
+    let name = set.metadata.name.clone().unwrap();
+    let api = coffer_api(&env.client, "ActionSet", "db");
+    coffer_tests::kube_real::eventually(30, "the finished ActionSet's finalizer removed", || {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            api.get(&name)
+                .await
+                .is_ok_and(|s| s.metadata.finalizers.as_ref().is_none_or(Vec::is_empty))
+        }
+    })
+    .await;
     let audit = set.data["status"]["audit"].to_string();
     assert!(
         audit.contains("pg_dump"),
