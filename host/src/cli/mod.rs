@@ -353,10 +353,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => crate::scheduler::local::run(coffer, clock).await?,
             }
-        } else if args.ui.is_some() {
-            anyhow::bail!(
-                "--ui: the dashboard of the Kubernetes daemon is not built yet; run `coffer ui` on a local state dir (docs/dashboard.md)"
-            );
+        } else if let Some(addr) = args.ui {
+            if args.ui_token_file.is_some() {
+                anyhow::bail!(
+                    "--ui-token-file is for local mode; on Kubernetes people sign in to the dashboard with their own Kubernetes token (docs/dashboard.md)"
+                );
+            }
+            let target = cli.cluster.target();
+            let (client, _) = target.connect().await?;
+            let ns = args
+                .namespace
+                .clone()
+                .unwrap_or_else(crate::k8s::config_namespace);
+            eprintln!("dashboard: http://{addr}/ (sign in with a Kubernetes token)");
+            // Every instance serves it, the Lease holder or not: it reads and writes only
+            // through the API server.
+            tokio::try_join!(
+                crate::k8s::daemon::run(coffer, &target, args.config()),
+                crate::ui::cluster::serve(client, ns, addr),
+            )?;
         } else {
             crate::k8s::daemon::run(coffer, &cli.cluster.target(), args.config()).await?;
         }

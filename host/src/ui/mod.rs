@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+pub mod cluster;
 mod form;
 pub mod kube_auth;
 pub mod pages;

@@ -22,4 +22,5 @@ mod protect;
 mod rds;
 mod signers;
 mod ui_auth;
+mod ui_cluster;
 mod volumes;

@@ -72,13 +72,19 @@ const NAV: &[(&str, &str)] = &[
 
 /// A whole page. `csrf` goes in a meta tag for the script's API calls.
 pub fn page(ui: &Ui, title: &str, body: &str) -> Html<String> {
-    let nav: String = NAV
+    shell(ui.token.csrf(), NAV, title, body)
+}
+
+/// A whole page of any dashboard (local or cluster): its menu, the CSRF token of the
+/// viewer, the style and the script.
+pub fn shell(csrf: &str, menu: &[(&str, &str)], title: &str, body: &str) -> Html<String> {
+    let nav: String = menu
         .iter()
         .map(|(href, label)| format!("<li><a href=\"{href}\">{label}</a></li>"))
         .collect();
     Html(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"csrf\" content=\"{csrf}\"><title>{t} · coffer</title><style>{STYLE}</style></head><body><a class=\"skip\" href=\"#main\">Skip to content</a><header><nav aria-label=\"Main\"><ul>{nav}</ul></nav></header><main id=\"main\"><h1>{t}</h1>{body}</main><script>{SCRIPT}</script></body></html>",
-        csrf = esc(ui.token.csrf()),
+        csrf = esc(csrf),
         t = esc(title),
     ))
 }
@@ -178,6 +184,11 @@ pub fn badge(state: &str) -> String {
 
 /// A form that posts to `action` with the CSRF token and one button.
 pub fn button_form(ui: &Ui, action: &str, label: &str, fields: &[(&str, &str)]) -> String {
+    post_button(ui.token.csrf(), action, label, fields)
+}
+
+/// [`button_form`] with the viewer's CSRF token given.
+pub fn post_button(csrf: &str, action: &str, label: &str, fields: &[(&str, &str)]) -> String {
     let hidden: String = fields
         .iter()
         .map(|(k, v)| {
@@ -191,7 +202,7 @@ pub fn button_form(ui: &Ui, action: &str, label: &str, fields: &[(&str, &str)]) 
     format!(
         "<form method=\"post\" action=\"{}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}<button type=\"submit\">{}</button></form>",
         esc(action),
-        esc(ui.token.csrf()),
+        esc(csrf),
         esc(label)
     )
 }
