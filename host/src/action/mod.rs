@@ -13,6 +13,7 @@ pub mod record;
 mod recovery;
 mod resources;
 mod scope_record;
+mod verify;
 
 pub(crate) use prepare::merge_params;
 pub use prepare::{ActionRequest, CapturedApplication, ClusterSubject, PreparedAction};

@@ -122,7 +122,7 @@ pub async fn verify(coffer: &Coffer, name: &str, output: OutputFormat) -> Result
         eprintln!("error: RestorePoint {name} failed verification");
         return Ok(exit(false));
     }
-    if !plugin_verifies(coffer, &rp)? {
+    if !coffer.plugin_verifies(&rp)? {
         return Ok(exit(true));
     }
     // The objects are sound; a plugin whose data lives elsewhere (pgBackRest's repository)
@@ -135,18 +135,6 @@ pub async fn verify(coffer: &Coffer, name: &str, output: OutputFormat) -> Result
         &[],
     )?;
     super::actions::run(coffer, req, None).await
-}
-
-/// Whether the RestorePoint's plugin checks its own data (it has an action `verify`).
-fn plugin_verifies(coffer: &Coffer, rp: &crate::model::RestorePoint) -> Result<bool> {
-    let (blueprint, _) = coffer
-        .blueprint(&rp.spec.blueprint)
-        .with_context(|| format!("RestorePoint {}: its Blueprint", rp.name()))?;
-    let plugin = crate::plugin::PluginBytes::resolve(&blueprint.spec.plugin, blueprint.name())?;
-    Ok(crate::plugin::inspect(&plugin)?
-        .manifest
-        .action("verify")
-        .is_some())
 }
 
 pub async fn location(coffer: &Coffer, cmd: LocationCommand) -> Result<ExitCode> {

@@ -186,6 +186,15 @@ pub async fn launch(
         params,
         ..Default::default()
     };
+    run_in_background(ui, req).await
+}
+
+/// Prepare `req` (a refusal is the error, and nothing runs), then run it in the
+/// background; the ActionSet as it starts.
+pub async fn run_in_background(
+    ui: &Arc<Ui>,
+    req: ActionRequest,
+) -> anyhow::Result<crate::model::ActionSet> {
     let prepared = ui.coffer.prepare(req).await?;
     let name = prepared.name.clone();
     let coffer = ui.coffer.clone();
@@ -198,7 +207,7 @@ pub async fn launch(
 }
 
 /// Verify a restore point's objects against its manifest (what `coffer verify` checks
-/// first).
+/// first; [`plugin_verify`] is the rest).
 pub async fn verify(ui: &Ui, name: &str) -> anyhow::Result<crate::storage::ops::VerifyReport> {
     let c = &ui.coffer;
     let rp = c.restore_point(name)?;
@@ -206,4 +215,22 @@ pub async fn verify(ui: &Ui, name: &str) -> anyhow::Result<crate::storage::ops::
     let loc = crate::storage::Location::from_profile(&profile, &c.credentials)?;
     let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     crate::storage::ops::verify(&loc, c.manifest_key()?, &rp, bytes).await
+}
+
+/// When the restore point's plugin checks its own data (an action `verify`, e.g.
+/// pgBackRest's repository), start that check; None when it has none.
+pub async fn plugin_verify(
+    ui: &Arc<Ui>,
+    name: &str,
+) -> anyhow::Result<Option<crate::model::ActionSet>> {
+    let rp = ui.coffer.restore_point(name)?;
+    if !ui.coffer.plugin_verifies(&rp)? {
+        return Ok(None);
+    }
+    let req = ActionRequest {
+        action: ActionKind::Other("verify".into()),
+        restore_point: Some(name.to_string()),
+        ..Default::default()
+    };
+    run_in_background(ui, req).await.map(Some)
 }

@@ -202,6 +202,89 @@ fn pgbackrest_sets_restore_exactly_and_to_a_point_in_time() {
     let r = c.run(&["verify", &full_rp]);
     assert!(!r.ok, "verify passed a damaged set");
     assert!(r.stderr.contains("status: invalid"), "{}", r.stderr);
+
+    // The dashboard's Verify: coffer's objects are sound, and the plugin's own check (an
+    // ActionSet) finds what pgBackRest found.
+    let failed = dashboard_verify(&c, &full_rp);
+    assert_eq!(failed["status"]["phase"], "Failed", "{failed}");
+    assert!(
+        failed["status"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("status: invalid"),
+        "{failed}"
+    );
+}
+
+/// Press Verify on the restore point's page of a `coffer ui` on `c`'s state; the plugin's
+/// own verify ActionSet once it has ended.
+fn dashboard_verify(c: &Cli, rp: &str) -> serde_json::Value {
+    use coffer_tests::http::request;
+    let token = "a-dashboard-token-for-the-test";
+    let file = c.home.path().join("ui-token");
+    std::fs::write(&file, token).unwrap();
+    let port = coffer_tests::free_port();
+    let mut ui = c
+        .command()
+        .args(["ui", "--addr", &format!("127.0.0.1:{port}"), "--token-file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    coffer_tests::reap_with_this_process(ui.id(), None);
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(up.elapsed().as_secs() < 30, "coffer ui did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    let page = request(port, "GET", &format!("/restorepoints/{rp}"), &auth, b"").text();
+    let csrf = page
+        .split("name=\"csrf\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let verified = request(
+        port,
+        "POST",
+        &format!("/restorepoints/{rp}/verify"),
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").as_bytes(),
+    );
+    let html = verified.text();
+    assert_eq!(verified.status, 200, "the objects are sound: {html}");
+    let set = html
+        .split("id=\"plugin-verify\"")
+        .nth(1)
+        .and_then(|s| s.split("href=\"/actionsets/").nth(1))
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no plugin verify started: {html}"))
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = loop {
+        let a = request(
+            port,
+            "GET",
+            &format!("/api/v1/actionsets/{set}"),
+            &auth,
+            b"",
+        )
+        .json();
+        if a["status"]["phase"] == "Completed" || a["status"]["phase"] == "Failed" {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let _ = ui.kill();
+    let _ = ui.wait();
+    done
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {

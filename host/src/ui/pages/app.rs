@@ -294,7 +294,7 @@ pub async fn verify_form(
                     esc(&o.detail),
                 ]
             }));
-            let body = format!(
+            let mut body = format!(
                 "<p>{} Restore point <a href=\"/restorepoints/{}\">{}</a> in Profile {}</p>{}",
                 badge(if ok { "ok" } else { "FAIL" }),
                 url(&name),
@@ -302,6 +302,20 @@ pub async fn verify_form(
                 esc(&report.profile),
                 table("What was checked", &["Result", "Object", "Detail"], &rows)
             );
+            // The objects are sound: the plugin checks the data it keeps elsewhere.
+            if ok {
+                body.push_str(&match api::plugin_verify(&ui, &name).await {
+                    Ok(Some(a)) => format!(
+                        "<p id=\"plugin-verify\">The plugin checks its own data too: {}, follow it there.</p>",
+                        link("actionsets", a.name())
+                    ),
+                    Ok(None) => String::new(),
+                    Err(e) => format!(
+                        "<p id=\"plugin-verify\" role=\"alert\" class=\"error\">The plugin's own check could not start: {}</p>",
+                        esc(&format!("{e:#}"))
+                    ),
+                });
+            }
             let status = if ok {
                 StatusCode::OK
             } else {
