@@ -217,6 +217,19 @@ async fn the_cluster_dashboard_shows_and_does_only_what_rbac_allows() {
         daemon.log()
     );
     let rp = done["status"]["restorePoint"].as_str().unwrap().to_string();
+    let events = ui.get(&format!("/actionsets/db/{name}/events?from=0"), &operator);
+    assert_eq!(events.status, 200);
+    assert!(
+        events.text().contains("\"phase\":\"Completed\""),
+        "{}",
+        events.text()
+    );
+    assert_eq!(
+        ui.get(&format!("/actionsets/db/{name}/events"), &outsider)
+            .status,
+        403,
+        "the outsider may not follow db's actions"
+    );
     let rps = ui.get("/api/v1/restorepoints", &viewer).json();
     assert!(
         rps.as_array()

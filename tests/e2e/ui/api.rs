@@ -53,6 +53,23 @@ fn dashboard_requires_the_token_and_backs_up_and_restores() {
     let done = ui.wait(&name);
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     let rp = done["status"]["restorePoint"].as_str().unwrap().to_string();
+    // The live events carry the plugin's log lines after the ones the page has.
+    let logs = done["status"]["logs"].as_array().unwrap();
+    assert!(!logs.is_empty(), "the plugin logged: {done}");
+    let events = ui.api("GET", &format!("/actionsets/{name}/events?from=0"), "");
+    assert_eq!(events.status, 200);
+    let stream = events.text();
+    assert!(stream.contains("event: progress"), "{stream}");
+    let line = serde_json::Value::from(logs[logs.len() - 1]["message"].as_str().unwrap());
+    assert!(stream.contains(&line.to_string()), "{stream}");
+    let later = ui
+        .api(
+            "GET",
+            &format!("/actionsets/{name}/events?from={}", logs.len()),
+            "",
+        )
+        .text();
+    assert!(later.contains("\"logs\":[]"), "{later}");
     let rps = ui.api("GET", "/api/v1/restorepoints", "").json();
     assert!(
         rps.as_array()

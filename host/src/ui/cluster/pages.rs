@@ -7,7 +7,7 @@ use super::start::{Refusal, Start, start, subject};
 use super::{ClusterUi, one_action_set};
 use crate::k8s::kinds::{ActionSetResource, status};
 use crate::model::Phase;
-use crate::ui::pages::{badge, bytes, esc, post_button, shell, table, time, url};
+use crate::ui::pages::{Since, badge, bytes, esc, post_button, shell, table, time, url, with_logs};
 use axum::Form;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -468,8 +468,9 @@ pub async fn action_set(
     let mut body = String::new();
     if matches!(s.phase, Phase::Pending | Phase::Running) {
         body.push_str(&format!(
-            "<div data-events=\"{}/events\"><progress id=\"bar\" aria-label=\"Progress\"></progress><noscript><p>Reload the page to see progress.</p></noscript></div>",
-            action_path(&a)
+            "<div data-events=\"{}/events?from={}\"><progress id=\"bar\" aria-label=\"Progress\"></progress><noscript><p>Reload the page to see progress.</p></noscript></div>",
+            action_path(&a),
+            s.logs.len()
         ));
     }
     body.push_str(&format!(
@@ -534,7 +535,10 @@ pub async fn action_set(
         .iter()
         .map(|l| vec![format!("{} ms", l.at_ms), esc(&l.level), esc(&l.message)])
         .collect();
-    body.push_str(&table("Plugin logs", &["At", "Level", "Message"], &logs));
+    body.push_str(&format!(
+        "<div id=\"logs\">{}</div>",
+        table("Plugin logs", &["At", "Level", "Message"], &logs)
+    ));
     page(&v, &format!("ActionSet {ns}/{name}"), &body)
 }
 
@@ -543,24 +547,27 @@ pub async fn action_events(
     State(ui): State<Arc<ClusterUi>>,
     Extension(v): Extension<Viewer>,
     Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<Since>,
 ) -> Response {
     if let Err(r) = one_action_set(&ui, &v, &ns, &name).await {
         return refused(&v, "ActionSet", r);
     }
     let sets = kube::Api::<ActionSetResource>::namespaced(ui.client.clone(), &ns);
-    let stream = futures::stream::unfold((sets, name, false), |(sets, name, ended)| async move {
+    let start = (sets, name, false, q.from);
+    let stream = futures::stream::unfold(start, |(sets, name, ended, seen)| async move {
         if ended {
             return None;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let a = sets.get(&name).await.ok()?;
-        let ended = matches!(status(&a).phase, Phase::Completed | Phase::Failed);
-        let event = Event::default()
-            .event("progress")
-            .data(progress(&a).to_string());
+        let s = status(&a);
+        let ended = matches!(s.phase, Phase::Completed | Phase::Failed);
+        let mut p = progress(&a);
+        let seen = with_logs(&mut p, &s.logs, seen);
+        let event = Event::default().event("progress").data(p.to_string());
         Some((
             Ok::<_, std::convert::Infallible>(event),
-            (sets, name, ended),
+            (sets, name, ended, seen),
         ))
     });
     Sse::new(stream)

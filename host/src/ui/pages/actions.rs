@@ -3,7 +3,7 @@
 
 use super::{Ui, badge, bytes, esc, link, page, problem, table, time, url};
 use crate::model::{ActionSet, Kind, Phase};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -104,8 +104,9 @@ pub async fn action_set(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> 
             None => "<progress id=\"bar\" aria-label=\"Progress\"></progress>".into(),
         };
         body.push_str(&format!(
-            "<div data-events=\"/actionsets/{}/events\">{bar}<noscript><p>Reload the page to see progress.</p></noscript></div>",
-            url(&name)
+            "<div data-events=\"/actionsets/{}/events?from={}\">{bar}<noscript><p>Reload the page to see progress.</p></noscript></div>",
+            url(&name),
+            a.status.logs.len()
         ));
     }
     body.push_str(&format!(
@@ -175,12 +176,20 @@ pub async fn action_set(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> 
         .iter()
         .map(|l| vec![format!("{} ms", l.at_ms), esc(&l.level), esc(&l.message)])
         .collect();
-    body.push_str(&table("Plugin logs", &["At", "Level", "Message"], &logs));
+    body.push_str(&format!(
+        "<div id=\"logs\">{}</div>",
+        table("Plugin logs", &["At", "Level", "Message"], &logs)
+    ));
     page(&ui, &format!("ActionSet {name}"), &body).into_response()
 }
 
-/// `progress` events every half second until the action ends.
-pub async fn action_events(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> Response {
+/// `progress` events every half second until the action ends, each with the plugin's log
+/// lines since the last (from the `from`-th, the count the page already shows).
+pub async fn action_events(
+    State(ui): State<Arc<Ui>>,
+    Path(name): Path<String>,
+    Query(q): Query<Since>,
+) -> Response {
     if ui.coffer.action_set(&name).is_err() {
         return problem(
             &ui,
@@ -189,18 +198,41 @@ pub async fn action_events(State(ui): State<Arc<Ui>>, Path(name): Path<String>) 
             &format!("ActionSet {name} not found"),
         );
     }
-    let stream = futures::stream::unfold((ui, name, false), |(ui, name, ended)| async move {
+    let start = (ui, name, false, q.from);
+    let stream = futures::stream::unfold(start, |(ui, name, ended, seen)| async move {
         if ended {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let a = ui.coffer.action_set(&name).ok()?;
-        let p = progress(&ui, &a);
+        let mut p = progress(&ui, &a);
+        let seen = with_logs(&mut p, &a.status.logs, seen);
         let ended = matches!(a.status.phase, Phase::Completed | Phase::Failed);
         let event = Event::default().event("progress").data(p.to_string());
-        Some((Ok::<_, std::convert::Infallible>(event), (ui, name, ended)))
+        Some((
+            Ok::<_, std::convert::Infallible>(event),
+            (ui, name, ended, seen),
+        ))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// `?from=N`: log lines the viewer already has.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Since {
+    #[serde(default)]
+    pub from: usize,
+}
+
+/// Put the log lines after the `seen`-th into the event `p`; how many there are now.
+pub fn with_logs(p: &mut serde_json::Value, logs: &[crate::model::LogLine], seen: usize) -> usize {
+    let new: Vec<serde_json::Value> = logs
+        .iter()
+        .skip(seen)
+        .map(|l| serde_json::json!({"at": format!("{} ms", l.at_ms), "level": l.level, "message": l.message}))
+        .collect();
+    p["logs"] = serde_json::Value::Array(new);
+    logs.len().max(seen)
 }
