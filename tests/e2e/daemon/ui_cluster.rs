@@ -37,6 +37,19 @@ kind: RoleBinding
 metadata: {name: operator, namespace: db}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: coffer-operator}
 subjects: [{kind: ServiceAccount, name: operator, namespace: db}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: db-viewer, namespace: coffer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: coffer-viewer}
+subjects: [{kind: ServiceAccount, name: viewer, namespace: db}]
+---
+apiVersion: coffer.dev/v1alpha1
+kind: Blueprint
+metadata: {name: pg-dump-only, namespace: coffer}
+spec:
+  plugin: {builtin: postgres}
+  grants: {exec: ["pg_dump **"]}
 "#;
 
 struct Ui {
@@ -275,8 +288,25 @@ async fn the_cluster_dashboard_shows_and_does_only_what_rbac_allows() {
         1,
         "no refused request made an ActionSet"
     );
-    let r = ui.call("POST", path, &operator, &body);
+    let r = ui.call("POST", path, &operator, r#"{"at": "2000-01-01T00:00:00Z"}"#);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("no RestorePoint taken at or before"),
+        "{}",
+        r.text()
+    );
+    let both = json!({"restorePoint": rp, "at": "2000-01-01T00:00:00Z"}).to_string();
+    assert_eq!(ui.call("POST", path, &operator, &both).status, 422);
+    assert_eq!(
+        sets.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "no refused request made an ActionSet"
+    );
+    // A point in time: the newest restore point taken at or before it.
+    let at_now = json!({"at": now()}).to_string();
+    let r = ui.call("POST", path, &operator, &at_now);
     assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["spec"]["restorePoint"], rp.as_str());
     let restored = ui.finished(r.json()["metadata"]["name"].as_str().unwrap(), &operator);
     assert_eq!(restored["status"]["phase"], "Completed", "{restored}");
     assert_eq!(pg.psql("shop", CHECK).unwrap(), original);
@@ -304,13 +334,19 @@ async fn the_cluster_dashboard_shows_and_does_only_what_rbac_allows() {
         .skip(1)
         .filter_map(|s| s.split('"').next())
     {
-        if href == "/policies" {
-            // Policies live in coffer's namespace, where the operator has no Role.
+        if let Some(kind) = ["policies", "profiles", "blueprints"]
+            .into_iter()
+            .find(|k| href == format!("/{k}"))
+        {
+            // They live in coffer's namespace, where the operator has no Role.
             let a = request(ui.port, "GET", href, &[("Cookie", &cookie)], b"");
             assert_eq!(a.status, 403);
             assert!(
+                a.text().contains(&format!(
+                    "may not list {kind}.coffer.dev in namespace coffer"
+                )),
+                "{}",
                 a.text()
-                    .contains("may not list policies.coffer.dev in namespace coffer")
             );
         } else if href.starts_with('/') {
             let a = request(
@@ -389,8 +425,50 @@ async fn the_cluster_dashboard_shows_and_does_only_what_rbac_allows() {
         &format!("csrf={vcsrf}&restorePoint={rp}&confirm=yes"),
     );
     assert_eq!(vrestore.status, 403, "{}", vrestore.text());
+    // Bound in coffer's namespace too, the viewer sees Policies, Profiles and Blueprints.
+    let profiles = request(ui.port, "GET", "/profiles", &[("Cookie", &vcookie)], b"");
+    assert_eq!(profiles.status, 200, "{}", profiles.text());
+    let text = profiles.text();
+    assert!(
+        text.contains(">default<") && text.contains(">file<"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("AGE-SECRET-KEY"),
+        "no secret value is rendered"
+    );
+    let blueprints = request(ui.port, "GET", "/blueprints", &[("Cookie", &vcookie)], b"").text();
+    assert!(
+        blueprints.contains("pg-dump-only") && blueprints.contains("pg_dump **"),
+        "{blueprints}"
+    );
+    let policies = request(ui.port, "GET", "/policies", &[("Cookie", &vcookie)], b"");
+    assert_eq!(policies.status, 200);
+    // The point-in-time form chooses the restore point and says which.
+    let pit = request(
+        ui.port,
+        "GET",
+        &format!("/applications/db/statefulset/pg/restore?at={}", now()),
+        &[("Cookie", &vcookie)],
+        b"",
+    )
+    .text();
+    assert!(pit.contains("id=\"chosen\""), "{pit}");
     assert_eq!(
         sets.list(&ListParams::default()).await.unwrap().items.len(),
         3
     );
+}
+
+/// Now, in RFC 3339 UTC seconds (what `at` takes, and safe in a URL).
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

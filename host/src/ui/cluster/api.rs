@@ -111,7 +111,11 @@ pub async fn post_backup(
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RestoreBody {
-    restore_point: String,
+    /// A RestorePoint, or `at`: the newest taken at or before that time.
+    #[serde(default)]
+    restore_point: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
     #[serde(default)]
     params: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
@@ -135,11 +139,30 @@ pub async fn post_restore(
             );
         }
     };
+    let restore_point = match (b.restore_point, b.at) {
+        (Some(rp), None) => rp,
+        (None, Some(at)) => {
+            let workload = match super::start::subject(&kind, &name) {
+                Ok(w) => w,
+                Err(r) => return refusal(r),
+            };
+            match super::start::restore_point_at(&ui, &v, &ns, &workload, &at).await {
+                Ok(c) => c.name,
+                Err(r) => return refusal(r),
+            }
+        }
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give restorePoint (a RestorePoint's name) or at (a time: the newest RestorePoint taken at or before it), not both",
+            );
+        }
+    };
     let s = Start {
         action: "restore".into(),
         namespace: ns,
         workload: format!("{kind}/{name}"),
-        restore_point: Some(b.restore_point),
+        restore_point: Some(restore_point),
         target_namespace: b.target_namespace.filter(|t| !t.is_empty()),
         params: b.params,
     };

@@ -60,6 +60,8 @@ pub fn router(ui: Arc<ClusterUi>) -> Router {
         .route("/actionsets/{ns}/{name}/events", get(pages::action_events))
         .route("/restorepoints", get(pages::restore_points))
         .route("/policies", get(pages::policies))
+        .route("/profiles", get(pages::profiles))
+        .route("/blueprints", get(pages::blueprints))
         .route("/api/v1/applications", get(api::get_applications))
         .route(&format!("/api/v1{APP}/backup"), post(api::post_backup))
         .route(&format!("/api/v1{APP}/restore"), post(api::post_restore))

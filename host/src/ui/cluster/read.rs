@@ -7,7 +7,10 @@
 use super::ClusterUi;
 use super::access::Viewer;
 use crate::binding::Resolution;
-use crate::k8s::kinds::{self, ActionSetResource, PolicyResource, RestorePointResource};
+use crate::k8s::kinds::{
+    self, ActionSetResource, BlueprintResource, PolicyResource, ProfileResource,
+    RestorePointResource,
+};
 use crate::k8s::policies::select::{self, Found};
 use crate::model::{Compliance, Policy};
 use anyhow::{Context, Result};
@@ -98,6 +101,37 @@ async fn all_policies(ui: &ClusterUi) -> Result<Vec<Policy>> {
             .map(kinds::policy)
             .collect(),
     )
+}
+
+/// The Profiles, when `v` may list them.
+pub async fn profiles(ui: &ClusterUi, v: &Viewer) -> Result<Option<Vec<ProfileResource>>> {
+    config_list(ui, v, "profiles").await
+}
+
+/// The Blueprints, when `v` may list them.
+pub async fn blueprints(ui: &ClusterUi, v: &Viewer) -> Result<Option<Vec<BlueprintResource>>> {
+    config_list(ui, v, "blueprints").await
+}
+
+/// A kind of coffer's namespace, when `v` may list `resource` there.
+async fn config_list<K>(ui: &ClusterUi, v: &Viewer, resource: &str) -> Result<Option<Vec<K>>>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    if !ui.access.may_list(v, resource, &ui.config_ns).await? {
+        return Ok(None);
+    }
+    let mut items = Api::<K>::namespaced(ui.client.clone(), &ui.config_ns)
+        .list(&ListParams::default())
+        .await
+        .with_context(|| format!("listing {resource} in namespace {}", ui.config_ns))?
+        .items;
+    items.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+    Ok(Some(items))
 }
 
 /// Every RestorePoint `v` may list, newest first.

@@ -168,3 +168,47 @@ pub async fn start(ui: &ClusterUi, v: &Viewer, s: Start) -> Result<ActionSetReso
     );
     Ok(created)
 }
+
+/// The newest of the workload's RestorePoints in `ns` taken at or before `at`, for a
+/// viewer who may list RestorePoints there.
+pub async fn restore_point_at(
+    ui: &ClusterUi,
+    v: &Viewer,
+    ns: &str,
+    workload: &str,
+    at: &str,
+) -> Result<crate::action::at::Chosen, Refusal> {
+    namespace_ok(ns)?;
+    let ask = Ask {
+        verb: "list",
+        resource: "restorepoints",
+        namespace: Some(ns),
+        name: None,
+    };
+    match ui.access.may(v, &ask).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return Err(Refusal::Forbidden(why)),
+        Err(e) => return Err(Refusal::Failed(e)),
+    }
+    let all = Api::<RestorePointResource>::namespaced(ui.client.clone(), ns)
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| {
+            Refusal::Failed(
+                anyhow::Error::new(e).context(format!("listing RestorePoints in namespace {ns}")),
+            )
+        })?
+        .items;
+    crate::action::at::newest_at(
+        all.iter().filter(|r| r.spec.workload == workload).map(|r| {
+            (
+                r.metadata.name.as_deref().unwrap_or_default(),
+                r.spec.start_time.as_str(),
+            )
+        }),
+        at,
+        &format!("{workload} in namespace {ns}"),
+        "the application's page",
+    )
+    .map_err(|e| Refusal::Invalid(format!("{e:#}")))
+}
