@@ -15,6 +15,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("context.rs", "sdk", "Errors and checkpoints"),
     ("log.rs", "sdk::log", "Logs and progress"),
     ("io.rs", "sdk::io", "std::io adapters"),
+    ("net.rs", "sdk::net", "Network (TCP)"),
 ];
 
 pub struct Entry {

@@ -389,6 +389,8 @@ impl Coffer {
         if !req.grant_declared {
             crate::cap::signed_http::check_grants(grants)
                 .map_err(|e| anyhow!("Blueprint {bname}: spec.grants.{e}"))?;
+            crate::cap::net::check_grants(grants)
+                .map_err(|e| anyhow!("Blueprint {bname}: spec.grants.{e}"))?;
         }
         let overrides = serde_json::Value::Object(req.params.clone());
         let params = merge_params(

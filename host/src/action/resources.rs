@@ -229,6 +229,8 @@ impl Coffer {
                 }
                 crate::cap::signed_http::check_grants(&b.spec.grants)
                     .map_err(|e| anyhow!("spec.grants.{e}"))?;
+                crate::cap::net::check_grants(&b.spec.grants)
+                    .map_err(|e| anyhow!("spec.grants.{e}"))?;
                 Ok(())
             }
             Document::Profile(p) => {

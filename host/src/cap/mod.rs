@@ -10,6 +10,7 @@ pub mod exec;
 pub mod grant;
 pub mod kube;
 pub mod location;
+pub mod net;
 pub mod runtime;
 pub mod scope;
 pub mod secrets;
@@ -32,6 +33,7 @@ capability_set! {
     snapshot: snapshot::Snapshot,
     kube: kube::Kube,
     signed_http: signed_http::SignedHttp,
+    net: net::Net,
 }
 
 /// One line for an error of the WIT `error` type.

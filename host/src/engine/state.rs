@@ -29,15 +29,16 @@ impl PluginState {
         let mut table = ResourceTable::new();
         table.set_max_capacity(scope.limits.handles);
         let guest_stderr = MemoryOutputPipe::new(GUEST_STDERR);
+        let caps = CapabilitySet::build(&lending.grants, &lending.backends);
         PluginState {
             table,
-            // Nothing: no preopens, no env, no args, no sockets; stdin closed, stdout
-            // discarded, stderr kept (bounded) for trap reports.
-            wasi: WasiCtx::builder().stderr(guest_stderr.clone()).build(),
+            // Nothing: no preopens, no env, no args; stdin closed, stdout discarded, stderr
+            // kept (bounded) for trap reports; sockets only as `net` grants.
+            wasi: crate::cap::net::wasi_ctx(caps.net.gate(), scope.clone(), guest_stderr.clone()),
             guest_stderr,
             limiter: MemoryLimiter::new(scope.limits.memory),
             cpu_ticks: 0,
-            caps: CapabilitySet::build(&lending.grants, &lending.backends),
+            caps,
             scope,
         }
     }

@@ -108,9 +108,19 @@ pub struct Inspection {
 
 /// Interfaces a plugin may import: our package, and the WASI subset Rust's std uses. No
 /// filesystem, sockets or http: a plugin that imports them is refused before it is compiled.
-fn import_allowed(name: &str) -> bool {
+/// A plugin that declares `net` may import wasi:sockets (what it may reach is the socket
+/// check's, see [`crate::cap::net`]; UDP and wasi's name lookup are off) and the two
+/// filesystem interfaces std's socket support links (no directory is ever preopened, so
+/// they reach nothing).
+fn import_allowed(name: &str, net: bool) -> bool {
     let (iface, _version) = name.split_once('@').unwrap_or((name, ""));
     if iface.starts_with("coffer:blueprint/") {
+        return true;
+    }
+    if net
+        && (iface.starts_with("wasi:sockets/")
+            || matches!(iface, "wasi:filesystem/types" | "wasi:filesystem/preopens"))
+    {
         return true;
     }
     matches!(
@@ -184,10 +194,11 @@ pub fn inspect(p: &PluginBytes) -> Result<Inspection> {
     })?;
     let manifest =
         Manifest::from_json(&manifest_bytes).map_err(|e| anyhow!("plugin {}: {e}", p.label))?;
-    let refused: Vec<&String> = imports.iter().filter(|i| !import_allowed(i)).collect();
+    let net = !manifest.capabilities.net.is_empty();
+    let refused: Vec<&String> = imports.iter().filter(|i| !import_allowed(i, net)).collect();
     if !refused.is_empty() {
         bail!(
-            "plugin {}: imports interfaces a plugin may not use: {} (no filesystem, sockets or http; use the coffer capabilities)",
+            "plugin {}: imports interfaces a plugin may not use: {} (no filesystem, sockets or http; use the coffer capabilities, and declare `net` in the manifest for TCP)",
             p.label,
             refused
                 .iter()
@@ -245,7 +256,11 @@ mod tests {
                 .to_string()
                 .contains("refusing")
         );
-        assert!(!import_allowed("wasi:filesystem/preopens@0.2.0"));
-        assert!(!import_allowed("wasi:sockets/tcp@0.2.0"));
+        assert!(!import_allowed("wasi:filesystem/preopens@0.2.0", false));
+        assert!(!import_allowed("wasi:sockets/tcp@0.2.0", false));
+        // Declaring net admits sockets (and std's filesystem links), never http.
+        assert!(import_allowed("wasi:sockets/tcp@0.2.0", true));
+        assert!(import_allowed("wasi:filesystem/preopens@0.2.0", true));
+        assert!(!import_allowed("wasi:http/outgoing-handler@0.2.0", true));
     }
 }

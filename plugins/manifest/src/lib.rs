@@ -5,6 +5,8 @@
 //! from `describe()`. A Blueprint grants a [`Capabilities`] of the same shape; the host allows
 //! a call only when the manifest declares it AND the Blueprint grants it.
 
+pub mod net;
+
 use serde::{Deserialize, Serialize};
 
 /// The custom section a plugin's manifest lives in.
@@ -174,6 +176,10 @@ pub struct Capabilities {
     /// characters, e.g. `docker.io/library/postgres:*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
+    /// TCP peers, `host:port` ([`net::NetTarget`]): reached through wasi:sockets, names
+    /// looked up through the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net: Vec<String>,
 }
 
 /// `*` matches any run of characters; everything else literally. Linear in the text: each
@@ -270,6 +276,9 @@ impl Manifest {
                     self.name
                 ));
             }
+        }
+        for t in &self.capabilities.net {
+            net::NetTarget::parse(t).map_err(|e| format!("plugin {}: {e}", self.name))?;
         }
         if self.capabilities.unsafe_args {
             return Err(format!(

@@ -25,6 +25,7 @@ mod context;
 pub mod hooks;
 pub mod io;
 pub mod log;
+pub mod net;
 pub mod quiesce;
 pub mod scratch;
 pub mod session;

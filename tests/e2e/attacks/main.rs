@@ -7,5 +7,6 @@ mod common;
 
 mod exec;
 mod memory;
+mod net;
 mod records;
 mod restore_points;

@@ -12,6 +12,7 @@ struct Restore;
 struct Delete;
 
 mod consistency;
+mod net;
 mod signed;
 
 sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete]);
@@ -80,6 +81,9 @@ pub(crate) struct Params {
     /// For `signed`: requests to have signed and sent.
     #[serde(default)]
     requests: Vec<signed::SignedRequest>,
+    /// For `net`: `host:port`s to connect to (each sent a line, its answer read).
+    #[serde(default)]
+    peers: Vec<String>,
 }
 
 fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
@@ -95,6 +99,7 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
         });
     }
     match p.mode.as_str() {
+        "net" => net::connect_all(&p),
         // A bug: the plugin panics (a wasm trap).
         "trap" => panic!("hostile plugin: deliberate trap"),
         // A runaway loop that never calls the host.
