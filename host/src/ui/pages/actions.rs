@@ -137,49 +137,7 @@ pub async fn action_set(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> 
         ));
     }
     body.push_str("</dl>");
-    let audit: Vec<Vec<String>> = a
-        .status
-        .audit
-        .iter()
-        .map(|e| {
-            vec![
-                format!("{} ms", e.at_ms),
-                esc(&e.capability),
-                esc(&e.target),
-                esc(&e.result),
-                format!("{} ms", e.duration_ms),
-                if e.bytes > 0 {
-                    bytes(e.bytes)
-                } else {
-                    String::new()
-                },
-                format!("<code>{}</code>", esc(&e.args)),
-            ]
-        })
-        .collect();
-    body.push_str(&table(
-        "Capability calls (audit trail)",
-        &[
-            "At",
-            "Capability",
-            "Target",
-            "Result",
-            "Took",
-            "Bytes",
-            "Arguments",
-        ],
-        &audit,
-    ));
-    let logs: Vec<Vec<String>> = a
-        .status
-        .logs
-        .iter()
-        .map(|l| vec![format!("{} ms", l.at_ms), esc(&l.level), esc(&l.message)])
-        .collect();
-    body.push_str(&format!(
-        "<div id=\"logs\">{}</div>",
-        table("Plugin logs", &["At", "Level", "Message"], &logs)
-    ));
+    body.push_str(&records(&a.status));
     page(&ui, &format!("ActionSet {name}"), &body).into_response()
 }
 
@@ -235,4 +193,50 @@ pub fn with_logs(p: &mut serde_json::Value, logs: &[crate::model::LogLine], seen
         .collect();
     p["logs"] = serde_json::Value::Array(new);
     logs.len().max(seen)
+}
+
+/// An action's audit trail of capability calls and the plugin's log lines (the log table
+/// is `#logs`, which the live events append to).
+pub fn records(s: &crate::model::ActionSetStatus) -> String {
+    let audit: Vec<Vec<String>> = s
+        .audit
+        .iter()
+        .map(|e| {
+            vec![
+                format!("{} ms", e.at_ms),
+                esc(&e.capability),
+                esc(&e.target),
+                esc(&e.result),
+                format!("{} ms", e.duration_ms),
+                if e.bytes > 0 {
+                    bytes(e.bytes)
+                } else {
+                    String::new()
+                },
+                format!("<code>{}</code>", esc(&e.args)),
+            ]
+        })
+        .collect();
+    let logs: Vec<Vec<String>> = s
+        .logs
+        .iter()
+        .map(|l| vec![format!("{} ms", l.at_ms), esc(&l.level), esc(&l.message)])
+        .collect();
+    format!(
+        "{}<div id=\"logs\">{}</div>",
+        table(
+            "Capability calls (audit trail)",
+            &[
+                "At",
+                "Capability",
+                "Target",
+                "Result",
+                "Took",
+                "Bytes",
+                "Arguments",
+            ],
+            &audit,
+        ),
+        table("Plugin logs", &["At", "Level", "Message"], &logs)
+    )
 }

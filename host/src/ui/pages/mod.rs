@@ -8,7 +8,7 @@ mod app;
 mod catalog;
 mod overview;
 
-pub use actions::{Since, action_events, action_set, action_sets, with_logs};
+pub use actions::{Since, action_events, action_set, action_sets, records, with_logs};
 pub use app::{application, backup_form, policy_form, restore_form, restore_page, verify_form};
 pub use catalog::{
     blueprints, policies, profiles, restore_point, restore_points, validate_profile,

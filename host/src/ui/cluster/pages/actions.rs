@@ -7,7 +7,7 @@ use crate::model::Phase;
 use crate::ui::cluster::access::Viewer;
 use crate::ui::cluster::read;
 use crate::ui::cluster::{ClusterUi, one_action_set};
-use crate::ui::pages::{Since, badge, bytes, esc, table, time, with_logs};
+use crate::ui::pages::{Since, badge, bytes, esc, records, table, time, with_logs};
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -147,34 +147,7 @@ pub async fn action_set(
         ));
     }
     body.push_str("</dl>");
-    let audit: Vec<Vec<String>> = s
-        .audit
-        .iter()
-        .map(|e| {
-            vec![
-                format!("{} ms", e.at_ms),
-                esc(&e.capability),
-                esc(&e.target),
-                esc(&e.result),
-                format!("{} ms", e.duration_ms),
-                format!("<code>{}</code>", esc(&e.args)),
-            ]
-        })
-        .collect();
-    body.push_str(&table(
-        "Capability calls (audit trail)",
-        &["At", "Capability", "Target", "Result", "Took", "Arguments"],
-        &audit,
-    ));
-    let logs: Vec<Vec<String>> = s
-        .logs
-        .iter()
-        .map(|l| vec![format!("{} ms", l.at_ms), esc(&l.level), esc(&l.message)])
-        .collect();
-    body.push_str(&format!(
-        "<div id=\"logs\">{}</div>",
-        table("Plugin logs", &["At", "Level", "Message"], &logs)
-    ));
+    body.push_str(&records(&s));
     page(&v, &format!("ActionSet {ns}/{name}"), &body)
 }
 
