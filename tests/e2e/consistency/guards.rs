@@ -171,7 +171,9 @@ fn a_quiesce_window_is_recorded_on_the_action_set_and_the_restore_point() {
     );
     let rp = c.ok(&["get", "restorepoint", rp, "-o", "json"]).json();
     assert_eq!(&rp["spec"]["quiesce"], w, "{rp:#}");
-    assert!(w["begin"].as_str().unwrap() <= w["end"].as_str().unwrap());
+    // As times: RFC 3339 text does not sort ("…:05Z" > "…:05.1Z").
+    let at = |k: &str| w[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(at("begin") <= at("end"), "{w}");
     // `describe` shows the window, each guard, and the calls that made them.
     let name = b["metadata"]["name"].as_str().unwrap();
     let shown = c.ok(&["describe", "actionset", name]).stdout;
