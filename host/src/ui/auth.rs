@@ -89,28 +89,35 @@ impl Token {
 
     /// How `headers` prove the token, if they do.
     pub fn check(&self, headers: &HeaderMap) -> Option<Proof> {
-        if let Some(b) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
-            return self.matches(b.trim()).then_some(Proof::Bearer);
-        }
-        let cookie = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE)
-            .map(|(_, v)| v.to_string())?;
-        self.matches(&cookie).then_some(Proof::Cookie)
+        let (given, proof) = presented(headers)?;
+        self.matches(&given).then_some(proof)
     }
 
     /// The Set-Cookie value that logs a browser in.
     pub fn cookie(&self) -> String {
         format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", self.value)
     }
+}
+
+/// The token a request carries and how: `Authorization: Bearer` first, else the
+/// dashboard's cookie (an empty one is none).
+pub fn presented(headers: &HeaderMap) -> Option<(String, Proof)> {
+    if let Some(b) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some((b.trim().to_string(), Proof::Bearer));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| (v.to_string(), Proof::Cookie))
+        .filter(|(v, _)| !v.is_empty())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -136,5 +143,13 @@ mod tests {
         assert!(t.csrf_matches(t.csrf()));
         assert!(!t.csrf_matches("s3cret"));
         assert_ne!(Token::random().value(), Token::random().value());
+        // An empty cookie is no token; the header wins over the cookie.
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=b; coffer_ui=".parse().unwrap());
+        assert_eq!(presented(&h), None);
+        h.insert(header::COOKIE, "a=b; coffer_ui=tok".parse().unwrap());
+        assert_eq!(presented(&h), Some(("tok".into(), Proof::Cookie)));
+        h.insert(header::AUTHORIZATION, "Bearer hdr".parse().unwrap());
+        assert_eq!(presented(&h), Some(("hdr".into(), Proof::Bearer)));
     }
 }

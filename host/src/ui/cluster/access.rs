@@ -4,9 +4,8 @@
 //! (SubjectAccessReview). Answers are kept for a few seconds so a page listing many
 //! namespaces does not ask the API server the same question twice.
 
-use crate::ui::auth::{COOKIE, Token};
+use crate::ui::auth::Token;
 use crate::ui::kube_auth::{Ask, KubeAuth, User};
-use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,26 +33,6 @@ impl Viewer {
     pub fn csrf(&self) -> &str {
         self.token.csrf()
     }
-}
-
-/// The token a request carries, and whether it came in the cookie.
-pub fn presented(headers: &HeaderMap) -> Option<(String, bool)> {
-    if let Some(b) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some((b.trim().to_string(), false));
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| (v.to_string(), true))
-        .filter(|(v, _)| !v.is_empty())
 }
 
 type Answer = Result<(), String>;
@@ -138,21 +117,4 @@ fn keep<K: std::hash::Hash + Eq, V>(map: &Kept<K, V>, key: K, v: V) {
         m.clear();
     }
     m.insert(key, (v, Instant::now()));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_comes_from_the_header_or_the_cookie() {
-        let mut h = HeaderMap::new();
-        assert_eq!(presented(&h), None);
-        h.insert(header::COOKIE, "a=b; coffer_ui=".parse().unwrap());
-        assert_eq!(presented(&h), None, "an empty cookie is no token");
-        h.insert(header::COOKIE, "a=b; coffer_ui=tok".parse().unwrap());
-        assert_eq!(presented(&h), Some(("tok".into(), true)));
-        h.insert(header::AUTHORIZATION, "Bearer hdr".parse().unwrap());
-        assert_eq!(presented(&h), Some(("hdr".into(), false)));
-    }
 }

@@ -91,9 +91,10 @@ async fn require_user(State(ui): State<Arc<ClusterUi>>, mut req: Request, next: 
             Redirect::to("/login").into_response()
         }
     };
-    let Some((token, by_cookie)) = access::presented(req.headers()) else {
+    let Some((token, proof)) = crate::ui::auth::presented(req.headers()) else {
         return unauthorized();
     };
+    let by_cookie = proof == crate::ui::auth::Proof::Cookie;
     let viewer = match ui.access.viewer(&token, by_cookie).await {
         Ok(Some(v)) => v,
         Ok(None) => return unauthorized(),
