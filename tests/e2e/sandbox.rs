@@ -392,3 +392,69 @@ async fn a_location_that_fills_up_fails_the_backup_and_keeps_nothing() {
             .is_empty()
     );
 }
+
+/// What the hostile plugin's `write` mode writes at offset `i`.
+fn pattern(i: u64) -> u8 {
+    ((i * 31 + i / 4096) % 251) as u8
+}
+
+/// The stored objects under the location whose name starts with `name`.
+fn stored(f: &Fixture, name: &str) -> Vec<std::path::PathBuf> {
+    files_under(&f.home.path().join("locations"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(name))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_the_plugin_writes_itself_is_stored_whole_or_not_at_all() {
+    let f = fixture(LIMITS).await;
+    // More than the pipe and an 8 MiB part hold, not a multiple of either.
+    let size = (9u64 << 20) + 12345;
+    let a = common::run(&f, "backup", "write", serde_json::json!({"bytes": size})).await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    let objects = stored(&f, "written.bin");
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let out = std::process::Command::new("zstd")
+        .args(["-d", "-c"])
+        .arg(&objects[0])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len() as u64, size);
+    let first_wrong = (0..size).find(|&i| out.stdout[i as usize] != pattern(i));
+    assert_eq!(
+        first_wrong, None,
+        "the stored bytes differ from what was written"
+    );
+    assert!(
+        a.status
+            .audit
+            .iter()
+            .any(|x| x.capability == "location.create" && x.result == "ok")
+    );
+
+    // A stream dropped unfinished: its upload is cancelled, no object is stored or recorded.
+    let f = fixture(LIMITS).await;
+    let a = common::run(
+        &f,
+        "backup",
+        "write-abandon",
+        serde_json::json!({"bytes": 3u64 << 20}),
+    )
+    .await;
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    assert!(stored(&f, "written.bin").is_empty());
+    let rp: serde_json::Value = f
+        .coffer
+        .catalog
+        .list::<serde_json::Value>(coffer::model::Kind::RestorePoint)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(!rp.to_string().contains("written.bin"), "{rp}");
+    still_healthy(&f).await;
+}

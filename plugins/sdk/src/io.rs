@@ -1,9 +1,12 @@
 //! `std::io` adapters for the slow path: small amounts of data the plugin itself reads or
 //! writes (a process's short output, a config it feeds a tool, a small object). Bulk data
-//! should not pass through the plugin: use `Cmd::stdout_to` / `Cmd::stdin_from`.
+//! should not pass through the plugin: use `Cmd::stdout_to` / `Cmd::stdin_from`. The
+//! exception is data only the plugin can make (a protocol it speaks itself, e.g. over
+//! [`crate::net`]): [`ObjectStream`] writes it into the location as it comes.
 
+use crate::bindings::coffer::blueprint0_2_0::location_writer;
 use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
-use crate::location::{ObjectInfo, PutOptions, Store};
+use crate::location::{ObjectInfo, PutOptions, Store, Transfer};
 use crate::types::Error;
 
 /// Largest read asked of the host at once.
@@ -85,5 +88,87 @@ impl std::io::Write for ObjectWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// An object the plugin writes as it goes (`location-writer.create`): the bytes take the
+/// host's upload path (zstd, age, sha256, multipart) and are never all in the plugin's
+/// memory at once. Call [`finish`](Self::finish) for the object's record: an `ObjectStream`
+/// dropped unfinished aborts its upload and no object is recorded.
+///
+/// ```ignore
+/// use std::io::Write;
+/// let mut out = ObjectStream::create(&store, "topic/0/000000.batches", &opts)?;
+/// out.write_all(&bytes)?;
+/// let info = out.finish()?;
+/// ```
+pub struct ObjectStream {
+    // Dropped first: an unfinished object's upload is cancelled before its stream closes.
+    transfer: Option<Transfer>,
+    stream: Option<OutputStream>,
+    key: String,
+}
+
+impl ObjectStream {
+    /// Start object `key` of `store`.
+    pub fn create(store: &Store, key: &str, opts: &PutOptions) -> Result<Self, Error> {
+        let (stream, transfer) = location_writer::create(store, key, opts)?;
+        Ok(ObjectStream {
+            transfer: Some(transfer),
+            stream: Some(stream),
+            key: key.to_string(),
+        })
+    }
+
+    /// Bytes the host has taken so far.
+    pub fn bytes(&self) -> u64 {
+        self.transfer.as_ref().map_or(0, |t| t.bytes())
+    }
+
+    /// End the object and wait for its upload: its record, or why it failed.
+    pub fn finish(mut self) -> Result<ObjectInfo, Error> {
+        if let Some(s) = self.stream.take() {
+            // Closing the stream is the object's end; a failed upload says why below.
+            let _ = s.blocking_flush();
+        }
+        match self.transfer.take() {
+            Some(t) => t.wait(),
+            None => Err(Error::Io(format!("{}: already finished", self.key))),
+        }
+    }
+}
+
+impl std::io::Write for ObjectStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(stream) = &self.stream else {
+            return Err(std::io::Error::other("the object stream is closed"));
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let ended = |e| {
+            std::io::Error::other(format!(
+                "writing {}: the upload ended ({}); finish() says why",
+                self.key,
+                io_error(e)
+            ))
+        };
+        loop {
+            let permit = stream.check_write().map_err(ended)?;
+            if permit == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let n = buf.len().min(permit as usize);
+            stream.write(&buf[..n]).map_err(ended)?;
+            return Ok(n);
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &self.stream {
+            Some(s) => s.blocking_flush().map_err(io_error),
+            None => Ok(()),
+        }
     }
 }

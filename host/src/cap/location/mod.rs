@@ -6,6 +6,7 @@
 mod grant;
 mod keys;
 mod wit;
+mod writer;
 
 pub use grant::LocationGrant;
 pub use keys::check_key;
@@ -88,6 +89,7 @@ impl Capability for Locations {
         linker: &mut Linker<T>,
         get: fn(&mut T) -> CapView<'_, Self>,
     ) -> wasmtime::Result<()> {
-        crate::wit::abi::location::add_to_linker::<T, HasCap<Locations>>(linker, get)
+        crate::wit::abi::location::add_to_linker::<T, HasCap<Locations>>(linker, get)?;
+        crate::wit::abi::location_writer::add_to_linker::<T, HasCap<Locations>>(linker, get)
     }
 }

@@ -69,14 +69,17 @@ fn known_object(scope: &ActionScope, bound: &BoundLocation, key: &str) -> Option
 type View<'a> = CapView<'a, Locations>;
 
 impl View<'_> {
-    fn bound(&self, h: &Resource<Store>) -> wasmtime::Result<(String, Arc<BoundLocation>)> {
+    pub(super) fn bound(
+        &self,
+        h: &Resource<Store>,
+    ) -> wasmtime::Result<(String, Arc<BoundLocation>)> {
         let s = self.table.get(&retype::<_, StoreHandle>(h))?;
         Ok((s.name.clone(), s.bound.clone()))
     }
 
     /// Access check for one operation: the grant (declared AND granted) and what this
     /// action may do at this location.
-    fn may(
+    pub(super) fn may(
         &self,
         name: &str,
         bound: &BoundLocation,
@@ -95,7 +98,7 @@ impl View<'_> {
 
     /// A key a plugin may use: well formed, and holding no secret value (keys are stored
     /// and listed in the clear, in the manifest too).
-    fn key_ok(&self, key: &str) -> Result<(), WitError> {
+    pub(super) fn key_ok(&self, key: &str) -> Result<(), WitError> {
         check_key(key)?;
         if self.scope.redactor.redact(key) != key {
             return Err(WitError::InvalidArgument(
@@ -152,6 +155,60 @@ impl View<'_> {
             cancel,
         })?;
         Ok(retype(&h))
+    }
+
+    /// Upload `src` as `key` on a transfer task (checks done): the pipeline, or the mover
+    /// that makes the stream's bytes itself.
+    pub(super) fn upload(
+        &mut self,
+        bound: Arc<BoundLocation>,
+        key: String,
+        src: DynInputStream,
+        opts: PutOptions,
+        mover: Option<(
+            crate::cap::exec::MoverStart,
+            Arc<dyn crate::cap::exec::ExecBackend>,
+        )>,
+    ) -> wasmtime::Result<Resource<Transfer>> {
+        let level = bound
+            .zstd_level
+            .filter(|_| opts.compression == Compression::Zstd);
+        let (bytes, counters) = self.counters();
+        let scope = self.scope.clone();
+        let cancel = CancellationToken::new();
+        let cancelled = cancel.clone();
+        let fut = async move {
+            // Each upload holds multipart buffers: a plugin that starts many waits for slots
+            // rather than growing the host's memory.
+            let _slot = tokio::select! {
+                _ = cancelled.cancelled() => return Err(WitError::Cancelled),
+                slot = bound.uploads.clone().acquire_owned() => slot,
+            };
+            let started = Instant::now();
+            if let Some((start, exec)) = mover {
+                drop(src);
+                let rec = by_mover(
+                    &scope, &bound, &key, level, counters, cancelled, start, exec,
+                )
+                .await;
+                scope
+                    .records
+                    .lock()
+                    .unwrap()
+                    .objects
+                    .extend(rec.clone().ok());
+                return rec.map(|r| info_of(&r));
+            }
+            let res = pipeline::upload(src, &bound.prefix, &key, level, &counters, &cancelled)
+                .await
+                .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
+            let moved = counters.transfer.load(Ordering::Relaxed);
+            scope.audit("transfer.put", &key, "", started, &res, moved);
+            let rec = res?;
+            scope.records.lock().unwrap().objects.push(rec.clone());
+            Ok(info_of(&rec))
+        };
+        self.spawn_transfer(bytes, cancel, fut)
     }
 }
 
@@ -259,15 +316,6 @@ impl HostStore for View<'_> {
         if let Err(e) = checked {
             return Ok(Err(e));
         }
-        let level = bound
-            .zstd_level
-            .filter(|_| opts.compression == Compression::Zstd);
-        let (bytes, counters) = self.counters();
-        let scope = self.scope.clone();
-        let cancel = CancellationToken::new();
-        let cancelled = cancel.clone();
-        // A process the exec backend deferred may run in a mover that uploads its output
-        // itself: then no byte of it passes through here.
         // A process the exec backend deferred may run in a mover that uploads its output
         // itself: then no byte of it passes through here. Claimed now, before the plugin
         // can wait for the process (which would start it here).
@@ -279,38 +327,7 @@ impl HostStore for View<'_> {
         {
             mover = Some((start, exec.clone()));
         }
-        let fut = async move {
-            // Each upload holds multipart buffers: a plugin that starts many waits for slots
-            // rather than growing the host's memory.
-            let _slot = tokio::select! {
-                _ = cancelled.cancelled() => return Err(WitError::Cancelled),
-                slot = bound.uploads.clone().acquire_owned() => slot,
-            };
-            let started = Instant::now();
-            if let Some((start, exec)) = mover {
-                drop(src);
-                let rec = by_mover(
-                    &scope, &bound, &key, level, counters, cancelled, start, exec,
-                )
-                .await;
-                scope
-                    .records
-                    .lock()
-                    .unwrap()
-                    .objects
-                    .extend(rec.clone().ok());
-                return rec.map(|r| info_of(&r));
-            }
-            let res = pipeline::upload(src, &bound.prefix, &key, level, &counters, &cancelled)
-                .await
-                .map_err(|e| WitError::Io(format!("location.put {key}: {e}")));
-            let moved = counters.transfer.load(Ordering::Relaxed);
-            scope.audit("transfer.put", &key, "", started, &res, moved);
-            let rec = res?;
-            scope.records.lock().unwrap().objects.push(rec.clone());
-            Ok(info_of(&rec))
-        };
-        Ok(Ok(self.spawn_transfer(bytes, cancel, fut)?))
+        Ok(Ok(self.upload(bound, key, src, opts, mover)?))
     }
 
     async fn get_into(

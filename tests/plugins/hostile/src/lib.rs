@@ -270,6 +270,36 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
             Err(sdk::internal("100 MB were captured"))
         }
         // Back up `bytes` random bytes through the host's data path (benchmarks).
+        // Write `bytes` of a known pattern as an object stream; `write-abandon` drops the
+        // stream unfinished and ends well (with another artifact).
+        "write" | "write-abandon" => {
+            use std::io::Write;
+            let store = location::open("default")?;
+            let mut out = sdk::io::ObjectStream::create(
+                &store,
+                "written.bin",
+                &opts(location::Compression::Zstd),
+            )?;
+            let mut chunk = Vec::with_capacity(100_000);
+            let mut at = 0u64;
+            while at < p.bytes {
+                chunk.clear();
+                let n = (p.bytes - at).min(100_000);
+                chunk.extend((at..at + n).map(pattern));
+                out.write_all(&chunk)
+                    .map_err(|e| sdk::internal(e.to_string()))?;
+                at += n;
+            }
+            if p.mode == "write-abandon" {
+                drop(out);
+                return ok_artifact();
+            }
+            let info = out.finish()?;
+            Ok(ActionOutput {
+                artifacts: vec![sdk::artifact("written", "default", &info)],
+                outputs: vec![],
+            })
+        }
         "stream" => {
             let store = location::open("default")?;
             let proc = Cmd::new(["head", "-c"])
@@ -626,6 +656,11 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
 }
 
 /// Store a small object and report it: a successful backup.
+/// The byte at offset `i` of what `write` writes (the test computes the same).
+fn pattern(i: u64) -> u8 {
+    ((i * 31 + i / 4096) % 251) as u8
+}
+
 pub(crate) fn ok_artifact() -> Result<ActionOutput, Error> {
     let store = location::open("default")?;
     let info = store.put_bytes("data.txt", b"hello", &opts(location::Compression::Zstd))?;
