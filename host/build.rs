@@ -24,6 +24,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("pgbackrest", "pgbackrest"),
     ("etcd", "etcd"),
     ("redis", "redis"),
+    ("kafka", "kafka"),
 ];
 
 fn main() {

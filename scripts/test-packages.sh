@@ -4,7 +4,7 @@
 # npm and python3-venv (for the object storage servers of scripts/test-servers.sh), openssl
 # and curl (for the Kubernetes control plane of scripts/kube.sh), restic (the retention oracle),
 # btrfs-progs (local volume snapshots), mariadb-backup (a benchmark's reference), chromium
-# and chromium-driver (the dashboard's browser tests).
+# and chromium-driver (the dashboard's browser tests), maven and Java 17 (the Kafka broker).
 # Safe to run concurrently (flock) and repeatedly (does nothing when all are there).
 # Called by the tests themselves on first use, by scripts/test-servers.sh and by
 # scripts/quickstart.sh; needs root (or passwordless sudo) only when it installs something.
@@ -40,6 +40,9 @@ need pgbackrest pgbackrest
 # The dashboard's browser tests: a real headless Chromium driven through WebDriver.
 need chromium chromium
 need chromedriver chromium-driver
+# Apache Kafka (scripts/kafka.sh): Maven fetches its jars, Java 17 runs them.
+need mvn maven
+need java openjdk-17-jre-headless
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -63,6 +63,7 @@ pub mod builtin {
         ),
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
+        ("kafka", include_str!("../../blueprints/kafka.yaml")),
     ];
 
     pub fn plugin(name: &str) -> Option<&'static [u8]> {

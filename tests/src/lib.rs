@@ -4,6 +4,7 @@
 pub mod btrfs;
 pub mod cli;
 pub mod http;
+pub mod kafka;
 pub mod kube_real;
 pub mod kube_sim;
 pub mod pgbackrest;

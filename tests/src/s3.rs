@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where `.ci/run` installs the servers (cached between runs).
-fn tools_dir() -> PathBuf {
+pub fn tools_dir() -> PathBuf {
     std::env::var_os("COFFER_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -9,6 +9,7 @@ use coffer_tests::servers::{Etcd, MariaDb, Redis};
 use std::path::Path;
 
 mod etcd;
+mod kafka;
 mod mysql;
 mod pgbackrest;
 mod pgbackrest_profile;

@@ -1,0 +1,507 @@
+//! backup: the cut first (per partition the log start and the last stable offset, and the
+//! groups' committed offsets right after), then each partition's record batches from its
+//! start up to the cut, byte for byte, into segments of about [`SEGMENT_BYTES`] written as
+//! object streams; `kafka.json` last.
+
+use crate::client::{Cluster, check, str, topic};
+use crate::model::{self, Backup, Group, GroupOffset, Partition, Segment, Topic};
+use crate::{BackupParams, LOCATION, batch};
+use coffer_plugin_sdk::io::ObjectStream;
+use coffer_plugin_sdk::{self as sdk, ActionOutput, Artifact, Error, location, log};
+use kafka_protocol::messages::{
+    BrokerId, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, ListGroupsRequest,
+    ListOffsetsRequest, OffsetFetchRequest,
+    describe_configs_request::DescribeConfigsResource,
+    fetch_request::{FetchPartition, FetchTopic},
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    offset_fetch_request::OffsetFetchRequestGroup,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+/// A segment is closed once it holds this much (a batch is never split).
+pub const SEGMENT_BYTES: usize = 4 << 20;
+/// Bytes one fetch asks for per partition.
+const FETCH_BYTES: i32 = 1 << 20;
+/// Fetches in a row that return nothing while records below the cut remain.
+const EMPTY_FETCHES: u32 = 60;
+const READ_COMMITTED: i8 = 1;
+
+struct Target {
+    name: String,
+    /// (partition, leader)
+    partitions: Vec<(i32, i32)>,
+}
+
+pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
+    let mut c = Cluster::connect(&p.bootstrap)?;
+    let meta = c.metadata(None)?;
+    let cluster_id = meta.cluster_id.as_ref().map(|s| s.to_string());
+    let pattern = match &p.topic_pattern {
+        Some(re) => Some(
+            regex_lite::Regex::new(&format!("^(?:{re})$"))
+                .map_err(|e| sdk::invalid(format!("params.topicPattern: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut targets = Vec::new();
+    let mut seen = BTreeSet::new();
+    for t in &meta.topics {
+        let Some(name) = t.name.as_ref().map(|n| n.to_string()) else {
+            continue;
+        };
+        let named = p.topics.contains(&name);
+        let matched = pattern
+            .as_ref()
+            .is_some_and(|re| !t.is_internal && re.is_match(&name));
+        if !named && !matched {
+            continue;
+        }
+        check(t.error_code, &format!("metadata of topic {name}"))?;
+        seen.insert(name.clone());
+        let mut partitions: Vec<(i32, i32)> = t
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect();
+        partitions.sort();
+        targets.push(Target { name, partitions });
+    }
+    let missing: Vec<&String> = p.topics.iter().filter(|t| !seen.contains(*t)).collect();
+    if !missing.is_empty() {
+        return Err(Error::NotFound(format!(
+            "topics {missing:?} are not on the cluster at {}",
+            p.bootstrap
+        )));
+    }
+    if targets.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no topic on the cluster at {} matches params.topicPattern",
+            p.bootstrap
+        )));
+    }
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // The cut, then the groups' offsets at it.
+    let starts = list_offsets(&mut c, &targets, -2)?;
+    let cuts = list_offsets(&mut c, &targets, -1)?;
+    let names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let groups = if p.groups {
+        group_offsets(&mut c, &names)?
+    } else {
+        Vec::new()
+    };
+    let configs = topic_configs(&mut c, &names)?;
+    log::info(
+        "cut taken",
+        &[
+            ("topics", &targets.len().to_string()),
+            ("groups", &groups.len().to_string()),
+        ],
+    );
+
+    let store = location::open(LOCATION)?;
+    let mut artifacts = Vec::new();
+    let mut topics = Vec::new();
+    let total: u64 = targets
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|(part, _)| {
+                let k = (t.name.clone(), *part);
+                (cuts[&k] - starts[&k]).max(0) as u64
+            })
+        })
+        .sum();
+    let mut done = 0u64;
+    for t in &targets {
+        let mut parts = Vec::new();
+        let mut oldest: Option<i64> = None;
+        for &(part, leader) in &t.partitions {
+            let k = (t.name.clone(), part);
+            let (start, cut) = (starts[&k], cuts[&k]);
+            let mut copy = PartitionCopy {
+                store: &store,
+                topic: &t.name,
+                partition: part,
+                artifacts: &mut artifacts,
+                oldest: &mut oldest,
+            };
+            let got = copy.run(&mut c, leader, start, cut, &mut done, total)?;
+            parts.push(got);
+        }
+        topics.push(Topic {
+            name: t.name.clone(),
+            configs: configs.get(&t.name).cloned().unwrap_or_default(),
+            partitions: parts,
+            oldest_ms: oldest,
+        });
+    }
+    let records: u64 = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.records))
+        .sum();
+    let manifest = Backup {
+        format: model::FORMAT,
+        bootstrap: p.bootstrap.clone(),
+        cluster_id,
+        topics,
+        groups,
+    };
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| sdk::internal(e.to_string()))?;
+    let info = store.put_bytes(model::MANIFEST_KEY, &text, &sdk::compressed())?;
+    artifacts.push(sdk::artifact("kafka", LOCATION, &info));
+    Ok(ActionOutput {
+        artifacts,
+        outputs: vec![
+            ("topics".into(), manifest.topics.len().to_string()),
+            ("records".into(), records.to_string()),
+            ("groups".into(), manifest.groups.len().to_string()),
+        ],
+    })
+}
+
+/// Per partition the offset ListOffsets gives for `timestamp` (-2 earliest, -1 latest),
+/// read committed: the latest is the last stable offset.
+fn list_offsets(
+    c: &mut Cluster,
+    targets: &[Target],
+    timestamp: i64,
+) -> Result<BTreeMap<(String, i32), i64>, Error> {
+    let mut by_leader: BTreeMap<i32, Vec<ListOffsetsTopic>> = BTreeMap::new();
+    for t in targets {
+        let mut per: BTreeMap<i32, Vec<ListOffsetsPartition>> = BTreeMap::new();
+        for &(part, leader) in &t.partitions {
+            per.entry(leader).or_default().push(
+                ListOffsetsPartition::default()
+                    .with_partition_index(part)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(timestamp),
+            );
+        }
+        for (leader, parts) in per {
+            by_leader.entry(leader).or_default().push(
+                ListOffsetsTopic::default()
+                    .with_name(topic(&t.name))
+                    .with_partitions(parts),
+            );
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (leader, topics) in by_leader {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(READ_COMMITTED)
+            .with_topics(topics);
+        let resp = c.broker(BrokerId(leader))?.call(&req, 7)?;
+        for t in resp.topics {
+            for p in t.partitions {
+                check(
+                    p.error_code,
+                    &format!("list offsets of {}/{}", t.name.as_str(), p.partition_index),
+                )?;
+                out.insert((t.name.to_string(), p.partition_index), p.offset);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The topics' own configs (set on the topic, not defaults; sensitive ones left out).
+fn topic_configs(
+    c: &mut Cluster,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+    const TOPIC: i8 = 2;
+    const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    let req = DescribeConfigsRequest::default().with_resources(
+        names
+            .iter()
+            .map(|n| {
+                DescribeConfigsResource::default()
+                    .with_resource_type(TOPIC)
+                    .with_resource_name(str(n))
+            })
+            .collect(),
+    );
+    let resp = c.any().call(&req, 4)?;
+    let mut out = BTreeMap::new();
+    for r in resp.results {
+        check(
+            r.error_code,
+            &format!("describe configs of {}", r.resource_name.as_str()),
+        )?;
+        let own: BTreeMap<String, String> = r
+            .configs
+            .into_iter()
+            .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG && !c.is_sensitive)
+            .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+            .collect();
+        out.insert(r.resource_name.to_string(), own);
+    }
+    Ok(out)
+}
+
+/// Every group's committed offsets on the backed-up topics.
+fn group_offsets(c: &mut Cluster, names: &BTreeSet<String>) -> Result<Vec<Group>, Error> {
+    let resp = c.any().call(&ListGroupsRequest::default(), 4)?;
+    check(resp.error_code, "list consumer groups")?;
+    let mut ids: Vec<String> = resp
+        .groups
+        .iter()
+        .map(|g| g.group_id.as_str().to_owned())
+        .collect();
+    ids.sort();
+    let mut out = Vec::new();
+    for id in ids {
+        let conn = coordinator(c, &id)?;
+        let req = OffsetFetchRequest::default()
+            .with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(str(&id).into())
+                    .with_topics(None),
+            ])
+            .with_require_stable(true);
+        let resp = conn.call(&req, 8)?;
+        let mut offsets = Vec::new();
+        for g in resp.groups {
+            check(g.error_code, &format!("committed offsets of group {id}"))?;
+            for t in g.topics {
+                if !names.contains(t.name.as_str()) {
+                    continue;
+                }
+                for p in t.partitions {
+                    check(p.error_code, &format!("group {id} on {}", t.name.as_str()))?;
+                    if p.committed_offset >= 0 {
+                        offsets.push(GroupOffset {
+                            topic: t.name.to_string(),
+                            partition: p.partition_index,
+                            offset: p.committed_offset,
+                            metadata: p.metadata.map(|m| m.to_string()),
+                        });
+                    }
+                }
+            }
+        }
+        if !offsets.is_empty() {
+            offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            out.push(Group { group: id, offsets });
+        }
+    }
+    Ok(out)
+}
+
+/// The connection to group `id`'s coordinator.
+pub fn coordinator<'a>(c: &'a mut Cluster, id: &str) -> Result<&'a mut crate::client::Conn, Error> {
+    let req = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![str(id)]);
+    // A new cluster makes its offsets topic on the first ask: the coordinator is not
+    // available (15) or still loading (14) for a while.
+    let mut tries = 0;
+    let co = loop {
+        let resp = c.any().call(&req, 4)?;
+        let co = resp
+            .coordinators
+            .into_iter()
+            .next()
+            .ok_or_else(|| sdk::internal(format!("no coordinator for group {id}")))?;
+        tries += 1;
+        if matches!(co.error_code, 14 | 15) && tries < 150 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            continue;
+        }
+        check(
+            co.error_code,
+            &format!("find the coordinator of group {id}"),
+        )?;
+        break co;
+    };
+    let host = co.host.to_string();
+    let addr = if host.contains(':') {
+        format!("[{host}]:{}", co.port)
+    } else {
+        format!("{host}:{}", co.port)
+    };
+    c.at(co.node_id.0, addr)
+}
+
+struct PartitionCopy<'a> {
+    store: &'a location::Store,
+    topic: &'a str,
+    partition: i32,
+    artifacts: &'a mut Vec<Artifact>,
+    oldest: &'a mut Option<i64>,
+}
+
+/// An open segment: its stream and what it holds so far.
+struct Open {
+    out: ObjectStream,
+    seg: Segment,
+    bytes: usize,
+}
+
+impl PartitionCopy<'_> {
+    fn run(
+        &mut self,
+        c: &mut Cluster,
+        leader: i32,
+        start: i64,
+        cut: i64,
+        done: &mut u64,
+        total: u64,
+    ) -> Result<Partition, Error> {
+        let mut part = Partition {
+            partition: self.partition,
+            start,
+            cut,
+            records: 0,
+            bytes: 0,
+            segments: Vec::new(),
+        };
+        let mut next = start;
+        let mut open: Option<Open> = None;
+        let mut empty = 0;
+        // Aborted transactions the broker listed: (producer id, first offset), by offset.
+        let mut aborted: Vec<(i64, i64)> = Vec::new();
+        let mut aborting: BTreeSet<i64> = BTreeSet::new();
+        while next < cut {
+            if sdk::runtime::cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(500)
+                .with_min_bytes(1)
+                .with_max_bytes(FETCH_BYTES * 4)
+                .with_isolation_level(READ_COMMITTED)
+                .with_session_epoch(-1)
+                .with_topics(vec![
+                    FetchTopic::default()
+                        .with_topic(topic(self.topic))
+                        .with_partitions(vec![
+                            FetchPartition::default()
+                                .with_partition(self.partition)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(next)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(FETCH_BYTES),
+                        ]),
+                ]);
+            let resp = c.broker(BrokerId(leader))?.call(&req, 12)?;
+            check(resp.error_code, "fetch")?;
+            let what = format!("fetch {}/{} at {next}", self.topic, self.partition);
+            let data = resp
+                .responses
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .find(|p| p.partition_index == self.partition)
+                .ok_or_else(|| sdk::internal(format!("{what}: no answer for the partition")))?;
+            check(data.error_code, &what)?;
+            for a in data.aborted_transactions.unwrap_or_default() {
+                aborted.push((a.producer_id.0, a.first_offset));
+            }
+            aborted.sort_by_key(|a| a.1);
+            let records = data.records.unwrap_or_default();
+            let batches = batch::split(&records)?;
+            if batches.is_empty() {
+                empty += 1;
+                if empty >= EMPTY_FETCHES {
+                    return Err(Error::Timeout(format!(
+                        "{what}: the broker returned no records below the cut ({cut}) {EMPTY_FETCHES} times"
+                    )));
+                }
+                continue;
+            }
+            empty = 0;
+            for b in batches {
+                if b.base_offset() >= cut {
+                    next = cut;
+                    break;
+                }
+                next = b.last_offset() + 1;
+                // Transactions: the records of an aborted one are left out, and so are
+                // the markers (a restore writes without transactions).
+                while let Some(&(pid, first)) = aborted.first() {
+                    if first > b.last_offset() {
+                        break;
+                    }
+                    aborting.insert(pid);
+                    aborted.remove(0);
+                }
+                if b.is_control() {
+                    if b.is_abort_marker() {
+                        aborting.remove(&b.producer_id());
+                    }
+                    continue;
+                }
+                if b.is_transactional() && aborting.contains(&b.producer_id()) {
+                    continue;
+                }
+                self.write(&mut open, &mut part, b)?;
+                *done += b.count() as u64;
+            }
+            sdk::log::progress(
+                &format!("{}/{}", self.topic, self.partition),
+                *done,
+                Some(total),
+            );
+        }
+        if let Some(o) = open.take() {
+            self.close(o, &mut part)?;
+        }
+        Ok(part)
+    }
+
+    fn write(
+        &mut self,
+        open: &mut Option<Open>,
+        part: &mut Partition,
+        b: batch::Batch<'_>,
+    ) -> Result<(), Error> {
+        if open.is_none() {
+            let key = format!(
+                "topics/{}/{}/{:020}.batches",
+                self.topic,
+                self.partition,
+                b.base_offset()
+            );
+            *open = Some(Open {
+                out: ObjectStream::create(self.store, &key, &sdk::compressed())?,
+                seg: Segment {
+                    key,
+                    first_offset: b.base_offset(),
+                    last_offset: b.last_offset(),
+                    batches: 0,
+                },
+                bytes: 0,
+            });
+        }
+        let o = open.as_mut().unwrap();
+        o.out
+            .write_all(b.0)
+            .map_err(|e| Error::Io(format!("{}: {e}", o.seg.key)))?;
+        o.seg.last_offset = b.last_offset();
+        o.seg.batches += 1;
+        o.bytes += b.0.len();
+        part.records += b.count() as u64;
+        part.bytes += b.0.len() as u64;
+        let ts = b.base_timestamp();
+        if ts >= 0 && self.oldest.is_none_or(|o| ts < o) {
+            *self.oldest = Some(ts);
+        }
+        if o.bytes >= SEGMENT_BYTES {
+            let o = open.take().unwrap();
+            self.close(o, part)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, o: Open, part: &mut Partition) -> Result<(), Error> {
+        let info = o.out.finish()?;
+        self.artifacts
+            .push(sdk::artifact("segment", LOCATION, &info));
+        part.segments.push(o.seg);
+        Ok(())
+    }
+}

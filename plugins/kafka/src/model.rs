@@ -1,0 +1,83 @@
+//! What a backup records (`kafka.json`, beside the segments): per partition the cut and
+//! the segments holding its batches below it, each topic's own configs, and the consumer
+//! groups' committed offsets at the cut.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const MANIFEST_KEY: &str = "kafka.json";
+pub const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    pub format: u32,
+    pub bootstrap: String,
+    pub cluster_id: Option<String>,
+    pub topics: Vec<Topic>,
+    pub groups: Vec<Group>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Topic {
+    pub name: String,
+    /// The topic's own settings (set on the topic, not inherited from the broker).
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<Partition>,
+    /// The oldest record timestamp backed up (ms since the epoch), if any record was.
+    pub oldest_ms: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Partition {
+    pub partition: i32,
+    /// The log start offset when the backup began.
+    pub start: i64,
+    /// The cut: the last stable offset when the backup began. Everything below it is
+    /// backed up; nothing at or above it.
+    pub cut: i64,
+    pub records: u64,
+    pub bytes: u64,
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Segment {
+    pub key: String,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub batches: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub group: String,
+    pub offsets: Vec<GroupOffset>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// The committed offset: the next record the group's consumers read.
+    pub offset: i64,
+    #[serde(default)]
+    pub metadata: Option<String>,
+}
+
+/// A topic name Kafka accepts (and so safe in an object key): 1 to 249 of
+/// `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

@@ -1,0 +1,511 @@
+//! restore: every check first (the backup readable, each target topic absent or empty, or
+//! `purge`), so a refused restore changes nothing; then topics created with their recorded
+//! partitions and configs, the batches produced in order per partition, and each group's
+//! offsets committed through the old→new offset map.
+
+use crate::backup::{SEGMENT_BYTES, coordinator};
+use crate::client::{Cluster, check, str, topic};
+use crate::model::{self, Backup, Partition, Topic, valid_topic};
+use crate::{LOCATION, RestoreParams, Retention, batch};
+use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, location, log};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, ListOffsetsRequest, OffsetCommitRequest,
+    ProduceRequest,
+    create_topics_request::{CreatableTopic, CreatableTopicConfig},
+    delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic},
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+    produce_request::{PartitionProduceData, TopicProduceData},
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A topic to purge first: its name and (partition, leader, end offset) of each non-empty
+/// partition.
+type ToPurge = (String, Vec<(i32, i32, i64)>);
+
+/// Kafka's default `retention.ms` (7 days), for a topic that does not set its own.
+const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Tries of a produce the new topic's leader is not ready for yet.
+const TRIES: u32 = 50;
+
+/// Where one backed-up batch landed: its old offsets and the new base.
+struct Placed {
+    old_first: i64,
+    old_last: i64,
+    /// The old offset of each record, when compaction left gaps.
+    old_offsets: Option<Vec<i64>>,
+    new_base: i64,
+    count: i64,
+}
+
+/// The old→new offsets of one partition.
+#[derive(Default)]
+struct OffsetMap {
+    placed: Vec<Placed>,
+    new_end: i64,
+}
+
+impl OffsetMap {
+    /// Where a consumer that would next have read old offset `old` resumes.
+    fn map(&self, old: i64) -> i64 {
+        for p in &self.placed {
+            if p.old_last < old {
+                continue;
+            }
+            if p.old_first >= old {
+                return p.new_base;
+            }
+            return match &p.old_offsets {
+                None => p.new_base + (old - p.old_first),
+                Some(offs) => p.new_base + offs.iter().take_while(|&&o| o < old).count() as i64,
+            };
+        }
+        self.new_end
+    }
+}
+
+pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
+    let store = location::open(LOCATION)?;
+    let raw = store.get_bytes(model::MANIFEST_KEY, 64 << 20)?;
+    let backup: Backup = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Io(format!("{}: {e}", model::MANIFEST_KEY)))?;
+    if backup.format != model::FORMAT {
+        return Err(sdk::invalid(format!(
+            "the backup is in format {}; this plugin reads format {}",
+            backup.format,
+            model::FORMAT
+        )));
+    }
+    let target = |t: &Topic| p.topic_map.get(&t.name).cloned().unwrap_or(t.name.clone());
+    for (from, to) in &p.topic_map {
+        if !backup.topics.iter().any(|t| &t.name == from) {
+            return Err(sdk::invalid(format!(
+                "params.topicMap: topic {from:?} is not in this backup"
+            )));
+        }
+        if !valid_topic(to) {
+            return Err(sdk::invalid(format!(
+                "params.topicMap: {to:?} is not a Kafka topic name"
+            )));
+        }
+    }
+    let mut c = Cluster::connect(&p.bootstrap)?;
+
+    // Checks: nothing is written until every topic is known to be fit.
+    let names: Vec<String> = backup.topics.iter().map(target).collect();
+    let meta = c.metadata(Some(&names))?;
+    let mut existing: BTreeMap<String, Vec<(i32, i32)>> = BTreeMap::new();
+    for t in &meta.topics {
+        let Some(name) = t.name.as_ref().map(|n| n.to_string()) else {
+            continue;
+        };
+        if t.error_code == 3 {
+            continue; // UNKNOWN_TOPIC_OR_PARTITION: to be created
+        }
+        check(t.error_code, &format!("metadata of topic {name}"))?;
+        existing.insert(
+            name,
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect(),
+        );
+    }
+    let mut purge: Vec<ToPurge> = Vec::new();
+    for t in &backup.topics {
+        let name = target(t);
+        let Some(parts) = existing.get(&name) else {
+            continue;
+        };
+        if parts.len() < t.partitions.len() {
+            return Err(Error::Conflict(format!(
+                "topic {name} exists with {} partitions; the backup of {} has {}: restore into a new topic (params.topicMap) or add partitions first",
+                parts.len(),
+                t.name,
+                t.partitions.len()
+            )));
+        }
+        let (starts, ends) = (
+            offsets(&mut c, &name, parts, -2)?,
+            offsets(&mut c, &name, parts, -1)?,
+        );
+        let full: Vec<(i32, i32, i64)> = parts
+            .iter()
+            .filter(|(part, _)| ends[part] > starts[part])
+            .map(|&(part, leader)| (part, leader, ends[&part]))
+            .collect();
+        if !full.is_empty() && !p.purge {
+            let (part, _, end) = full[0];
+            return Err(Error::Conflict(format!(
+                "topic {name} is not empty (partition {part} holds offsets {}..{end}): restore into an empty or new topic (params.topicMap: {{{}: NEW}}), or set params.purge: true to delete its records first",
+                starts[&part], t.name
+            )));
+        }
+        if !full.is_empty() {
+            purge.push((name.clone(), full));
+        }
+    }
+
+    // Records older than retention.ms would be deleted by the broker soon after.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut extended = Vec::new();
+    for t in &backup.topics {
+        let retention = t
+            .configs
+            .get("retention.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(DEFAULT_RETENTION_MS);
+        if let Some(oldest) = t.oldest_ms
+            && retention >= 0
+            && oldest < now - retention
+        {
+            match p.retention {
+                Retention::Extend => extended.push(t.name.clone()),
+                Retention::Keep => log::warn(
+                    "records older than the topic's retention.ms: the broker will delete them soon after the restore (params.retention: extend keeps them)",
+                    &[
+                        ("topic", &target(t)),
+                        ("retention.ms", &retention.to_string()),
+                    ],
+                ),
+            }
+        }
+    }
+
+    for (name, parts) in &purge {
+        delete_records(&mut c, name, parts)?;
+        log::warn("purged the topic's records", &[("topic", name)]);
+    }
+    let create: Vec<&Topic> = backup
+        .topics
+        .iter()
+        .filter(|t| !existing.contains_key(&target(t)))
+        .collect();
+    if !create.is_empty() {
+        create_topics(&mut c, &create, &target, &extended)?;
+    }
+
+    let mut maps: BTreeMap<(String, i32), OffsetMap> = BTreeMap::new();
+    let total: u64 = backup
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.records))
+        .sum();
+    let mut done = 0;
+    let mut produced = 0u64;
+    for t in &backup.topics {
+        let name = target(t);
+        for part in &t.partitions {
+            let map = produce_partition(&mut c, &store, &name, part, &mut done, total)?;
+            produced += map.placed.iter().map(|p| p.count as u64).sum::<u64>();
+            maps.insert((t.name.clone(), part.partition), map);
+        }
+    }
+
+    let mut groups = 0;
+    if p.groups {
+        for g in &backup.groups {
+            commit_group(&mut c, g, &maps, &target_names(&backup, &p))?;
+            groups += 1;
+        }
+    }
+    Ok(ActionOutput {
+        artifacts: vec![],
+        outputs: vec![
+            ("topics".into(), backup.topics.len().to_string()),
+            ("records".into(), produced.to_string()),
+            ("groups".into(), groups.to_string()),
+        ],
+    })
+}
+
+fn target_names(backup: &Backup, p: &RestoreParams) -> BTreeMap<String, String> {
+    backup
+        .topics
+        .iter()
+        .map(|t| {
+            let to = p.topic_map.get(&t.name).cloned().unwrap_or(t.name.clone());
+            (t.name.clone(), to)
+        })
+        .collect()
+}
+
+fn offsets(
+    c: &mut Cluster,
+    name: &str,
+    parts: &[(i32, i32)],
+    timestamp: i64,
+) -> Result<BTreeMap<i32, i64>, Error> {
+    let mut out = BTreeMap::new();
+    for &(part, leader) in parts {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(topic(name))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(part)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let resp = c.broker(BrokerId(leader))?.call(&req, 7)?;
+        for t in resp.topics {
+            for p in t.partitions {
+                check(p.error_code, &format!("list offsets of {name}/{part}"))?;
+                out.insert(p.partition_index, p.offset);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn delete_records(c: &mut Cluster, name: &str, parts: &[(i32, i32, i64)]) -> Result<(), Error> {
+    for &(part, leader, end) in parts {
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(topic(name))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(part)
+                            .with_offset(end),
+                    ]),
+            ]);
+        let resp = c.broker(BrokerId(leader))?.call(&req, 2)?;
+        for t in resp.topics {
+            for p in t.partitions {
+                if p.error_code == 44 {
+                    return Err(Error::Conflict(format!(
+                        "topic {name} cannot be purged: Kafka deletes no records of a compacted topic (cleanup.policy=compact); restore it under a new name (params.topicMap)"
+                    )));
+                }
+                check(p.error_code, &format!("purge {name}/{part}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_topics(
+    c: &mut Cluster,
+    topics: &[&Topic],
+    target: &dyn Fn(&Topic) -> String,
+    extended: &[String],
+) -> Result<(), Error> {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    let mut configs = t.configs.clone();
+                    if extended.contains(&t.name) {
+                        configs.insert("retention.ms".into(), "-1".into());
+                    }
+                    CreatableTopic::default()
+                        .with_name(topic(&target(t)))
+                        .with_num_partitions(t.partitions.len() as i32)
+                        .with_replication_factor(-1)
+                        .with_configs(
+                            configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(str(k))
+                                        .with_value(Some(str(v)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    let resp = c.any().call(&req, 7)?;
+    for t in resp.topics {
+        let what = match &t.error_message {
+            Some(m) => format!("create topic {}: {}", t.name.as_str(), m.as_str()),
+            None => format!("create topic {}", t.name.as_str()),
+        };
+        check(t.error_code, &what)?;
+        log::info("created topic", &[("topic", t.name.as_str())]);
+    }
+    Ok(())
+}
+
+/// Produce one partition's batches in order; their new offsets.
+fn produce_partition(
+    c: &mut Cluster,
+    store: &location::Store,
+    name: &str,
+    part: &Partition,
+    done: &mut u64,
+    total: u64,
+) -> Result<OffsetMap, Error> {
+    let mut map = OffsetMap::default();
+    let mut leader = None;
+    for seg in &part.segments {
+        // A segment holds up to SEGMENT_BYTES plus the one batch that crossed it.
+        let data = store.get_bytes(&seg.key, (SEGMENT_BYTES as u64) * 4)?;
+        for b in batch::split(&data)? {
+            let bytes = batch::for_producer(b)?;
+            let new_base = produce(c, &mut leader, name, part.partition, bytes)?;
+            let count = b.count() as i64;
+            map.placed.push(Placed {
+                old_first: b.base_offset(),
+                old_last: b.last_offset(),
+                old_offsets: b.gapped().then(|| b.offsets()),
+                new_base,
+                count,
+            });
+            map.new_end = new_base + count;
+            *done += count as u64;
+        }
+        log::progress(&format!("{name}/{}", part.partition), *done, Some(total));
+    }
+    Ok(map)
+}
+
+/// Send one batch to the partition's leader (found, and found again when it moves).
+fn produce(
+    c: &mut Cluster,
+    leader: &mut Option<i32>,
+    name: &str,
+    partition: i32,
+    bytes: Vec<u8>,
+) -> Result<i64, Error> {
+    let records = bytes::Bytes::from(bytes);
+    let mut last = None;
+    for _ in 0..TRIES {
+        if sdk::runtime::cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let id = match *leader {
+            Some(id) => id,
+            None => {
+                let meta = c.metadata(Some(&[name.to_string()]))?;
+                let found = meta
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .find(|p| p.partition_index == partition && p.leader_id.0 >= 0)
+                    .map(|p| p.leader_id.0);
+                match found {
+                    Some(id) => id,
+                    None => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                }
+            }
+        };
+        *leader = Some(id);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic(name))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records.clone())),
+                    ]),
+            ]);
+        let resp = c.broker(BrokerId(id))?.call(&req, 9)?;
+        let r = resp
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partition_responses)
+            .find(|p| p.index == partition)
+            .ok_or_else(|| sdk::internal(format!("produce to {name}/{partition}: no answer")))?;
+        // Not the leader (yet): find it again and retry.
+        if matches!(r.error_code, 3 | 5 | 6 | 19) {
+            *leader = None;
+            last = Some(r.error_code);
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        let what = match &r.error_message {
+            Some(m) => format!("produce to {name}/{partition}: {}", m.as_str()),
+            None => format!("produce to {name}/{partition}"),
+        };
+        check(r.error_code, &what)?;
+        return Ok(r.base_offset);
+    }
+    check(
+        last.unwrap_or(-1),
+        &format!("produce to {name}/{partition}: no leader after {TRIES} tries"),
+    )?;
+    Err(sdk::internal(format!("produce to {name}/{partition}")))
+}
+
+fn commit_group(
+    c: &mut Cluster,
+    g: &model::Group,
+    maps: &BTreeMap<(String, i32), OffsetMap>,
+    names: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let mut by_topic: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for o in &g.offsets {
+        let (Some(map), Some(to)) = (
+            maps.get(&(o.topic.clone(), o.partition)),
+            names.get(&o.topic),
+        ) else {
+            continue;
+        };
+        by_topic.entry(to.clone()).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(o.partition)
+                .with_committed_offset(map.map(o.offset))
+                .with_committed_leader_epoch(-1)
+                .with_committed_metadata(o.metadata.as_deref().map(str)),
+        );
+    }
+    if by_topic.is_empty() {
+        return Ok(());
+    }
+    let req = OffsetCommitRequest::default()
+        .with_group_id(str(&g.group).into())
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(str(""))
+        .with_retention_time_ms(-1)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(name, parts)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic(&name))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    let resp = coordinator(c, &g.group)?.call(&req, 8)?;
+    for t in resp.topics {
+        for p in t.partitions {
+            // UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION / REBALANCE_IN_PROGRESS: consumers are in it.
+            if matches!(p.error_code, 25 | 22 | 27) {
+                return Err(Error::Conflict(format!(
+                    "consumer group {} has active members: stop its consumers, then run the restore again with params.purge: true (its records are in place; its offsets were not changed)",
+                    g.group
+                )));
+            }
+            check(
+                p.error_code,
+                &format!(
+                    "commit group {} on {}/{}",
+                    g.group,
+                    t.name.as_str(),
+                    p.partition_index
+                ),
+            )?;
+        }
+    }
+    log::info("committed the group's offsets", &[("group", &g.group)]);
+    Ok(())
+}

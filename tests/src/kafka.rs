@@ -1,0 +1,228 @@
+//! A throwaway Apache Kafka 4.4 broker (KRaft, one node, broker and controller in one
+//! process): its jars from Maven Central run with plain `java`, its own ports and data dir
+//! on 127.0.0.1, stopped on drop. scripts/kafka.sh installs the jars and the Python client
+//! the tests drive it with (tests/fixtures/kafka/tool.py).
+
+use crate::{free_port, reap_with_this_process};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    crate::s3::tools_dir().join("kafka")
+}
+
+/// Run scripts/kafka.sh once per test process (it does nothing when all is there).
+fn install() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        crate::ensure_packages();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+        let status = Command::new(&script)
+            .env("COFFER_TOOLS", crate::s3::tools_dir())
+            .status()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(status.success(), "{} failed", script.display());
+    });
+}
+
+pub struct Broker {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+const LOG4J2: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN" shutdownHook="disable">
+  <Appenders><Console name="STDERR" target="SYSTEM_ERR"><PatternLayout pattern="[%d] %p %m (%c)%n"/></Console></Appenders>
+  <Loggers>
+    <Root level="WARN"><AppenderRef ref="STDERR"/></Root>
+    <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
+  </Loggers>
+</Configuration>
+"#;
+
+fn jvm(cmd: &mut Command, log4j: &Path) {
+    cmd.args([
+        "-Xms128m",
+        "-Xmx384m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+    ])
+    .arg(format!(
+        "-Dlog4j2.configurationFile=file:{}",
+        log4j.display()
+    ))
+    .arg("-cp")
+    .arg(format!("{}/lib/*", root().display()));
+}
+
+impl Broker {
+    /// A new broker with an empty data dir, ready for clients.
+    pub fn start() -> Broker {
+        install();
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-kafka-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let (port, controller) = (free_port(), free_port());
+        let data = dir.path().join("data");
+        let props = format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             log.dirs={}\nnum.partitions=1\nnum.network.threads=2\nnum.io.threads=2\n\
+             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=3\n\
+             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+             share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\nauto.create.topics.enable=false\n\
+             log.segment.bytes=1048576\n",
+            data.display()
+        );
+        let conf = dir.path().join("server.properties");
+        std::fs::write(&conf, props).unwrap();
+        let log4j = dir.path().join("log4j2.xml");
+        std::fs::write(&log4j, LOG4J2).unwrap();
+        // A cluster id as Kafka makes one: URL-safe base64 of 16 random bytes, no padding,
+        // none with a '-' (it would look like an option).
+        let id = loop {
+            use base64::Engine;
+            let mut b = [0u8; 16];
+            random(&mut b);
+            let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+            if !s.contains('-') {
+                break s;
+            }
+        };
+        let mut format = Command::new("java");
+        jvm(&mut format, &log4j);
+        let out = format
+            .args(["kafka.tools.StorageTool", "format", "-t", &id, "-c"])
+            .arg(&conf)
+            .output()
+            .expect("running java (Kafka's StorageTool)");
+        assert!(
+            out.status.success(),
+            "formatting the Kafka data dir failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut b = Broker {
+            dir,
+            port,
+            child: None,
+        };
+        b.run(&conf, &log4j);
+        b
+    }
+
+    fn run(&mut self, conf: &Path, log4j: &Path) {
+        let log = self.dir.path().join("kafka.log");
+        let mut cmd = Command::new("java");
+        jvm(&mut cmd, log4j);
+        let child = cmd
+            .arg("kafka.Kafka")
+            .arg(conf)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("starting the Kafka broker");
+        reap_with_this_process(child.id(), None);
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Kafka Server started")
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                return;
+            }
+            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("the Kafka broker exited ({s}): {text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Kafka broker was not ready in 120 s: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Run the fixture tool (tests/fixtures/kafka/tool.py) against this broker; its JSON.
+    pub fn tool(&self, args: &[&str]) -> serde_json::Value {
+        let out = tool_command(&self.bootstrap(), args)
+            .output()
+            .expect("running tool.py");
+        assert!(
+            out.status.success(),
+            "tool.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "tool.py {args:?}: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Kill the broker at once (SIGKILL): a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The fixture tool's command line, `tool.py CMD BOOTSTRAP ARGS...` (for a test that runs it
+/// beside something else).
+pub fn tool_command(bootstrap: &str, args: &[&str]) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka/tool.py");
+    let mut cmd = Command::new(root().join("venv/bin/python"));
+    cmd.arg(&script)
+        .arg(args[0])
+        .arg(bootstrap)
+        .args(&args[1..]);
+    cmd
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn random(b: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(b))
+        .expect("reading /dev/urandom");
+}
