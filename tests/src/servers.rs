@@ -20,7 +20,8 @@ fn wait_until(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
     );
 }
 
-fn stop(child: &mut Option<Child>) {
+/// SIGTERM `child` and wait for it (SIGKILL after 20 s).
+pub(crate) fn stop(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         // SAFETY: signalling our own child.
         unsafe {

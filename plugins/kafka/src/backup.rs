@@ -316,13 +316,7 @@ pub fn coordinator<'a>(c: &'a mut Cluster, id: &str) -> Result<&'a mut crate::cl
         )?;
         break co;
     };
-    let host = co.host.to_string();
-    let addr = if host.contains(':') {
-        format!("[{host}]:{}", co.port)
-    } else {
-        format!("{host}:{}", co.port)
-    };
-    c.at(co.node_id.0, addr)
+    c.at(co.node_id.0, crate::client::address(&co.host, co.port))
 }
 
 struct PartitionCopy<'a> {

@@ -35,6 +35,15 @@ pub fn topic(s: &str) -> TopicName {
     TopicName(str(s))
 }
 
+/// `host:port` to connect to a broker at (`[v6]:port` for an IPv6 address).
+pub fn address(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// A Kafka error code as an error naming what failed, or Ok for 0.
 pub fn check(code: i16, what: &str) -> Result<(), Error> {
     match code.err() {
@@ -145,13 +154,7 @@ impl Cluster {
         }));
         let resp = self.any.call(&req, METADATA_VERSION)?;
         for b in &resp.brokers {
-            let host = b.host.as_str();
-            let addr = if host.contains(':') {
-                format!("[{host}]:{}", b.port)
-            } else {
-                format!("{host}:{}", b.port)
-            };
-            self.brokers.insert(b.node_id.0, addr);
+            self.brokers.insert(b.node_id.0, address(&b.host, b.port));
         }
         Ok(resp)
     }

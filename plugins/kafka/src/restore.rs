@@ -77,7 +77,16 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
             model::FORMAT
         )));
     }
-    let target = |t: &Topic| p.topic_map.get(&t.name).cloned().unwrap_or(t.name.clone());
+    // Each backed-up topic's name on the target.
+    let targets: BTreeMap<String, String> = backup
+        .topics
+        .iter()
+        .map(|t| {
+            let to = p.topic_map.get(&t.name).unwrap_or(&t.name);
+            (t.name.clone(), to.clone())
+        })
+        .collect();
+    let target = |t: &Topic| targets[&t.name].clone();
     for (from, to) in &p.topic_map {
         if !backup.topics.iter().any(|t| &t.name == from) {
             return Err(sdk::invalid(format!(
@@ -186,7 +195,7 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         .filter(|t| !existing.contains_key(&target(t)))
         .collect();
     if !create.is_empty() {
-        create_topics(&mut c, &create, &target, &extended)?;
+        create_topics(&mut c, &create, &targets, &extended)?;
     }
 
     let mut maps: BTreeMap<(String, i32), OffsetMap> = BTreeMap::new();
@@ -209,7 +218,7 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
     let mut groups = 0;
     if p.groups {
         for g in &backup.groups {
-            commit_group(&mut c, g, &maps, &target_names(&backup, &p))?;
+            commit_group(&mut c, g, &maps, &targets)?;
             groups += 1;
         }
     }
@@ -221,17 +230,6 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
             ("groups".into(), groups.to_string()),
         ],
     })
-}
-
-fn target_names(backup: &Backup, p: &RestoreParams) -> BTreeMap<String, String> {
-    backup
-        .topics
-        .iter()
-        .map(|t| {
-            let to = p.topic_map.get(&t.name).cloned().unwrap_or(t.name.clone());
-            (t.name.clone(), to)
-        })
-        .collect()
 }
 
 fn offsets(
@@ -296,7 +294,7 @@ fn delete_records(c: &mut Cluster, name: &str, parts: &[(i32, i32, i64)]) -> Res
 fn create_topics(
     c: &mut Cluster,
     topics: &[&Topic],
-    target: &dyn Fn(&Topic) -> String,
+    targets: &BTreeMap<String, String>,
     extended: &[String],
 ) -> Result<(), Error> {
     let req = CreateTopicsRequest::default()
@@ -310,7 +308,7 @@ fn create_topics(
                         configs.insert("retention.ms".into(), "-1".into());
                     }
                     CreatableTopic::default()
-                        .with_name(topic(&target(t)))
+                        .with_name(topic(&targets[&t.name]))
                         .with_num_partitions(t.partitions.len() as i32)
                         .with_replication_factor(-1)
                         .with_configs(

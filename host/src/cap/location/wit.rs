@@ -79,7 +79,7 @@ impl View<'_> {
 
     /// Access check for one operation: the grant (declared AND granted) and what this
     /// action may do at this location.
-    pub(super) fn may(
+    fn may(
         &self,
         name: &str,
         bound: &BoundLocation,
@@ -98,7 +98,7 @@ impl View<'_> {
 
     /// A key a plugin may use: well formed, and holding no secret value (keys are stored
     /// and listed in the clear, in the manifest too).
-    pub(super) fn key_ok(&self, key: &str) -> Result<(), WitError> {
+    fn key_ok(&self, key: &str) -> Result<(), WitError> {
         check_key(key)?;
         if self.scope.redactor.redact(key) != key {
             return Err(WitError::InvalidArgument(
@@ -106,6 +106,17 @@ impl View<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Access and key checks of an object to write.
+    pub(super) fn writable(
+        &self,
+        name: &str,
+        bound: &BoundLocation,
+        key: &str,
+    ) -> Result<(), WitError> {
+        self.may(name, bound, LocationAccess::Write)
+            .and_then(|_| self.key_ok(key))
     }
 
     /// Access check, key check and the record of an object to read: reads are only of
@@ -308,9 +319,7 @@ impl HostStore for View<'_> {
         let claim = self.scope.movers.lock().unwrap().remove(&src.rep());
         // Take the stream even when refusing, so the guest's handle does not dangle.
         let src: DynInputStream = self.table.delete(src)?;
-        let checked = self
-            .may(&name, &bound, LocationAccess::Write)
-            .and_then(|_| self.key_ok(&key));
+        let checked = self.writable(&name, &bound, &key);
         self.scope
             .audit("location.put", &key, "stream", started, &checked, 0);
         if let Err(e) = checked {
@@ -405,7 +414,7 @@ impl HostStore for View<'_> {
     ) -> HostResult<ObjectInfo> {
         let started = Instant::now();
         let (name, bound) = self.bound(&h)?;
-        let checked = self.may(&name, &bound, LocationAccess::Write).and_then(|_| self.key_ok(&key)).and_then(|_| {
+        let checked = self.writable(&name, &bound, &key).and_then(|_| {
             if data.len() as u64 > self.scope.limits.captured_output {
                 Err(WitError::Limit(format!("put-bytes of {} bytes: the cap is {} (spec.limits.capturedOutput); use put with a stream", data.len(), self.scope.limits.captured_output)))
             } else {

@@ -7,7 +7,6 @@ use super::Locations;
 use crate::cap::{CapView, HostResult};
 use crate::wit::abi::location::{PutOptions, Store, Transfer};
 use crate::wit::abi::location_writer::Host;
-use coffer_manifest::LocationAccess;
 use std::time::Instant;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
@@ -26,9 +25,7 @@ impl Host for CapView<'_, Locations> {
     ) -> HostResult<(Resource<DynOutputStream>, Resource<Transfer>)> {
         let started = Instant::now();
         let (name, bound) = self.bound(&target)?;
-        let checked = self
-            .may(&name, &bound, LocationAccess::Write)
-            .and_then(|_| self.key_ok(&key));
+        let checked = self.writable(&name, &bound, &key);
         self.scope
             .audit("location.create", &key, "stream", started, &checked, 0);
         if let Err(e) = checked {

@@ -135,6 +135,15 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
             store.put_bytes("../../escape", b"x", &opts(location::Compression::None))?;
             Err(sdk::internal("escape was allowed"))
         }
+        "escape-stream" => {
+            let store = location::open("default")?;
+            sdk::io::ObjectStream::create(
+                &store,
+                "../../escape",
+                &opts(location::Compression::None),
+            )?;
+            Err(sdk::internal("escape was allowed"))
+        }
         // Write a partial object, then fail: no restore point may result.
         "fail-after-write" => {
             let store = location::open("default")?;
