@@ -23,7 +23,9 @@ pub use exports::coffer::blueprint0_1_0::plugin as wit_plugin;
 /// `runtime` and `snapshot`, and the interfaces 0.2.0 left at 0.1.0.
 pub mod abi {
     pub use super::coffer::blueprint0_1_0::{exec, kube, location, secrets, signed_http, types};
-    pub use super::coffer::blueprint0_2_0::{location_writer, net, runtime, snapshot};
+    pub use super::coffer::blueprint0_2_0::{
+        location_reader, location_writer, net, runtime, snapshot,
+    };
 
     /// The 0.1.0 interfaces 0.2.0 replaced, still linked so a plugin built for 0.1.0 runs.
     pub mod v0_1 {

@@ -61,6 +61,8 @@ impl Engine {
         // WASI p2 with an empty WasiCtx: Rust's std imports wasi:cli/io/clocks/random, and
         // with no preopens, env or sockets they grant nothing.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).wctx(|| "linking WASI")?;
+        crate::cap::net::link_connection_audit(&mut linker)
+            .wctx(|| "linking the audit of TCP connections")?;
         crate::cap::CapabilitySet::add_to_linker(&mut linker)
             .wctx(|| "linking coffer capabilities")?;
         Ok(Engine {

@@ -4,23 +4,21 @@
 //! object streams; `kafka.json` last.
 
 use crate::client::{Cluster, check, str, topic};
-use crate::model::{self, Backup, Group, GroupOffset, Partition, Segment, Topic};
+use crate::model::{self, Backup, Partition, Segment, Topic};
 use crate::{BackupParams, LOCATION, batch};
 use coffer_plugin_sdk::io::ObjectStream;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Artifact, Error, location, log};
 use kafka_protocol::messages::{
-    BrokerId, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, ListGroupsRequest,
-    ListOffsetsRequest, OffsetFetchRequest,
+    BrokerId, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
     describe_configs_request::DescribeConfigsResource,
     fetch_request::{FetchPartition, FetchTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    offset_fetch_request::OffsetFetchRequestGroup,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 /// A segment is closed once it holds this much (a batch is never split).
-pub const SEGMENT_BYTES: usize = 4 << 20;
+const SEGMENT_BYTES: usize = 4 << 20;
 /// Bytes one fetch asks for per partition.
 const FETCH_BYTES: i32 = 1 << 20;
 /// Fetches in a row that return nothing while records below the cut remain.
@@ -87,7 +85,7 @@ pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
     let cuts = list_offsets(&mut c, &targets, -1)?;
     let names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
     let groups = if p.groups {
-        group_offsets(&mut c, &names)?
+        crate::groups::offsets(&mut c, &names)?
     } else {
         Vec::new()
     };
@@ -239,84 +237,6 @@ fn topic_configs(
         out.insert(r.resource_name.to_string(), own);
     }
     Ok(out)
-}
-
-/// Every group's committed offsets on the backed-up topics.
-fn group_offsets(c: &mut Cluster, names: &BTreeSet<String>) -> Result<Vec<Group>, Error> {
-    let resp = c.any().call(&ListGroupsRequest::default(), 4)?;
-    check(resp.error_code, "list consumer groups")?;
-    let mut ids: Vec<String> = resp
-        .groups
-        .iter()
-        .map(|g| g.group_id.as_str().to_owned())
-        .collect();
-    ids.sort();
-    let mut out = Vec::new();
-    for id in ids {
-        let conn = coordinator(c, &id)?;
-        let req = OffsetFetchRequest::default()
-            .with_groups(vec![
-                OffsetFetchRequestGroup::default()
-                    .with_group_id(str(&id).into())
-                    .with_topics(None),
-            ])
-            .with_require_stable(true);
-        let resp = conn.call(&req, 8)?;
-        let mut offsets = Vec::new();
-        for g in resp.groups {
-            check(g.error_code, &format!("committed offsets of group {id}"))?;
-            for t in g.topics {
-                if !names.contains(t.name.as_str()) {
-                    continue;
-                }
-                for p in t.partitions {
-                    check(p.error_code, &format!("group {id} on {}", t.name.as_str()))?;
-                    if p.committed_offset >= 0 {
-                        offsets.push(GroupOffset {
-                            topic: t.name.to_string(),
-                            partition: p.partition_index,
-                            offset: p.committed_offset,
-                            metadata: p.metadata.map(|m| m.to_string()),
-                        });
-                    }
-                }
-            }
-        }
-        if !offsets.is_empty() {
-            offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-            out.push(Group { group: id, offsets });
-        }
-    }
-    Ok(out)
-}
-
-/// The connection to group `id`'s coordinator.
-pub fn coordinator<'a>(c: &'a mut Cluster, id: &str) -> Result<&'a mut crate::client::Conn, Error> {
-    let req = FindCoordinatorRequest::default()
-        .with_key_type(0)
-        .with_coordinator_keys(vec![str(id)]);
-    // A new cluster makes its offsets topic on the first ask: the coordinator is not
-    // available (15) or still loading (14) for a while.
-    let mut tries = 0;
-    let co = loop {
-        let resp = c.any().call(&req, 4)?;
-        let co = resp
-            .coordinators
-            .into_iter()
-            .next()
-            .ok_or_else(|| sdk::internal(format!("no coordinator for group {id}")))?;
-        tries += 1;
-        if matches!(co.error_code, 14 | 15) && tries < 150 {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            continue;
-        }
-        check(
-            co.error_code,
-            &format!("find the coordinator of group {id}"),
-        )?;
-        break co;
-    };
-    c.at(co.node_id.0, crate::client::address(&co.host, co.port))
 }
 
 struct PartitionCopy<'a> {

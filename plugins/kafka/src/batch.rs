@@ -87,6 +87,45 @@ impl Batch<'_> {
     }
 }
 
+/// The largest batch a restore reads (Kafka's own limit, `message.max.bytes`, is about
+/// 1 MiB unless raised).
+const MAX_BATCH: usize = 128 << 20;
+
+/// Read the next batch of a stream of whole batches (a backup's segment) into `buf`, its
+/// CRC checked: false at the stream's end, an error if it ends inside a batch.
+pub fn read_next(r: &mut impl std::io::Read, buf: &mut Vec<u8>, what: &str) -> Result<bool, Error> {
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            Error::Io(format!("{what} ends inside a record batch"))
+        }
+        _ => Error::Io(format!("reading {what}: {e}")),
+    };
+    buf.clear();
+    buf.resize(12, 0);
+    let mut got = 0;
+    while got < 12 {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(failed(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    let len = i32_at(buf, LENGTH);
+    if len < (HEADER - 12) as i32 || len as usize > MAX_BATCH {
+        return Err(Error::Io(format!("{what}: a record batch of {len} bytes")));
+    }
+    buf.resize(12 + len as usize, 0);
+    r.read_exact(&mut buf[12..]).map_err(failed)?;
+    if split(buf)?.len() != 1 {
+        return Err(Error::Io(format!(
+            "{what}: a record batch that does not parse"
+        )));
+    }
+    Ok(true)
+}
+
 /// The complete batches at the start of `data`; a batch cut off at the end (a fetch's
 /// size limit) is left out, as Kafka clients do.
 pub fn split(data: &[u8]) -> Result<Vec<Batch<'_>>, Error> {

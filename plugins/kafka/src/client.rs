@@ -159,6 +159,11 @@ impl Cluster {
         Ok(resp)
     }
 
+    /// The brokers the metadata named so far.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.brokers.keys().copied().collect()
+    }
+
     /// Any broker (the bootstrap one): for cluster-wide requests.
     pub fn any(&mut self) -> &mut Conn {
         &mut self.any

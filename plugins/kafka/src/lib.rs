@@ -16,6 +16,7 @@
 mod backup;
 mod batch;
 mod client;
+mod groups;
 mod model;
 mod restore;
 

@@ -3,18 +3,16 @@
 //! partitions and configs, the batches produced in order per partition, and each group's
 //! offsets committed through the old→new offset map.
 
-use crate::backup::{SEGMENT_BYTES, coordinator};
 use crate::client::{Cluster, check, str, topic};
 use crate::model::{self, Backup, Partition, Topic, valid_topic};
 use crate::{LOCATION, RestoreParams, Retention, batch};
+use coffer_plugin_sdk::io::ObjectReader;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, location, log};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    ProduceRequest,
+    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, ListOffsetsRequest, ProduceRequest,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
     produce_request::{PartitionProduceData, TopicProduceData},
 };
 use std::collections::BTreeMap;
@@ -156,6 +154,19 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         }
     }
 
+    // A group's offsets cannot be moved under live consumers (and they would read the
+    // records as they arrive): refuse before anything is written.
+    if p.groups && !backup.groups.is_empty() {
+        let ids: Vec<&str> = backup.groups.iter().map(|g| g.group.as_str()).collect();
+        let busy = crate::groups::busy(&mut c, &ids)?;
+        if !busy.is_empty() {
+            return Err(Error::Conflict(format!(
+                "consumer group {} has active members on the target cluster: stop its consumers, or restore without the groups' offsets (params.groups: false); nothing was changed",
+                busy.join("; ")
+            )));
+        }
+    }
+
     // Records older than retention.ms would be deleted by the broker soon after.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -218,7 +229,10 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
     let mut groups = 0;
     if p.groups {
         for g in &backup.groups {
-            commit_group(&mut c, g, &maps, &targets)?;
+            crate::groups::commit(&mut c, g, |o| {
+                let map = maps.get(&(o.topic.clone(), o.partition))?;
+                Some((targets.get(&o.topic)?.clone(), map.map(o.offset)))
+            })?;
             groups += 1;
         }
     }
@@ -347,10 +361,15 @@ fn produce_partition(
 ) -> Result<OffsetMap, Error> {
     let mut map = OffsetMap::default();
     let mut leader = None;
+    let mut buf = Vec::new();
     for seg in &part.segments {
-        // A segment holds up to SEGMENT_BYTES plus the one batch that crossed it.
-        let data = store.get_bytes(&seg.key, (SEGMENT_BYTES as u64) * 4)?;
-        for b in batch::split(&data)? {
+        // Read batch by batch: a segment is about SEGMENT_BYTES, but one batch may be as
+        // large as the topic allowed.
+        let mut r = ObjectReader::open(store, &seg.key)?;
+        let mut batches = 0u32;
+        while batch::read_next(&mut r, &mut buf, &seg.key)? {
+            let b = batch::Batch(&buf);
+            batches += 1;
             let bytes = batch::for_producer(b)?;
             let new_base = produce(c, &mut leader, name, part.partition, bytes)?;
             let count = b.count() as i64;
@@ -363,6 +382,13 @@ fn produce_partition(
             });
             map.new_end = new_base + count;
             *done += count as u64;
+        }
+        r.finish()?;
+        if batches != seg.batches {
+            return Err(Error::Io(format!(
+                "{} holds {batches} record batches; the backup recorded {}",
+                seg.key, seg.batches
+            )));
         }
         log::progress(&format!("{name}/{}", part.partition), *done, Some(total));
     }
@@ -441,69 +467,4 @@ fn produce(
         &format!("produce to {name}/{partition}: no leader after {TRIES} tries"),
     )?;
     Err(sdk::internal(format!("produce to {name}/{partition}")))
-}
-
-fn commit_group(
-    c: &mut Cluster,
-    g: &model::Group,
-    maps: &BTreeMap<(String, i32), OffsetMap>,
-    names: &BTreeMap<String, String>,
-) -> Result<(), Error> {
-    let mut by_topic: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for o in &g.offsets {
-        let (Some(map), Some(to)) = (
-            maps.get(&(o.topic.clone(), o.partition)),
-            names.get(&o.topic),
-        ) else {
-            continue;
-        };
-        by_topic.entry(to.clone()).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(o.partition)
-                .with_committed_offset(map.map(o.offset))
-                .with_committed_leader_epoch(-1)
-                .with_committed_metadata(o.metadata.as_deref().map(str)),
-        );
-    }
-    if by_topic.is_empty() {
-        return Ok(());
-    }
-    let req = OffsetCommitRequest::default()
-        .with_group_id(str(&g.group).into())
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(str(""))
-        .with_retention_time_ms(-1)
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(name, parts)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic(&name))
-                        .with_partitions(parts)
-                })
-                .collect(),
-        );
-    let resp = coordinator(c, &g.group)?.call(&req, 8)?;
-    for t in resp.topics {
-        for p in t.partitions {
-            // UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION / REBALANCE_IN_PROGRESS: consumers are in it.
-            if matches!(p.error_code, 25 | 22 | 27) {
-                return Err(Error::Conflict(format!(
-                    "consumer group {} has active members: stop its consumers, then run the restore again with params.purge: true (its records are in place; its offsets were not changed)",
-                    g.group
-                )));
-            }
-            check(
-                p.error_code,
-                &format!(
-                    "commit group {} on {}/{}",
-                    g.group,
-                    t.name.as_str(),
-                    p.partition_index
-                ),
-            )?;
-        }
-    }
-    log::info("committed the group's offsets", &[("group", &g.group)]);
-    Ok(())
 }

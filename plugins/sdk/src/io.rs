@@ -2,9 +2,10 @@
 //! writes (a process's short output, a config it feeds a tool, a small object). Bulk data
 //! should not pass through the plugin: use `Cmd::stdout_to` / `Cmd::stdin_from`. The
 //! exception is data only the plugin can make (a protocol it speaks itself, e.g. over
-//! [`crate::net`]): [`ObjectStream`] writes it into the location as it comes.
+//! [`crate::net`]): [`ObjectStream`] writes it into the location as it comes, and
+//! [`ObjectReader`] reads an object back as it comes.
 
-use crate::bindings::coffer::blueprint0_2_0::location_writer;
+use crate::bindings::coffer::blueprint0_2_0::{location_reader, location_writer};
 use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 use crate::location::{ObjectInfo, PutOptions, Store, Transfer};
 use crate::types::Error;
@@ -169,6 +170,57 @@ impl std::io::Write for ObjectStream {
         match &self.stream {
             Some(s) => s.blocking_flush().map_err(io_error),
             None => Ok(()),
+        }
+    }
+}
+
+/// An object read as it comes from the store (`location-reader.open`): decrypted and
+/// decompressed by the host, never all in the plugin's memory at once. The bytes are
+/// checked against the object's sha256 only at its end: call [`finish`](Self::finish)
+/// after reading to the end, and act on what was read (or undo it) by what it says.
+///
+/// ```ignore
+/// use std::io::Read;
+/// let mut r = ObjectReader::open(&store, "topic/0/000000.batches")?;
+/// let mut head = [0u8; 12];
+/// r.read_exact(&mut head)?;
+/// // ... read the rest ...
+/// r.finish()?;
+/// ```
+pub struct ObjectReader {
+    // Dropped first: an unfinished read stops the download before the transfer goes.
+    stream: Option<StreamReader>,
+    transfer: Option<Transfer>,
+    key: String,
+}
+
+impl ObjectReader {
+    /// Start reading object `key` of `store`.
+    pub fn open(store: &Store, key: &str) -> Result<Self, Error> {
+        let (stream, transfer) = location_reader::open(store, key)?;
+        Ok(ObjectReader {
+            stream: Some(StreamReader(stream)),
+            transfer: Some(transfer),
+            key: key.to_string(),
+        })
+    }
+
+    /// Wait for the download's end: whether the object arrived whole and matching its
+    /// sha256. Call it after reading to the end.
+    pub fn finish(mut self) -> Result<ObjectInfo, Error> {
+        self.stream = None;
+        match self.transfer.take() {
+            Some(t) => t.wait(),
+            None => Err(Error::Io(format!("{}: already finished", self.key))),
+        }
+    }
+}
+
+impl std::io::Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.stream {
+            Some(s) => s.read(buf),
+            None => Ok(0),
         }
     }
 }

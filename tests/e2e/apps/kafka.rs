@@ -4,6 +4,7 @@
 //! group resuming at the same record, the topics' configs. Then the refusals.
 
 use super::*;
+use coffer_tests::files_under;
 use coffer_tests::kafka::Broker;
 use serde_json::Value;
 
@@ -92,6 +93,26 @@ fn kafka_topics_restore_with_their_records_groups_and_configs() {
     let outputs = &b.json()["status"]["outputs"];
     assert_eq!(outputs["topics"], "3", "{outputs}");
     assert_eq!(outputs["groups"], "1", "{outputs}");
+    // Each connection is on the audit trail with the bytes that crossed it.
+    let fetched: u64 = b.json()["status"]["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == format!("tcp {}", src.bootstrap()))
+        .map(|e| e["bytes"].as_u64().unwrap_or(0))
+        .sum();
+    let rps = c.ok(&["get", "restorepoints", "-o", "json"]).json();
+    let stored: u64 = rps[0]["spec"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["key"].as_str().unwrap_or("").ends_with(".batches"))
+        .map(|a| a["size"].as_u64().unwrap())
+        .sum();
+    assert!(
+        stored > 100_000 && fetched > stored,
+        "{fetched} bytes audited on the source's connections, {stored} bytes of batches stored"
+    );
     let after = src.tool(&[&["dump"], &TOPICS[..]].concat());
 
     c.ok(&["restore", "stream", "--from", &rp]);
@@ -165,8 +186,41 @@ fn kafka_topics_restore_with_their_records_groups_and_configs() {
         r.stderr
     );
     assert_eq!(dst.tool(&[&["dump"], &TOPICS[..]].concat()), restored);
-    // Under another name, beside it.
-    c.ok(&["restore", "stream", "--from", &rp, "-p", "topicMap={\"orders\": \"orders-copy\", \"events\": \"events-copy\", \"accounts\": \"accounts-copy\"}"]);
+    // Under another name, beside it; first refused while the group has a live consumer
+    // (its offsets cannot move under it), before any topic is made.
+    let copy = "topicMap={\"orders\": \"orders-copy\", \"events\": \"events-copy\", \"accounts\": \"accounts-copy\"}";
+    let mut member =
+        coffer_tests::kafka::tool_command(&dst.bootstrap(), &["hold", "billing", "orders"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut joined = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(member.stdout.as_mut().unwrap()),
+        &mut joined,
+    )
+    .unwrap();
+    assert!(joined.contains("joined"), "{joined:?}");
+    let r = c.run(&["restore", "stream", "--from", &rp, "-p", copy]);
+    drop(member.stdin.take());
+    assert!(member.wait().unwrap().success());
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("billing (")
+            && r.stderr.contains("active members")
+            && r.stderr.contains("params.groups: false"),
+        "{}",
+        r.stderr
+    );
+    let mut names = TOPICS.to_vec();
+    names.sort();
+    assert_eq!(
+        dst.tool(&["topics"]),
+        serde_json::json!(names),
+        "a refused restore made a topic"
+    );
+    c.ok(&["restore", "stream", "--from", &rp, "-p", copy]);
     let copy = dst.tool(&["dump", "orders-copy"]);
     for p in 0..3 {
         assert_eq!(rows(&copy, "orders-copy", p), rows(&restored, "orders", p));
@@ -181,6 +235,26 @@ fn kafka_topics_restore_with_their_records_groups_and_configs() {
         r.stderr
     );
     assert_eq!(dst.tool(&["dump", "events"])["events"], restored["events"]);
+
+    // A record batch larger than anything read whole (20 MiB): restored as it was.
+    src.tool(&["huge", "huge"]);
+    let yaml = workload(
+        "huge",
+        "kafka-test",
+        &[],
+        None,
+        &format!(
+            "{{backup: {{bootstrap: \"{}\", topics: [huge]}}, restore: {{bootstrap: \"{}\"}}}}",
+            src.bootstrap(),
+            dst.bootstrap()
+        ),
+    );
+    assert!(c.apply(&yaml).ok);
+    let rp = restore_point_of(&c.run(&["backup", "huge", "-o", "json"]));
+    c.ok(&["restore", "huge", "--from", &rp]);
+    let (from, to) = (src.tool(&["dump", "huge"]), dst.tool(&["dump", "huge"]));
+    assert_eq!(rows(&to, "huge", 0).len(), 3);
+    assert_eq!(rows(&to, "huge", 0), rows(&from, "huge", 0));
 }
 
 #[test]
@@ -233,7 +307,56 @@ fn kafka_without_a_grant_or_with_the_broker_down_fails_and_records_nothing() {
         &["backup", "missing"],
         "[\"nope\"] are not on the cluster",
     );
-    // The broker is down.
+    // The broker dies mid-fetch: Failed, no RestorePoint, no objects left behind.
+    src.tool(&["bulk", "bulk", "200"]);
+    let yaml = workload(
+        "bulk",
+        "kafka-ok",
+        &[],
+        None,
+        &format!(
+            "{{backup: {{bootstrap: \"{}\", topics: [bulk]}}}}",
+            src.bootstrap()
+        ),
+    );
+    assert!(c.apply(&yaml).ok);
+    let backup = c
+        .command()
+        .args(["backup", "bulk", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let segment = |p: &std::path::PathBuf| p.to_string_lossy().contains(".batches");
+    let started = std::time::Instant::now();
+    while !files_under(&c.location_dir()).iter().any(segment) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no segment written in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     src.kill();
+    let out = backup.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success(),
+        "the backup outlived its broker:\n{stdout}"
+    );
+    let a: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(a["status"]["phase"], "Failed", "{a}");
+    let error = a["status"]["error"].as_str().unwrap();
+    assert!(error.contains(&src.bootstrap()), "{error}");
+    assert_eq!(restore_point_count(&c), 0);
+    let left = files_under(&c.location_dir());
+    assert!(
+        left.is_empty(),
+        "objects left by the failed backup: {left:?}"
+    );
+    // And with the broker down from the start.
     fails_with(&c, &["backup", "missing"], &src.bootstrap());
 }

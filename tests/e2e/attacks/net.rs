@@ -97,6 +97,30 @@ async fn a_plugin_reaches_only_the_peers_its_blueprint_grants() {
         );
     }
 
+    // Each connection, when it closed: its peer and the bytes each way.
+    let closed: Vec<_> = a
+        .status
+        .audit
+        .iter()
+        .filter(|e| e.capability == "net" && e.target == format!("tcp 127.0.0.1:{granted}"))
+        .collect();
+    assert_eq!(closed.len(), 1, "{:#?}", a.status.audit);
+    let received = closed[0]
+        .args
+        .strip_prefix("sent 16 B, received ")
+        .and_then(|r| r.strip_suffix(" B"))
+        .and_then(|r| r.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{:?}", closed[0].args));
+    assert!((1..=19).contains(&received), "{}", closed[0].args);
+    assert_eq!(closed[0].bytes, 16 + received);
+    assert!(
+        !a.status
+            .audit
+            .iter()
+            .any(|e| e.target == format!("tcp 127.0.0.1:{other}")),
+        "a refused connect has no connection"
+    );
+
     // No net grant: no TCP at all, even to the same listener.
     let bare = common::fixture("", "{}").await;
     let a = common::run(

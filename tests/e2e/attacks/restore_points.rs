@@ -173,6 +173,7 @@ async fn an_object_swapped_after_verification_never_reaches_the_tool() {
         .join("locations/default")
         .join(&rp.spec.prefix)
         .join(&rp.spec.objects[0].stored_key);
+    let original = std::fs::read(&stored).unwrap();
     let swapped = zstd::encode_all(&b"SWAPPED bytes a tool must never see\n"[..], 3).unwrap();
     let req = ActionRequest {
         action: "restore".into(),
@@ -184,6 +185,39 @@ async fn an_object_swapped_after_verification_never_reaches_the_tool() {
             .clone(),
         ..Default::default()
     };
+    // Read as a stream by the plugin itself: the bytes, and only through this prefix.
+    let read = |params: serde_json::Value| ActionRequest {
+        action: "restore".into(),
+        workload: Some("victim".into()),
+        restore_point: Some(rp.name().to_string()),
+        params: params.as_object().unwrap().clone(),
+        ..Default::default()
+    };
+    let a = f
+        .coffer
+        .run(
+            &f.coffer
+                .prepare(read(serde_json::json!({"mode": "read-stream"})))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status.phase, Phase::Completed, "{:?}", a.status.error);
+    assert_eq!(a.status.outputs["read"], "the verified bytes\n");
+    let a = f
+        .coffer
+        .run(
+            &f.coffer
+                .prepare(read(serde_json::json!({"mode": "read-stream", "path": "../../coffer-manifest.json"})))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let e = common::error_of(&a);
+    assert!(e.contains("invalid argument") && e.contains("'..'"), "{e}");
+
     let p = f.coffer.prepare(req).await.unwrap();
     let swap = async {
         // Verification takes milliseconds; the plugin then waits 3 s before reading.
@@ -198,5 +232,25 @@ async fn an_object_swapped_after_verification_never_reaches_the_tool() {
     assert!(
         !got.contains("SWAPPED"),
         "the tool got the swapped bytes: {got:?}"
+    );
+    // The plugin reading it as a stream after a swap gets neither the bytes nor success.
+    std::fs::write(&stored, &original).unwrap();
+    let p = f
+        .coffer
+        .prepare(read(serde_json::json!({"mode": "read-stream", "count": 3})))
+        .await
+        .unwrap();
+    let swap = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        std::fs::write(&stored, &swapped).unwrap();
+    };
+    let (a, ()) = tokio::join!(f.coffer.run(&p), swap);
+    let a = a.unwrap();
+    let e = common::error_of(&a);
+    assert!(e.contains("changed after it was verified"), "{e}");
+    assert!(
+        !a.status.outputs.contains_key("read"),
+        "{:?}",
+        a.status.outputs
     );
 }

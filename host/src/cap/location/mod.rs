@@ -5,6 +5,7 @@
 
 mod grant;
 mod keys;
+mod reader;
 mod wit;
 mod writer;
 
@@ -90,6 +91,7 @@ impl Capability for Locations {
         get: fn(&mut T) -> CapView<'_, Self>,
     ) -> wasmtime::Result<()> {
         crate::wit::abi::location::add_to_linker::<T, HasCap<Locations>>(linker, get)?;
-        crate::wit::abi::location_writer::add_to_linker::<T, HasCap<Locations>>(linker, get)
+        crate::wit::abi::location_writer::add_to_linker::<T, HasCap<Locations>>(linker, get)?;
+        crate::wit::abi::location_reader::add_to_linker::<T, HasCap<Locations>>(linker, get)
     }
 }

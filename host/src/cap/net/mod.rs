@@ -5,10 +5,13 @@
 //! name and port), plus the ephemeral bind the OS does for it. wasi's own name lookup stays
 //! off: a plugin cannot send a DNS query for a name nobody granted. A plugin that declares
 //! no `net`, or whose Blueprint grants none, gets no TCP at all. Each connect, allowed or
-//! not, and each lookup is on the action's audit trail.
+//! not, and each lookup is on the action's audit trail; so is each connection when it
+//! closes, with its bytes each way and how long it was open ([`connection`]).
 
+mod connection;
 mod grant;
 
+pub use connection::link as link_connection_audit;
 pub use grant::check_grants;
 
 use super::{Backends, CapView, Capability, Grant, Grants, HasCap, HostResult};

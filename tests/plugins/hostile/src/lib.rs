@@ -329,6 +329,27 @@ fn hostile(p: Params, req: &ActionRequest) -> Result<ActionOutput, Error> {
         }
         // Back up one file (`cat`), or restore it (`sh -c 'cat > path'`): a byte-exact
         // round trip through the data path, for location tests.
+        // Restore by reading the object as a stream (`location-reader`): its bytes (or
+        // those of the key in `path`) as output `read`, once the host said they were whole.
+        "read-stream" if req.action == "restore" => {
+            let store = location::open("default")?;
+            if p.count > 0 {
+                Cmd::new(["sleep", &p.count.to_string()]).run(None, 0)?;
+            }
+            let key = if p.path.is_empty() {
+                "file.bin"
+            } else {
+                &p.path
+            };
+            let mut r = sdk::io::ObjectReader::open(&store, key)?;
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut r, &mut got).map_err(|e| Error::Io(e.to_string()))?;
+            r.finish()?;
+            Ok(ActionOutput {
+                artifacts: vec![],
+                outputs: vec![("read".into(), String::from_utf8_lossy(&got).into_owned())],
+            })
+        }
         "file" if req.action == "restore" => {
             let store = location::open("default")?;
             // `count` seconds between the host's verification and the read.
