@@ -80,7 +80,7 @@ impl Broker {
              transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
              share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
              group.initial.rebalance.delay.ms=0\nauto.create.topics.enable=false\n\
-             log.segment.bytes=1048576\n",
+             log.segment.bytes=1048576\nlog.cleaner.backoff.ms=200\n",
             data.display()
         );
         let conf = dir.path().join("server.properties");

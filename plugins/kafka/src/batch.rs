@@ -162,19 +162,21 @@ pub fn split(data: &[u8]) -> Result<Vec<Batch<'_>>, Error> {
 
 /// `batch` as a plain (non-idempotent, non-transactional) producer would send it: offsets
 /// from 0, no producer id, epoch or sequence, the CRC recomputed. Records keep their keys,
-/// values, headers and timestamps byte for byte; a batch with gaps in its offsets gets
-/// them renumbered 0..n (uncompressed), as the broker accepts only contiguous ones.
-pub fn for_producer(batch: Batch<'_>) -> Result<Vec<u8>, Error> {
-    let mut b = if batch.gapped() {
-        if batch.compressed() {
-            return Err(Error::Unavailable(format!(
-                "the compressed batch at offset {} has gaps left by compaction; restoring it needs it recompressed, which this version does not do",
-                batch.base_offset()
-            )));
-        }
-        renumbered(batch)?
+/// values, headers and timestamps byte for byte. A batch with gaps in its offsets (left by
+/// compaction) gets them renumbered 0..n, as the broker accepts only contiguous ones, and
+/// is sent uncompressed; then the old offset of each record comes back too.
+pub fn for_producer(batch: Batch<'_>) -> Result<(Vec<u8>, Option<Vec<i64>>), Error> {
+    let (mut b, old) = if batch.gapped() {
+        let plain;
+        let batch = if batch.compressed() {
+            plain = decompressed(batch)?;
+            Batch(&plain)
+        } else {
+            batch
+        };
+        (renumbered(batch)?, Some(batch.offsets()))
     } else {
-        batch.0.to_vec()
+        (batch.0.to_vec(), None)
     };
     b[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&0i64.to_be_bytes());
     b[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
@@ -185,7 +187,60 @@ pub fn for_producer(batch: Batch<'_>) -> Result<Vec<u8>, Error> {
     b[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
     let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
     b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(b)
+    Ok((b, old))
+}
+
+/// A compressed batch as the same batch uncompressed (its CRC left for the caller).
+fn decompressed(batch: Batch<'_>) -> Result<Vec<u8>, Error> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Snappy};
+    use std::io::Read;
+    let at = batch.base_offset();
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Io(format!(
+            "the compressed batch at offset {at} does not decompress: {e}"
+        ))
+    };
+    let data = &batch.0[HEADER..];
+    let whole = |b: &mut bytes::Bytes| Ok(b.to_vec());
+    let mut records = Vec::new();
+    match batch.attributes() & COMPRESSION {
+        1 => {
+            records = Gzip::decompress(&mut bytes::Bytes::copy_from_slice(data), whole)
+                .map_err(|e| failed(&e))?
+        }
+        2 => {
+            records = Snappy::decompress(&mut bytes::Bytes::copy_from_slice(data), whole)
+                .map_err(|e| failed(&e))?
+        }
+        3 => {
+            lz4_flex::frame::FrameDecoder::new(data)
+                .take(MAX_BATCH as u64 + 1)
+                .read_to_end(&mut records)
+                .map_err(|e| failed(&e))?;
+        }
+        4 => {
+            // One zstd frame per batch as Kafka writes them, but any number is valid.
+            let mut src = data;
+            while !src.is_empty() && records.len() <= MAX_BATCH {
+                ruzstd::decoding::StreamingDecoder::new(&mut src)
+                    .map_err(|e| failed(&e))?
+                    .take((MAX_BATCH + 1 - records.len()) as u64)
+                    .read_to_end(&mut records)
+                    .map_err(|e| failed(&e))?;
+            }
+        }
+        codec => return Err(failed(&format!("compression codec {codec} is unknown"))),
+    }
+    if records.len() > MAX_BATCH {
+        return Err(failed(&format!("it holds more than {MAX_BATCH} bytes")));
+    }
+    let mut out = batch.0[..HEADER].to_vec();
+    let attributes = batch.attributes() & !COMPRESSION;
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    out.extend_from_slice(&records);
+    let len = (out.len() - 12) as i32;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
 }
 
 /// An uncompressed batch with its records' offset deltas made 0..n.

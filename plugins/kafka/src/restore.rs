@@ -217,11 +217,18 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         .sum();
     let mut done = 0;
     let mut produced = 0u64;
+    // Batches compaction left with gaps, sent renumbered (and uncompressed).
+    let mut renumbered = 0;
     for t in &backup.topics {
         let name = target(t);
         for part in &t.partitions {
             let map = produce_partition(&mut c, &store, &name, part, &mut done, total)?;
             produced += map.placed.iter().map(|p| p.count as u64).sum::<u64>();
+            renumbered += map
+                .placed
+                .iter()
+                .filter(|p| p.old_offsets.is_some())
+                .count();
             maps.insert((t.name.clone(), part.partition), map);
         }
     }
@@ -241,6 +248,7 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         outputs: vec![
             ("topics".into(), backup.topics.len().to_string()),
             ("records".into(), produced.to_string()),
+            ("renumberedBatches".into(), renumbered.to_string()),
             ("groups".into(), groups.to_string()),
         ],
     })
@@ -370,13 +378,13 @@ fn produce_partition(
         while batch::read_next(&mut r, &mut buf, &seg.key)? {
             let b = batch::Batch(&buf);
             batches += 1;
-            let bytes = batch::for_producer(b)?;
+            let (bytes, old_offsets) = batch::for_producer(b)?;
             let new_base = produce(c, &mut leader, name, part.partition, bytes)?;
             let count = b.count() as i64;
             map.placed.push(Placed {
                 old_first: b.base_offset(),
                 old_last: b.last_offset(),
-                old_offsets: b.gapped().then(|| b.offsets()),
+                old_offsets,
                 new_base,
                 count,
             });

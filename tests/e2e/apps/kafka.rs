@@ -236,25 +236,45 @@ fn kafka_topics_restore_with_their_records_groups_and_configs() {
     );
     assert_eq!(dst.tool(&["dump", "events"])["events"], restored["events"]);
 
-    // A record batch larger than anything read whole (20 MiB): restored as it was.
+    // A record batch larger than anything read whole (20 MiB), and compacted batches of
+    // each codec with gaps in their offsets: restored as they were.
     src.tool(&["huge", "huge"]);
+    assert_eq!(src.tool(&["compacted", "ledger"])["gapped"], 3);
     let yaml = workload(
-        "huge",
+        "more",
         "kafka-test",
         &[],
         None,
         &format!(
-            "{{backup: {{bootstrap: \"{}\", topics: [huge]}}, restore: {{bootstrap: \"{}\"}}}}",
+            "{{backup: {{bootstrap: \"{}\", topics: [huge, ledger]}}, restore: {{bootstrap: \"{}\"}}}}",
             src.bootstrap(),
             dst.bootstrap()
         ),
     );
     assert!(c.apply(&yaml).ok);
-    let rp = restore_point_of(&c.run(&["backup", "huge", "-o", "json"]));
-    c.ok(&["restore", "huge", "--from", &rp]);
-    let (from, to) = (src.tool(&["dump", "huge"]), dst.tool(&["dump", "huge"]));
+    let rp = restore_point_of(&c.run(&["backup", "more", "-o", "json"]));
+    let r = c
+        .ok(&["restore", "more", "--from", &rp, "-o", "json"])
+        .json();
+    let renumbered: u32 = r["status"]["outputs"]["renumberedBatches"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(renumbered >= 3, "{renumbered} batches with gaps restored");
+    let (from, to) = (
+        src.tool(&["dump", "huge", "ledger"]),
+        dst.tool(&["dump", "huge", "ledger"]),
+    );
     assert_eq!(rows(&to, "huge", 0).len(), 3);
     assert_eq!(rows(&to, "huge", 0), rows(&from, "huge", 0));
+    for p in 0..3 {
+        assert_eq!(
+            rows(&to, "ledger", p),
+            rows(&from, "ledger", p),
+            "ledger/{p}"
+        );
+    }
 }
 
 #[test]
