@@ -93,10 +93,42 @@ impl Token {
         self.matches(&given).then_some(proof)
     }
 
-    /// The Set-Cookie value that logs a browser in.
-    pub fn cookie(&self) -> String {
-        format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", self.value)
+    /// The Set-Cookie value that logs in the browser that sent `headers`: `Secure` when it
+    /// reached the dashboard over HTTPS (directly or through a proxy that says so), so the
+    /// cookie never goes out over plain HTTP after that.
+    pub fn cookie(&self, headers: &HeaderMap) -> String {
+        let secure = if over_https(headers) { "; Secure" } else { "" };
+        format!(
+            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{secure}",
+            self.value
+        )
     }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn over_https(headers: &HeaderMap) -> bool {
+    header_str(headers, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || header_str(headers, header::ORIGIN.as_str()).is_some_and(|o| o.starts_with("https://"))
+}
+
+/// Whether a log-in post comes from the dashboard's own page. A browser says where a post
+/// comes from (`Sec-Fetch-Site`, else `Origin`); one from another site is refused, or a page
+/// there could log the user's browser in as someone else (login CSRF). A client that says
+/// neither (curl, a script) is no browser and is let through.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = header_str(headers, "sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    let Some(origin) = header_str(headers, header::ORIGIN.as_str()) else {
+        return true;
+    };
+    let host = header_str(headers, header::HOST.as_str()).unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host))
 }
 
 /// The token a request carries and how: `Authorization: Bearer` first, else the
@@ -127,6 +159,48 @@ fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_login_from_another_site_is_refused_and_https_cookies_are_secure() {
+        let own = [("host", "127.0.0.1:8080")];
+        assert!(same_origin(&headers(&own)), "no browser");
+        assert!(same_origin(&headers(&[
+            own[0],
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            own[0],
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[own[0], ("origin", "null")])));
+        assert!(!same_origin(&headers(&[
+            own[0],
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(same_origin(&headers(&[
+            own[0],
+            ("sec-fetch-site", "same-origin")
+        ])));
+        let t = Token::new("x".repeat(20));
+        assert!(!t.cookie(&headers(&own)).contains("Secure"));
+        assert!(
+            t.cookie(&headers(&[("x-forwarded-proto", "https")]))
+                .ends_with("; Secure")
+        );
+        assert!(
+            t.cookie(&headers(&[("origin", "https://coffer.example")]))
+                .contains("; Secure")
+        );
+    }
 
     #[test]
     fn the_token_and_its_csrf_are_checked() {

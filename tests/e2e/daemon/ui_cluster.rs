@@ -315,6 +315,19 @@ async fn the_cluster_dashboard_shows_and_does_only_what_rbac_allows() {
     // works, forms need the CSRF token, and "Back up now" starts a backup.
     let bad = ui.form("/login", "", "token=nope");
     assert_eq!(bad.status, 401);
+    // Posted from another site's page (login CSRF): refused, even with a good token.
+    let foreign = request(
+        ui.port,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        format!("token={operator}").as_bytes(),
+    );
+    assert_eq!(foreign.status, 403, "{}", foreign.text());
+    assert!(foreign.header("set-cookie").is_none());
     let login = ui.form("/login", "", &format!("token={operator}"));
     assert_eq!(login.status, 303, "{}", login.text());
     let set_cookie = login.header("set-cookie").unwrap();

@@ -35,6 +35,19 @@ fn dashboard_requires_the_token_and_backs_up_and_restores() {
         b"token=nope",
     );
     assert_eq!(bad_login.status, 401);
+    // A log-in posted from another site's page (login CSRF) is refused, right token or not.
+    let foreign = request(
+        ui.port,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "https://evil.example"),
+        ],
+        format!("token={TOKEN}").as_bytes(),
+    );
+    assert_eq!(foreign.status, 403);
+    assert!(foreign.header("set-cookie").is_none(), "{}", foreign.head);
 
     // The application, Unmanaged, with no restore points yet.
     let apps = ui.api("GET", "/api/v1/applications", "").json();

@@ -238,12 +238,23 @@ pub async fn login_page(State(ui): State<Arc<Ui>>) -> Html<String> {
 
 pub async fn login(
     State(ui): State<Arc<Ui>>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    if !crate::ui::auth::same_origin(&headers) {
+        return problem(
+            &ui,
+            StatusCode::FORBIDDEN,
+            "Log in",
+            "This log-in came from another site's page. Log in from the dashboard's own login page.",
+        );
+    }
     match form.get("token") {
-        Some(t) if ui.token.matches(t) => {
-            ([(header::SET_COOKIE, ui.token.cookie())], Redirect::to("/")).into_response()
-        }
+        Some(t) if ui.token.matches(t) => (
+            [(header::SET_COOKIE, ui.token.cookie(&headers))],
+            Redirect::to("/"),
+        )
+            .into_response(),
         _ => problem(
             &ui,
             StatusCode::UNAUTHORIZED,

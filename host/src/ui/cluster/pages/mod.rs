@@ -98,15 +98,27 @@ pub async fn login_page() -> Html<String> {
 
 pub async fn login(
     State(ui): State<Arc<ClusterUi>>,
-    _headers: HeaderMap,
+    headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    if !crate::ui::auth::same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            shell(
+                "",
+                MENU,
+                "Log in",
+                "<p role=\"alert\" class=\"error\">This log-in came from another site's page. Log in from the dashboard's own login page.</p>",
+            ),
+        )
+            .into_response();
+    }
     let token = form.get("token").map(|t| t.trim()).unwrap_or_default();
     match ui.access.viewer(token, true).await {
         Ok(Some(_)) => (
             [(
                 axum::http::header::SET_COOKIE,
-                crate::ui::auth::Token::new(token.to_string()).cookie(),
+                crate::ui::auth::Token::new(token.to_string()).cookie(&headers),
             )],
             Redirect::to("/"),
         )
