@@ -150,17 +150,19 @@ pub fn open(p: &Profile, credentials: &Credentials) -> Result<Opened> {
                 .with_client_options(options)
                 .build()
                 .with_context(|| format!("Profile {name}: configuring S3"))?;
+            let ca = ca_pem(p)?;
             let api = S3Api::new(
                 &s3,
                 spec.endpoint.clone(),
                 bucket,
                 region,
                 path_style,
-                ca_pem(p)?.as_deref(),
+                ca.as_deref(),
             );
             parts = Some(Arc::new(S3Parts {
                 s3: s3.clone(),
                 bucket_prefix,
+                ca_pem: ca.map(|pem| String::from_utf8_lossy(&pem).into_owned()),
             }));
             (Arc::new(s3) as Arc<dyn ObjectStore>, None, Some(api))
         }

@@ -27,6 +27,11 @@ pub trait PartSigner: Send + Sync {
     async fn complete(&self, path: &Path, id: &str, etags: Vec<String>) -> Result<(), String>;
     /// Abort upload `id`: its parts are removed.
     async fn abort(&self, path: &Path, id: &str) -> Result<(), String>;
+    /// The CA certificates (PEM) a client putting parts must trust: the Profile's
+    /// `spec.caFile`, when the store's certificate comes from a private CA.
+    fn ca_pem(&self) -> Option<String> {
+        None
+    }
 }
 
 /// S3 (AWS or compatible), signed with the Profile's own credentials (SigV4 query
@@ -35,6 +40,8 @@ pub struct S3Parts {
     pub s3: AmazonS3,
     /// The Profile's `prefix` inside the bucket, with a trailing `/` (or empty).
     pub bucket_prefix: String,
+    /// The Profile's CA certificates (PEM), if it names any.
+    pub ca_pem: Option<String>,
 }
 
 impl S3Parts {
@@ -49,6 +56,10 @@ fn text(what: &str, e: object_store::Error) -> String {
 
 #[async_trait::async_trait]
 impl PartSigner for S3Parts {
+    fn ca_pem(&self) -> Option<String> {
+        self.ca_pem.clone()
+    }
+
     async fn create(&self, path: &Path) -> Result<String, String> {
         self.s3
             .create_multipart(&self.full(path)?)

@@ -122,6 +122,7 @@ async fn a_part_url_writes_that_part_of_that_upload_and_nothing_else() {
     let parts = S3Parts {
         s3: store.clone(),
         bucket_prefix: String::new(),
+        ca_pem: None,
     };
     let key = Path::from("rp/a.pgdump");
     let id = parts.create(&key).await.unwrap();
@@ -152,4 +153,105 @@ async fn a_part_url_writes_that_part_of_that_upload_and_nothing_else() {
         store.head(&Path::from("rp/other.pgdump")).await.is_err(),
         "another key was written"
     );
+}
+
+/// A mover (`coffer mover run`, as in a mover pod) puts its parts to an S3 endpoint whose
+/// certificate a private CA signed: it trusts the Profile's `spec.caFile`, which the daemon
+/// hands it with the job, and without it the upload fails and is aborted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mover_trusts_the_profiles_private_ca() {
+    use coffer::cap::exec::mover::{Job, drive};
+    use coffer::cap::exec::{BoxRead, BoxWrite, ExitInfo, RunningProcess};
+    use coffer::storage::pipeline::Counters;
+    use coffer::storage::presign::{PartSigner, S3Parts};
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    struct Mover(tokio::process::Child);
+    #[async_trait::async_trait]
+    impl RunningProcess for Mover {
+        fn take_stdin(&mut self) -> Option<BoxWrite> {
+            self.0.stdin.take().map(|s| Box::pin(s) as BoxWrite)
+        }
+        fn take_stdout(&mut self) -> Option<BoxRead> {
+            self.0.stdout.take().map(|s| Box::pin(s) as BoxRead)
+        }
+        async fn wait(&mut self) -> Result<ExitInfo, coffer::wit::WitError> {
+            let s = self.0.wait().await.unwrap();
+            Ok(ExitInfo {
+                code: s.code(),
+                signal: None,
+                stderr: vec![],
+            })
+        }
+        fn kill(&mut self) {
+            let _ = self.0.start_kill();
+        }
+    }
+
+    let s3 = S3sFs::start();
+    s3.create_bucket("backups");
+    let pki = coffer_tests::tls::Pki::new();
+    let proxy = coffer_tests::tls::TlsProxy::start(&pki, s3.port);
+    let ca = std::fs::read_to_string(pki.ca()).unwrap();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("backups")
+        .with_region("us-east-1")
+        .with_endpoint(proxy.endpoint())
+        .with_access_key_id(S3S_ACCESS_KEY)
+        .with_secret_access_key(S3S_SECRET_KEY)
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_root_certificate(object_store::Certificate::from_pem(ca.as_bytes()).unwrap()),
+        )
+        .build()
+        .unwrap();
+    for trusted in [false, true] {
+        let parts = S3Parts {
+            s3: store.clone(),
+            bucket_prefix: String::new(),
+            ca_pem: trusted.then(|| ca.clone()),
+        };
+        let job = Job {
+            argv: vec!["printf".into(), "moved through a private CA".into()],
+            env: vec![],
+            zstd_level: None,
+            recipients: vec![],
+            profile: "private".into(),
+            stderr_tail: 1024,
+            ca_pem: parts.ca_pem(),
+        };
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["mover", "run"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let key = Path::from(format!("rp/moved-{trusted}"));
+        let counters = Counters {
+            transfer: Arc::new(AtomicU64::new(0)),
+            action: Arc::new(AtomicU64::new(0)),
+        };
+        let done = drive(
+            Box::new(Mover(child)),
+            &job,
+            &parts,
+            &key,
+            &counters,
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+        if trusted {
+            assert!(done.is_ok(), "{:?}", done.err());
+            let got = store.get(&key).await.unwrap().bytes().await.unwrap();
+            assert_eq!(got.as_ref(), b"moved through a private CA");
+        } else {
+            let e = done.err().expect("the mover trusted an unknown CA");
+            assert!(e.contains("part 1: error sending request"), "{e}");
+            assert!(store.head(&key).await.is_err(), "an object without the CA");
+        }
+    }
 }

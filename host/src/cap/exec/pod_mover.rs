@@ -132,6 +132,7 @@ impl PodExec {
             recipients: encryption.map(|e| e.recipients_text()).unwrap_or_default(),
             profile: upload.prefix.profile.clone(),
             stderr_tail: spec.stderr_tail,
+            ca_pem: parts.ca_pem(),
         };
         tracing::info!(pod = %pod, key = %upload.key, "a mover runs the command and uploads its output");
         let done = crate::cap::exec::mover::drive(

@@ -265,6 +265,7 @@ mod tests {
             recipients: vec![],
             profile: "p".into(),
             stderr_tail: 100,
+            ca_pem: None,
         }
     }
 

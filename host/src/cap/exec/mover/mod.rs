@@ -51,6 +51,10 @@ pub struct Job {
     pub profile: String,
     /// Bytes of the command's stderr to send back (the end of it).
     pub stderr_tail: usize,
+    /// CA certificates (PEM) to trust besides the system's when putting parts (the
+    /// Profile's `spec.caFile`).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Job {

@@ -220,11 +220,20 @@ async fn work(job: &Job, control: &Control) -> FromMover {
     let stdout = child.stdout.take().expect("piped");
     let src: wasmtime_wasi::p2::DynInputStream =
         Box::new(wasmtime_wasi::p2::pipe::AsyncReadStream::new(stdout));
-    let http = match reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(300))
-        .build()
-    {
+        .timeout(Duration::from_secs(300));
+    if let Some(pem) = &job.ca_pem {
+        match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+            Ok(certs) => {
+                for c in certs {
+                    http = http.add_root_certificate(c);
+                }
+            }
+            Err(e) => return failed(&format!("the Profile's CA certificates: {e}"), None),
+        }
+    }
+    let http = match http.build() {
         Ok(h) => h,
         Err(e) => return failed(&format!("an HTTP client: {e}"), None),
     };
