@@ -59,19 +59,42 @@ fn jvm(cmd: &mut Command, log4j: &Path) {
 }
 
 impl Broker {
-    /// A new broker with an empty data dir, ready for clients.
+    /// A new broker with an empty data dir, ready for clients (its own controller).
     pub fn start() -> Broker {
+        Broker::start_node(1, free_port(), true, &cluster_id())
+    }
+
+    /// A cluster of two brokers, the first also its controller: partitions are led by
+    /// both and groups coordinated by both.
+    pub fn start_pair() -> (Broker, Broker) {
+        let (id, controller) = (cluster_id(), free_port());
+        let first = Broker::start_node(1, controller, true, &id);
+        let second = Broker::start_node(2, controller, false, &id);
+        (first, second)
+    }
+
+    /// Node `node` of cluster `id`, whose controller listens on `controller` (this node's
+    /// own listener when it `controls`).
+    fn start_node(node: u32, controller: u16, controls: bool, id: &str) -> Broker {
         install();
         let dir = tempfile::Builder::new()
             .prefix("coffer-kafka-")
             .tempdir_in("/tmp")
             .unwrap();
-        let (port, controller) = (free_port(), free_port());
+        let port = free_port();
         let data = dir.path().join("data");
+        let (roles, listeners) = if controls {
+            (
+                "broker,controller",
+                format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"),
+            )
+        } else {
+            ("broker", format!("PLAINTEXT://127.0.0.1:{port}"))
+        };
         let props = format!(
-            "process.roles=broker,controller\nnode.id=1\n\
+            "process.roles={roles}\nnode.id={node}\n\
              controller.quorum.voters=1@127.0.0.1:{controller}\n\
-             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+             listeners={listeners}\n\
              advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
              controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
              listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
@@ -87,21 +110,10 @@ impl Broker {
         std::fs::write(&conf, props).unwrap();
         let log4j = dir.path().join("log4j2.xml");
         std::fs::write(&log4j, LOG4J2).unwrap();
-        // A cluster id as Kafka makes one: URL-safe base64 of 16 random bytes, no padding,
-        // none with a '-' (it would look like an option).
-        let id = loop {
-            use base64::Engine;
-            let mut b = [0u8; 16];
-            random(&mut b);
-            let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-            if !s.contains('-') {
-                break s;
-            }
-        };
         let mut format = Command::new("java");
         jvm(&mut format, &log4j);
         let out = format
-            .args(["kafka.tools.StorageTool", "format", "-t", &id, "-c"])
+            .args(["kafka.tools.StorageTool", "format", "-t", id, "-c"])
             .arg(&conf)
             .output()
             .expect("running java (Kafka's StorageTool)");
@@ -203,6 +215,20 @@ pub fn tool_command(bootstrap: &str, args: &[&str]) -> Command {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A cluster id as Kafka makes one: URL-safe base64 of 16 random bytes, no padding, none
+/// with a '-' (it would look like an option).
+fn cluster_id() -> String {
+    loop {
+        use base64::Engine;
+        let mut b = [0u8; 16];
+        random(&mut b);
+        let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        if !s.contains('-') {
+            return s;
+        }
     }
 }
 

@@ -380,3 +380,60 @@ fn kafka_without_a_grant_or_with_the_broker_down_fails_and_records_nothing() {
     // And with the broker down from the start.
     fails_with(&c, &["backup", "missing"], &src.bootstrap());
 }
+
+/// Two brokers: partitions led by both and groups coordinated by both. Every partition is
+/// fetched from and produced to its own leader, and every group is found, whichever broker
+/// coordinates it.
+#[test]
+fn kafka_on_two_brokers_reaches_every_leader_and_coordinator() {
+    let (one, two) = Broker::start_pair();
+    let placed = one.tool(&["spread", "spread", "6", "8"]);
+    let nodes = |v: &Value| -> std::collections::BTreeSet<i64> {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(nodes(&placed["leaders"]).len(), 2, "{placed}");
+    assert_eq!(nodes(&placed["coordinators"]).len(), 2, "{placed}");
+    let c = cli();
+    let yaml = blueprint("kafka-pair", &[one.bootstrap(), two.bootstrap()])
+        + &workload(
+            "pair",
+            "kafka-pair",
+            &[],
+            None,
+            &format!(
+                "{{backup: {{bootstrap: \"{}\", topics: [spread]}}, restore: {{bootstrap: \"{}\", topicMap: {{spread: spread-copy}}}}}}",
+                one.bootstrap(),
+                two.bootstrap()
+            ),
+        );
+    assert!(c.apply(&yaml).ok);
+    let b = c.run(&["backup", "pair", "-o", "json"]);
+    let rp = restore_point_of(&b);
+    assert_eq!(b.json()["status"]["outputs"]["groups"], "8");
+    c.ok(&["restore", "pair", "--from", &rp]);
+    let (from, to) = (
+        one.tool(&["dump", "spread"]),
+        two.tool(&["dump", "spread-copy"]),
+    );
+    for p in 0..6 {
+        assert_eq!(rows(&to, "spread-copy", p).len(), 100);
+        assert_eq!(rows(&to, "spread-copy", p), rows(&from, "spread", p), "{p}");
+    }
+    for g in 0..8 {
+        let (old, new) = (
+            one.tool(&["group", &format!("g{g}"), "spread"]),
+            two.tool(&["group", &format!("g{g}"), "spread-copy"]),
+        );
+        for p in 0..6 {
+            assert_eq!(
+                new[format!("spread-copy/{p}")],
+                old[format!("spread/{p}")],
+                "g{g} on partition {p}"
+            );
+        }
+    }
+}
