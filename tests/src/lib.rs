@@ -2,6 +2,7 @@
 //! `coffer` CLI driven as a user would, and the test plugins.
 
 pub mod btrfs;
+pub mod cassandra;
 pub mod cli;
 pub mod http;
 pub mod kafka;
