@@ -12,6 +12,7 @@
 
 mod etcd;
 mod mariadb;
+mod medusa;
 mod pg;
 mod pgbackrest;
 mod redis;
@@ -148,6 +149,12 @@ static TOOLS: &[Tool] = &[
         inject: pgbackrest::PINS,
     },
     Tool {
+        names: &["medusa"],
+        syntax: Syntax::Gnu,
+        tables: &[medusa::MEDUSA],
+        inject: &[(medusa::CONFIG_ENV, "--config-file")],
+    },
+    Tool {
         names: &["redis-check-rdb"],
         syntax: Syntax::Gnu,
         tables: &[],
@@ -229,6 +236,7 @@ pub fn vet(argv: &[String], input: &Input) -> Result<Vetted, String> {
         "redis-cli" => redis::positionals(&positionals).map_err(refuse)?,
         "pgbackrest" => pgbackrest::positionals(&positionals, args).map_err(refuse)?,
         "etcdctl" => etcd::positionals(&positionals, input).map_err(refuse)?,
+        "medusa" => medusa::positionals(&positionals).map_err(refuse)?,
         "redis-check-rdb" => match positionals.as_slice() {
             [file] => input.in_scratch(file).map_err(refuse)?,
             _ => return Err(refuse("give one RDB file of the scratch directory".into())),
@@ -569,6 +577,193 @@ mod tests {
 
     fn refused(a: &[&str]) -> String {
         vet_with(a, &[], false).expect_err(&format!("{a:?} was allowed"))
+    }
+
+    #[test]
+    fn medusa_runs_this_nodes_commands_with_the_workloads_configuration() {
+        let ini = [("MEDUSA_CONFIG_FILE", "/etc/cassandra/medusa.ini")];
+        // The pinned configuration is passed before the command; another is refused.
+        let v = vet_with(
+            &[
+                "medusa",
+                "backup",
+                "--backup-name",
+                "rp-1",
+                "--mode",
+                "full",
+            ],
+            &ini,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            v.argv,
+            argv(&[
+                "medusa",
+                "--config-file=/etc/cassandra/medusa.ini",
+                "backup",
+                "--backup-name",
+                "rp-1",
+                "--mode",
+                "full"
+            ])
+        );
+        assert!(
+            vet_with(
+                &[
+                    "medusa",
+                    "--config-file",
+                    "/etc/cassandra/medusa.ini",
+                    "verify",
+                    "--backup-name",
+                    "x"
+                ],
+                &ini,
+                false
+            )
+            .is_ok()
+        );
+        for a in [
+            &[
+                "medusa",
+                "--config-file",
+                "/tmp/evil.ini",
+                "verify",
+                "--backup-name",
+                "x",
+            ][..],
+            &["medusa", "--config-file=/proc/self/fd/0", "list-backups"],
+        ] {
+            let e = vet_with(a, &ini, false).expect_err(&format!("{a:?}"));
+            assert!(e.contains("pins MEDUSA_CONFIG_FILE"), "{e}");
+        }
+        // Not pinned: medusa's own /etc/medusa/medusa.ini, never one the plugin names.
+        assert_eq!(
+            vet_with(&["medusa", "purge"], &[], false).unwrap().argv,
+            argv(&["medusa", "purge"])
+        );
+        assert!(
+            refused(&["medusa", "--config-file", "/tmp/x.ini", "purge"])
+                .contains("MEDUSA_CONFIG_FILE")
+        );
+        for (a, why) in [
+            (
+                &[
+                    "medusa",
+                    "--fqdn",
+                    "10.0.0.9",
+                    "restore-node",
+                    "--backup-name",
+                    "b",
+                ][..],
+                "another node",
+            ),
+            (&["medusa", "--bucket-name", "theirs", "backup"], "storage"),
+            (&["medusa", "--prefix=x", "backup"], "storage"),
+            (
+                &["medusa", "--ssh-key-file", "/root/.ssh/id_rsa", "backup"],
+                "other nodes",
+            ),
+            (&["medusa", "backup-cluster"], "not allowed"),
+            (
+                &["medusa", "restore-cluster", "--backup-name", "b"],
+                "not allowed",
+            ),
+            (
+                &[
+                    "medusa",
+                    "download",
+                    "--backup-name",
+                    "b",
+                    "--download-destination",
+                    "/etc",
+                ],
+                "not one coffer knows",
+            ),
+            (
+                &["medusa", "restore-node", "--backup-name", "b", "--remote"],
+                "another node",
+            ),
+            (
+                &[
+                    "medusa",
+                    "restore-node",
+                    "--backup-name",
+                    "b",
+                    "--seeds",
+                    "10.0.0.1",
+                ],
+                "other nodes",
+            ),
+            (
+                &[
+                    "medusa",
+                    "restore-node",
+                    "--backup-name",
+                    "b",
+                    "--use-sstableloader",
+                ],
+                "whole cluster",
+            ),
+            (
+                &[
+                    "medusa",
+                    "restore-node",
+                    "--backup-name",
+                    "b",
+                    "--temp-dir",
+                    "/var/lib/cassandra",
+                ],
+                "scratch",
+            ),
+            (
+                &["medusa", "delete-backup", "--backup-name", "b", "-a"],
+                "every node",
+            ),
+            (&["medusa", "backup", "--keep-snapshot"], "snapshot"),
+            (
+                &["medusa", "backup", "--backup-name", "../x"],
+                "not a backup name",
+            ),
+            (
+                &["medusa", "backup", "--mode", "incremental"],
+                "full or differential",
+            ),
+            (
+                &["medusa", "backup", "--backup-nam", "b"],
+                "write options in full",
+            ),
+            (&["medusa", "verify", "b1"], "not allowed"),
+        ] {
+            let e = refused(a);
+            assert!(e.contains(why), "{a:?}: {e}");
+        }
+        assert!(
+            vet_with(
+                &[
+                    "medusa",
+                    "restore-node",
+                    "--backup-name",
+                    "b",
+                    "--in-place",
+                    "--temp-dir",
+                    "/tmp/coffer-scratch.x",
+                    "--keyspace",
+                    "shop"
+                ],
+                &[],
+                false
+            )
+            .is_ok()
+        );
+        assert!(
+            vet_with(
+                &["medusa", "-v", "delete-backup", "--backup-name", "b", "-c"],
+                &[],
+                false
+            )
+            .is_ok()
+        );
     }
 
     #[test]
