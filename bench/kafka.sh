@@ -73,7 +73,8 @@ import os, sys
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 boot, n = sys.argv[1], int(sys.argv[2])
-for f in AdminClient({"bootstrap.servers": boot}).create_topics([NewTopic("bench", num_partitions=3, replication_factor=1)]).values():
+admin = AdminClient({"bootstrap.servers": boot})  # alive until the futures resolve
+for f in admin.create_topics([NewTopic("bench", num_partitions=3, replication_factor=1)]).values():
     f.result()
 p = Producer({"bootstrap.servers": boot, "linger.ms": 20, "batch.size": 1000000, "acks": "all"})
 for i in range(n):

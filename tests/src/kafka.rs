@@ -102,7 +102,7 @@ impl Broker {
              offsets.topic.replication.factor=1\noffsets.topic.num.partitions=3\n\
              transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
              share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
-             group.initial.rebalance.delay.ms=0\nauto.create.topics.enable=false\n\
+             group.initial.rebalance.delay.ms=0\nauto.create.topics.enable=true\n\
              log.segment.bytes=1048576\nlog.cleaner.backoff.ms=200\n",
             data.display()
         );

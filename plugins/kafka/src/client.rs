@@ -147,11 +147,15 @@ impl Cluster {
 
     /// Metadata for `topics` (None: all); learns the brokers on the way.
     pub fn metadata(&mut self, topics: Option<&[String]>) -> Result<MetadataResponse, Error> {
-        let req = MetadataRequest::default().with_topics(topics.map(|t| {
-            t.iter()
-                .map(|n| MetadataRequestTopic::default().with_name(Some(topic(n))))
-                .collect()
-        }));
+        // Never auto-created by asking (a broker's auto.create.topics.enable is on by
+        // default): a topic that is not there must look absent, not appear with defaults.
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|t| {
+                t.iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic(n))))
+                    .collect()
+            }));
         let resp = self.any.call(&req, METADATA_VERSION)?;
         for b in &resp.brokers {
             self.brokers.insert(b.node_id.0, address(&b.host, b.port));
