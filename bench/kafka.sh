@@ -110,24 +110,21 @@ YAML
 "$COFFER" apply -f "$WORK/wl.yaml" >/dev/null
 last_rp() { "$COFFER" get restorepoints -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["metadata"]["name"])'; }
 records() { kcat -C -b "$B" -t "$1" -e -q | wc -l; }
+# both RUN NAME REF_CMD COF_CMD: time each once, the reference first on odd runs
+both() {
+  if [ $(($1 % 2)) = 1 ]; then
+    measure bash -c "$3" >> "$WORK/$2.ref"; measure bash -c "$4" >> "$WORK/$2.cof"
+  else
+    measure bash -c "$4" >> "$WORK/$2.cof"; measure bash -c "$3" >> "$WORK/$2.ref"
+  fi
+}
 
 : > "$WORK/backup.ref"; : > "$WORK/backup.cof"; : > "$WORK/restore.ref"; : > "$WORK/restore.cof"
 for i in $(seq 1 "$RUNS"); do
-  ref_backup="kcat -C -b $B -t bench -e -q | zstd -q -3 > $WORK/ref.zst"
-  cof_backup="$COFFER backup bench"
-  if [ $((i % 2)) = 1 ]; then
-    measure bash -c "$ref_backup" >> "$WORK/backup.ref"; measure bash -c "$cof_backup" >> "$WORK/backup.cof"
-  else
-    measure bash -c "$cof_backup" >> "$WORK/backup.cof"; measure bash -c "$ref_backup" >> "$WORK/backup.ref"
-  fi
+  both "$i" backup "kcat -C -b $B -t bench -e -q | zstd -q -3 > $WORK/ref.zst" "$COFFER backup bench"
   RP=$(last_rp)
-  ref_restore="zstd -dc $WORK/ref.zst | kcat -P -b $B -t ref-$i -X linger.ms=20 -X batch.size=1000000"
-  cof_restore="$COFFER restore bench --from $RP -p 'topicMap={\"bench\": \"cof-$i\"}'"
-  if [ $((i % 2)) = 1 ]; then
-    measure bash -c "$ref_restore" >> "$WORK/restore.ref"; measure bash -c "$cof_restore" >> "$WORK/restore.cof"
-  else
-    measure bash -c "$cof_restore" >> "$WORK/restore.cof"; measure bash -c "$ref_restore" >> "$WORK/restore.ref"
-  fi
+  both "$i" restore "zstd -dc $WORK/ref.zst | kcat -P -b $B -t ref-$i -X linger.ms=20 -X batch.size=1000000" \
+    "$COFFER restore bench --from $RP -p 'topicMap={\"bench\": \"cof-$i\"}'"
   for t in "ref-$i" "cof-$i"; do
     got=$(records "$t")
     [ "$got" = "$RECORDS" ] || { echo "topic $t holds $got records, not $RECORDS" >&2; exit 1; }

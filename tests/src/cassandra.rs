@@ -15,20 +15,6 @@ fn root() -> PathBuf {
     crate::s3::tools_dir().join("cassandra")
 }
 
-/// Run scripts/cassandra.sh once per test process (it does nothing when all is there).
-fn install() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        crate::ensure_packages();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cassandra.sh");
-        let status = Command::new(&script)
-            .env("COFFER_TOOLS", crate::s3::tools_dir())
-            .status()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(status.success(), "{} failed", script.display());
-    });
-}
-
 pub struct Cassandra {
     pub dir: tempfile::TempDir,
     pub cql: u16,
@@ -107,7 +93,7 @@ impl Cassandra {
     }
 
     fn start() -> Cassandra {
-        install();
+        crate::install_once("cassandra.sh");
         let dir = tempfile::Builder::new()
             .prefix("coffer-cassandra-")
             .tempdir_in("/tmp")

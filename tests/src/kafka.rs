@@ -6,25 +6,10 @@
 use crate::{free_port, reap_with_this_process};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     crate::s3::tools_dir().join("kafka")
-}
-
-/// Run scripts/kafka.sh once per test process (it does nothing when all is there).
-fn install() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        crate::ensure_packages();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-        let status = Command::new(&script)
-            .env("COFFER_TOOLS", crate::s3::tools_dir())
-            .status()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(status.success(), "{} failed", script.display());
-    });
 }
 
 pub struct Broker {
@@ -76,7 +61,7 @@ impl Broker {
     /// Node `node` of cluster `id`, whose controller listens on `controller` (this node's
     /// own listener when it `controls`).
     fn start_node(node: u32, controller: u16, controls: bool, id: &str) -> Broker {
-        install();
+        crate::install_once("kafka.sh");
         let dir = tempfile::Builder::new()
             .prefix("coffer-kafka-")
             .tempdir_in("/tmp")

@@ -48,6 +48,27 @@ pub fn ensure_packages() {
     }
 }
 
+/// Run installer `script` of scripts/ (kafka.sh, cassandra.sh) once per test process, with
+/// COFFER_TOOLS set: it installs what is missing under ~/.cache/coffer-tools and does
+/// nothing when all is there.
+pub fn install_once(script: &'static str) {
+    static DONE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if done.contains(&script) {
+        return;
+    }
+    ensure_packages();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
+    let status = std::process::Command::new(&path)
+        .env("COFFER_TOOLS", s3::tools_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
+    assert!(status.success(), "{} failed", path.display());
+    done.push(script);
+}
+
 /// Stop server process `pid` (and remove `dir`) when this test process ends, however it
 /// ends: Drop covers a passing or panicking test, not a test binary killed by a timeout or
 /// a signal, which would otherwise leave the server running. A detached shell polls.
