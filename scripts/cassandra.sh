@@ -22,38 +22,11 @@ mkdir -p "$ROOT"
 exec 9>"$ROOT/.install.lock"
 flock 9
 
-stamp="cassandra-all=$CASSANDRA_VERSION"
-if [ "$(cat "$ROOT/lib/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  command -v mvn >/dev/null || { echo "scripts/cassandra.sh: mvn is missing (apt-get install maven)" >&2; exit 1; }
-  echo "installing Apache Cassandra $CASSANDRA_VERSION's jars into $ROOT/lib (a minute or two)" >&2
-  mkdir -p "$ROOT/build"
-  cat > "$ROOT/build/pom.xml" <<POM
-<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>dev.coffer.tests</groupId>
-  <artifactId>cassandra-node</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.cassandra</groupId><artifactId>cassandra-all</artifactId><version>$CASSANDRA_VERSION</version></dependency>
-  </dependencies>
-</project>
-POM
-  rm -rf "$ROOT/lib.tmp"
-  if ! (cd "$ROOT/build" && mvn -B -q -Dstyle.color=never \
-      org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$ROOT/lib.tmp" > "$ROOT/build/mvn.log" 2>&1); then
-    tail -n 40 "$ROOT/build/mvn.log" >&2
-    echo "scripts/cassandra.sh: fetching Cassandra's jars failed (log: $ROOT/build/mvn.log)" >&2
-    exit 1
-  fi
-  test -f "$ROOT/lib.tmp/cassandra-all-$CASSANDRA_VERSION.jar"
-  ls "$ROOT"/lib.tmp/jamm-*.jar >/dev/null
-  rm -rf "$ROOT/lib"
-  mv "$ROOT/lib.tmp" "$ROOT/lib"
-  echo "$stamp" > "$ROOT/lib/.stamp"
-fi
+. "$(dirname "$0")/maven-jars.sh"
+maven_jars "$ROOT" "cassandra-all=$CASSANDRA_VERSION" scripts/cassandra.sh \
+  "cassandra-all-$CASSANDRA_VERSION.jar" "
+    <dependency><groupId>org.apache.cassandra</groupId><artifactId>cassandra-all</artifactId><version>$CASSANDRA_VERSION</version></dependency>"
+ls "$ROOT"/lib/jamm-*.jar >/dev/null
 
 venv() { # venv DIR STAMP PACKAGES...
   local dir=$1 want=$2; shift 2

@@ -16,41 +16,14 @@ CONFLUENT_KAFKA_VERSION=2.16.1
 mkdir -p "$ROOT"
 exec 9>"$ROOT/.install.lock"
 flock 9
-stamp="kafka_2.13=$KAFKA_VERSION log4j2=$LOG4J2_VERSION"
-if [ "$(cat "$ROOT/lib/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  command -v mvn >/dev/null || { echo "scripts/kafka.sh: mvn is missing (apt-get install maven)" >&2; exit 1; }
-  echo "installing Apache Kafka $KAFKA_VERSION's jars into $ROOT/lib (about a minute)" >&2
-  mkdir -p "$ROOT/build"
-  cat > "$ROOT/build/pom.xml" <<POM
-<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>dev.coffer.tests</groupId>
-  <artifactId>kafka-broker</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
+. "$(dirname "$0")/maven-jars.sh"
+maven_jars "$ROOT" "kafka_2.13=$KAFKA_VERSION log4j2=$LOG4J2_VERSION" scripts/kafka.sh \
+  "kafka_2.13-$KAFKA_VERSION.jar" "
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>1.7.36</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId><version>$LOG4J2_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J2_VERSION</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J2_VERSION</version></dependency>
-  </dependencies>
-</project>
-POM
-  rm -rf "$ROOT/lib.tmp"
-  if ! (cd "$ROOT/build" && mvn -B -q -Dstyle.color=never \
-      org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$ROOT/lib.tmp" > "$ROOT/build/mvn.log" 2>&1); then
-    tail -n 40 "$ROOT/build/mvn.log" >&2
-    echo "scripts/kafka.sh: fetching the broker's jars failed (log: $ROOT/build/mvn.log)" >&2
-    exit 1
-  fi
-  test -f "$ROOT/lib.tmp/kafka_2.13-$KAFKA_VERSION.jar"
-  rm -rf "$ROOT/lib"
-  mv "$ROOT/lib.tmp" "$ROOT/lib"
-  echo "$stamp" > "$ROOT/lib/.stamp"
-fi
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J2_VERSION</version></dependency>"
 if ! "$ROOT/venv/bin/python" -c "import confluent_kafka,sys; sys.exit(confluent_kafka.version() != '$CONFLUENT_KAFKA_VERSION')" 2>/dev/null; then
   echo "installing confluent-kafka $CONFLUENT_KAFKA_VERSION into $ROOT/venv" >&2
   rm -rf "$ROOT/venv"

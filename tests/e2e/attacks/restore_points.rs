@@ -218,14 +218,17 @@ async fn an_object_swapped_after_verification_never_reaches_the_tool() {
     let e = common::error_of(&a);
     assert!(e.contains("invalid argument") && e.contains("'..'"), "{e}");
 
-    let p = f.coffer.prepare(req).await.unwrap();
-    let swap = async {
-        // Verification takes milliseconds; the plugin then waits 3 s before reading.
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        std::fs::write(&stored, &swapped).unwrap();
+    // Run `p`, swapping the stored object while its plugin waits: verification takes
+    // milliseconds; the plugin then waits 3 s before reading.
+    let run_swapping = async |p| {
+        let swap = async {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            std::fs::write(&stored, &swapped).unwrap();
+        };
+        let (a, ()) = tokio::join!(f.coffer.run(&p), swap);
+        a.unwrap()
     };
-    let (a, ()) = tokio::join!(f.coffer.run(&p), swap);
-    let a = a.unwrap();
+    let a = run_swapping(f.coffer.prepare(req).await.unwrap()).await;
     let e = common::error_of(&a);
     assert!(e.contains("changed after it was verified"), "{e}");
     let got = std::fs::read_to_string(&dst).unwrap_or_default();
@@ -240,12 +243,7 @@ async fn an_object_swapped_after_verification_never_reaches_the_tool() {
         .prepare(read(serde_json::json!({"mode": "read-stream", "count": 3})))
         .await
         .unwrap();
-    let swap = async {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        std::fs::write(&stored, &swapped).unwrap();
-    };
-    let (a, ()) = tokio::join!(f.coffer.run(&p), swap);
-    let a = a.unwrap();
+    let a = run_swapping(p).await;
     let e = common::error_of(&a);
     assert!(e.contains("changed after it was verified"), "{e}");
     assert!(
