@@ -25,6 +25,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("etcd", "etcd"),
     ("redis", "redis"),
     ("kafka", "kafka"),
+    ("medusa", "medusa"),
 ];
 
 fn main() {

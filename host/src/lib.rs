@@ -64,6 +64,7 @@ pub mod builtin {
         ("etcd", include_str!("../../blueprints/etcd.yaml")),
         ("redis", include_str!("../../blueprints/redis.yaml")),
         ("kafka", include_str!("../../blueprints/kafka.yaml")),
+        ("medusa", include_str!("../../blueprints/medusa.yaml")),
     ];
 
     pub fn plugin(name: &str) -> Option<&'static [u8]> {

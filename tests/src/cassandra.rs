@@ -123,13 +123,19 @@ impl Cassandra {
             .expect("the jamm jar in Cassandra's lib");
         let (dd, ld) = (d.display(), lib.display());
         // The start command must return with the node up and its output elsewhere: Medusa
-        // runs it and waits for every holder of its stdout.
+        // runs it and waits for every holder of its stdout. The node runs in its own
+        // session with a clean environment, as a service manager starts it (a restore
+        // restarts the node from inside the medusa that coffer runs, and what a command
+        // leaves behind with coffer's marks is stopped with it).
         script(
             &d.join("bin/start"),
             &format!(
-                r#"pid=$(cat {dd}/run/cassandra.pid 2>/dev/null)
+                r#"if [ -e {dd}/run/fail-next-start ]; then
+  rm -f {dd}/run/fail-next-start; echo "start refused once (the test's fail-next-start)" >&2; exit 1
+fi
+pid=$(cat {dd}/run/cassandra.pid 2>/dev/null)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then exit 0; fi
-nohup java -Xms512m -Xmx512m -Xss256k -XX:+UseG1GC -XX:+UseTLAB -XX:+ResizeTLAB \
+env -i PATH="$PATH" HOME="${{HOME:-/root}}" setsid nohup java -Xms512m -Xmx512m -Xss256k -XX:+UseG1GC -XX:+UseTLAB -XX:+ResizeTLAB \
   -XX:+PerfDisableSharedMem -XX:+ExitOnOutOfMemoryError -Djava.net.preferIPv4Stack=true \
   @{dd}/conf/jvm17-server.args -javaagent:{jamm} \
   -Dcassandra.config=file://{dd}/conf/cassandra.yaml -Dcassandra.storagedir={dd}/data \
@@ -233,6 +239,46 @@ exec java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 @{dd}/conf/jvm17-cli
             .filter_map(|l| l.trim().parse().ok())
             .next()
             .unwrap_or_else(|| panic!("no count in {out:?}"))
+    }
+
+    /// Stop the node (its `bin/stop`: SIGTERM, Cassandra drains).
+    pub fn stop(&self) {
+        self.script("stop");
+    }
+
+    /// Start the node again and wait until it answers CQL.
+    pub fn start_again(&self) {
+        self.script("start");
+    }
+
+    /// Make the node's next start (by Medusa after a restore, say) fail once.
+    pub fn fail_next_start(&self) {
+        std::fs::write(self.dir.path().join("run/fail-next-start"), "").unwrap();
+    }
+
+    fn script(&self, name: &str) {
+        let out = Command::new(self.dir.path().join("bin").join(name))
+            .output()
+            .unwrap_or_else(|e| panic!("running bin/{name}: {e}"));
+        assert!(
+            out.status.success(),
+            "bin/{name} of the Cassandra node: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The directory medusa's venv keeps its executables in (a Workload's PATH entry).
+    pub fn medusa_path() -> PathBuf {
+        root().join("venv-medusa/bin")
+    }
+
+    /// The end of medusa's own log (every medusa run against this node, coffer's too).
+    pub fn medusa_log(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join("logs/medusa.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("] DEBUG: ")).collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
     }
 
     /// Whether the node answers CQL.
@@ -352,7 +398,9 @@ monitoring_provider = None
 health_check = cql
 
 [logging]
-level = INFO
+enabled = True
+file = {d}/logs/medusa.log
+level = DEBUG
 
 [grpc]
 enabled = False

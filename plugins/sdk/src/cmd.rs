@@ -119,10 +119,15 @@ impl<'a> Cmd<'a> {
     /// unless it exits 0, with an error naming the program, its exit code and the end of its
     /// stderr (see `check_exit`).
     pub fn run(&self, stdin: Option<&[u8]>, max_stdout: u32) -> Result<Vec<u8>, Error> {
-        let Output { status, stdout } =
-            exec::run(&self.command(), &self.secrets(), stdin, max_stdout)?;
+        let Output { status, stdout } = self.output(stdin, max_stdout)?;
         check_exit(&self.argv[0], &status)?;
         Ok(stdout)
+    }
+
+    /// Like [`run`](Self::run), but any exit is returned with what it printed: for tools
+    /// whose non-zero exit is an answer (`medusa status` of a backup that does not exist).
+    pub fn output(&self, stdin: Option<&[u8]>, max_stdout: u32) -> Result<Output, Error> {
+        exec::run(&self.command(), &self.secrets(), stdin, max_stdout)
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 
 mod etcd;
 mod kafka;
+mod medusa;
 mod mysql;
 mod pgbackrest;
 mod pgbackrest_profile;
