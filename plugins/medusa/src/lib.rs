@@ -245,14 +245,8 @@ fn store(record: Record) -> Result<ActionOutput, Error> {
 
 /// The restore point's record.
 fn record(req: &ActionRequest) -> Result<Record, Error> {
-    let a = req
-        .input_artifacts
-        .iter()
-        .find(|a| a.name == ARTIFACT)
-        .ok_or_else(|| sdk::invalid("the restore point has no medusa-backup artifact"))?;
-    let bytes = location::open(LOCATION)?.get_bytes(&a.key, 1 << 20)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| sdk::internal(format!("the restore point's medusa record: {e}")))
+    sdk::json_artifact(req, ARTIFACT, LOCATION)?
+        .ok_or_else(|| sdk::invalid("the restore point has no medusa-backup artifact"))
 }
 
 /// The backup must still be in medusa's storage, complete.

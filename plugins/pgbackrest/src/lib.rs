@@ -365,14 +365,8 @@ fn percent(line: &str) -> Option<f64> {
 
 /// The record of the restore point being restored, deleted or verified.
 fn record(req: &ActionRequest) -> Result<Record, Error> {
-    let a = req
-        .input_artifacts
-        .iter()
-        .find(|a| a.name == ARTIFACT)
-        .ok_or_else(|| sdk::invalid("the restore point has no pgbackrest-set artifact"))?;
-    let bytes = location::open(LOCATION)?.get_bytes(&a.key, 1 << 20)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| sdk::internal(format!("the restore point's record is unreadable: {e}")))
+    sdk::json_artifact(req, ARTIFACT, LOCATION)?
+        .ok_or_else(|| sdk::invalid("the restore point has no pgbackrest-set artifact"))
 }
 
 /// The recorded set as pgBackRest has it now: still there, and of the same cluster.

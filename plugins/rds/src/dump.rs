@@ -374,13 +374,7 @@ pub fn backup(t: &Target, o: DumpOptions) -> Result<ActionOutput, Error> {
 
 /// The restore point's dump record, if it is a dump.
 pub fn record(req: &ActionRequest) -> Result<Option<DumpRecord>, Error> {
-    let Some(a) = req.input_artifacts.iter().find(|a| a.name == ARTIFACT) else {
-        return Ok(None);
-    };
-    let bytes = location::open(LOCATION)?.get_bytes(&a.key, 1 << 20)?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| sdk::internal(format!("the restore point's {}: {e}", a.key)))
+    sdk::json_artifact(req, ARTIFACT, LOCATION)
 }
 
 /// Load the dumps into the database they came from (as it is now: its endpoint is looked up

@@ -142,6 +142,25 @@ pub fn artifact(name: &str, location: &str, info: &location::ObjectInfo) -> Arti
     }
 }
 
+/// The restore point's small JSON record: the input artifact `name`, read from `location`
+/// (verified, at most 1 MiB) and parsed; `None` when the restore point has no such artifact.
+pub fn json_artifact<T: serde::de::DeserializeOwned>(
+    req: &ActionRequest,
+    name: &str,
+    location: &str,
+) -> Result<Option<T>, Error> {
+    let Some(a) = req.input_artifacts.iter().find(|a| a.name == name) else {
+        return Ok(None);
+    };
+    let bytes = location::open(location)?.get_bytes(&a.key, 1 << 20)?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        internal(format!(
+            "the restore point's {name} record ({}): {e}",
+            a.key
+        ))
+    })
+}
+
 /// Put options for a compressed object (what dumps want).
 pub fn compressed() -> location::PutOptions {
     location::PutOptions {
