@@ -9,7 +9,8 @@ use crate::{LOCATION, RestoreParams, Retention, batch};
 use coffer_plugin_sdk::io::ObjectReader;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, location, log};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, ListOffsetsRequest, ProduceRequest,
+    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, ListOffsetsRequest,
+    ProduceRequest,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
@@ -205,10 +206,44 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         .iter()
         .filter(|t| !existing.contains_key(&target(t)))
         .collect();
-    if !create.is_empty() {
-        create_topics(&mut c, &create, &targets, &extended)?;
-    }
+    let created: Vec<String> = create.iter().map(|t| target(t)).collect();
+    let filled = (|| {
+        if !create.is_empty() {
+            create_topics(&mut c, &create, &targets, &extended)?;
+        }
+        fill(&mut c, &store, &backup, &targets, p.groups)
+    })();
+    let (produced, renumbered, groups) = match filled {
+        Ok(f) => f,
+        Err(e) => {
+            let existed: Vec<String> = names
+                .iter()
+                .filter(|n| !created.contains(n))
+                .cloned()
+                .collect();
+            return Err(undo(&mut c, e, &created, &existed));
+        }
+    };
+    Ok(ActionOutput {
+        artifacts: vec![],
+        outputs: vec![
+            ("topics".into(), backup.topics.len().to_string()),
+            ("records".into(), produced.to_string()),
+            ("renumberedBatches".into(), renumbered.to_string()),
+            ("groups".into(), groups.to_string()),
+        ],
+    })
+}
 
+/// Produce every partition's batches and commit the groups' offsets: (records, renumbered
+/// batches, groups).
+fn fill(
+    c: &mut Cluster,
+    store: &location::Store,
+    backup: &Backup,
+    targets: &BTreeMap<String, String>,
+    with_groups: bool,
+) -> Result<(u64, usize, usize), Error> {
     let mut maps: BTreeMap<(String, i32), OffsetMap> = BTreeMap::new();
     let total: u64 = backup
         .topics
@@ -220,9 +255,9 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
     // Batches compaction left with gaps, sent renumbered (and uncompressed).
     let mut renumbered = 0;
     for t in &backup.topics {
-        let name = target(t);
+        let name = &targets[&t.name];
         for part in &t.partitions {
-            let map = produce_partition(&mut c, &store, &name, part, &mut done, total)?;
+            let map = produce_partition(c, store, name, part, &mut done, total)?;
             produced += map.placed.iter().map(|p| p.count as u64).sum::<u64>();
             renumbered += map
                 .placed
@@ -232,26 +267,72 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
             maps.insert((t.name.clone(), part.partition), map);
         }
     }
-
     let mut groups = 0;
-    if p.groups {
+    if with_groups {
         for g in &backup.groups {
-            crate::groups::commit(&mut c, g, |o| {
+            crate::groups::commit(c, g, |o| {
                 let map = maps.get(&(o.topic.clone(), o.partition))?;
                 Some((targets.get(&o.topic)?.clone(), map.map(o.offset)))
             })?;
             groups += 1;
         }
     }
-    Ok(ActionOutput {
-        artifacts: vec![],
-        outputs: vec![
-            ("topics".into(), backup.topics.len().to_string()),
-            ("records".into(), produced.to_string()),
-            ("renumberedBatches".into(), renumbered.to_string()),
-            ("groups".into(), groups.to_string()),
-        ],
-    })
+    Ok((produced, renumbered, groups))
+}
+
+/// A restore failed after it began writing: delete the topics it created (they did not
+/// exist before it), and say which topics that existed now hold part of the backup.
+fn undo(c: &mut Cluster, failed: Error, created: &[String], existed: &[String]) -> Error {
+    let why = sdk::error_text(&failed);
+    let mut said = vec![why];
+    if !created.is_empty() {
+        match delete_topics(c, created) {
+            Ok(()) => said.push(format!(
+                "the topics this restore created were deleted again ({})",
+                created.join(", ")
+            )),
+            Err(e) => said.push(format!(
+                "the topics this restore created ({}) could not be deleted ({}): they hold part of the backup; delete them, or restore again with params.purge: true",
+                created.join(", "),
+                sdk::error_text(&e)
+            )),
+        }
+    }
+    if !existed.is_empty() {
+        said.push(format!(
+            "{} existed before and may now hold part of the backup: restore again with params.purge: true",
+            existed.join(", ")
+        ));
+    }
+    let text = said.join(". ");
+    match failed {
+        Error::Cancelled => {
+            log::warn("restore cancelled part way", &[("state", &text)]);
+            Error::Cancelled
+        }
+        Error::Denied(_) => Error::Denied(text),
+        Error::Timeout(_) => Error::Timeout(text),
+        Error::NotFound(_) => Error::NotFound(text),
+        Error::Internal(_) => Error::Internal(text),
+        Error::InvalidArgument(_) => Error::InvalidArgument(text),
+        Error::Conflict(_) => Error::Conflict(text),
+        _ => Error::Io(text),
+    }
+}
+
+fn delete_topics(c: &mut Cluster, names: &[String]) -> Result<(), Error> {
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topic_names(names.iter().map(|n| topic(n)).collect());
+    let resp = c.any().call(&req, 4)?;
+    for t in resp.responses {
+        let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        // UNKNOWN_TOPIC_OR_PARTITION: never created.
+        if t.error_code != 3 {
+            check(t.error_code, &format!("delete topic {name}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn offsets(

@@ -379,6 +379,49 @@ fn kafka_without_a_grant_or_with_the_broker_down_fails_and_records_nothing() {
     );
     // And with the broker down from the start.
     fails_with(&c, &["backup", "missing"], &src.bootstrap());
+
+    // The broker dies mid-restore: the restore fails naming it, and says which topic it
+    // created holds part of the backup (it cannot delete it with the broker gone).
+    let mut dst = Broker::start();
+    dst.tool(&["bulk", "big", "300"]);
+    let yaml = blueprint("kafka-dst", &[dst.bootstrap()])
+        + &workload(
+            "big",
+            "kafka-dst",
+            &[],
+            None,
+            &format!(
+                "{{backup: {{bootstrap: \"{b}\", topics: [big]}}, restore: {{bootstrap: \"{b}\", topicMap: {{big: big-copy}}}}}}",
+                b = dst.bootstrap()
+            ),
+        );
+    assert!(c.apply(&yaml).ok);
+    let rp = restore_point_of(&c.run(&["backup", "big", "-o", "json"]));
+    let restore = c
+        .command()
+        .args(["restore", "big", "--from", &rp])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let topics = dst.tool(&["topics"]);
+        if topics.as_array().unwrap().iter().any(|t| t == "big-copy") {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 120, "no big-copy in 120 s");
+    }
+    dst.kill();
+    let out = restore.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the restore outlived its broker");
+    assert!(
+        stderr.contains(&dst.bootstrap())
+            && stderr.contains("(big-copy) could not be deleted")
+            && stderr.contains("params.purge: true"),
+        "{stderr}"
+    );
 }
 
 /// Two brokers: partitions led by both and groups coordinated by both. Every partition is
