@@ -147,3 +147,42 @@ cases:
         assert!(c.passed, "{}: {:?} ({})", c.name, c.failures, c.result);
     }
 }
+
+/// The `#[cfg(test)]` unit tests inside the first-party plugins (batch encoding, parsers):
+/// `cargo test --lib` of the plugins workspace for this machine, in its own target dir.
+#[test]
+fn the_plugins_own_unit_tests_pass() {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["test", "--lib", "--locked", "--workspace", "--target-dir"])
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-unit-tests"))
+        .current_dir(&plugins);
+    // What the outer cargo set for its own build is not this build's.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().expect("running cargo test in plugins/");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "plugins' unit tests:\n{text}");
+    // Not vacuous: the tests this is for ran.
+    assert!(
+        text.contains("varints_round_trip ... ok")
+            && text.contains("status_json_of_medusa_0_31_is_read ... ok"),
+        "{text}"
+    );
+}

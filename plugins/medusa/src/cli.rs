@@ -141,3 +141,39 @@ pub fn new_name(tag: &str) -> String {
         sdk::unique_suffix()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_of_medusa_0_31_is_read() {
+        // What medusa 0.31.0 prints for a one-node backup (`status --output=json`).
+        let json = r#"{"backup_type": "full", "completed_nodes": 1, "finished": 1764930000, "incomplete_nodes": 0, "incomplete_nodes_list": [], "missing_nodes": 0, "missing_nodes_list": [], "name": "b1", "nodes": [{"finished": 1764930000, "fqdn": "127.0.0.1", "num_objects": 58, "release_version": "5.0.9", "server_type": "cassandra", "size": 61234, "started": 1764929990}], "num_objects": 58, "size": 61234, "started": 1764929990}"#;
+        let s: Status = serde_json::from_str(json).unwrap();
+        assert_eq!(s.nodes[0].num_objects, 58);
+        assert_eq!(s.nodes[0].release_version.as_deref(), Some("5.0.9"));
+        assert!(s.unusable().is_none());
+        // A node that started and never finished makes the backup unusable.
+        let cut = json.replace(
+            r#""incomplete_nodes_list": []"#,
+            r#""incomplete_nodes_list": [{"fqdn": "10.0.0.2", "started": 1, "finished": null, "size": 0, "num_objects": 0}]"#,
+        );
+        let s: Status = serde_json::from_str(&cut).unwrap();
+        assert!(s.unusable().unwrap().contains("incomplete on 10.0.0.2"));
+        // No finished node at all, too.
+        let none = json.replace(r#""nodes": [{"#, r#""nodes": [], "x": [{"#);
+        let s: Status = serde_json::from_str(&none).unwrap();
+        assert!(s.unusable().unwrap().contains("no finished node"));
+    }
+
+    #[test]
+    fn names_are_ones_the_argument_policy_accepts() {
+        let n = new_name("before-restore-");
+        assert!(n.starts_with("coffer-before-restore-2"), "{n}");
+        assert!(
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
+    }
+}
