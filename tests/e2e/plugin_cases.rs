@@ -153,25 +153,10 @@ cases:
 #[test]
 fn the_plugins_own_unit_tests_pass() {
     let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let mut cmd =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = coffer_tests::cargo();
     cmd.args(["test", "--lib", "--locked", "--workspace", "--target-dir"])
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-unit-tests"))
         .current_dir(&plugins);
-    // What the outer cargo set for its own build is not this build's.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "CARGO_TARGET_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
     let out = cmd.output().expect("running cargo test in plugins/");
     let text = format!(
         "{}{}",

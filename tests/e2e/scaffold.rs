@@ -4,7 +4,6 @@
 use coffer_tests::cli::Cli;
 use coffer_tests::postgres::Postgres;
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
@@ -45,22 +44,10 @@ fn a_scaffolded_plugin_builds_passes_its_cases_and_round_trips_postgres() {
     );
 
     // Build it as its README says, with the same CARGO_TARGET_DIR.
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut build = coffer_tests::cargo();
     build
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .current_dir(&dir);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        build.env_remove(var);
-    }
     build.env("CARGO_TARGET_DIR", &target);
     let out = build.output().unwrap();
     assert!(

@@ -48,6 +48,30 @@ pub fn ensure_packages() {
     }
 }
 
+/// A `cargo` command for a build of its own inside a test (a plugin crate, the plugins
+/// workspace): without what the outer cargo set for its own build (flags, wrappers, target
+/// dir, jobserver), which are not this build's.
+pub fn cargo() -> std::process::Command {
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "LLVM_PROFILE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Run installer `script` of scripts/ (kafka.sh, cassandra.sh) once per test process, with
 /// COFFER_TOOLS set: it installs what is missing under ~/.cache/coffer-tools and does
 /// nothing when all is there.
