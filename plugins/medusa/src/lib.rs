@@ -62,12 +62,6 @@ fn differential() -> String {
 #[schemars(crate = "coffer_plugin_sdk::schemars")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreParams {
-    /// Restore only these keyspaces (default: every keyspace of the backup).
-    #[serde(default)]
-    pub keyspaces: Vec<String>,
-    /// Restore only these tables, as `keyspace.table`.
-    #[serde(default)]
-    pub tables: Vec<String>,
     /// Back up the node as it is before restoring over it, and restore that if the restore
     /// fails (default: yes). Off, a restore that fails after medusa stopped the node can
     /// leave it without its data.
@@ -100,27 +94,6 @@ pub struct Record {
     pub finished: Option<f64>,
     pub size: u64,
     pub files: u64,
-}
-
-fn cql_name(field: &str, v: &str, dotted: bool, problems: &mut Vec<String>) {
-    let part = |p: &str| {
-        !p.is_empty() && p.len() <= 48 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    };
-    let ok = if dotted {
-        v.split_once('.').is_some_and(|(k, t)| part(k) && part(t))
-    } else {
-        part(v)
-    };
-    if !ok {
-        let shape = if dotted {
-            "keyspace.table"
-        } else {
-            "a keyspace"
-        };
-        problems.push(format!(
-            "params.{field}: {v:?} is not {shape} (letters, digits and '_', up to 48 each)"
-        ));
-    }
 }
 
 impl Action for Backup {
@@ -267,17 +240,6 @@ impl Action for Restore {
     const NAME: &'static str = "restore";
     type Params = RestoreParams;
 
-    fn check(p: &RestoreParams, _: &ActionRequest) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        for k in &p.keyspaces {
-            cql_name("keyspaces", k, false, &mut problems);
-        }
-        for t in &p.tables {
-            cql_name("tables", t, true, &mut problems);
-        }
-        sdk::checked(problems)
-    }
-
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         let r = record(req)?;
         usable(&r).map_err(|e| with_context(e, ". The node was not touched."))?;
@@ -314,15 +276,9 @@ impl Action for Restore {
             "medusa restore-node --in-place (medusa stops the node, swaps its data, starts it)",
             &[("backup", &r.name)],
         );
-        let mut cmd = medusa("restore-node", &r.name)
+        let cmd = medusa("restore-node", &r.name)
             .arg("--in-place")
             .arg(format!("--temp-dir={}", scratch.dir()));
-        for k in &p.keyspaces {
-            cmd = cmd.arg(format!("--keyspace={k}"));
-        }
-        for t in &p.tables {
-            cmd = cmd.arg(format!("--table={t}"));
-        }
         if let Err(e) = run(cmd, "restore-node") {
             return Err(roll_back(e, safety.as_deref(), &scratch));
         }
@@ -341,8 +297,6 @@ impl Action for Restore {
             outputs: vec![
                 ("backup".into(), r.name.clone()),
                 ("nodes".into(), nodes.join(",")),
-                ("keyspaces".into(), p.keyspaces.join(",")),
-                ("tables".into(), p.tables.join(",")),
             ],
         })
     }
