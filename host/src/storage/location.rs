@@ -140,6 +140,7 @@ impl Location {
             }
         }
         self.abort_open_uploads(prefix).await?;
+        let mut staged = 0;
         if let Some(dir) = &self.local_root {
             // Staging files of uploads cut short by a crash are not listed; the directory
             // of the prefix is ours alone, so remove it whole — once its real path is known
@@ -160,12 +161,30 @@ impl Location {
                         root.display()
                     );
                 }
+                // What is left after the listed objects went: staging files, counted so
+                // the caller's "N partial object(s) were removed" is true for them too.
+                staged = count_files(&real);
                 std::fs::remove_dir_all(&real)
                     .with_context(|| format!("removing {}", real.display()))?;
             }
         }
-        Ok(paths.len())
+        Ok(paths.len() + staged)
     }
+}
+
+/// Regular files under `dir`, at any depth (symlinks are not followed).
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Whether `prefix` is one coffer removes whole: a restore point's own
@@ -220,5 +239,31 @@ impl Location {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e).with_context(|| format!("checking {key}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, ProfileSpec};
+
+    #[tokio::test]
+    async fn a_removed_prefix_counts_the_staging_files_of_cut_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::new(
+            Kind::Profile,
+            "local",
+            ProfileSpec::file(dir.path().to_path_buf()),
+        );
+        let loc = Location::from_profile(&profile, &Credentials::local()).unwrap();
+        let prefix = "restorepoints/ns/rp-1";
+        let d = dir.path().join(prefix);
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::write(d.join("data/a"), b"a").unwrap();
+        // What object_store's local store writes before its rename: not listed.
+        std::fs::write(d.join("data/b#1"), b"half").unwrap();
+        assert_eq!(loc.remove_prefix(prefix).await.unwrap(), 2);
+        assert!(!d.exists());
+        assert!(dir.path().join("restorepoints/ns").exists());
     }
 }
