@@ -251,6 +251,14 @@ exec java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 @{dd}/conf/jvm17-cli
         self.script("start");
     }
 
+    /// Start the node if it is down, as a pod's container is restarted: whether it runs.
+    pub fn restart_if_down(&self) -> bool {
+        self.up()
+            || Command::new(self.dir.path().join("bin/start"))
+                .output()
+                .is_ok_and(|o| o.status.success())
+    }
+
     /// Make the node's next start (by Medusa after a restore, say) fail once.
     pub fn fail_next_start(&self) {
         std::fs::write(self.dir.path().join("run/fail-next-start"), "").unwrap();

@@ -8,6 +8,7 @@ pub mod http;
 pub mod kafka;
 pub mod kube_real;
 pub mod kube_sim;
+pub mod medusa_operator;
 pub mod pgbackrest;
 pub mod pgo;
 pub mod postgres;

@@ -153,13 +153,22 @@ pub fn parse_subject(s: &str) -> Result<(SubjectKind, String)> {
             api_version: "postgres-operator.crunchydata.com/v1beta1",
             kind: "PostgresCluster",
         },
+        // K8ssandra: the k8ssandra operator backs up and restores through Medusa.
+        "cassandradatacenter" | "cassandradatacenters" | "cassdc" => SubjectKind {
+            api_version: "cassandra.datastax.com/v1beta1",
+            kind: "CassandraDatacenter",
+        },
+        "k8ssandracluster" | "k8ssandraclusters" | "k8c" => SubjectKind {
+            api_version: "k8ssandra.io/v1alpha1",
+            kind: "K8ssandraCluster",
+        },
         // What runs outside the cluster (an RDS database): no pods, its params in its data.
         "configmap" | "configmaps" | "cm" => SubjectKind {
             api_version: "v1",
             kind: "ConfigMap",
         },
         other => bail!(
-            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod, postgrescluster, configmap"
+            "{s:?}: workload kind {other:?} is not one of statefulset, deployment, replicaset, daemonset, pod, postgrescluster, cassandradatacenter, k8ssandracluster, configmap"
         ),
     };
     if !crate::model::names::is_subdomain(name) {

@@ -1,5 +1,6 @@
 //! medusa: backups of a Cassandra node with the user's own cassandra-medusa (local mode: a
-//! VM or bare-metal node, medusa beside it).
+//! VM or bare-metal node, medusa beside it), or of a K8ssandra datacenter through the
+//! k8ssandra operator's Medusa API (Kubernetes mode, [`operator`]).
 //!
 //! Medusa stays the source of truth: its configuration (the Workload's
 //! `MEDUSA_CONFIG_FILE`, which the host hands medusa as `--config-file`) says where the
@@ -22,6 +23,7 @@
 //! verify  = `status` (complete) and `medusa verify` (every file present, sizes match).
 
 mod cli;
+mod operator;
 
 use cli::{Node, medusa, run};
 use coffer_plugin_sdk::JsonSchema;
@@ -37,7 +39,7 @@ pub struct Verify;
 
 sdk::export_plugin!(manifest: "manifest.json", actions: [Backup, Restore, Delete, Verify]);
 
-const LOCATION: &str = "default";
+pub(crate) const LOCATION: &str = "default";
 const RECORD: &str = "medusa/backup.json";
 const ARTIFACT: &str = "medusa-backup";
 
@@ -50,8 +52,21 @@ pub struct BackupParams {
     #[serde(default = "differential")]
     pub mode: String,
     /// Also compare MD5 checksums, not only sizes, when deciding what is already stored.
+    /// (Local mode; the k8ssandra operator decides for itself.)
     #[serde(default)]
     pub md5: bool,
+    /// Kubernetes mode, a K8ssandraCluster subject: the datacenter to back up (needed when
+    /// it has more than one).
+    #[serde(default)]
+    pub datacenter: Option<String>,
+    /// Kubernetes mode: how long to wait for the operator's MedusaBackupJob and
+    /// MedusaBackup before failing (and deleting them), in minutes.
+    #[serde(default = "ten_hours")]
+    pub wait_minutes: f64,
+}
+
+fn ten_hours() -> f64 {
+    600.0
 }
 
 fn differential() -> String {
@@ -67,6 +82,14 @@ pub struct RestoreParams {
     /// leave it without its data.
     #[serde(default = "yes")]
     pub safety_backup: bool,
+    /// Kubernetes mode, a K8ssandraCluster subject: the datacenter to restore (needed when
+    /// it has more than one).
+    #[serde(default)]
+    pub datacenter: Option<String>,
+    /// Kubernetes mode: how long to wait for each MedusaBackupJob and MedusaRestoreJob, in
+    /// minutes.
+    #[serde(default = "ten_hours")]
+    pub wait_minutes: f64,
 }
 
 fn yes() -> bool {
@@ -94,6 +117,9 @@ pub struct Record {
     pub finished: Option<f64>,
     pub size: u64,
     pub files: u64,
+    /// Made through the k8ssandra operator (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<operator::OperatorRecord>,
 }
 
 impl Action for Backup {
@@ -101,16 +127,21 @@ impl Action for Backup {
     type Params = BackupParams;
 
     fn check(p: &BackupParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
         if !["full", "differential"].contains(&p.mode.as_str()) {
-            return Err(vec![format!(
+            problems.push(format!(
                 "params.mode: {:?} is not full or differential",
                 p.mode
-            )]);
+            ));
         }
-        Ok(())
+        problems.extend(check_wait(p.wait_minutes));
+        sdk::checked(problems)
     }
 
-    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
+    fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        if operator::applies(req) {
+            return operator::backup(req, &p);
+        }
         let name = cli::new_name("");
         log::info("medusa backup", &[("name", &name), ("mode", &p.mode)]);
         let mut cmd = medusa("backup", &name).arg(format!("--mode={}", p.mode));
@@ -146,6 +177,7 @@ impl Action for Backup {
             finished: status.finished,
             size: status.size,
             files: status.num_objects,
+            operator: None,
         };
         if !status.missing_nodes_list.is_empty() {
             log::info(
@@ -179,7 +211,12 @@ fn with_context(e: Error, more: &str) -> Error {
     }
 }
 
-fn store(record: Record) -> Result<ActionOutput, Error> {
+fn check_wait(minutes: f64) -> Option<String> {
+    (!(minutes > 0.0 && minutes.is_finite()))
+        .then(|| format!("params.waitMinutes: {minutes} is not a positive number of minutes"))
+}
+
+pub(crate) fn store(record: Record) -> Result<ActionOutput, Error> {
     let json = serde_json::to_vec_pretty(&record).map_err(|e| sdk::internal(e.to_string()))?;
     let stored = location::open(LOCATION)?.put_bytes(RECORD, &json, &sdk::compressed())?;
     let mut a = sdk::artifact(ARTIFACT, LOCATION, &stored);
@@ -240,8 +277,21 @@ impl Action for Restore {
     const NAME: &'static str = "restore";
     type Params = RestoreParams;
 
+    fn check(p: &RestoreParams, _: &ActionRequest) -> Result<(), Vec<String>> {
+        check_wait(p.wait_minutes).map_or(Ok(()), |e| Err(vec![e]))
+    }
+
     fn run(p: RestoreParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         let r = record(req)?;
+        if operator::applies(req) {
+            return operator::restore(req, &r, &p);
+        }
+        if r.operator.is_some() {
+            return Err(sdk::invalid(format!(
+                "medusa backup {} was made through the k8ssandra operator: restore it with its CassandraDatacenter or K8ssandraCluster as the subject",
+                r.name
+            )));
+        }
         usable(&r).map_err(|e| with_context(e, ". The node was not touched."))?;
         let scratch = Scratch::new()?;
 
@@ -346,6 +396,9 @@ impl Action for Delete {
 
     fn run(p: DeleteParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         let r = record(req)?;
+        if operator::applies(req) || r.operator.is_some() {
+            return operator::delete(req, &r, p.purge);
+        }
         if cli::delete(&r.name)? {
             log::info("medusa backup deleted", &[("backup", &r.name)]);
         } else {
@@ -370,6 +423,9 @@ impl Action for Verify {
 
     fn run(_: NoParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
         let r = record(req)?;
+        if operator::applies(req) || r.operator.is_some() {
+            return operator::verify(req, &r);
+        }
         let status = usable(&r)?;
         run(medusa("verify", &r.name), "verify")?;
         log::info("medusa backup verified", &[("backup", &r.name)]);

@@ -15,6 +15,7 @@ mod group_snapshots;
 mod guards;
 mod helm;
 mod lifecycle;
+mod medusa;
 mod mover;
 mod pgo;
 mod policy;
