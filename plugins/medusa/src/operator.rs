@@ -392,6 +392,10 @@ pub fn backup(req: &ActionRequest, p: &crate::BackupParams) -> Result<ActionOutp
     let record = record_of(&dc, &made, &p.mode);
     let mut out = crate::store(record)?;
     out.outputs.push(("datacenter".into(), dc.name.clone()));
+    out.outputs.push((
+        "storage".into(),
+        "Medusa's storage is pruned only by its purge (a delete with purge: true, or its retention); a MedusaTask sync makes MedusaBackup objects again for backups still in the storage".into(),
+    ));
     if !made.warnings.is_empty() {
         out.outputs
             .push(("warnings".into(), made.warnings.join("; ")));

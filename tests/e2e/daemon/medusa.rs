@@ -134,6 +134,13 @@ spec: {clusterName: demo, serverType: cassandra, serverVersion: 5.0.9, size: 1}
     assert!(full.starts_with("coffer-"), "{status:#}");
     assert_eq!(status["outputs"]["datacenter"], "dc1");
     assert!(
+        status["outputs"]["storage"]
+            .as_str()
+            .unwrap()
+            .contains("pruned only by its purge"),
+        "{status:#}"
+    );
+    assert!(
         status["outputs"]["files"]
             .as_str()
             .unwrap()
