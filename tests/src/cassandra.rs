@@ -232,6 +232,35 @@ exec java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 @{dd}/conf/jvm17-cli
             .join("\n")
     }
 
+    /// Every row of `table` (columns `id int`, `note text`), sorted: `id|note` lines.
+    pub fn rows(&self, table: &str) -> Vec<String> {
+        let out = self.cql(&format!("SELECT id, note FROM {table}"));
+        let mut rows: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let (id, note) = l.split_once('|')?;
+                let id: u32 = id.trim().parse().ok()?;
+                Some(format!("{id}|{}", note.trim()))
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// Insert rows `ids` into `table` (`id int`, `note text`) in one batch, each note of
+    /// its own length and with a non-ASCII character.
+    pub fn insert(&self, table: &str, ids: std::ops::Range<u32>) {
+        let mut cql = String::from("BEGIN UNLOGGED BATCH ");
+        for id in ids {
+            cql.push_str(&format!(
+                "INSERT INTO {table} (id, note) VALUES ({id}, 'order {id} ✓ {}'); ",
+                "x".repeat(id as usize % 23)
+            ));
+        }
+        cql.push_str("APPLY BATCH;");
+        self.cql(&cql);
+    }
+
     /// `SELECT count(*)` of `table`.
     pub fn count(&self, table: &str) -> u64 {
         let out = self.cql(&format!("SELECT count(*) FROM {table}"));

@@ -413,6 +413,19 @@ fn operator_record(r: &Record) -> Result<&OperatorRecord, Error> {
     })
 }
 
+/// The datacenter a restore point's backup was made of, in the subject's namespace.
+fn recorded_datacenter(req: &ActionRequest, r: &Record) -> Result<Datacenter, Error> {
+    let op = operator_record(r)?;
+    Ok(Datacenter {
+        namespace: req
+            .subject
+            .namespace
+            .clone()
+            .unwrap_or_else(|| op.namespace.clone()),
+        name: op.datacenter.clone(),
+    })
+}
+
 /// The MedusaBackup must be there and complete.
 fn usable(dc: &Datacenter, name: &str) -> Result<Value, Error> {
     let o = dc.obj("MedusaBackup", name);
@@ -576,15 +589,7 @@ pub fn restore(req: &ActionRequest, r: &Record, p: &RestoreParams) -> Result<Act
 }
 
 pub fn delete(req: &ActionRequest, r: &Record, purge: bool) -> Result<ActionOutput, Error> {
-    let op = operator_record(r)?;
-    let dc = Datacenter {
-        namespace: req
-            .subject
-            .namespace
-            .clone()
-            .unwrap_or_else(|| op.namespace.clone()),
-        name: op.datacenter.clone(),
-    };
+    let dc = recorded_datacenter(req, r)?;
     remove(&dc.obj("MedusaBackup", &r.name))?;
     remove(&dc.obj("MedusaBackupJob", &r.name))?;
     log::info(
@@ -636,15 +641,7 @@ pub fn delete(req: &ActionRequest, r: &Record, purge: bool) -> Result<ActionOutp
 }
 
 pub fn verify(req: &ActionRequest, r: &Record) -> Result<ActionOutput, Error> {
-    let op = operator_record(r)?;
-    let dc = Datacenter {
-        namespace: req
-            .subject
-            .namespace
-            .clone()
-            .unwrap_or_else(|| op.namespace.clone()),
-        name: op.datacenter.clone(),
-    };
+    let dc = recorded_datacenter(req, r)?;
     let s = usable(&dc, &r.name)?;
     log::info("MedusaBackup is complete", &[("backup", &r.name)]);
     Ok(ActionOutput {

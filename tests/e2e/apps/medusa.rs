@@ -9,33 +9,6 @@ use coffer_tests::cassandra::Cassandra;
 
 const TABLE: &str = "shop.orders";
 
-/// Every row of the table, sorted: `id|note` lines.
-fn rows(node: &Cassandra) -> Vec<String> {
-    let out = node.cql(&format!("SELECT id, note FROM {TABLE}"));
-    let mut rows: Vec<String> = out
-        .lines()
-        .filter_map(|l| {
-            let (id, note) = l.split_once('|')?;
-            let id: u32 = id.trim().parse().ok()?;
-            Some(format!("{id}|{}", note.trim()))
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-fn insert(node: &Cassandra, ids: std::ops::Range<u32>) {
-    let mut cql = String::from("BEGIN UNLOGGED BATCH ");
-    for id in ids {
-        cql.push_str(&format!(
-            "INSERT INTO {TABLE} (id, note) VALUES ({id}, 'order {id} ✓ {}'); ",
-            "x".repeat(id as usize % 23)
-        ));
-    }
-    cql.push_str("APPLY BATCH;");
-    node.cql(&cql);
-}
-
 /// The names medusa lists.
 fn medusa_backups(node: &Cassandra) -> String {
     let out = node.medusa(&["list-backups"]);
@@ -71,9 +44,9 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
         "CREATE KEYSPACE IF NOT EXISTS shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}; \
          CREATE TABLE IF NOT EXISTS shop.orders (id int PRIMARY KEY, note text);",
     );
-    insert(node, 0..120);
-    insert(node, 120..200);
-    let at_full = rows(node);
+    node.insert(TABLE, 0..120);
+    node.insert(TABLE, 120..200);
+    let at_full = node.rows(TABLE);
     assert_eq!(at_full.len(), 200);
 
     let c = cli();
@@ -92,7 +65,7 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
     assert!(medusa_backups(node).contains(&full_name));
 
     // A differential: only what is new is uploaded, and it restores on its own.
-    insert(node, 200..300);
+    node.insert(TABLE, 200..300);
     let diff = c.run(&["backup", "cass", "-o", "json", "-p", "mode=differential"]);
     let diff_rp = restore_point_of(&diff);
     let diff_name = diff.json()["status"]["outputs"]["backup"]
@@ -100,7 +73,7 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
         .unwrap()
         .to_string();
     assert_eq!(diff.json()["status"]["outputs"]["mode"], "differential");
-    let at_diff = rows(node);
+    let at_diff = node.rows(TABLE);
     assert_eq!(at_diff.len(), 300);
 
     // TRUNCATE, then restore the full in place: the rows equal those at the full backup.
@@ -109,14 +82,14 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
     let restored = c.run(&["restore", "cass", "--from", &full_rp, "-o", "json"]);
     assert!(restored.ok, "{}\n{}", restored.stdout, restored.stderr);
     assert!(node.up(), "the node is not serving after the restore");
-    assert_eq!(rows(node), at_full);
+    assert_eq!(node.rows(TABLE), at_full);
     // The safety backup served its purpose and is gone.
     assert!(!medusa_backups(node).contains("coffer-before-restore-"));
 
     // A restore that fails after medusa stopped the node and swapped its data: the node
     // is put back on its own rows and runs.
-    insert(node, 1000..1050);
-    let current = rows(node);
+    node.insert(TABLE, 1000..1050);
+    let current = node.rows(TABLE);
     assert_eq!(current.len(), 250);
     node.fail_next_start();
     let failed = c.run(&["restore", "cass", "--from", &diff_rp]);
@@ -129,13 +102,13 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
         failed.stderr
     );
     assert!(node.up(), "the node is not serving after the rollback");
-    assert_eq!(rows(node), current);
+    assert_eq!(node.rows(TABLE), current);
     assert!(!medusa_backups(node).contains("coffer-before-restore-"));
 
     // The differential still restores (the failure was the node's start, not the backup).
     let again = c.run(&["restore", "cass", "--from", &diff_rp]);
     assert!(again.ok, "{}", again.stderr);
-    let now = rows(node);
+    let now = node.rows(TABLE);
     assert!(
         now == at_diff,
         "after restoring the differential: {} rows, not {}; medusa's log:\n{}\ncoffer:\n{}",
@@ -156,8 +129,8 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
         "{}",
         String::from_utf8_lossy(&gone.stderr)
     );
-    insert(node, 2000..2010);
-    let before = rows(node);
+    node.insert(TABLE, 2000..2010);
+    let before = node.rows(TABLE);
     let r = c.run(&["restore", "cass", "--from", &diff_rp]);
     assert!(!r.ok);
     assert!(
@@ -165,7 +138,7 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
         "{}",
         r.stderr
     );
-    assert_eq!(rows(node), before);
+    assert_eq!(node.rows(TABLE), before);
     assert!(!c.run(&["verify", &diff_rp]).ok);
     // Deleting its restore point still works: the backup is already gone.
     c.ok(&["delete", &diff_rp]);
@@ -191,7 +164,7 @@ fn medusa_backs_up_restores_in_place_and_rolls_back_a_failed_restore() {
         "a failed backup left a backup behind"
     );
     node.start_again();
-    assert_eq!(rows(node), before);
+    assert_eq!(node.rows(TABLE), before);
 
     // Delete with purge: the backup leaves medusa's storage.
     assert!(

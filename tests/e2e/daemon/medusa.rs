@@ -39,43 +39,27 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: coffer-plugin-m
 subjects: [{kind: ServiceAccount, name: coffer-plugin, namespace: db}]
 "#;
 
-/// Every row of the table, sorted: `id|note` lines.
-fn rows(node: &Cassandra) -> Vec<String> {
-    let out = node.cql(&format!("SELECT id, note FROM {TABLE}"));
-    let mut rows: Vec<String> = out
-        .lines()
-        .filter_map(|l| {
-            let (id, note) = l.split_once('|')?;
-            let id: u32 = id.trim().parse().ok()?;
-            Some(format!("{id}|{}", note.trim()))
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-fn insert(node: &Cassandra, ids: std::ops::Range<u32>) {
-    let mut cql = String::from("BEGIN UNLOGGED BATCH ");
-    for id in ids {
-        cql.push_str(&format!(
-            "INSERT INTO {TABLE} (id, note) VALUES ({id}, 'order {id} {}'); ",
-            "k".repeat(id as usize % 17)
-        ));
-    }
-    cql.push_str("APPLY BATCH;");
-    node.cql(&cql);
-}
-
-/// Names of the objects of `kind` in namespace db.
-async fn names(env: &Env, kind: &str) -> Vec<String> {
-    op::api(&env.client, "db", kind)
+/// Names of the objects of `api`, sorted.
+async fn names_in(api: Api<DynamicObject>) -> Vec<String> {
+    let mut v: Vec<String> = api
         .list(&Default::default())
         .await
         .unwrap()
         .items
         .into_iter()
         .filter_map(|o| o.metadata.name)
-        .collect()
+        .collect();
+    v.sort();
+    v
+}
+
+/// Names of the Medusa objects of `kind` in namespace db.
+async fn names(env: &Env, kind: &str) -> Vec<String> {
+    names_in(op::api(&env.client, "db", kind)).await
+}
+
+async fn names_rp(env: &Env) -> Vec<String> {
+    names_in(coffer_api(&env.client, "RestorePoint", "db")).await
 }
 
 /// Set (or with `null`, remove) an injection annotation on the datacenter.
@@ -112,8 +96,8 @@ async fn k8ssandra_backs_up_and_restores_through_medusas_operator_api_despite_it
         "CREATE KEYSPACE IF NOT EXISTS k8s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}; \
          CREATE TABLE IF NOT EXISTS k8s.orders (id int PRIMARY KEY, note text);",
     );
-    insert(node, 0..150);
-    let at_full = rows(node);
+    node.insert(TABLE, 0..150);
+    let at_full = node.rows(TABLE);
     assert_eq!(at_full.len(), 150);
 
     let grpc = Arc::new(MedusaGrpc::start(node));
@@ -160,8 +144,8 @@ spec: {clusterName: demo, serverType: cassandra, serverVersion: 5.0.9, size: 1}
 
     // A differential while the job's finishTime is the epoch (k8ssandra-operator#1301):
     // coffer waits for the real end.
-    insert(node, 150..230);
-    let at_diff = rows(node);
+    node.insert(TABLE, 150..230);
+    let at_diff = node.rows(TABLE);
     inject(&env, op::EPOCH_FINISH, json!("true")).await;
     let status = env.completed(backup(json!({}))).await;
     inject(&env, op::EPOCH_FINISH, Value::Null).await;
@@ -181,9 +165,9 @@ spec: {clusterName: demo, serverType: cassandra, serverVersion: 5.0.9, size: 1}
 
     // TRUNCATE, then the full comes back: rows equal; no safety backup left behind.
     node.cql(&format!("TRUNCATE {TABLE}"));
-    assert!(rows(node).is_empty());
+    assert!(node.rows(TABLE).is_empty());
     let status = env.completed(restore(&rp_full, json!({}))).await;
-    assert_eq!(rows(node), at_full, "{status:#}");
+    assert_eq!(node.rows(TABLE), at_full, "{status:#}");
     assert!(!status["outputs"]["restoreKey"].as_str().unwrap().is_empty());
     assert!(
         status["outputs"]["datacenterStopped"].is_string(),
@@ -208,7 +192,7 @@ spec: {clusterName: demo, serverType: cassandra, serverVersion: 5.0.9, size: 1}
     )
     .await;
     inject(&env, op::RESTORE_MESSAGE, Value::Null).await;
-    assert_eq!(rows(node), at_full);
+    assert_eq!(node.rows(TABLE), at_full);
     let left = names(&env, "MedusaBackup").await;
     assert!(
         !left.iter().any(|n| n.contains("before-restore")),
@@ -263,8 +247,8 @@ spec: {clusterName: demo, serverType: cassandra, serverVersion: 5.0.9, size: 1}
     // A restore that fails after the operator stopped the datacenter (the node does not
     // start on the restored data): the safety backup is restored, the node serves its
     // rows from before.
-    insert(node, 300..340);
-    let now = rows(node);
+    node.insert(TABLE, 300..340);
+    let now = node.rows(TABLE);
     node.fail_next_start();
     env.expect_failure(
         restore(&rp_diff, json!({})),
@@ -272,11 +256,11 @@ spec: {clusterName: demo, serverType: cassandra, serverVersion: 5.0.9, size: 1}
     )
     .await;
     assert!(node.up(), "the node was left down");
-    assert_eq!(rows(node), now);
+    assert_eq!(node.rows(TABLE), now);
 
     // The differential restores.
     env.completed(restore(&rp_diff, json!({}))).await;
-    assert_eq!(rows(node), at_diff);
+    assert_eq!(node.rows(TABLE), at_diff);
 
     // verify: the MedusaBackup is there and complete; once deleted, verify fails.
     env.completed(
@@ -337,7 +321,7 @@ spec: {cassandra: {serverVersion: 5.0.9, datacenters: [{metadata: {name: dc1}, s
         .delete(&diff, &Default::default())
         .await
         .unwrap();
-    let before = rows(node);
+    let before = node.rows(TABLE);
     env.expect_failure(restore(&rp_diff, json!({})), "was not touched")
         .await;
     env.expect_failure(
@@ -345,19 +329,6 @@ spec: {cassandra: {serverVersion: 5.0.9, datacenters: [{metadata: {name: dc1}, s
         "does not exist",
     )
     .await;
-    assert_eq!(rows(node), before);
+    assert_eq!(node.rows(TABLE), before);
     env.assert_daemon_rbac();
-}
-
-async fn names_rp(env: &Env) -> Vec<String> {
-    let mut v: Vec<String> = coffer_api(&env.client, "RestorePoint", "db")
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name)
-        .collect();
-    v.sort();
-    v
 }
