@@ -178,6 +178,7 @@ impl Coffer {
                 },
                 application,
                 quiesce: p.scope().quiesce.window(),
+                base: p.chain.first().map(|l| l.restore_point.name().to_string()),
             },
         );
         rp.metadata.creation_timestamp = Some(rp.spec.end_time.clone());
@@ -289,6 +290,28 @@ impl Coffer {
         // The manifest was read and authenticated when the action was prepared; check it
         // is still there.
         let rp = p.input.as_ref().expect("restore has a restore point");
+        self.verify_one(p, rp, &p.bound).await?;
+        // An incremental one needs each of its bases whole too.
+        for link in &p.chain {
+            self.verify_one(p, &link.restore_point, &link.bound)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "RestorePoint {} builds on {}: {e}",
+                        rp.name(),
+                        link.restore_point.name()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn verify_one(
+        &self,
+        p: &PreparedAction,
+        rp: &crate::model::RestorePoint,
+        bound: &crate::cap::location::BoundLocation,
+    ) -> Result<(), String> {
         match p.location.exists(&rp.spec.manifest_key).await {
             Ok(true) => {}
             Ok(false) => {
@@ -323,7 +346,7 @@ impl Coffer {
             })?;
             // The plugin's reads get exactly what was verified.
             if let Some(v) = read.into_inner().unwrap() {
-                p.bound
+                bound
                     .verified
                     .lock()
                     .unwrap()

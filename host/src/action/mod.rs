@@ -3,6 +3,7 @@
 //! whose process died.
 
 pub mod at;
+pub mod chain;
 pub mod cleanup;
 mod commit;
 

@@ -50,6 +50,9 @@ pub struct ActionRequest {
     pub labels: BTreeMap<String, String>,
     /// Annotations of the restore point a backup makes (`coffer.dev/tick`).
     pub annotations: BTreeMap<String, String>,
+    /// A backup that builds on the workload's newest restore point (`--incremental`; the
+    /// plugin's backup must say `incremental` in its manifest).
+    pub incremental: bool,
 }
 
 /// An action's subject on a cluster, resolved before `prepare`: the Workload stands for the
@@ -132,6 +135,10 @@ pub struct PreparedAction {
     pub manifest_written: std::sync::atomic::AtomicBool,
     /// A backup's application resources (on Kubernetes), stored when it commits.
     pub application: Option<CapturedApplication>,
+    /// The restore points this action reads besides its own, bound read-only, nearest
+    /// first: an incremental backup's base and that one's bases; an incremental restore
+    /// point's bases.
+    pub chain: Vec<super::chain::ChainLink>,
 }
 
 impl PreparedAction {
@@ -375,6 +382,9 @@ impl Coffer {
                 "restoring another workload's restore point (--allow-other-workload)"
             );
         }
+        let chain = self
+            .chain_for(&req, &input, &manifest, &wname, &profile_name, &location)
+            .await?;
         let limits = EffectiveLimits::resolve(&blueprint.spec.limits, &action)
             .map_err(|e| anyhow!("Blueprint {bname}: {e}"))?;
         // Checked again here, not only at apply: built-in Blueprints, Blueprints read from a
@@ -516,15 +526,30 @@ impl Coffer {
             limits,
             granted,
             secrets,
-            BoundLocations(BTreeMap::from([("default".to_string(), bound.clone())])),
+            BoundLocations(
+                std::iter::once(("default".to_string(), bound.clone()))
+                    .chain(chain.iter().map(|l| (l.location.clone(), l.bound.clone())))
+                    .collect(),
+            ),
             mode,
         );
-        let input_artifacts = input
+        // A restore (or delete) gets its restore point's artifacts; an incremental backup
+        // gets its base's, at the base's location.
+        let (given, at_base) = match (&input, chain.first()) {
+            (Some(rp), _) => (Some(rp), false),
+            (None, Some(base)) => (Some(&base.restore_point), true),
+            (None, None) => (None, false),
+        };
+        let input_artifacts = given
             .iter()
             .flat_map(|rp| rp.spec.artifacts.iter())
             .map(|a| wit_plugin::Artifact {
                 name: a.name.clone(),
-                location: a.location.clone(),
+                location: if at_base {
+                    super::chain::location_name(1)
+                } else {
+                    a.location.clone()
+                },
                 key: a.key.clone(),
                 size: a.size,
                 sha256: a.sha256.clone(),
@@ -547,7 +572,9 @@ impl Coffer {
                     name: wname.clone(),
                 },
             },
-            locations: vec!["default".into()],
+            locations: std::iter::once("default".to_string())
+                .chain(chain.iter().map(|l| l.location.clone()))
+                .collect(),
             input_artifacts,
             checkpoint: None,
         };
@@ -624,6 +651,7 @@ impl Coffer {
                 (ActionKind::Backup, Some(c)) => c.application.clone(),
                 _ => None,
             },
+            chain,
         })
     }
 }

@@ -129,6 +129,11 @@ enum Command {
         /// A param for the plugin, `key=value`; the value is read as JSON when it parses as JSON.
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// Build on the workload's newest RestorePoint in this Profile (local mode; the
+        /// plugin must support it, e.g. kafka): only what changed since is stored, and the
+        /// RestorePoint records its base. Without an earlier one the backup is full.
+        #[arg(long)]
+        incremental: bool,
         /// Print the final ActionSet as JSON (or YAML) on stdout.
         #[arg(short, long, value_enum)]
         output: Option<OutputFormat>,
@@ -401,10 +406,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             workload,
             profile,
             params,
+            incremental,
             output,
             ..
         } => {
-            let req = actions::request(ActionKind::Backup, Some(workload), profile, None, &params)?;
+            let mut req =
+                actions::request(ActionKind::Backup, Some(workload), profile, None, &params)?;
+            req.incremental = incremental;
             actions::run(&coffer, req, output).await
         }
         Command::Restore {
@@ -476,8 +484,14 @@ async fn on_cluster(
             on_cluster,
             profile,
             params,
+            incremental,
             output,
         } => {
+            if incremental {
+                anyhow::bail!(
+                    "--incremental is for local mode for now: on a cluster every backup is full; leave it out"
+                );
+            }
             let r = actions::request(ActionKind::Backup, Some(workload), profile, None, &params)?;
             (r, on_cluster, output)
         }

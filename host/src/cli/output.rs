@@ -275,6 +275,7 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                     "ARTIFACTS",
                     "QUIESCED",
                     "PROFILE",
+                    "BASE",
                 ],
                 all.iter()
                     .map(|r| {
@@ -287,6 +288,7 @@ pub fn get(c: &Coffer, kind: Kind, name: Option<&str>, format: OutputFormat) -> 
                             r.spec.artifacts.len().to_string(),
                             super::consistency::window(r.spec.quiesce.as_ref()),
                             r.spec.profile.clone(),
+                            r.spec.base.clone().unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect(),
@@ -337,6 +339,16 @@ pub fn describe(c: &Coffer, kind: Kind, name: &str) -> Result<ExitCode> {
             describe_grants(&b)?;
         }
         Kind::Policy => super::policy_cmd::describe(c, name)?,
+        Kind::RestorePoint => {
+            get(c, kind, Some(name), OutputFormat::Yaml)?;
+            let built_on = c.dependents(name)?;
+            if !built_on.is_empty() {
+                out!(
+                    "# the base of: {} (delete those first)",
+                    built_on.join(", ")
+                );
+            }
+        }
         Kind::Workload => {
             get(c, kind, Some(name), OutputFormat::Yaml)?;
             describe_workload(c, name)?;

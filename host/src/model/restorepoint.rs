@@ -42,6 +42,11 @@ pub struct RestorePointSpec {
     /// How long the application was quiesced while the backup cut its copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiesce: Option<super::QuiesceWindow>,
+    /// An incremental backup: the restore point it builds on (of the same workload, Profile
+    /// and plugin). Restoring it needs the whole chain; a base is deleted only after every
+    /// restore point built on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// The Kubernetes resources a backup captured besides the data.

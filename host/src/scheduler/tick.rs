@@ -86,15 +86,16 @@ pub fn verdicts(
         .iter()
         .map(|w| (w.clone(), Vec::new()))
         .collect();
-    for rp in coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)? {
+    let all = coffer.catalog.list::<RestorePoint>(Kind::RestorePoint)?;
+    for rp in &all {
         if rp.metadata.labels.get(POLICY_LABEL).map(String::as_str) != Some(policy.name()) {
             continue;
         }
         if let (Some(list), Some(t)) = (
             by_workload.get_mut(&rp.spec.workload),
-            restore_point_time(&rp),
+            restore_point_time(rp),
         ) {
-            list.push((rp, t));
+            list.push((rp.clone(), t));
         }
     }
     Ok(by_workload
@@ -103,7 +104,10 @@ pub fn verdicts(
             rps.sort_by_key(|(_, t)| *t);
             let times: Vec<Timestamp> = rps.iter().map(|(_, t)| *t).collect();
             let verdicts = retention::apply(&times, r.keep, &r.timezone);
-            (w, rps.into_iter().map(|(rp, _)| rp).zip(verdicts).collect())
+            let mut judged: Vec<(RestorePoint, retention::Verdict)> =
+                rps.into_iter().map(|(rp, _)| rp).zip(verdicts).collect();
+            crate::action::chain::keep_bases(&mut judged, &all);
+            (w, judged)
         })
         .collect())
 }
@@ -155,7 +159,9 @@ pub async fn tick(
     }
     // Retention after the backups, per workload, over this Policy's restore points only.
     for (workload, judged) in verdicts(coffer, policy)? {
-        for (rp, v) in judged {
+        // Newest first: a chain of incrementals retention lets go is deleted from its
+        // newest end, so no delete finds its restore point still a base.
+        for (rp, v) in judged.into_iter().rev() {
             if v.keep {
                 continue;
             }

@@ -213,6 +213,9 @@ pub fn check_matches(record: &RestorePoint, manifest: &RestorePoint) -> Result<(
     if record.spec.artifacts != manifest.spec.artifacts {
         return Err(differs("artifacts"));
     }
+    if record.spec.base != manifest.spec.base {
+        return Err(differs("bases"));
+    }
     Ok(())
 }
 
@@ -245,6 +248,7 @@ mod tests {
                 objects: vec![],
                 params: Default::default(),
                 application: None,
+                base: None,
                 quiesce: None,
             },
         )

@@ -2,12 +2,16 @@
 //! groups' committed offsets right after), then each partition's record batches from its
 //! start up to the cut, byte for byte, into segments of about [`SEGMENT_BYTES`] written as
 //! object streams; `kafka.json` last.
+//!
+//! An incremental backup (the host bound a base as `base-1`) copies each partition from
+//! its base's cut instead, and lists the base's segments before its own: the chain holds
+//! every record below the new cut.
 
 use crate::client::{Cluster, check, str, topic};
 use crate::model::{self, Backup, Partition, Segment, Topic};
 use crate::{BackupParams, LOCATION, batch};
 use coffer_plugin_sdk::io::ObjectStream;
-use coffer_plugin_sdk::{self as sdk, ActionOutput, Artifact, Error, location, log};
+use coffer_plugin_sdk::{self as sdk, ActionOutput, ActionRequest, Artifact, Error, location, log};
 use kafka_protocol::messages::{
     BrokerId, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
     describe_configs_request::DescribeConfigsResource,
@@ -25,16 +29,92 @@ const FETCH_BYTES: i32 = 1 << 20;
 const EMPTY_FETCHES: u32 = 60;
 const READ_COMMITTED: i8 = 1;
 
+/// The location an incremental's base is bound as.
+const BASE: &str = "base-1";
+
 struct Target {
     name: String,
+    topic_id: Option<String>,
     /// (partition, leader)
     partitions: Vec<(i32, i32)>,
 }
 
-pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
+/// The base's record, when the host bound one (an incremental backup).
+fn base(req: &ActionRequest) -> Result<Option<Backup>, Error> {
+    if !req
+        .input_artifacts
+        .iter()
+        .any(|a| a.location == BASE && a.key == model::MANIFEST_KEY)
+    {
+        return Ok(None);
+    }
+    let raw = location::open(BASE)?.get_bytes(model::MANIFEST_KEY, 64 << 20)?;
+    let b: Backup = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Io(format!("the base's {}: {e}", model::MANIFEST_KEY)))?;
+    if b.format > model::FORMAT_CHAIN {
+        return Err(sdk::invalid(format!(
+            "the base restore point is in format {}; this plugin reads up to {}: make a full backup (without --incremental)",
+            b.format,
+            model::FORMAT_CHAIN
+        )));
+    }
+    Ok(Some(b))
+}
+
+/// What a partition takes over from the base: its record, if the base's records are the
+/// start of this partition's log.
+fn inherit<'a>(
+    base: Option<&'a Backup>,
+    t: &Target,
+    part: i32,
+    start: i64,
+    cut: i64,
+) -> Option<&'a Partition> {
+    let bt = base?.topics.iter().find(|b| b.name == t.name)?;
+    let what = format!("{}/{part}", t.name);
+    if let (Some(was), Some(now)) = (&bt.topic_id, &t.topic_id)
+        && was != now
+    {
+        log::warn(
+            "the topic was deleted and made again since the base: copied whole",
+            &[("partition", &what)],
+        );
+        return None;
+    }
+    let bp = bt.partitions.iter().find(|b| b.partition == part)?;
+    if bp.cut > cut {
+        log::warn(
+            "the partition ends before the base's cut (it was truncated or made again): copied whole",
+            &[("partition", &what), ("baseCut", &bp.cut.to_string())],
+        );
+        return None;
+    }
+    if bp.cut < start {
+        log::warn(
+            "records between the base's cut and the log start were deleted by the broker before this backup: no backup holds them",
+            &[
+                ("partition", &what),
+                ("missed", &(start - bp.cut).to_string()),
+            ],
+        );
+    }
+    Some(bp)
+}
+
+pub fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+    let base = base(req)?;
     let mut c = Cluster::connect(&p.bootstrap)?;
     let meta = c.metadata(None)?;
     let cluster_id = meta.cluster_id.as_ref().map(|s| s.to_string());
+    if let Some(b) = &base
+        && let (Some(was), Some(now)) = (&b.cluster_id, &cluster_id)
+        && was != now
+    {
+        return Err(Error::Conflict(format!(
+            "the base restore point is a backup of cluster {was}, and {} is cluster {now}: make a full backup (without --incremental)",
+            p.bootstrap
+        )));
+    }
     let pattern = match &p.topic_pattern {
         Some(re) => Some(
             regex_lite::Regex::new(&format!("^(?:{re})$"))
@@ -63,7 +143,12 @@ pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
             .map(|p| (p.partition_index, p.leader_id.0))
             .collect();
         partitions.sort();
-        targets.push(Target { name, partitions });
+        let topic_id = (!t.topic_id.is_nil()).then(|| t.topic_id.to_string());
+        targets.push(Target {
+            name,
+            topic_id,
+            partitions,
+        });
     }
     let missing: Vec<&String> = p.topics.iter().filter(|t| !seen.contains(*t)).collect();
     if !missing.is_empty() {
@@ -101,22 +186,32 @@ pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
     let mut artifacts = Vec::new();
     let mut topics = Vec::new();
-    let total: u64 = targets
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|(part, _)| {
-                let k = (t.name.clone(), *part);
-                (cuts[&k] - starts[&k]).max(0) as u64
-            })
-        })
-        .sum();
-    let mut done = 0u64;
+    // Per partition: where the copy starts, and what the base holds below it.
+    let mut plan: BTreeMap<(String, i32), (i64, Option<&Partition>)> = BTreeMap::new();
     for t in &targets {
-        let mut parts = Vec::new();
-        let mut oldest: Option<i64> = None;
-        for &(part, leader) in &t.partitions {
+        for &(part, _) in &t.partitions {
             let k = (t.name.clone(), part);
             let (start, cut) = (starts[&k], cuts[&k]);
+            let from = inherit(base.as_ref(), t, part, start, cut);
+            let first = from.map_or(start, |b| b.cut.max(start));
+            plan.insert(k, (first, from));
+        }
+    }
+    let total: u64 = plan
+        .iter()
+        .map(|(k, (first, _))| (cuts[k] - first).max(0) as u64)
+        .sum();
+    let (mut done, mut inherited) = (0u64, 0u64);
+    for t in &targets {
+        let mut parts = Vec::new();
+        let mut oldest: Option<i64> = base
+            .iter()
+            .flat_map(|b| &b.topics)
+            .find(|b| b.name == t.name)
+            .and_then(|b| b.oldest_ms);
+        for &(part, leader) in &t.partitions {
+            let k = (t.name.clone(), part);
+            let (first, from) = plan[&k];
             let mut copy = PartitionCopy {
                 store: &store,
                 topic: &t.name,
@@ -124,22 +219,42 @@ pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
                 artifacts: &mut artifacts,
                 oldest: &mut oldest,
             };
-            let got = copy.run(&mut c, leader, start, cut, &mut done, total)?;
+            let mut got = copy.run(&mut c, leader, first, cuts[&k], &mut done, total)?;
+            if let Some(b) = from {
+                let mut segments = b
+                    .segments
+                    .iter()
+                    .map(Segment::one_base_further)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Error::Io)?;
+                segments.append(&mut got.segments);
+                got.segments = segments;
+                got.start = b.start;
+                got.records += b.records;
+                got.bytes += b.bytes;
+                inherited += b.records;
+            }
             parts.push(got);
         }
         topics.push(Topic {
             name: t.name.clone(),
+            topic_id: t.topic_id.clone(),
             configs: configs.get(&t.name).cloned().unwrap_or_default(),
             partitions: parts,
             oldest_ms: oldest,
         });
     }
-    let records: u64 = topics
+    let chained = topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| p.records))
-        .sum();
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| &p.segments)
+        .any(|s| s.location != model::OWN);
     let manifest = Backup {
-        format: model::FORMAT,
+        format: if chained {
+            model::FORMAT_CHAIN
+        } else {
+            model::FORMAT
+        },
         bootstrap: p.bootstrap.clone(),
         cluster_id,
         topics,
@@ -152,7 +267,8 @@ pub fn run(p: BackupParams) -> Result<ActionOutput, Error> {
         artifacts,
         outputs: vec![
             ("topics".into(), manifest.topics.len().to_string()),
-            ("records".into(), records.to_string()),
+            ("records".into(), done.to_string()),
+            ("inheritedRecords".into(), inherited.to_string()),
             ("groups".into(), manifest.groups.len().to_string()),
         ],
     })
@@ -383,6 +499,7 @@ impl PartitionCopy<'_> {
             *open = Some(Open {
                 out: ObjectStream::create(self.store, &key, &sdk::compressed())?,
                 seg: Segment {
+                    location: model::OWN.to_string(),
                     key,
                     first_offset: b.base_offset(),
                     last_offset: b.last_offset(),

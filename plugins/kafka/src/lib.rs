@@ -117,8 +117,8 @@ impl Action for Backup {
         sdk::checked(problems)
     }
 
-    fn run(p: BackupParams, _: &ActionRequest) -> Result<ActionOutput, Error> {
-        backup::run(p)
+    fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> {
+        backup::run(p, req)
     }
 }
 

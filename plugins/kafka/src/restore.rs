@@ -69,11 +69,12 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
     let raw = store.get_bytes(model::MANIFEST_KEY, 64 << 20)?;
     let backup: Backup = serde_json::from_slice(&raw)
         .map_err(|e| Error::Io(format!("{}: {e}", model::MANIFEST_KEY)))?;
-    if backup.format != model::FORMAT {
+    if !(model::FORMAT..=model::FORMAT_CHAIN).contains(&backup.format) {
         return Err(sdk::invalid(format!(
-            "the backup is in format {}; this plugin reads format {}",
+            "the backup is in format {}; this plugin reads formats {} to {}",
             backup.format,
-            model::FORMAT
+            model::FORMAT,
+            model::FORMAT_CHAIN
         )));
     }
     // Each backed-up topic's name on the target.
@@ -211,7 +212,7 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         if !create.is_empty() {
             create_topics(&mut c, &create, &targets, &extended)?;
         }
-        fill(&mut c, &store, &backup, &targets, p.groups)
+        fill(&mut c, store, &backup, &targets, p.groups)
     })();
     let (produced, renumbered, groups) = match filled {
         Ok(f) => f,
@@ -239,7 +240,7 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
 /// batches, groups).
 fn fill(
     c: &mut Cluster,
-    store: &location::Store,
+    store: location::Store,
     backup: &Backup,
     targets: &BTreeMap<String, String>,
     with_groups: bool,
@@ -252,12 +253,14 @@ fn fill(
         .sum();
     let mut done = 0;
     let mut produced = 0u64;
+    // An incremental's segments are in its bases too, each bound as its own location.
+    let mut stores = Stores(BTreeMap::from([(model::OWN.to_string(), store)]));
     // Batches compaction left with gaps, sent renumbered (and uncompressed).
     let mut renumbered = 0;
     for t in &backup.topics {
         let name = &targets[&t.name];
         for part in &t.partitions {
-            let map = produce_partition(c, store, name, part, &mut done, total)?;
+            let map = produce_partition(c, &mut stores, name, part, &mut done, total)?;
             produced += map.placed.iter().map(|p| p.count as u64).sum::<u64>();
             renumbered += map
                 .placed
@@ -439,10 +442,22 @@ fn create_topics(
     Ok(())
 }
 
+/// The locations segments are read from, opened as first needed.
+struct Stores(BTreeMap<String, location::Store>);
+
+impl Stores {
+    fn get(&mut self, name: &str) -> Result<&location::Store, Error> {
+        if !self.0.contains_key(name) {
+            self.0.insert(name.to_string(), location::open(name)?);
+        }
+        Ok(&self.0[name])
+    }
+}
+
 /// Produce one partition's batches in order; their new offsets.
 fn produce_partition(
     c: &mut Cluster,
-    store: &location::Store,
+    stores: &mut Stores,
     name: &str,
     part: &Partition,
     done: &mut u64,
@@ -454,7 +469,7 @@ fn produce_partition(
     for seg in &part.segments {
         // Read batch by batch: a segment is about SEGMENT_BYTES, but one batch may be as
         // large as the topic allowed.
-        let mut r = ObjectReader::open(store, &seg.key)?;
+        let mut r = ObjectReader::open(stores.get(&seg.location)?, &seg.key)?;
         let mut batches = 0u32;
         while batch::read_next(&mut r, &mut buf, &seg.key)? {
             let b = batch::Batch(&buf);

@@ -55,6 +55,11 @@ pub struct ActionSpec {
     /// A JSON schema for the action's params.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params_schema: Option<serde_json::Value>,
+    /// The backup action can build on the previous restore point (`coffer backup
+    /// --incremental`): the host binds that restore point and its own bases, read-only, as
+    /// locations `base-1`, `base-2`, … and passes the base's artifacts (location `base-1`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incremental: bool,
 }
 
 /// Location access levels.

@@ -11,7 +11,7 @@ use serde_json::Value;
 const TOPICS: [&str; 3] = ["orders", "events", "accounts"];
 
 /// A Blueprint of the built-in plugin granted `net` (and the location).
-fn blueprint(name: &str, net: &[String]) -> String {
+pub(crate) fn blueprint(name: &str, net: &[String]) -> String {
     let net: Vec<String> = net.iter().map(|n| format!("\"{n}\"")).collect();
     format!(
         "apiVersion: coffer.dev/v1alpha1\nkind: Blueprint\nmetadata: {{name: {name}}}\nspec:\n  plugin: {{builtin: kafka}}\n  grants: {{net: [{}], location: [read, write, delete]}}\n  limits: {{memory: 256Mi, timeouts: {{backup: 10m, restore: 10m}}}}\n---\n",
@@ -36,7 +36,7 @@ fn app(name: &str, blueprint: &str, src: &Broker, dst: &Broker) -> String {
 }
 
 /// A partition's records without their offsets (which a restore renumbers).
-fn rows(dump: &Value, topic: &str, part: usize) -> Vec<Value> {
+pub(crate) fn rows(dump: &Value, topic: &str, part: usize) -> Vec<Value> {
     dump[topic][part.to_string()]
         .as_array()
         .unwrap()
@@ -50,7 +50,7 @@ fn rows(dump: &Value, topic: &str, part: usize) -> Vec<Value> {
 }
 
 /// The position of the record at `offset` in a partition's dump.
-fn position(dump: &Value, topic: &str, part: usize, offset: i64) -> usize {
+pub(crate) fn position(dump: &Value, topic: &str, part: usize, offset: i64) -> usize {
     dump[topic][part.to_string()]
         .as_array()
         .unwrap()
@@ -59,7 +59,7 @@ fn position(dump: &Value, topic: &str, part: usize, offset: i64) -> usize {
         .unwrap_or_else(|| panic!("no record at {topic}/{part} offset {offset}"))
 }
 
-fn start_two() -> (Broker, Broker) {
+pub(crate) fn start_two() -> (Broker, Broker) {
     let other = std::thread::spawn(Broker::start);
     let one = Broker::start();
     (one, other.join().unwrap())

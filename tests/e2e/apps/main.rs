@@ -10,6 +10,7 @@ use std::path::Path;
 
 mod etcd;
 mod kafka;
+mod kafka_chain;
 mod medusa;
 mod mysql;
 mod pgbackrest;
