@@ -88,6 +88,7 @@ impl Coffer {
         location: &Location,
     ) -> Result<Vec<ChainLink>> {
         let local = req.cluster.is_none();
+        let supported = manifest.action("backup").is_some_and(|a| a.incremental);
         if req.incremental {
             if !local {
                 bail!(
@@ -97,12 +98,16 @@ impl Coffer {
             if req.action != ActionKind::Backup {
                 bail!("only a backup can be incremental; leave out --incremental");
             }
-            if !manifest.action("backup").is_some_and(|a| a.incremental) {
+            if !supported {
                 bail!(
                     "plugin {} makes full backups only (its backup action does not say `incremental` in its manifest); leave out --incremental",
                     manifest.name
                 );
             }
+        }
+        // A Policy's fullEvery asks for incrementals where the plugin makes them.
+        let scheduled = req.full_every.is_some() && local && supported;
+        if req.action == ActionKind::Backup && (req.incremental || scheduled) {
             let Some(base) = self.newest_base(workload, profile, &manifest.name)? else {
                 tracing::warn!(
                     workload,
@@ -112,7 +117,26 @@ impl Coffer {
                 return Ok(Vec::new());
             };
             let of = format!("the incremental backup of {workload}");
-            let chain = self.chain_from(base, location, &of, None).await?;
+            let chain = match self.chain_from(base, location, &of, None).await {
+                Ok(chain) => chain,
+                // A schedule goes on with a full backup; an explicit --incremental fails.
+                Err(e) if !req.incremental => {
+                    tracing::warn!(error = %format!("{e:#}"), "the newest restore point cannot be built on: this backup is full");
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(n) = req.full_every
+                && !req.incremental
+                && chain.len() >= n as usize
+            {
+                tracing::info!(
+                    links = chain.len(),
+                    full_every = n,
+                    "a full backup (the Policy's fullEvery)"
+                );
+                return Ok(Vec::new());
+            }
             tracing::info!(base = %chain[0].name(), links = chain.len(), "incremental backup");
             return Ok(bind(chain, location, location.zstd_level));
         }

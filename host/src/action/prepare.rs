@@ -53,6 +53,9 @@ pub struct ActionRequest {
     /// A backup that builds on the workload's newest restore point (`--incremental`; the
     /// plugin's backup must say `incremental` in its manifest).
     pub incremental: bool,
+    /// A Policy's schedule of fulls: incremental (where the plugin can) unless the newest
+    /// restore point's chain already holds this many backups.
+    pub full_every: Option<u32>,
 }
 
 /// An action's subject on a cluster, resolved before `prepare`: the Workload stands for the

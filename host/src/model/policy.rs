@@ -37,6 +37,11 @@ pub struct PolicySpec {
     /// Backup params for every selected workload.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Local mode: make every Nth backup of a workload full and the others incremental on
+    /// the one before (`fullEvery: 24` with `@hourly`: a full backup a day), for plugins
+    /// whose backup is incremental (e.g. kafka); others always back up in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_every: Option<u32>,
     /// No ticks run while paused (they are not made up later).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,

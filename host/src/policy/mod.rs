@@ -66,6 +66,12 @@ pub fn rules(spec: &PolicySpec) -> Result<PolicyRules, String> {
                     .into(),
             );
         }
+        if spec.full_every == Some(0) {
+            return Err(
+                "spec.fullEvery: 0 backups between fulls is no schedule; give 1 (every backup full) or more"
+                    .into(),
+            );
+        }
         let s = &spec.selector;
         if s.workloads.is_empty()
             && s.kinds.is_empty()

@@ -150,6 +150,7 @@ mod tests {
             PolicySpec {
                 frequency: "@hourly".into(),
                 timezone: None,
+                full_every: None,
                 selector: crate::model::PolicySelector {
                     workloads: vec!["shop".into()],
                     ..Default::default()

@@ -153,6 +153,7 @@ pub async fn tick(
             name: Some(name.clone()),
             labels: labels.clone(),
             annotations: BTreeMap::from([(TICK_ANNOTATION.to_string(), tick.to_string())]),
+            full_every: policy.spec.full_every,
             ..Default::default()
         };
         report.backups.push(run(coffer, workload, &name, req).await);

@@ -1,7 +1,9 @@
 //! kafka incremental backups on real Kafka 4.4 brokers: each one stores only the records
 //! since its base's cut and records its base; restoring the newest brings back every record
 //! of the chain; a topic made again under the same name is copied whole; a damaged base
-//! stops the restore before anything is written; a chain is deleted from its newest end.
+//! stops the restore before anything is written; a chain is deleted from its newest end;
+//! a Policy with `fullEvery` makes chains and its retention deletes them whole, never a base
+//! of what it keeps.
 
 use super::kafka::{blueprint, position, rows, start_two};
 use super::*;
@@ -170,4 +172,52 @@ fn kafka_incremental_backups_chain_and_restore_every_record_of_the_chain() {
     assert_eq!(restore_point_count(&c), 0);
     let left = files_under(&c.location_dir());
     assert!(left.is_empty(), "objects left: {left:?}");
+
+    // A Policy: every 3rd backup full, retention keeps one an hour. Its incrementals keep
+    // their bases; the next full lets the whole chain go, newest first.
+    assert!(
+        c.apply("apiVersion: coffer.dev/v1alpha1\nkind: Policy\nmetadata: {name: stream}\nspec: {frequency: '@hourly', fullEvery: 3, selector: {workloads: [chain]}, retention: {hourly: 1}}\n")
+            .ok
+    );
+    let mut made: Vec<(String, Value)> = Vec::new();
+    for _ in 0..4 {
+        src.tool(&["produce", "inc-a", "30"]);
+        let report = c.ok(&["policy", "run", "stream", "-o", "json"]).json();
+        let rp = report["backups"][0]["restorePoint"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{report}"))
+            .to_string();
+        made.push((rp.clone(), spec(&c, &rp)["base"].clone()));
+        let failed: Vec<&Value> = report["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["result"] != "Completed")
+            .collect();
+        assert!(failed.is_empty(), "{report}");
+    }
+    let bases: Vec<Value> = made.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(
+        bases,
+        vec![
+            Value::Null,
+            Value::from(made[0].0.clone()),
+            Value::from(made[1].0.clone()),
+            Value::Null
+        ],
+        "full, incremental, incremental, full"
+    );
+    let names: Vec<String> = c
+        .ok(&["get", "restorepoints", "-o", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![made[3].0.clone()],
+        "retention after the second full"
+    );
 }

@@ -63,6 +63,11 @@ pub struct Tick<'a> {
 
 impl Tick<'_> {
     pub async fn run(&self) -> Result<TickReport> {
+        if self.policy.spec.full_every.is_some() {
+            anyhow::bail!(
+                "spec.fullEvery: incremental backups are for local mode for now; on a cluster every backup is full, so leave it out"
+            );
+        }
         let all = select::workloads(&self.cx.client, &self.cx.config_ns).await?;
         let chosen = select::selected(self.policy, &all).map_err(anyhow::Error::msg)?;
         let mut report = TickReport {
