@@ -4,8 +4,8 @@
 //! object streams; `kafka.json` last.
 //!
 //! An incremental backup (the host bound a base as `base-1`) copies each partition from
-//! its base's cut instead, and lists the base's segments before its own: the chain holds
-//! every record below the new cut.
+//! its base's cut instead and marks it `chained`: the chain holds every record below the
+//! new cut, and each link's `kafka.json` lists only its own segments.
 
 use crate::client::{Cluster, check, str, topic};
 use crate::model::{self, Backup, Partition, Segment, Topic};
@@ -220,19 +220,13 @@ pub fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> 
                 oldest: &mut oldest,
             };
             let mut got = copy.run(&mut c, leader, first, cuts[&k], &mut done, total)?;
+            got.chain_records = got.records;
             if let Some(b) = from {
-                let mut segments = b
-                    .segments
-                    .iter()
-                    .map(Segment::one_base_further)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(Error::Io)?;
-                segments.append(&mut got.segments);
-                got.segments = segments;
-                got.start = b.start;
-                got.records += b.records;
-                got.bytes += b.bytes;
-                inherited += b.records;
+                got.chained = true;
+                // A base written before chains were counted holds only its own.
+                let below = b.chain_records.max(b.records);
+                got.chain_records += below;
+                inherited += below;
             }
             parts.push(got);
         }
@@ -244,11 +238,7 @@ pub fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> 
             oldest_ms: oldest,
         });
     }
-    let chained = topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .flat_map(|p| &p.segments)
-        .any(|s| s.location != model::OWN);
+    let chained = topics.iter().flat_map(|t| &t.partitions).any(|p| p.chained);
     let manifest = Backup {
         format: if chained {
             model::FORMAT_CHAIN
@@ -387,6 +377,8 @@ impl PartitionCopy<'_> {
             records: 0,
             bytes: 0,
             segments: Vec::new(),
+            chained: false,
+            chain_records: 0,
         };
         let mut next = start;
         let mut open: Option<Open> = None;
@@ -499,7 +491,6 @@ impl PartitionCopy<'_> {
             *open = Some(Open {
                 out: ObjectStream::create(self.store, &key, &sdk::compressed())?,
                 seg: Segment {
-                    location: model::OWN.to_string(),
                     key,
                     first_offset: b.base_offset(),
                     last_offset: b.last_offset(),

@@ -15,6 +15,7 @@
 
 mod backup;
 mod batch;
+mod chain;
 mod client;
 mod groups;
 mod model;

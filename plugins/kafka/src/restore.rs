@@ -3,8 +3,9 @@
 //! partitions and configs, the batches produced in order per partition, and each group's
 //! offsets committed through the old→new offset map.
 
+use crate::chain::{Links, Pieces};
 use crate::client::{Cluster, check, str, topic};
-use crate::model::{self, Backup, Partition, Topic, valid_topic};
+use crate::model::{self, Backup, Topic, valid_topic};
 use crate::{LOCATION, RestoreParams, Retention, batch};
 use coffer_plugin_sdk::io::ObjectReader;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, location, log};
@@ -97,6 +98,18 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
             return Err(sdk::invalid(format!(
                 "params.topicMap: {to:?} is not a Kafka topic name"
             )));
+        }
+    }
+    // Every partition's segments, through the bases of an incremental: a damaged chain
+    // stops the restore before the cluster is touched.
+    let mut links = Links::new(store);
+    let mut pieces: BTreeMap<(String, i32), Pieces> = BTreeMap::new();
+    for t in &backup.topics {
+        for part in &t.partitions {
+            pieces.insert(
+                (t.name.clone(), part.partition),
+                links.pieces(&t.name, part)?,
+            );
         }
     }
     let mut c = Cluster::connect(&p.bootstrap)?;
@@ -212,7 +225,7 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
         if !create.is_empty() {
             create_topics(&mut c, &create, &targets, &extended)?;
         }
-        fill(&mut c, store, &backup, &targets, p.groups)
+        fill(&mut c, &mut links, &pieces, &backup, &targets, p.groups)
     })();
     let (produced, renumbered, groups) = match filled {
         Ok(f) => f,
@@ -240,27 +253,27 @@ pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
 /// batches, groups).
 fn fill(
     c: &mut Cluster,
-    store: location::Store,
+    links: &mut Links,
+    pieces: &BTreeMap<(String, i32), Pieces>,
     backup: &Backup,
     targets: &BTreeMap<String, String>,
     with_groups: bool,
 ) -> Result<(u64, usize, usize), Error> {
     let mut maps: BTreeMap<(String, i32), OffsetMap> = BTreeMap::new();
-    let total: u64 = backup
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| p.records))
-        .sum();
+    let total: u64 = pieces.values().map(|p| p.records).sum();
     let mut done = 0;
     let mut produced = 0u64;
-    // An incremental's segments are in its bases too, each bound as its own location.
-    let mut stores = Stores(BTreeMap::from([(model::OWN.to_string(), store)]));
     // Batches compaction left with gaps, sent renumbered (and uncompressed).
     let mut renumbered = 0;
     for t in &backup.topics {
         let name = &targets[&t.name];
         for part in &t.partitions {
-            let map = produce_partition(c, &mut stores, name, part, &mut done, total)?;
+            let key = (t.name.clone(), part.partition);
+            let at = Target {
+                name,
+                partition: part.partition,
+            };
+            let map = produce_partition(c, links, &pieces[&key], at, (&mut done, total))?;
             produced += map.placed.iter().map(|p| p.count as u64).sum::<u64>();
             renumbered += map
                 .placed
@@ -442,40 +455,34 @@ fn create_topics(
     Ok(())
 }
 
-/// The locations segments are read from, opened as first needed.
-struct Stores(BTreeMap<String, location::Store>);
-
-impl Stores {
-    fn get(&mut self, name: &str) -> Result<&location::Store, Error> {
-        if !self.0.contains_key(name) {
-            self.0.insert(name.to_string(), location::open(name)?);
-        }
-        Ok(&self.0[name])
-    }
+/// A partition on the target cluster.
+struct Target<'a> {
+    name: &'a str,
+    partition: i32,
 }
 
 /// Produce one partition's batches in order; their new offsets.
 fn produce_partition(
     c: &mut Cluster,
-    stores: &mut Stores,
-    name: &str,
-    part: &Partition,
-    done: &mut u64,
-    total: u64,
+    links: &mut Links,
+    pieces: &Pieces,
+    at: Target<'_>,
+    (done, total): (&mut u64, u64),
 ) -> Result<OffsetMap, Error> {
+    let (name, partition) = (at.name, at.partition);
     let mut map = OffsetMap::default();
     let mut leader = None;
     let mut buf = Vec::new();
-    for seg in &part.segments {
+    for (location, seg) in &pieces.segments {
         // Read batch by batch: a segment is about SEGMENT_BYTES, but one batch may be as
         // large as the topic allowed.
-        let mut r = ObjectReader::open(stores.get(&seg.location)?, &seg.key)?;
+        let mut r = ObjectReader::open(links.store(location)?, &seg.key)?;
         let mut batches = 0u32;
         while batch::read_next(&mut r, &mut buf, &seg.key)? {
             let b = batch::Batch(&buf);
             batches += 1;
             let (bytes, old_offsets) = batch::for_producer(b)?;
-            let new_base = produce(c, &mut leader, name, part.partition, bytes)?;
+            let new_base = produce(c, &mut leader, name, partition, bytes)?;
             let count = b.count() as i64;
             map.placed.push(Placed {
                 old_first: b.base_offset(),
@@ -494,7 +501,7 @@ fn produce_partition(
                 seg.key, seg.batches
             )));
         }
-        log::progress(&format!("{name}/{}", part.partition), *done, Some(total));
+        log::progress(&format!("{name}/{partition}"), *done, Some(total));
     }
     Ok(map)
 }
