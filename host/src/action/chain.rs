@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Links a chain may have, counting the full backup at its root.
-pub const MAX_CHAIN: usize = 1000;
+pub const MAX_CHAIN: usize = 10_000;
 
 /// The reason retention gives for a restore point it keeps as a base.
 pub const KEPT_AS_BASE: &str = "base";
@@ -63,6 +63,36 @@ impl Coffer {
             .max_by_key(|rp| (time(rp), rp.name().to_string())))
     }
 
+    /// Whether `workload`'s plugin makes incremental backups (what a stream needs).
+    pub fn makes_incrementals(&self, workload: &str) -> Result<bool> {
+        let w = self.workload(workload)?;
+        let (blueprint, _) = self.blueprint(&w.spec.blueprint)?;
+        let plugin = crate::plugin::PluginBytes::resolve(&blueprint.spec.plugin, blueprint.name())?;
+        Ok(crate::plugin::inspect(&plugin)?
+            .manifest
+            .action("backup")
+            .is_some_and(|a| a.incremental))
+    }
+
+    /// Restore points in `name`'s chain (itself included) and the objects they hold, as
+    /// the catalog records them.
+    pub fn chain_size(&self, name: &str) -> Result<(u32, u64)> {
+        let (mut links, mut objects) = (0, 0);
+        let mut next = Some(name.to_string());
+        while let Some(rp) = next {
+            if links as usize >= MAX_CHAIN {
+                break;
+            }
+            let Some(r) = self.catalog.get::<RestorePoint>(Kind::RestorePoint, &rp)? else {
+                break;
+            };
+            links += 1;
+            objects += r.spec.objects.len() as u64;
+            next = r.spec.base;
+        }
+        Ok((links, objects))
+    }
+
     /// The restore points built on `name`.
     pub fn dependents(&self, name: &str) -> Result<Vec<String>> {
         let mut out: Vec<String> = self
@@ -105,8 +135,9 @@ impl Coffer {
                 );
             }
         }
-        // A Policy's fullEvery asks for incrementals where the plugin makes them.
-        let scheduled = req.full_every.is_some() && local && supported;
+        // A Policy's fullEvery and its stream ask for incrementals where the plugin makes
+        // them.
+        let scheduled = (req.full_every.is_some() || req.stream) && local && supported;
         if req.action == ActionKind::Backup && (req.incremental || scheduled) {
             let Some(base) = self.newest_base(workload, profile, &manifest.name)? else {
                 tracing::warn!(

@@ -24,6 +24,21 @@ const MAX_OUTPUTS: usize = 64;
 const MAX_VALUE: usize = 4 << 10;
 const MAX_ARTIFACTS: usize = 1000;
 
+/// The output a plugin gives, with no artifacts, when its incremental backup found nothing
+/// new since the base.
+pub const UNCHANGED: &str = "unchanged";
+/// The output the host adds then: the restore point that still is the current state.
+pub const UNCHANGED_SINCE: &str = "unchangedSince";
+
+fn unchanged(p: &PreparedAction, output: &ActionOutput) -> bool {
+    !p.chain.is_empty()
+        && output.artifacts.is_empty()
+        && output
+            .outputs
+            .iter()
+            .any(|(k, v)| k == UNCHANGED && v == "true")
+}
+
 impl Coffer {
     pub(super) async fn complete(&self, p: &PreparedAction, output: ActionOutput) -> Result<()> {
         let outputs: BTreeMap<String, String> = output
@@ -45,6 +60,21 @@ impl Coffer {
             p.copy_records(&mut a.status);
         };
         match &p.request.action {
+            ActionKind::Backup if unchanged(p, &output) => {
+                // An incremental with nothing new since its base: the base already is the
+                // state now, so no restore point is made (a stream's quiet links).
+                let base = p.chain[0].restore_point.name().to_string();
+                p.location.remove_prefix(&p.prefix).await?;
+                p.record
+                    .update(&|a: &mut crate::model::ActionSet| {
+                        finish(a);
+                        a.status
+                            .outputs
+                            .insert(UNCHANGED_SINCE.into(), base.clone());
+                    })
+                    .await?;
+                tracing::info!(base = %base, "nothing changed since the base: no restore point");
+            }
             ActionKind::Backup => {
                 let rp = self.commit_backup(p, &output).await?;
                 let mut a = p.record.current().await?;

@@ -16,6 +16,7 @@ mod resources;
 mod scope_record;
 mod verify;
 
+pub use commit::{UNCHANGED, UNCHANGED_SINCE};
 pub(crate) use prepare::merge_params;
 pub use prepare::{ActionRequest, CapturedApplication, ClusterSubject, PreparedAction};
 pub use resources::Source;

@@ -56,6 +56,8 @@ pub struct ActionRequest {
     /// A Policy's schedule of fulls: incremental (where the plugin can) unless the newest
     /// restore point's chain already holds this many backups.
     pub full_every: Option<u32>,
+    /// A stream's link: incremental on the newest restore point whenever there is one.
+    pub stream: bool,
 }
 
 /// An action's subject on a cluster, resolved before `prepare`: the Workload stands for the

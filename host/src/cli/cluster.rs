@@ -61,9 +61,10 @@ pub struct DaemonArgs {
     /// How long the Lease lasts without renewal (renewed every third of it).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
-    /// Serve Prometheus metrics (`/metrics`) and `/healthz` here.
-    #[arg(long, default_value = "0.0.0.0:9464")]
-    pub metrics_addr: SocketAddr,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` here (on a cluster by default
+    /// on 0.0.0.0:9464; the local scheduler serves them only when given).
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Actions run at the same time; more wait, Running, for a slot.
     #[arg(long, default_value_t = 16)]
     pub max_concurrent: usize,
@@ -100,7 +101,9 @@ impl DaemonArgs {
             identity: self.identity,
             lease_name: self.lease_name,
             lease_duration: self.lease_duration,
-            metrics_addr: self.metrics_addr,
+            metrics_addr: self
+                .metrics_addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9464))),
             max_concurrent: self.max_concurrent,
             runner_timeout: self.runner_timeout,
             movers: self.mover_image.map(|image| crate::k8s::run::MoverConfig {

@@ -347,16 +347,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         if local {
             let clock = crate::scheduler::clock::from_env();
             let coffer = std::sync::Arc::new(coffer);
+            let metrics = match args.metrics_addr {
+                Some(addr) => {
+                    let listener = crate::k8s::metrics::bind(addr).await?;
+                    let m = std::sync::Arc::new(crate::k8s::metrics::Metrics::default());
+                    tokio::spawn(crate::k8s::metrics::serve(listener, m.clone()));
+                    eprintln!("metrics: http://{addr}/metrics");
+                    Some(m)
+                }
+                None => None,
+            };
             match args.ui {
                 Some(addr) => {
                     let token = crate::ui::auth::Token::load(args.ui_token_file.as_deref())?;
                     eprintln!("dashboard: http://{addr}/");
                     tokio::try_join!(
-                        crate::scheduler::local::run(coffer.clone(), clock),
+                        crate::scheduler::local::run(coffer.clone(), clock, metrics),
                         crate::ui::serve(coffer, addr, token),
                     )?;
                 }
-                None => crate::scheduler::local::run(coffer, clock).await?,
+                None => crate::scheduler::local::run(coffer, clock, metrics).await?,
             }
         } else if let Some(addr) = args.ui {
             if args.ui_token_file.is_some() {

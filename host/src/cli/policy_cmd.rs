@@ -283,6 +283,34 @@ pub fn describe_status(p: &Policy) {
             .map(|t| format!(" (running: {t})"))
             .unwrap_or_default()
     );
+    if let Some(s) = &p.spec.stream {
+        out!(
+            "Stream:      every {}{}",
+            s.every,
+            p.spec
+                .full_every
+                .map(|n| format!(", a full backup every {n}"))
+                .unwrap_or_default()
+        );
+        for st in &p.status.streams {
+            out!(
+                "  {}: {} ({} links, lag {} records, last link {}; {} made, {} found nothing new){}",
+                st.workload,
+                st.restore_point
+                    .as_deref()
+                    .unwrap_or("no restore point yet"),
+                st.links,
+                st.lag_records.map_or("-".into(), |l| l.to_string()),
+                st.last_link.as_deref().unwrap_or("never"),
+                st.made,
+                st.unchanged,
+                st.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     out!("Runs (newest last):");
     let runs = &p.status.runs;
     for run in &runs[runs.len().saturating_sub(20)..] {

@@ -31,6 +31,8 @@ struct Inner {
     policy_runs: BTreeMap<(String, String), u64>,
     /// (policy, workload) -> state, as last judged.
     compliance: BTreeMap<(String, String), String>,
+    /// Local mode: (policy, workload) -> its stream, as its last link left it.
+    streams: BTreeMap<(String, String), crate::model::StreamStatus>,
 }
 
 #[derive(Default)]
@@ -88,6 +90,15 @@ impl Metrics {
         self.inner.lock().unwrap().compliance = rows;
     }
 
+    /// The stream of `workload` under `policy`, replacing what its last link said.
+    pub fn set_stream(&self, policy: &str, s: &crate::model::StreamStatus) {
+        self.inner
+            .lock()
+            .unwrap()
+            .streams
+            .insert((policy.to_string(), s.workload.clone()), s.clone());
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.inner.lock().unwrap().leader = leader;
     }
@@ -134,6 +145,7 @@ impl Metrics {
                 "coffer_compliance{{policy=\"{p}\",workload=\"{w}\",state=\"{state}\"}} 1"
             );
         }
+        render_streams(&mut o, &m.streams);
         o.push_str("# HELP coffer_action_bytes_total Bytes moved by finished actions.\n# TYPE coffer_action_bytes_total counter\n");
         for (a, n) in &m.bytes {
             let _ = writeln!(o, "coffer_action_bytes_total{{action=\"{a}\"}} {n}");
@@ -145,6 +157,60 @@ impl Metrics {
             u8::from(m.leader)
         );
         o
+    }
+}
+
+/// A stream series: name, type, help, and its value for one stream.
+type StreamSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::model::StreamStatus) -> Option<f64>,
+);
+
+fn render_streams(
+    o: &mut String,
+    streams: &BTreeMap<(String, String), crate::model::StreamStatus>,
+) {
+    let series: [StreamSeries; 5] = [
+        (
+            "coffer_stream_lag_records",
+            "gauge",
+            "Records the source had beyond the last link's cut when it ended.",
+            |s| s.lag_records.map(|l| l as f64),
+        ),
+        (
+            "coffer_stream_links",
+            "gauge",
+            "Restore points in the stream's current chain, the full backup included.",
+            |s| Some(s.links as f64),
+        ),
+        (
+            "coffer_stream_objects",
+            "gauge",
+            "Objects (segments and records) in the stream's current chain.",
+            |s| Some(s.objects as f64),
+        ),
+        (
+            "coffer_stream_links_made_total",
+            "counter",
+            "Links that made a restore point.",
+            |s| Some(s.made as f64),
+        ),
+        (
+            "coffer_stream_links_unchanged_total",
+            "counter",
+            "Links that found nothing new (no restore point).",
+            |s| Some(s.unchanged as f64),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for ((p, w), s) in streams {
+            if let Some(v) = value(s) {
+                let _ = writeln!(o, "{name}{{policy=\"{p}\",workload=\"{w}\"}} {v}");
+            }
+        }
     }
 }
 

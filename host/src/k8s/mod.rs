@@ -12,7 +12,7 @@ mod error;
 pub mod keys;
 pub mod kinds;
 mod lease;
-mod metrics;
+pub mod metrics;
 #[cfg(test)]
 mod mock;
 pub mod movers;

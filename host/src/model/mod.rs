@@ -28,7 +28,7 @@ pub use consistency::{GUARD_SEAL, GuardRecord, GuardRequest, GuardState, Quiesce
 pub use parse::{ParseError, parse_documents};
 pub use policy::{
     Compliance, POLICY_RUNS_KEPT, PolicyResource, PolicyRun, PolicySelector, PolicySpec,
-    PolicyStatus, Retention,
+    PolicyStatus, Retention, StreamSpec, StreamStatus,
 };
 pub use profile::{
     AgeSpec, Credentials, EncryptionSpec, ObjectLockMode, ObjectLockSpec, ProbeResult,

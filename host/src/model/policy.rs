@@ -42,6 +42,11 @@ pub struct PolicySpec {
     /// whose backup is incremental (e.g. kafka); others always back up in full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_every: Option<u32>,
+    /// Local mode: between ticks, `coffer daemon` streams each selected workload whose
+    /// plugin makes incremental backups: an incremental restore point every `every`, built
+    /// on the newest one (none when nothing changed). Retention treats them as the Policy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSpec>,
     /// No ticks run while paused (they are not made up later).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
@@ -49,6 +54,14 @@ pub struct PolicySpec {
     /// run. Default 30m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline: Option<String>,
+}
+
+/// A Policy's stream: how often a link is cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamSpec {
+    /// Time between links, e.g. `30s`, `5m` (at least 1s).
+    pub every: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -116,6 +129,40 @@ pub struct PolicyStatus {
     /// Policy says (what `coffer get compliance` shows).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compliance: Vec<Compliance>,
+    /// Local mode: each streamed workload, as its last link left it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamStatus>,
+}
+
+/// One workload's stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStatus {
+    pub workload: String,
+    /// When the last link ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_link: Option<String>,
+    /// The newest restore point of the stream: what a restore now would take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<String>,
+    /// Restore points in its chain, the full backup included.
+    #[serde(default)]
+    pub links: u32,
+    /// Objects those restore points hold (the plugin's segments and records).
+    #[serde(default)]
+    pub objects: u64,
+    /// Records the source had beyond the last link's cut when it ended (the plugin's
+    /// `lagRecords`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_records: Option<u64>,
+    /// Links made since the daemon started, and those that found nothing new.
+    #[serde(default)]
+    pub made: u64,
+    #[serde(default)]
+    pub unchanged: u64,
+    /// Why the last link failed, or why the workload is not streamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether a workload is protected as a Policy says.

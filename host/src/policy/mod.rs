@@ -34,6 +34,8 @@ pub struct PolicyRules {
     pub timezone: jiff::tz::TimeZone,
     pub starting_deadline: std::time::Duration,
     pub keep: Keep,
+    /// Time between a stream's links, when the Policy streams.
+    pub stream_every: Option<std::time::Duration>,
 }
 
 /// Check every field of `spec`, naming the one that is wrong.
@@ -66,6 +68,20 @@ pub fn rules(spec: &PolicySpec) -> Result<PolicyRules, String> {
                     .into(),
             );
         }
+        let stream_every = match &spec.stream {
+            None => None,
+            Some(s) => {
+                let d = crate::model::parse_duration(&s.every)
+                    .map_err(|e| format!("spec.stream.every: {e}"))?;
+                if d < std::time::Duration::from_secs(1) {
+                    return Err(format!(
+                        "spec.stream.every: {:?} is under 1s; give 1s or more",
+                        s.every
+                    ));
+                }
+                Some(d)
+            }
+        };
         if spec.full_every == Some(0) {
             return Err(
                 "spec.fullEvery: 0 backups between fulls is no schedule; give 1 (every backup full) or more"
@@ -96,6 +112,7 @@ pub fn rules(spec: &PolicySpec) -> Result<PolicyRules, String> {
             timezone,
             starting_deadline,
             keep,
+            stream_every,
         })
     }
 }

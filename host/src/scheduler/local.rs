@@ -5,6 +5,8 @@
 //! slept through are recorded `Missed`, a tick that comes while the Policy's previous one
 //! still runs is recorded `Skipped`. A tick's backups are named after it
 //! ([`super::tick::action_set_name`]), so even a second scheduler could not run one twice.
+//! A Policy with `spec.stream` also gets its stream's links ([`super::stream`]) between
+//! ticks, never beside one of its ticks.
 
 use super::clock::Clock;
 use super::plan;
@@ -13,7 +15,7 @@ use crate::action::Coffer;
 use crate::model::{Kind, Policy, PolicyStatus};
 use anyhow::{Context, Result, bail};
 use jiff::{SignedDuration, Timestamp};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Hold the state dir's scheduler lock for the life of the returned file.
@@ -50,15 +52,27 @@ struct Scheduler {
     running: Mutex<HashSet<String>>,
     /// Status writes one at a time (the loop and finishing ticks both write).
     writes: tokio::sync::Mutex<()>,
+    /// Policies with stream links being made, and when each one's next links fall due.
+    streaming: Mutex<HashSet<String>>,
+    next_link: Mutex<HashMap<String, Timestamp>>,
+    /// Where the streams' gauges go (`--metrics-addr`).
+    metrics: Option<Arc<crate::k8s::metrics::Metrics>>,
 }
 
-pub async fn run(coffer: Arc<Coffer>, clock: Arc<dyn Clock>) -> Result<()> {
+pub async fn run(
+    coffer: Arc<Coffer>,
+    clock: Arc<dyn Clock>,
+    metrics: Option<Arc<crate::k8s::metrics::Metrics>>,
+) -> Result<()> {
     let _lock = lock(&coffer)?;
     tracing::info!(state = %coffer.home.catalog().display(), "coffer daemon: scheduling the Policies of this state dir");
     let s = Arc::new(Scheduler {
         coffer,
         running: Mutex::default(),
         writes: tokio::sync::Mutex::new(()),
+        streaming: Mutex::default(),
+        next_link: Mutex::default(),
+        metrics,
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -71,6 +85,9 @@ pub async fn run(coffer: Arc<Coffer>, clock: Arc<dyn Clock>) -> Result<()> {
                 Err(e) => {
                     tracing::warn!(policy = %p.name(), error = %format!("{e:#}"), "Policy not scheduled")
                 }
+            }
+            if let Some(next) = s.stream_pass(&p, now) {
+                wake = wake.min(next);
             }
         }
         tokio::select! {
@@ -133,6 +150,46 @@ impl Scheduler {
             });
         }
         Ok(plan.next)
+    }
+
+    /// Start `p`'s stream links if they are due at `now`; when to look again.
+    fn stream_pass(self: &Arc<Self>, p: &Policy, now: Timestamp) -> Option<Timestamp> {
+        let every = crate::policy::rules(&p.spec).ok()?.stream_every?;
+        if p.spec.paused {
+            return None;
+        }
+        let name = p.name().to_string();
+        let due = self
+            .next_link
+            .lock()
+            .unwrap()
+            .get(&name)
+            .copied()
+            .unwrap_or(now);
+        let busy = self.streaming.lock().unwrap().contains(&name)
+            || self.running.lock().unwrap().contains(&name);
+        if busy || now < due {
+            return Some(due.max(now + SignedDuration::from_secs(1)));
+        }
+        let next = now + SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX);
+        self.next_link.lock().unwrap().insert(name.clone(), next);
+        self.streaming.lock().unwrap().insert(name.clone());
+        let s = self.clone();
+        let policy = p.clone();
+        tokio::spawn(async move {
+            let statuses =
+                super::stream::links(&s.coffer, &policy, now, &policy.status.streams).await;
+            s.streaming.lock().unwrap().remove(&name);
+            if let Some(m) = &s.metrics {
+                for st in &statuses {
+                    m.set_stream(&name, st);
+                }
+            }
+            if let Err(e) = s.update(&name, |st| st.streams = statuses).await {
+                tracing::warn!(policy = %name, error = %format!("{e:#}"), "recording a stream link");
+            }
+        });
+        Some(next)
     }
 
     /// Change `name`'s status as it is in the catalog now (an apply may have changed the

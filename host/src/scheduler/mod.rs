@@ -7,4 +7,5 @@ pub mod compliance;
 pub mod local;
 pub mod plan;
 pub mod simulate;
+pub mod stream;
 pub mod tick;

@@ -151,6 +151,7 @@ mod tests {
                 frequency: "@hourly".into(),
                 timezone: None,
                 full_every: None,
+                stream: None,
                 selector: crate::model::PolicySelector {
                     workloads: vec!["shop".into()],
                     ..Default::default()

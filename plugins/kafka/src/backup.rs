@@ -238,6 +238,24 @@ pub fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> 
             oldest_ms: oldest,
         });
     }
+    // Records produced while this ran: how far behind the cut is as it is recorded.
+    let ends = list_offsets(&mut c, &targets, -1)?;
+    let lag: i64 = ends.iter().map(|(k, end)| (end - cuts[k]).max(0)).sum();
+    if let Some(b) = &base
+        && same_as_base(b, &topics, &groups)
+    {
+        log::info(
+            "nothing new since the base's cut",
+            &[("lagRecords", &lag.to_string())],
+        );
+        return Ok(ActionOutput {
+            artifacts: Vec::new(),
+            outputs: vec![
+                ("unchanged".into(), "true".into()),
+                ("lagRecords".into(), lag.to_string()),
+            ],
+        });
+    }
     let chained = topics.iter().flat_map(|t| &t.partitions).any(|p| p.chained);
     let manifest = Backup {
         format: if chained {
@@ -260,8 +278,31 @@ pub fn run(p: BackupParams, req: &ActionRequest) -> Result<ActionOutput, Error> 
             ("records".into(), done.to_string()),
             ("inheritedRecords".into(), inherited.to_string()),
             ("groups".into(), manifest.groups.len().to_string()),
+            ("lagRecords".into(), lag.to_string()),
         ],
     })
+}
+
+/// Whether this backup would hold exactly what its base holds: every partition continues
+/// the base's at the same cut with no record of its own, and the topics, their configs and
+/// the groups' offsets are the base's.
+fn same_as_base(base: &Backup, topics: &[Topic], groups: &[model::Group]) -> bool {
+    base.topics.len() == topics.len()
+        && base.groups == groups
+        && topics.iter().all(|t| {
+            base.topics.iter().any(|b| {
+                b.name == t.name
+                    && b.configs == t.configs
+                    && b.partitions.len() == t.partitions.len()
+                    && t.partitions.iter().all(|p| {
+                        p.chained
+                            && p.records == 0
+                            && b.partitions
+                                .iter()
+                                .any(|bp| bp.partition == p.partition && bp.cut == p.cut)
+                    })
+            })
+        })
 }
 
 /// Per partition the offset ListOffsets gives for `timestamp` (-2 earliest, -1 latest),

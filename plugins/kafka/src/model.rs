@@ -11,7 +11,7 @@ pub const FORMAT: u32 = 1;
 /// An incremental one: some partitions continue their base's (`Partition::chained`).
 pub const FORMAT_CHAIN: u32 = 2;
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Backup {
     pub format: u32,
@@ -21,7 +21,7 @@ pub struct Backup {
     pub groups: Vec<Group>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Topic {
     pub name: String,
@@ -36,7 +36,7 @@ pub struct Topic {
     pub oldest_ms: Option<i64>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Partition {
     pub partition: i32,
@@ -60,7 +60,7 @@ pub struct Partition {
     pub chain_records: u64,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Segment {
     pub key: String,
@@ -69,14 +69,14 @@ pub struct Segment {
     pub batches: u32,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
     pub group: String,
     pub offsets: Vec<GroupOffset>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupOffset {
     pub topic: String,

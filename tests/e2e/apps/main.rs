@@ -11,6 +11,7 @@ use std::path::Path;
 mod etcd;
 mod kafka;
 mod kafka_chain;
+mod kafka_stream;
 mod medusa;
 mod mysql;
 mod pgbackrest;

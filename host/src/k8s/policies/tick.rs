@@ -63,9 +63,9 @@ pub struct Tick<'a> {
 
 impl Tick<'_> {
     pub async fn run(&self) -> Result<TickReport> {
-        if self.policy.spec.full_every.is_some() {
+        if self.policy.spec.full_every.is_some() || self.policy.spec.stream.is_some() {
             anyhow::bail!(
-                "spec.fullEvery: incremental backups are for local mode for now; on a cluster every backup is full, so leave it out"
+                "spec.fullEvery and spec.stream: incremental backups are for local mode for now; on a cluster every backup is full, so leave them out"
             );
         }
         let all = select::workloads(&self.cx.client, &self.cx.config_ns).await?;
