@@ -212,29 +212,29 @@ impl Coffer {
                 )
             })?;
         let of = format!("RestorePoint {}", rp.name());
-        let chain = self
-            .chain_from(first, location, &of, Some(rp.name()))
-            .await?;
+        let chain = self.chain_from(first, location, &of, Some(rp)).await?;
         Ok(bind(chain, location, location.zstd_level))
     }
 
     /// `first` and its bases down to the full backup, each checked against its own signed
-    /// manifest, nearest first. `of` says what they are read for; `own` is the name of the
-    /// restore point they are the bases of, if it exists yet.
+    /// manifest, nearest first. `of` says what they are read for; `own` is the restore
+    /// point they are the bases of, if it exists yet: every link must be of its workload,
+    /// Profile and plugin.
     async fn chain_from(
         &self,
         first: RestorePoint,
         loc: &Location,
         of: &str,
-        own: Option<&str>,
+        own: Option<&RestorePoint>,
     ) -> Result<Vec<RestorePoint>> {
+        let like = own.unwrap_or(&first);
         let (workload, profile, plugin) = (
-            first.spec.workload.clone(),
-            first.spec.profile.clone(),
-            first.spec.plugin.name.clone(),
+            like.spec.workload.clone(),
+            like.spec.profile.clone(),
+            like.spec.plugin.name.clone(),
         );
         let mut chain: Vec<RestorePoint> = Vec::new();
-        let mut seen: BTreeSet<String> = own.iter().map(|s| s.to_string()).collect();
+        let mut seen: BTreeSet<String> = own.iter().map(|r| r.name().to_string()).collect();
         let mut next = Some(first);
         while let Some(rp) = next {
             let name = rp.name().to_string();

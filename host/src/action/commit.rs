@@ -76,6 +76,22 @@ impl Coffer {
                 tracing::info!(base = %base, "nothing changed since the base: no restore point");
             }
             ActionKind::Backup => {
+                // A base deleted while this ran (by hand, or by retention) would leave a
+                // restore point nothing can restore.
+                if let Some(base) = p.chain.first()
+                    && self
+                        .catalog
+                        .get::<crate::model::RestorePoint>(
+                            Kind::RestorePoint,
+                            base.restore_point.name(),
+                        )?
+                        .is_none()
+                {
+                    bail!(
+                        "its base {} was deleted while it ran; back up again (a new incremental builds on the newest restore point left)",
+                        base.restore_point.name()
+                    );
+                }
                 let rp = self.commit_backup(p, &output).await?;
                 let mut a = p.record.current().await?;
                 finish(&mut a);
