@@ -10,6 +10,8 @@
 # kcat keeps only the values here (its default format); coffer keeps keys, headers,
 # timestamps and the groups' offsets as well, so the comparison favours kcat.
 # Needs: kcat and zstd (Debian), java 17, scripts/kafka.sh's broker jars.
+# KAFKA_PLUGIN=path/to/kafka.wasm runs that build of the plugin instead of the built-in one
+# (to compare two builds on the same machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=${1:-1024}
@@ -89,12 +91,14 @@ for i in range(n):
 assert p.flush(120) == 0
 PY
 
+PLUGIN="{builtin: kafka}"
+[ -n "${KAFKA_PLUGIN:-}" ] && PLUGIN="{path: $KAFKA_PLUGIN}"
 cat > "$WORK/wl.yaml" <<YAML
 apiVersion: coffer.dev/v1alpha1
 kind: Blueprint
 metadata: {name: kafka-bench}
 spec:
-  plugin: {builtin: kafka}
+  plugin: $PLUGIN
   grants: {net: ["$B"], location: [read, write, delete]}
   limits: {timeouts: {backup: 1h, restore: 1h}}
 ---
@@ -129,7 +133,7 @@ for i in $(seq 1 "$RUNS"); do
     got=$(records "$t")
     [ "$got" = "$RECORDS" ] || { echo "topic $t holds $got records, not $RECORDS" >&2; exit 1; }
   done
-  "$COFFER" delete restorepoint "$RP" >/dev/null 2>&1 || true
+  "$COFFER" delete "$RP" >/dev/null
 done
 
 report() {

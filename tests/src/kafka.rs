@@ -187,6 +187,22 @@ impl Broker {
 
 /// The fixture tool's command line, `tool.py CMD BOOTSTRAP ARGS...` (for a test that runs it
 /// beside something else).
+/// tool.py `args` against `bootstrap` on its own thread (a producer beside a backup); its
+/// JSON output when joined (it must succeed).
+pub fn spawn_tool(bootstrap: &str, args: &[&str]) -> std::thread::JoinHandle<serde_json::Value> {
+    let mut cmd = tool_command(bootstrap, args);
+    let what = format!("tool.py {args:?}");
+    std::thread::spawn(move || {
+        let out = cmd.output().expect("running tool.py");
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}"))
+    })
+}
+
 pub fn tool_command(bootstrap: &str, args: &[&str]) -> Command {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka/tool.py");
     let mut cmd = Command::new(root().join("venv/bin/python"));

@@ -48,16 +48,10 @@ fn base(req: &ActionRequest) -> Result<Option<Backup>, Error> {
     {
         return Ok(None);
     }
-    let raw = location::open(BASE)?.get_bytes(model::MANIFEST_KEY, 64 << 20)?;
-    let b: Backup = serde_json::from_slice(&raw)
-        .map_err(|e| Error::Io(format!("the base's {}: {e}", model::MANIFEST_KEY)))?;
-    if b.format > model::FORMAT_CHAIN {
-        return Err(sdk::invalid(format!(
-            "the base restore point is in format {}; this plugin reads up to {}: make a full backup (without --incremental)",
-            b.format,
-            model::FORMAT_CHAIN
-        )));
-    }
+    let b = model::read(
+        &location::open(BASE)?,
+        "the base restore point's backup (make a full one, without --incremental, if it cannot be read)",
+    )?;
     Ok(Some(b))
 }
 

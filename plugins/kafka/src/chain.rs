@@ -4,7 +4,7 @@
 //! own `kafka.json`; a partition's segments are found by walking down while it is chained.
 
 use crate::model::{self, Backup, Partition, Segment};
-use coffer_plugin_sdk::{self as sdk, Error, location};
+use coffer_plugin_sdk::{Error, location};
 use std::collections::BTreeMap;
 
 /// Links walked at most (the host binds no longer chains).
@@ -49,19 +49,7 @@ impl Links {
     fn base(&mut self, depth: usize) -> Result<&Backup, Error> {
         while self.bases.len() < depth {
             let name = location_name(self.bases.len() + 1);
-            let raw = self
-                .store(&name)?
-                .get_bytes(model::MANIFEST_KEY, 64 << 20)?;
-            let b: Backup = serde_json::from_slice(&raw)
-                .map_err(|e| Error::Io(format!("{name}'s {}: {e}", model::MANIFEST_KEY)))?;
-            if !(model::FORMAT..=model::FORMAT_CHAIN).contains(&b.format) {
-                return Err(sdk::invalid(format!(
-                    "{name}'s backup is in format {}; this plugin reads formats {} to {}",
-                    b.format,
-                    model::FORMAT,
-                    model::FORMAT_CHAIN
-                )));
-            }
+            let b = model::read(self.store(&name)?, &format!("{name}'s backup"))?;
             self.bases.push(b);
         }
         Ok(&self.bases[depth - 1])

@@ -1,5 +1,6 @@
-//! A Kafka connection: framed requests and responses with `kafka-protocol`'s codecs, one
-//! in flight at a time, over a TCP socket the host lets the plugin open (`net` grant).
+//! A Kafka connection: framed requests and responses with `kafka-protocol`'s codecs (one
+//! in flight with `call`; several with `send` and `recv`, answered in order), over a TCP
+//! socket the host lets the plugin open (`net` grant).
 //! [`Cluster`] keeps one connection per broker, since each partition is read from and
 //! written to its leader.
 
@@ -80,6 +81,12 @@ impl Conn {
 
     /// Send `req` as API version `version` and read its response.
     pub fn call<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response, Error> {
+        let id = self.send(req, version)?;
+        self.recv::<R>(version, id)
+    }
+
+    /// Send `req` without waiting for its response; its correlation id.
+    pub fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<i32, Error> {
         self.correlation += 1;
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -98,6 +105,11 @@ impl Conn {
         self.stream
             .write_all(&buf)
             .map_err(|e| io(&self.peer, "sending a request", e))?;
+        Ok(self.correlation)
+    }
+
+    /// Read the response to the request sent as `id` (the broker answers in order).
+    pub fn recv<R: Request>(&mut self, version: i16, id: i32) -> Result<R::Response, Error> {
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
@@ -113,7 +125,7 @@ impl Conn {
         let mut body = bytes::Bytes::from(frame);
         let head = ResponseHeader::decode(&mut body, R::Response::header_version(version))
             .map_err(|e| codec(&self.peer, e))?;
-        if head.correlation_id != self.correlation {
+        if head.correlation_id != id {
             return Err(codec(&self.peer, "a response out of order"));
         }
         let resp = R::Response::decode(&mut body, version).map_err(|e| codec(&self.peer, e))?;

@@ -19,6 +19,7 @@ mod chain;
 mod client;
 mod groups;
 mod model;
+mod produce;
 mod restore;
 
 use coffer_plugin_sdk::JsonSchema;

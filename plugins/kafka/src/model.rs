@@ -87,6 +87,25 @@ pub struct GroupOffset {
     pub metadata: Option<String>,
 }
 
+/// The backup record in `store`, of a format this plugin reads; `whose` names it in errors
+/// (`the backup`, `base-1's backup`).
+pub fn read(
+    store: &coffer_plugin_sdk::location::Store,
+    whose: &str,
+) -> Result<Backup, coffer_plugin_sdk::Error> {
+    use coffer_plugin_sdk::{Error, invalid};
+    let raw = store.get_bytes(MANIFEST_KEY, 64 << 20)?;
+    let b: Backup = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Io(format!("{whose} ({MANIFEST_KEY}): {e}")))?;
+    if !(FORMAT..=FORMAT_CHAIN).contains(&b.format) {
+        return Err(invalid(format!(
+            "{whose} is in format {}; this plugin reads formats {FORMAT} to {FORMAT_CHAIN}",
+            b.format
+        )));
+    }
+    Ok(b)
+}
+
 /// A topic name Kafka accepts (and so safe in an object key): 1 to 249 of
 /// `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn valid_topic(name: &str) -> bool {

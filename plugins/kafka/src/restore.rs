@@ -11,14 +11,11 @@ use coffer_plugin_sdk::io::ObjectReader;
 use coffer_plugin_sdk::{self as sdk, ActionOutput, Error, location, log};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, ListOffsetsRequest,
-    ProduceRequest,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    produce_request::{PartitionProduceData, TopicProduceData},
 };
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// A topic to purge first: its name and (partition, leader, end offset) of each non-empty
 /// partition.
@@ -26,8 +23,6 @@ type ToPurge = (String, Vec<(i32, i32, i64)>);
 
 /// Kafka's default `retention.ms` (7 days), for a topic that does not set its own.
 const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Tries of a produce the new topic's leader is not ready for yet.
-const TRIES: u32 = 50;
 
 /// Where one backed-up batch landed: its old offsets and the new base.
 struct Placed {
@@ -67,17 +62,7 @@ impl OffsetMap {
 
 pub fn run(p: RestoreParams) -> Result<ActionOutput, Error> {
     let store = location::open(LOCATION)?;
-    let raw = store.get_bytes(model::MANIFEST_KEY, 64 << 20)?;
-    let backup: Backup = serde_json::from_slice(&raw)
-        .map_err(|e| Error::Io(format!("{}: {e}", model::MANIFEST_KEY)))?;
-    if !(model::FORMAT..=model::FORMAT_CHAIN).contains(&backup.format) {
-        return Err(sdk::invalid(format!(
-            "the backup is in format {}; this plugin reads formats {} to {}",
-            backup.format,
-            model::FORMAT,
-            model::FORMAT_CHAIN
-        )));
-    }
+    let backup: Backup = model::read(&store, "the backup")?;
     // Each backed-up topic's name on the target.
     let targets: BTreeMap<String, String> = backup
         .topics
@@ -470,8 +455,7 @@ fn produce_partition(
     (done, total): (&mut u64, u64),
 ) -> Result<OffsetMap, Error> {
     let (name, partition) = (at.name, at.partition);
-    let mut map = OffsetMap::default();
-    let mut leader = None;
+    let mut producer = crate::produce::Producer::new(c, name, partition);
     let mut buf = Vec::new();
     for (location, seg) in &pieces.segments {
         // Read batch by batch: a segment is about SEGMENT_BYTES, but one batch may be as
@@ -482,16 +466,16 @@ fn produce_partition(
             let b = batch::Batch(&buf);
             batches += 1;
             let (bytes, old_offsets) = batch::for_producer(b)?;
-            let new_base = produce(c, &mut leader, name, partition, bytes)?;
             let count = b.count() as i64;
-            map.placed.push(Placed {
-                old_first: b.base_offset(),
-                old_last: b.last_offset(),
-                old_offsets,
-                new_base,
-                count,
-            });
-            map.new_end = new_base + count;
+            producer.push(
+                bytes,
+                crate::produce::Batch {
+                    old_first: b.base_offset(),
+                    old_last: b.last_offset(),
+                    old_offsets,
+                    count,
+                },
+            )?;
             *done += count as u64;
         }
         r.finish()?;
@@ -503,79 +487,16 @@ fn produce_partition(
         }
         log::progress(&format!("{name}/{partition}"), *done, Some(total));
     }
-    Ok(map)
-}
-
-/// Send one batch to the partition's leader (found, and found again when it moves).
-fn produce(
-    c: &mut Cluster,
-    leader: &mut Option<i32>,
-    name: &str,
-    partition: i32,
-    bytes: Vec<u8>,
-) -> Result<i64, Error> {
-    let records = bytes::Bytes::from(bytes);
-    let mut last = None;
-    for _ in 0..TRIES {
-        if sdk::runtime::cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let id = match *leader {
-            Some(id) => id,
-            None => {
-                let meta = c.metadata(Some(&[name.to_string()]))?;
-                let found = meta
-                    .topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .find(|p| p.partition_index == partition && p.leader_id.0 >= 0)
-                    .map(|p| p.leader_id.0);
-                match found {
-                    Some(id) => id,
-                    None => {
-                        std::thread::sleep(Duration::from_millis(200));
-                        continue;
-                    }
-                }
-            }
-        };
-        *leader = Some(id);
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(topic(name))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records.clone())),
-                    ]),
-            ]);
-        let resp = c.broker(BrokerId(id))?.call(&req, 9)?;
-        let r = resp
-            .responses
-            .into_iter()
-            .flat_map(|t| t.partition_responses)
-            .find(|p| p.index == partition)
-            .ok_or_else(|| sdk::internal(format!("produce to {name}/{partition}: no answer")))?;
-        // Not the leader (yet): find it again and retry.
-        if matches!(r.error_code, 3 | 5 | 6 | 19) {
-            *leader = None;
-            last = Some(r.error_code);
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        }
-        let what = match &r.error_message {
-            Some(m) => format!("produce to {name}/{partition}: {}", m.as_str()),
-            None => format!("produce to {name}/{partition}"),
-        };
-        check(r.error_code, &what)?;
-        return Ok(r.base_offset);
+    let mut map = OffsetMap::default();
+    for (b, new_base) in producer.finish()? {
+        map.new_end = new_base + b.count;
+        map.placed.push(Placed {
+            old_first: b.old_first,
+            old_last: b.old_last,
+            old_offsets: b.old_offsets,
+            new_base,
+            count: b.count,
+        });
     }
-    check(
-        last.unwrap_or(-1),
-        &format!("produce to {name}/{partition}: no leader after {TRIES} tries"),
-    )?;
-    Err(sdk::internal(format!("produce to {name}/{partition}")))
+    Ok(map)
 }

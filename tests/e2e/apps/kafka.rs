@@ -76,17 +76,7 @@ fn kafka_topics_restore_with_their_records_groups_and_configs() {
     assert!(c.apply(&yaml).ok);
 
     // A producer keeps writing while the backup runs.
-    let boot = src.bootstrap();
-    let live = std::thread::spawn(move || {
-        let out = coffer_tests::kafka::tool_command(&boot, &["produce", "events", "20000"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    let live = coffer_tests::kafka::spawn_tool(&src.bootstrap(), &["produce", "events", "20000"]);
     let b = c.run(&["backup", "stream", "-o", "json"]);
     let rp = restore_point_of(&b);
     live.join().unwrap();

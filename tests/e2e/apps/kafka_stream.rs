@@ -80,18 +80,7 @@ fn kafka_streamed_by_the_daemon_restores_each_cut_exactly() {
         .unwrap();
     coffer_tests::reap_with_this_process(daemon.id(), None);
 
-    let boot = src.bootstrap();
-    let producer = std::thread::spawn(move || {
-        let out = coffer_tests::kafka::tool_command(&boot, &["stream", "live", "120"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    });
+    let producer = coffer_tests::kafka::spawn_tool(&src.bootstrap(), &["stream", "live", "120"]);
     // A cut mid-way, while the stream runs and the producer writes.
     std::thread::sleep(Duration::from_secs(50));
     let before = now_ms();
