@@ -62,6 +62,10 @@ pub struct PolicySpec {
 pub struct StreamSpec {
     /// Time between links, e.g. `30s`, `5m` (at least 1s).
     pub every: String,
+    /// Start the next link at once, not after `every`, when a link ended this many records
+    /// (or more) behind the source: a burst is caught up link after link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_records: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

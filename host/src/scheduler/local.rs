@@ -57,6 +57,8 @@ struct Scheduler {
     next_link: Mutex<HashMap<String, Timestamp>>,
     /// Where the streams' gauges go (`--metrics-addr`).
     metrics: Option<Arc<crate::k8s::metrics::Metrics>>,
+    /// Wakes the loop before its time (a stream behind the source links again at once).
+    nudge: tokio::sync::Notify,
 }
 
 pub async fn run(
@@ -73,6 +75,7 @@ pub async fn run(
         streaming: Mutex::default(),
         next_link: Mutex::default(),
         metrics,
+        nudge: tokio::sync::Notify::new(),
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -92,6 +95,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = clock.wait_until(wake) => {}
+            _ = s.nudge.notified() => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
@@ -155,6 +159,7 @@ impl Scheduler {
     /// Start `p`'s stream links if they are due at `now`; when to look again.
     fn stream_pass(self: &Arc<Self>, p: &Policy, now: Timestamp) -> Option<Timestamp> {
         let every = crate::policy::rules(&p.spec).ok()?.stream_every?;
+        let max_lag = p.spec.stream.as_ref().and_then(|s| s.max_lag_records);
         if p.spec.paused {
             return None;
         }
@@ -179,7 +184,14 @@ impl Scheduler {
         tokio::spawn(async move {
             let statuses =
                 super::stream::links(&s.coffer, &policy, now, &policy.status.streams).await;
+            let due = super::stream::next_due(now, every, max_lag, &statuses);
+            if due < next {
+                s.next_link.lock().unwrap().insert(name.clone(), due);
+            }
             s.streaming.lock().unwrap().remove(&name);
+            if due < next {
+                s.nudge.notify_one();
+            }
             if let Some(m) = &s.metrics {
                 for st in &statuses {
                     m.set_stream(&name, st);

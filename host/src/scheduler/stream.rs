@@ -15,6 +15,25 @@ use std::collections::BTreeMap;
 /// The label a stream's restore points carry (its value: the Policy).
 pub const STREAM_LABEL: &str = "coffer.dev/stream";
 
+/// When the next links fall due: `every` after `started`, or at once when a link ended at
+/// least `max_lag` records behind.
+pub fn next_due(
+    started: Timestamp,
+    every: std::time::Duration,
+    max_lag: Option<u64>,
+    statuses: &[StreamStatus],
+) -> Timestamp {
+    let behind = max_lag.is_some_and(|max| {
+        statuses
+            .iter()
+            .any(|s| s.error.is_none() && s.lag_records.is_some_and(|l| l >= max))
+    });
+    if behind {
+        return started;
+    }
+    started + jiff::SignedDuration::try_from(every).unwrap_or(jiff::SignedDuration::MAX)
+}
+
 /// Make one link of each of `policy`'s streamed workloads; their statuses, by workload, on
 /// top of `before` (the Policy's status as it was).
 pub async fn links(
@@ -118,4 +137,34 @@ async fn link(
         lag = st.lag_records.unwrap_or(0),
         "stream link"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_link_left_far_behind_starts_the_next_at_once() {
+        let t: Timestamp = "2026-12-05T10:00:00Z".parse().unwrap();
+        let every = Duration::from_secs(30);
+        let st = |lag: u64, error: Option<&str>| StreamStatus {
+            workload: "w".into(),
+            lag_records: Some(lag),
+            error: error.map(str::to_string),
+            ..Default::default()
+        };
+        let later: Timestamp = "2026-12-05T10:00:30Z".parse().unwrap();
+        assert_eq!(next_due(t, every, None, &[st(1_000_000, None)]), later);
+        assert_eq!(next_due(t, every, Some(5000), &[st(4999, None)]), later);
+        assert_eq!(
+            next_due(t, every, Some(5000), &[st(4999, None), st(5000, None)]),
+            t
+        );
+        // A failed link waits: retrying at once would hammer a server that is down.
+        assert_eq!(
+            next_due(t, every, Some(5000), &[st(9000, Some("down"))]),
+            later
+        );
+    }
 }
