@@ -19,6 +19,7 @@ pub mod k8s;
 #[cfg(test)]
 mod layering;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod plugin;
 pub mod policy;

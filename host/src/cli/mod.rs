@@ -349,9 +349,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let coffer = std::sync::Arc::new(coffer);
             let metrics = match args.metrics_addr {
                 Some(addr) => {
-                    let listener = crate::k8s::metrics::bind(addr).await?;
-                    let m = std::sync::Arc::new(crate::k8s::metrics::Metrics::default());
-                    tokio::spawn(crate::k8s::metrics::serve(listener, m.clone()));
+                    let listener = crate::metrics::bind(addr).await?;
+                    let m = std::sync::Arc::new(crate::metrics::Metrics::default());
+                    tokio::spawn(crate::metrics::serve(listener, m.clone()));
                     eprintln!("metrics: http://{addr}/metrics");
                     Some(m)
                 }

@@ -14,10 +14,10 @@
 use super::decide::{self, Decision, Facts};
 use super::kinds::{ActionSetResource, StatusPatch, key, patch_status, status};
 use super::lease::LeaseLock;
-use super::metrics::{self, Metrics};
 use super::run::{self, ClusterCtx};
 use super::{ClusterTarget, Error, FINALIZER, resource};
 use crate::action::Coffer;
+use crate::metrics::{self, Metrics};
 use crate::model::Phase;
 use futures::StreamExt;
 use kube::Resource;

@@ -12,7 +12,6 @@ mod error;
 pub mod keys;
 pub mod kinds;
 mod lease;
-pub mod metrics;
 #[cfg(test)]
 mod mock;
 pub mod movers;

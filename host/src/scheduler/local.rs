@@ -56,7 +56,7 @@ struct Scheduler {
     streaming: Mutex<HashSet<String>>,
     next_link: Mutex<HashMap<String, Timestamp>>,
     /// Where the streams' gauges go (`--metrics-addr`).
-    metrics: Option<Arc<crate::k8s::metrics::Metrics>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Wakes the loop before its time (a stream behind the source links again at once).
     nudge: tokio::sync::Notify,
 }
@@ -64,7 +64,7 @@ struct Scheduler {
 pub async fn run(
     coffer: Arc<Coffer>,
     clock: Arc<dyn Clock>,
-    metrics: Option<Arc<crate::k8s::metrics::Metrics>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<()> {
     let _lock = lock(&coffer)?;
     tracing::info!(state = %coffer.home.catalog().display(), "coffer daemon: scheduling the Policies of this state dir");

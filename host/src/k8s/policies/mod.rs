@@ -13,10 +13,10 @@ pub mod select;
 pub mod tick;
 
 use super::kinds::{self, PolicyResource};
-use super::metrics::Metrics;
 use super::resource;
 use super::run::ClusterCtx;
 use crate::action::Coffer;
+use crate::metrics::Metrics;
 use crate::model::{Policy, PolicyRun, PolicyStatus};
 use crate::scheduler::clock::Clock;
 use crate::scheduler::plan;

@@ -1,7 +1,8 @@
-//! Prometheus metrics of the daemon, in the text exposition format on `/metrics`:
+//! Prometheus metrics of `coffer daemon`, in the text exposition format on `/metrics`:
 //! actions by action and result, their duration (histogram) and bytes, actions running,
 //! failed reconciles by kind of error, whether this instance leads, Policy ticks by result,
-//! and each workload's compliance. A handful of series do not need a metrics crate.
+//! and each workload's compliance (on Kubernetes); each Policy stream's lag and size (the
+//! local scheduler, with `--metrics-addr`). A handful of series do not need a metrics crate.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
