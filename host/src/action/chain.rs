@@ -1,8 +1,8 @@
 //! Incremental backups: a restore point may build on another (`spec.base`), which may build
 //! on another, down to a full one: a chain. A plugin whose backup says `incremental` in its
-//! manifest gets the newest restore point of its workload (same Profile, same plugin) and
-//! that one's bases bound read-only as `base-1`, `base-2`, …; restoring an incremental binds
-//! its bases the same way. Nothing may break a chain: a base is deleted only after every
+//! manifest gets the newest restore point of its workload (same Profile, same plugin) bound
+//! read-only as `base-1`; restoring an incremental binds its bases as `base-1`, `base-2`, …,
+//! each checked against its own manifest. Nothing may break a chain: a base is deleted only after every
 //! restore point built on it, and retention keeps the bases of what it keeps.
 
 use super::{ActionRequest, Coffer};
@@ -147,29 +147,36 @@ impl Coffer {
                 );
                 return Ok(Vec::new());
             };
-            let of = format!("the incremental backup of {workload}");
-            let chain = match self.chain_from(base, location, &of, None).await {
-                Ok(chain) => chain,
-                // A schedule goes on with a full backup; an explicit --incremental fails.
-                Err(e) if !req.incremental => {
-                    tracing::warn!(error = %format!("{e:#}"), "the newest restore point cannot be built on: this backup is full");
-                    return Ok(Vec::new());
-                }
-                Err(e) => return Err(e),
-            };
+            // Only the base is bound (and read): the chain below it is checked when it is
+            // restored, so a stream's links do not grow dearer as its chain grows.
+            let (links, _) = self.chain_size(base.name())?;
             if let Some(n) = req.full_every
                 && !req.incremental
-                && chain.len() >= n as usize
+                && links >= n
             {
                 tracing::info!(
-                    links = chain.len(),
+                    links,
                     full_every = n,
                     "a full backup (the Policy's fullEvery)"
                 );
                 return Ok(Vec::new());
             }
-            tracing::info!(base = %chain[0].name(), links = chain.len(), "incremental backup");
-            return Ok(bind(chain, location, location.zstd_level));
+            let name = base.name().to_string();
+            let base = match self.authenticate(base, location, None, "restore").await {
+                Ok(base) => base,
+                // A schedule goes on with a full backup; an explicit --incremental fails.
+                Err(e) if !req.incremental => {
+                    tracing::warn!(base = %name, error = %format!("{e:#}"), "the newest restore point cannot be built on: this backup is full");
+                    return Ok(Vec::new());
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "the incremental backup of {workload} builds on {name}, which cannot be read; back up without --incremental"
+                    )));
+                }
+            };
+            tracing::info!(base = %name, links = links + 1, "incremental backup");
+            return Ok(bind(vec![base], location, location.zstd_level));
         }
         let Some(rp) = input else {
             return Ok(Vec::new());
@@ -212,29 +219,27 @@ impl Coffer {
                 )
             })?;
         let of = format!("RestorePoint {}", rp.name());
-        let chain = self.chain_from(first, location, &of, Some(rp)).await?;
+        let chain = self.chain_from(first, location, &of, rp).await?;
         Ok(bind(chain, location, location.zstd_level))
     }
 
     /// `first` and its bases down to the full backup, each checked against its own signed
     /// manifest, nearest first. `of` says what they are read for; `own` is the restore
-    /// point they are the bases of, if it exists yet: every link must be of its workload,
-    /// Profile and plugin.
+    /// point they are the bases of: every link must be of its workload, Profile and plugin.
     async fn chain_from(
         &self,
         first: RestorePoint,
         loc: &Location,
         of: &str,
-        own: Option<&RestorePoint>,
+        own: &RestorePoint,
     ) -> Result<Vec<RestorePoint>> {
-        let like = own.unwrap_or(&first);
         let (workload, profile, plugin) = (
-            like.spec.workload.clone(),
-            like.spec.profile.clone(),
-            like.spec.plugin.name.clone(),
+            own.spec.workload.clone(),
+            own.spec.profile.clone(),
+            own.spec.plugin.name.clone(),
         );
         let mut chain: Vec<RestorePoint> = Vec::new();
-        let mut seen: BTreeSet<String> = own.iter().map(|r| r.name().to_string()).collect();
+        let mut seen = BTreeSet::from([own.name().to_string()]);
         let mut next = Some(first);
         while let Some(rp) = next {
             let name = rp.name().to_string();
