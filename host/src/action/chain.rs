@@ -349,36 +349,11 @@ pub fn keep_bases(judged: &mut [(RestorePoint, Verdict)], all: &[RestorePoint]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{PluginInfo, RestorePointSpec};
 
     fn rp(name: &str, base: Option<&str>) -> RestorePoint {
-        RestorePoint::new(
-            Kind::RestorePoint,
-            name.to_string(),
-            RestorePointSpec {
-                workload: "w".into(),
-                blueprint: "b".into(),
-                profile: "default".into(),
-                plugin: PluginInfo {
-                    name: "p".into(),
-                    version: "1".into(),
-                    sha256: "00".into(),
-                },
-                prefix: format!("restorepoints/w/{name}"),
-                manifest_key: format!("restorepoints/w/{name}/coffer-manifest.json"),
-                action_set: "a".into(),
-                start_time: "2026-12-01T00:00:00Z".into(),
-                end_time: "2026-12-01T00:00:00Z".into(),
-                size: 1,
-                stored_size: 1,
-                artifacts: vec![],
-                objects: vec![],
-                params: Default::default(),
-                application: None,
-                quiesce: None,
-                base: base.map(str::to_string),
-            },
-        )
+        let mut rp = crate::model::restorepoint::sample("w", name);
+        rp.spec.base = base.map(str::to_string);
+        rp
     }
 
     fn verdict(index: usize, keep: bool) -> Verdict {

@@ -11,7 +11,7 @@ pub mod names;
 mod parse;
 mod policy;
 mod profile;
-mod restorepoint;
+pub(crate) mod restorepoint;
 mod signer;
 mod workload;
 

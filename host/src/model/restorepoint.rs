@@ -103,3 +103,35 @@ pub struct ObjectRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<String>,
 }
+
+/// A restore point of `workload` named `name`, with no objects (for tests).
+#[cfg(test)]
+pub fn sample(workload: &str, name: &str) -> super::RestorePoint {
+    super::RestorePoint::new(
+        super::Kind::RestorePoint,
+        name.to_string(),
+        RestorePointSpec {
+            workload: workload.into(),
+            blueprint: "b".into(),
+            profile: "default".into(),
+            plugin: PluginInfo {
+                name: "p".into(),
+                version: "1".into(),
+                sha256: "00".into(),
+            },
+            prefix: format!("restorepoints/{workload}/{name}"),
+            manifest_key: format!("restorepoints/{workload}/{name}/coffer-manifest.json"),
+            action_set: "a".into(),
+            start_time: "2026-12-01T00:00:00Z".into(),
+            end_time: "2026-12-01T00:00:00Z".into(),
+            size: 1,
+            stored_size: 1,
+            artifacts: vec![],
+            objects: vec![],
+            params: Default::default(),
+            application: None,
+            quiesce: None,
+            base: None,
+        },
+    )
+}

@@ -222,36 +222,9 @@ pub fn check_matches(record: &RestorePoint, manifest: &RestorePoint) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Kind, PluginInfo, RestorePointSpec};
 
     fn rp() -> RestorePoint {
-        RestorePoint::new(
-            Kind::RestorePoint,
-            "shop-1".to_string(),
-            RestorePointSpec {
-                workload: "shop".into(),
-                blueprint: "b".into(),
-                profile: "default".into(),
-                plugin: PluginInfo {
-                    name: "p".into(),
-                    version: "1".into(),
-                    sha256: "00".into(),
-                },
-                prefix: "restorepoints/shop/shop-1".into(),
-                manifest_key: "restorepoints/shop/shop-1/coffer-manifest.json".into(),
-                action_set: "a".into(),
-                start_time: "t".into(),
-                end_time: "t".into(),
-                size: 1,
-                stored_size: 1,
-                artifacts: vec![],
-                objects: vec![],
-                params: Default::default(),
-                application: None,
-                base: None,
-                quiesce: None,
-            },
-        )
+        crate::model::restorepoint::sample("shop", "shop-1")
     }
 
     #[test]

@@ -37,7 +37,7 @@ struct Sent {
     correlation: i32,
     leader: i32,
     records: bytes::Bytes,
-    batch: Option<Batch>,
+    batch: Batch,
 }
 
 pub struct Producer<'a> {
@@ -88,7 +88,7 @@ impl<'a> Producer<'a> {
             correlation,
             leader,
             records,
-            batch: Some(batch),
+            batch,
         });
         Ok(())
     }
@@ -127,9 +127,9 @@ impl<'a> Producer<'a> {
     /// Read the oldest request's answer.
     fn answer(&mut self) -> Result<(), Error> {
         let sent = self.in_flight.pop_front().expect("a request in flight");
-        let (code, message, base) = self.read(&sent)?;
+        let (code, message, base) = self.read(sent.leader, sent.correlation)?;
         if code == 0 {
-            self.place(sent.batch.expect("a batch"), base);
+            self.place(sent.batch, base);
             return Ok(());
         }
         if !retriable(code) {
@@ -143,7 +143,7 @@ impl<'a> Producer<'a> {
         // order); send them all again, in order, to the new leader.
         let mut again = vec![sent];
         while let Some(next) = self.in_flight.pop_front() {
-            let (code, _, _) = self.read(&next)?;
+            let (code, _, _) = self.read(next.leader, next.correlation)?;
             if code == 0 {
                 return Err(Error::Io(format!(
                     "{}: the broker refused one request and took the next, so their records would be out of order; restore again with params.purge: true",
@@ -155,18 +155,19 @@ impl<'a> Producer<'a> {
         self.leader = None;
         for s in again {
             let base = self.produce_now(s.records)?;
-            self.place(s.batch.expect("a batch"), base);
+            self.place(s.batch, base);
         }
         Ok(())
     }
 
-    /// The answer to `sent`: (error code, message, base offset).
-    fn read(&mut self, sent: &Sent) -> Result<(i16, Option<String>, i64), Error> {
+    /// The answer to the request sent to `leader` as `correlation`: (error code, message,
+    /// base offset).
+    fn read(&mut self, leader: i32, correlation: i32) -> Result<(i16, Option<String>, i64), Error> {
         let what = self.what();
         let resp: ProduceResponse = self
             .c
-            .broker(BrokerId(sent.leader))?
-            .recv::<ProduceRequest>(VERSION, sent.correlation)?;
+            .broker(BrokerId(leader))?
+            .recv::<ProduceRequest>(VERSION, correlation)?;
         let r = resp
             .responses
             .into_iter()
@@ -205,13 +206,7 @@ impl<'a> Producer<'a> {
             self.leader = Some(id);
             let req = self.request(records.clone());
             let correlation = self.c.broker(BrokerId(id))?.send(&req, VERSION)?;
-            let sent = Sent {
-                correlation,
-                leader: id,
-                records: bytes::Bytes::new(),
-                batch: None,
-            };
-            let (code, message, base) = self.read(&sent)?;
+            let (code, message, base) = self.read(id, correlation)?;
             if retriable(code) {
                 self.leader = None;
                 last = Some(code);
